@@ -1,0 +1,3 @@
+from quanta.cli.main import main_exit
+
+main_exit()

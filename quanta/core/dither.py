@@ -1,0 +1,66 @@
+"""Dither sources, in units of one quantization step (LSB).
+
+* "rpdf": rectangular, uniform in [-0.5, 0.5) — removes the error's dependence on the signal's
+  mean but not on its power.
+* "tpdf": triangular, the sum of two RPDF values, in (-1, 1) — the error's mean *and* variance no
+  longer depend on the signal (total error variance 1/4 LSB², 4.77 dB above plain rounding).
+* "hp-tpdf": high-pass triangular, ``r[n] - r[n-1]`` of one RPDF stream — the same pdf as TPDF
+  with its power tilted towards high frequencies.
+
+Each channel has its own generator spawned from one seed, so channels are independent and a
+stream drawn in chunks equals the stream drawn at once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from quanta.errors import ConfigError
+
+DitherKind = Literal["none", "rpdf", "tpdf", "hp-tpdf"]
+KINDS: tuple[str, ...] = ("none", "rpdf", "tpdf", "hp-tpdf")
+
+
+class DitherSource:
+    """A seeded, per-channel dither stream whose state carries across calls to :meth:`draw`."""
+
+    def __init__(self, kind: DitherKind = "tpdf", channels: int = 1, *, seed: int = 0,
+                 amplitude: float = 1.0) -> None:
+        if kind not in KINDS:
+            raise ConfigError(f"unknown dither {kind!r} (choose from {', '.join(KINDS)})")
+        if channels < 1:
+            raise ConfigError("dither needs at least one channel")
+        self.kind = kind
+        self.channels = channels
+        self.amplitude = float(amplitude)
+        seqs = np.random.SeedSequence(seed).spawn(channels)
+        self._rngs = [np.random.Generator(np.random.PCG64(s)) for s in seqs]
+        # hp-tpdf needs the previous RPDF value of each channel.
+        self._prev = np.array([r.random() - 0.5 for r in self._rngs]) if kind == "hp-tpdf" else None
+
+    def draw(self, n: int) -> np.ndarray:
+        """The next ``n`` frames of dither, shape ``(n, channels)``, float64, in LSB."""
+        out = np.zeros((n, self.channels))
+        if self.kind == "none" or n == 0:
+            return out
+        for c, rng in enumerate(self._rngs):
+            if self.kind == "rpdf":
+                out[:, c] = rng.random(n) - 0.5
+            elif self.kind == "tpdf":
+                out[:, c] = rng.random((n, 2)).sum(axis=1) - 1.0
+            else:
+                r = rng.random(n) - 0.5
+                out[0, c] = r[0] - self._prev[c]
+                out[1:, c] = r[1:] - r[:-1]
+                self._prev[c] = r[-1]
+        if self.amplitude != 1.0:
+            out *= self.amplitude
+        return out
+
+
+def dither_noise(n: int, kind: DitherKind = "tpdf", *, channels: int = 1, seed: int = 0,
+                 amplitude: float = 1.0) -> np.ndarray:
+    """``n`` frames of dither at once, shape ``(n, channels)``, in LSB."""
+    return DitherSource(kind, channels, seed=seed, amplitude=amplitude).draw(n)

@@ -1,0 +1,255 @@
+"""Uniform grids — the core's answer to *which levels?*
+
+A grid has ``2**bits`` integer codes ``q`` in ``[qmin, qmax]`` and maps them to values
+``scale * (q - zero_point)``. Scale and zero point are chosen per tensor, per channel (one pair
+per index along ``axis``) or per group (``group_size`` consecutive elements along ``axis``).
+
+Every function here works on numpy arrays and on torch tensors with the same code.
+
+>>> g = Grid(bits=4, granularity="group", axis=1, group_size=32)
+>>> qp = choose_qparams(w, g)            # scales shaped (rows, cols // 32)
+>>> codes = quantize(w, qp)              # int8 codes in [-8, 7]
+>>> w_hat = dequantize(codes, qp)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from quanta.core._backend import ops
+from quanta.errors import ConfigError
+
+Granularity = Literal["tensor", "channel", "group"]
+ScaleMethod = Literal["minmax", "mse", "given"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A uniform grid of ``2**bits`` levels.
+
+    bits: 1..16. signed: codes in ``[-2**(bits-1), 2**(bits-1)-1]``, else ``[0, 2**bits-1]``.
+    symmetric: the zero point is fixed (0 for signed codes, ``2**(bits-1)`` for unsigned) and the
+    scale follows the largest magnitude; asymmetric grids fit ``[min, max]`` with a zero point.
+    granularity: "tensor", "channel" (one scale per index along ``axis``) or "group"
+    (``group_size`` consecutive elements along ``axis`` share one scale).
+    """
+
+    bits: int = 8
+    signed: bool = True
+    symmetric: bool = True
+    granularity: Granularity = "tensor"
+    axis: int = 0
+    group_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 16:
+            raise ConfigError(f"bits must be an integer in 1..16, got {self.bits!r}")
+        if self.symmetric and self.bits < 2:
+            raise ConfigError("a symmetric grid needs at least 2 bits; use symmetric=False")
+        if self.granularity not in ("tensor", "channel", "group"):
+            raise ConfigError(f"unknown granularity {self.granularity!r}")
+        if self.granularity == "group" and (self.group_size is None or self.group_size < 1):
+            raise ConfigError("granularity 'group' needs a positive group_size")
+
+    @property
+    def qmin(self) -> int:
+        """Smallest code."""
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def qmax(self) -> int:
+        """Largest code."""
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def levels(self) -> int:
+        """Number of codes, ``2**bits``."""
+        return 1 << self.bits
+
+
+@dataclass(frozen=True)
+class QParams:
+    """A grid with its chosen scale and zero point.
+
+    ``scale`` and ``zero_point`` have one entry per block: shape ``()`` per tensor, ``(C,)`` per
+    channel, and for groups the input's shape with ``axis`` moved last and divided by
+    ``group_size`` (a Linear weight ``(out, in)`` grouped along axis 1 gets ``(out, in // G)``).
+    ``shape`` is the shape of the array they were chosen for.
+    """
+
+    grid: Grid
+    scale: Any
+    zero_point: Any
+    shape: tuple[int, ...] = field(default=())
+
+
+# --------------------------------------------------------------------------- block views
+
+
+def _norm_axis(grid: Grid, ndim: int) -> int:
+    if ndim == 0:
+        raise ConfigError("cannot choose a per-channel or per-group grid for a 0-d array")
+    if not -ndim <= grid.axis < ndim:
+        raise ConfigError(f"axis {grid.axis} is out of range for a {ndim}-d array")
+    return grid.axis % ndim
+
+
+def to_blocks(x: Any, grid: Grid) -> Any:
+    """View ``x`` as a 2-D array with one row per block (per tensor/channel/group)."""
+    xp = ops(x)
+    if grid.granularity == "tensor":
+        return x.reshape(1, -1)
+    ax = _norm_axis(grid, x.ndim)
+    if grid.granularity == "channel":
+        return xp.moveaxis(x, ax, 0).reshape(x.shape[ax], -1)
+    g = grid.group_size
+    if x.shape[ax] % g:
+        raise ConfigError(
+            f"group size {g} does not divide axis {ax} of length {x.shape[ax]} (shape {tuple(x.shape)})")
+    return xp.moveaxis(x, ax, -1).reshape(-1, g)
+
+
+def from_blocks(b: Any, grid: Grid, shape: tuple[int, ...]) -> Any:
+    """Inverse of :func:`to_blocks`: restore the original ``shape``."""
+    xp = ops(b)
+    if grid.granularity == "tensor":
+        return b.reshape(shape)
+    ax = _norm_axis(grid, len(shape))
+    if grid.granularity == "channel":
+        moved = (shape[ax], *tuple(s for i, s in enumerate(shape) if i != ax))
+        return xp.moveaxis(b.reshape(moved), 0, ax)
+    moved = (*tuple(s for i, s in enumerate(shape) if i != ax), shape[ax])
+    return xp.moveaxis(b.reshape(moved), -1, ax)
+
+
+def param_shape(grid: Grid, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of the scale/zero-point arrays for an input of ``shape``."""
+    if grid.granularity == "tensor":
+        return ()
+    ax = _norm_axis(grid, len(shape))
+    if grid.granularity == "channel":
+        return (shape[ax],)
+    rest = tuple(s for i, s in enumerate(shape) if i != ax)
+    return (*rest, shape[ax] // grid.group_size)
+
+
+def _as_column(p: Any, like: Any) -> Any:
+    return ops(like).asarray(p, like=like).reshape(-1, 1)
+
+
+# --------------------------------------------------------------------------- choosing scales
+
+
+def _fit(lo: Any, hi: Any, grid: Grid) -> tuple[Any, Any]:
+    """Scale and zero point (columns) so that the grid covers ``[lo, hi]`` per row."""
+    xp = ops(lo)
+    if grid.symmetric:
+        amax = xp.where(xp.abs(lo) > xp.abs(hi), xp.abs(lo), xp.abs(hi))
+        scale = amax / ((1 << (grid.bits - 1)) - 1)
+        scale = xp.where(scale > 0, scale, 1.0)
+        return scale, scale * 0 + (0.0 if grid.signed else float(1 << (grid.bits - 1)))
+    span = hi - lo
+    mag = xp.abs(lo)
+    # A constant block gets scale |c| (or 1 for zeros): c then sits exactly on a level.
+    fallback = xp.where(mag > 0, mag, 1.0)
+    scale = xp.where(span > 0, span / (grid.qmax - grid.qmin), fallback)
+    zero = grid.qmin - xp.round(lo / scale)
+    return scale, zero
+
+
+def _fake_blocks(b: Any, scale: Any, zero: Any, grid: Grid) -> Any:
+    xp = ops(b)
+    q = xp.clip(xp.round(b / scale + zero), grid.qmin, grid.qmax)
+    return (q - zero) * scale
+
+
+def choose_qparams(
+    x: Any,
+    grid: Grid,
+    *,
+    method: ScaleMethod = "minmax",
+    scale: Any = None,
+    zero_point: Any = None,
+    weights: Any = None,
+    clip_ratios: Any = None,
+    power: float = 2.0,
+) -> QParams:
+    """Choose scale and zero point for ``x`` on ``grid``.
+
+    method:
+      * "minmax": the grid spans each block's ``[min, max]`` (symmetric: ``max |x|``).
+      * "mse": search clipping ratios (default 1.0 down to 0.5 in 51 steps) and keep, per block,
+        the one whose fake-quantized error ``sum(weights * |err|**power)`` is smallest.
+      * "given": use ``scale`` and ``zero_point`` as passed (broadcast to the parameter shape).
+    """
+    xp = ops(x)
+    xf = xp.to_float(x)
+    shape = tuple(x.shape)
+    pshape = param_shape(grid, shape)
+    if method == "given":
+        if scale is None:
+            raise ConfigError("method 'given' needs a scale")
+        if zero_point is None:
+            zero_point = 0.0 if (grid.symmetric and grid.signed) else float(1 << (grid.bits - 1))
+        return QParams(grid, xp.broadcast(scale, pshape, xf), xp.broadcast(zero_point, pshape, xf),
+                       shape)
+    if method not in ("minmax", "mse"):
+        raise ConfigError(f"unknown scale method {method!r} (minmax, mse or given)")
+    if xp.numel(xf) == 0:
+        raise ConfigError("cannot choose a grid for an empty array")
+    b = to_blocks(xf, grid)
+    lo, hi = xp.amin(b, 1), xp.amax(b, 1)
+    best_s, best_z = _fit(lo, hi, grid)
+    if method == "mse":
+        w = None if weights is None else to_blocks(xp.broadcast(weights, shape, xf), grid)
+        ratios = np.linspace(1.0, 0.5, 51) if clip_ratios is None else np.asarray(clip_ratios)
+        best_err = None
+        for r in ratios:
+            s, z = _fit(lo * float(r), hi * float(r), grid)
+            err = xp.abs(_fake_blocks(b, s, z, grid) - b) ** power
+            if w is not None:
+                err = err * w
+            err = xp.sum(err, 1)
+            if best_err is None:
+                best_err = err
+                continue
+            better = err < best_err
+            best_err = xp.where(better, err, best_err)
+            best_s = xp.where(better, s, best_s)
+            best_z = xp.where(better, z, best_z)
+    return QParams(grid, best_s.reshape(pshape), best_z.reshape(pshape), shape)
+
+
+# --------------------------------------------------------------------------- quantize
+
+
+def quantize(x: Any, qp: QParams) -> Any:
+    """Integer codes of ``x`` on the grid, in the smallest fitting integer dtype."""
+    xp = ops(x)
+    grid = qp.grid
+    b = to_blocks(xp.to_float(x), grid)
+    s, z = _as_column(qp.scale, b), _as_column(qp.zero_point, b)
+    q = xp.clip(xp.round(b / s + z), grid.qmin, grid.qmax)
+    return from_blocks(xp.astype(q, xp.code_dtype(grid.bits, grid.signed)), grid, tuple(x.shape))
+
+
+def dequantize(codes: Any, qp: QParams, dtype: Any = None) -> Any:
+    """Values ``scale * (codes - zero_point)``; float32 unless ``dtype`` says otherwise."""
+    xp = ops(codes)
+    grid = qp.grid
+    if dtype is None:
+        dtype = np.float32 if xp.name == "numpy" else xp.torch.float32
+    b = xp.astype(to_blocks(codes, grid), dtype)
+    s, z = _as_column(qp.scale, b), _as_column(qp.zero_point, b)
+    return from_blocks((b - z) * s, grid, tuple(codes.shape))
+
+
+def fake_quantize(x: Any, qp: QParams) -> Any:
+    """``dequantize(quantize(x))`` in one pass, in ``x``'s float dtype, without integer codes."""
+    xp = ops(x)
+    b = to_blocks(xp.to_float(x), qp.grid)
+    s, z = _as_column(qp.scale, b), _as_column(qp.zero_point, b)
+    return from_blocks(_fake_blocks(b, s, z, qp.grid), qp.grid, tuple(x.shape))

@@ -1,0 +1,164 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from quanta.core import Grid, choose_qparams, dequantize, fake_quantize, quantize
+from quanta.core.grid import param_shape
+from quanta.errors import ConfigError
+
+finite = st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False, width=32)
+
+
+@st.composite
+def cases(draw):
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=8))
+    x = draw(hnp.arrays(np.float32, shape, elements=finite))
+    symmetric = draw(st.booleans())
+    bits = draw(st.integers(2 if symmetric else 1, 16))
+    signed = draw(st.booleans())
+    gran = draw(st.sampled_from(["tensor", "channel", "group"]))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    group = None
+    if gran == "group":
+        n = shape[axis]
+        group = draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
+    return x, Grid(bits, signed, symmetric, gran, axis, group)
+
+
+def _bound_holds(x, qp):
+    xh = dequantize(quantize(x, qp), qp, dtype=np.float64)
+    scale = np.asarray(qp.scale, dtype=np.float64)
+    # Broadcast the per-block scale back onto the elements through the same block view.
+    from quanta.core.grid import from_blocks, to_blocks
+
+    blocks = to_blocks(np.zeros_like(x, dtype=np.float64), qp.grid) + scale.reshape(-1, 1)
+    s = from_blocks(blocks, qp.grid, x.shape)
+    err = np.abs(xh - x.astype(np.float64))
+    # tolerance for float32 arithmetic in x / scale
+    return np.all(err <= s / 2 * (1 + 1e-5) + 1e-6 * np.abs(x) + 1e-30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_error_bounded_by_half_step_and_codes_in_range(case):
+    x, grid = case
+    qp = choose_qparams(x, grid)
+    assert np.shape(qp.scale) == param_shape(grid, x.shape)
+    codes = quantize(x, qp)
+    assert codes.shape == x.shape
+    assert codes.min() >= grid.qmin and codes.max() <= grid.qmax
+    assert np.dtype(codes.dtype).itemsize == (1 if grid.bits <= 8 else 2)
+    assert _bound_holds(x, qp)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cases())
+def test_quantize_dequantize_is_idempotent(case):
+    x, grid = case
+    qp = choose_qparams(x, grid)
+    codes = quantize(x, qp)
+    again = quantize(dequantize(codes, qp, dtype=np.float64), qp)
+    np.testing.assert_array_equal(again, codes)
+
+
+@settings(max_examples=100, deadline=None)
+@given(cases())
+def test_fake_quantize_equals_dequantize_of_quantize(case):
+    x, grid = case
+    qp = choose_qparams(x, grid)
+    np.testing.assert_allclose(fake_quantize(x, qp), dequantize(quantize(x, qp), qp),
+                               rtol=1e-6, atol=1e-6 * float(np.max(qp.scale)))
+
+
+def test_mse_search_never_worse_than_minmax_and_helps_heavy_tails():
+    rng = np.random.default_rng(1)
+    w = rng.standard_t(3, size=(64, 256)).astype(np.float32)
+    g = Grid(4, granularity="group", axis=1, group_size=64)
+    e_mm = (fake_quantize(w, choose_qparams(w, g)) - w) ** 2
+    e_mse = (fake_quantize(w, choose_qparams(w, g, method="mse")) - w) ** 2
+    per_block_mm = e_mm.reshape(64, 4, 64).sum(-1)
+    per_block_mse = e_mse.reshape(64, 4, 64).sum(-1)
+    assert np.all(per_block_mse <= per_block_mm * (1 + 1e-5))
+    assert e_mse.mean() < 0.9 * e_mm.mean()
+
+
+def test_weighted_mse_search_favours_weighted_elements():
+    rng = np.random.default_rng(2)
+    x = rng.standard_t(3, size=(1, 512)).astype(np.float32)
+    weights = np.ones_like(x)
+    big = np.argmax(np.abs(x))
+    weights[0, big] = 1e6  # the outlier must be kept: no clipping allowed
+    qp = choose_qparams(x, Grid(4), method="mse", weights=weights)
+    err = abs(fake_quantize(x, qp)[0, big] - x[0, big])
+    assert err <= float(qp.scale) / 2 + 1e-6
+
+
+def test_per_channel_and_group_shapes():
+    w = np.arange(24, dtype=np.float32).reshape(4, 6)
+    assert np.shape(choose_qparams(w, Grid(8, granularity="channel", axis=0)).scale) == (4,)
+    assert np.shape(choose_qparams(w, Grid(8, granularity="channel", axis=1)).scale) == (6,)
+    assert np.shape(choose_qparams(w, Grid(8, granularity="group", axis=1, group_size=3)).scale) \
+        == (4, 2)
+    assert np.shape(choose_qparams(w, Grid(8, granularity="group", axis=0, group_size=2)).scale) \
+        == (6, 2)
+
+
+def test_channel_scales_are_independent():
+    w = np.stack([np.linspace(-1, 1, 16), np.linspace(-100, 100, 16)]).astype(np.float32)
+    qp = choose_qparams(w, Grid(8, granularity="channel", axis=0))
+    np.testing.assert_allclose(qp.scale, [1 / 127, 100 / 127], rtol=1e-6)
+
+
+def test_given_scale_and_zero_point():
+    x = np.array([-1.0, -0.26, 0.0, 0.24, 1.0])
+    qp = choose_qparams(x, Grid(3, signed=True, symmetric=True), method="given", scale=0.25)
+    np.testing.assert_array_equal(quantize(x, qp), [-4, -1, 0, 1, 3])
+
+
+def test_constant_blocks_are_exact():
+    for grid in (Grid(4), Grid(4, symmetric=False), Grid(1, symmetric=False, signed=False)):
+        for c in (0.0, 3.5, -2.0):
+            x = np.full((3, 4), c, dtype=np.float32)
+            qp = choose_qparams(x, grid)
+            np.testing.assert_array_equal(dequantize(quantize(x, qp), qp), x)
+
+
+def test_torch_matches_numpy():
+    import torch
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(32, 128)).astype(np.float32)
+    for grid in (Grid(4, granularity="group", axis=1, group_size=32),
+                 Grid(8, granularity="channel", axis=0),
+                 Grid(3, symmetric=False, signed=False, granularity="group", axis=1, group_size=64)):
+        for method in ("minmax", "mse"):
+            qn = choose_qparams(w, grid, method=method)
+            qt = choose_qparams(torch.from_numpy(w), grid, method=method)
+            np.testing.assert_allclose(qt.scale.numpy(), qn.scale, rtol=1e-6)
+            cn = quantize(w, qn)
+            ct = quantize(torch.from_numpy(w), qt)
+            assert (ct.numpy() == cn).mean() > 0.999  # ties may round differently at 1 ulp
+            np.testing.assert_allclose(dequantize(ct, qt).numpy(), dequantize(cn, qn), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"bits": 0}, {"bits": 17}, {"bits": 1, "symmetric": True}, {"granularity": "row"},
+    {"granularity": "group", "group_size": None},
+])
+def test_bad_grids_raise(kwargs):
+    with pytest.raises(ConfigError):
+        Grid(**kwargs)
+
+
+def test_group_size_must_divide():
+    with pytest.raises(ConfigError, match="does not divide"):
+        choose_qparams(np.zeros((4, 10)), Grid(4, granularity="group", axis=1, group_size=3))
+
+
+def test_empty_and_unknown_method_raise():
+    with pytest.raises(ConfigError):
+        choose_qparams(np.zeros(0), Grid(8))
+    with pytest.raises(ConfigError):
+        choose_qparams(np.zeros(3), Grid(8), method="magic")
