@@ -34,7 +34,7 @@ def check_output(out: Path, *, force: bool, inputs: tuple[Path, ...] = ()) -> No
 @contextmanager
 def atomic_path(out: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``out``; rename it onto ``out`` only if the block succeeds."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix + ".tmp", dir=out.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}", dir=out.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -59,6 +59,20 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.2f}"
     return str(v)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, *, enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields ``advance(n)``. Disabled: a no-op callable."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeRemainingColumn(), console=err_console, transient=True) as prog:
+        task = prog.add_task(description, total=total)
+        yield lambda n: prog.advance(task, n)
 
 
 def print_json(obj: Any) -> None:

@@ -40,23 +40,34 @@ class DitherSource:
         # hp-tpdf needs the previous RPDF value of each channel.
         self._prev = np.array([r.random() - 0.5 for r in self._rngs]) if kind == "hp-tpdf" else None
 
+    def draw_channel(self, channel: int, n: int) -> np.ndarray:
+        """The next ``n`` values of one channel's stream, float64, in LSB.
+
+        Channels are independent streams: drawing them separately (in parallel threads, say)
+        gives the same values as :meth:`draw`.
+        """
+        if self.kind == "none" or n == 0:
+            return np.zeros(n)
+        rng = self._rngs[channel]
+        if self.kind == "rpdf":
+            out = rng.random(n) - 0.5
+        elif self.kind == "tpdf":
+            out = rng.random((n, 2)).sum(axis=1) - 1.0
+        else:
+            r = rng.random(n) - 0.5
+            out = np.empty(n)
+            out[0] = r[0] - self._prev[channel]
+            out[1:] = r[1:] - r[:-1]
+            self._prev[channel] = r[-1]
+        if self.amplitude != 1.0:
+            out *= self.amplitude
+        return out
+
     def draw(self, n: int) -> np.ndarray:
         """The next ``n`` frames of dither, shape ``(n, channels)``, float64, in LSB."""
         out = np.zeros((n, self.channels))
-        if self.kind == "none" or n == 0:
-            return out
-        for c, rng in enumerate(self._rngs):
-            if self.kind == "rpdf":
-                out[:, c] = rng.random(n) - 0.5
-            elif self.kind == "tpdf":
-                out[:, c] = rng.random((n, 2)).sum(axis=1) - 1.0
-            else:
-                r = rng.random(n) - 0.5
-                out[0, c] = r[0] - self._prev[c]
-                out[1:, c] = r[1:] - r[:-1]
-                self._prev[c] = r[-1]
-        if self.amplitude != 1.0:
-            out *= self.amplitude
+        for c in range(self.channels):
+            out[:, c] = self.draw_channel(c, n)
         return out
 
 

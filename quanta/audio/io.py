@@ -1,0 +1,173 @@
+"""Reading and writing audio files through soundfile (libsndfile) — a thin, honest wrapper.
+
+Samples are float64 in [-1, 1): full scale 1.0 ↔ ``2**(N-1)`` codes of an N-bit file. Integer
+files are written from integer codes computed by quanta (libsndfile would floor floats), left-
+justified in 32 bits so that libsndfile's own conversion to the container is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from quanta.errors import ConfigError, InputError
+
+#: Container precision in bits of each integer subtype libsndfile knows.
+SUBTYPE_BITS = {"PCM_U8": 8, "PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
+FLOAT_SUBTYPES = {"FLOAT": 32, "DOUBLE": 64}
+METADATA = ("title", "copyright", "software", "artist", "comment", "date", "album", "license",
+            "tracknumber", "genre")
+_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds: rate in Hz, channels, frames, container format/subtype, bits."""
+
+    path: Path
+    rate_hz: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+    bits: int | None  # container precision for integer subtypes; None for float
+    metadata: dict
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.rate_hz if self.rate_hz else 0.0
+
+
+def info(path: Path | str) -> AudioInfo:
+    """Read a file's header (raises :class:`InputError` for missing or unreadable files)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    try:
+        with sf.SoundFile(p) as f:
+            meta = {k: getattr(f, k) for k in METADATA if getattr(f, k, "")}
+            return AudioInfo(p, f.samplerate, f.channels, f.frames, f.format, f.subtype,
+                             SUBTYPE_BITS.get(f.subtype), meta)
+    except sf.LibsndfileError as e:
+        raise InputError(f"{p}: cannot read audio ({_why(e)})") from None
+    except RuntimeError as e:
+        raise InputError(f"{p}: cannot read audio ({e})") from None
+
+
+def _why(e: Exception) -> str:
+    return str(getattr(e, "error_string", "") or e).strip().splitlines()[0]
+
+
+def read(path: Path | str) -> tuple[np.ndarray, AudioInfo]:
+    """The whole file as float64 ``(frames, channels)``, checked for NaN/Inf, with its info."""
+    inf = info(path)
+    chunks = list(blocks(path, 1 << 20))
+    x = np.concatenate(chunks) if chunks else np.zeros((0, inf.channels))
+    return x, inf
+
+
+def blocks(path: Path | str, frames: int) -> Iterator[np.ndarray]:
+    """Yield float64 blocks of up to ``frames`` frames, ``(n, channels)``; checks NaN/Inf."""
+    p = Path(path)
+    try:
+        with sf.SoundFile(p) as f:
+            pos = 0
+            while True:
+                x = f.read(frames, dtype="float64", always_2d=True)
+                if x.shape[0] == 0:
+                    break
+                if not np.all(np.isfinite(x)):
+                    bad = pos + int(np.argmax(~np.isfinite(x).all(axis=1)))
+                    raise InputError(f"{p}: non-finite sample (NaN or Inf) at frame {bad}")
+                pos += x.shape[0]
+                yield x
+            if pos < f.frames:
+                raise InputError(f"{p}: truncated (read {pos} of {f.frames} frames)")
+    except sf.LibsndfileError as e:
+        raise InputError(f"{p}: cannot read audio ({_why(e)})") from None
+    except RuntimeError as e:
+        raise InputError(f"{p}: cannot read audio ({e})") from None
+
+
+def format_for(path: Path | str) -> str:
+    """libsndfile major format for a file name (WAV, FLAC or AIFF)."""
+    ext = Path(path).suffix.lower()
+    if ext not in _FORMATS:
+        raise ConfigError(f"{path}: unknown audio extension {ext!r} (use .wav, .flac or .aiff)")
+    return _FORMATS[ext]
+
+
+def subtype_for(fmt: str, bits: int) -> str:
+    """The smallest integer subtype of ``fmt`` that holds ``bits`` bits."""
+    if not 1 <= bits <= 24:
+        raise ConfigError(f"bit depth must be 1..24, got {bits}")
+    if bits <= 8:
+        return "PCM_U8" if fmt == "WAV" else "PCM_S8"
+    return "PCM_16" if bits <= 16 else "PCM_24"
+
+
+class CodeWriter:
+    """Write integer codes of ``bits`` bits to a file whose subtype holds them.
+
+    ``write(codes)`` takes ``(frames, channels)`` integer codes in ``[-2**(bits-1), 2**(bits-1)-1]``.
+    """
+
+    def __init__(self, path: Path | str, *, rate_hz: int, channels: int, bits: int,
+                 fmt: str | None = None, subtype: str | None = None,
+                 metadata: dict | None = None) -> None:
+        self.bits = bits
+        fmt = fmt or format_for(path)
+        subtype = subtype or subtype_for(fmt, bits)
+        self.container_bits = SUBTYPE_BITS[subtype]
+        if bits > self.container_bits:
+            raise ConfigError(f"{subtype} cannot hold {bits}-bit codes")
+        if fmt == "FLAC" and subtype not in ("PCM_S8", "PCM_16", "PCM_24"):
+            raise ConfigError(f"FLAC cannot store {subtype}")
+        try:
+            self._f = sf.SoundFile(path, "w", samplerate=rate_hz, channels=channels, format=fmt,
+                                   subtype=subtype)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise ConfigError(f"{path}: cannot write {fmt}/{subtype} ({_why(e)})") from None
+        for k, v in (metadata or {}).items():
+            try:
+                setattr(self._f, k, v)
+            except (RuntimeError, sf.LibsndfileError):
+                pass  # not every container stores every field
+
+    def write(self, codes: np.ndarray) -> None:
+        self._f.write(np.left_shift(codes.astype(np.int32), 32 - self.bits))
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> CodeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_float(path: Path | str, x: np.ndarray, rate_hz: int, *, subtype: str = "FLOAT") -> None:
+    """Write float samples (e.g. generated signals) as 32- or 64-bit float."""
+    fmt = format_for(path)
+    if fmt == "FLAC":
+        raise ConfigError("FLAC cannot store float samples; use .wav or .aiff")
+    sf.write(path, x, rate_hz, format=fmt, subtype=subtype)
+
+
+def effective_bits(x: np.ndarray, max_bits: int = 32) -> int | None:
+    """Smallest N ≤ ``max_bits`` such that every sample is a multiple of ``2**-(N-1)``.
+
+    ``None`` when no such N exists (float audio with finer detail).
+    """
+    if x.size == 0:
+        return 1
+    for n in range(1, max_bits + 1):
+        y = x * float(1 << (n - 1))
+        if np.array_equal(y, np.round(y)):
+            return n
+    return None
