@@ -13,7 +13,7 @@ The same ``seed`` gives the same samples; channels differ (own noise, own pannin
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from scipy import signal as sps
@@ -33,7 +33,7 @@ def _check(kind: str, seconds: float, rate_hz: int, channels: int) -> int:
         raise ConfigError(f"channels must be 1..64, got {channels}")
     if not 0 < seconds <= 24 * 3600:
         raise ConfigError(f"duration must be between 0 and 24 h, got {seconds} s")
-    return int(round(seconds * rate_hz))
+    return round(seconds * rate_hz)
 
 
 def blocks(kind: str, *, seconds: float, rate_hz: int = 48000, channels: int = 1,
@@ -57,7 +57,7 @@ def blocks(kind: str, *, seconds: float, rate_hz: int = 48000, channels: int = 1
         else:
             freqs = np.geomspace(31.5, min(16000.0, 0.45 * rate_hz), 10)
             phases = np.arange(10) * 2.0
-            x = np.sin(2 * np.pi * freqs * t + phases).sum(axis=1, keepdims=True) / 10 * 2.5
+            x = np.sin(2 * np.pi * freqs * t + phases).sum(axis=1, keepdims=True) / 10
         yield np.repeat(amp * x, channels, axis=1)
 
 

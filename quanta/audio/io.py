@@ -7,9 +7,10 @@ justified in 32 bits so that libsndfile's own conversion to the container is exa
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -21,6 +22,9 @@ SUBTYPE_BITS = {"PCM_U8": 8, "PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 
 FLOAT_SUBTYPES = {"FLOAT": 32, "DOUBLE": 64}
 METADATA = ("title", "copyright", "software", "artist", "comment", "date", "album", "license",
             "tracknumber", "genre")
+# libsndfile's header log says "data : N (should be M)" when a WAV/AIFF data chunk is cut short.
+_TRUNCATED = re.compile(r"^\s*(data|SSND)\s*:\s*\d+\s*\(should be", re.MULTILINE)
+_EXACT_IN_FLOAT32 = {"PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "FLOAT"}
 _FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF"}
 
 
@@ -50,6 +54,8 @@ def info(path: Path | str) -> AudioInfo:
     try:
         with sf.SoundFile(p) as f:
             meta = {k: getattr(f, k) for k in METADATA if getattr(f, k, "")}
+            if _TRUNCATED.search(f.extra_info or ""):
+                raise InputError(f"{p}: truncated (the header promises more audio than the file holds)")
             return AudioInfo(p, f.samplerate, f.channels, f.frames, f.format, f.subtype,
                              SUBTYPE_BITS.get(f.subtype), meta)
     except sf.LibsndfileError as e:
@@ -66,21 +72,26 @@ def read(path: Path | str) -> tuple[np.ndarray, AudioInfo]:
     """The whole file as float64 ``(frames, channels)``, checked for NaN/Inf, with its info."""
     inf = info(path)
     chunks = list(blocks(path, 1 << 20))
-    x = np.concatenate(chunks) if chunks else np.zeros((0, inf.channels))
+    x = np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, inf.channels))
     return x, inf
 
 
 def blocks(path: Path | str, frames: int) -> Iterator[np.ndarray]:
-    """Yield float64 blocks of up to ``frames`` frames, ``(n, channels)``; checks NaN/Inf."""
+    """Yield float blocks of up to ``frames`` frames, ``(n, channels)``; checks NaN/Inf.
+
+    float32 when that holds the file's samples exactly (8/16/24-bit integer and 32-bit float
+    files), float64 otherwise.
+    """
     p = Path(path)
     try:
         with sf.SoundFile(p) as f:
+            dtype = "float32" if f.subtype in _EXACT_IN_FLOAT32 else "float64"
             pos = 0
             while True:
-                x = f.read(frames, dtype="float64", always_2d=True)
+                x = f.read(frames, dtype=dtype, always_2d=True)
                 if x.shape[0] == 0:
                     break
-                if not np.all(np.isfinite(x)):
+                if not np.isfinite(x).all():
                     bad = pos + int(np.argmax(~np.isfinite(x).all(axis=1)))
                     raise InputError(f"{p}: non-finite sample (NaN or Inf) at frame {bad}")
                 pos += x.shape[0]
@@ -91,6 +102,48 @@ def blocks(path: Path | str, frames: int) -> Iterator[np.ndarray]:
         raise InputError(f"{p}: cannot read audio ({_why(e)})") from None
     except RuntimeError as e:
         raise InputError(f"{p}: cannot read audio ({e})") from None
+
+
+def prefetch(it: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+    """Run ``it`` in a background thread, ``depth`` items ahead (reading overlaps processing).
+
+    Exceptions raised by ``it`` re-raise in the consumer.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def run() -> None:
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # handed to the consumer
+            q.put(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 def format_for(path: Path | str) -> str:
@@ -139,9 +192,16 @@ class CodeWriter:
                 pass  # not every container stores every field
 
     def write(self, codes: np.ndarray) -> None:
-        self._f.write(np.left_shift(codes.astype(np.int32), 32 - self.bits))
+        """Write ``(frames, channels)`` codes, left-justified in 16 or 32 bits."""
+        if self.container_bits <= 16:  # libsndfile takes int16 as is (8-bit: the high byte)
+            self._f.write(np.left_shift(codes.astype(np.int16), 16 - self.bits))
+        else:
+            self._f.write(np.left_shift(codes.astype(np.int32), 32 - self.bits))
 
     def close(self) -> None:
+        # soundfile's close() first calls sf_write_sync, an fsync: durability is not asked
+        # for (callers rename a finished temporary file), and the fsync costs ~0.2 s/100 MB.
+        self._f.flush = lambda: None
         self._f.close()
 
     def __enter__(self) -> CodeWriter:

@@ -11,10 +11,10 @@ exactly the bytes of the file processed whole with the same seed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from quanta.core.dither import KINDS, DitherSource
 from quanta.core.feedback import FeedbackState, error_feedback_quantize
 from quanta.errors import ConfigError, InputError
 
-DEFAULT_CHUNK = 1 << 17  # frames per chunk: ~2.7 s at 48 kHz
+DEFAULT_CHUNK = 1 << 18  # frames per chunk: ~5.5 s at 48 kHz
 
 
 def check_bits(bits: int) -> int:
@@ -75,27 +75,28 @@ class Requantizer:
         """Clipped samples so far, per channel."""
         return [s.clipped for s in self._states]
 
-    def _channel(self, x: np.ndarray, c: int) -> np.ndarray:
-        d = self._dither.draw_channel(c, x.shape[0])
-        codes, self._states[c] = error_feedback_quantize(
-            x[:, c] * self._scale, b=self._b, a=self._a, qmin=self._qmin, qmax=self._qmax,
-            dither=d, state=self._states[c])
-        return codes
+    def _channel(self, x: np.ndarray, c: int, out: np.ndarray) -> None:
+        d = None if self.dither == "none" else self._dither.draw_channel(c, x.shape[0])
+        _, self._states[c] = error_feedback_quantize(
+            x[:, c], gain=self._scale, b=self._b, a=self._a, qmin=self._qmin, qmax=self._qmax,
+            dither=d, state=self._states[c], out=out[:, c])
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Codes (int32, ``(frames, channels)``) for the next chunk of float samples."""
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
         if x.ndim == 1:
             x = x[:, None]
         if x.shape[1] != self.channels:
             raise ConfigError(f"expected {self.channels} channels, got {x.shape[1]}")
-        if not np.all(np.isfinite(x)):
+        if not np.isfinite(x).all():
             raise InputError("non-finite sample (NaN or Inf) in the input")
+        out = np.empty(x.shape, dtype=np.int32 if self.bits > 16 else np.int16)
         if self._pool is None:
-            cols = [self._channel(x, c) for c in range(self.channels)]
+            for c in range(self.channels):
+                self._channel(x, c, out)
         else:
-            cols = list(self._pool.map(lambda c: self._channel(x, c), range(self.channels)))
-        return np.stack(cols, axis=1)
+            list(self._pool.map(lambda c: self._channel(x, c, out), range(self.channels)))
+        return out
 
     def close(self) -> None:
         if self._pool is not None:
@@ -158,7 +159,7 @@ def requantize_file(
     try:
         with io.CodeWriter(dst, rate_hz=inf.rate_hz, channels=inf.channels, bits=bits, fmt=fmt,
                            metadata=inf.metadata) as w:
-            for x in io.blocks(src, chunk_frames):
+            for x in io.prefetch(io.blocks(src, chunk_frames)):
                 peak = max(peak, float(np.max(np.abs(x))))
                 codes = np.rint(x * float(1 << (bits - 1))).astype(np.int32) if exact \
                     else rq.process(x)

@@ -29,7 +29,7 @@ def requantize(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     force_dither: bool = typer.Option(False, "--force-dither",
                                       help="Dither even if the input already fits the target grid."),
-    chunk: int = typer.Option(1 << 17, help="Frames per processing chunk."),
+    chunk: int = typer.Option(1 << 18, help="Frames per processing chunk."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Requantize SRC into DST at --bits, with dither and noise shaping."""
@@ -152,7 +152,7 @@ def generate(
         raise ConfigError("FLAC cannot hold float samples; use .wav or .aiff")
     gen._check(kind, seconds, rate, channels)
     check_output(dst, force=force)
-    total = int(round(seconds * rate))
+    total = round(seconds * rate)
     with progress_bar(f"generate {kind}", total) as adv, atomic_path(dst) as tmp, \
             sf.SoundFile(tmp, "w", samplerate=rate, channels=channels, format=fmt,
                          subtype="DOUBLE" if double else "FLOAT") as f:

@@ -55,6 +55,14 @@ class _NumpyOps:
         return np.clip(x, lo, hi)
 
     @staticmethod
+    def at_least(x: np.ndarray, v: float) -> np.ndarray:
+        return np.maximum(x, v)
+
+    @staticmethod
+    def tiny(x: np.ndarray) -> float:
+        return float(np.finfo(x.dtype).tiny)
+
+    @staticmethod
     def code_dtype(bits: int, signed: bool) -> Any:
         if signed:
             return np.int8 if bits <= 8 else np.int16
@@ -120,6 +128,12 @@ class _TorchOps:
 
     def clip(self, x: Any, lo: Any, hi: Any) -> Any:
         return self.torch.clamp(x, lo, hi)
+
+    def at_least(self, x: Any, v: float) -> Any:
+        return x.clamp_min(v)
+
+    def tiny(self, x: Any) -> float:
+        return float(self.torch.finfo(x.dtype).tiny)
 
     def code_dtype(self, bits: int, signed: bool) -> Any:
         t = self.torch

@@ -38,29 +38,79 @@ class FeedbackState:
         return cls(np.zeros(len(b) - 1), np.zeros(len(a) - 1))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _dot_older(cr, buf, start, n):  # pragma: no cover - compiled
+    """sum_{j=0..n-2} cr[j] * buf[start + j]: all past terms but the newest.
+
+    ``cr`` holds the coefficients reversed (oldest first), so memory is walked forward. Four
+    explicit partial sums in a fixed order keep results identical on every machine (no
+    fastmath) while letting the CPU overlap the multiply-adds.
+    """
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    j = 0
+    while j + 4 <= n - 1:
+        s0 += cr[j] * buf[start + j]
+        s1 += cr[j + 1] * buf[start + j + 1]
+        s2 += cr[j + 2] * buf[start + j + 2]
+        s3 += cr[j + 3] * buf[start + j + 3]
+        j += 4
+    while j < n - 1:
+        s0 += cr[j] * buf[start + j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+_BLOCK = 4096  # samples per pass over the small history buffers (kept in L1)
+
+
 @numba.njit(cache=True, nogil=True)
-def _kernel(u, d, b, a, ebuf, sbuf, qmin, qmax, out):  # pragma: no cover - compiled
-    nb = b.size - 1
-    na = a.size - 1
+def _kernel(x, gain, d, br, ar, e_hist, s_hist, qmin, qmax, out):  # pragma: no cover - compiled
+    """Error-feedback rounding of ``x * gain`` (+ dither ``d``, or none if ``d`` is empty).
+
+    ``br = b[1:][::-1]`` and ``ar = a[1:][::-1]``; ``e_hist``/``s_hist`` hold the last errors and
+    shaped errors (oldest first) and are updated in place. ``x`` and ``out`` may be strided
+    views (a channel of an interleaved buffer). Returns the number of clipped samples.
+    """
+    nb = br.size
+    na = ar.size
+    n = x.size
+    dithered = d.size > 0
+    ebuf = np.empty(nb + _BLOCK)
+    sbuf = np.empty(na + _BLOCK)
+    ebuf[:nb] = e_hist
+    sbuf[:na] = s_hist
     clipped = 0
-    for i in range(u.size):
-        acc = 0.0
-        for k in range(1, nb + 1):
-            acc += b[k] * ebuf[nb + i - k]
-        for k in range(1, na + 1):
-            acc -= a[k] * sbuf[na + i - k]
-        v = u[i] + acc
-        q = np.floor(v + d[i] + 0.5)
-        e = q - v
-        ebuf[nb + i] = e
-        sbuf[na + i] = e + acc
-        if q > qmax:
-            q = qmax
-            clipped += 1
-        elif q < qmin:
-            q = qmin
-            clipped += 1
-        out[i] = q
+    pos = 0
+    while pos < n:
+        m = min(_BLOCK, n - pos)
+        for j in range(m):
+            i = pos + j
+            acc = 0.0
+            if nb:
+                acc = _dot_older(br, ebuf, j, nb) + br[nb - 1] * ebuf[j + nb - 1]
+            if na:
+                acc -= _dot_older(ar, sbuf, j, na) + ar[na - 1] * sbuf[j + na - 1]
+            v = x[i] * gain + acc
+            q = np.floor((v + d[i] if dithered else v) + 0.5)
+            e = q - v
+            ebuf[nb + j] = e
+            if na:
+                sbuf[na + j] = e + acc
+            if q > qmax:
+                q = qmax
+                clipped += 1
+            elif q < qmin:
+                q = qmin
+                clipped += 1
+            out[i] = q
+        ebuf[:nb] = ebuf[m:m + nb]
+        sbuf[:na] = sbuf[m:m + na]
+        pos += m
+    e_hist[:] = ebuf[:nb]
+    s_hist[:] = sbuf[:na]
     return clipped
 
 
@@ -82,31 +132,40 @@ def error_feedback_quantize(
     qmax: int = 32767,
     dither: np.ndarray | None = None,
     state: FeedbackState | None = None,
+    gain: float = 1.0,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, FeedbackState]:
-    """Quantize ``x`` (1-D, in LSB units: one code step = 1.0) with error feedback.
+    """Quantize ``x * gain`` (1-D, in LSB units: one code step = 1.0) with error feedback.
 
     b, a: the noise transfer function's numerator and denominator (``b[0] = a[0] = 1``).
     dither: the same length as ``x``, in LSB, added before rounding (``None``: no dither).
-    state: memory from the previous chunk (``None``: start from silence).
-    Returns int32 codes in ``[qmin, qmax]`` and the state to pass with the next chunk;
-    ``state.clipped`` counts clipped samples so far.
+    state: memory from the previous chunk (``None``: start from silence); not modified.
+    gain: scale applied to ``x`` first (e.g. ``2**(bits-1)`` for full-scale audio).
+    out: optional 1-D integer array (a strided channel view is fine) to write the codes to.
+    Returns the codes (int32 unless ``out`` is given) in ``[qmin, qmax]`` and the state to pass
+    with the next chunk; ``state.clipped`` counts clipped samples so far.
     """
     bb, aa = _coeffs(b, "b"), _coeffs(a, "a")
-    u = np.ascontiguousarray(x, dtype=np.float64).ravel()
-    d = np.zeros_like(u) if dither is None else np.ascontiguousarray(dither, dtype=np.float64).ravel()
-    if d.size != u.size:
+    u = np.asarray(x)
+    if u.ndim != 1:
+        u = u.ravel()
+    if not np.issubdtype(u.dtype, np.floating):
+        u = u.astype(np.float64)
+    d = np.zeros(0) if dither is None else np.ascontiguousarray(dither, dtype=np.float64).ravel()
+    if dither is not None and d.size != u.size:
         raise ConfigError("dither and signal lengths differ")
     st = FeedbackState.zeros(bb, aa) if state is None else state
     if st.e_hist.size != bb.size - 1 or st.s_hist.size != aa.size - 1:
         raise ConfigError("feedback state does not match the filter order")
-    ebuf = np.concatenate((st.e_hist, np.zeros(u.size)))
-    sbuf = np.concatenate((st.s_hist, np.zeros(u.size)))
-    out = np.empty(u.size, dtype=np.int32)
-    clipped = _kernel(u, d, bb, aa, ebuf, sbuf, float(qmin), float(qmax), out)
-    nb, na = bb.size - 1, aa.size - 1
-    new = FeedbackState(ebuf[ebuf.size - nb:].copy() if nb else np.zeros(0),
-                        sbuf[sbuf.size - na:].copy() if na else np.zeros(0),
-                        st.clipped + int(clipped))
+    if out is None:
+        out = np.empty(u.size, dtype=np.int32)
+    elif out.shape != u.shape or not np.issubdtype(out.dtype, np.integer):
+        raise ConfigError("out must be a 1-D integer array as long as x")
+    new = FeedbackState(st.e_hist.astype(np.float64).copy(), st.s_hist.astype(np.float64).copy(),
+                        st.clipped)
+    br, ar = np.ascontiguousarray(bb[1:][::-1]), np.ascontiguousarray(aa[1:][::-1])
+    new.clipped += int(_kernel(u, float(gain), d, br, ar, new.e_hist, new.s_hist,
+                               float(qmin), float(qmax), out))
     return out, new
 
 

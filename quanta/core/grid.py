@@ -144,18 +144,22 @@ def _as_column(p: Any, like: Any) -> Any:
 
 
 def _fit(lo: Any, hi: Any, grid: Grid) -> tuple[Any, Any]:
-    """Scale and zero point (columns) so that the grid covers ``[lo, hi]`` per row."""
+    """Scale and zero point (columns) so that the grid covers ``[lo, hi]`` per row.
+
+    Scales never fall below the dtype's smallest normal number (so tiny or subnormal blocks
+    still divide cleanly); an all-zero block gets scale 1.
+    """
     xp = ops(lo)
+    tiny = xp.tiny(lo)
     if grid.symmetric:
         amax = xp.where(xp.abs(lo) > xp.abs(hi), xp.abs(lo), xp.abs(hi))
-        scale = amax / ((1 << (grid.bits - 1)) - 1)
-        scale = xp.where(scale > 0, scale, 1.0)
+        scale = xp.where(amax > 0, xp.at_least(amax / ((1 << (grid.bits - 1)) - 1), tiny), 1.0)
         return scale, scale * 0 + (0.0 if grid.signed else float(1 << (grid.bits - 1)))
     span = hi - lo
     mag = xp.abs(lo)
     # A constant block gets scale |c| (or 1 for zeros): c then sits exactly on a level.
-    fallback = xp.where(mag > 0, mag, 1.0)
-    scale = xp.where(span > 0, span / (grid.qmax - grid.qmin), fallback)
+    fallback = xp.where(mag > 0, xp.at_least(mag, tiny), 1.0)
+    scale = xp.where(span > 0, xp.at_least(span / (grid.qmax - grid.qmin), tiny), fallback)
     zero = grid.qmin - xp.round(lo / scale)
     return scale, zero
 

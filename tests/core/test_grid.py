@@ -125,6 +125,17 @@ def test_constant_blocks_are_exact():
             np.testing.assert_array_equal(dequantize(quantize(x, qp), qp), x)
 
 
+@pytest.mark.parametrize("grid", [Grid(16, symmetric=False), Grid(16), Grid(8, symmetric=False),
+                                  Grid(3)])
+def test_subnormal_and_tiny_blocks_stay_finite(grid):
+    x = np.array([-1.4e-45, 0.0, 2.8e-45, 1e-40], dtype=np.float32)
+    with np.errstate(divide="raise", invalid="raise", over="raise"):
+        qp = choose_qparams(x, grid)
+        codes = quantize(x, qp)
+    xh = dequantize(codes, qp)
+    assert np.all(np.isfinite(xh)) and np.all(np.abs(xh - x) <= float(np.max(qp.scale)))
+
+
 def test_torch_matches_numpy():
     import torch
 
