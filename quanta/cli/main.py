@@ -74,29 +74,17 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 
 
 @app.command()
-def demo(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Measure N-bit rounding of a full-scale sine against the 6.02·N + 1.76 dB law."""
-    from quanta.core.sine import sine_snr_db
+def demo(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+         seconds: float = typer.Option(10.0, help="Length of the audio demo signal (s).")) -> None:
+    """The main job on built-in defaults: each medium's measured table."""
+    from quanta.cli import demo as d
 
-    rows = []
-    for bits in range(2, 17):
-        plain = sine_snr_db(bits)
-        tpdf = sine_snr_db(bits, dither="tpdf")
-        rows.append({"bits": bits, "law_db": plain["law_db"], "rounding_db": plain["snr_db"],
-                     "tpdf_db": tpdf["snr_db"], "tpdf_expected_db": tpdf["expected_db"]})
+    results = {"core": d.core_section(), "audio": d.audio_section(seconds)}
     if json_out:
-        print_json(rows)
+        print_json(results)
         return
-    print_table(
-        "SNR of a 997 Hz sine at 48 kHz rounded to N bits (2^18 samples, seed 0)",
-        ["bits", "6.02N+1.76 dB", "rounding dB", "Δ vs law", "TPDF dB", "TPDF expected",
-         "Δ TPDF"],
-        [[r["bits"], r["law_db"], r["rounding_db"], f"{r['rounding_db'] - r['law_db']:+.2f}",
-          r["tpdf_db"], r["tpdf_expected_db"], f"{r['tpdf_db'] - r['tpdf_expected_db']:+.2f}"]
-         for r in rows])
-    console.print("Rounding: AES17 full-scale sine (peaks on the outermost levels). TPDF: sine at "
-                  "1 − 1 LSB (no clipping); expected = signal power / (Δ²/12 + Δ²/6), 4.77 dB "
-                  "below plain rounding.")
+    d.print_core(results["core"])
+    d.print_audio(results["audio"])
 
 
 def _register_groups() -> None:

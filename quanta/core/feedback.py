@@ -180,3 +180,40 @@ def noise_gain_db(b: np.ndarray | list[float], a: np.ndarray | list[float] | Non
     ha = np.fft.rfft(aa, 2 * n_fft)
     mag2 = np.abs(hb / ha) ** 2
     return float(10 * np.log10(np.mean(mag2))), float(10 * np.log10(np.max(mag2)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _diffuse(x, qmin, qmax, out):  # pragma: no cover - compiled
+    h, w, ch = x.shape
+    err = np.zeros((2, w + 2, ch))  # this row and the next, with a column of margin each side
+    for i in range(h):
+        cur = i & 1
+        nxt = 1 - cur
+        err[nxt, :, :] = 0.0
+        for jj in range(w):
+            j = jj if (i & 1) == 0 else w - 1 - jj  # serpentine scan
+            step = 1 if (i & 1) == 0 else -1
+            for c in range(ch):
+                v = x[i, j, c] + err[cur, j + 1, c]
+                q = np.floor(v + 0.5)
+                q = min(max(q, qmin), qmax)
+                e = v - q
+                out[i, j, c] = q
+                err[cur, j + 1 + step, c] += e * (7.0 / 16.0)
+                err[nxt, j + 1 - step, c] += e * (3.0 / 16.0)
+                err[nxt, j + 1, c] += e * (5.0 / 16.0)
+                err[nxt, j + 1 + step, c] += e * (1.0 / 16.0)
+
+
+def error_diffusion(x: np.ndarray, *, qmin: int, qmax: int) -> np.ndarray:
+    """Round a 2-D field (``(H, W)`` or ``(H, W, C)``, in LSB units) to integer codes, spreading
+    each pixel's error onto its unprocessed neighbours (Floyd–Steinberg weights 7, 3, 5, 1 /16,
+    serpentine scan) — the image twin of 1-D error feedback. Returns int32 codes.
+    """
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim not in (2, 3):
+        raise ConfigError("error diffusion takes (H, W) or (H, W, C) arrays")
+    a3 = a[..., None] if a.ndim == 2 else a
+    out = np.empty(a3.shape, dtype=np.int32)
+    _diffuse(np.ascontiguousarray(a3), float(qmin), float(qmax), out)
+    return out[..., 0] if a.ndim == 2 else out

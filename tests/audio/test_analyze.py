@@ -23,7 +23,7 @@ def test_white_noise_spectrum_sums_to_its_power():
     m = SpectrumMeter(48000)
     for _ in range(4):
         m.add(rng.normal(scale=0.01, size=(50_000, 2)))
-    f, p = m.spectrum()
+    _, p = m.spectrum()
     assert np.sum(p) == pytest.approx(1e-4, rel=0.02)
     lv = m.levels()
     assert lv["unweighted_db"] == pytest.approx(-40.0, abs=0.05)

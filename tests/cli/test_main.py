@@ -20,13 +20,18 @@ def test_info_json(capsys):
 
 
 def test_demo_json_is_measured(capsys):
-    assert main(["demo", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    assert main(["demo", "--json", "--seconds", "3"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    rows = res["core"]
     assert [r["bits"] for r in rows] == list(range(2, 17))
     for r in rows:
         if r["bits"] >= 4:
             assert abs(r["rounding_db"] - r["law_db"]) < 0.2
         assert abs(r["tpdf_db"] - r["tpdf_expected_db"]) < 0.2
+    audio = {r["method"]: r for r in res["audio"]["rows"]}
+    assert audio["TPDF + designed (auto)"]["threshold_db"] < audio["TPDF"]["threshold_db"] - 20
+    assert audio["TPDF"]["unweighted_db"] > audio["plain rounding"]["unweighted_db"]
+    assert abs(res["audio"]["aes17_dynamic_range_db"]["tpdf"] - 94.1) < 0.3
 
 
 def test_usage_error_exits_2(capsys):

@@ -1,0 +1,1 @@
+"""quanta.image — a JPEG encoder whose quantization is ours, posterization, and image metrics."""

@@ -1,0 +1,71 @@
+"""Rate–distortion curves: quanta's encoder and Pillow's over a range of qualities."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+
+from quanta.image import metrics
+from quanta.image.jpeg import encode
+
+
+def _decode(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB" if im.mode != "L" else "L"))
+
+
+def pillow_encode(img: np.ndarray, quality: int, *, subsampling: str = "4:2:0",
+                  optimize: bool = True) -> bytes:
+    """Pillow's (libjpeg-turbo's) JPEG at the same settings."""
+    from PIL import Image
+
+    b = io.BytesIO()
+    sub = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}[subsampling]
+    Image.fromarray(img).save(b, "JPEG", quality=quality, subsampling=sub, optimize=optimize)
+    return b.getvalue()
+
+
+def rd_point(img: np.ndarray, data: bytes, seconds: float) -> dict:
+    dec = _decode(data)
+    h, w = img.shape[:2]
+    return {"bytes": len(data), "bpp": metrics.bits_per_pixel(len(data), w, h),
+            "psnr_db": metrics.psnr_rgb_db(img, dec), "psnr_luma_db": metrics.psnr_luma_db(img, dec),
+            "encode_s": seconds}
+
+
+def curve(img: np.ndarray, qualities: list[int], *, subsampling: str = "4:2:0",
+          optimize: bool = True) -> dict[str, list[dict]]:
+    """RD points (bpp, PSNR) for quanta and Pillow at each quality."""
+    out: dict[str, list[dict]] = {"quanta": [], "pillow": []}
+    for q in qualities:
+        t0 = time.perf_counter()
+        ours = encode(img, quality=q, subsampling=subsampling, optimize=optimize).data
+        t1 = time.perf_counter()
+        theirs = pillow_encode(img, q, subsampling=subsampling, optimize=optimize)
+        t2 = time.perf_counter()
+        out["quanta"].append({"quality": q, **rd_point(img, ours, t1 - t0)})
+        out["pillow"].append({"quality": q, **rd_point(img, theirs, t2 - t1)})
+    return out
+
+
+def plot_curve(res: dict[str, list[dict]], path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=110)
+    for name, pts in res.items():
+        ax.plot([p["bpp"] for p in pts], [p["psnr_db"] for p in pts], "o-", ms=3, label=name)
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR (dB, RGB)")
+    ax.set_title(title or "rate–distortion")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

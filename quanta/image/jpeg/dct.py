@@ -1,0 +1,38 @@
+"""The orthonormal 8×8 DCT-II of T.81 (A.3.3), applied to whole planes at once.
+
+``F(u,v) = ¼·C(u)·C(v)·ΣΣ f(x,y)·cos((2x+1)uπ/16)·cos((2y+1)vπ/16)`` — the orthonormal 2-D DCT.
+Blocks are transformed with one matrix product against ``kron(C, C)`` (64×64).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_N = np.arange(8)
+#: 1-D orthonormal DCT matrix: row k is basis function k.
+C8 = (np.sqrt(np.where(_N == 0, 1.0, 2.0) / 8.0)[:, None]
+      * np.cos((2 * _N[None, :] + 1) * _N[:, None] * np.pi / 16)).astype(np.float64)
+_K = np.kron(C8, C8).astype(np.float32)  # acts on row-major 8×8 blocks flattened to 64
+
+
+def to_blocks(plane: np.ndarray) -> np.ndarray:
+    """``(H, W)`` (multiples of 8) → ``(H/8 · W/8, 64)`` blocks in raster order, row-major."""
+    h, w = plane.shape
+    return plane.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
+
+
+def from_blocks(blocks: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Inverse of :func:`to_blocks`."""
+    return blocks.reshape(h // 8, w // 8, 8, 8).transpose(0, 2, 1, 3).reshape(h, w)
+
+
+def forward(plane: np.ndarray) -> np.ndarray:
+    """DCT coefficients (float32, natural order) of the level-shifted samples (``x − 128``)."""
+    b = to_blocks(plane).astype(np.float32)
+    b -= 128.0
+    return b @ _K.T
+
+
+def inverse(coefs: np.ndarray) -> np.ndarray:
+    """Samples (float32, level shift undone) from natural-order coefficients ``(N, 64)``."""
+    return coefs.astype(np.float32) @ _K + 128.0

@@ -1,0 +1,59 @@
+"""JFIF markers around the entropy-coded scan (T.81 Annex B, JFIF 1.02)."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from quanta.image.jpeg.tables import ZIGZAG
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return struct.pack(">HH", 0xFF00 | marker, len(payload) + 2) + payload
+
+
+def app0_jfif(density: tuple[int, int] = (1, 1), unit: int = 0) -> bytes:
+    return _segment(0xE0, b"JFIF\x00" + struct.pack(">BBBHHBB", 1, 1, unit, *density, 0, 0))
+
+
+def app2_icc(icc: bytes) -> bytes:
+    """The ICC profile in APP2 ``ICC_PROFILE`` chunks of at most 65519 bytes."""
+    step = 65519
+    chunks = [icc[i:i + step] for i in range(0, len(icc), step)] or [b""]
+    return b"".join(_segment(0xE2, b"ICC_PROFILE\x00" + bytes([k + 1, len(chunks)]) + c)
+                    for k, c in enumerate(chunks))
+
+
+def dqt(tables: list[np.ndarray]) -> bytes:
+    """One DQT segment holding 8-bit tables 0..n-1 (stored in zigzag order)."""
+    payload = b"".join(bytes([i]) + np.asarray(t)[ZIGZAG].astype(np.uint8).tobytes()
+                       for i, t in enumerate(tables))
+    return _segment(0xDB, payload)
+
+
+def sof0(height: int, width: int, comps: list[tuple[int, int, int, int]]) -> bytes:
+    """Baseline frame header; comps: (id, h, v, table)."""
+    payload = struct.pack(">BHHB", 8, height, width, len(comps))
+    payload += b"".join(bytes([cid, (h << 4) | v, tq]) for cid, h, v, tq in comps)
+    return _segment(0xC0, payload)
+
+
+def dht(tables: list[tuple[int, int, tuple[list[int], list[int]]]]) -> bytes:
+    """One DHT segment; tables: (class 0=DC/1=AC, id, (bits, vals))."""
+    payload = b"".join(bytes([(tc << 4) | th, *bits, *vals]) for tc, th, (bits, vals) in tables)
+    return _segment(0xC4, payload)
+
+
+def dri(interval: int) -> bytes:
+    return _segment(0xDD, struct.pack(">H", interval))
+
+
+def sos(comps: list[tuple[int, int, int]]) -> bytes:
+    """Scan header; comps: (id, dc table, ac table); full spectral range, no approximation."""
+    payload = bytes([len(comps)]) + b"".join(bytes([cid, (td << 4) | ta]) for cid, td, ta in comps)
+    return _segment(0xDA, payload + bytes([0, 63, 0]))
+
+
+SOI = b"\xff\xd8"
+EOI = b"\xff\xd9"
