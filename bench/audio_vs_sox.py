@@ -159,6 +159,7 @@ def main() -> None:
     ap.add_argument("--short", type=float, default=60.0, help="44.1/96/192 kHz files (seconds)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per command")
     ap.add_argument("--memory", action="store_true", help="also the 2-hour 96 kHz RSS check")
+    ap.add_argument("--speed-only", action="store_true", help="only the wall-time comparison")
     args = ap.parse_args()
     ensure_sox()
     folder = OUT / "audio"
@@ -168,7 +169,7 @@ def main() -> None:
              96000: make_signal(96000, args.short, folder),
              192000: make_signal(192000, args.short, folder)}
     quality = []
-    for rate, src in files.items():
+    for rate, src in ({} if args.speed_only else files).items():
         rows = measure_rate(rate, src, folder)
         quality += rows
         print_table(f"{rate} Hz → 16 bits, music-like, {sf.info(src).duration:.0f} s "
@@ -184,7 +185,7 @@ def main() -> None:
                 [[r["quanta"], f"{r['quanta_s']:.2f}", r["sox"], f"{r['sox_s']:.2f}",
                   f"{r['ratio']:.2f}"] for r in timing])
     summary = []
-    for rate in files:
+    for rate in ({} if args.speed_only else files):
         rows = [r for r in quality if r["rate_hz"] == rate]
         ours = next(r for r in rows if r["method"] == "quanta --shape auto")
         sox_rows = [r for r in rows if r["method"].startswith("sox") and r["method"] != "sox dither"]
@@ -192,13 +193,16 @@ def main() -> None:
         summary.append([rate, f"{ours['threshold_db']:.2f}", f"{ours['vs_tpdf_db']:+.2f}",
                         best["method"], f"{best['threshold_db']:.2f}",
                         f"{ours['threshold_db'] - best['threshold_db']:+.2f}"])
-    print_table("threshold-weighted residual: quanta auto vs SoX's best at each rate",
-                ["rate", "quanta auto", "vs TPDF", "SoX best", "SoX dB", "quanta − SoX"], summary)
+    if summary:
+        print_table("threshold-weighted residual: quanta auto vs SoX's best at each rate",
+                    ["rate", "quanta auto", "vs TPDF", "SoX best", "SoX dB", "quanta − SoX"],
+                    summary)
     mem = memory(folder) if args.memory else None
     if mem:
         console.print(f"memory: {mem['file']} ({mem['bytes'] / 1e9:.2f} GB) requantized in "
                       f"{mem['wall_s']:.1f} s, peak RSS {mem['peak_rss_mb']:.0f} MB")
-    path = write_json("audio_vs_sox", {"quality": quality, "timing": timing, "memory": mem})
+    path = write_json("audio_vs_sox_speed" if args.speed_only else "audio_vs_sox",
+                      {"quality": quality, "timing": timing, "memory": mem})
     print(f"wrote {path}")
 
 

@@ -79,12 +79,14 @@ def demo(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     """The main job on built-in defaults: each medium's measured table."""
     from quanta.cli import demo as d
 
-    results = {"core": d.core_section(), "audio": d.audio_section(seconds)}
+    results = {"core": d.core_section(), "audio": d.audio_section(seconds),
+               "image": d.image_section()}
     if json_out:
         print_json(results)
         return
     d.print_core(results["core"])
     d.print_audio(results["audio"])
+    d.print_image(results["image"])
 
 
 def _register_groups() -> None:

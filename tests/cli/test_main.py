@@ -32,6 +32,10 @@ def test_demo_json_is_measured(capsys):
     assert audio["TPDF + designed (auto)"]["threshold_db"] < audio["TPDF"]["threshold_db"] - 20
     assert audio["TPDF"]["unweighted_db"] > audio["plain rounding"]["unweighted_db"]
     assert abs(res["audio"]["aes17_dynamic_range_db"]["tpdf"] - 94.1) < 0.3
+    img = res["image"]
+    assert img["image"] == "kodim23.png"
+    for q, p in zip(img["quanta"], img["pillow"]):
+        assert abs(q["psnr_db"] - p["psnr_db"]) < 0.1 and abs(q["bytes"] / p["bytes"] - 1) < 0.02
 
 
 def test_usage_error_exits_2(capsys):

@@ -1,17 +1,20 @@
 """The orthonormal 8×8 DCT-II of T.81 (A.3.3), applied to whole planes at once.
 
 ``F(u,v) = ¼·C(u)·C(v)·ΣΣ f(x,y)·cos((2x+1)uπ/16)·cos((2y+1)vπ/16)`` — the orthonormal 2-D DCT.
-Blocks are transformed with one matrix product against ``kron(C, C)`` (64×64).
+The forward transform runs separably in numba; the inverse (for tests and analysis) is one
+matrix product against ``kron(C, C)`` (64×64).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 _N = np.arange(8)
 #: 1-D orthonormal DCT matrix: row k is basis function k.
 C8 = (np.sqrt(np.where(_N == 0, 1.0, 2.0) / 8.0)[:, None]
       * np.cos((2 * _N[None, :] + 1) * _N[:, None] * np.pi / 16)).astype(np.float64)
+_C32 = C8.astype(np.float32)
 _K = np.kron(C8, C8).astype(np.float32)  # acts on row-major 8×8 blocks flattened to 64
 
 
@@ -26,11 +29,39 @@ def from_blocks(blocks: np.ndarray, h: int, w: int) -> np.ndarray:
     return blocks.reshape(h // 8, w // 8, 8, 8).transpose(0, 2, 1, 3).reshape(h, w)
 
 
+@numba.njit(cache=True, nogil=True)
+def _forward(plane, c, out):  # pragma: no cover - compiled
+    nbx = plane.shape[1] // 8
+    tmp = np.empty((8, 8), dtype=np.float32)
+    for by in range(plane.shape[0] // 8):
+        for bx in range(nbx):
+            b = by * nbx + bx
+            for y in range(8):  # rows: tmp[y, u] = Σx C[u, x]·(p[y, x] − 128)
+                row = plane[by * 8 + y, bx * 8: bx * 8 + 8]
+                for u in range(8):
+                    s = np.float32(0.0)
+                    for x in range(8):
+                        s += c[u, x] * (np.float32(row[x]) - np.float32(128.0))
+                    tmp[y, u] = s
+            for v in range(8):  # columns: F[v, u] = Σy C[v, y]·tmp[y, u]
+                for u in range(8):
+                    s = np.float32(0.0)
+                    for y in range(8):
+                        s += c[v, y] * tmp[y, u]
+                    out[b, v * 8 + u] = s
+
+
 def forward(plane: np.ndarray) -> np.ndarray:
-    """DCT coefficients (float32, natural order) of the level-shifted samples (``x − 128``)."""
-    b = to_blocks(plane).astype(np.float32)
-    b -= 128.0
-    return b @ _K.T
+    """DCT coefficients (float32, ``(blocks, 64)`` natural order, blocks in raster order) of the
+    level-shifted samples (``x − 128``) of a uint8 plane whose sides are multiples of 8.
+
+    Separable (rows, then columns) in numba: 1024 multiply-adds per block, one thread (so
+    images encode in parallel threads without a BLAS pool fighting over the cores).
+    """
+    h, w = plane.shape
+    out = np.empty(((h // 8) * (w // 8), 64), dtype=np.float32)
+    _forward(np.ascontiguousarray(plane), _C32, out)
+    return out
 
 
 def inverse(coefs: np.ndarray) -> np.ndarray:
