@@ -104,3 +104,37 @@ def print_image(res: dict) -> None:
     print_table(f"image: {res['image']} as JPEG, Annex K tables, 4:2:0, optimized Huffman — "
                 "quanta vs Pillow", ["quality", "quanta bpp", "quanta PSNR", "Pillow bpp",
                                      "Pillow PSNR", "size Δ", "quanta time"], rows)
+
+
+def model_section(chunks: int = 4) -> dict:
+    """SmolLM2-135M (the dequantized GGUF as reference) against int8 and int4 RTN copies."""
+    import copy
+
+    from quanta.model.apply import quantize_model, weight_stats
+    from quanta.model.evaluate import evaluate_causal_lm, test_text, windows
+    from quanta.model.load import load_model
+
+    ref = load_model("smollm2")
+    wins = windows(ref.tokenizer, test_text(), bos_id=ref.info["metadata"]["bos_token_id"],
+                   n_chunks=chunks)
+    base = evaluate_causal_lm(ref.model, wins, keep_logprobs=True)
+    lp = base.pop("logprobs")
+    rows = [{"model": "float32 reference", **base, **weight_stats(ref.model)}]
+    for name, cfg in (("int8 per-channel", {"bits": 8, "group_size": 0, "sym": True}),
+                      ("int4 g128 RTN", {"bits": 4, "group_size": 128})):
+        m = copy.deepcopy(ref.model)
+        rep = quantize_model(m, **cfg)
+        r = evaluate_causal_lm(m, wins, reference=lp)
+        rows.append({"model": name, **r, **{k: v for k, v in rep.items() if k != "layers"}})
+        del m
+    return {"chunks": chunks, "rows": rows}
+
+
+def print_model(res: dict) -> None:
+    print_table(f"model: SmolLM2-135M (GGUF Q4_1 dequantized = reference), WikiText-2 test, "
+                f"{res['chunks']}×512 tokens (`quanta model eval` uses 40)",
+                ["model", "PPL", "KLD", "top-1", "bits/weight", "MB", "prefill tok/s"],
+                [[r["model"], f"{r['perplexity']:.2f}", f"{r.get('kld', 0):.5f}",
+                  f"{100 * r.get('top1_agreement', 1):.1f}%", f"{r['bits_per_weight']:.2f}",
+                  f"{r['weight_bytes'] / 1e6:.0f}", f"{r['prefill_tokens_per_s']:.0f}"]
+                 for r in res["rows"]])

@@ -75,18 +75,24 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 
 @app.command()
 def demo(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-         seconds: float = typer.Option(10.0, help="Length of the audio demo signal (s).")) -> None:
+         seconds: float = typer.Option(10.0, help="Length of the audio demo signal (s)."),
+         model: bool = typer.Option(True, "--model/--no-model",
+                                    help="Include the SmolLM2 section (about a minute).")) -> None:
     """The main job on built-in defaults: each medium's measured table."""
     from quanta.cli import demo as d
 
     results = {"core": d.core_section(), "audio": d.audio_section(seconds),
                "image": d.image_section()}
+    if model:
+        results["model"] = d.model_section()
     if json_out:
         print_json(results)
         return
     d.print_core(results["core"])
     d.print_audio(results["audio"])
     d.print_image(results["image"])
+    if model:
+        d.print_model(results["model"])
 
 
 def _register_groups() -> None:

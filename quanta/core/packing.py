@@ -103,3 +103,25 @@ def unpack(data: np.ndarray, bits: int, n: int, *, signed: bool = False) -> np.n
         half = 1 << (bits - 1)
         return (out.astype(np.int16) - ((out >= half).astype(np.int16) << bits)).astype(np.int8)
     return out
+
+
+def unpack_torch(data, bits: int, n: int):
+    """:func:`unpack` for a torch uint8 tensor (same layout), returning uint8 codes.
+
+    For model code that unpacks on the fly: the bytes of each group of eight codes are widened
+    to one int64 word (the top byte is always zero, so int64 shifts are exact) and split.
+    """
+    import torch
+
+    _check_bits(bits)
+    if bits == 8:
+        return data[:n].clone()
+    groups = -(-n // 8)
+    flat = data[: packed_size(n, bits)]
+    buf = torch.zeros((groups, 8), dtype=torch.uint8, device=data.device)
+    padded = torch.zeros(groups * bits, dtype=torch.uint8, device=data.device)
+    padded[: flat.numel()] = flat
+    buf[:, :bits] = padded.view(groups, bits)
+    words = buf.view(torch.int64)  # (groups, 1), little-endian like the numpy path
+    shifts = torch.arange(8, dtype=torch.int64, device=data.device) * bits
+    return ((words >> shifts) & ((1 << bits) - 1)).to(torch.uint8).reshape(-1)[:n]

@@ -20,7 +20,7 @@ def test_info_json(capsys):
 
 
 def test_demo_json_is_measured(capsys):
-    assert main(["demo", "--json", "--seconds", "3"]) == 0
+    assert main(["demo", "--json", "--seconds", "3", "--no-model"]) == 0
     res = json.loads(capsys.readouterr().out)
     rows = res["core"]
     assert [r["bits"] for r in rows] == list(range(2, 17))

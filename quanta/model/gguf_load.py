@@ -1,0 +1,155 @@
+"""Load a GGUF file (llama architecture) as a float PyTorch model plus its tokenizer.
+
+Every tensor is dequantized with the ``gguf`` package (any GGML type: F32, F16, Q8_0, Q4_0,
+Q4_1, K-quants, ...), so a file written by llama.cpp or by ``gguf``'s own quantizer becomes a
+float reference model. The tokenizer is rebuilt from the file's vocabulary and merges
+(byte-level BPE) with the ``tokenizers`` library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quanta.errors import InputError
+
+_LAYER_MAP = {
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+}
+
+
+@dataclass
+class GGUFModel:
+    """A dequantized GGUF model: torch module, tokenizer, metadata, and source tensor types."""
+
+    model: Any
+    tokenizer: Any
+    metadata: dict
+    tensor_types: dict[str, str]
+
+
+def _reader(path: Path):
+    from gguf import GGUFReader
+
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        return GGUFReader(path)
+    except (ValueError, OSError, IndexError, KeyError) as e:
+        raise InputError(f"{path}: not a readable GGUF file ({e})") from None
+
+
+def _field(r, key: str, default: Any = None) -> Any:
+    f = r.fields.get(key)
+    if f is None:
+        return default
+    try:
+        return f.contents()
+    except Exception:
+        return default
+
+
+def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Undo llama.cpp's rotary permutation of Q/K rows (back to Hugging Face order)."""
+    rows = w.shape[0]
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def build_tokenizer(r, path: Path):
+    """A ``tokenizers.Tokenizer`` from the GGUF's byte-level BPE vocabulary."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    kind = _field(r, "tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise InputError(f"{path}: tokenizer type {kind!r} is not supported (byte-level BPE 'gpt2')")
+    tokens = _field(r, "tokenizer.ggml.tokens")
+    merges = _field(r, "tokenizer.ggml.merges")
+    types = _field(r, "tokenizer.ggml.token_type", [1] * len(tokens))
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges],
+                              fuse_unk=False, byte_fallback=False))
+    pre = [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+    if _field(r, "tokenizer.ggml.pre") in ("smollm", "qwen2", "llama-bpe", "deepseek-llm"):
+        pre.insert(0, pre_tokenizers.Digits(individual_digits=True))
+    tk.pre_tokenizer = pre_tokenizers.Sequence(pre)
+    tk.decoder = decoders.ByteLevel()
+    special = [AddedToken(t, special=True, normalized=False)
+               for t, k in zip(tokens, types) if k == 3]
+    tk.add_special_tokens(special)
+    return tk
+
+
+def load_gguf(path: Path | str, *, dtype: Any = None) -> GGUFModel:
+    """Read a llama-architecture GGUF into a float ``LlamaForCausalLM`` (float32 by default)."""
+    import torch
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    p = Path(path)
+    r = _reader(p)
+    arch = _field(r, "general.architecture")
+    if arch != "llama":
+        raise InputError(f"{p}: architecture {arch!r} is not supported (llama)")
+    g = lambda k, d=None: _field(r, f"llama.{k}", d)  # noqa: E731
+    n_head, n_kv = int(g("attention.head_count")), int(g("attention.head_count_kv", g("attention.head_count")))
+    tensors = {t.name: t for t in r.tensors}
+    vocab = int(g("vocab_size", len(_field(r, "tokenizer.ggml.tokens") or [])))
+    cfg = LlamaConfig(
+        vocab_size=vocab, hidden_size=int(g("embedding_length")),
+        intermediate_size=int(g("feed_forward_length")), num_hidden_layers=int(g("block_count")),
+        num_attention_heads=n_head, num_key_value_heads=n_kv,
+        max_position_embeddings=int(g("context_length", 2048)),
+        rms_norm_eps=float(g("attention.layer_norm_rms_epsilon", 1e-5)),
+        rope_theta=float(g("rope.freq_base", 10000.0)),
+        tie_word_embeddings="output.weight" not in tensors,
+        bos_token_id=_field(r, "tokenizer.ggml.bos_token_id"),
+        eos_token_id=_field(r, "tokenizer.ggml.eos_token_id"))
+    state, types = {}, {}
+    for name, t in tensors.items():
+        try:
+            arr = dequantize(t.data, t.tensor_type)
+        except (NotImplementedError, ValueError) as e:
+            raise InputError(f"{p}: tensor {name}: cannot dequantize {t.tensor_type.name} ({e})") \
+                from None
+        shape = tuple(int(s) for s in reversed(t.shape))
+        try:
+            arr = np.asarray(arr, dtype=np.float32).reshape(shape)
+        except ValueError:
+            raise InputError(f"{p}: tensor {name} holds {arr.size} values, not {shape}") from None
+        types[name] = GGMLQuantizationType(t.tensor_type).name
+        if name == "token_embd.weight":
+            key = "model.embed_tokens.weight"
+        elif name == "output_norm.weight":
+            key = "model.norm.weight"
+        elif name == "output.weight":
+            key = "lm_head.weight"
+        elif name.startswith("blk."):
+            _, layer, kind, _ = name.split(".", 3)
+            if kind not in _LAYER_MAP:
+                continue
+            if kind == "attn_q":
+                arr = _unpermute(arr, n_head)
+            elif kind == "attn_k":
+                arr = _unpermute(arr, n_kv)
+            key = f"model.layers.{layer}.{_LAYER_MAP[kind]}.weight"
+        else:
+            continue
+        state[key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C"))
+    model = LlamaForCausalLM(cfg)
+    missing = set(model.state_dict()) - set(state) - ({"lm_head.weight"} if cfg.tie_word_embeddings else set())
+    if missing:
+        raise InputError(f"{p}: missing tensors, e.g. {sorted(missing)[0]}")
+    model.load_state_dict(state, strict=False)
+    if cfg.tie_word_embeddings:
+        model.tie_weights()
+    model = model.to(dtype or torch.float32).eval()
+    meta = {"architecture": arch, "name": _field(r, "general.name"), "file_type": _field(r, "general.file_type"),
+            "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id}
+    return GGUFModel(model, build_tokenizer(r, p), meta, types)

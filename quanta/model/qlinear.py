@@ -1,0 +1,118 @@
+"""``QuantLinear``: a Linear layer that keeps only packed codes and scales in memory.
+
+Three forward paths, chosen per layer at construction:
+
+* "int4pack": 4-bit grids with groups of 32–256, ``out_features % 16 == 0`` and
+  ``in_features % group == 0`` → PyTorch's ``_weight_int4pack_mm_for_cpu`` (bf16 activations).
+* "int8pack": 8-bit, one group per row (per output channel, symmetric) and
+  ``in_features % 16 == 0`` → ``_weight_int8pack_mm`` (bf16 activations). torch 2.13's kernel
+  gives wrong results for other K, so those layers take the fallback.
+* "packed": anything else (2, 3, 5–7 bits, NF4, odd shapes) → codes bit-packed with
+  :mod:`quanta.core.packing`, unpacked and dequantized on the fly, then a float matmul.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from quanta.core.codebook import NF4
+from quanta.core.packing import pack, unpack_torch
+from quanta.model.quantizers import QuantizedWeight
+
+
+def choose_path(qw: QuantizedWeight) -> str:
+    out, inp = qw.codes.shape  # inp: padded to a multiple of the group size
+    if qw.method != "nf4" and qw.bits == 4 and qw.group_size in (32, 64, 128, 256) \
+            and out % 16 == 0 and inp % qw.group_size == 0:
+        return "int4pack"
+    if qw.method != "nf4" and qw.bits == 8 and qw.group_size == inp and inp % 16 == 0 \
+            and bool(torch.all(qw.zeros == 128)):
+        return "int8pack"
+    return "packed"
+
+
+class QuantLinear(nn.Module):
+    """A quantized ``nn.Linear`` (weight ``(out, in)``), built with :meth:`from_quantized`."""
+
+    def __init__(self, in_features: int, out_features: int, *, bits: int, group_size: int,
+                 method: str, path: str, bias: bool = False, padded_in: int | None = None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.padded_in = padded_in or in_features  # codes' width: a multiple of group_size
+        self.bits, self.group_size, self.method, self.path = bits, group_size, method, path
+        self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
+
+    @classmethod
+    def from_quantized(cls, qw: QuantizedWeight, bias: torch.Tensor | None = None,
+                       path: str | None = None) -> QuantLinear:
+        out, inp = qw.codes.shape
+        path = path or choose_path(qw)
+        m = cls(qw.in_features, out, bits=qw.bits, group_size=qw.group_size, method=qw.method,
+                path=path, bias=bias is not None, padded_in=inp)
+        if bias is not None:
+            m.bias.data.copy_(bias.detach().float())
+        g = qw.group_size
+        if path == "int4pack":
+            codes = qw.codes.to(torch.int32).contiguous()
+            m.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1))
+            # the kernel computes (q − 8)·s + z; ours is s·(q − zero)
+            z = qw.scales * (8.0 - qw.zeros)
+            sz = torch.stack([qw.scales.t(), z.t()], dim=-1).to(torch.bfloat16).contiguous()
+            m.register_buffer("scales_zeros", sz)
+        elif path == "int8pack":
+            m.register_buffer("w_int8", (qw.codes.to(torch.int16) - 128).to(torch.int8).contiguous())
+            m.register_buffer("scales", qw.scales[:, 0].to(torch.bfloat16).contiguous())
+        else:
+            data = pack(qw.codes.numpy().astype("uint8").ravel(), qw.bits)
+            m.register_buffer("packed", torch.from_numpy(data))
+            m.register_buffer("scales", qw.scales.to(torch.float16).contiguous())
+            if qw.zeros is not None:
+                m.register_buffer("zeros", qw.zeros.to(torch.float16).contiguous())
+            else:
+                m.zeros = None
+            del g
+        return m
+
+    def weight_bytes(self) -> int:
+        """Bytes held for the weight (codes, scales, zero points; bias excluded)."""
+        return sum(b.numel() * b.element_size() for n, b in self.named_buffers())
+
+    def dequantize_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The float weight this layer applies (for tests and the fallback path)."""
+        out, inp, g = self.out_features, self.padded_in, self.group_size
+        k = self.in_features
+        if self.path == "int4pack":
+            eye = torch.eye(inp, dtype=torch.bfloat16)
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(
+                eye, self.packed, g, self.scales_zeros).t()[:, :k].to(dtype)
+        if self.path == "int8pack":
+            return (self.w_int8.float() * self.scales.float()[:, None]).to(dtype)
+        codes = unpack_torch(self.packed, self.bits, out * inp).view(out, inp // g, g)
+        if self.method == "nf4":
+            w = torch.as_tensor(NF4)[codes.long()] * self.scales.float()[..., None]
+        else:
+            w = (codes.float() - self.zeros.float()[..., None]) * self.scales.float()[..., None]
+        return w.view(out, inp)[:, :k].to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features)
+        if self.path == "int4pack" and self.padded_in != self.in_features:
+            x2 = torch.nn.functional.pad(x2, (0, self.padded_in - self.in_features))
+        if self.path == "int4pack":
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                x2.to(torch.bfloat16).contiguous(), self.packed, self.group_size, self.scales_zeros)
+        elif self.path == "int8pack":
+            y = torch.ops.aten._weight_int8pack_mm(x2.to(torch.bfloat16).contiguous(), self.w_int8,
+                                                   self.scales)
+        else:
+            y = x2 @ self.dequantize_weight(x.dtype).t()
+        y = y.to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias.to(x.dtype)
+        return y.view(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in={self.in_features} (stored {self.padded_in}), out={self.out_features}, bits={self.bits}, "
+                f"group={self.group_size}, method={self.method}, path={self.path}")

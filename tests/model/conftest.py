@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte → printable character map (byte-level BPE alphabet)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def tiny_llama(seed: int = 0, vocab: int = 259):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True, bos_token_id=256, eos_token_id=257)
+    m = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.05)
+        for n, p in m.named_parameters():
+            if "norm" in n:
+                p.fill_(1.0)
+    return m
+
+
+def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's rotary permutation of Q/K rows (what its converter writes)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_tiny_gguf(model, path: Path, qtype: str = "F32") -> Path:
+    from gguf import GGMLQuantizationType, GGUFWriter
+    from gguf.quants import quantize
+
+    cfg = model.config
+    b2u = bytes_to_unicode()
+    tokens = [b2u[b] for b in range(256)] + ["<s>", "</s>", "Ġt"]
+    types = [1] * 256 + [3, 3, 1]
+    w = GGUFWriter(str(path), "llama")
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(len(tokens))
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(["Ġ t"])
+    w.add_bos_token_id(256)
+    w.add_eos_token_id(257)
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    q = GGMLQuantizationType[qtype]
+
+    def add(name, arr):
+        if q != GGMLQuantizationType.F32 and arr.ndim == 2 and arr.shape[1] % 32 == 0:
+            w.add_tensor(name, quantize(arr, q), raw_dtype=q)
+        else:
+            w.add_tensor(name, np.ascontiguousarray(arr))
+
+    add("token_embd.weight", sd["model.embed_tokens.weight"])
+    add("output_norm.weight", sd["model.norm.weight"])
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
+             "post_attention_layernorm": "ffn_norm"}
+    for i in range(cfg.num_hidden_layers):
+        for hf, gg in names.items():
+            arr = sd[f"model.layers.{i}.{hf}.weight"]
+            if gg == "attn_q":
+                arr = _permute(arr, cfg.num_attention_heads)
+            elif gg == "attn_k":
+                arr = _permute(arr, cfg.num_key_value_heads)
+            add(f"blk.{i}.{gg}.weight", arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    m = tiny_llama()
+    path = write_tiny_gguf(m, tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+    return m, path
