@@ -98,7 +98,8 @@ def load_gguf(path: Path | str, *, dtype: Any = None) -> GGUFModel:
     if arch != "llama":
         raise InputError(f"{p}: architecture {arch!r} is not supported (llama)")
     g = lambda k, d=None: _field(r, f"llama.{k}", d)  # noqa: E731
-    n_head, n_kv = int(g("attention.head_count")), int(g("attention.head_count_kv", g("attention.head_count")))
+    n_head = int(g("attention.head_count"))
+    n_kv = int(g("attention.head_count_kv", n_head))
     tensors = {t.name: t for t in r.tensors}
     vocab = int(g("vocab_size", len(_field(r, "tokenizer.ggml.tokens") or [])))
     cfg = LlamaConfig(
@@ -143,13 +144,15 @@ def load_gguf(path: Path | str, *, dtype: Any = None) -> GGUFModel:
             continue
         state[key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C"))
     model = LlamaForCausalLM(cfg)
-    missing = set(model.state_dict()) - set(state) - ({"lm_head.weight"} if cfg.tie_word_embeddings else set())
+    tied = {"lm_head.weight"} if cfg.tie_word_embeddings else set()
+    missing = set(model.state_dict()) - set(state) - tied
     if missing:
         raise InputError(f"{p}: missing tensors, e.g. {sorted(missing)[0]}")
     model.load_state_dict(state, strict=False)
     if cfg.tie_word_embeddings:
         model.tie_weights()
     model = model.to(dtype or torch.float32).eval()
-    meta = {"architecture": arch, "name": _field(r, "general.name"), "file_type": _field(r, "general.file_type"),
-            "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id}
+    meta = {"architecture": arch, "name": _field(r, "general.name"),
+            "file_type": _field(r, "general.file_type"), "bos_token_id": cfg.bos_token_id,
+            "eos_token_id": cfg.eos_token_id}
     return GGUFModel(model, build_tokenizer(r, p), meta, types)

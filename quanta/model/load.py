@@ -27,7 +27,7 @@ def bundled(name: str) -> Path:
     spec = importlib.util.find_spec(pkg)
     if spec is None or not spec.submodule_search_locations:
         raise InputError(f"package for {name!r} is not installed ({pkg}; make test installs it)")
-    return Path(list(spec.submodule_search_locations)[0]) / rel
+    return Path(next(iter(spec.submodule_search_locations))) / rel
 
 
 def load_model(src: str | Path) -> Loaded:

@@ -114,5 +114,5 @@ class QuantLinear(nn.Module):
         return y.view(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_features} (stored {self.padded_in}), out={self.out_features}, bits={self.bits}, "
-                f"group={self.group_size}, method={self.method}, path={self.path}")
+        return (f"in={self.in_features} (stored {self.padded_in}), out={self.out_features}, "
+                f"bits={self.bits}, group={self.group_size}, method={self.method}, path={self.path}")

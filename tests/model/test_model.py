@@ -45,7 +45,7 @@ def test_mse_and_hqq_beat_rtn_on_heavy_tails():
 
 def test_bad_requests_name_the_layer():
     w = torch.zeros(8, 100)
-    with pytest.raises(ConfigError, match="layer blk.3: group size 128 does not fit in_features 100"):
+    with pytest.raises(ConfigError, match=r"layer blk\.3: group size 128 does not fit in_features 100"):
         quantize_weight(w, group_size=128, name="blk.3")
     with pytest.raises(ConfigError, match="bits"):
         quantize_weight(w, bits=9, group_size=0)
@@ -119,7 +119,7 @@ def test_bad_gguf_files(tmp_path, tiny):
 
 
 def test_quantize_save_load_gives_identical_logits(tiny, tmp_path):
-    model, path = tiny
+    _, path = tiny
     g = load_gguf(path)
     rep = quantize_model(g.model, bits=4, group_size=32, method="hqq")
     assert set(count_by_path(g.model)) == {"int4pack"}
