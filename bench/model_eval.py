@@ -37,6 +37,7 @@ from quanta.model.load import bundled, load_model  # noqa: E402
 
 CONFIGS = [
     ("int8 per-channel, RTN, sym", dict(bits=8, group_size=0, method="rtn", sym=True)),
+    ("int8 g32 RTN asym", dict(bits=8, group_size=32, method="rtn")),
     ("int4 g128 RTN asym", dict(bits=4, group_size=128, method="rtn")),
     ("int4 g128 MSE-clip asym", dict(bits=4, group_size=128, method="mse")),
     ("int4 g128 HQQ", dict(bits=4, group_size=128, method="hqq")),
@@ -48,6 +49,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--chunks", type=int, default=40)
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the memory/speed probes (the int4 models are still built)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     ref = load_model("smollm2")
@@ -55,6 +58,8 @@ def main() -> None:
                    n_chunks=args.chunks)
     rows, results = [], []
     t0 = time.perf_counter()
+    if args.speed_only:
+        wins = wins[:1]  # the quality tables need the full run; keep the reference pass short
     base = evaluate_causal_lm(ref.model, wins, keep_logprobs=True)
     ref_lp = base.pop("logprobs")  # float16 reference distributions, reused below
     stats = weight_stats(ref.model)
@@ -63,7 +68,7 @@ def main() -> None:
                  f"{stats['bits_per_weight']:.2f}"])
     console.print(f"reference evaluated in {time.perf_counter() - t0:.0f} s")
     tmp = Path(tempfile.mkdtemp())
-    for qtype in ("Q8_0", "Q4_0"):
+    for qtype in () if args.speed_only else ("Q8_0", "Q4_0"):
         path = requantize_gguf(bundled("smollm2"), tmp / f"peer_{qtype}.gguf", qtype)
         peer = load_model(path)
         r = evaluate_causal_lm(peer.model, wins, reference=ref_lp)
@@ -73,8 +78,10 @@ def main() -> None:
         rows.append([f"peer: llama.cpp {qtype} format", f"{r['perplexity']:.3f}",
                      f"{r['kld']:.5f}", f"{100 * r['top1_agreement']:.2f}%", f"{bpw:.2f} (file)"])
         del peer
-    int4_dir = None
+    int4_dirs: dict[int, Path] = {}
     for name, cfg in CONFIGS:
+        if args.speed_only and name != "int4 g128 RTN asym":
+            continue
         m = copy.deepcopy(ref.model)
         rep = quantize_model(m, **cfg)
         r = evaluate_causal_lm(m, wins, reference=ref_lp)
@@ -83,30 +90,41 @@ def main() -> None:
                      f"{100 * r['top1_agreement']:.2f}%",
                      f"{rep['bits_per_weight']:.2f} ({rep['bits_per_quantized_weight']:.3f})"])
         if name == "int4 g128 RTN asym":
-            int4_dir = save_quantized(m, ref.tokenizer, tmp / "int4", report=rep, source="smollm2")
+            for g in (128, 64):  # the speed/memory models: int4 head too, bf16 elsewhere
+                mm = copy.deepcopy(ref.model)
+                rep_h = quantize_model(mm, bits=4, group_size=g, head=True)
+                int4_dirs[g] = save_quantized(mm, ref.tokenizer, tmp / f"int4_g{g}", report=rep_h,
+                                              source="smollm2")
+                del mm
         del m
-    print_table(f"SmolLM2-135M on WikiText-2 test, {args.chunks}×512 tokens, quanta-ppl/1 "
+    print_table(f"SmolLM2-135M on WikiText-2 test, {wins.shape[0]}×512 tokens, quanta-ppl/1 "
                 f"({machine()})", ["model", "PPL", "KLD", "top-1", "bits/weight (quantized)"], rows)
     speed = []
     if not args.skip_speed:
-        for src, dtype in ((str(bundled("smollm2")), "float32"), (str(bundled("smollm2")), "bfloat16"),
-                           (str(int4_dir), "as-is")):
+        runs = [(str(bundled("smollm2")), "float32", "float32"),
+                (str(bundled("smollm2")), "bfloat16", "bfloat16"),
+                (str(int4_dirs[128]), "bfloat16", "quanta int4 g128 (head int4, rest bf16)"),
+                (str(int4_dirs[64]), "bfloat16", "quanta int4 g64 (head int4, rest bf16)")]
+        for src, dtype, label in runs:
             out = subprocess.run([sys.executable, str(ROOT / "bench" / "_model_probe.py"), src, dtype],
                                  capture_output=True, text=True, check=True)
-            speed.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        labels = ["float32", "bfloat16", "quanta int4 g128"]
+            speed.append({"label": label, **json.loads(out.stdout.strip().splitlines()[-1])})
         print_table("resident memory and speed (fresh process each; 2 threads)",
                     ["model", "model RSS MB", "peak RSS MB", "prefill tok/s", "decode tok/s"],
-                    [[lab, f"{s['model_rss_mb']:.0f}", f"{s['peak_rss_mb']:.0f}",
-                      f"{s['prefill_tokens_per_s']:.0f}", f"{s['decode_tokens_per_s']:.1f}"]
-                     for lab, s in zip(labels, speed)])
-        f32, bf16, i4 = speed
-        console.print(f"int4 model RSS / float32: {i4['model_rss_mb'] / f32['model_rss_mb']:.3f}; "
-                      f"decode int4 / bf16: {i4['decode_tokens_per_s'] / bf16['decode_tokens_per_s']:.2f}×, "
-                      f"int4 / fp32: {i4['decode_tokens_per_s'] / f32['decode_tokens_per_s']:.2f}×")
-        int4_size = sum(p.stat().st_size for p in Path(int4_dir).iterdir())
-        console.print(f"int4 folder on disk: {int4_size / 1e6:.1f} MB")
-    path = write_json("model_eval", {"results": results, "speed": speed})
+                    [[s_["label"], f"{s_['model_rss_mb']:.0f}", f"{s_['peak_rss_mb']:.0f}",
+                      f"{s_['prefill_tokens_per_s']:.0f}", f"{s_['decode_tokens_per_s']:.1f}"]
+                     for s_ in speed])
+        f32, _, i4, _ = speed
+        dec = {k: v["decode_tokens_per_s"] for k, v in zip(("f32", "bf16", "i4", "i4g64"), speed)}
+        console.print(f"int4 g128 model RSS / float32: {i4['model_rss_mb'] / f32['model_rss_mb']:.3f}; "
+                      f"decode int4 g128 / bf16: {dec['i4'] / dec['bf16']:.2f}×, "
+                      f"int4 g64 / bf16: {dec['i4g64'] / dec['bf16']:.2f}×, "
+                      f"int4 g128 / fp32: {dec['i4'] / dec['f32']:.2f}×")
+        for g, d in int4_dirs.items():
+            size = sum(p.stat().st_size for p in Path(d).iterdir())
+            console.print(f"int4 g{g} folder on disk: {size / 1e6:.1f} MB")
+    path = write_json("model_eval_speed" if args.speed_only else "model_eval",
+                      {"results": results, "speed": speed})
     print(f"wrote {path}")
 
 

@@ -56,7 +56,7 @@ def save_quantized(model: nn.Module, tokenizer: Any, out: Path | str, *, report:
 def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
     """Load a folder written by :func:`save_quantized` (needs no original weights)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
     from tokenizers import Tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -70,7 +70,9 @@ def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
     if cfg.get("architecture") != "LlamaForCausalLM":
         raise InputError(f"{d}: architecture {cfg.get('architecture')!r} is not supported")
     try:
-        state = load_file(str(d / "model.safetensors"))
+        # read into ordinary memory (not a file mapping), so the model's resident memory is
+        # its own and a later dtype cast frees what it replaces
+        state = load((d / "model.safetensors").read_bytes())
     except (OSError, SafetensorError) as e:
         raise InputError(f"{d / 'model.safetensors'}: cannot read ({e})") from None
     mcfg = LlamaConfig.from_dict(cfg["model_config"])
