@@ -120,8 +120,9 @@ def model_section(chunks: int = 4) -> dict:
     base = evaluate_causal_lm(ref.model, wins, keep_logprobs=True)
     lp = base.pop("logprobs")
     rows = [{"model": "float32 reference", **base, **weight_stats(ref.model)}]
-    for name, cfg in (("int8 per-channel", {"bits": 8, "group_size": 0, "sym": True}),
-                      ("int4 g128 RTN", {"bits": 4, "group_size": 128})):
+    for name, cfg in (("int8 g32 RTN", {"bits": 8, "group_size": 32}),
+                      ("int4 g128 RTN", {"bits": 4, "group_size": 128}),
+                      ("NF4 g128", {"bits": 4, "group_size": 128, "method": "nf4"})):
         m = copy.deepcopy(ref.model)
         rep = quantize_model(m, **cfg)
         r = evaluate_causal_lm(m, wins, reference=lp)
@@ -134,7 +135,9 @@ def print_model(res: dict) -> None:
     print_table(f"model: SmolLM2-135M (GGUF Q4_1 dequantized = reference), WikiText-2 test, "
                 f"{res['chunks']}×512 tokens (`quanta model eval` uses 40)",
                 ["model", "PPL", "KLD", "top-1", "bits/weight", "MB", "prefill tok/s"],
-                [[r["model"], f"{r['perplexity']:.2f}", f"{r.get('kld', 0):.5f}",
-                  f"{100 * r.get('top1_agreement', 1):.1f}%", f"{r['bits_per_weight']:.2f}",
+                [[r["model"], f"{r['perplexity']:.2f}",
+                  f"{r['kld']:.5f}" if "kld" in r else "—",
+                  f"{100 * r['top1_agreement']:.1f}%" if "kld" in r else "—",
+                  f"{r['bits_per_weight']:.2f}",
                   f"{r['weight_bytes'] / 1e6:.0f}", f"{r['prefill_tokens_per_s']:.0f}"]
                  for r in res["rows"]])
