@@ -86,27 +86,32 @@ def check(weight_shape: tuple[int, int], bits: int, group_size: int, method: str
 
 def _hqq(w: torch.Tensor, qp: QParams, grid: Grid, iters: int = 20, p: float = 0.7,
          beta: float = 10.0, kappa: float = 1.01) -> torch.Tensor:
-    """HQQ zero-point refinement: returns improved zero points (same shape as qp.zero_point)."""
+    """HQQ zero-point refinement: returns improved zero points (same shape as qp.zero_point).
+
+    Each step rounds on the core grid with the current zero points, shrinks the error
+    (generalised soft-thresholding for the lp "norm"), and solves for the zero points in closed
+    form; the best zero points seen (by the lp error) are kept.
+    """
     out, inp = w.shape
     g = grid.group_size
     wg = w.view(out, inp // g, g)
     s = qp.scale[..., None]
-    z = qp.zero_point[..., None].clone()
+    z = qp.zero_point.clone()
     best_z, best_err = z.clone(), None
     for _ in range(iters):
-        q = torch.clamp(torch.round(wg / s + z), grid.qmin, grid.qmax)
-        wr = (q - z) * s
-        err = (wg - wr).abs().pow(p).sum(-1, keepdim=True)
+        step = QParams(grid, qp.scale, z, qp.shape)
+        q = quantize(w, step)
+        e = (w - dequantize(q, step)).view(out, inp // g, g)
+        err = e.abs().pow(p).sum(-1)
         if best_err is None:
             best_err = err
         better = err < best_err
         best_z = torch.where(better, z, best_z)
         best_err = torch.where(better, err, best_err)
-        e = wg - wr  # generalised soft-thresholding (shrinkage for the lp "norm")
         we = torch.sign(e) * torch.relu(e.abs() - (1.0 / beta) * e.abs().clamp_min(1e-8).pow(p - 1))
-        z = (q - (wg - we) / s).mean(-1, keepdim=True)
+        z = (q.view(out, inp // g, g).float() - (wg - we) / s).mean(-1)
         beta *= kappa
-    return best_z[..., 0]
+    return best_z
 
 
 def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, method: Method = "rtn",
