@@ -24,6 +24,15 @@ from quanta.model.evaluate import decode_speed, peak_rss_mb, rss_mb
 def main() -> None:
     src, dtype = sys.argv[1], sys.argv[2]
     torch.set_num_threads(2)
+    # every module the loaders use is imported before the baseline reading, so that "model
+    # RSS" is the model's memory, not the loader's code
+    import gguf  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    import tokenizers  # noqa: F401
+    from transformers import LlamaForCausalLM  # noqa: F401
+
+    import quanta.model.files
+    import quanta.model.gguf_load  # noqa: F401
     from quanta.model.load import load_model
 
     gc.collect()

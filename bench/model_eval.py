@@ -94,7 +94,7 @@ def main() -> None:
                 mm = copy.deepcopy(ref.model)
                 rep_h = quantize_model(mm, bits=4, group_size=g, head=True)
                 int4_dirs[g] = save_quantized(mm, ref.tokenizer, tmp / f"int4_g{g}", report=rep_h,
-                                              source="smollm2")
+                                              source="smollm2", float_dtype=torch.bfloat16)
                 del mm
         del m
     print_table(f"SmolLM2-135M on WikiText-2 test, {wins.shape[0]}×512 tokens, quanta-ppl/1 "
@@ -103,8 +103,8 @@ def main() -> None:
     if not args.skip_speed:
         runs = [(str(bundled("smollm2")), "float32", "float32"),
                 (str(bundled("smollm2")), "bfloat16", "bfloat16"),
-                (str(int4_dirs[128]), "bfloat16", "quanta int4 g128 (head int4, rest bf16)"),
-                (str(int4_dirs[64]), "bfloat16", "quanta int4 g64 (head int4, rest bf16)")]
+                (str(int4_dirs[128]), "as-is", "quanta int4 g128 (head int4, rest stored bf16)"),
+                (str(int4_dirs[64]), "as-is", "quanta int4 g64 (head int4, rest stored bf16)")]
         for src, dtype, label in runs:
             out = subprocess.run([sys.executable, str(ROOT / "bench" / "_model_probe.py"), src, dtype],
                                  capture_output=True, text=True, check=True)

@@ -36,10 +36,14 @@ def quantize(
     include: str = typer.Option("*", help="Comma-separated name patterns of layers to quantize."),
     exclude: str = typer.Option("lm_head", help="Comma-separated name patterns to leave float."),
     head: bool = typer.Option(False, "--head", help="Quantize the output head too (untied)."),
+    float_dtype: str = typer.Option("float32", help="Storage of what stays float (embeddings, "
+                                    "norms): float32, bfloat16 or float16."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output folder."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Quantize MODEL's Linear layers and save a folder of safetensors + JSON config."""
+    import torch
+
     from quanta.errors import ConfigError
     from quanta.model.apply import count_by_path
     from quanta.model.files import save_quantized
@@ -48,6 +52,8 @@ def quantize(
 
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    if float_dtype not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"--float-dtype must be float32, bfloat16 or float16, not {float_dtype!r}")
     if out.exists() and not force:
         raise ConfigError(f"{out} exists; pass --force to overwrite it")
     loaded = load_model(model)
@@ -55,7 +61,8 @@ def quantize(
         raise ConfigError(f"{model}: saving quantized {loaded.kind} models is not supported "
                           "(use `quanta model eval --bits` to measure them)")
     rep = _quantize(loaded.model, bits, group_size, method, sym, include, exclude, head, json_out)
-    save_quantized(loaded.model, loaded.tokenizer, out, report=rep, source=loaded.source, force=force)
+    save_quantized(loaded.model, loaded.tokenizer, out, report=rep, source=loaded.source, force=force,
+                   float_dtype=getattr(torch, float_dtype))
     size = sum(p.stat().st_size for p in out.iterdir())
     summary = {"output": str(out), "layers": len(rep["layers"]), "paths": count_by_path(loaded.model),
                "bits_per_weight": rep["bits_per_weight"],

@@ -20,8 +20,12 @@ FORMAT = "quanta-quantized/1"
 
 
 def save_quantized(model: nn.Module, tokenizer: Any, out: Path | str, *, report: dict,
-                   source: str, force: bool = False) -> Path:
-    """Write ``model`` (with :class:`QuantLinear` layers) to the folder ``out``, atomically."""
+                   source: str, force: bool = False, float_dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` (with :class:`QuantLinear` layers) to the folder ``out``, atomically.
+
+    float_dtype: store the parameters that stay float (embeddings, norms, a float head) in this
+    dtype (e.g. ``torch.bfloat16``); the quantized layers' buffers are stored as they are.
+    """
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -29,7 +33,14 @@ def save_quantized(model: nn.Module, tokenizer: Any, out: Path | str, *, report:
         raise OutputError(f"{out} exists; pass --force to overwrite it")
     if not out.parent.exists():
         raise OutputError(f"{out.parent}: folder does not exist")
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    qnames = {n for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+
+    def stored(key: str, v: torch.Tensor) -> torch.Tensor:
+        if float_dtype is not None and v.is_floating_point() and key.rpartition(".")[0] not in qnames:
+            v = v.to(float_dtype)
+        return v.detach().contiguous()
+
+    state = {k: stored(k, v) for k, v in model.state_dict().items()}
     if getattr(model.config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)  # re-tied on load
     layers = {n: {"in": m.in_features, "padded_in": m.padded_in, "out": m.out_features, "bits": m.bits,

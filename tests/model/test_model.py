@@ -180,6 +180,16 @@ def test_cli_quantize_eval_info(tiny, tmp_path, capsys):
     assert main(["model", "info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["quantized_layers"] == {"int4pack": 14}
+    bf = tmp_path / "q4bf"
+    assert main(["model", "quantize", str(path), "-o", str(bf), "--group-size", "32",
+                 "--float-dtype", "bfloat16", "--json"]) == 0
+    capsys.readouterr()
+    from quanta.model.files import load_quantized
+
+    m_bf, _, _ = load_quantized(bf)
+    assert m_bf.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert m_bf.model.layers[0].mlp.down_proj.scales_zeros.dtype == torch.bfloat16
+    assert (bf / "model.safetensors").stat().st_size < (out / "model.safetensors").stat().st_size
     assert main(["model", "quantize", str(path), "-o", str(tmp_path / "bad"), "--group-size",
                  "256"]) == 2
     err = capsys.readouterr().err
