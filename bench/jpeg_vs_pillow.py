@@ -32,9 +32,9 @@ from quanta.image.metrics import psnr_rgb_db  # noqa: E402
 
 
 def kodak() -> list[tuple[str, np.ndarray]]:
-    import os
+    from quanta.data import data_dir
 
-    data = Path(os.environ.get("QUANTA_DATA", ROOT.parent / "shared" / "data")) / "kodak"
+    data = data_dir() / "kodak"
     files = sorted(data.glob("kodim*.png"))
     if len(files) != 24:
         raise SystemExit(f"expected 24 Kodak images in {data}, found {len(files)}")

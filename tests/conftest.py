@@ -1,15 +1,8 @@
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_dir() -> Path:
-    """The shared test data: $QUANTA_DATA, else ../shared/data beside the repository."""
-    env = os.environ.get("QUANTA_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
+from quanta.data import data_dir
 
 
 @pytest.fixture(scope="session")

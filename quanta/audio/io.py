@@ -211,14 +211,6 @@ class CodeWriter:
         self.close()
 
 
-def write_float(path: Path | str, x: np.ndarray, rate_hz: int, *, subtype: str = "FLOAT") -> None:
-    """Write float samples (e.g. generated signals) as 32- or 64-bit float."""
-    fmt = format_for(path)
-    if fmt == "FLAC":
-        raise ConfigError("FLAC cannot store float samples; use .wav or .aiff")
-    sf.write(path, x, rate_hz, format=fmt, subtype=subtype)
-
-
 def effective_bits(x: np.ndarray, max_bits: int = 32) -> int | None:
     """Smallest N ≤ ``max_bits`` such that every sample is a multiple of ``2**-(N-1)``.
 

@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from quanta.audio.weighting import threshold_weighting_db
+from quanta.core.feedback import noise_gain_db
 from quanta.errors import ConfigError
 
 
@@ -236,9 +237,8 @@ def _design(fs: float, order: int, max_total: float, max_peak: float) -> Shaping
 
     def make(mu: float) -> tuple[np.ndarray, bool]:
         b = _prediction_error_filter(r_w + mu * r_1)
-        h = np.abs(np.fft.rfft(b, 2 * _GRID)) ** 2  # |H|² on the same grid as f
-        ok = 10 * np.log10(np.mean(h)) <= max_total and 10 * np.log10(np.max(h)) <= max_peak
-        return b, ok
+        total, peak = noise_gain_db(b, n_fft=_GRID)  # |H|² on the same grid as f
+        return b, total <= max_total and peak <= max_peak
 
     lo, hi = -12.0, 2.0  # log10 μ: search for the smallest μ meeting both bounds
     b_hi, ok = make(10**hi)

@@ -76,16 +76,13 @@ def print_audio(res: dict) -> None:
 
 def image_section() -> dict:
     """Kodak image 23 at qualities 50/75/90: quanta's encoder against Pillow's."""
-    import os
-
     import numpy as np
     from PIL import Image
 
+    from quanta.data import data_dir
     from quanta.image.curve import curve
 
-    data = Path(os.environ.get("QUANTA_DATA", Path(__file__).resolve().parents[2].parent
-                               / "shared" / "data"))
-    src = data / "kodak" / "kodim23.png"
+    src = data_dir() / "kodak" / "kodim23.png"
     if src.exists():
         img = np.asarray(Image.open(src).convert("RGB"))
         name = src.name

@@ -119,13 +119,11 @@ def sentence_embeddings(model, tokenizer, sentences: list[str], max_len: int = 1
     return torch.stack(embs)
 
 
-def test_text(data_dir: Path | None = None) -> str:
+def test_text(folder: Path | None = None) -> str:
     """WikiText-2's test.txt from the shared data ($QUANTA_DATA or ../shared/data)."""
-    import os
+    from quanta.data import data_dir
 
-    base = Path(os.environ.get("QUANTA_DATA", "")) if os.environ.get("QUANTA_DATA") else \
-        Path(__file__).resolve().parents[3] / "shared" / "data"
-    p = (data_dir or base) / "wikitext-2" / "test.txt"
+    p = (folder or data_dir()) / "wikitext-2" / "test.txt"
     if not p.exists():
         raise InputError(f"{p}: WikiText-2 test set not found (set QUANTA_DATA)")
     return p.read_text(encoding="utf-8")

@@ -52,7 +52,6 @@ class QuantLinear(nn.Module):
                 path=path, bias=bias is not None, padded_in=inp)
         if bias is not None:
             m.bias.data.copy_(bias.detach().float())
-        g = qw.group_size
         if path == "int4pack":
             codes = qw.codes.to(torch.int32).contiguous()
             m.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1))
@@ -71,7 +70,6 @@ class QuantLinear(nn.Module):
                 m.register_buffer("zeros", qw.zeros.to(torch.float16).contiguous())
             else:
                 m.zeros = None
-            del g
         return m
 
     def weight_bytes(self) -> int:

@@ -6,6 +6,6 @@ prediction, run-length and Huffman coding (:mod:`entropy`) → markers (:mod:`wr
 :func:`encode` runs them all.
 """
 
-from quanta.image.jpeg.encoder import encode, encode_file
+from quanta.image.jpeg.encoder import encode
 
-__all__ = ["encode", "encode_file"]
+__all__ = ["encode"]

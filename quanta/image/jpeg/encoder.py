@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -142,14 +141,3 @@ def encode(
     return Encoded(b"".join(parts), width, height, 1 if gray else 3, luma_t,
                    None if gray else chroma_t)
 
-
-def encode_file(src: Path | str, dst: Path | str, **kwargs: object) -> dict:
-    """Read ``src`` (any image Pillow reads), encode, write ``dst``; returns a report."""
-    from quanta.image.io import load_image
-
-    img, icc, notes = load_image(src)
-    enc = encode(img, icc_profile=icc, **kwargs)  # type: ignore[arg-type]
-    Path(dst).write_bytes(enc.data)
-    return {"input": str(src), "output": str(dst), "width": enc.width, "height": enc.height,
-            "components": enc.components, "bytes": len(enc.data), "bpp": enc.bits_per_pixel,
-            "notes": notes}
