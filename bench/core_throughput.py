@@ -16,7 +16,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._util import machine, median_time, write_json
-from quanta.cli.common import print_table
 from quanta.core import (
     Grid,
     choose_qparams,
@@ -27,6 +26,7 @@ from quanta.core import (
     quantize,
     unpack,
 )
+from quanta.report.tables import print_table
 
 E9 = [1.0, -2.412, 3.370, -3.937, 4.174, -3.353, 2.205, -1.281, 0.569]
 

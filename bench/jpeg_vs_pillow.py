@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._util import machine, write_json  # noqa: E402
-from quanta.cli.common import console, print_table  # noqa: E402
 from quanta.image.curve import pillow_encode  # noqa: E402
 from quanta.image.jpeg import encode  # noqa: E402
 from quanta.image.metrics import psnr_rgb_db  # noqa: E402
+from quanta.report.tables import console, print_table  # noqa: E402
 
 
 def kodak() -> list[tuple[str, np.ndarray]]:

@@ -28,20 +28,20 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench._util import machine, write_json  # noqa: E402
-from quanta.cli.common import console, print_table  # noqa: E402
 from quanta.model.apply import quantize_model, weight_stats  # noqa: E402
-from quanta.model.evaluate import evaluate_causal_lm, test_text, windows  # noqa: E402
+from quanta.model.evaluate import evaluate_causal_lm, wikitext2_test_text, windows  # noqa: E402
 from quanta.model.files import save_quantized  # noqa: E402
 from quanta.model.gguf_write import requantize_gguf  # noqa: E402
 from quanta.model.load import bundled, load_model  # noqa: E402
+from quanta.report.tables import console, print_table  # noqa: E402
 
 CONFIGS = [
-    ("int8 per-channel, RTN, sym", dict(bits=8, group_size=0, method="rtn", sym=True)),
-    ("int8 g32 RTN asym", dict(bits=8, group_size=32, method="rtn")),
-    ("int4 g128 RTN asym", dict(bits=4, group_size=128, method="rtn")),
-    ("int4 g128 MSE-clip asym", dict(bits=4, group_size=128, method="mse")),
-    ("int4 g128 HQQ", dict(bits=4, group_size=128, method="hqq")),
-    ("NF4 g128", dict(bits=4, group_size=128, method="nf4")),
+    ("int8 per-channel, RTN, sym", dict(bits=8, group_size=0, quantizer="rtn", sym=True)),
+    ("int8 g32 RTN asym", dict(bits=8, group_size=32, quantizer="rtn")),
+    ("int4 g128 RTN asym", dict(bits=4, group_size=128, quantizer="rtn")),
+    ("int4 g128 MSE-clip asym", dict(bits=4, group_size=128, quantizer="mse")),
+    ("int4 g128 HQQ", dict(bits=4, group_size=128, quantizer="hqq")),
+    ("NF4 g128", dict(bits=4, group_size=128, quantizer="nf4")),
 ]
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     ref = load_model("smollm2")
-    wins = windows(ref.tokenizer, test_text(), bos_id=ref.info["metadata"]["bos_token_id"],
+    wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.info["metadata"]["bos_token_id"],
                    n_chunks=args.chunks)
     rows, results = [], []
     t0 = time.perf_counter()
@@ -85,10 +85,11 @@ def main() -> None:
         m = copy.deepcopy(ref.model)
         rep = quantize_model(m, **cfg)
         r = evaluate_causal_lm(m, wins, reference=ref_lp)
-        results.append({"name": name, **cfg, **r, **{k: v for k, v in rep.items() if k != "layers"}})
+        results.append({"name": name, **cfg, **r,
+                        **{k: v for k, v in rep.to_json().items() if k != "layers"}})
         rows.append([name, f"{r['perplexity']:.3f}", f"{r['kld']:.5f}",
                      f"{100 * r['top1_agreement']:.2f}%",
-                     f"{rep['bits_per_weight']:.2f} ({rep['bits_per_quantized_weight']:.3f})"])
+                     f"{rep.bits_per_weight:.2f} ({rep.bits_per_quantized_weight:.3f})"])
         if name == "int4 g128 RTN asym":
             for g in (128, 64):  # the speed/memory models: int4 head too, bf16 elsewhere
                 mm = copy.deepcopy(ref.model)

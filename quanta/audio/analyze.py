@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from quanta.audio import io
+from quanta.audio.levels import clip_top, codes_per_unit, effective_bits
 from quanta.audio.weighting import WEIGHTINGS
+from quanta.core.dither import total_error_variance_lsb2
+from quanta.core.measures import db_amplitude
+from quanta.core.measures import db_power as _db
 from quanta.errors import InputError
+from quanta.reports import Report, fmt, private
 
 SEGMENT = 8192  # samples per spectral segment (5.9 Hz bins at 48 kHz)
 BAND = (20.0, 20000.0)
-
-
-def _db(power: float) -> float:
-    return 10 * math.log10(power) if power > 0 else -math.inf
 
 
 class SpectrumMeter:
@@ -65,8 +67,7 @@ class SpectrumMeter:
     def spectrum(self) -> tuple[np.ndarray, np.ndarray]:
         """Frequencies (Hz) and power per bin (one-sided; sums to the mean square)."""
         f = np.fft.rfftfreq(self.segment, 1 / self.rate_hz)
-        if self._count == 0:
-            # Too short for one segment: fall back to a single zero-padded periodogram.
+        if self._count == 0:  # too short for one segment: no spectrum (levels say NaN/None)
             return f, np.zeros_like(f)
         p = self._acc / self._count / (self.segment * np.sum(self.window**2))
         p[1:-1] *= 2
@@ -86,7 +87,7 @@ class SpectrumMeter:
                 continue
             w = 10 ** (fn(f[band]) / 10)
             out[f"{name}_db"] = _db(float(np.sum(p[band] * w))) if self._count else math.nan
-        out["peak_db"] = 20 * math.log10(self.peak) if self.peak > 0 else -math.inf
+        out["peak_db"] = db_amplitude(self.peak)
         return out
 
 
@@ -102,14 +103,12 @@ def channel_stats(x: np.ndarray, bits: int | None = None) -> list[dict]:
         peak = float(np.max(np.abs(col))) if col.size else 0.0
         rms = float(np.sqrt(np.mean(col * col))) if col.size else 0.0
         if bits:
-            top = 1 - 2.0 ** -(bits - 1)
-            clips = int(np.sum((col >= top) | (col <= -1.0)))
+            clips = int(np.sum((col >= clip_top(bits)) | (col <= -1.0)))
         else:
             clips = int(np.sum(np.abs(col) >= 1.0))
-        out.append({"peak_dbfs": 20 * math.log10(peak) if peak > 0 else -math.inf,
-                    "rms_dbfs": 20 * math.log10(rms) if rms > 0 else -math.inf,
+        out.append({"peak_dbfs": db_amplitude(peak), "rms_dbfs": db_amplitude(rms),
                     "dc": float(np.mean(col)) if col.size else 0.0, "clips": clips,
-                    "effective_bits": io.effective_bits(col)})
+                    "effective_bits": effective_bits(col)})
     return out
 
 
@@ -124,27 +123,75 @@ def _paired(test: Path, ref: Path, chunk: int) -> Iterator[tuple[np.ndarray, np.
         raise InputError(f"{test} and {ref} differ in length")
 
 
+@dataclass(frozen=True)
+class AnalysisReport(Report):
+    """Levels of a file (dBFS, per channel) and, against a reference, of the residual (dB re
+    full-scale amplitude); ``meter`` keeps the residual's spectrum for a plot."""
+
+    file: str
+    rate_hz: int
+    channels: int
+    frames: int
+    seconds: float
+    subtype: str
+    channels_stats: list[dict]
+    residual: dict | None = None
+    dynamic_range: dict | None = None
+    meter: SpectrumMeter | None = private(default=None)  # noqa: RUF009 (a field spec)
+
+    def rows(self) -> list[tuple[str, str]]:
+        rows = [("file", f"{self.file}: {self.rate_hz} Hz, {self.channels} ch, "
+                 f"{self.seconds:.2f} s, {self.subtype}")]
+        for i, c in enumerate(self.channels_stats):
+            rows.append((f"channel {i}", f"peak {fmt(c['peak_dbfs'])} dBFS, RMS {fmt(c['rms_dbfs'])} "
+                         f"dBFS, DC {c['dc']:.2e}, clips {c['clips']}, effective bits "
+                         f"{c['effective_bits'] or 'float'}"))
+        labels = {"threshold_db": "residual, threshold-weighted 20 Hz–20 kHz",
+                  "unweighted_db": "residual, unweighted whole band",
+                  "unweighted_band_db": "residual, unweighted 20 Hz–20 kHz",
+                  "a_db": "residual, A-weighted", "itu468_db": "residual, ITU-R 468-weighted",
+                  "peak_db": "residual peak", "snr_db": "SNR"}
+        for k, label in labels.items():
+            if self.residual and k in self.residual:
+                rows.append((label, f"{fmt(self.residual[k])} dB"))
+        if self.dynamic_range:
+            d = self.dynamic_range
+            rows.append(("AES17 dynamic range", f"{d['dynamic_range_db']:.2f} dB unweighted, "
+                         f"{d['dynamic_range_a_db']:.2f} dB A-weighted ({d['bits']} bits, dither "
+                         f"{d['dither']}, shaping {d['shape']})"))
+        return rows
+
+
 def analyze_file(path: Path | str, reference: Path | str | None = None, *,
-                 chunk_frames: int = 1 << 18) -> dict:
-    """Report on a file; with ``reference``, the residual ``file − reference`` too."""
-    inf = io.info(path)
+                 chunk_frames: int = 1 << 18, dynamic_range_bits: int | None = None,
+                 dither: str = "tpdf", shape: str | None = "none") -> AnalysisReport:
+    """Report on a file; with ``reference``, the residual ``file − reference`` too; with
+    ``dynamic_range_bits``, the AES17 dynamic range of that depth and method at the file's rate."""
+    src_info = io.info(path)
     x, _ = io.read(path)
-    report = {"file": str(path), "rate_hz": inf.rate_hz, "channels": inf.channels,
-              "frames": inf.frames, "seconds": inf.seconds, "subtype": inf.subtype,
-              "channels_stats": channel_stats(x, inf.bits)}
+    residual, meter = None, None
     if reference is not None:
-        rinf = io.info(reference)
-        if (rinf.rate_hz, rinf.channels, rinf.frames) != (inf.rate_hz, inf.channels, inf.frames):
-            raise InputError(f"{path} and {reference} differ in rate, channels or length")
-        res, sig = SpectrumMeter(inf.rate_hz), SpectrumMeter(inf.rate_hz)
-        for xt, xr in _paired(Path(path), Path(reference), chunk_frames):
-            res.add(xt - xr)
-            sig.add(xr)
-        lv = res.levels()
-        lv["snr_db"] = _db(sig.mean_square()) - lv["unweighted_db"]
-        report["residual"] = lv
-        report["_meter"] = res
-    return report
+        meter, residual = _residual(Path(path), Path(reference), src_info, chunk_frames)
+    dr = None if dynamic_range_bits is None else dynamic_range_db(
+        dynamic_range_bits, dither=dither, shape=shape, rate_hz=src_info.rate_hz)
+    return AnalysisReport(str(path), src_info.rate_hz, src_info.channels, src_info.frames,
+                          src_info.seconds, src_info.subtype, channel_stats(x, src_info.bits),
+                          residual, dr, meter)
+
+
+def _residual(path: Path, reference: Path, src_info: io.AudioInfo,
+              chunk_frames: int) -> tuple[SpectrumMeter, dict]:
+    ref_info = io.info(reference)
+    if (ref_info.rate_hz, ref_info.channels, ref_info.frames) != \
+            (src_info.rate_hz, src_info.channels, src_info.frames):
+        raise InputError(f"{path} and {reference} differ in rate, channels or length")
+    res, sig = SpectrumMeter(src_info.rate_hz), SpectrumMeter(src_info.rate_hz)
+    for xt, xr in _paired(path, reference, chunk_frames):
+        res.add(xt - xr)
+        sig.add(xr)
+    lv = res.levels()
+    lv["snr_db"] = _db(sig.mean_square()) - lv["unweighted_db"]
+    return res, lv
 
 
 def residual_levels(x: np.ndarray, ref: np.ndarray, rate_hz: float) -> dict:
@@ -169,7 +216,7 @@ def dynamic_range_db(bits: int, *, dither: str = "tpdf", shape: str | None = "no
     t = np.arange(n) / rate_hz
     amp = 10 ** (-60 / 20)
     x = amp * np.sin(2 * np.pi * 997.0 * t)
-    y = requantize(x, bits, rate_hz, dither=dither, shape=shape, seed=seed) / float(1 << (bits - 1))
+    y = requantize(x, bits, rate_hz, dither=dither, shape=shape, seed=seed) / codes_per_unit(bits)
     basis = np.stack([np.sin(2 * np.pi * 997.0 * t), np.cos(2 * np.pi * 997.0 * t), np.ones(n)], 1)
     coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
     m = SpectrumMeter(rate_hz)
@@ -184,8 +231,8 @@ def dynamic_range_db(bits: int, *, dither: str = "tpdf", shape: str | None = "no
 def theory_dynamic_range_db(bits: int, dither: str, rate_hz: float = 48000.0) -> float:
     """Dynamic range (dB, 20 Hz–20 kHz, unshaped) from the noise power of the method:
     Δ²/12 for rounding, Δ²/6 for RPDF, Δ²/4 for TPDF, spread evenly up to ``rate_hz / 2``."""
-    step = 2.0 ** -(bits - 1)
-    var = {"none": 1 / 12, "rpdf": 1 / 6, "tpdf": 1 / 4, "hp-tpdf": 1 / 4}[dither] * step * step
+    step = 1.0 / codes_per_unit(bits)
+    var = total_error_variance_lsb2(dither) * step * step
     band = (min(BAND[1], rate_hz / 2) - BAND[0]) / (rate_hz / 2)
     return _db(0.5) - _db(var * band)
 

@@ -14,21 +14,34 @@ The same ``seed`` gives the same samples; channels differ (own noise, own pannin
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import signal as sps
 
+from quanta.core._checks import check_choice, check_finite_number
 from quanta.errors import ConfigError
+from quanta.progress import Progress
+from quanta.reports import Report
 
 KINDS = ("sine", "sweep", "multitone", "music")
 _NOTE_S = 0.5  # seconds per chord in "music"
 
 
-def _check(kind: str, seconds: float, rate_hz: int, channels: int) -> int:
-    if kind not in KINDS:
-        raise ConfigError(f"unknown signal {kind!r} (choose from {', '.join(KINDS)})")
+def validate(kind: str, seconds: float, rate_hz: int, channels: int, level_db: float = -1.0,
+             freq_hz: float = 997.0) -> int:
+    """Check a request; returns the frame count."""
+    check_choice(kind, KINDS, "signal")
+    check_finite_number(level_db, "level (dBFS)")
+    if level_db > 0:
+        raise ConfigError(f"level must be at most 0 dBFS, got {level_db}")
+    check_finite_number(seconds, "duration (s)")
     if not 1000 <= rate_hz <= 768_000:
         raise ConfigError(f"sample rate must be 1 kHz..768 kHz, got {rate_hz}")
+    freq = check_finite_number(freq_hz, "frequency (Hz)")
+    if kind == "sine" and not 0 < freq < rate_hz / 2:
+        raise ConfigError(f"frequency must be between 0 and half the sample rate, got {freq_hz} Hz")
     if not 1 <= channels <= 64:
         raise ConfigError(f"channels must be 1..64, got {channels}")
     if not 0 < seconds <= 24 * 3600:
@@ -40,7 +53,7 @@ def blocks(kind: str, *, seconds: float, rate_hz: int = 48000, channels: int = 1
            seed: int = 0, level_db: float = -1.0, freq_hz: float = 997.0,
            block_frames: int = 1 << 16) -> Iterator[np.ndarray]:
     """Yield ``(frames, channels)`` float64 blocks of the signal."""
-    n = _check(kind, seconds, rate_hz, channels)
+    n = validate(kind, seconds, rate_hz, channels, level_db, freq_hz)
     amp = 10 ** (level_db / 20)
     if kind == "music":
         yield from _music(n, rate_hz, channels, seed, amp, block_frames)
@@ -70,7 +83,6 @@ def _music(n: int, fs: int, channels: int, seed: int, amp: float,
     a = np.array([1, -2.494956002, 2.017265875, -0.522189400])
     zi = np.zeros((channels, 3))
     half = n // 2
-    out_pos = 0
     buf = np.zeros((0, channels))
     harm = np.arange(1, 7)
     for start in range(0, n, note):
@@ -97,7 +109,6 @@ def _music(n: int, fs: int, channels: int, seed: int, amp: float,
         while buf.shape[0] >= block_frames:
             yield buf[:block_frames]
             buf = buf[block_frames:]
-            out_pos += block_frames
     if buf.shape[0]:
         yield buf
 
@@ -108,3 +119,33 @@ def generate(kind: str, *, seconds: float, rate_hz: int = 48000, channels: int =
     parts = list(blocks(kind, seconds=seconds, rate_hz=rate_hz, channels=channels, seed=seed,
                         level_db=level_db, freq_hz=freq_hz))
     return np.concatenate(parts) if parts else np.zeros((0, channels))
+
+
+@dataclass(frozen=True)
+class GenerateReport(Report):
+    """A generated test signal written to a file."""
+
+    output: str
+    kind: str
+    seconds: float
+    rate_hz: int
+    channels: int
+    level_db: float
+
+
+def write(dst: Path | str, kind: str = "music", *, seconds: float = 10.0, rate_hz: int = 48000,
+          channels: int = 2, seed: int = 0, level_db: float = -1.0, freq_hz: float = 997.0,
+          double: bool = False, progress: Progress | None = None) -> GenerateReport:
+    """Write the signal to ``dst`` (WAV or AIFF, 32- or 64-bit float), block by block."""
+    from quanta.audio import io
+
+    total = validate(kind, seconds, rate_hz, channels, level_db, freq_hz)
+    done = 0
+    with io.float_writer(dst, rate_hz=rate_hz, channels=channels, double=double) as f:
+        for x in blocks(kind, seconds=seconds, rate_hz=rate_hz, channels=channels, seed=seed,
+                        level_db=level_db, freq_hz=freq_hz):
+            f.write(x)
+            done += x.shape[0]
+            if progress:
+                progress(done, total)
+    return GenerateReport(str(dst), kind, seconds, rate_hz, channels, level_db)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from quanta.audio.levels import check_bits
 from quanta.errors import ConfigError, InputError
 
 #: Container precision in bits of each integer subtype libsndfile knows.
@@ -156,8 +157,7 @@ def format_for(path: Path | str) -> str:
 
 def subtype_for(fmt: str, bits: int) -> str:
     """The smallest integer subtype of ``fmt`` that holds ``bits`` bits."""
-    if not 1 <= bits <= 24:
-        raise ConfigError(f"bit depth must be 1..24, got {bits}")
+    check_bits(bits)
     if bits <= 8:
         return "PCM_U8" if fmt == "WAV" else "PCM_S8"
     return "PCM_16" if bits <= 16 else "PCM_24"
@@ -211,15 +211,13 @@ class CodeWriter:
         self.close()
 
 
-def effective_bits(x: np.ndarray, max_bits: int = 32) -> int | None:
-    """Smallest N ≤ ``max_bits`` such that every sample is a multiple of ``2**-(N-1)``.
-
-    ``None`` when no such N exists (float audio with finer detail).
-    """
-    if x.size == 0:
-        return 1
-    for n in range(1, max_bits + 1):
-        y = x * float(1 << (n - 1))
-        if np.array_equal(y, np.round(y)):
-            return n
-    return None
+def float_writer(path: Path | str, *, rate_hz: int, channels: int, double: bool = False) -> sf.SoundFile:
+    """An open soundfile for float samples (WAV or AIFF: FLAC cannot hold floats)."""
+    fmt = format_for(path)
+    if fmt == "FLAC":
+        raise ConfigError("FLAC cannot hold float samples; use .wav or .aiff")
+    try:
+        return sf.SoundFile(path, "w", samplerate=rate_hz, channels=channels, format=fmt,
+                            subtype="DOUBLE" if double else "FLOAT")
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise ConfigError(f"{path}: cannot write {fmt} float ({_why(e)})") from None

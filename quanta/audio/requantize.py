@@ -11,7 +11,6 @@ exactly the bytes of the file processed whole with the same seed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,25 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from quanta.audio import io
+from quanta.audio.levels import check_bits, codes_per_unit, fits_grid, full_scale
 from quanta.audio.shaping import ShapingFilter, predicted, select
-from quanta.core.dither import KINDS, DitherSource
+from quanta.core.dither import DitherKind, DitherSource
 from quanta.core.feedback import FeedbackState, error_feedback_quantize
+from quanta.core.measures import db_amplitude
 from quanta.errors import ConfigError, InputError
+from quanta.progress import Progress
+from quanta.reports import Report, fmt
 
 DEFAULT_CHUNK = 1 << 18  # frames per chunk: ~5.5 s at 48 kHz
 
-
-def check_bits(bits: int) -> int:
-    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 24:
-        raise ConfigError(f"bit depth must be an integer in 1..24, got {bits!r}")
-    return int(bits)
-
-
-def fits_grid(x: np.ndarray, bits: int) -> bool:
-    """True when every sample already lies on the ``bits``-bit grid (and inside its range)."""
-    y = x * float(1 << (bits - 1))
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return bool(np.array_equal(y, np.rint(y)) and (y.size == 0 or (y.min() >= lo and y.max() <= hi)))
+__all__ = ["DEFAULT_CHUNK", "RequantizeReport", "Requantizer", "check_bits", "fits_grid",
+           "requantize", "requantize_file"]
 
 
 @dataclass
@@ -47,26 +40,26 @@ class Requantizer:
     bits: int
     channels: int
     rate_hz: float
-    dither: str = "tpdf"
-    shape: str | ShapingFilter | None = "auto"
+    dither: DitherKind = "tpdf"
+    shaper: str | ShapingFilter | None = "auto"
     seed: int = 0
     threads: int | None = None
-    filter: ShapingFilter | None = field(init=False)
+    shaping_filter: ShapingFilter | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.bits = check_bits(self.bits)
-        if self.dither not in KINDS:
-            raise ConfigError(f"unknown dither {self.dither!r} (choose from {', '.join(KINDS)})")
         if self.channels < 1:
             raise ConfigError("need at least one channel")
-        self.filter = select(self.shape, self.rate_hz, self.bits)
-        b = np.array(self.filter.b if self.filter else (1.0,))
-        a = np.array(self.filter.a if self.filter else (1.0,))
+        self._dither = DitherSource(self.dither, self.channels, seed=self.seed)  # validates
+        self.shaping_filter = select(self.shaper, self.rate_hz, self.bits)
+        flt = self.shaping_filter
+        b = np.array(flt.b if flt else (1.0,))
+        a = np.array(flt.a if flt else (1.0,))
         self._b, self._a = b, a
-        self._dither = DitherSource(self.dither, self.channels, seed=self.seed)
         self._states = [FeedbackState.zeros(b, a) for _ in range(self.channels)]
-        self._scale = float(1 << (self.bits - 1))
-        self._qmin, self._qmax = -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
+        grid = full_scale(self.bits).grid
+        self._gain = codes_per_unit(self.bits)
+        self._qmin, self._qmax = grid.qmin, grid.qmax
         workers = self.threads or min(self.channels, _cpus())
         self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
 
@@ -78,7 +71,7 @@ class Requantizer:
     def _channel(self, x: np.ndarray, c: int, out: np.ndarray) -> None:
         d = None if self.dither == "none" else self._dither.draw_channel(c, x.shape[0])
         _, self._states[c] = error_feedback_quantize(
-            x[:, c], gain=self._scale, b=self._b, a=self._a, qmin=self._qmin, qmax=self._qmax,
+            x[:, c], gain=self._gain, b=self._b, a=self._a, qmin=self._qmin, qmax=self._qmax,
             dither=d, state=self._states[c], out=out[:, c])
 
     def process(self, x: np.ndarray) -> np.ndarray:
@@ -115,7 +108,7 @@ def requantize(x: np.ndarray, bits: int, rate_hz: float, *, dither: str = "tpdf"
     """Requantize a whole float array ``(frames[, channels])`` to integer codes (int32)."""
     x = np.asarray(x, dtype=np.float64)
     two_d = x if x.ndim == 2 else x[:, None]
-    rq = Requantizer(bits, two_d.shape[1], rate_hz, dither=dither, shape=shape, seed=seed)
+    rq = Requantizer(bits, two_d.shape[1], rate_hz, dither=dither, shaper=shape, seed=seed)
     try:
         out = rq.process(two_d)
     finally:
@@ -123,21 +116,61 @@ def requantize(x: np.ndarray, bits: int, rate_hz: float, *, dither: str = "tpdf"
     return out if x.ndim == 2 else out[:, 0]
 
 
+@dataclass(frozen=True)
+class RequantizeReport(Report):
+    """What :func:`requantize_file` did: the input, the method, clipping, levels (dBFS), time."""
+
+    input: str
+    output: str
+    rate_hz: int
+    channels: int
+    frames: int
+    seconds: float
+    input_subtype: str
+    bits: int
+    exact_copy: bool
+    dither: str
+    shape: str
+    filter_order: int
+    clipped: list[int]
+    input_peak_dbfs: float
+    wall_s: float
+    predicted_vs_unshaped_db: dict | None = None
+
+    def rows(self) -> list[tuple[str, str]]:
+        rows = [("input", f"{self.input} ({self.input_subtype}, {self.rate_hz} Hz, "
+                 f"{self.channels} ch, {self.seconds:.2f} s)"),
+                ("output", f"{self.output} ({self.bits} bits)")]
+        if self.exact_copy:
+            rows.append(("method", f"exact copy: the input already fits {self.bits} bits "
+                         "(--force-dither to dither anyway)"))
+        else:
+            rows += [("dither", self.dither), ("noise shaping", f"{self.shape} (order {self.filter_order})")]
+        if self.predicted_vs_unshaped_db:
+            p = self.predicted_vs_unshaped_db
+            rows.append(("predicted vs unshaped", f"threshold-weighted {p['threshold_db']:+.1f} dB, "
+                         f"total {p['total_db']:+.1f} dB, peak gain {p['peak_db']:+.1f} dB"))
+        rows += [("clipped samples", fmt(self.clipped)),
+                 ("input peak", f"{fmt(self.input_peak_dbfs)} dBFS"),
+                 ("time", f"{self.wall_s:.2f} s ({self.seconds / max(self.wall_s, 1e-9):.0f}× real time)")]
+        return rows
+
+
 def requantize_file(
     src: Path | str,
     dst: Path | str,
-    bits: int,
+    bits: int = 16,
     *,
-    dither: str = "tpdf",
+    dither: DitherKind = "tpdf",
     shape: str | ShapingFilter | None = "auto",
     seed: int = 0,
     force_dither: bool = False,
     chunk_frames: int = DEFAULT_CHUNK,
     out_format: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> dict:
-    """Requantize ``src`` into ``dst`` (written in place: callers wanting atomicity pass a
-    temporary path and ``out_format``). Returns a report (dict).
+    progress: Progress | None = None,
+) -> RequantizeReport:
+    """Requantize ``src`` into ``dst``, written in place (:meth:`quanta.media.Medium.write` wraps
+    it in an atomic write). ``progress(frames_done, frames_total)``.
 
     When every input sample already lies on the target grid (a 24-bit file holding 16-bit
     audio, say) the codes are copied exactly unless ``force_dither``.
@@ -145,42 +178,41 @@ def requantize_file(
     bits = check_bits(bits)
     if chunk_frames < 1:
         raise ConfigError("chunk size must be positive")
-    inf = io.info(src)
-    if inf.frames == 0:
+    src_info = io.info(src)
+    if src_info.frames == 0:
         raise InputError(f"{src}: no audio frames")
-    fmt = out_format or io.format_for(dst)
-    exact = False
-    if not force_dither:
-        exact = all(fits_grid(x, bits) for x in io.blocks(src, chunk_frames))
-    rq = None if exact else Requantizer(bits, inf.channels, inf.rate_hz, dither=dither,
-                                        shape=shape, seed=seed)
+    fmt_out = out_format or io.format_for(dst)
+    exact = not force_dither and all(fits_grid(x, bits) for x in io.blocks(src, chunk_frames))
+    rq = None if exact else Requantizer(bits, src_info.channels, src_info.rate_hz, dither=dither,
+                                        shaper=shape, seed=seed)
     t0 = time.perf_counter()
-    peak = 0.0
     try:
-        with io.CodeWriter(dst, rate_hz=inf.rate_hz, channels=inf.channels, bits=bits, fmt=fmt,
-                           metadata=inf.metadata) as w:
-            for x in io.prefetch(io.blocks(src, chunk_frames)):
-                peak = max(peak, float(np.max(np.abs(x))))
-                codes = np.rint(x * float(1 << (bits - 1))).astype(np.int32) if exact \
-                    else rq.process(x)
-                w.write(codes)
-                if progress:
-                    progress(x.shape[0])
+        peak = _stream(src, dst, src_info, bits, fmt_out, rq, chunk_frames, progress)
     finally:
         if rq is not None:
             rq.close()
-    flt = None if rq is None else rq.filter
-    report = {
-        "input": str(src), "output": str(dst), "rate_hz": inf.rate_hz, "channels": inf.channels,
-        "frames": inf.frames, "seconds": inf.seconds, "input_subtype": inf.subtype,
-        "bits": bits, "exact_copy": exact,
-        "dither": "none" if exact else dither,
-        "shape": "none" if flt is None else flt.name,
-        "filter_order": 0 if flt is None else flt.order,
-        "clipped": [0] * inf.channels if rq is None else rq.clipped,
-        "input_peak_dbfs": 20 * np.log10(peak) if peak > 0 else -np.inf,
-        "wall_s": time.perf_counter() - t0,
-    }
-    if flt is not None:
-        report["predicted_vs_unshaped_db"] = predicted(flt, inf.rate_hz)
-    return report
+    flt = None if rq is None else rq.shaping_filter
+    return RequantizeReport(
+        input=str(src), output=str(dst), rate_hz=src_info.rate_hz, channels=src_info.channels,
+        frames=src_info.frames, seconds=src_info.seconds, input_subtype=src_info.subtype, bits=bits,
+        exact_copy=exact, dither="none" if exact else dither,
+        shape="none" if flt is None else flt.name, filter_order=0 if flt is None else flt.order,
+        clipped=[0] * src_info.channels if rq is None else rq.clipped,
+        input_peak_dbfs=db_amplitude(peak), wall_s=time.perf_counter() - t0,
+        predicted_vs_unshaped_db=None if flt is None else predicted(flt, src_info.rate_hz))
+
+
+def _stream(src: Path | str, dst: Path | str, src_info: io.AudioInfo, bits: int, fmt_out: str,
+            rq: Requantizer | None, chunk_frames: int, progress: Progress | None) -> float:
+    """Read, requantize (or copy exactly when ``rq`` is None) and write; returns the input peak."""
+    peak, done = 0.0, 0
+    gain = codes_per_unit(bits)
+    with io.CodeWriter(dst, rate_hz=src_info.rate_hz, channels=src_info.channels, bits=bits,
+                       fmt=fmt_out, metadata=src_info.metadata) as w:
+        for x in io.prefetch(io.blocks(src, chunk_frames)):
+            peak = max(peak, float(np.max(np.abs(x))))
+            w.write(np.rint(x * gain).astype(np.int32) if rq is None else rq.process(x))
+            done += x.shape[0]
+            if progress:
+                progress(done, src_info.frames)
+    return peak

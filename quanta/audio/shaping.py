@@ -132,10 +132,18 @@ CLASSIC: list[ShapingFilter] = [
 CLASSIC_NAMES = tuple(dict.fromkeys(f.name for f in CLASSIC))
 
 
+RATE_TOLERANCE = 0.05  # a classic filter serves rates within 5 % of its native rate (as SoX)
+
+
+def usable_at(flt: ShapingFilter, rate_hz: float) -> bool:
+    """Whether the classic filter ``flt`` applies at ``rate_hz``."""
+    return abs(rate_hz - flt.rate_hz) / flt.rate_hz <= RATE_TOLERANCE
+
+
 def classic(name: str, rate_hz: float) -> ShapingFilter:
     """The classic filter ``name`` for ``rate_hz`` (within 5% of its native rate)."""
     for f in CLASSIC:
-        if f.name == name and abs(rate_hz - f.rate_hz) / f.rate_hz <= 0.05:
+        if f.name == name and usable_at(f, rate_hz):
             return f
     rates = sorted({int(f.rate_hz) for f in CLASSIC if f.name == name})
     if not rates:
@@ -275,3 +283,11 @@ def select(shape: str | ShapingFilter | None, rate_hz: float, bits: int) -> Shap
             raise ConfigError(f"bad filter name {shape!r} (designed or designed-ORDER)")
         return design(rate_hz, order=int(order) if order else None)
     return classic(shape, rate_hz)
+
+
+def filters_at(rate_hz: float) -> list[dict]:
+    """Every filter usable at ``rate_hz`` (the designed one first) with its predicted noise
+    relative to unshaped TPDF (dB)."""
+    flts = [design(rate_hz)] + [f for f in CLASSIC if usable_at(f, rate_hz)]
+    return [{"name": f.name, "order": f.order, "native_rate_hz": f.rate_hz, **predicted(f, rate_hz)}
+            for f in flts]

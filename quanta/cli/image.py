@@ -1,4 +1,4 @@
-"""``quanta image`` — encode, compare, curve, posterize."""
+"""``quanta image`` — encode, compare, curve, posterize: parse, call, print."""
 
 from __future__ import annotations
 
@@ -6,17 +6,10 @@ from pathlib import Path
 
 import typer
 
-from quanta.cli.common import atomic_path, check_output, console, print_json, print_table
+from quanta.cli.common import console, print_json, print_table, run_file_command, show
 
 app = typer.Typer(help="Images: a JPEG encoder whose quantization is ours; posterize; metrics.",
                   no_args_is_help=True)
-
-
-def _tables(spec: str):
-    """A preset name, or (luma, chroma) tables read from a file."""
-    from quanta.image.jpeg.tables import PRESETS, load_tables
-
-    return spec if spec in PRESETS else load_tables(spec)
 
 
 @app.command()
@@ -34,28 +27,11 @@ def encode(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Encode SRC as a baseline JPEG."""
-    from quanta.image.io import load_image
-    from quanta.image.jpeg import encode as jpeg_encode
-    from quanta.image.jpeg.tables import quality_scaling
+    from quanta.image.jpeg.tables import resolve_tables
 
-    quality_scaling(quality)  # validates
-    tbl = _tables(tables)
-    check_output(dst, force=force, inputs=(src,))
-    img, icc, notes = load_image(src)
-    enc = jpeg_encode(img, quality=quality, subsampling=subsampling, tables=tbl, optimize=optimize,
-                      restart_interval=restart, icc_profile=icc)
-    with atomic_path(dst) as tmp:
-        tmp.write_bytes(enc.data)
-    rep = {"input": str(src), "output": str(dst), "width": enc.width, "height": enc.height,
-           "bytes": len(enc.data), "bpp": enc.bits_per_pixel, "quality": quality,
-           "subsampling": subsampling if enc.components == 3 else "gray", "notes": notes}
-    if json_out:
-        print_json(rep)
-        return
-    for n in notes:
-        console.print(f"note: {n}")
-    console.print(f"wrote {dst}: {enc.width}×{enc.height}, {len(enc.data)} bytes, "
-                  f"{enc.bits_per_pixel:.3f} bpp (q {quality}, {rep['subsampling']})")
+    run_file_command("image", src, dst, force=force, json_out=json_out, label="encode",
+                     quality=quality, subsampling=subsampling, tables=resolve_tables(tables),
+                     optimize=optimize, restart_interval=restart)
 
 
 @app.command()
@@ -66,29 +42,12 @@ def compare(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """PSNR (RGB, luma), SSIM, SSIMULACRA2 and bits per pixel of DIST against REF."""
-    from quanta.errors import InputError
-    from quanta.image import metrics
     from quanta.image.io import load_image
+    from quanta.image.metrics import compare as run
 
-    a, _, _ = load_image(ref)
-    b, _, _ = load_image(dist)
-    if a.ndim != b.ndim:  # compare gray against colour as colour
-        a = a if a.ndim == 3 else a[..., None].repeat(3, axis=2)
-        b = b if b.ndim == 3 else b[..., None].repeat(3, axis=2)
-    if a.shape != b.shape:
-        raise InputError(f"sizes differ: {ref} is {a.shape[1]}×{a.shape[0]}, "
-                         f"{dist} is {b.shape[1]}×{b.shape[0]}")
-    rep = {"psnr_db": metrics.psnr_rgb_db(a, b), "psnr_luma_db": metrics.psnr_luma_db(a, b),
-           "ssim": metrics.ssim(a, b),
-           "bpp": metrics.bits_per_pixel(dist.stat().st_size, a.shape[1], a.shape[0])}
-    if not no_ssimulacra2:
-        rep["ssimulacra2"] = metrics.ssimulacra2(a if a.ndim == 3 else a[..., None].repeat(3, 2),
-                                                 b if b.ndim == 3 else b[..., None].repeat(3, 2))
-    if json_out:
-        print_json(rep)
-        return
-    print_table(f"{dist.name} vs {ref.name}", ["metric", "value"],
-                [[k, f"{v:.4f}" if k in ("ssim", "bpp") else f"{v:.2f}"] for k, v in rep.items()])
+    rep = run(load_image(ref)[0], load_image(dist)[0], n_bytes=dist.stat().st_size,
+              with_ssimulacra2=not no_ssimulacra2)
+    show(rep, json_out, title=f"{dist.name} vs {ref.name}")
 
 
 @app.command()
@@ -104,27 +63,20 @@ def curve(
     """Rate–distortion of quanta's encoder against Pillow's, with the BD-rate."""
     from quanta.errors import ConfigError
     from quanta.image.curve import curve as rd_curve
-    from quanta.image.curve import plot_curve
+    from quanta.image.curve import curve_bd_rate, plot_curve
     from quanta.image.io import load_image
-    from quanta.image.metrics import bd_rate
+    from quanta.outputs import atomic_output, check_output
 
     try:
         qs = [int(q) for q in qualities.split(",")]
     except ValueError:
         raise ConfigError(f"bad --qualities {qualities!r}: comma-separated integers") from None
-    for q in qs:
-        if not 1 <= q <= 100:
-            raise ConfigError(f"quality {q} is outside 1..100")
     if plot is not None:
         check_output(plot, force=force, inputs=(src,))
-    img, _, _ = load_image(src)
-    res = rd_curve(img, qs, subsampling=subsampling)
-    bd = None
-    if len(qs) >= 4:
-        bd = bd_rate([p["bpp"] for p in res["pillow"]], [p["psnr_db"] for p in res["pillow"]],
-                     [p["bpp"] for p in res["quanta"]], [p["psnr_db"] for p in res["quanta"]])
+    res = rd_curve(load_image(src)[0], qs, subsampling=subsampling)
+    bd = curve_bd_rate(res)
     if plot is not None:
-        with atomic_path(plot) as tmp:
+        with atomic_output(plot) as tmp:
             plot_curve(res, tmp, title=f"{src.name}: quanta vs Pillow ({subsampling})")
     if json_out:
         print_json({**res, "bd_rate_percent": bd})
@@ -133,8 +85,7 @@ def curve(
              f"{p['psnr_db']:.2f}", f"{100 * (q['bytes'] / p['bytes'] - 1):+.1f}%"]
             for q, p in zip(res["quanta"], res["pillow"])]
     print_table(f"{src.name}: quanta vs Pillow, optimize=True, {subsampling}",
-                ["quality", "quanta bpp", "quanta PSNR", "Pillow bpp", "Pillow PSNR", "size Δ"],
-                rows)
+                ["quality", "quanta bpp", "quanta PSNR", "Pillow bpp", "Pillow PSNR", "size Δ"], rows)
     if bd is not None:
         console.print(f"BD-rate (PSNR, VCEG-M33 cubic fit), quanta vs Pillow: {bd:+.2f}%")
 
@@ -149,28 +100,10 @@ def posterize(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Reduce SRC to 2^bits levels per channel, with dither, and write a PNG."""
-    import numpy as np
-    from PIL import Image
+    from quanta.image.posterize import posterize_file
+    from quanta.outputs import atomic_output, check_output
 
-    from quanta.errors import ConfigError
-    from quanta.image import metrics
-    from quanta.image.io import load_image
-    from quanta.image.posterize import posterize as run
-
-    if dst.suffix.lower() != ".png":
-        raise ConfigError(f"{dst}: posterize writes PNG (use a .png name)")
     check_output(dst, force=force, inputs=(src,))
-    img, _, notes = load_image(src)
-    out = run(img, bits, dither=dither)
-    with atomic_path(dst) as tmp:
-        Image.fromarray(out).save(tmp, format="PNG")
-    rep = {"output": str(dst), "bits": bits, "dither": dither,
-           "levels_per_channel": len(np.unique(out)) if out.size else 0,
-           "psnr_db": metrics.psnr_rgb_db(img, out), "notes": notes}
-    if json_out:
-        print_json(rep)
-        return
-    console.print(f"wrote {dst}: {bits} bits/channel, dither {dither}, PSNR {rep['psnr_db']:.2f} dB")
-
-
-
+    with atomic_output(dst) as tmp:
+        rep = posterize_file(src, tmp, bits=bits, dither=dither)
+    show(type(rep)(**{**rep.to_json(), "output": str(dst)}), json_out, title="posterize")

@@ -1,24 +1,32 @@
 """``quanta`` — the command-line entry point.
 
-Errors in the caller's input (:class:`quanta.errors.QuantaError`) print one line to stderr and
-exit with code 2; ``--debug`` shows the full traceback instead.
+The command groups, ``quanta info`` and ``quanta demo`` come from the media registry
+(:data:`quanta.media.MEDIA`). Exit codes: 0 success; 2 bad input or usage (one line on stderr);
+1 a bug (one line saying so; ``--debug``, anywhere on the line, shows the traceback);
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM) — temporary outputs removed either way.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import platform
+import signal
 import sys
+from typing import Any
 
-import click
 import typer
 
 import quanta
-from quanta.cli.common import console, print_json, print_table
+from quanta.cli.common import console, generic_app, print_json, print_table
 from quanta.errors import QuantaError
+from quanta.media import MEDIA
 
-app = typer.Typer(help="Quantize audio, images and neural networks, and measure what it costs.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+CORE_PACKAGES = ("numpy", "scipy", "numba", "rich", "typer", "matplotlib")
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so that clean-up runs as for Ctrl-C."""
 
 
 def _version(value: bool) -> None:
@@ -27,22 +35,13 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors (allowed "
+                               "anywhere on the command line)."),
 ) -> None:
     """quanta: quantize, and measure the cost."""
-
-
-_OPTIONAL = {
-    "core": ["numpy", "numba"],
-    "audio": ["soundfile"],
-    "image": ["PIL", "skimage", "ssimulacra2"],
-    "model": ["torch", "safetensors", "transformers", "gguf"],
-    "plots": ["matplotlib"],
-}
 
 
 def _version_of(mod: str) -> str | None:
@@ -57,60 +56,105 @@ def _version_of(mod: str) -> str | None:
         return "present"
 
 
-@app.command()
 def info(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Versions, and which optional parts are usable here."""
-    parts = {part: {m: _version_of(m) for m in mods} for part, mods in _OPTIONAL.items()}
-    usable = {part: all(v is not None for v in mods.values()) for part, mods in parts.items()}
+    """Versions, and which media are usable here (their optional packages)."""
+    parts = {"core": CORE_PACKAGES, **{name: m.extras for name, m in MEDIA.items()}}
+    found = {part: {mod: _version_of(mod) for mod in mods} for part, mods in parts.items()}
+    usable = {part: all(v is not None for v in mods.values()) for part, mods in found.items()}
     if json_out:
         print_json({"quanta": quanta.__version__, "python": platform.python_version(),
-                    "parts": parts, "usable": usable})
+                    "parts": found, "usable": usable,
+                    "media": {n: m.summary for n, m in MEDIA.items()}})
         return
     console.print(f"quanta {quanta.__version__} · Python {platform.python_version()}")
     rows = [[part, "yes" if usable[part] else "no",
-             ", ".join(f"{m} {v or 'missing'}" for m, v in mods.items())]
-            for part, mods in parts.items()]
+             ", ".join(f"{mod} {v or 'missing'}" for mod, v in mods.items()) or "—"]
+            for part, mods in found.items()]
     print_table("Parts", ["part", "usable", "packages"], rows, left=(0, 1, 2))
 
 
-@app.command()
 def demo(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-         seconds: float = typer.Option(10.0, help="Length of the audio demo signal (s)."),
+         skip: str = typer.Option("", help="Comma-separated sections to skip (e.g. model)."),
          model: bool = typer.Option(True, "--model/--no-model",
                                     help="Include the SmolLM2 section (about a minute).")) -> None:
-    """The main job on built-in defaults: each medium's measured table."""
-    from quanta.cli import demo as d
+    """The main job on built-in defaults: the core's check and each medium's measured table."""
+    from quanta.report.demo import sections
 
-    results = {"core": d.core_section(), "audio": d.audio_section(seconds),
-               "image": d.image_section()}
-    if model:
-        results["model"] = d.model_section()
+    skipped = tuple(s for s in skip.split(",") if s) + (() if model else ("model",))
+    results = {}
+    for name, run in sections(skip=skipped).items():
+        section = run()
+        results[name] = section
+        if not json_out:
+            print_table(section.heading, list(section.columns), [list(r) for r in section.table])
+            for note in section.notes:
+                console.print(note)
+            console.print()
     if json_out:
-        print_json(results)
-        return
-    d.print_core(results["core"])
-    d.print_audio(results["audio"])
-    d.print_image(results["image"])
-    if model:
-        d.print_model(results["model"])
+        print_json({k: v.to_json() for k, v in results.items()})
 
 
-def _register_groups() -> None:
-    from quanta.cli import audio, image, model
+def build_app() -> typer.Typer:
+    """The typer app: root options, info, demo, then one group per registered medium."""
+    app = typer.Typer(help="Quantize audio, images and neural networks, and measure what it costs.",
+                      no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    app.callback()(_root)
+    app.command()(info)
+    app.command()(demo)
+    for name, medium in MEDIA.items():
+        if medium.cli:
+            mod, _, attr = medium.cli.partition(":")
+            group = getattr(importlib.import_module(mod), attr)
+        else:
+            group = generic_app(name)
+        app.add_typer(group, name=name, help=medium.summary)
+    return app
 
-    app.add_typer(audio.app, name="audio")
-    app.add_typer(image.app, name="image")
-    app.add_typer(model.app, name="model")
+
+def _normalise(args: list[str]) -> tuple[list[str], bool]:
+    """Move every ``--debug`` (before a ``--``) to the front, where the root option reads it."""
+    end = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:end]
+    rest = [a for i, a in enumerate(args) if not (i < end and a == "--debug")]
+    return (["--debug", *rest] if debug else rest), debug
 
 
-_register_groups()
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _usage_error(e: Exception) -> int:
+    ctx = getattr(e, "ctx", None)
+    if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        print(ctx.get_help())
+        return 0
+    where = ctx.command_path if ctx is not None else "quanta"
+    msg = e.format_message() if hasattr(e, "format_message") else str(e)
+    print(f"quanta: usage error: {msg} (see '{where} --help')", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
-    cmd = typer.main.get_command(app)
+    args, debug = _normalise(list(sys.argv[1:] if argv is None else argv))
+    if not args:
+        args = ["--help"]
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        return _run(args, debug)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _run(args: list[str], debug: bool) -> int:
+    cmd = typer.main.get_command(build_app())
     try:
         cmd.main(args=args, prog_name="quanta", standalone_mode=False)
     except QuantaError as e:
@@ -118,24 +162,37 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"quanta: error: {e}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("quanta: aborted", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("quanta: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # an input the library did not anticipate must still not dump a trace
-        if debug:
-            raise
-        print(f"quanta: error: {type(e).__name__}: {e} (run with --debug for details)",
-              file=sys.stderr)
-        return 2
+    except Terminated:
+        print("quanta: terminated", file=sys.stderr)
+        return 143
+    except typer.TyperException as e:  # click's usage errors, as typer raises them
+        if hasattr(e, "exit_code") and hasattr(e, "format_message"):
+            return _usage_error(e) if getattr(e, "exit_code", 1) == 2 else _show(e)
+        return _bug(e, debug)
+    except Exception as e:
+        return _bug(e, debug)
     return 0
+
+
+def _show(e: Exception) -> int:
+    print(f"quanta: error: {e.format_message()}", file=sys.stderr)
+    return int(getattr(e, "exit_code", 1))
+
+
+def _bug(e: Exception, debug: bool) -> int:
+    if debug:
+        raise e
+    print(f"quanta: internal error (a bug, not your input): {type(e).__name__}: {e} — run again "
+          "with --debug for the traceback", file=sys.stderr)
+    return 1
 
 
 def main_exit() -> None:

@@ -64,9 +64,8 @@ class _NumpyOps:
 
     @staticmethod
     def code_dtype(bits: int, signed: bool) -> Any:
-        if signed:
-            return np.int8 if bits <= 8 else np.int16
-        return np.uint8 if bits <= 8 else np.uint16
+        width = 8 if bits <= 8 else 16 if bits <= 16 else 32
+        return np.dtype(f"{'int' if signed else 'uint'}{width}")
 
     @staticmethod
     def astype(x: np.ndarray, dtype: Any) -> np.ndarray:
@@ -137,9 +136,11 @@ class _TorchOps:
 
     def code_dtype(self, bits: int, signed: bool) -> Any:
         t = self.torch
+        # torch lacks arithmetic on wide unsigned types: unsigned codes above 8 bits take the
+        # next signed type that holds them (int32 up to 16 bits, int64 above).
         if signed:
-            return t.int8 if bits <= 8 else t.int16
-        return t.uint8 if bits <= 8 else t.int32
+            return t.int8 if bits <= 8 else t.int16 if bits <= 16 else t.int32
+        return t.uint8 if bits <= 8 else t.int32 if bits <= 16 else t.int64
 
     def astype(self, x: Any, dtype: Any) -> Any:
         return x.to(dtype)

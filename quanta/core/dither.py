@@ -19,6 +19,7 @@ from typing import Literal
 import numba
 import numpy as np
 
+from quanta.core._checks import check_choice
 from quanta.errors import ConfigError
 
 
@@ -36,7 +37,20 @@ def _tpdf_from_raw(raw):  # pragma: no cover - compiled
 
 
 DitherKind = Literal["none", "rpdf", "tpdf", "hp-tpdf"]
-KINDS: tuple[str, ...] = ("none", "rpdf", "tpdf", "hp-tpdf")
+
+#: Each kind with the variance of its dither, in LSB²: the one table of per-kind constants.
+#: Adding a kind is one row here and one branch in :meth:`DitherSource.draw_channel`.
+DITHER_VARIANCE_LSB2: dict[str, float] = {"none": 0.0, "rpdf": 1 / 12, "tpdf": 1 / 6, "hp-tpdf": 1 / 6}
+KINDS: tuple[str, ...] = tuple(DITHER_VARIANCE_LSB2)
+
+#: Variance of the rounding error of a uniform quantizer on a busy signal, in LSB².
+ROUNDING_VARIANCE_LSB2 = 1 / 12
+
+
+def total_error_variance_lsb2(kind: str) -> float:
+    """Variance of the total error (rounding plus dither) of a dithered quantizer, in LSB²:
+    1/12 undithered, 1/6 with RPDF, 1/4 with (HP-)TPDF."""
+    return ROUNDING_VARIANCE_LSB2 + DITHER_VARIANCE_LSB2[check_choice(kind, KINDS, "dither")]
 
 
 class DitherSource:
@@ -44,8 +58,7 @@ class DitherSource:
 
     def __init__(self, kind: DitherKind = "tpdf", channels: int = 1, *, seed: int = 0,
                  amplitude: float = 1.0) -> None:
-        if kind not in KINDS:
-            raise ConfigError(f"unknown dither {kind!r} (choose from {', '.join(KINDS)})")
+        check_choice(kind, KINDS, "dither")
         if channels < 1:
             raise ConfigError("dither needs at least one channel")
         self.kind = kind

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from quanta.core._backend import ops
+from quanta.core._checks import check_bits, check_choice
 from quanta.errors import ConfigError
 
 Granularity = Literal["tensor", "channel", "group"]
@@ -30,9 +31,10 @@ ScaleMethod = Literal["minmax", "mse", "given"]
 class Grid:
     """A uniform grid of ``2**bits`` levels.
 
-    bits: 1..16. signed: codes in ``[-2**(bits-1), 2**(bits-1)-1]``, else ``[0, 2**bits-1]``.
-    symmetric: the zero point is fixed (0 for signed codes, ``2**(bits-1)`` for unsigned) and the
-    scale follows the largest magnitude; asymmetric grids fit ``[min, max]`` with a zero point.
+    bits: 1..32 (codes are int8/uint8 up to 8 bits, 16-bit types up to 16, 32-bit types above).
+    signed: codes in ``[-2**(bits-1), 2**(bits-1)-1]``, else ``[0, 2**bits-1]``.
+    symmetric: the zero point is fixed at :attr:`default_zero_point` and the scale follows the
+    largest magnitude; asymmetric grids fit ``[min, max]`` with a zero point of their own.
     granularity: "tensor", "channel" (one scale per index along ``axis``) or "group"
     (``group_size`` consecutive elements along ``axis`` share one scale).
     """
@@ -45,12 +47,10 @@ class Grid:
     group_size: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 16:
-            raise ConfigError(f"bits must be an integer in 1..16, got {self.bits!r}")
+        check_bits(self.bits, 1, 32, "grid bits")
         if self.symmetric and self.bits < 2:
             raise ConfigError("a symmetric grid needs at least 2 bits; use symmetric=False")
-        if self.granularity not in ("tensor", "channel", "group"):
-            raise ConfigError(f"unknown granularity {self.granularity!r}")
+        check_choice(self.granularity, ("tensor", "channel", "group"), "granularity")
         if self.granularity == "group" and (self.group_size is None or self.group_size < 1):
             raise ConfigError("granularity 'group' needs a positive group_size")
 
@@ -69,6 +69,13 @@ class Grid:
         """Number of codes, ``2**bits``."""
         return 1 << self.bits
 
+    @property
+    def default_zero_point(self) -> float:
+        """The code that stands for 0.0 unless a zero point is fitted or given: 0 for signed
+        codes, the middle code ``2**(bits-1)`` for unsigned ones. The one rule, used by symmetric
+        fits and by :meth:`QParams.given` alike."""
+        return 0.0 if self.signed else float(1 << (self.bits - 1))
+
 
 @dataclass(frozen=True)
 class QParams:
@@ -84,6 +91,20 @@ class QParams:
     scale: Any
     zero_point: Any
     shape: tuple[int, ...] = field(default=())
+
+    @classmethod
+    def given(cls, grid: Grid, scale: Any, zero_point: Any = None,
+              shape: tuple[int, ...] = ()) -> QParams:
+        """Explicit parameters: ``scale`` (and ``zero_point``, default
+        :attr:`Grid.default_zero_point`) broadcast to the parameter shape of an input of
+        ``shape`` (numpy float64 unless ``scale`` is a float array or a torch tensor)."""
+        if scale is None:
+            raise ConfigError("given parameters need a scale")
+        like = ops(scale).to_float(scale)
+        xp = ops(like)
+        pshape = param_shape(grid, tuple(shape)) if shape else tuple(like.shape)
+        zp = grid.default_zero_point if zero_point is None else zero_point
+        return cls(grid, xp.broadcast(like, pshape, like), xp.broadcast(zp, pshape, like), tuple(shape))
 
 
 # --------------------------------------------------------------------------- block views
@@ -154,7 +175,7 @@ def _fit(lo: Any, hi: Any, grid: Grid) -> tuple[Any, Any]:
     if grid.symmetric:
         amax = xp.where(xp.abs(lo) > xp.abs(hi), xp.abs(lo), xp.abs(hi))
         scale = xp.where(amax > 0, xp.at_least(amax / ((1 << (grid.bits - 1)) - 1), tiny), 1.0)
-        return scale, scale * 0 + (0.0 if grid.signed else float(1 << (grid.bits - 1)))
+        return scale, scale * 0 + grid.default_zero_point
     span = hi - lo
     mag = xp.abs(lo)
     # A constant block gets scale |c| (or 1 for zeros): c then sits exactly on a level.
@@ -193,15 +214,12 @@ def choose_qparams(
     xf = xp.to_float(x)
     shape = tuple(x.shape)
     pshape = param_shape(grid, shape)
+    check_choice(method, ("minmax", "mse", "given"), "scale method")
     if method == "given":
         if scale is None:
             raise ConfigError("method 'given' needs a scale")
-        if zero_point is None:
-            zero_point = 0.0 if (grid.symmetric and grid.signed) else float(1 << (grid.bits - 1))
-        return QParams(grid, xp.broadcast(scale, pshape, xf), xp.broadcast(zero_point, pshape, xf),
-                       shape)
-    if method not in ("minmax", "mse"):
-        raise ConfigError(f"unknown scale method {method!r} (minmax, mse or given)")
+        zp = grid.default_zero_point if zero_point is None else zero_point
+        return QParams(grid, xp.broadcast(scale, pshape, xf), xp.broadcast(zp, pshape, xf), shape)
     if xp.numel(xf) == 0:
         raise ConfigError("cannot choose a grid for an empty array")
     b = to_blocks(xf, grid)

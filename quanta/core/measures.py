@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from quanta.core._checks import check_same_shape
 from quanta.core.grid import QParams
 from quanta.errors import ConfigError
 
@@ -14,11 +15,23 @@ from quanta.errors import ConfigError
 def _pair(ref: Any, test: Any) -> tuple[np.ndarray, np.ndarray]:
     r = np.asarray(ref, dtype=np.float64)
     t = np.asarray(test, dtype=np.float64)
-    if r.shape != t.shape:
-        raise ConfigError(f"shapes differ: {r.shape} vs {t.shape}")
+    check_same_shape(r, t)
     if r.size == 0:
         raise ConfigError("cannot measure empty arrays")
     return r, t
+
+
+def db_power(power: float) -> float:
+    """``10·log10(power)`` in dB; ``-inf`` for 0 and ``+inf`` for an infinite ratio (the one
+    rule every medium uses; reports turn infinities into JSON ``null``)."""
+    if power <= 0:
+        return -math.inf
+    return math.inf if math.isinf(power) else 10.0 * math.log10(power)
+
+
+def db_amplitude(amplitude: float) -> float:
+    """``20·log10(amplitude)`` in dB (dBFS for amplitudes re full scale); ``-inf`` for 0."""
+    return db_power(float(amplitude) ** 2) if amplitude > 0 else -math.inf
 
 
 def mse(ref: Any, test: Any) -> float:
@@ -27,24 +40,18 @@ def mse(ref: Any, test: Any) -> float:
     return float(np.mean((t - r) ** 2))
 
 
-def _db(ratio: float) -> float:
-    if ratio == 0:
-        return -math.inf
-    return math.inf if math.isinf(ratio) else 10.0 * math.log10(ratio)
-
-
 def snr_db(ref: Any, test: Any) -> float:
     """Signal-to-noise ratio in dB: signal power of ``ref`` over the power of ``test - ref``."""
     r, t = _pair(ref, test)
     noise = float(np.sum((t - r) ** 2))
     signal = float(np.sum(r ** 2))
-    return _db(math.inf if noise == 0 else signal / noise)
+    return db_power(math.inf if noise == 0 else signal / noise)
 
 
 def psnr_db(ref: Any, test: Any, peak: float = 255.0) -> float:
     """Peak signal-to-noise ratio in dB for signals whose full scale is ``peak``."""
     m = mse(ref, test)
-    return _db(math.inf if m == 0 else peak * peak / m)
+    return db_power(math.inf if m == 0 else peak * peak / m)
 
 
 def sqnr_theory_db(bits: int) -> float:

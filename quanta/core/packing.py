@@ -87,10 +87,7 @@ def unpack(data: np.ndarray, bits: int, n: int, *, signed: bool = False) -> np.n
     if 8 % bits == 0:
         per = 8 // bits
         out = _split_columns(d[: packed_size(n, bits)], bits, per).reshape(-1)[:n]
-        if signed:
-            half = 1 << (bits - 1)
-            return (out.astype(np.int16) - ((out >= half).astype(np.int16) << bits)).astype(np.int8)
-        return out
+        return _as_signed(out, bits) if signed else out
     groups = -(-n // 8)
     buf = np.zeros((groups, 8), dtype=np.uint8)
     flat = d[: packed_size(n, bits)]
@@ -99,10 +96,13 @@ def unpack(data: np.ndarray, bits: int, n: int, *, signed: bool = False) -> np.n
     buf[:, :bits] = padded.reshape(groups, bits)
     words = buf.view("<u8").reshape(groups)
     out = _split_columns(words, bits, 8).reshape(-1)[:n]
-    if signed:
-        half = 1 << (bits - 1)
-        return (out.astype(np.int16) - ((out >= half).astype(np.int16) << bits)).astype(np.int8)
-    return out
+    return _as_signed(out, bits) if signed else out
+
+
+def _as_signed(out: np.ndarray, bits: int) -> np.ndarray:
+    """Two's-complement reading of unsigned ``bits``-bit codes, as int8."""
+    half = 1 << (bits - 1)
+    return (out.astype(np.int16) - ((out >= half).astype(np.int16) << bits)).astype(np.int8)
 
 
 def unpack_torch(data, bits: int, n: int):

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from quanta.core.dither import dither_noise
-from quanta.core.grid import Grid, choose_qparams, fake_quantize
+from quanta.core.dither import DITHER_VARIANCE_LSB2, dither_noise
+from quanta.core.grid import Grid, QParams, fake_quantize
 from quanta.core.measures import snr_db, sqnr_theory_db
 
 
@@ -28,13 +28,12 @@ def sine_snr_db(bits: int, *, dither: str = "none", n: int = 1 << 18, seed: int 
     """
     step = 2.0 / (1 << bits)
     grid = Grid(bits=bits, signed=False, symmetric=False)
-    qp = choose_qparams(np.zeros(1), grid, method="given", scale=step,
-                        zero_point=(1 << (bits - 1)) - 0.5)
+    qp = QParams.given(grid, scale=step, zero_point=(1 << (bits - 1)) - 0.5)
     amp = 1.0 - (step / 2 if dither == "none" else step)
     x = sine(n, amplitude=amp)
     d = dither_noise(n, dither, seed=seed)[:, 0] * step
     y = fake_quantize(x + d, qp)
-    dither_var = {"none": 0.0, "rpdf": 1 / 12, "tpdf": 1 / 6, "hp-tpdf": 1 / 6}[dither]
+    dither_var = DITHER_VARIANCE_LSB2[dither]
     expected = 10 * math.log10((amp * amp / 2) / (step * step * (1 / 12 + dither_var)))
     return {"bits": bits, "dither": dither, "snr_db": snr_db(x, y), "expected_db": expected,
             "law_db": sqnr_theory_db(bits)}

@@ -30,6 +30,7 @@ def pillow_encode(img: np.ndarray, quality: int, *, subsampling: str = "4:2:0",
 
 
 def rd_point(img: np.ndarray, data: bytes, seconds: float) -> dict:
+    """One point of a curve: bytes, bits per pixel, PSNR (RGB and luma), encode seconds."""
     dec = _decode(data)
     h, w = img.shape[:2]
     return {"bytes": len(data), "bpp": metrics.bits_per_pixel(len(data), w, h),
@@ -39,7 +40,11 @@ def rd_point(img: np.ndarray, data: bytes, seconds: float) -> dict:
 
 def curve(img: np.ndarray, qualities: list[int], *, subsampling: str = "4:2:0",
           optimize: bool = True) -> dict[str, list[dict]]:
-    """RD points (bpp, PSNR) for quanta and Pillow at each quality."""
+    """RD points (bpp, PSNR) for quanta and Pillow at each quality (validated: 1..100)."""
+    from quanta.image.jpeg.tables import quality_scaling
+
+    for q in qualities:
+        quality_scaling(q)
     out: dict[str, list[dict]] = {"quanta": [], "pillow": []}
     for q in qualities:
         t0 = time.perf_counter()
@@ -52,7 +57,17 @@ def curve(img: np.ndarray, qualities: list[int], *, subsampling: str = "4:2:0",
     return out
 
 
+def curve_bd_rate(res: dict[str, list[dict]]) -> float | None:
+    """BD-rate (%, PSNR, VCEG-M33) of quanta's curve against Pillow's; None under 4 points."""
+    q, p = res["quanta"], res["pillow"]
+    if min(len(q), len(p)) < 4:
+        return None
+    return metrics.bd_rate([x["bpp"] for x in p], [x["psnr_db"] for x in p],
+                           [x["bpp"] for x in q], [x["psnr_db"] for x in q])
+
+
 def plot_curve(res: dict[str, list[dict]], path, title: str = "") -> None:
+    """Draw the curves (bits per pixel against PSNR) as a PNG at ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")

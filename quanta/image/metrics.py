@@ -4,19 +4,26 @@ and the Bjøntegaard delta rate between two rate–distortion curves."""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from quanta.core._checks import check_same_shape
 from quanta.core.measures import psnr_db
-from quanta.errors import ConfigError
+from quanta.errors import ConfigError, InputError
+from quanta.reports import Report
 
 
 def _pair(ref: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r, t = np.asarray(ref), np.asarray(test)
-    if r.shape != t.shape:
-        raise ConfigError(f"images differ in shape: {r.shape} vs {t.shape}")
+    check_same_shape(r, t, "images")
     return r, t
+
+
+def as_rgb(img: np.ndarray) -> np.ndarray:
+    """A gray ``(H, W)`` image as ``(H, W, 3)``; RGB passes through."""
+    return img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
 
 
 def luma(img: np.ndarray) -> np.ndarray:
@@ -61,6 +68,34 @@ def ssimulacra2(ref: np.ndarray, test: np.ndarray) -> float:
 def bits_per_pixel(n_bytes: int, width: int, height: int) -> float:
     """File size in bits per pixel."""
     return 8.0 * n_bytes / (width * height)
+
+
+@dataclass(frozen=True)
+class CompareReport(Report):
+    """Quality of a distorted image against its reference (dB, SSIM, SSIMULACRA2, bpp)."""
+
+    psnr_db: float
+    psnr_luma_db: float
+    ssim: float
+    bpp: float | None = None
+    ssimulacra2: float | None = None
+
+
+def compare(ref: np.ndarray, test: np.ndarray, *, n_bytes: int | None = None,
+            with_ssimulacra2: bool = True) -> CompareReport:
+    """Every metric of ``test`` against ``ref``; gray against colour is compared as colour.
+
+    n_bytes: the distorted file's size, for bits per pixel.
+    """
+    if ref.ndim != test.ndim:
+        ref, test = as_rgb(ref), as_rgb(test)
+    if ref.shape != test.shape:
+        raise InputError(f"sizes differ: {ref.shape[1]}×{ref.shape[0]} vs {test.shape[1]}×{test.shape[0]}")
+    h, w = ref.shape[:2]
+    return CompareReport(
+        psnr_db=psnr_rgb_db(ref, test), psnr_luma_db=psnr_luma_db(ref, test), ssim=ssim(ref, test),
+        bpp=None if n_bytes is None else bits_per_pixel(n_bytes, w, h),
+        ssimulacra2=ssimulacra2(as_rgb(ref), as_rgb(test)) if with_ssimulacra2 else None)
 
 
 def bd_rate(rate_ref: list[float], quality_ref: list[float], rate_test: list[float],

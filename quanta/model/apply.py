@@ -1,53 +1,135 @@
-"""Quantize the Linear layers of a model in place, chosen by name pattern."""
+"""Quantize the Linear layers of a model in place, chosen by name pattern.
+
+Calibration-free quantizers run layer by layer on the weights alone. A quantizer with
+``needs_calibration`` gets each layer's :class:`~quanta.model.quantizers.LayerStats`, gathered
+with forward hooks block by block: the calibration inputs run through the model with hooks on
+one block's layers, that block is quantized, and the next block's statistics are gathered on a
+model whose earlier blocks are already quantized (so each block sees the inputs it will get).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from fnmatch import fnmatch
 
+import torch
 from torch import nn
 
 from quanta.model.qlinear import QuantLinear
-from quanta.model.quantizers import quantize_weight
+from quanta.model.quantizers import LayerStats, WeightQuantizer, make_quantizer
+from quanta.progress import Progress
+from quanta.reports import Report
 
 #: by default every Linear but the output head; norms and embeddings are never Linear
 DEFAULT_EXCLUDE = ("lm_head",)
+_BLOCK = re.compile(r"^(.*?\.\d+)\.")
 
 
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace the submodule called ``name`` (dotted path) by ``module``."""
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
-def quantize_model(model: nn.Module, *, bits: int = 4, group_size: int = 128, method: str = "rtn",
-                   sym: bool = False, include: tuple[str, ...] = ("*",),
-                   exclude: tuple[str, ...] = DEFAULT_EXCLUDE, head: bool = False,
-                   progress: Callable[[int, int], None] | None = None) -> dict:
+@dataclass(frozen=True)
+class QuantizeReport(Report):
+    """What :func:`quantize_model` did: each layer's settings, and the model's weight figures
+    (bytes include scales; bits per weight over all matrices, and over the quantized ones)."""
+
+    method: str
+    layers: dict
+    weight_bytes: int
+    params: int
+    bits_per_weight: float
+    quantized_params: int
+    bits_per_quantized_weight: float | None
+
+    def rows(self) -> list[tuple[str, str]]:
+        paths: dict[str, int] = {}
+        for spec in self.layers.values():
+            paths[spec["path"]] = paths.get(spec["path"], 0) + 1
+        return [("method", self.method), ("layers quantized", f"{len(self.layers)} ({paths})"),
+                ("bits per weight", f"{self.bits_per_weight:.2f} overall, "
+                 f"{self.bits_per_quantized_weight or 0:.3f} in quantized layers"),
+                ("weight bytes", f"{self.weight_bytes / 1e6:.1f} MB")]
+
+
+def _targets(model: nn.Module, include: tuple[str, ...],
+             exclude: tuple[str, ...]) -> list[tuple[str, nn.Linear]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)
+            and any(fnmatch(n, p) for p in include) and not any(fnmatch(n, p) for p in exclude)]
+
+
+def _untie_head(model: nn.Module) -> None:
+    lm = getattr(model, "lm_head", None)
+    if isinstance(lm, nn.Linear) and getattr(model.config, "tie_word_embeddings", False):
+        lm.weight = nn.Parameter(lm.weight.detach().clone(), requires_grad=False)
+        model.config.tie_word_embeddings = False
+
+
+def _blocks(targets: list[tuple[str, nn.Linear]]) -> list[list[tuple[str, nn.Linear]]]:
+    """Targets grouped by block (``model.layers.3``), in model order."""
+    groups: dict[str, list[tuple[str, nn.Linear]]] = {}
+    for name, lin in targets:
+        m = _BLOCK.match(name)
+        groups.setdefault(m.group(1) if m else name, []).append((name, lin))
+    return list(groups.values())
+
+
+@torch.inference_mode()
+def gather_stats(model: nn.Module, layers: list[tuple[str, nn.Linear]], calib: Iterable[torch.Tensor],
+                 *, hessian: bool = False) -> dict[str, LayerStats]:
+    """Run ``calib`` (model inputs, e.g. token windows) through ``model`` and return each
+    layer's input statistics."""
+    stats = {n: LayerStats(lin.in_features, with_hessian=hessian) for n, lin in layers}
+    hooks = [lin.register_forward_pre_hook(lambda _m, args, n=n: stats[n].add(args[0]))
+             for n, lin in layers]
+    try:
+        for x in calib:
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return stats
+
+
+def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *, bits: int = 4,
+                   group_size: int = 128, sym: bool = False, calib: list[torch.Tensor] | None = None,
+                   include: tuple[str, ...] = ("*",), exclude: tuple[str, ...] = DEFAULT_EXCLUDE,
+                   head: bool = False, progress: Progress | None = None) -> QuantizeReport:
     """Replace matching ``nn.Linear`` layers by :class:`QuantLinear`; returns a report.
 
+    quantizer: a :class:`WeightQuantizer`, or a registered name built with ``bits``,
+    ``group_size`` and ``sym``. calib: model inputs for quantizers that need calibration.
     include/exclude: fnmatch patterns on module names (``model.layers.*.mlp.*``).
     head: also quantize the output head (``lm_head``), untying it from the embeddings.
     A layer the settings cannot apply to raises :class:`quanta.errors.ConfigError` naming it.
+    ``progress(layers_done, layers_total)``.
     """
+    from quanta.errors import ConfigError
+
+    q = make_quantizer(quantizer, bits=bits, group_size=group_size, sym=sym) \
+        if isinstance(quantizer, str) else quantizer
+    if q.needs_calibration and not calib:
+        raise ConfigError(f"method {q.name!r} needs calibration data")
     if head:
         exclude = tuple(p for p in exclude if p != "lm_head")
-        lm = getattr(model, "lm_head", None)
-        if isinstance(lm, nn.Linear) and getattr(model.config, "tie_word_embeddings", False):
-            lm.weight = nn.Parameter(lm.weight.detach().clone(), requires_grad=False)
-            model.config.tie_word_embeddings = False
-    targets = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)
-               and any(fnmatch(n, p) for p in include) and not any(fnmatch(n, p) for p in exclude)]
-    layers = {}
-    for i, (name, lin) in enumerate(targets):
-        qw = quantize_weight(lin.weight.data, bits=bits, group_size=group_size, method=method,
-                             sym=sym, name=name)
-        ql = QuantLinear.from_quantized(qw, lin.bias.data if lin.bias is not None else None)
-        _set(model, name, ql)
-        layers[name] = {"bits": bits, "group_size": qw.group_size, "method": method,
-                        "sym": sym, "path": ql.path, "in": ql.in_features, "out": ql.out_features}
-        if progress:
-            progress(i + 1, len(targets))
-    return {"layers": layers, **weight_stats(model)}
+        _untie_head(model)
+    targets = _targets(model, include, exclude)
+    layers: dict[str, dict] = {}
+    for block in _blocks(targets):
+        stats = gather_stats(model, block, calib, hessian=q.needs_hessian) if q.needs_calibration else {}
+        for name, lin in block:
+            qw = q.quantize(lin.weight.data, stats=stats.get(name), name=name)
+            ql = QuantLinear.from_quantized(qw, lin.bias.data if lin.bias is not None else None)
+            set_submodule(model, name, ql)
+            layers[name] = {"bits": q.bits, "group_size": qw.group_size, "method": q.name,
+                            "sym": q.sym, "path": ql.path, "in": ql.in_features, "out": ql.out_features}
+            if progress:
+                progress(len(layers), len(targets))
+    return QuantizeReport(method=q.name, layers=layers, **weight_stats(model))
 
 
 def weight_stats(model: nn.Module) -> dict:
@@ -73,6 +155,7 @@ def weight_stats(model: nn.Module) -> dict:
 
 
 def count_by_path(model: nn.Module) -> dict[str, int]:
+    """Quantized layers per forward path (int4pack, int8pack, packed)."""
     out: dict[str, int] = {}
     for m in model.modules():
         if isinstance(m, QuantLinear):
@@ -80,4 +163,5 @@ def count_by_path(model: nn.Module) -> dict[str, int]:
     return out
 
 
-__all__ = ["DEFAULT_EXCLUDE", "count_by_path", "quantize_model", "weight_stats"]
+__all__ = ["DEFAULT_EXCLUDE", "QuantizeReport", "count_by_path", "gather_stats", "quantize_model",
+           "set_submodule", "weight_stats"]

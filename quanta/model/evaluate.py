@@ -13,16 +13,28 @@ from __future__ import annotations
 import math
 import resource
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from quanta.errors import InputError
+from quanta.progress import Progress
+from quanta.reports import Report
 
 PROTOCOL = ("quanta-ppl/1: WikiText-2 test.txt tokenized whole; first 40 windows of 512 "
             "tokens; first token of each set to BOS; logits at positions 256..510 scored "
             "(llama.cpp perplexity protocol)")
+
+
+def protocol(n_chunks: int, n_ctx: int) -> str:
+    """The protocol string for what was actually scored (:data:`PROTOCOL` at 40 × 512)."""
+    if (n_chunks, n_ctx) == (40, 512):
+        return PROTOCOL
+    return (f"quanta-ppl/1 (shortened): WikiText-2 test.txt tokenized whole; first {n_chunks} "
+            f"windows of {n_ctx} tokens; first token of each set to BOS; logits at positions "
+            f"{n_ctx // 2}..{n_ctx - 2} scored")
 
 
 def windows(tokenizer, text: str, *, bos_id: int, n_ctx: int = 512, n_chunks: int = 40) -> torch.Tensor:
@@ -49,7 +61,7 @@ def rss_mb() -> float:
 
 @torch.inference_mode()
 def evaluate_causal_lm(model, wins: torch.Tensor, *, reference=None,
-                       progress: Callable[[int, int], None] | None = None,
+                       progress: Progress | None = None,
                        keep_logprobs: bool = False) -> dict:
     """Perplexity (and KLD/top-1 against ``reference``) over ``wins`` per ``quanta-ppl/1``.
 
@@ -82,7 +94,7 @@ def evaluate_causal_lm(model, wins: torch.Tensor, *, reference=None,
         count += target.numel()
         if progress:
             progress(i + 1, n_chunks)
-    out = {"protocol": PROTOCOL, "tokens_scored": count, "perplexity": math.exp(nll / count),
+    out = {"protocol": protocol(n_chunks, n_ctx), "tokens_scored": count, "perplexity": math.exp(nll / count),
            "prefill_tokens_per_s": n_chunks * n_ctx / t_model}
     if reference is not None:
         out["kld"] = kld / count
@@ -119,7 +131,7 @@ def sentence_embeddings(model, tokenizer, sentences: list[str], max_len: int = 1
     return torch.stack(embs)
 
 
-def test_text(folder: Path | None = None) -> str:
+def wikitext2_test_text(folder: Path | None = None) -> str:
     """WikiText-2's test.txt from the shared data ($QUANTA_DATA or ../shared/data)."""
     from quanta.data import data_dir
 
@@ -127,3 +139,69 @@ def test_text(folder: Path | None = None) -> str:
     if not p.exists():
         raise InputError(f"{p}: WikiText-2 test set not found (set QUANTA_DATA)")
     return p.read_text(encoding="utf-8")
+
+
+ENCODER_SENTENCES = 64
+
+
+def evaluate_encoder(model: Any, tokenizer: Any, text: str, *, reference: Any = None) -> dict:
+    """Sentence embeddings of the first :data:`ENCODER_SENTENCES` long lines of ``text``; with
+    ``reference``, the cosine similarity of each embedding to the reference's (mean and min)."""
+    sentences = [s.strip() for s in text.splitlines() if len(s.strip()) > 40][:ENCODER_SENTENCES]
+    emb = sentence_embeddings(model, tokenizer, sentences)
+    out: dict = {"sentences": len(sentences)}
+    if reference is not None:
+        cos = (emb * sentence_embeddings(reference, tokenizer, sentences)).sum(-1)
+        out["cosine_similarity_mean"] = float(cos.mean())
+        out["cosine_similarity_min"] = float(cos.min())
+    return out
+
+
+@dataclass(frozen=True)
+class EvalReport(Report):
+    """A model's measured quality (quanta-ppl/1 or embedding similarity), size and speed."""
+
+    model: str
+    kind: str
+    file_bytes: int
+    weight_bytes: int
+    params: int
+    bits_per_weight: float
+    quantized_params: int
+    bits_per_quantized_weight: float | None
+    measures: dict
+    peak_rss_mb: float
+
+    def rows(self) -> list[tuple[str, str]]:
+        def cell(v: Any) -> str:
+            if isinstance(v, float):
+                return f"{v:.5f}" if abs(v) < 1 else f"{v:.3f}"
+            return str(v)
+
+        head = [(k, cell(getattr(self, k))) for k in ("model", "kind", "file_bytes", "weight_bytes",
+                                                       "params", "bits_per_weight")]
+        return head + [(k, cell(v)) for k, v in self.measures.items()] + \
+            [("peak_rss_mb", cell(self.peak_rss_mb))]
+
+
+def evaluate_loaded(loaded: Any, *, reference: Any = None, chunks: int = 40, ctx: int = 512,
+                    speed: bool = True, text: str | None = None,
+                    progress: Progress | None = None) -> EvalReport:
+    """Evaluate a :class:`~quanta.model.load.Loaded` model: causal LMs by quanta-ppl/1 (KLD and
+    top-1 against ``reference``), encoders by embedding cosine similarity to ``reference``."""
+    from quanta.errors import ConfigError
+    from quanta.model.apply import weight_stats
+
+    if chunks < 1 or ctx < 4:
+        raise ConfigError("need at least 1 window (chunks) of at least 4 tokens (ctx)")
+    text = wikitext2_test_text() if text is None else text
+    m = loaded.model
+    if loaded.kind == "hf-encoder":
+        measures = evaluate_encoder(m, loaded.tokenizer, text, reference=reference)
+    else:
+        wins = windows(loaded.tokenizer, text, bos_id=loaded.bos_id, n_ctx=ctx, n_chunks=chunks)
+        measures = evaluate_causal_lm(m, wins, reference=reference, progress=progress)
+        if speed:
+            measures["decode_tokens_per_s"] = decode_speed(m, wins[0:1, :32], 32)
+    return EvalReport(model=loaded.source, kind=loaded.kind, file_bytes=loaded.source_bytes,
+                      **weight_stats(m), measures=measures, peak_rss_mb=peak_rss_mb())

@@ -4,24 +4,44 @@ points and the float tensors), ``quant_config.json`` and ``tokenizer.json``. No 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from quanta.errors import InputError, OutputError
+from quanta.errors import InputError
+from quanta.model.apply import set_submodule
 from quanta.model.qlinear import QuantLinear
+from quanta.outputs import atomic_output, check_output
 
 FORMAT = "quanta-quantized/1"
+CONFIG = "quant_config.json"
 
 
-def save_quantized(model: nn.Module, tokenizer: Any, out: Path | str, *, report: dict,
+def owns(folder: Path | str) -> bool:
+    """True when ``folder`` is a model folder quanta wrote (its config names quanta's format);
+    ``--force`` replaces only such folders."""
+    try:
+        cfg = json.loads((Path(folder) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and cfg.get("format") == FORMAT
+
+
+def save_quantized(model: nn.Module, tokenizer: Any, out: Path | str, *, report: Any,
                    source: str, force: bool = False, float_dtype: torch.dtype | None = None) -> Path:
-    """Write ``model`` (with :class:`QuantLinear` layers) to the folder ``out``, atomically.
+    """Write ``model`` (with :class:`QuantLinear` layers) to the folder ``out``, atomically; an
+    existing ``out`` is replaced only with ``force`` and only if quanta wrote it."""
+    out = check_output(out, force=force, inputs=(Path(source),), folder=True, owns=owns)
+    with atomic_output(out, folder=True) as tmp:
+        write_folder(model, tokenizer, tmp, report=report, source=source, float_dtype=float_dtype)
+    return out
+
+
+def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: Any, source: str,
+                 float_dtype: torch.dtype | None = None) -> Path:
+    """Write the model's files into the (existing, empty) folder ``out``.
 
     float_dtype: store the parameters that stay float (embeddings, norms, a float head) in this
     dtype (e.g. ``torch.bfloat16``); the quantized layers' buffers are stored as they are.
@@ -29,10 +49,8 @@ def save_quantized(model: nn.Module, tokenizer: Any, out: Path | str, *, report:
     from safetensors.torch import save_file
 
     out = Path(out)
-    if out.exists() and not force:
-        raise OutputError(f"{out} exists; pass --force to overwrite it")
-    if not out.parent.exists():
-        raise OutputError(f"{out.parent}: folder does not exist")
+    out.mkdir(exist_ok=True)
+    stats = report.to_json() if hasattr(report, "to_json") else dict(report)
     qnames = {n for n, m in model.named_modules() if isinstance(m, QuantLinear)}
 
     def stored(key: str, v: torch.Tensor) -> torch.Tensor:
@@ -49,47 +67,40 @@ def save_quantized(model: nn.Module, tokenizer: Any, out: Path | str, *, report:
               for n, m in model.named_modules() if isinstance(m, QuantLinear)}
     cfg = {"format": FORMAT, "source": source, "architecture": type(model).__name__,
            "model_config": model.config.to_dict(), "layers": layers,
-           "weight_stats": {k: v for k, v in report.items() if k != "layers"}}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
-        (tmp / "quant_config.json").write_text(json.dumps(cfg, indent=2, default=str))
-        tokenizer.save(str(tmp / "tokenizer.json"))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+           "weight_stats": {k: v for k, v in stats.items() if k != "layers"}}
+    save_file(state, str(out / "model.safetensors"), metadata={"format": FORMAT})
+    (out / CONFIG).write_text(json.dumps(cfg, indent=2, default=str))
+    tokenizer.save(str(out / "tokenizer.json"))
     return out
 
 
-def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
-    """Load a folder written by :func:`save_quantized` (needs no original weights)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-    from tokenizers import Tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    d = Path(folder)
+def _read_config(d: Path) -> dict:
     try:
-        cfg = json.loads((d / "quant_config.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{d}: not a quanta model folder ({e})") from None
-    if cfg.get("format") != FORMAT:
-        raise InputError(f"{d}: unknown format {cfg.get('format')!r}")
+        cfg = json.loads((d / CONFIG).read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{d}: not a quanta model folder ({str(e).splitlines()[0]})") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise InputError(f"{d}: unknown format {cfg.get('format') if isinstance(cfg, dict) else None!r}")
     if cfg.get("architecture") != "LlamaForCausalLM":
         raise InputError(f"{d}: architecture {cfg.get('architecture')!r} is not supported")
+    return cfg
+
+
+def _read_state(d: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
     try:
         # read into ordinary memory (not a file mapping), so the model's resident memory is
         # its own and a later dtype cast frees what it replaces
-        state = load((d / "model.safetensors").read_bytes())
+        return load((d / "model.safetensors").read_bytes())
     except (OSError, SafetensorError) as e:
         raise InputError(f"{d / 'model.safetensors'}: cannot read ({e})") from None
-    mcfg = LlamaConfig.from_dict(cfg["model_config"])
-    with torch.device("meta"):
-        model = LlamaForCausalLM(mcfg)
-    for name, spec in cfg["layers"].items():
+
+
+def _install_layers(model: nn.Module, layers: dict, state: dict) -> None:
+    """Build each :class:`QuantLinear` from its spec and move its tensors out of ``state``."""
+    for name, spec in layers.items():
         ql = QuantLinear(spec["in"], spec["out"], bits=spec["bits"], group_size=spec["group_size"],
                          method=spec["method"], path=spec["path"], bias=spec["bias"],
                          padded_in=spec.get("padded_in"))
@@ -99,10 +110,21 @@ def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
                 ql.bias = nn.Parameter(state.pop(key), requires_grad=False)
             else:
                 ql.register_buffer(attr, state.pop(key))
-        if spec["path"] == "packed" and "zeros" not in dict(ql.named_buffers()):
-            ql.zeros = None
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, ql)
+        set_submodule(model, name, ql)
+
+
+def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
+    """Load a folder written by :func:`save_quantized` (needs no original weights)."""
+    from tokenizers import Tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    d = Path(folder)
+    cfg = _read_config(d)
+    state = _read_state(d)
+    mcfg = LlamaConfig.from_dict(cfg["model_config"])
+    with torch.device("meta"):
+        model = LlamaForCausalLM(mcfg)
+    _install_layers(model, cfg["layers"], state)
     try:
         res = model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:
@@ -114,7 +136,6 @@ def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
     if leftover or res.unexpected_keys:
         raise InputError(f"{d}: tensor {(leftover or res.unexpected_keys)[0]} does not fit the model")
     # the rotary embedding's buffers are not saved: rebuild that module on the CPU
-    rot = model.model.rotary_emb
-    model.model.rotary_emb = type(rot)(config=mcfg)
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=mcfg)
     tok = Tokenizer.from_file(str(d / "tokenizer.json"))
     return model.eval(), tok, cfg

@@ -7,15 +7,41 @@ from pathlib import Path
 from typing import Any
 
 from quanta.errors import InputError
+from quanta.reports import Report
 
 
 @dataclass
 class Loaded:
+    """A loaded model with its tokenizer, what kind of source it came from, and that source."""
+
     model: Any
     tokenizer: Any
     kind: str  # "gguf", "quanta", "hf-causal-lm", "hf-encoder"
     source: str
     info: dict = field(default_factory=dict)
+
+    @property
+    def source_bytes(self) -> int:
+        """Bytes on disk of the source file, or of the files directly in the source folder."""
+        p = Path(self.source)
+        return p.stat().st_size if p.is_file() else sum(
+            f.stat().st_size for f in p.iterdir() if f.is_file())
+
+    @property
+    def bos_id(self) -> int:
+        """The beginning-of-sequence token id (1 when the model does not say)."""
+        bos = getattr(getattr(self.model, "config", None), "bos_token_id", None)
+        if isinstance(bos, (list, tuple)):
+            bos = bos[0] if bos else None
+        return 1 if bos is None else int(bos)
+
+
+def _quiet_transformers() -> None:
+    """No progress bars or deprecation chatter from transformers on quanta's output."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def bundled(name: str) -> Path:
@@ -53,20 +79,82 @@ def load_model(src: str | Path) -> Loaded:
         m, tok, cfg = load_quantized(p)
         return Loaded(m, tok, "quanta", str(p), {"quant_config": cfg})
     if (p / "config.json").exists():
-        from tokenizers import Tokenizer
-        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
-
-        try:
-            cfg = AutoConfig.from_pretrained(p, local_files_only=True)
-        except (OSError, ValueError) as e:
-            raise InputError(f"{p}: cannot read config.json ({e})") from None
-        causal = any(a.endswith("ForCausalLM") for a in (cfg.architectures or []))
-        cls = AutoModelForCausalLM if causal else AutoModel
-        try:
-            model = cls.from_pretrained(p, local_files_only=True, dtype=torch.float32)
-        except (OSError, ValueError, KeyError) as e:
-            raise InputError(f"{p}: cannot load the model ({str(e).splitlines()[0]})") from None
-        tok_file = p / "tokenizer.json"
-        tok = Tokenizer.from_file(str(tok_file)) if tok_file.exists() else None
-        return Loaded(model.eval(), tok, "hf-causal-lm" if causal else "hf-encoder", str(p))
+        return _load_hf(p, torch)
     raise InputError(f"{p}: neither a .gguf file, a quanta folder nor a Hugging Face folder")
+
+
+def _refuse_remote_code(p: Path) -> None:
+    """A folder whose config asks for its own Python code (``auto_map``) is refused: quanta
+    never runs code from a model folder."""
+    import json
+
+    try:
+        raw = json.loads((p / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{p}: cannot read config.json ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{p}: config.json is not a JSON object")
+    if "auto_map" in raw:
+        raise InputError(f"{p}: the model needs its own code (config.json has auto_map); quanta "
+                         "never runs code from a model folder")
+
+
+def _load_hf(p: Path, torch: Any) -> Loaded:
+    from tokenizers import Tokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    _refuse_remote_code(p)
+    _quiet_transformers()
+    try:
+        cfg = AutoConfig.from_pretrained(p, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{p}: cannot read config.json ({str(e).splitlines()[0]})") from None
+    causal = any(a.endswith("ForCausalLM") for a in (cfg.architectures or []))
+    cls = AutoModelForCausalLM if causal else AutoModel
+    try:
+        model = cls.from_pretrained(p, local_files_only=True, dtype=torch.float32,
+                                    trust_remote_code=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise InputError(f"{p}: cannot load the model ({str(e).splitlines()[0]})") from None
+    tok_file = p / "tokenizer.json"
+    tok = Tokenizer.from_file(str(tok_file)) if tok_file.exists() else None
+    return Loaded(model.eval(), tok, "hf-causal-lm" if causal else "hf-encoder", str(p))
+
+
+@dataclass(frozen=True)
+class ModelInfo(Report):
+    """What a model is: its source, class, sizes, quantized layers and (GGUF) tensor types."""
+
+    model: str
+    kind: str
+    architecture: str
+    file_bytes: int
+    weight_bytes: int
+    params: int
+    bits_per_weight: float
+    quantized_params: int
+    bits_per_quantized_weight: float | None
+    quantized_layers: dict
+    description: str = ""
+    gguf_tensor_types: dict | None = None
+    gguf_name: str | None = None
+
+
+def describe(loaded: Loaded) -> ModelInfo:
+    """A :class:`ModelInfo` for a loaded model, with an honest line on what the file holds."""
+    from collections import Counter
+
+    from quanta.model.apply import count_by_path, weight_stats
+
+    types = gguf_name = None
+    desc = ""
+    if loaded.kind == "gguf":
+        types = dict(Counter(loaded.info["tensor_types"].values()))
+        gguf_name = loaded.info["metadata"].get("name")
+        bpw = 8.0 * loaded.source_bytes / max(sum(p.numel() for p in loaded.model.parameters()), 1)
+        desc = (f"GGUF file with tensor types {types}, {bpw:.2f} bits per weight on disk; "
+                "dequantized to float32 in memory")
+    return ModelInfo(model=loaded.source, kind=loaded.kind, architecture=type(loaded.model).__name__,
+                     file_bytes=loaded.source_bytes, **weight_stats(loaded.model),
+                     quantized_layers=count_by_path(loaded.model), description=desc,
+                     gguf_tensor_types=types, gguf_name=gguf_name)

@@ -16,17 +16,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from quanta.core.codebook import NF4
 from quanta.core.packing import pack, unpack_torch
-from quanta.model.quantizers import QuantizedWeight
+from quanta.model.quantizers import QuantizedWeight, dequantize_codes
 
 
 def choose_path(qw: QuantizedWeight) -> str:
+    """The forward path for a quantized weight: "int4pack", "int8pack" or "packed" (rules above)."""
     out, inp = qw.codes.shape  # inp: padded to a multiple of the group size
-    if qw.method != "nf4" and qw.bits == 4 and qw.group_size in (32, 64, 128, 256) \
+    on_grid = qw.codebook is None
+    if on_grid and qw.bits == 4 and qw.group_size in (32, 64, 128, 256) \
             and out % 16 == 0 and inp % qw.group_size == 0:
         return "int4pack"
-    if qw.method != "nf4" and qw.bits == 8 and qw.group_size == inp and inp % 16 == 0 \
+    if on_grid and qw.bits == 8 and qw.group_size == inp and inp % 16 == 0 \
             and bool(torch.all(qw.zeros == 128)):
         return "int8pack"
     return "packed"
@@ -46,6 +47,7 @@ class QuantLinear(nn.Module):
     @classmethod
     def from_quantized(cls, qw: QuantizedWeight, bias: torch.Tensor | None = None,
                        path: str | None = None) -> QuantLinear:
+        """Build the layer from a :class:`QuantizedWeight` (``path``: force a forward path)."""
         out, inp = qw.codes.shape
         path = path or choose_path(qw)
         m = cls(qw.in_features, out, bits=qw.bits, group_size=qw.group_size, method=qw.method,
@@ -68,8 +70,8 @@ class QuantLinear(nn.Module):
             m.register_buffer("scales", qw.scales.to(torch.float16).contiguous())
             if qw.zeros is not None:
                 m.register_buffer("zeros", qw.zeros.to(torch.float16).contiguous())
-            else:
-                m.zeros = None
+            if qw.codebook is not None:
+                m.register_buffer("codebook", torch.as_tensor(qw.codebook, dtype=torch.float32))
         return m
 
     def weight_bytes(self) -> int:
@@ -86,12 +88,11 @@ class QuantLinear(nn.Module):
                 eye, self.packed, g, self.scales_zeros).t()[:, :k].to(dtype)
         if self.path == "int8pack":
             return (self.w_int8.float() * self.scales.float()[:, None]).to(dtype)
-        codes = unpack_torch(self.packed, self.bits, out * inp).view(out, inp // g, g)
-        if self.method == "nf4":
-            w = torch.as_tensor(NF4)[codes.long()] * self.scales.float()[..., None]
-        else:
-            w = (codes.float() - self.zeros.float()[..., None]) * self.scales.float()[..., None]
-        return w.view(out, inp)[:, :k].to(dtype)
+        codes = unpack_torch(self.packed, self.bits, out * inp).view(out, inp)
+        cb = getattr(self, "codebook", None)
+        w = dequantize_codes(codes, self.scales, getattr(self, "zeros", None), bits=self.bits,
+                             group_size=g, codebook=None if cb is None else cb.numpy())
+        return w[:, :k].to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape

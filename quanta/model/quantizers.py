@@ -1,8 +1,17 @@
-"""Calibration-free weight quantizers, on the core's grids and codebooks.
+"""Weight quantizers as registered strategies (after gguf-py's type registry and quanto's
+injected optimizers).
 
-Every quantizer takes a 2-D weight ``(out_features, in_features)`` and returns a
-:class:`QuantizedWeight`: integer codes plus scales (and zero points) per group of
-``group_size`` consecutive inputs (``group_size = in_features``: one group per output row).
+A quantizer is a :class:`WeightQuantizer` subclass registered by name in one line::
+
+    class HQQ(WeightQuantizer, name="hqq"): ...
+
+It turns a 2-D weight ``(out_features, in_features)`` into a :class:`QuantizedWeight`: integer
+codes plus scales (and zero points) per group of ``group_size`` consecutive inputs
+(``group_size`` 0 or -1: one group per output row). A quantizer that wants calibration data sets
+``needs_calibration`` and receives the layer's :class:`LayerStats` (mean squared input per
+channel and, with ``needs_hessian``, the input's second-moment matrix ``XᵀX/n``).
+
+Registered here:
 
 * "rtn": round to nearest on a min/max grid (symmetric or asymmetric).
 * "mse": the grid's clipping searched per group for the least squared error.
@@ -11,31 +20,81 @@ Every quantizer takes a 2-D weight ``(out_features, in_features)`` and returns a
   p < 1) with the closed-form zero-point update.
 * "nf4": QLoRA's NormalFloat codebook scaled by each group's absolute maximum.
 
-When ``group_size`` does not divide ``in_features`` (SmolLM2's 576 with groups of 128), the
-weight is padded with zero columns to the next multiple; :class:`QuantLinear` pads the
-activations to match, so every shape stays correct. The padding is counted in the stored bytes.
+Every weight dequantizes through the core (:func:`dequantize_codes`: ``core.grid.dequantize``
+or ``core.codebook.dequantize_scaled``). When ``group_size`` does not divide ``in_features``
+(SmolLM2's 576 with groups of 128), the weight is padded with zero columns to the next multiple;
+:class:`~quanta.model.qlinear.QuantLinear` pads the activations to match. The padding is counted
+in the stored bytes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
-from quanta.core.codebook import NF4, dequantize_scaled, quantize_scaled
+from quanta.core._checks import check_bits, check_choice, check_finite_array
+from quanta.core.codebook import NF4 as NF4_LEVELS
+from quanta.core.codebook import dequantize_scaled, quantize_scaled
 from quanta.core.grid import Grid, QParams, choose_qparams, dequantize, quantize
 from quanta.errors import ConfigError
 
-Method = Literal["rtn", "mse", "hqq", "nf4"]
-METHODS = ("rtn", "mse", "hqq", "nf4")
+#: name → quantizer class, filled by ``class X(WeightQuantizer, name="x")``
+QUANTIZERS: dict[str, type[WeightQuantizer]] = {}
+
+
+def methods() -> tuple[str, ...]:
+    """Registered quantizer names (the CLI's ``--method`` choices), in registration order."""
+    return tuple(QUANTIZERS)
+
+
+@dataclass
+class LayerStats:
+    """Calibration statistics of one Linear layer's input, accumulated row by row.
+
+    n: rows (tokens) seen; sum_sq: ``Σ x²`` per input channel; xtx: ``Σ x xᵀ`` (``(in, in)``,
+    float64, only when the quantizer asked for a Hessian).
+    """
+
+    in_features: int
+    with_hessian: bool = False
+    n: int = 0
+    sum_sq: torch.Tensor = field(default=None)  # type: ignore[assignment]
+    xtx: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        self.sum_sq = torch.zeros(self.in_features, dtype=torch.float64)
+        if self.with_hessian:
+            self.xtx = torch.zeros(self.in_features, self.in_features, dtype=torch.float64)
+
+    def add(self, x: torch.Tensor) -> None:
+        """Accumulate a batch of inputs ``(..., in_features)``."""
+        x2 = x.detach().reshape(-1, self.in_features).to(torch.float64)
+        self.n += x2.shape[0]
+        self.sum_sq += (x2 * x2).sum(0)
+        if self.xtx is not None:
+            self.xtx += x2.t() @ x2
+
+    @property
+    def mean_sq(self) -> torch.Tensor:
+        """Mean squared input per channel (llama.cpp's importance-matrix diagonal)."""
+        return self.sum_sq / max(self.n, 1)
+
+    @property
+    def hessian(self) -> torch.Tensor:
+        """``XᵀX / n`` (the layer-wise least-squares Hessian, up to a factor 2)."""
+        if self.xtx is None:
+            raise ConfigError("these statistics were gathered without the Hessian")
+        return self.xtx / max(self.n, 1)
 
 
 @dataclass
 class QuantizedWeight:
     """Codes ``(out, in)`` (unsigned: 0..2**bits−1), scales and zero points ``(out, in/G)``.
 
-    The weight is ``scale · (code − zero)`` for grids, ``scale · NF4[code]`` for "nf4".
+    The weight is ``scale · (code − zero)`` on a grid, ``scale · codebook[code]`` with a codebook.
     """
 
     codes: torch.Tensor
@@ -45,6 +104,7 @@ class QuantizedWeight:
     group_size: int
     method: str
     in_features: int = 0  # the true input width (codes may carry zero-padding columns)
+    codebook: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.in_features:
@@ -52,54 +112,157 @@ class QuantizedWeight:
 
     def dequantize(self) -> torch.Tensor:
         """The ``(out, in_features)`` float32 weight."""
-        out, inp = self.codes.shape
-        g = self.group_size
-        c = self.codes.to(torch.float32).view(out, inp // g, g)
-        if self.method == "nf4":
-            cb = torch.as_tensor(NF4, dtype=torch.float32)
-            w = (cb[self.codes.long()].view(out, inp // g, g) * self.scales[..., None]).view(out, inp)
-        else:
-            w = ((c - self.zeros[..., None]) * self.scales[..., None]).view(out, inp)
-        return w[:, : self.in_features]
+        return dequantize_codes(self.codes, self.scales, self.zeros, bits=self.bits,
+                                group_size=self.group_size, codebook=self.codebook)[:, : self.in_features]
 
 
-def _grid(bits: int, group: int, sym: bool) -> Grid:
-    # Codes are stored unsigned; a symmetric grid is centred on 2**(bits-1).
-    return Grid(bits=bits, signed=False, symmetric=sym, granularity="group", axis=1, group_size=group)
+def weight_grid(bits: int, group_size: int, symmetric: bool) -> Grid:
+    """The grid of model weights: unsigned codes (a symmetric grid is centred on
+    ``2**(bits-1)``), one group of ``group_size`` inputs per scale, along axis 1."""
+    return Grid(bits=bits, signed=False, symmetric=symmetric, granularity="group", axis=1,
+                group_size=group_size)
 
 
-def check(weight_shape: tuple[int, int], bits: int, group_size: int, method: str, name: str = "") -> int:
-    """Validate a request for one layer; returns the effective group size."""
-    where = f"layer {name}: " if name else ""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
-    if method == "nf4" and bits != 4:
-        raise ConfigError(f"{where}nf4 is a 4-bit codebook; use --bits 4")
-    if not 2 <= bits <= 8:
-        raise ConfigError(f"{where}bits must be 2..8, got {bits}")
-    k = weight_shape[1]
-    g = k if group_size in (0, -1) else group_size
-    if g < 1 or g > k:
-        raise ConfigError(f"{where}group size {group_size} does not fit in_features {k}")
-    return g
+def dequantize_codes(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, *,
+                     bits: int, group_size: int, codebook: np.ndarray | None = None) -> torch.Tensor:
+    """The one dequantizer of model weights (padded width), through the core, float32."""
+    grid = weight_grid(bits, group_size, symmetric=False)
+    if codebook is not None:
+        return dequantize_scaled(codes, scales.float(), codebook, grid)
+    qp = QParams(grid, scales.float(), zeros.float(), tuple(codes.shape))
+    return dequantize(codes.to(torch.int32), qp)
 
 
-def _hqq(w: torch.Tensor, qp: QParams, grid: Grid, iters: int = 20, p: float = 0.7,
-         beta: float = 10.0, kappa: float = 1.01) -> torch.Tensor:
-    """HQQ zero-point refinement: returns improved zero points (same shape as qp.zero_point).
+class WeightQuantizer:
+    """Base of every weight quantizer: validates the request, pads, and dispatches.
+
+    Subclasses set ``name`` (by ``class X(WeightQuantizer, name="x")``), optionally
+    ``needs_calibration`` / ``needs_hessian`` / ``codebook`` / the bit range, and implement
+    :meth:`quantize_padded`.
+    """
+
+    name: ClassVar[str] = ""
+    needs_calibration: ClassVar[bool] = False
+    needs_hessian: ClassVar[bool] = False
+    codebook: ClassVar[np.ndarray | None] = None
+    min_bits: ClassVar[int] = 2
+    max_bits: ClassVar[int] = 8
+    summary: ClassVar[str] = ""
+
+    def __init_subclass__(cls, name: str | None = None, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if name:
+            if name in QUANTIZERS and QUANTIZERS[name].__qualname__ != cls.__qualname__:
+                raise ConfigError(f"a quantizer named {name!r} is already registered")
+            cls.name = name
+            QUANTIZERS[name] = cls
+
+    def __init__(self, bits: int = 4, group_size: int = 128, sym: bool = False) -> None:
+        self.bits = check_bits(bits, self.min_bits, self.max_bits, f"{self.name} bits")
+        self.group_size = int(group_size)
+        self.sym = bool(sym)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(bits={self.bits}, group_size={self.group_size}, sym={self.sym})"
+
+    def group_for(self, in_features: int, name: str = "") -> int:
+        """The effective group size for a layer with ``in_features`` inputs."""
+        g = in_features if self.group_size in (0, -1) else self.group_size
+        if g < 1 or g > in_features:
+            where = f"layer {name}: " if name else ""
+            raise ConfigError(f"{where}group size {self.group_size} does not fit in_features {in_features}")
+        return g
+
+    def quantize(self, w: torch.Tensor, *, stats: LayerStats | None = None,
+                 name: str = "") -> QuantizedWeight:
+        """Quantize one ``(out, in)`` weight (``stats``: its calibration statistics)."""
+        where = f"layer {name}" if name else "weight"
+        if w.ndim != 2:
+            raise ConfigError(f"{where}: expected a 2-D weight, got shape {tuple(w.shape)}")
+        check_finite_array(w, where)
+        if self.needs_calibration and stats is None:
+            raise ConfigError(f"{where}: method {self.name!r} needs calibration data")
+        k = w.shape[1]
+        g = self.group_for(k, name)
+        wf = w.detach().to(torch.float32)
+        if k % g:
+            wf = torch.nn.functional.pad(wf, (0, g - k % g))
+        return self.quantize_padded(wf, g, k, stats)
+
+    def quantize_padded(self, w: torch.Tensor, group_size: int, in_features: int,
+                        stats: LayerStats | None) -> QuantizedWeight:
+        """Quantize a weight whose width is a multiple of ``group_size``."""
+        raise NotImplementedError
+
+    def _on_grid(self, w: torch.Tensor, qp: QParams, in_features: int) -> QuantizedWeight:
+        codes = quantize(w, qp)
+        return QuantizedWeight(codes.to(torch.uint8), qp.scale.to(torch.float32),
+                               qp.zero_point.to(torch.float32), self.bits, qp.grid.group_size,
+                               self.name, in_features)
+
+
+class RTN(WeightQuantizer, name="rtn"):
+    """Round to nearest on each group's min/max grid."""
+
+    summary = "round to nearest on a min/max grid"
+    scale_method: ClassVar[str] = "minmax"
+
+    def quantize_padded(self, w, group_size, in_features, stats):
+        qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method=self.scale_method)
+        return self._on_grid(w, qp, in_features)
+
+
+class MSEClip(RTN, name="mse"):
+    """Round to nearest after searching each group's clipping for the least squared error."""
+
+    summary = "clipping searched per group for the least squared error"
+    scale_method = "mse"
+
+
+class HQQ(WeightQuantizer, name="hqq"):
+    """Asymmetric grid with HQQ's half-quadratic zero-point refinement (always asymmetric)."""
+
+    summary = "HQQ half-quadratic zero-point refinement"
+    iters: ClassVar[int] = 20
+
+    def quantize_padded(self, w, group_size, in_features, stats):
+        grid = weight_grid(self.bits, group_size, symmetric=False)
+        qp = choose_qparams(w, grid)
+        qp = QParams(grid, qp.scale, hqq_zero_points(w, qp, iters=self.iters), qp.shape)
+        return self._on_grid(w, qp, in_features)
+
+
+class NF4(WeightQuantizer, name="nf4"):
+    """QLoRA's NormalFloat4 codebook, scaled by each group's absolute maximum (4 bits only)."""
+
+    summary = "NormalFloat4 codebook (4 bits)"
+    codebook = NF4_LEVELS
+    min_bits = max_bits = 4
+
+    def quantize_padded(self, w, group_size, in_features, stats):
+        grid = Grid(bits=4, granularity="group", axis=1, group_size=group_size)
+        codes, scales = quantize_scaled(w, self.codebook, grid)
+        return QuantizedWeight(codes.to(torch.uint8), scales.to(torch.float32), None, 4, group_size,
+                               self.name, in_features, self.codebook)
+
+
+# Proximal solver: min over z of ‖W − dequantize(quantize(W; s, z))‖_p^p, p < 1 (Badri & Shaji).
+def hqq_zero_points(w: torch.Tensor, qp: QParams, *, iters: int = 20, p: float = 0.7,
+                    beta: float = 10.0, kappa: float = 1.01) -> torch.Tensor:
+    """HQQ zero-point refinement: improved zero points (same shape as ``qp.zero_point``).
 
     Each step rounds on the core grid with the current zero points, shrinks the error
     (generalised soft-thresholding for the lp "norm"), and solves for the zero points in closed
     form; the best zero points seen (by the lp error) are kept.
     """
     out, inp = w.shape
-    g = grid.group_size
+    g = qp.grid.group_size
     wg = w.view(out, inp // g, g)
     s = qp.scale[..., None]
     z = qp.zero_point.clone()
     best_z, best_err = z.clone(), None
     for _ in range(iters):
-        step = QParams(grid, qp.scale, z, qp.shape)
+        step = QParams(qp.grid, qp.scale, z, qp.shape)
         q = quantize(w, step)
         e = (w - dequantize(q, step)).view(out, inp // g, g)
         err = e.abs().pow(p).sum(-1)
@@ -114,38 +277,20 @@ def _hqq(w: torch.Tensor, qp: QParams, grid: Grid, iters: int = 20, p: float = 0
     return best_z
 
 
-def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, method: Method = "rtn",
-                    sym: bool = False, name: str = "") -> QuantizedWeight:
-    """Quantize one ``(out, in)`` weight."""
-    if w.ndim != 2:
-        raise ConfigError(f"layer {name}: expected a 2-D weight, got shape {tuple(w.shape)}")
-    g = check(tuple(w.shape), bits, group_size, method, name)
-    k = w.shape[1]
-    wf = w.detach().to(torch.float32)
-    if k % g:
-        wf = torch.nn.functional.pad(wf, (0, g - k % g))
-    if method == "nf4":
-        grid = Grid(bits=4, granularity="group", axis=1, group_size=g)
-        codes, scales = quantize_scaled(wf, NF4, grid)
-        return QuantizedWeight(codes.to(torch.uint8), scales.to(torch.float32), None, 4, g, "nf4", k)
-    grid = _grid(bits, g, sym and method != "hqq")
-    qp = choose_qparams(wf, grid, method="mse" if method == "mse" else "minmax")
-    if method == "hqq":
-        z = _hqq(wf, qp, grid)
-        qp = QParams(grid, qp.scale, z, qp.shape)
-    codes = quantize(wf, qp)
-    return QuantizedWeight(codes.to(torch.uint8), qp.scale.to(torch.float32),
-                           qp.zero_point.to(torch.float32), bits, g, method, k)
+def make_quantizer(method: str = "rtn", *, bits: int = 4, group_size: int = 128,
+                   sym: bool = False) -> WeightQuantizer:
+    """The registered quantizer ``method`` with these settings."""
+    check_choice(method, QUANTIZERS, "method")
+    return QUANTIZERS[method](bits=bits, group_size=group_size, sym=sym)
 
 
-def reference_dequantize(qw: QuantizedWeight) -> torch.Tensor:
-    """Dequantize through the core's own functions (the tests' reference)."""
-    if qw.method == "nf4":
-        grid = Grid(bits=4, granularity="group", axis=1, group_size=qw.group_size)
-        return dequantize_scaled(qw.codes, qw.scales, NF4, grid)[:, : qw.in_features]
-    grid = _grid(qw.bits, qw.group_size, False)
-    qp = QParams(grid, qw.scales, qw.zeros, tuple(qw.codes.shape))
-    return dequantize(qw.codes.to(torch.int32), qp)[:, : qw.in_features]
+def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, method: str = "rtn",
+                    sym: bool = False, name: str = "", stats: LayerStats | None = None) -> QuantizedWeight:
+    """Quantize one ``(out, in)`` weight with the registered quantizer ``method``."""
+    return make_quantizer(method, bits=bits, group_size=group_size, sym=sym).quantize(
+        w, stats=stats, name=name)
 
 
-__all__ = ["METHODS", "QuantizedWeight", "check", "quantize_weight", "reference_dequantize"]
+__all__ = ["HQQ", "NF4", "QUANTIZERS", "RTN", "LayerStats", "MSEClip", "QuantizedWeight",
+           "WeightQuantizer", "dequantize_codes", "make_quantizer", "methods", "quantize_weight",
+           "weight_grid"]

@@ -60,7 +60,7 @@ def test_analyze_file_with_reference(tmp_path):
     sf.write(tmp_path / "ref.wav", x, 44100, subtype="DOUBLE")
     sf.write(tmp_path / "q.wav", np.round(x * 128) / 128, 44100, subtype="DOUBLE")
     rep = analyze_file(tmp_path / "q.wav", tmp_path / "ref.wav")
-    r = rep["residual"]
+    r = rep.residual
     # 8-bit rounding of a sine: SNR ≈ 6.02·8 + 1.76 − 6 dB
     assert r["snr_db"] == pytest.approx(49.9 - 6.0, abs=1.0)
     assert set(r) >= {"threshold_db", "a_db", "itu468_db", "unweighted_db", "peak_db"}

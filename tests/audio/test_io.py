@@ -3,6 +3,7 @@ import pytest
 import soundfile as sf
 
 from quanta.audio import io
+from quanta.audio.levels import effective_bits
 from quanta.errors import ConfigError, InputError
 
 
@@ -21,7 +22,7 @@ def test_codes_round_trip_exactly(tmp_path, ext, bits):
     x, inf = io.read(p)
     assert inf.rate_hz == 44100 and inf.channels == 2 and inf.frames == 1000
     np.testing.assert_array_equal(x * (1 << (bits - 1)), codes)
-    assert io.effective_bits(x) <= bits
+    assert effective_bits(x) <= bits
 
 
 def test_float_and_32_bit_files_read(tmp_path):
@@ -49,7 +50,7 @@ def test_shared_clips_read(shared_data):
     for f in files:
         x, inf = io.read(f)
         assert x.shape == (inf.frames, inf.channels) and np.all(np.abs(x) <= 1)
-        assert io.effective_bits(x) <= inf.bits
+        assert effective_bits(x) <= inf.bits
         rates.add(inf.rate_hz)
     assert min(rates) <= 8000 and max(rates) >= 192000
 

@@ -47,7 +47,7 @@ def test_full_scale_mapping_and_clipping_counted(tmp_path):
     x = np.array([[0.0, 1.0], [-1.0, 1.5], [0.5, -2.0], [0.999, -0.25]])
     codes = requantize(x, 8, 48000, dither="none", shape="none")
     assert codes.tolist() == [[0, 127], [-128, 127], [64, -128], [127, -32]]
-    rq = Requantizer(8, 2, 48000, dither="none", shape="none")
+    rq = Requantizer(8, 2, 48000, dither="none", shaper="none")
     rq.process(x)
     # 0.999·128 and 1.0·128 round to 128 and clip to 127; 1.5 and −2.0 clip; −1.0 is a code
     assert rq.clipped == [1, 3]
@@ -59,11 +59,11 @@ def test_exact_copy_when_input_fits_target(tmp_path):
     with io.CodeWriter(src, rate_hz=44100, channels=2, bits=24) as w:
         w.write(codes * 256)  # 16-bit audio in a 24-bit container
     rep = requantize_file(src, tmp_path / "out.wav", 16)
-    assert rep["exact_copy"] and rep["dither"] == "none"
+    assert rep.exact_copy and rep.dither == "none"
     y, _ = io.read(tmp_path / "out.wav")
     np.testing.assert_array_equal(y * 32768, codes)
     rep2 = requantize_file(src, tmp_path / "out2.wav", 16, force_dither=True)
-    assert not rep2["exact_copy"]
+    assert not rep2.exact_copy
     y2, _ = io.read(tmp_path / "out2.wav")
     assert not np.array_equal(y2 * 32768, codes)
     assert fits_grid(codes / 32768.0, 16) and not fits_grid(codes / 32768.0 + 1e-9, 16)

@@ -155,7 +155,7 @@ def test_torch_matches_numpy():
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"bits": 0}, {"bits": 17}, {"bits": 1, "symmetric": True}, {"granularity": "row"},
+    {"bits": 0}, {"bits": 33}, {"bits": 1, "symmetric": True}, {"granularity": "row"},
     {"granularity": "group", "group_size": None},
 ])
 def test_bad_grids_raise(kwargs):

@@ -70,7 +70,7 @@ def test_dct_is_orthonormal_and_inverts():
     rng = np.random.default_rng(0)
     plane = rng.integers(0, 256, (16, 24)).astype(np.uint8)
     c = dct.forward(plane)
-    back = dct.from_blocks(dct.inverse(c), 16, 24)
+    back = dct.merge_8x8(dct.inverse(c), 16, 24)
     np.testing.assert_allclose(back, plane, atol=1e-3)
     np.testing.assert_allclose(np.sum(c**2), np.sum((plane.astype(np.float64) - 128) ** 2), rtol=1e-5)
 

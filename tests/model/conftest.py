@@ -2,7 +2,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -20,20 +19,9 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def tiny_llama(seed: int = 0, vocab: int = 259):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from quanta.model.tiny import tiny_llama as make
 
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=True, bos_token_id=256, eos_token_id=257)
-    m = LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.05)
-        for n, p in m.named_parameters():
-            if "norm" in n:
-                p.fill_(1.0)
-    return m
+    return make(seed, vocab)
 
 
 def _permute(w: np.ndarray, n_head: int) -> np.ndarray:

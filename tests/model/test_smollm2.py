@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from quanta.model.apply import count_by_path, quantize_model
-from quanta.model.evaluate import evaluate_causal_lm, test_text, windows
+from quanta.model.evaluate import evaluate_causal_lm, wikitext2_test_text, windows
 from quanta.model.load import load_model
 
 
 @pytest.fixture(scope="module")
 def smollm2():
     ref = load_model("smollm2")
-    wins = windows(ref.tokenizer, test_text(), bos_id=ref.info["metadata"]["bos_token_id"],
+    wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.info["metadata"]["bos_token_id"],
                    n_chunks=2)
     return ref, wins
 

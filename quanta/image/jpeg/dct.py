@@ -18,14 +18,14 @@ _C32 = C8.astype(np.float32)
 _K = np.kron(C8, C8).astype(np.float32)  # acts on row-major 8×8 blocks flattened to 64
 
 
-def to_blocks(plane: np.ndarray) -> np.ndarray:
+def split_8x8(plane: np.ndarray) -> np.ndarray:
     """``(H, W)`` (multiples of 8) → ``(H/8 · W/8, 64)`` blocks in raster order, row-major."""
     h, w = plane.shape
     return plane.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
 
 
-def from_blocks(blocks: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Inverse of :func:`to_blocks`."""
+def merge_8x8(blocks: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Inverse of :func:`split_8x8`."""
     return blocks.reshape(h // 8, w // 8, 8, 8).transpose(0, 2, 1, 3).reshape(h, w)
 
 

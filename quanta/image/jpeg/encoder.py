@@ -1,4 +1,16 @@
-"""The JPEG encoder: all stages in order, on numpy arrays."""
+"""The JPEG encoder, staged as libjpeg stages it.
+
+``encode`` is a pipeline of named steps:
+
+1. :func:`_check_image` — refuse what baseline JPEG cannot hold;
+2. :func:`_plan` — the frame: one :class:`Component` row per component (id, sampling factors,
+   quantization table, Huffman table selector), built once, as ``jcparam.c``'s ``SET_COMP``
+   does; everything downstream loops over that table;
+3. :func:`_transform_and_quantize` — colour conversion, subsampling, 8×8 DCT, quantization on
+   the core grid, zigzag, interleaving into MCU order;
+4. :func:`_huffman_tables` — optimized (from the symbol statistics) or Annex K.3's;
+5. :func:`_write` — markers and the entropy-coded scan.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quanta.core._checks import check_choice
 from quanta.errors import ConfigError, InputError
 from quanta.image.jpeg import dct, entropy, huffman, writer
 from quanta.image.jpeg.color import SUBSAMPLING, downsample, pad_to, rgb_to_ycbcr
 from quanta.image.jpeg.quantize import quantize_coefs
 from quanta.image.jpeg.tables import ZIGZAG, check_table, tables_for
+
+Table = tuple[list[int], list[int]]  # Huffman (BITS, HUFFVAL)
 
 
 @dataclass(frozen=True)
@@ -26,27 +41,158 @@ class Encoded:
 
     @property
     def bits_per_pixel(self) -> float:
+        """File size in bits per pixel."""
         return 8.0 * len(self.data) / (self.width * self.height)
 
 
-def _scan_order(grids: list[tuple[int, int]], factors: list[tuple[int, int]],
-                mcus: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Global block indices and component ids in interleaved MCU order.
+@dataclass(frozen=True)
+class Component:
+    """One row of the frame's component table."""
 
-    grids: each component's block grid (rows, cols); factors: its (h, v) sampling.
+    id: int  # 1 = Y (or gray), 2 = Cb, 3 = Cr
+    h: int  # horizontal sampling factor
+    v: int  # vertical sampling factor
+    qtable: int  # DQT slot (0 luma, 1 chroma)
+    htable: int  # Huffman table selector, DC and AC (0 luma, 1 chroma)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Everything fixed before the first pixel is transformed."""
+
+    width: int
+    height: int
+    components: tuple[Component, ...]
+    qtables: tuple[np.ndarray, ...]  # natural order, by DQT slot
+    restart_interval: int
+
+    @property
+    def gray(self) -> bool:
+        return len(self.components) == 1
+
+    @property
+    def mcu(self) -> tuple[int, int]:
+        """MCU size in pixels (height, width)."""
+        c0 = self.components[0]
+        return 8 * c0.v, 8 * c0.h
+
+    @property
+    def mcus(self) -> tuple[int, int]:
+        """MCU rows and columns."""
+        mh, mw = self.mcu
+        return -(-self.height // mh), -(-self.width // mw)
+
+    @property
+    def blocks_per_mcu(self) -> int:
+        return sum(c.h * c.v for c in self.components)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise InputError(f"expected 8-bit samples (uint8), got {img.dtype}")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise InputError(f"expected (H, W) grayscale or (H, W, 3) RGB, got shape {img.shape}")
+    height, width = img.shape[:2]
+    if height == 0 or width == 0:
+        raise InputError("image has zero size")
+    if height > 65535 or width > 65535:
+        raise InputError(f"{width}×{height} exceeds JPEG's 65535-pixel limit")
+    return img
+
+
+def _plan(img: np.ndarray, quality: int, subsampling: str,
+          tables: str | tuple[np.ndarray, np.ndarray], restart_interval: int) -> Frame:
+    check_choice(subsampling, SUBSAMPLING, "subsampling")
+    if not 0 <= restart_interval <= 65535:
+        raise ConfigError("restart interval must be 0..65535 MCUs")
+    if isinstance(tables, str):
+        luma_t, chroma_t = tables_for(quality, tables)
+    else:
+        luma_t, chroma_t = check_table(tables[0], "luma table"), check_table(tables[1], "chroma table")
+    height, width = img.shape[:2]
+    if img.ndim == 2:
+        return Frame(width, height, (Component(1, 1, 1, 0, 0),), (luma_t,), restart_interval)
+    h, v = SUBSAMPLING[subsampling]
+    comps = (Component(1, h, v, 0, 0), Component(2, 1, 1, 1, 1), Component(3, 1, 1, 1, 1))
+    return Frame(width, height, comps, (luma_t, chroma_t), restart_interval)
+
+
+def _planes(img: np.ndarray, frame: Frame) -> list[np.ndarray]:
+    """Each component's padded (and subsampled) sample plane."""
+    mh, mw = frame.mcu
+    ph, pw = frame.mcus[0] * mh, frame.mcus[1] * mw
+    if frame.gray:
+        return [pad_to(img, ph, pw)]
+    ycc = rgb_to_ycbcr(img)
+    c0 = frame.components[0]
+    return [pad_to(ycc[0], ph, pw)] + [downsample(pad_to(p, ph, pw), c0.h, c0.v) for p in ycc[1:]]
+
+
+def _scan_order(grids: list[tuple[int, int]], frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """Global block indices and component indices in interleaved MCU order.
+
+    grids: each component's block grid (rows, cols).
     """
-    my, mx = mcus
+    my, mx = frame.mcus
     parts, comps, offset = [], [], 0
-    for c, ((rows, cols), (h, v)) in enumerate(zip(grids, factors)):
+    for c, ((rows, cols), comp) in enumerate(zip(grids, frame.components)):
+        h, v = (comp.h, comp.v) if not frame.gray else (1, 1)
         r = (np.arange(my)[:, None, None, None] * v + np.arange(v)[None, None, :, None])
         q = (np.arange(mx)[None, :, None, None] * h + np.arange(h)[None, None, None, :])
         idx = offset + r * cols + q  # (my, mx, v, h)
         parts.append(idx.reshape(my, mx, v * h))
         comps.append(np.full((my, mx, v * h), c, dtype=np.int8))
         offset += rows * cols
-    order = np.concatenate(parts, axis=2).reshape(-1)
-    comp = np.concatenate(comps, axis=2).reshape(-1)
-    return order, comp
+    return np.concatenate(parts, axis=2).reshape(-1), np.concatenate(comps, axis=2).reshape(-1)
+
+
+def _transform_and_quantize(img: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """Quantized zigzag blocks in scan order (int16 ``(N, 64)``) and each block's component."""
+    planes = _planes(img, frame)
+    codes = [quantize_coefs(dct.forward(p), frame.qtables[c.qtable])[:, ZIGZAG]
+             for p, c in zip(planes, frame.components)]
+    order, comp = _scan_order([(p.shape[0] // 8, p.shape[1] // 8) for p in planes], frame)
+    return np.ascontiguousarray(np.concatenate(codes)[order]), comp
+
+
+def _selectors(frame: Frame) -> np.ndarray:
+    return np.array([c.htable for c in frame.components], dtype=np.int64)
+
+
+def _huffman_tables(coefs: np.ndarray, comp: np.ndarray, frame: Frame,
+                    optimize: bool) -> tuple[list[Table], list[Table]]:
+    """DC and AC tables by selector (one each for gray, two for colour)."""
+    used = 1 if frame.gray else 2
+    if not optimize:
+        return ([huffman.DC_LUMA, huffman.DC_CHROMA][:used], [huffman.AC_LUMA, huffman.AC_CHROMA][:used])
+    dc_freq, ac_freq = entropy.count_symbols(coefs, comp, _selectors(frame), frame.blocks_per_mcu,
+                                             frame.restart_interval)
+    return ([huffman.optimal_table(dc_freq[i]) for i in range(used)],
+            [huffman.optimal_table(ac_freq[i]) for i in range(used)])
+
+
+def _write(frame: Frame, coefs: np.ndarray, comp: np.ndarray, dcs: list[Table], acs: list[Table],
+           icc_profile: bytes | None) -> bytes:
+    lut_codes = np.zeros((4, 256), dtype=np.uint32)
+    lut_sizes = np.zeros((4, 256), dtype=np.uint8)
+    for row, t in enumerate(dcs + [huffman.DC_LUMA] * (2 - len(dcs)) + acs):
+        lut_codes[row], lut_sizes[row] = huffman.code_lookup(t)
+    scan = entropy.encode_scan(coefs, comp, _selectors(frame), lut_codes, lut_sizes,
+                               frame.blocks_per_mcu, frame.restart_interval)
+    parts = [writer.SOI, writer.app0_jfif()]
+    if icc_profile:
+        parts.append(writer.app2_icc(icc_profile))
+    parts += [writer.dqt(list(frame.qtables)),
+              writer.sof0(frame.height, frame.width, [(c.id, c.h, c.v, c.qtable) for c in frame.components]),
+              writer.dht([x for i in range(len(dcs)) for x in ((0, i, dcs[i]), (1, i, acs[i]))])]
+    if frame.restart_interval:
+        parts.append(writer.dri(frame.restart_interval))
+    parts += [writer.sos([(c.id, c.htable, c.htable) for c in frame.components]), scan.tobytes(),
+              writer.EOI]
+    return b"".join(parts)
 
 
 def encode(
@@ -69,75 +215,10 @@ def encode(
     optimize: Huffman tables built from the image's symbol statistics (else Annex K.3's).
     restart_interval: MCUs between RSTn markers (0: none).
     """
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        raise InputError(f"expected 8-bit samples (uint8), got {img.dtype}")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
-        raise InputError(f"expected (H, W) grayscale or (H, W, 3) RGB, got shape {img.shape}")
-    height, width = img.shape[:2]
-    if height == 0 or width == 0:
-        raise InputError("image has zero size")
-    if height > 65535 or width > 65535:
-        raise InputError(f"{width}×{height} exceeds JPEG's 65535-pixel limit")
-    if subsampling not in SUBSAMPLING:
-        raise ConfigError(f"unknown subsampling {subsampling!r} (4:4:4, 4:2:2 or 4:2:0)")
-    if not 0 <= restart_interval <= 65535:
-        raise ConfigError("restart interval must be 0..65535 MCUs")
-    if isinstance(tables, str):
-        luma_t, chroma_t = tables_for(quality, tables)
-    else:
-        luma_t, chroma_t = check_table(tables[0], "luma table"), check_table(tables[1], "chroma table")
-
-    gray = img.ndim == 2
-    h, v = (1, 1) if gray else SUBSAMPLING[subsampling]
-    mcu_h, mcu_w = 8 * v, 8 * h
-    ph, pw = -(-height // mcu_h) * mcu_h, -(-width // mcu_w) * mcu_w
-    if gray:
-        planes = [pad_to(img, ph, pw)]
-        factors = [(1, 1)]
-    else:
-        ycc = rgb_to_ycbcr(img)
-        planes = [pad_to(ycc[0], ph, pw)] + [downsample(pad_to(p, ph, pw), h, v) for p in ycc[1:]]
-        factors = [(h, v), (1, 1), (1, 1)]
-    qtabs = [luma_t] if gray else [luma_t, chroma_t, chroma_t]
-    codes = [quantize_coefs(dct.forward(p), t)[:, ZIGZAG] for p, t in zip(planes, qtabs)]
-    grids = [(p.shape[0] // 8, p.shape[1] // 8) for p in planes]
-    order, comp = _scan_order(grids, factors, (ph // mcu_h, pw // mcu_w))
-    coefs = np.ascontiguousarray(np.concatenate(codes)[order])
-    blocks_per_mcu = sum(f[0] * f[1] for f in factors)
-    tbl = np.array([0] if gray else [0, 1, 1], dtype=np.int64)
-
-    if optimize:
-        dc_freq, ac_freq = entropy.count_symbols(coefs, comp, tbl, tbl, blocks_per_mcu,
-                                                 restart_interval)
-        used = 1 if gray else 2
-        dcs = [huffman.optimal_table(dc_freq[i]) for i in range(used)]
-        acs = [huffman.optimal_table(ac_freq[i]) for i in range(used)]
-    else:
-        dcs = [huffman.DC_LUMA, huffman.DC_CHROMA][: 1 if gray else 2]
-        acs = [huffman.AC_LUMA, huffman.AC_CHROMA][: 1 if gray else 2]
-    lut_codes = np.zeros((4, 256), dtype=np.uint32)
-    lut_sizes = np.zeros((4, 256), dtype=np.uint8)
-    for i, t in enumerate(dcs):
-        lut_codes[i], lut_sizes[i] = huffman.code_lookup(t)
-    for i, t in enumerate(acs):
-        lut_codes[2 + i], lut_sizes[2 + i] = huffman.code_lookup(t)
-    scan = entropy.encode_scan(coefs, comp, tbl, tbl, lut_codes, lut_sizes, blocks_per_mcu,
-                               restart_interval)
-
-    comps_sof = [(1, *factors[0], 0)] if gray else [(1, h, v, 0), (2, 1, 1, 1), (3, 1, 1, 1)]
-    comps_sos = [(1, 0, 0)] if gray else [(1, 0, 0), (2, 1, 1), (3, 1, 1)]
-    parts = [writer.SOI, writer.app0_jfif()]
-    if icc_profile:
-        parts.append(writer.app2_icc(icc_profile))
-    parts += [writer.dqt([luma_t] if gray else [luma_t, chroma_t]),
-              writer.sof0(height, width, comps_sof),
-              writer.dht([x for i in range(len(dcs)) for x in ((0, i, dcs[i]), (1, i, acs[i]))])]
-    if restart_interval:
-        parts.append(writer.dri(restart_interval))
-    parts += [writer.sos(comps_sos), scan.tobytes(), writer.EOI]
-    return Encoded(b"".join(parts), width, height, 1 if gray else 3, luma_t,
-                   None if gray else chroma_t)
-
+    img = _check_image(image)
+    frame = _plan(img, quality, subsampling, tables, restart_interval)
+    coefs, comp = _transform_and_quantize(img, frame)
+    dcs, acs = _huffman_tables(coefs, comp, frame, optimize)
+    data = _write(frame, coefs, comp, dcs, acs, icc_profile)
+    return Encoded(data, frame.width, frame.height, len(frame.components), frame.qtables[0],
+                   None if frame.gray else frame.qtables[1])

@@ -22,8 +22,52 @@ def _nbits(v):  # pragma: no cover - compiled
     return n
 
 
+#: Worst case of one block's entropy-coded bytes: DC (11 size bits + 11 value bits) and 63 AC
+#: symbols of at most 16 + 10 bits is 1,660 bits = 208 bytes; every byte may be 0xFF and take
+#: a stuffed 0x00 after it (416), plus a restart marker (2) and padding: 420.
+MAX_BYTES_PER_BLOCK = 420
+
+
+def _check_scan(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, blocks_per_mcu: int,
+                restart: int) -> None:
+    if coefs.ndim != 2 or coefs.shape[1] != 64 or coefs.dtype != np.int16:
+        raise ValueError(f"coefficients must be int16 (N, 64), got {coefs.dtype} {coefs.shape}")
+    if comp.shape != (coefs.shape[0],):
+        raise ValueError("one component index per block is needed")
+    if comp.size and (comp.min() < 0 or comp.max() >= tables.size):
+        raise ValueError("component index without a table selector")
+    if blocks_per_mcu < 1 or coefs.shape[0] % blocks_per_mcu or restart < 0:
+        raise ValueError("blocks must form whole MCUs; restart interval must be ≥ 0")
+
+
+def count_symbols(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, blocks_per_mcu: int,
+                  restart: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Symbol counts per Huffman table, ``(dc_freq, ac_freq)``, each ``(2, 256)`` int64.
+
+    coefs: int16 ``(N, 64)`` zigzag blocks in scan order; comp: each block's component;
+    tables: each component's table selector (0 or 1, used for DC and AC alike).
+    """
+    _check_scan(coefs, comp, tables, blocks_per_mcu, restart)
+    t = np.ascontiguousarray(tables, dtype=np.int64)
+    return _count_symbols(np.ascontiguousarray(coefs), comp, t, t, int(blocks_per_mcu), int(restart))
+
+
+def encode_scan(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, codes: np.ndarray,
+                sizes: np.ndarray, blocks_per_mcu: int, restart: int = 0) -> np.ndarray:
+    """The entropy-coded scan (stuffed bytes with RSTn markers) as a uint8 array.
+
+    codes/sizes: ``(4, 256)`` lookup tables, rows 0–1 the DC tables, rows 2–3 the AC tables.
+    """
+    _check_scan(coefs, comp, tables, blocks_per_mcu, restart)
+    if codes.shape != (4, 256) or sizes.shape != (4, 256):
+        raise ValueError("code and size tables must be (4, 256)")
+    t = np.ascontiguousarray(tables, dtype=np.int64)
+    return _encode_scan(np.ascontiguousarray(coefs), comp, t, t, codes, sizes, int(blocks_per_mcu),
+                        int(restart))
+
+
 @numba.njit(cache=True, nogil=True)
-def count_symbols(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart):  # pragma: no cover
+def _count_symbols(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart):  # pragma: no cover
     """Symbol counts per table: ``(dc_freq, ac_freq)``, each ``(2, 256)`` int64."""
     dc_freq = np.zeros((2, 256), dtype=np.int64)
     ac_freq = np.zeros((2, 256), dtype=np.int64)
@@ -70,12 +114,8 @@ def _put(out, pos, acc, nacc, code, size):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def encode_scan(coefs, comp, dc_tbl, ac_tbl, codes, sizes, blocks_per_mcu, restart):  # pragma: no cover
-    """Entropy-coded scan data (bytes, stuffed, with RSTn markers) as a uint8 array.
-
-    ``codes``/``sizes`` are ``(4, 256)``: rows 0–1 DC tables 0–1, rows 2–3 AC tables 0–1.
-    """
-    out = np.empty(coefs.shape[0] * 420 + 64, dtype=np.uint8)
+def _encode_scan(coefs, comp, dc_tbl, ac_tbl, codes, sizes, blocks_per_mcu, restart):  # pragma: no cover
+    out = np.empty(coefs.shape[0] * MAX_BYTES_PER_BLOCK + 64, dtype=np.uint8)
     pos = 0
     acc = np.uint64(0)
     nacc = 0

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from quanta.core.grid import Grid, choose_qparams, dequantize, quantize
+from quanta.core.grid import Grid, QParams, quantize
 
 #: one scale per frequency (axis 1 of the ``(blocks, 64)`` coefficient array)
 COEF_GRID = Grid(bits=11, signed=True, symmetric=True, granularity="channel", axis=1)
 
 
+def coef_qparams(table: np.ndarray) -> QParams:
+    """The grid of a natural-order quantization ``table`` (64 entries)."""
+    return QParams.given(COEF_GRID, scale=np.asarray(table, dtype=np.float32), shape=(1, 64))
+
+
 def quantize_coefs(coefs: np.ndarray, table: np.ndarray) -> np.ndarray:
     """int16 codes of ``coefs`` (``(N, 64)``, natural order) for a natural-order ``table``."""
-    qp = choose_qparams(coefs[:1], COEF_GRID, method="given", scale=table.astype(np.float32))
-    return quantize(coefs, qp).astype(np.int16)
-
-
-def dequantize_coefs(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Reconstructed coefficients (float32) — what a decoder sees."""
-    qp = choose_qparams(codes[:1].astype(np.float32), COEF_GRID, method="given",
-                        scale=table.astype(np.float32))
-    return dequantize(codes, qp)
+    return quantize(coefs, coef_qparams(table)).astype(np.int16)

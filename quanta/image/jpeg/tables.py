@@ -125,3 +125,8 @@ def load_tables(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     if len(vals) == 128:
         return check_table(vals[:64], f"{p} (luma)"), check_table(vals[64:], f"{p} (chroma)")
     raise ConfigError(f"{p}: expected 64 or 128 integers, got {len(vals)}")
+
+
+def resolve_tables(spec: str) -> str | tuple[np.ndarray, np.ndarray]:
+    """A preset name as it is, or (luma, chroma) tables read from the file ``spec``."""
+    return spec if spec in PRESETS else load_tables(spec)

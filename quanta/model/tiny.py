@@ -1,0 +1,75 @@
+"""A tiny, seeded Llama with a byte-level tokenizer: the model medium's example input (for the
+contract tests and offline checks; no download, no global random state)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BOS, EOS = 256, 257
+
+
+def tiny_llama(seed: int = 0, vocab: int = 259) -> Any:
+    """A 2-layer Llama (hidden 64, 4 heads, 2 KV heads) with N(0, 0.05) weights from ``seed``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True, bos_token_id=BOS, eos_token_id=EOS)
+    m = LlamaForCausalLM(cfg).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if "norm" in n:
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    return m
+
+
+def byte_tokenizer() -> Any:
+    """A byte-level BPE tokenizer: 256 byte tokens, then ``<s>`` (256) and ``</s>`` (257)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    b2u = _bytes_to_unicode()
+    vocab = {b2u[b]: b for b in range(256)}
+    assert set(vocab) == set(alphabet)
+    vocab.update({"<s>": BOS, "</s>": EOS})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte → printable character map (the byte-level BPE alphabet)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def write_hf_folder(folder: Path | str, *, seed: int = 0) -> Path:
+    """A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of the tiny Llama."""
+    from safetensors.torch import save_file
+
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    m = tiny_llama(seed)
+    cfg = m.config.to_dict()
+    cfg["architectures"] = ["LlamaForCausalLM"]
+    (d / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
+    state = {k: v.contiguous() for k, v in m.state_dict().items() if k != "lm_head.weight"}
+    save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+    byte_tokenizer().save(str(d / "tokenizer.json"))
+    return d

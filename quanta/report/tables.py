@@ -1,0 +1,48 @@
+"""Printing for people: rich tables on stdout, progress bars on stderr. Used by the CLI and by
+``bench/`` (which imports this, not the CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from quanta.progress import Progress
+from quanta.reports import Report, fmt
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                left: tuple[int, ...] = (0,)) -> None:
+    """Print a rich table; columns whose index is in ``left`` are left-aligned, others right."""
+    t = Table(title=title)
+    for i, c in enumerate(columns):
+        t.add_column(c, justify="left" if i in left else "right")
+    for r in rows:
+        t.add_row(*[fmt(v) for v in r])
+    console.print(t)
+
+
+def print_report(report: Report, title: str | None = None) -> None:
+    """A report as a two-column table."""
+    print_table(title or report.title, ["", ""], [list(r) for r in report.rows()], left=(0, 1))
+
+
+@contextmanager
+def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress]:
+    """A rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
+    if not enabled:
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+             TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from quanta.errors import OutputError
+from quanta.model.apply import count_by_path, quantize_model, weight_stats
+from quanta.model.files import load_quantized, save_quantized
+from quanta.model.gguf_load import load_gguf
+from quanta.model.qlinear import QuantLinear
+
+
+def test_quantize_save_load_gives_identical_logits(tiny, tmp_path):
+    _, path = tiny
+    g = load_gguf(path)
+    rep = quantize_model(g.model, "hqq", bits=4, group_size=32)
+    assert set(count_by_path(g.model)) == {"int4pack"}
+    assert rep.bits_per_quantized_weight == pytest.approx(4 + 2 * 16 / 32)  # bf16 scale + zero
+    out = save_quantized(g.model, g.tokenizer, tmp_path / "q", report=rep, source=str(path))
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "quant_config.json",
+                                                     "tokenizer.json"]
+    with pytest.raises(OutputError, match="exists"):
+        save_quantized(g.model, g.tokenizer, tmp_path / "q", report=rep, source=str(path))
+    m2, tok, cfg = load_quantized(out)
+    assert cfg["layers"]["model.layers.0.mlp.down_proj"]["path"] == "int4pack"
+    x = torch.tensor([[256, 5, 77, 100, 3, 9]])
+    with torch.no_grad():
+        torch.testing.assert_close(m2(x).logits, g.model(x).logits)
+    assert tok.encode("hi").ids == g.tokenizer.encode("hi").ids
+
+
+def test_quantized_model_holds_fewer_bytes(tiny):
+    _, path = tiny
+    g = load_gguf(path)
+    before = weight_stats(g.model)["weight_bytes"]
+    quantize_model(g.model, bits=4, group_size=32, head=True)
+    after = weight_stats(g.model)
+    assert after["weight_bytes"] < 0.5 * before
+    assert isinstance(g.model.lm_head, QuantLinear) and not g.model.config.tie_word_embeddings
+
+
