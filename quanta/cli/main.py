@@ -139,12 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     args, debug = _normalise(list(sys.argv[1:] if argv is None else argv))
     if not args:
         args = ["--help"]
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    # SIGTERM raises Terminated and SIGINT KeyboardInterrupt (even where a background shell
+    # started us with SIGINT ignored), so that temporary outputs are removed either way.
+    handlers = {signal.SIGTERM: _on_sigterm, signal.SIGINT: signal.default_int_handler}
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()} if _main_thread() else {}
     try:
         return _run(args, debug)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _main_thread() -> bool:
@@ -156,30 +159,37 @@ def _main_thread() -> bool:
 def _run(args: list[str], debug: bool) -> int:
     cmd = typer.main.get_command(build_app())
     try:
-        cmd.main(args=args, prog_name="quanta", standalone_mode=False)
+        rc = cmd.main(args=args, prog_name="quanta", standalone_mode=False)
     except QuantaError as e:
         if debug:
             raise
         print(f"quanta: error: {e}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Terminated) as e:
+        return _interrupted(isinstance(e, Terminated))
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
         print("quanta: aborted", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("quanta: interrupted", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("quanta: terminated", file=sys.stderr)
-        return 143
     except typer.TyperException as e:  # click's usage errors, as typer raises them
-        if hasattr(e, "exit_code") and hasattr(e, "format_message"):
-            return _usage_error(e) if getattr(e, "exit_code", 1) == 2 else _show(e)
-        return _bug(e, debug)
+        return _cli_error(e, debug)
     except Exception as e:
         return _bug(e, debug)
+    if isinstance(rc, int) and not isinstance(rc, bool):  # typer turns Ctrl-C into Exit(130)
+        return _interrupted(False) if rc == 130 else rc
     return 0
+
+
+def _interrupted(terminated: bool) -> int:
+    print(f"quanta: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    return 143 if terminated else 130
+
+
+def _cli_error(e: Exception, debug: bool) -> int:
+    if not (hasattr(e, "exit_code") and hasattr(e, "format_message")):
+        return _bug(e, debug)
+    return _usage_error(e) if getattr(e, "exit_code", 1) == 2 else _show(e)
 
 
 def _show(e: Exception) -> int:

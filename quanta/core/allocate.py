@@ -94,12 +94,9 @@ def allocate(
     return Allocation(choice, dist, used, float(budget))
 
 
-def _lagrangian(ds: list[np.ndarray], ss: list[np.ndarray], budget: float) -> np.ndarray:
-    hulls = [_hull(d, s) for d, s in zip(ds, ss)]
-    pos = np.zeros(len(ds), dtype=np.int64)  # position on each unit's hull
-    choice = np.array([h[0] for h in hulls], dtype=np.int64)
-    used = sum(s[c] for s, c in zip(ss, choice))
-    # Every hull segment as (slope = distortion saved per size unit, unit, step index).
+def _segments(hulls: list[np.ndarray], ds: list[np.ndarray], ss: list[np.ndarray]) -> list:
+    """Every hull segment as (slope = distortion saved per size unit, unit, step index),
+    steepest first."""
     segs = []
     for i, h in enumerate(hulls):
         for k in range(1, len(h)):
@@ -107,7 +104,32 @@ def _lagrangian(ds: list[np.ndarray], ss: list[np.ndarray], budget: float) -> np
             dsz = ss[i][h[k]] - ss[i][h[k - 1]]
             segs.append((dd / dsz if dsz > 0 else np.inf, i, k))
     segs.sort(key=lambda t: (-t[0], t[1], t[2]))
-    for _, i, k in segs:
+    return segs
+
+
+def _best_upgrade(ds: list[np.ndarray], ss: list[np.ndarray], choice: np.ndarray, used: float,
+                  budget: float) -> tuple[float, int, int] | None:
+    """The single upgrade with the best gain per size that still fits, or None."""
+    best = None
+    for i, (d, s) in enumerate(zip(ds, ss)):
+        extra = s - s[choice[i]]
+        gain = d[choice[i]] - d
+        ok = (gain > 0) & (used + extra <= budget * (1 + 1e-12))
+        if not ok.any():
+            continue
+        rate = np.where(ok, gain / np.maximum(extra, 1e-300), -np.inf)
+        j = int(np.argmax(rate))
+        if best is None or rate[j] > best[0]:
+            best = (rate[j], i, j)
+    return best
+
+
+def _lagrangian(ds: list[np.ndarray], ss: list[np.ndarray], budget: float) -> np.ndarray:
+    hulls = [_hull(d, s) for d, s in zip(ds, ss)]
+    pos = np.zeros(len(ds), dtype=np.int64)  # position on each unit's hull
+    choice = np.array([h[0] for h in hulls], dtype=np.int64)
+    used = sum(s[c] for s, c in zip(ss, choice))
+    for _, i, k in _segments(hulls, ds, ss):
         if pos[i] != k - 1:
             continue
         step = ss[i][hulls[i][k]] - ss[i][hulls[i][k - 1]]
@@ -117,23 +139,11 @@ def _lagrangian(ds: list[np.ndarray], ss: list[np.ndarray], budget: float) -> np
         pos[i] = k
         choice[i] = hulls[i][k]
     # Greedy fill: spend the remainder on the upgrade with the best gain per size that fits.
-    while True:
-        best = None
-        for i, (d, s) in enumerate(zip(ds, ss)):
-            extra = s - s[choice[i]]
-            gain = d[choice[i]] - d
-            ok = (gain > 0) & (used + extra <= budget * (1 + 1e-12))
-            if not ok.any():
-                continue
-            rate = np.where(ok, gain / np.maximum(extra, 1e-300), -np.inf)
-            j = int(np.argmax(rate))
-            if best is None or rate[j] > best[0]:
-                best = (rate[j], i, j)
-        if best is None:
-            return choice
+    while (best := _best_upgrade(ds, ss, choice, used, budget)) is not None:
         _, i, j = best
         used += ss[i][j] - ss[i][choice[i]]
         choice[i] = j
+    return choice
 
 
 def _exact(ds: list[np.ndarray], ss: list[np.ndarray], budget: float) -> np.ndarray:

@@ -85,63 +85,81 @@ def build_tokenizer(r, path: Path):
     return tk
 
 
-def load_gguf(path: Path | str, *, dtype: Any = None) -> GGUFModel:
-    """Read a llama-architecture GGUF into a float ``LlamaForCausalLM`` (float32 by default)."""
-    import torch
-    from gguf import GGMLQuantizationType
-    from gguf.quants import dequantize
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _config(r: Any, p: Path, tensors: dict) -> Any:
+    """A LlamaConfig from the file's metadata (only llama is read)."""
+    from transformers import LlamaConfig
 
-    p = Path(path)
-    r = _reader(p)
     arch = _field(r, "general.architecture")
     if arch != "llama":
         raise InputError(f"{p}: architecture {arch!r} is not supported (llama)")
-    g = lambda k, d=None: _field(r, f"llama.{k}", d)  # noqa: E731
+
+    def g(k: str, d: Any = None) -> Any:
+        return _field(r, f"llama.{k}", d)
+
     n_head = int(g("attention.head_count"))
-    n_kv = int(g("attention.head_count_kv", n_head))
-    tensors = {t.name: t for t in r.tensors}
-    vocab = int(g("vocab_size", len(_field(r, "tokenizer.ggml.tokens") or [])))
-    cfg = LlamaConfig(
-        vocab_size=vocab, hidden_size=int(g("embedding_length")),
-        intermediate_size=int(g("feed_forward_length")), num_hidden_layers=int(g("block_count")),
-        num_attention_heads=n_head, num_key_value_heads=n_kv,
+    return LlamaConfig(
+        vocab_size=int(g("vocab_size", len(_field(r, "tokenizer.ggml.tokens") or []))),
+        hidden_size=int(g("embedding_length")), intermediate_size=int(g("feed_forward_length")),
+        num_hidden_layers=int(g("block_count")), num_attention_heads=n_head,
+        num_key_value_heads=int(g("attention.head_count_kv", n_head)),
         max_position_embeddings=int(g("context_length", 2048)),
         rms_norm_eps=float(g("attention.layer_norm_rms_epsilon", 1e-5)),
         rope_theta=float(g("rope.freq_base", 10000.0)),
         tie_word_embeddings="output.weight" not in tensors,
         bos_token_id=_field(r, "tokenizer.ggml.bos_token_id"),
         eos_token_id=_field(r, "tokenizer.ggml.eos_token_id"))
+
+
+def _dequantized(p: Path, name: str, t: Any) -> np.ndarray:
+    """A tensor's values as float32 in PyTorch's (reversed) shape."""
+    from gguf.quants import dequantize
+
+    try:
+        arr = dequantize(t.data, t.tensor_type)
+    except (NotImplementedError, ValueError) as e:
+        raise InputError(f"{p}: tensor {name}: cannot dequantize {t.tensor_type.name} ({e})") from None
+    shape = tuple(int(s) for s in reversed(t.shape))
+    try:
+        return np.asarray(arr, dtype=np.float32).reshape(shape)
+    except ValueError:
+        raise InputError(f"{p}: tensor {name} holds {arr.size} values, not {shape}") from None
+
+
+_GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight",
+                 "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
+
+
+def _hf_name(name: str) -> tuple[str | None, str | None]:
+    """The Hugging Face parameter for a GGUF tensor name, and its layer kind (None: skipped)."""
+    if name in _GLOBAL_NAMES:
+        return _GLOBAL_NAMES[name], None
+    if name.startswith("blk."):
+        _, layer, kind, _ = name.split(".", 3)
+        if kind in _LAYER_MAP:
+            return f"model.layers.{layer}.{_LAYER_MAP[kind]}.weight", kind
+    return None, None
+
+
+def load_gguf(path: Path | str, *, dtype: Any = None) -> GGUFModel:
+    """Read a llama-architecture GGUF into a float ``LlamaForCausalLM`` (float32 by default)."""
+    import torch
+    from gguf import GGMLQuantizationType
+    from transformers import LlamaForCausalLM
+
+    p = Path(path)
+    r = _reader(p)
+    tensors = {t.name: t for t in r.tensors}
+    cfg = _config(r, p, tensors)
+    heads = {"attn_q": cfg.num_attention_heads, "attn_k": cfg.num_key_value_heads}
     state, types = {}, {}
     for name, t in tensors.items():
-        try:
-            arr = dequantize(t.data, t.tensor_type)
-        except (NotImplementedError, ValueError) as e:
-            raise InputError(f"{p}: tensor {name}: cannot dequantize {t.tensor_type.name} ({e})") \
-                from None
-        shape = tuple(int(s) for s in reversed(t.shape))
-        try:
-            arr = np.asarray(arr, dtype=np.float32).reshape(shape)
-        except ValueError:
-            raise InputError(f"{p}: tensor {name} holds {arr.size} values, not {shape}") from None
-        types[name] = GGMLQuantizationType(t.tensor_type).name
-        if name == "token_embd.weight":
-            key = "model.embed_tokens.weight"
-        elif name == "output_norm.weight":
-            key = "model.norm.weight"
-        elif name == "output.weight":
-            key = "lm_head.weight"
-        elif name.startswith("blk."):
-            _, layer, kind, _ = name.split(".", 3)
-            if kind not in _LAYER_MAP:
-                continue
-            if kind == "attn_q":
-                arr = _unpermute(arr, n_head)
-            elif kind == "attn_k":
-                arr = _unpermute(arr, n_kv)
-            key = f"model.layers.{layer}.{_LAYER_MAP[kind]}.weight"
-        else:
+        key, kind = _hf_name(name)
+        if key is None:
             continue
+        arr = _dequantized(p, name, t)
+        types[name] = GGMLQuantizationType(t.tensor_type).name
+        if kind in heads:  # llama.cpp stores Q and K rows permuted for its rotary layout
+            arr = _unpermute(arr, heads[kind])
         state[key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C"))
     model = LlamaForCausalLM(cfg)
     tied = {"lm_head.weight"} if cfg.tie_word_embeddings else set()
@@ -152,7 +170,7 @@ def load_gguf(path: Path | str, *, dtype: Any = None) -> GGUFModel:
     if cfg.tie_word_embeddings:
         model.tie_weights()
     model = model.to(dtype or torch.float32).eval()
-    meta = {"architecture": arch, "name": _field(r, "general.name"),
+    meta = {"architecture": "llama", "name": _field(r, "general.name"),
             "file_type": _field(r, "general.file_type"), "bos_token_id": cfg.bos_token_id,
             "eos_token_id": cfg.eos_token_id}
     return GGUFModel(model, build_tokenizer(r, p), meta, types)

@@ -12,11 +12,12 @@ import torch
 BOS, EOS = 256, 257
 
 
-def tiny_llama(seed: int = 0, vocab: int = 259) -> Any:
-    """A 2-layer Llama (hidden 64, 4 heads, 2 KV heads) with N(0, 0.05) weights from ``seed``."""
+def tiny_llama(seed: int = 0, vocab: int = 259, hidden: int = 64) -> Any:
+    """A 2-layer Llama (``hidden`` wide, MLP twice that, 4 heads, 2 KV heads) with N(0, 0.05)
+    weights from ``seed``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                       tie_word_embeddings=True, bos_token_id=BOS, eos_token_id=EOS)
     m = LlamaForCausalLM(cfg).eval()
@@ -59,13 +60,14 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-def write_hf_folder(folder: Path | str, *, seed: int = 0) -> Path:
-    """A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of the tiny Llama."""
+def write_hf_folder(folder: Path | str, *, seed: int = 0, hidden: int = 128) -> Path:
+    """A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of the tiny Llama
+    (128 wide by default, so that the default groups of 128 fit)."""
     from safetensors.torch import save_file
 
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
-    m = tiny_llama(seed)
+    m = tiny_llama(seed, hidden=hidden)
     cfg = m.config.to_dict()
     cfg["architectures"] = ["LlamaForCausalLM"]
     (d / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
