@@ -107,6 +107,14 @@ def evaluate_causal_lm(model, wins: torch.Tensor, *, reference=None,
 @torch.inference_mode()
 def decode_speed(model, prompt: torch.Tensor, new_tokens: int = 64) -> float:
     """Greedy decoding with the KV cache: generated tokens per second (after the prompt)."""
+    import warnings
+
+    with warnings.catch_warnings():  # transformers' past_key_values deprecation notice
+        warnings.simplefilter("ignore", FutureWarning)
+        return _decode_speed(model, prompt, new_tokens)
+
+
+def _decode_speed(model, prompt: torch.Tensor, new_tokens: int) -> float:
     out = model(prompt, use_cache=True)
     past = out.past_key_values
     nxt = out.logits[:, -1:].argmax(-1)
