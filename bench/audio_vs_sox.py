@@ -96,7 +96,7 @@ def measure_rate(rate: int, src: Path, folder: Path) -> list[dict]:
         if r.returncode != 0 or "filter is available" in r.stderr:
             dst.unlink(missing_ok=True)
             continue  # SoX has no such filter at this rate (it then falls back to plain TPDF)
-        lv = analyze_file(dst, src)["residual"]
+        lv = analyze_file(dst, src).residual
         rows.append({"rate_hz": rate, "method": label, "threshold_db": lv["threshold_db"],
                      "a_db": lv["a_db"], "unweighted_db": lv["unweighted_db"],
                      "peak_db": lv["peak_db"]})

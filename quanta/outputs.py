@@ -68,6 +68,15 @@ def check_output(out: Path | str, *, force: bool, inputs: tuple[Path | str, ...]
     return out
 
 
+def check_suffix(path: Path | str, suffixes: tuple[str, ...], what: str) -> Path:
+    """Refuse an output name whose extension disagrees with the format written."""
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise OutputError(f"{p}: {what} is written as {suffixes[0][1:].upper()} (use a "
+                          f"{' or '.join(suffixes)} name)")
+    return p
+
+
 def _check_replaceable(out: Path, folder: bool, owns: Callable[[Path], bool] | None) -> None:
     if folder:
         if out.is_symlink() or not out.is_dir():

@@ -9,7 +9,7 @@ total covers the whole band.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from quanta.core.dither import total_error_variance_lsb2
 from quanta.core.measures import db_amplitude
 from quanta.core.measures import db_power as _db
 from quanta.errors import InputError
+from quanta.progress import Progress
 from quanta.reports import Report, fmt, private
 
 SEGMENT = 8192  # samples per spectral segment (5.9 Hz bins at 48 kHz)
@@ -164,14 +165,20 @@ class AnalysisReport(Report):
 
 def analyze_file(path: Path | str, reference: Path | str | None = None, *,
                  chunk_frames: int = 1 << 18, dynamic_range_bits: int | None = None,
-                 dither: str = "tpdf", shape: str | None = "none") -> AnalysisReport:
+                 dither: str = "tpdf", shape: str | None = "none",
+                 progress: Progress | None = None) -> AnalysisReport:
     """Report on a file; with ``reference``, the residual ``file − reference`` too; with
-    ``dynamic_range_bits``, the AES17 dynamic range of that depth and method at the file's rate."""
+    ``dynamic_range_bits``, the AES17 dynamic range of that depth and method at the file's rate.
+    ``progress(frames_done, frames_total)`` over both passes."""
     src_info = io.info(path)
+    total = src_info.frames * (2 if reference is not None else 1)
+    tick = (lambda done: progress(done, total)) if progress else (lambda done: None)
     x, _ = io.read(path)
+    tick(src_info.frames)
     residual, meter = None, None
     if reference is not None:
-        meter, residual = _residual(Path(path), Path(reference), src_info, chunk_frames)
+        meter, residual = _residual(Path(path), Path(reference), src_info, chunk_frames,
+                                    lambda done: tick(src_info.frames + done))
     dr = None if dynamic_range_bits is None else dynamic_range_db(
         dynamic_range_bits, dither=dither, shape=shape, rate_hz=src_info.rate_hz)
     return AnalysisReport(str(path), src_info.rate_hz, src_info.channels, src_info.frames,
@@ -179,16 +186,19 @@ def analyze_file(path: Path | str, reference: Path | str | None = None, *,
                           residual, dr, meter)
 
 
-def _residual(path: Path, reference: Path, src_info: io.AudioInfo,
-              chunk_frames: int) -> tuple[SpectrumMeter, dict]:
+def _residual(path: Path, reference: Path, src_info: io.AudioInfo, chunk_frames: int,
+              tick: Callable[[int], None]) -> tuple[SpectrumMeter, dict]:
     ref_info = io.info(reference)
     if (ref_info.rate_hz, ref_info.channels, ref_info.frames) != \
             (src_info.rate_hz, src_info.channels, src_info.frames):
         raise InputError(f"{path} and {reference} differ in rate, channels or length")
     res, sig = SpectrumMeter(src_info.rate_hz), SpectrumMeter(src_info.rate_hz)
+    done = 0
     for xt, xr in _paired(path, reference, chunk_frames):
         res.add(xt - xr)
         sig.add(xr)
+        done += xt.shape[0]
+        tick(done)
     lv = res.levels()
     lv["snr_db"] = _db(sig.mean_square()) - lv["unweighted_db"]
     return res, lv

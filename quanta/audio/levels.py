@@ -37,7 +37,8 @@ def codes_per_unit(bits: int) -> float:
 def fits_grid(x: np.ndarray, bits: int) -> bool:
     """True when every sample already lies on the ``bits``-bit grid (and inside its range)."""
     g = full_scale(bits).grid
-    y = x * codes_per_unit(bits)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge samples simply do not fit
+        y = x * codes_per_unit(bits)
     return bool(np.array_equal(y, np.rint(y)) and (y.size == 0 or (y.min() >= g.qmin and y.max() <= g.qmax)))
 
 
@@ -49,7 +50,8 @@ def effective_bits(x: np.ndarray, max_bits: int = 32) -> int | None:
     if x.size == 0:
         return 1
     for n in range(1, max_bits + 1):
-        y = x * codes_per_unit(n)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = x * codes_per_unit(n)
         if np.array_equal(y, np.round(y)):
             return n
     return None

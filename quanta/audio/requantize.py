@@ -191,6 +191,10 @@ def requantize_file(
     finally:
         if rq is not None:
             rq.close()
+    if fmt_out == "FLAC" and src_info.format == "FLAC":
+        from quanta.audio.flac_meta import copy_tags
+
+        copy_tags(src, dst)
     flt = None if rq is None else rq.shaping_filter
     return RequantizeReport(
         input=str(src), output=str(dst), rate_hz=src_info.rate_hz, channels=src_info.channels,

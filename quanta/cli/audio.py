@@ -49,13 +49,16 @@ def analyze(
     (threshold-weighted first, then unweighted, A-weighted, ITU-R 468) and SNR."""
     from quanta.audio.analyze import analyze_file, plot_spectrum
     from quanta.errors import ConfigError
-    from quanta.outputs import atomic_output, check_output
+    from quanta.outputs import atomic_output, check_output, check_suffix
 
     if plot is not None:
         if reference is None:
             raise ConfigError("--plot needs --reference (it draws the residual)")
+        check_suffix(plot, (".png",), "the plot")
         check_output(plot, force=force, inputs=(path, reference))
-    rep = analyze_file(path, reference, dynamic_range_bits=bits, dither=dither, shape=shape)
+    with progress_bar("analyze", enabled=not json_out) as progress:
+        rep = analyze_file(path, reference, dynamic_range_bits=bits, dither=dither, shape=shape,
+                           progress=progress)
     if plot is not None:
         with atomic_output(plot) as tmp:
             plot_spectrum(rep.meter, tmp, title=f"residual of {path.name} vs {reference.name}")

@@ -65,13 +65,14 @@ def curve(
     from quanta.image.curve import curve as rd_curve
     from quanta.image.curve import curve_bd_rate, plot_curve
     from quanta.image.io import load_image
-    from quanta.outputs import atomic_output, check_output
+    from quanta.outputs import atomic_output, check_output, check_suffix
 
     try:
         qs = [int(q) for q in qualities.split(",")]
     except ValueError:
         raise ConfigError(f"bad --qualities {qualities!r}: comma-separated integers") from None
     if plot is not None:
+        check_suffix(plot, (".png",), "the plot")
         check_output(plot, force=force, inputs=(src,))
     res = rd_curve(load_image(src)[0], qs, subsampling=subsampling)
     bd = curve_bd_rate(res)

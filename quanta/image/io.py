@@ -73,3 +73,18 @@ def _to_8bit(im, notes: list[str]) -> np.ndarray:
         notes.append(f"{mode} converted to RGB")
         return np.asarray(im.convert("RGB"))
     raise InputError(f"image mode {mode!r} is not supported (8-bit gray or RGB expected)")
+
+
+def read_metadata(path: Path | str) -> tuple[bytes | None, tuple[float, float] | None]:
+    """The image's EXIF bytes (orientation included) and resolution in dots per inch, if any
+    (read from the header only)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            exif = im.info.get("exif")
+            dpi = im.info.get("dpi")
+    except (OSError, SyntaxError, ValueError):
+        return None, None
+    ok_dpi = tuple(float(v) for v in dpi) if isinstance(dpi, tuple) and len(dpi) == 2 else None
+    return (exif if isinstance(exif, (bytes, bytearray)) and exif else None), ok_dpi

@@ -12,6 +12,8 @@ import numpy as np
 from quanta.progress import Progress
 from quanta.reports import DemoSection, Report
 
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".jpe")
+
 
 @dataclass(frozen=True)
 class EncodeReport(Report):
@@ -40,15 +42,19 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     """Encode the image ``src`` as a baseline JPEG into ``dst`` (the encoder is deterministic:
     ``seed`` is accepted for the contract and unused). ``progress(stage, 3)``: read, encoded,
     written."""
-    from quanta.image.io import load_image
+    from quanta.errors import ConfigError
+    from quanta.image.io import load_image, read_metadata
     from quanta.image.jpeg import encode
     from quanta.image.jpeg.tables import quality_scaling
 
+    if Path(dst).suffix.lower() not in JPEG_SUFFIXES:
+        raise ConfigError(f"{dst}: encode writes JPEG (use a .jpg or .jpeg name)")
     quality_scaling(quality)  # refuse a bad quality before reading anything
     img, icc, notes = load_image(src)
+    exif, dpi = read_metadata(src)
     _tick(progress, 1)
     enc = encode(img, quality=quality, subsampling=subsampling, tables=tables, optimize=optimize,
-                 restart_interval=restart_interval, icc_profile=icc)
+                 restart_interval=restart_interval, icc_profile=icc, exif=exif, dpi=dpi)
     _tick(progress, 2)
     Path(dst).write_bytes(enc.data)
     _tick(progress, 3)

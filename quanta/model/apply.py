@@ -118,6 +118,9 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
         exclude = tuple(p for p in exclude if p != "lm_head")
         _untie_head(model)
     targets = _targets(model, include, exclude)
+    if not targets:
+        raise ConfigError(f"no Linear layer matches --include {','.join(include)} "
+                          f"(minus --exclude {','.join(exclude) or 'nothing'})")
     layers: dict[str, dict] = {}
     for block in _blocks(targets):
         stats = gather_stats(model, block, calib, hessian=q.needs_hessian) if q.needs_calibration else {}

@@ -152,16 +152,21 @@ def wikitext2_test_text(folder: Path | None = None) -> str:
 ENCODER_SENTENCES = 64
 
 
-def evaluate_encoder(model: Any, tokenizer: Any, text: str, *, reference: Any = None) -> dict:
+def evaluate_encoder(model: Any, tokenizer: Any, text: str, *, reference: Any = None,
+                     progress: Progress | None = None) -> dict:
     """Sentence embeddings of the first :data:`ENCODER_SENTENCES` long lines of ``text``; with
     ``reference``, the cosine similarity of each embedding to the reference's (mean and min)."""
     sentences = [s.strip() for s in text.splitlines() if len(s.strip()) > 40][:ENCODER_SENTENCES]
     emb = sentence_embeddings(model, tokenizer, sentences)
+    if progress:
+        progress(1, 2)
     out: dict = {"sentences": len(sentences)}
     if reference is not None:
         cos = (emb * sentence_embeddings(reference, tokenizer, sentences)).sum(-1)
         out["cosine_similarity_mean"] = float(cos.mean())
         out["cosine_similarity_min"] = float(cos.min())
+    if progress:
+        progress(2, 2)
     return out
 
 
@@ -202,11 +207,18 @@ def evaluate_loaded(loaded: Any, *, reference: Any = None, chunks: int = 40, ctx
 
     if chunks < 1 or ctx < 4:
         raise ConfigError("need at least 1 window (chunks) of at least 4 tokens (ctx)")
+    limit = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
+    if limit and ctx > limit:
+        raise ConfigError(f"--ctx {ctx} exceeds the model's context of {limit} tokens")
     text = wikitext2_test_text() if text is None else text
     m = loaded.model
     if loaded.kind == "hf-encoder":
-        measures = evaluate_encoder(m, loaded.tokenizer, text, reference=reference)
+        if loaded.tokenizer is None:
+            raise InputError(f"{loaded.source}: no tokenizer.json in the model folder")
+        measures = evaluate_encoder(m, loaded.tokenizer, text, reference=reference, progress=progress)
     else:
+        if loaded.tokenizer is None:
+            raise InputError(f"{loaded.source}: no tokenizer.json in the model folder")
         wins = windows(loaded.tokenizer, text, bos_id=loaded.bos_id, n_ctx=ctx, n_chunks=chunks)
         measures = evaluate_causal_lm(m, wins, reference=reference, progress=progress)
         if speed:

@@ -98,9 +98,45 @@ def _read_state(d: Path) -> dict:
         raise InputError(f"{d / 'model.safetensors'}: cannot read ({e})") from None
 
 
+_PATHS = ("int4pack", "int8pack", "packed")
+
+
+def _check_spec(name: str, spec: Any, state: dict) -> None:
+    """Refuse a layer spec that disagrees with its tensors, before anything is allocated."""
+    from quanta.core.packing import packed_size
+
+    if not isinstance(spec, dict):
+        raise InputError(f"layer {name}: spec is not an object")
+    try:
+        inp, pad, out = int(spec["in"]), int(spec.get("padded_in") or spec["in"]), int(spec["out"])
+        bits, g, path = int(spec["bits"]), int(spec["group_size"]), spec["path"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"layer {name}: malformed spec ({e})") from None
+    if path not in _PATHS or not 1 <= bits <= 8 or g < 1 or pad % g or not 0 < inp <= pad or out < 1:
+        raise InputError(f"layer {name}: inconsistent spec (in {inp}, padded {pad}, out {out}, "
+                         f"bits {bits}, group {g}, path {path!r})")
+    scale_key = "scales_zeros" if path == "int4pack" else "scales"
+    have = {k[len(name) + 1:]: tuple(v.shape) for k, v in state.items() if k.startswith(name + ".")}
+    expect = {"packed": (packed_size(out * pad, bits),)} if path == "packed" else {}
+    if path == "int8pack":
+        expect = {"w_int8": (out, pad), "scales": (out,)}
+    elif path == "packed":
+        expect["scales"] = (out, pad // g)
+    if scale_key not in have or any(have.get(k) != v for k, v in expect.items()):
+        raise InputError(f"layer {name}: tensors {have} do not fit the spec {spec}")
+    if spec.get("bias") and have.get("bias") != (out,):
+        raise InputError(f"layer {name}: bias of shape {have.get('bias')} does not fit out {out}")
+
+
 def _install_layers(model: nn.Module, layers: dict, state: dict) -> None:
     """Build each :class:`QuantLinear` from its spec and move its tensors out of ``state``."""
+    if not isinstance(layers, dict):
+        raise InputError("quant_config.json: 'layers' is not an object")
+    modules = dict(model.named_modules())
     for name, spec in layers.items():
+        if not isinstance(modules.get(name), nn.Linear):
+            raise InputError(f"layer {name}: no such Linear layer in the model")
+        _check_spec(name, spec, state)
         ql = QuantLinear(spec["in"], spec["out"], bits=spec["bits"], group_size=spec["group_size"],
                          method=spec["method"], path=spec["path"], bias=spec["bias"],
                          padded_in=spec.get("padded_in"))
@@ -118,11 +154,19 @@ def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
     from tokenizers import Tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from quanta.model.load import check_declared_size
+
     d = Path(folder)
     cfg = _read_config(d)
+    if not isinstance(cfg.get("model_config"), dict):
+        raise InputError(f"{d}: quant_config.json has no model_config object")
+    check_declared_size(d, cfg["model_config"])
     state = _read_state(d)
-    mcfg = LlamaConfig.from_dict(cfg["model_config"])
-    with torch.device("meta"):
+    try:
+        mcfg = LlamaConfig.from_dict(cfg["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{d}: malformed model_config ({e})") from None
+    with torch.device("meta"):  # no memory: every tensor comes from the file, checked first
         model = LlamaForCausalLM(mcfg)
     _install_layers(model, cfg["layers"], state)
     try:

@@ -96,7 +96,14 @@ def _config(r: Any, p: Path, tensors: dict) -> Any:
     def g(k: str, d: Any = None) -> Any:
         return _field(r, f"llama.{k}", d)
 
-    n_head = int(g("attention.head_count"))
+    try:
+        n_head = int(g("attention.head_count"))
+        return _llama_config(LlamaConfig, r, g, n_head, tensors)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{p}: missing or malformed llama metadata ({e})") from None
+
+
+def _llama_config(LlamaConfig: Any, r: Any, g: Any, n_head: int, tensors: dict) -> Any:
     return LlamaConfig(
         vocab_size=int(g("vocab_size", len(_field(r, "tokenizer.ggml.tokens") or []))),
         hidden_size=int(g("embedding_length")), intermediate_size=int(g("feed_forward_length")),
@@ -125,6 +132,44 @@ def _dequantized(p: Path, name: str, t: Any) -> np.ndarray:
         raise InputError(f"{p}: tensor {name} holds {arr.size} values, not {shape}") from None
 
 
+def _expected_shapes(cfg: Any) -> dict[str, tuple[int, ...]]:
+    """Every tensor a llama file of this config must hold, in PyTorch's (out, in) order."""
+    h, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    hd = h // cfg.num_attention_heads
+    kv = cfg.num_key_value_heads * hd
+    per = {"attn_q": (h, h), "attn_k": (kv, h), "attn_v": (kv, h), "attn_output": (h, h),
+           "ffn_gate": (inter, h), "ffn_up": (inter, h), "ffn_down": (h, inter),
+           "attn_norm": (h,), "ffn_norm": (h,)}
+    out = {"token_embd.weight": (cfg.vocab_size, h), "output_norm.weight": (h,)}
+    out.update({f"blk.{i}.{k}.weight": v for i in range(layers) for k, v in per.items()})
+    return out
+
+
+MAX_LAYERS = 4096  # far beyond any llama; a larger count is a corrupt or hostile header
+
+
+def check_consistent(cfg: Any, tensors: dict, p: Path) -> None:
+    """Refuse a header whose sizes disagree with the tensors the file really holds — before
+    anything is allocated (a 1 KB file declaring a million layers fails here at once)."""
+    dims = (cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.vocab_size)
+    if min(dims) < 1 or cfg.num_hidden_layers < 1 or cfg.num_hidden_layers > MAX_LAYERS:
+        raise InputError(f"{p}: implausible sizes in the header (layers {cfg.num_hidden_layers}, "
+                         f"hidden {cfg.hidden_size}, heads {cfg.num_attention_heads})")
+    if cfg.hidden_size % cfg.num_attention_heads or cfg.num_attention_heads % max(cfg.num_key_value_heads, 1):
+        raise InputError(f"{p}: head counts do not divide the hidden size")
+    expected = _expected_shapes(cfg)
+    if "output.weight" in tensors:
+        expected["output.weight"] = (cfg.vocab_size, cfg.hidden_size)
+    for name, shape in expected.items():
+        t = tensors.get(name)
+        if t is None:
+            raise InputError(f"{p}: the header declares {cfg.num_hidden_layers} layers, but tensor "
+                             f"{name} is missing")
+        got = tuple(int(s) for s in reversed(t.shape))
+        if got != shape:
+            raise InputError(f"{p}: tensor {name} has shape {got}, the header implies {shape}")
+
+
 _GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight",
                  "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
 
@@ -150,6 +195,7 @@ def load_gguf(path: Path | str, *, dtype: Any = None) -> GGUFModel:
     r = _reader(p)
     tensors = {t.name: t for t in r.tensors}
     cfg = _config(r, p, tensors)
+    check_consistent(cfg, tensors, p)
     heads = {"attn_q": cfg.num_attention_heads, "attn_k": cfg.num_key_value_heads}
     state, types = {}, {}
     for name, t in tensors.items():

@@ -97,13 +97,55 @@ def _refuse_remote_code(p: Path) -> None:
     if "auto_map" in raw:
         raise InputError(f"{p}: the model needs its own code (config.json has auto_map); quanta "
                          "never runs code from a model folder")
+    check_declared_size(p, raw)
+
+
+def _declared_params(raw: dict) -> int:
+    """A lower bound of the parameters a transformer config declares (embeddings + blocks)."""
+    def num(*keys: str) -> int:
+        for k in keys:
+            v = raw.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return int(v)
+        return 0
+
+    h = num("hidden_size", "d_model", "n_embd")
+    layers = num("num_hidden_layers", "n_layer", "num_layers")
+    inter = num("intermediate_size", "ffn_dim", "n_inner") or 4 * h
+    return num("vocab_size") * h + layers * (2 * h * h + 2 * h * inter)
+
+
+def check_declared_size(p: Path, raw: dict) -> None:
+    """Refuse a config whose declared size the weight files cannot hold (checked before any
+    allocation: a config declaring 100,000 layers beside a small file fails at once)."""
+    files = [f for f in p.iterdir() if f.suffix in (".safetensors", ".bin")]
+    held = sum(f.stat().st_size for f in files)
+    declared = _declared_params(raw)
+    # at least 2 bits per parameter on disk, for any format quanta or transformers reads
+    if declared > 4 * held:
+        raise InputError(f"{p}: config.json declares about {declared:,} parameters but the weight "
+                         f"files hold only {held:,} bytes")
+
+
+def _check_safetensors(p: Path) -> None:
+    """Every weight file's header parses and covers the file (safetensors checks both)."""
+    from safetensors import SafetensorError, safe_open
+
+    for f in sorted(p.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                st.keys()
+        except (SafetensorError, OSError, ValueError) as e:
+            raise InputError(f"{f}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
 
 
 def _load_hf(p: Path, torch: Any) -> Loaded:
+    from safetensors import SafetensorError
     from tokenizers import Tokenizer
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     _refuse_remote_code(p)
+    _check_safetensors(p)
     _quiet_transformers()
     try:
         cfg = AutoConfig.from_pretrained(p, local_files_only=True, trust_remote_code=False)
@@ -114,8 +156,8 @@ def _load_hf(p: Path, torch: Any) -> Loaded:
     try:
         model = cls.from_pretrained(p, local_files_only=True, dtype=torch.float32,
                                     trust_remote_code=False)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise InputError(f"{p}: cannot load the model ({str(e).splitlines()[0]})") from None
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
+        raise InputError(f"{p}: cannot load the model ({(str(e) or type(e).__name__).splitlines()[0]})") from None
     tok_file = p / "tokenizer.json"
     tok = Tokenizer.from_file(str(tok_file)) if tok_file.exists() else None
     return Loaded(model.eval(), tok, "hf-causal-lm" if causal else "hf-encoder", str(p))

@@ -35,8 +35,9 @@ def print_report(report: Report, title: str | None = None) -> None:
 
 @contextmanager
 def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress]:
-    """A rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
-    if not enabled:
+    """A rich progress bar on stderr (only on a terminal); yields a ``progress(done, total)``
+    callback."""
+    if not enabled or not err_console.is_terminal:
         yield lambda done, total: None
         return
     from rich.progress import BarColumn, TextColumn, TimeRemainingColumn

@@ -174,17 +174,29 @@ def _huffman_tables(coefs: np.ndarray, comp: np.ndarray, frame: Frame,
             [huffman.optimal_table(ac_freq[i]) for i in range(used)])
 
 
+@dataclass(frozen=True)
+class Markers:
+    """What travels through unchanged: ICC profile, EXIF (orientation included), resolution."""
+
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    dpi: tuple[float, float] | None = None
+
+
 def _write(frame: Frame, coefs: np.ndarray, comp: np.ndarray, dcs: list[Table], acs: list[Table],
-           icc_profile: bytes | None) -> bytes:
+           markers: Markers) -> bytes:
     lut_codes = np.zeros((4, 256), dtype=np.uint32)
     lut_sizes = np.zeros((4, 256), dtype=np.uint8)
     for row, t in enumerate(dcs + [huffman.DC_LUMA] * (2 - len(dcs)) + acs):
         lut_codes[row], lut_sizes[row] = huffman.code_lookup(t)
     scan = entropy.encode_scan(coefs, comp, _selectors(frame), lut_codes, lut_sizes,
                                frame.blocks_per_mcu, frame.restart_interval)
-    parts = [writer.SOI, writer.app0_jfif()]
-    if icc_profile:
-        parts.append(writer.app2_icc(icc_profile))
+    density, unit = writer.density_from_dpi(markers.dpi)
+    parts = [writer.SOI, writer.app0_jfif(density, unit)]
+    if markers.exif:
+        parts.append(writer.app1_exif(markers.exif))
+    if markers.icc_profile:
+        parts.append(writer.app2_icc(markers.icc_profile))
     parts += [writer.dqt(list(frame.qtables)),
               writer.sof0(frame.height, frame.width, [(c.id, c.h, c.v, c.qtable) for c in frame.components]),
               writer.dht([x for i in range(len(dcs)) for x in ((0, i, dcs[i]), (1, i, acs[i]))])]
@@ -204,6 +216,8 @@ def encode(
     optimize: bool = True,
     restart_interval: int = 0,
     icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
 ) -> Encoded:
     """Encode an 8-bit image as baseline JPEG.
 
@@ -214,11 +228,12 @@ def encode(
     of 64 integers 1..255 in natural order.
     optimize: Huffman tables built from the image's symbol statistics (else Annex K.3's).
     restart_interval: MCUs between RSTn markers (0: none).
+    icc_profile, exif, dpi: carried into APP2, APP1 and the JFIF density (dots per inch).
     """
     img = _check_image(image)
     frame = _plan(img, quality, subsampling, tables, restart_interval)
     coefs, comp = _transform_and_quantize(img, frame)
     dcs, acs = _huffman_tables(coefs, comp, frame, optimize)
-    data = _write(frame, coefs, comp, dcs, acs, icc_profile)
+    data = _write(frame, coefs, comp, dcs, acs, Markers(icc_profile, exif, dpi))
     return Encoded(data, frame.width, frame.height, len(frame.components), frame.qtables[0],
                    None if frame.gray else frame.qtables[1])

@@ -17,6 +17,23 @@ def app0_jfif(density: tuple[int, int] = (1, 1), unit: int = 0) -> bytes:
     return _segment(0xE0, b"JFIF\x00" + struct.pack(">BBBHHBB", 1, 1, unit, *density, 0, 0))
 
 
+EXIF_HEADER = b"Exif\x00\x00"
+MAX_SEGMENT = 65533  # payload bytes of one marker segment
+
+
+def app1_exif(exif: bytes) -> bytes:
+    """EXIF metadata in an APP1 segment (``Exif\\0\\0`` + TIFF); b"" if it cannot fit one."""
+    payload = exif if exif.startswith(EXIF_HEADER) else EXIF_HEADER + exif
+    return _segment(0xE1, payload) if len(payload) <= MAX_SEGMENT else b""
+
+
+def density_from_dpi(dpi: tuple[float, float] | None) -> tuple[tuple[int, int], int]:
+    """JFIF density and unit for a resolution in dots per inch (unit 0, 1:1 when unknown)."""
+    if not dpi or min(dpi) <= 0:
+        return (1, 1), 0
+    return (min(65535, max(1, round(dpi[0]))), min(65535, max(1, round(dpi[1])))), 1
+
+
 def app2_icc(icc: bytes) -> bytes:
     """The ICC profile in APP2 ``ICC_PROFILE`` chunks of at most 65519 bytes."""
     step = 65519
