@@ -18,7 +18,7 @@ from quanta.outputs import leftovers
 CASE_SECONDS = 20
 
 
-class Hang(Exception):
+class HangError(Exception):
     pass
 
 
@@ -80,7 +80,7 @@ def test_mutated_inputs_end_cleanly(kind, count, seeds, tmp_path, capsys):
     rng = np.random.default_rng(sum(map(ord, kind)))
 
     def on_alarm(signum, frame):
-        raise Hang
+        raise HangError
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     try:
@@ -98,7 +98,7 @@ def test_mutated_inputs_end_cleanly(kind, count, seeds, tmp_path, capsys):
             signal.alarm(CASE_SECONDS)
             try:
                 rc = main(args)
-            except Hang:
+            except HangError:
                 pytest.fail(f"{kind} case {case}: no answer within {CASE_SECONDS} s")
             finally:
                 signal.alarm(0)

@@ -167,6 +167,8 @@ def _run(args: list[str], debug: bool) -> int:
         return 2
     except (KeyboardInterrupt, Terminated) as e:
         return _interrupted(isinstance(e, Terminated))
+    except BrokenPipeError:  # the reader went away (`quanta … | head`): stop quietly
+        return _closed_pipe()
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
@@ -205,6 +207,18 @@ def _bug(e: Exception, debug: bool) -> int:
     return 1
 
 
+def _closed_pipe() -> int:
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
+
+
 def main_exit() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    rc = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        rc = _closed_pipe()
+    sys.exit(rc)

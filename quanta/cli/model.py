@@ -11,7 +11,8 @@ from quanta.cli.common import print_json, print_table, progress_bar, run_file_co
 app = typer.Typer(help="Neural networks: quantize weights, run them on the CPU, measure the cost.",
                   no_args_is_help=True)
 
-MODEL_HELP = "A .gguf file, a quanta folder, a Hugging Face folder, or smollm2 / minilm."
+MODEL_HELP = ("A .gguf file, a quanta folder, a Hugging Face folder, or smollm2 / smollm2-unbinned / "
+              "minilm.")
 
 
 def _method_help() -> str:
@@ -38,14 +39,20 @@ def quantize(
     head: bool = typer.Option(False, "--head", help="Quantize the output head too (untied)."),
     float_dtype: str = typer.Option("float32", help="Storage of what stays float (embeddings, "
                                     "norms): float32, bfloat16 or float16."),
+    calib: Path = typer.Option(None, "--calib", help="Calibration text for calibrated methods "
+                               "(default: a WikiText-2 valid slice shipped with quanta)."),
+    calib_samples: int = typer.Option(64, help="Calibration windows."),
+    calib_len: int = typer.Option(256, help="Tokens per calibration window."),
+    seed: int = typer.Option(0, help="Seed of the calibration windows' offsets."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder quanta wrote."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Quantize MODEL's Linear layers and save a folder of safetensors + JSON config."""
-    run_file_command("model", Path(model), out, force=force, json_out=json_out,
+    run_file_command("model", Path(model), out, force=force, json_out=json_out, seed=seed,
                      label=f"quantize {method} {bits}-bit", bits=bits, group_size=group_size,
                      method=method, sym=sym, include=_patterns(include), exclude=_patterns(exclude),
-                     head=head, float_dtype=float_dtype)
+                     head=head, float_dtype=float_dtype, calib=calib, calib_samples=calib_samples,
+                     calib_len=calib_len)
 
 
 @app.command()
@@ -73,6 +80,10 @@ def eval_(
     group_size: int = typer.Option(128, help="With --bits: inputs per group."),
     method: str = typer.Option("rtn", help="With --bits: the quantizer."),
     sym: bool = typer.Option(False, "--sym/--asym", help="With --bits: symmetric grid."),
+    calib: Path = typer.Option(None, "--calib", help="With --bits and a calibrated method: the "
+                               "calibration text."),
+    calib_samples: int = typer.Option(64, help="Calibration windows."),
+    calib_len: int = typer.Option(256, help="Tokens per calibration window."),
     speed: bool = typer.Option(True, "--speed/--no-speed", help="Measure decode tokens/s."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -82,6 +93,7 @@ def eval_(
     from quanta.model.apply import quantize_model
     from quanta.model.evaluate import evaluate_loaded
     from quanta.model.load import load_model
+    from quanta.model.medium import calibration_for
     from quanta.model.quantizers import make_quantizer
 
     quantizer = None if bits is None else make_quantizer(method, bits=bits, group_size=group_size, sym=sym)
@@ -90,8 +102,9 @@ def eval_(
         ref_model = load_model(reference).model if reference else None
     if quantizer is not None:
         ref_model = ref_model if ref_model is not None else copy.deepcopy(loaded.model)
+        windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, 0)
         with progress_bar(f"quantize {method} {bits}-bit", enabled=not json_out) as progress:
-            quantize_model(loaded.model, quantizer, progress=progress)
+            quantize_model(loaded.model, quantizer, calib=windows, progress=progress)
     with progress_bar("evaluate", enabled=not json_out) as progress:
         rep = evaluate_loaded(loaded, reference=ref_model, chunks=chunks, ctx=ctx, speed=speed,
                               progress=progress)

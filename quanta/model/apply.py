@@ -1,15 +1,13 @@
 """Quantize the Linear layers of a model in place, chosen by name pattern.
 
 Calibration-free quantizers run layer by layer on the weights alone. A quantizer with
-``needs_calibration`` gets each layer's :class:`~quanta.model.quantizers.LayerStats`, gathered
-with forward hooks block by block: the calibration inputs run through the model with hooks on
-one block's layers, that block is quantized, and the next block's statistics are gathered on a
-model whose earlier blocks are already quantized (so each block sees the inputs it will get).
+``needs_calibration`` gets each layer's :class:`~quanta.model.quantizers.LayerStats` from the
+layer-by-layer engine (:func:`quanta.model.calibrate.layerwise`): each block sees the inputs the
+already-quantized blocks before it produce.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -24,7 +22,6 @@ from quanta.reports import Report
 
 #: by default every Linear but the output head; norms and embeddings are never Linear
 DEFAULT_EXCLUDE = ("lm_head",)
-_BLOCK = re.compile(r"^(.*?\.\d+)\.")
 
 
 def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -69,15 +66,6 @@ def _untie_head(model: nn.Module) -> None:
         model.config.tie_word_embeddings = False
 
 
-def _blocks(targets: list[tuple[str, nn.Linear]]) -> list[list[tuple[str, nn.Linear]]]:
-    """Targets grouped by block (``model.layers.3``), in model order."""
-    groups: dict[str, list[tuple[str, nn.Linear]]] = {}
-    for name, lin in targets:
-        m = _BLOCK.match(name)
-        groups.setdefault(m.group(1) if m else name, []).append((name, lin))
-    return list(groups.values())
-
-
 @torch.inference_mode()
 def gather_stats(model: nn.Module, layers: list[tuple[str, nn.Linear]], calib: Iterable[torch.Tensor],
                  *, hessian: bool = False) -> dict[str, LayerStats]:
@@ -96,13 +84,14 @@ def gather_stats(model: nn.Module, layers: list[tuple[str, nn.Linear]], calib: I
 
 
 def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *, bits: int = 4,
-                   group_size: int = 128, sym: bool = False, calib: list[torch.Tensor] | None = None,
+                   group_size: int = 128, sym: bool = False, calib: torch.Tensor | None = None,
                    include: tuple[str, ...] = ("*",), exclude: tuple[str, ...] = DEFAULT_EXCLUDE,
                    head: bool = False, progress: Progress | None = None) -> QuantizeReport:
     """Replace matching ``nn.Linear`` layers by :class:`QuantLinear`; returns a report.
 
     quantizer: a :class:`WeightQuantizer`, or a registered name built with ``bits``,
-    ``group_size`` and ``sym``. calib: model inputs for quantizers that need calibration.
+    ``group_size`` and ``sym``. calib: ``(windows, tokens)`` token ids for quantizers that need
+    calibration (run block by block: :mod:`quanta.model.calibrate`).
     include/exclude: fnmatch patterns on module names (``model.layers.*.mlp.*``).
     head: also quantize the output head (``lm_head``), untying it from the embeddings.
     A layer the settings cannot apply to raises :class:`quanta.errors.ConfigError` naming it.
@@ -112,7 +101,7 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
 
     q = make_quantizer(quantizer, bits=bits, group_size=group_size, sym=sym) \
         if isinstance(quantizer, str) else quantizer
-    if q.needs_calibration and not calib:
+    if q.needs_calibration and (calib is None or len(calib) == 0):
         raise ConfigError(f"method {q.name!r} needs calibration data")
     if head:
         exclude = tuple(p for p in exclude if p != "lm_head")
@@ -122,8 +111,8 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
         raise ConfigError(f"no Linear layer matches --include {','.join(include)} "
                           f"(minus --exclude {','.join(exclude) or 'nothing'})")
     layers: dict[str, dict] = {}
-    for block in _blocks(targets):
-        stats = gather_stats(model, block, calib, hessian=q.needs_hessian) if q.needs_calibration else {}
+
+    def replace(block: list[tuple[str, nn.Linear]], stats: dict[str, LayerStats]) -> None:
         for name, lin in block:
             qw = q.quantize(lin.weight.data, stats=stats.get(name), name=name)
             ql = QuantLinear.from_quantized(qw, lin.bias.data if lin.bias is not None else None)
@@ -132,6 +121,15 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
                             "sym": q.sym, "path": ql.path, "in": ql.in_features, "out": ql.out_features}
             if progress:
                 progress(len(layers), len(targets))
+
+    if q.needs_calibration:
+        from quanta.model.calibrate import layerwise
+
+        rest = layerwise(model, targets, torch.as_tensor(calib), replace, hessian=q.needs_hessian)
+        if rest:
+            replace(rest, gather_stats(model, rest, [x[None] for x in calib], hessian=q.needs_hessian))
+    else:
+        replace(targets, {})
     return QuantizeReport(method=q.name, layers=layers, **weight_stats(model))
 
 

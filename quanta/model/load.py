@@ -57,11 +57,16 @@ def bundled(name: str) -> Path:
 
 
 def load_model(src: str | Path) -> Loaded:
-    """Load ``src``: a .gguf file, a quanta folder, an HF folder, or "smollm2" / "minilm"."""
+    """Load ``src``: a .gguf file, a quanta folder, an HF folder, or a bundled name: "smollm2",
+    "minilm", or "smollm2-unbinned" (built into the user's cache on first use)."""
     import torch
 
     if str(src) in ("smollm2", "minilm"):
         src = bundled(str(src))
+    elif str(src) == "smollm2-unbinned":
+        from quanta.model import unbinned
+
+        src = unbinned.ensure()
     p = Path(src)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
@@ -157,7 +162,8 @@ def _load_hf(p: Path, torch: Any) -> Loaded:
         model = cls.from_pretrained(p, local_files_only=True, dtype=torch.float32,
                                     trust_remote_code=False)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
-        raise InputError(f"{p}: cannot load the model ({(str(e) or type(e).__name__).splitlines()[0]})") from None
+        why = (str(e) or type(e).__name__).splitlines()[0]
+        raise InputError(f"{p}: cannot load the model ({why})") from None
     tok_file = p / "tokenizer.json"
     tok = Tokenizer.from_file(str(tok_file)) if tok_file.exists() else None
     return Loaded(model.eval(), tok, "hf-causal-lm" if causal else "hf-encoder", str(p))

@@ -14,7 +14,8 @@ from quanta.reports import DemoSection, Report
 
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
 
-__all__ = ["FLOAT_DTYPES", "ModelFileReport", "demo", "example", "owns", "quantize_file"]
+__all__ = ["FLOAT_DTYPES", "ModelFileReport", "calibration_for", "demo", "example", "owns",
+           "quantize_file"]
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,13 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                   progress: Progress | None = None, bits: int = 4, group_size: int = 128,
                   method: str = "rtn", sym: bool = False, include: tuple[str, ...] = ("*",),
                   exclude: tuple[str, ...] = ("lm_head",), head: bool = False,
-                  float_dtype: str = "float32", **_: Any) -> ModelFileReport:
+                  float_dtype: str = "float32", calib: str | Path | None = None,
+                  calib_samples: int | None = None, calib_len: int | None = None,
+                  **_: Any) -> ModelFileReport:
     """Quantize the model ``src`` (GGUF, HF folder, bundled name) into the folder ``dst``
-    (safetensors + JSON, no pickle). ``progress(layers_done, layers_total)``. The quantizers
-    are deterministic; ``seed`` is accepted for the contract."""
+    (safetensors + JSON, no pickle). ``progress(layers_done, layers_total)``. Calibrated
+    methods read windows of ``calib`` (a text file; default: the shipped WikiText-2 valid
+    slice) at offsets drawn from ``seed``."""
     import torch
 
     from quanta.core._checks import check_choice
@@ -65,8 +69,9 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     if loaded.kind not in ("gguf", "hf-causal-lm"):
         raise ConfigError(f"{src}: saving quantized {loaded.kind} models is not supported "
                           "(use `quanta model eval --bits` to measure them)")
+    windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed)
     rep = quantize_model(loaded.model, quantizer, include=include, exclude=exclude, head=head,
-                         progress=progress)
+                         calib=windows, progress=progress)
     out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
                        float_dtype=getattr(torch, float_dtype))
     return ModelFileReport(
@@ -74,6 +79,21 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
         group_size=quantizer.group_size, layers=len(rep.layers), paths=count_by_path(loaded.model),
         bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
         weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()))
+
+
+def calibration_for(loaded: Any, quantizer: Any, calib: str | Path | None, samples: int | None,
+                    length: int | None, seed: int) -> Any:
+    """Calibration windows for a quantizer that needs them (None otherwise)."""
+    from quanta.errors import InputError
+    from quanta.model.calibrate import DEFAULT_LENGTH, DEFAULT_SAMPLES, calibration_windows, read_text
+
+    if not quantizer.needs_calibration:
+        return None
+    if loaded.tokenizer is None:
+        raise InputError(f"{loaded.source}: no tokenizer to cut calibration windows with")
+    text = None if calib is None else read_text(calib)
+    return calibration_windows(loaded.tokenizer, text, samples=samples or DEFAULT_SAMPLES,
+                               length=length or DEFAULT_LENGTH, bos_id=loaded.bos_id, seed=seed)
 
 
 def example(folder: Path | str, *, seed: int = 0) -> Path:

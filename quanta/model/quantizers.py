@@ -71,11 +71,11 @@ class LayerStats:
 
     def add(self, x: torch.Tensor) -> None:
         """Accumulate a batch of inputs ``(..., in_features)``."""
-        x2 = x.detach().reshape(-1, self.in_features).to(torch.float64)
+        x2 = x.detach().reshape(-1, self.in_features).to(torch.float32)
         self.n += x2.shape[0]
-        self.sum_sq += (x2 * x2).sum(0)
-        if self.xtx is not None:
-            self.xtx += x2.t() @ x2
+        self.sum_sq += (x2 * x2).sum(0, dtype=torch.float64)
+        if self.xtx is not None:  # float32 products of one batch, summed over batches in float64
+            self.xtx += (x2.t() @ x2).to(torch.float64)
 
     @property
     def mean_sq(self) -> torch.Tensor:
@@ -246,6 +246,32 @@ class NF4(WeightQuantizer, name="nf4"):
                                self.name, in_features, self.codebook)
 
 
+class GPTQ(WeightQuantizer, name="gptq"):
+    """GPTQ: each group's grid fixed first (min/max), then columns rounded in activation order
+    with their error fed onto the rest through the calibration Hessian (static groups)."""
+
+    summary = "GPTQ: Hessian-aware rounding on calibration data (act-order, static groups)"
+    needs_calibration = True
+    needs_hessian = True
+    scale_method: ClassVar[str] = "minmax"
+    damp: ClassVar[float] = 0.01
+    act_order: ClassVar[bool] = True
+
+    def quantize_padded(self, w, group_size, in_features, stats):
+        from quanta.core.hessian import gptq_quantize
+
+        grid = weight_grid(self.bits, group_size, self.sym)
+        qp = choose_qparams(w, grid, method=self.scale_method)
+        h = torch.zeros(w.shape[1], w.shape[1], dtype=torch.float64)
+        h[:in_features, :in_features] = stats.hessian  # padding columns are dead inputs
+        codes = gptq_quantize(w.double().numpy(), h.numpy(), qp.scale.double().numpy(),
+                              qp.zero_point.double().numpy(), qmin=grid.qmin, qmax=grid.qmax,
+                              group_size=group_size, act_order=self.act_order, damp=self.damp)
+        return QuantizedWeight(torch.from_numpy(codes).to(torch.uint8), qp.scale.to(torch.float32),
+                               qp.zero_point.to(torch.float32), self.bits, group_size, self.name,
+                               in_features)
+
+
 # Proximal solver: min over z of ‖W − dequantize(quantize(W; s, z))‖_p^p, p < 1 (Badri & Shaji).
 def hqq_zero_points(w: torch.Tensor, qp: QParams, *, iters: int = 20, p: float = 0.7,
                     beta: float = 10.0, kappa: float = 1.01) -> torch.Tensor:
@@ -291,6 +317,6 @@ def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, me
         w, stats=stats, name=name)
 
 
-__all__ = ["HQQ", "NF4", "QUANTIZERS", "RTN", "LayerStats", "MSEClip", "QuantizedWeight",
+__all__ = ["GPTQ", "HQQ", "NF4", "QUANTIZERS", "RTN", "LayerStats", "MSEClip", "QuantizedWeight",
            "WeightQuantizer", "dequantize_codes", "make_quantizer", "methods", "quantize_weight",
            "weight_grid"]

@@ -64,7 +64,8 @@ def test_force_replaces_a_quanta_folder(tiny, tmp_path, capsys):
     assert main(args) == 0
     assert main([*args, "--force", "--bits", "8"]) == 0
     assert _strict(capsys.readouterr().out.split("\n}\n")[-1] or "{}") is not None
-    assert json.loads((out / "quant_config.json").read_text())["layers"]["model.layers.0.mlp.up_proj"]["bits"] == 8
+    layers = json.loads((out / "quant_config.json").read_text())["layers"]
+    assert layers["model.layers.0.mlp.up_proj"]["bits"] == 8
     assert leftovers(tmp_path) == []
 
 

@@ -82,3 +82,12 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "quanta.cli", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.startswith("quanta ")
+
+
+def test_a_closed_pipe_ends_quietly():
+    p = subprocess.Popen([sys.executable, "-m", "quanta.cli", "audio", "filters", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(10)
+    p.stdout.close()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode in (0, 141) and b"Traceback" not in err and b"internal error" not in err

@@ -1,0 +1,117 @@
+"""GPTQ against round-to-nearest on the same grid, on ``smollm2-unbinned`` (and MiniLM).
+
+    python bench/model_gptq.py [--chunks 40] [--samples 64] [--length 256] [--skip-minilm]
+
+Reference: ``smollm2-unbinned`` (the bundled Q4_1 weights redrawn inside their bins, so that no
+4-bit grid finds them again). Each variant is quantized in memory and scored with quanta-ppl/1
+(KL divergence, top-1, perplexity on WikiText-2 *test*); calibration uses the default windows of
+the WikiText-2 *valid* slice shipped with quanta. Reports GPTQ's wall time and this process's
+peak RSS. MiniLM (a float encoder): mean cosine similarity of sentence embeddings to the float
+model, RTN and GPTQ at 4 bits in groups of 128. Prints a table, writes bench/out/model_gptq.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from bench._util import machine, write_json  # noqa: E402
+from quanta.model.apply import quantize_model  # noqa: E402
+from quanta.model.calibrate import calibration_windows  # noqa: E402
+from quanta.model.evaluate import (  # noqa: E402
+    evaluate_causal_lm,
+    evaluate_encoder,
+    peak_rss_mb,
+    wikitext2_test_text,
+    windows,
+)
+from quanta.model.load import load_model  # noqa: E402
+from quanta.report.tables import console, print_table  # noqa: E402
+
+GRIDS = ((4, 128), (3, 128))
+
+
+def smollm2(args: argparse.Namespace) -> list[dict]:
+    ref = load_model("smollm2-unbinned")
+    wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.bos_id, n_chunks=args.chunks)
+    base = evaluate_causal_lm(ref.model, wins, keep_logprobs=True)
+    lp = base.pop("logprobs")
+    console.print(f"smollm2-unbinned reference: PPL {base['perplexity']:.3f}")
+    calib = calibration_windows(ref.tokenizer, samples=args.samples, length=args.length,
+                                bos_id=ref.bos_id)
+    rows = [{"model": "smollm2-unbinned", "method": "float32", **base}]
+    for bits, group in GRIDS:
+        for method in ("rtn", "gptq"):
+            m = copy.deepcopy(ref.model)
+            t0 = time.perf_counter()
+            quantize_model(m, method, bits=bits, group_size=group, calib=calib)
+            dt = time.perf_counter() - t0
+            r = evaluate_causal_lm(m, wins, reference=lp)
+            rows.append({"model": "smollm2-unbinned", "method": method, "bits": bits,
+                         "group_size": group, "quantize_s": dt, "peak_rss_mb": peak_rss_mb(), **r})
+            console.print(f"{method} {bits}-bit g{group}: KLD {r['kld']:.4f} in {dt:.0f} s")
+            del m
+    return rows
+
+
+def minilm(args: argparse.Namespace) -> list[dict]:
+    ref = load_model("minilm")
+    text = wikitext2_test_text()
+    calib = calibration_windows(ref.tokenizer, samples=args.samples, length=128,
+                                bos_id=ref.tokenizer.token_to_id("[CLS]"))
+    rows = []
+    for method in ("rtn", "gptq"):
+        m = copy.deepcopy(ref.model)
+        t0 = time.perf_counter()
+        quantize_model(m, method, bits=4, group_size=128, calib=calib)
+        r = evaluate_encoder(m, ref.tokenizer, text, reference=ref.model)
+        rows.append({"model": "minilm", "method": method, "bits": 4, "group_size": 128,
+                     "quantize_s": time.perf_counter() - t0, **r})
+    return rows
+
+
+def _args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--chunks", type=int, default=40)
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--length", type=int, default=256)
+    ap.add_argument("--skip-minilm", action="store_true")
+    ap.add_argument("--only-minilm", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = _args()
+    torch.set_num_threads(2)
+    rows = ([] if args.only_minilm else smollm2(args)) + ([] if args.skip_minilm else minilm(args))
+    table = []
+    for r in rows:
+        if r.get("method") == "float32":
+            continue
+        if r["model"] == "minilm":
+            table.append([r["model"], r["method"], f"{r['bits']}/g{r['group_size']}", "—", "—",
+                          f"cos {r['cosine_similarity_mean']:.4f}", f"{r['quantize_s']:.0f}"])
+            continue
+        rtn = next(x for x in rows if x.get("method") == "rtn" and x.get("bits") == r["bits"]
+                   and x["model"] == r["model"])
+        table.append([r["model"], r["method"], f"{r['bits']}/g{r['group_size']}", f"{r['kld']:.4f}",
+                      f"{r['kld'] / rtn['kld']:.2f}×", f"{100 * r['top1_agreement']:.1f}% / "
+                      f"PPL {r['perplexity']:.2f}", f"{r['quantize_s']:.0f}"])
+    print_table(f"GPTQ vs RTN, same grid ({machine()}; {args.chunks}×512 test tokens; calibration "
+                f"{args.samples}×{args.length} valid tokens)",
+                ["model", "method", "bits/group", "KLD", "vs RTN", "top-1 / PPL (or cosine)", "time s"],
+                table, left=(0, 1, 2))
+    console.print(f"peak RSS {peak_rss_mb():.0f} MB")
+    write_json("model_gptq", {"rows": rows, "peak_rss_mb": peak_rss_mb()})
+
+
+if __name__ == "__main__":
+    main()
