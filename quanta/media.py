@@ -64,6 +64,12 @@ class Medium:
         """The medium's ``quantize_file``, writing ``dst`` in place."""
         return self.module().quantize_file(src, dst, seed=seed, progress=progress, **options)
 
+    def output_folder(self, options: dict) -> bool:
+        """Whether these options make the output a folder (the contract module's
+        ``output_is_folder(**options)`` where it has one, else the registered default)."""
+        fn = getattr(self.module(), "output_is_folder", None)
+        return bool(fn(**options)) if fn else self.folder
+
     def owns(self, path: Path) -> bool:
         """Whether ``path`` (an existing output) is one this medium wrote."""
         fn: Callable[[Path], bool] | None = getattr(self.module(), "owns", None)
@@ -76,8 +82,9 @@ class Medium:
         Nothing is left behind on failure or interruption; an existing ``dst`` is replaced only
         with ``force`` and only if this medium wrote it.
         """
-        dst = check_output(dst, force=force, inputs=(Path(src),), folder=self.folder, owns=self.owns)
-        with atomic_output(dst, folder=self.folder) as tmp:
+        folder = self.output_folder(options)
+        dst = check_output(dst, force=force, inputs=(Path(src),), folder=folder, owns=self.owns)
+        with atomic_output(dst, folder=folder) as tmp:
             report = self.quantize_file(src, tmp, seed=seed, progress=progress, **options)
         return _with_output(report, dst, tmp)
 

@@ -86,6 +86,8 @@ def _check_replaceable(out: Path, folder: bool, owns: Callable[[Path], bool] | N
                               "replace it (choose another output)")
     elif out.is_dir():
         raise OutputError(f"{out} is a folder; refusing to replace it with a file")
+    elif owns is not None and not owns(out):
+        raise OutputError(f"{out} exists and is not a file quanta wrote; refusing to replace it")
 
 
 def _umask() -> int:

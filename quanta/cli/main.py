@@ -167,13 +167,10 @@ def _run(args: list[str], debug: bool) -> int:
         return 2
     except (KeyboardInterrupt, Terminated) as e:
         return _interrupted(isinstance(e, Terminated))
-    except BrokenPipeError:  # the reader went away (`quanta … | head`): stop quietly
-        return _closed_pipe()
-    except typer.Exit as e:
-        return e.exit_code
-    except typer.Abort:
-        print("quanta: aborted", file=sys.stderr)
-        return 1
+    except (BrokenPipeError, SystemExit) as e:
+        return _pipe_or_exit(e)
+    except (typer.Exit, typer.Abort) as e:
+        return _exit(e)
     except typer.TyperException as e:  # click's usage errors, as typer raises them
         return _cli_error(e, debug)
     except Exception as e:
@@ -181,6 +178,21 @@ def _run(args: list[str], debug: bool) -> int:
     if isinstance(rc, int) and not isinstance(rc, bool):  # typer turns Ctrl-C into Exit(130)
         return _interrupted(False) if rc == 130 else rc
     return 0
+
+
+def _pipe_or_exit(e: BaseException) -> int:
+    """The reader went away (`quanta … | head`; typer turns that into exit(1)): stop quietly.
+    Any other SystemExit passes on."""
+    if isinstance(e, BrokenPipeError) or isinstance(e.__context__, BrokenPipeError):
+        return _closed_pipe()
+    raise e
+
+
+def _exit(e: BaseException) -> int:
+    if isinstance(e, typer.Exit):
+        return e.exit_code
+    print("quanta: aborted", file=sys.stderr)
+    return 1
 
 
 def _interrupted(terminated: bool) -> int:

@@ -28,8 +28,8 @@ def _patterns(s: str) -> tuple[str, ...]:
 @app.command()
 def quantize(
     model: str = typer.Argument(..., help=MODEL_HELP),
-    out: Path = typer.Option(..., "--output", "-o", help="Output folder (replaced with --force "
-                             "only if quanta wrote it)."),
+    out: Path = typer.Option(..., "--output", "-o", help="Output folder, or .gguf file with "
+                             "--format gguf (replaced with --force only if quanta wrote it)."),
     bits: int = typer.Option(4, help="Bits per weight (2..8; nf4: 4)."),
     group_size: int = typer.Option(128, help="Inputs per scale group (0: one group per row)."),
     method: str = typer.Option("rtn", help="Quantizer (see `quanta model methods`)."),
@@ -44,6 +44,8 @@ def quantize(
     calib_samples: int = typer.Option(64, help="Calibration windows."),
     calib_len: int = typer.Option(256, help="Tokens per calibration window."),
     seed: int = typer.Option(0, help="Seed of the calibration windows' offsets."),
+    format: str = typer.Option("quanta", "--format", help="quanta (a folder of safetensors + JSON) "
+                               "or gguf (one file llama.cpp runs: Q8_0, Q4_0 or Q4_1, groups of 32)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder quanta wrote."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -52,7 +54,7 @@ def quantize(
                      label=f"quantize {method} {bits}-bit", bits=bits, group_size=group_size,
                      method=method, sym=sym, include=_patterns(include), exclude=_patterns(exclude),
                      head=head, float_dtype=float_dtype, calib=calib, calib_samples=calib_samples,
-                     calib_len=calib_len)
+                     calib_len=calib_len, format=format)
 
 
 @app.command()

@@ -8,9 +8,10 @@ already-quantized blocks before it produce.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatch
+from typing import Any
 
 import torch
 from torch import nn
@@ -86,7 +87,8 @@ def gather_stats(model: nn.Module, layers: list[tuple[str, nn.Linear]], calib: I
 def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *, bits: int = 4,
                    group_size: int = 128, sym: bool = False, calib: torch.Tensor | None = None,
                    include: tuple[str, ...] = ("*",), exclude: tuple[str, ...] = DEFAULT_EXCLUDE,
-                   head: bool = False, progress: Progress | None = None) -> QuantizeReport:
+                   head: bool = False, progress: Progress | None = None,
+                   on_layer: Callable[[str, Any], None] | None = None) -> QuantizeReport:
     """Replace matching ``nn.Linear`` layers by :class:`QuantLinear`; returns a report.
 
     quantizer: a :class:`WeightQuantizer`, or a registered name built with ``bits``,
@@ -95,7 +97,8 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
     include/exclude: fnmatch patterns on module names (``model.layers.*.mlp.*``).
     head: also quantize the output head (``lm_head``), untying it from the embeddings.
     A layer the settings cannot apply to raises :class:`quanta.errors.ConfigError` naming it.
-    ``progress(layers_done, layers_total)``.
+    ``progress(layers_done, layers_total)``; ``on_layer(name, quantized_weight)`` sees every
+    layer's codes and grid (the GGUF export keeps them).
     """
     from quanta.errors import ConfigError
 
@@ -115,6 +118,8 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
     def replace(block: list[tuple[str, nn.Linear]], stats: dict[str, LayerStats]) -> None:
         for name, lin in block:
             qw = q.quantize(lin.weight.data, stats=stats.get(name), name=name)
+            if on_layer:
+                on_layer(name, qw)
             ql = QuantLinear.from_quantized(qw, lin.bias.data if lin.bias is not None else None)
             set_submodule(model, name, ql)
             layers[name] = {"bits": q.bits, "group_size": qw.group_size, "method": q.name,

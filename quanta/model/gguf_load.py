@@ -55,6 +55,11 @@ def _field(r, key: str, default: Any = None) -> Any:
         return default
 
 
+def permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's rotary permutation of Q/K rows (what its converter writes)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
 def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
     """Undo llama.cpp's rotary permutation of Q/K rows (back to Hugging Face order)."""
     rows = w.shape[0]

@@ -17,8 +17,10 @@ Rewrite = Callable[[str, Any, np.ndarray], tuple[np.ndarray, Any]]
 
 
 def rewrite_gguf(src: Path | str, dst: Path | str, rewrite: Rewrite, *,
-                 progress: Callable[[int, int], None] | None = None) -> Path:
-    """Copy ``src``'s metadata to ``dst`` and each tensor through ``rewrite`` (written in place)."""
+                 progress: Callable[[int, int], None] | None = None,
+                 extra: dict[str, str] | None = None) -> Path:
+    """Copy ``src``'s metadata to ``dst`` and each tensor through ``rewrite`` (written in place);
+    ``extra``: string metadata added."""
     from gguf import GGUFReader, GGUFValueType, GGUFWriter
     from gguf.quants import dequantize
 
@@ -33,6 +35,8 @@ def rewrite_gguf(src: Path | str, dst: Path | str, rewrite: Rewrite, *,
         vtype = GGUFValueType(f.types[0])
         sub = GGUFValueType(f.types[-1]) if vtype == GGUFValueType.ARRAY and len(f.types) > 1 else None
         w.add_key_value(key, f.contents(), vtype, sub_type=sub)
+    for key, value in (extra or {}).items():
+        w.add_key_value(key, value, GGUFValueType.STRING)
     for i, t in enumerate(r.tensors):
         arr = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
         arr = arr.reshape(tuple(int(s) for s in reversed(t.shape)))

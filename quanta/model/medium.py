@@ -8,14 +8,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quanta.model.files import owns
+from quanta.model.files import owns as owns_folder
 from quanta.progress import Progress
 from quanta.reports import DemoSection, Report
 
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
 
-__all__ = ["FLOAT_DTYPES", "ModelFileReport", "calibration_for", "demo", "example", "owns",
-           "quantize_file"]
+FORMATS = ("quanta", "gguf")
+
+
+def output_is_folder(*, format: str = "quanta", **_: Any) -> bool:
+    """A quanta model is a folder; ``format="gguf"`` writes one file."""
+    return format != "gguf"
+
+
+def owns(path: Path) -> bool:
+    """An existing output quanta wrote: a quanta model folder, or a GGUF file with its mark."""
+    from quanta.model.gguf_export import wrote
+
+    return owns_folder(path) if path.is_dir() else (path.suffix == ".gguf" and wrote(path))
+
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "FORMATS",
+    "ModelFileReport",
+    "calibration_for",
+    "demo",
+    "example",
+    "output_is_folder",
+    "owns",
+    "quantize_file",
+]
 
 
 @dataclass(frozen=True)
@@ -49,7 +73,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                   exclude: tuple[str, ...] = ("lm_head",), head: bool = False,
                   float_dtype: str = "float32", calib: str | Path | None = None,
                   calib_samples: int | None = None, calib_len: int | None = None,
-                  **_: Any) -> ModelFileReport:
+                  format: str = "quanta", **_: Any) -> ModelFileReport:
     """Quantize the model ``src`` (GGUF, HF folder, bundled name) into the folder ``dst``
     (safetensors + JSON, no pickle). ``progress(layers_done, layers_total)``. Calibrated
     methods read windows of ``calib`` (a text file; default: the shipped WikiText-2 valid
@@ -64,14 +88,23 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     from quanta.model.quantizers import make_quantizer
 
     check_choice(float_dtype, FLOAT_DTYPES, "float dtype")
-    quantizer = make_quantizer(method, bits=bits, group_size=group_size, sym=sym)  # validates first
+    check_choice(format, FORMATS, "format")
+    kind = _gguf_kind(format, dst, bits, sym, group_size)
+    sym = sym or kind in ("Q8_0", "Q4_0")  # llama.cpp's symmetric types
+    quantizer = make_quantizer(method, bits=bits, group_size=group_size, sym=sym, storage=kind)
     loaded = load_model(src)
+    if kind and loaded.kind != "gguf":
+        raise ConfigError(f"{src}: --format gguf copies the tokenizer and metadata of a GGUF "
+                          "source; this model is not one")
     if loaded.kind not in ("gguf", "hf-causal-lm"):
         raise ConfigError(f"{src}: saving quantized {loaded.kind} models is not supported "
                           "(use `quanta model eval --bits` to measure them)")
     windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed)
+    kept: dict[str, Any] = {}
     rep = quantize_model(loaded.model, quantizer, include=include, exclude=exclude, head=head,
-                         calib=windows, progress=progress)
+                         calib=windows, progress=progress, on_layer=kept.__setitem__ if kind else None)
+    if kind:
+        return _export(loaded, kept, rep, quantizer, kind, src, dst)
     out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
                        float_dtype=getattr(torch, float_dtype))
     return ModelFileReport(
@@ -79,6 +112,37 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
         group_size=quantizer.group_size, layers=len(rep.layers), paths=count_by_path(loaded.model),
         bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
         weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()))
+
+
+def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool,
+               group_size: int) -> str | None:
+    from quanta.errors import ConfigError
+    from quanta.model.gguf_export import gguf_type
+
+    if format != "gguf":
+        return None
+    if Path(dst).suffix.lower() != ".gguf":
+        raise ConfigError(f"{dst}: --format gguf writes one .gguf file (use a .gguf name)")
+    return gguf_type(bits, sym, group_size)
+
+
+def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: Path | str,
+            dst: Path | str) -> ModelFileReport:
+    """Write the GGUF file: the kept layers, and the token embedding on the same block type."""
+    from quanta.model.apply import count_by_path
+    from quanta.model.gguf_export import export
+    from quanta.model.quantizers import make_quantizer
+
+    emb_q = make_quantizer("rtn", bits=quantizer.bits, group_size=32, sym=quantizer.sym, storage=kind)
+    emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name="token_embd")
+    export(kept, emb, loaded.source, dst, kind=kind)
+    size = Path(dst).stat().st_size
+    params = rep.params
+    return ModelFileReport(
+        input=str(src), output=str(dst), method=rep.method, bits=quantizer.bits,
+        group_size=quantizer.group_size, layers=len(rep.layers), paths=count_by_path(loaded.model),
+        bits_per_weight=8.0 * size / max(params, 1), bits_per_quantized_weight=rep.bits_per_quantized_weight,
+        weight_bytes=size, folder_bytes=size)
 
 
 def calibration_for(loaded: Any, quantizer: Any, calib: str | Path | None, samples: int | None,

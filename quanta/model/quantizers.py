@@ -19,6 +19,10 @@ Registered here:
   (Badri & Shaji, 2023): alternate a sparsity-promoting shrinkage of the error (an lp "norm",
   p < 1) with the closed-form zero-point update.
 * "nf4": QLoRA's NormalFloat codebook scaled by each group's absolute maximum.
+* "imatrix" (calibrated): the clipping search of "mse", each input weighted by its mean squared
+  activation.
+* "gptq" (calibrated): the grid fixed first, then rounding with Hessian-aware error feedback
+  (:mod:`quanta.core.hessian`).
 
 Every weight dequantizes through the core (:func:`dequantize_codes`: ``core.grid.dequantize``
 or ``core.codebook.dequantize_scaled``). When ``group_size`` does not divide ``in_features``
@@ -157,10 +161,24 @@ class WeightQuantizer:
             cls.name = name
             QUANTIZERS[name] = cls
 
-    def __init__(self, bits: int = 4, group_size: int = 128, sym: bool = False) -> None:
+    def __init__(self, bits: int = 4, group_size: int = 128, sym: bool = False,
+                 storage: str | None = None) -> None:
         self.bits = check_bits(bits, self.min_bits, self.max_bits, f"{self.name} bits")
         self.group_size = int(group_size)
         self.sym = bool(sym)
+        if storage is not None and self.codebook is not None:
+            raise ConfigError(f"{self.name} is a codebook; it has no GGML block type")
+        #: a GGML block type ("Q4_1", ...) whose float16 scales the grid must use, or None
+        self.storage = storage
+
+    def stored(self, qp: QParams) -> QParams:
+        """``qp`` as the storage format keeps it (float16 scales for GGML types)."""
+        if not self.storage:
+            return qp
+        from quanta.model.gguf_export import storage_grid
+
+        s, z = storage_grid(qp.scale, qp.zero_point, self.storage)
+        return QParams(qp.grid, s, z, qp.shape)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bits={self.bits}, group_size={self.group_size}, sym={self.sym})"
@@ -209,7 +227,7 @@ class RTN(WeightQuantizer, name="rtn"):
 
     def quantize_padded(self, w, group_size, in_features, stats):
         qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method=self.scale_method)
-        return self._on_grid(w, qp, in_features)
+        return self._on_grid(w, self.stored(qp), in_features)
 
 
 class MSEClip(RTN, name="mse"):
@@ -229,7 +247,7 @@ class HQQ(WeightQuantizer, name="hqq"):
         grid = weight_grid(self.bits, group_size, symmetric=False)
         qp = choose_qparams(w, grid)
         qp = QParams(grid, qp.scale, hqq_zero_points(w, qp, iters=self.iters), qp.shape)
-        return self._on_grid(w, qp, in_features)
+        return self._on_grid(w, self.stored(qp), in_features)
 
 
 class NF4(WeightQuantizer, name="nf4"):
@@ -244,6 +262,23 @@ class NF4(WeightQuantizer, name="nf4"):
         codes, scales = quantize_scaled(w, self.codebook, grid)
         return QuantizedWeight(codes.to(torch.uint8), scales.to(torch.float32), None, 4, group_size,
                                self.name, in_features, self.codebook)
+
+
+class IMatrix(WeightQuantizer, name="imatrix"):
+    """Round to nearest on grids chosen for the least *importance-weighted* squared error: each
+    input channel weighted by its mean squared activation on the calibration data (the diagonal
+    of llama.cpp's importance matrix). Seconds, not minutes."""
+
+    summary = "importance-weighted clipping search (llama.cpp's imatrix diagonal)"
+    needs_calibration = True
+
+    def quantize_padded(self, w, group_size, in_features, stats):
+        imp = torch.zeros(w.shape[1], dtype=torch.float32)
+        imp[:in_features] = stats.mean_sq.to(torch.float32)
+        imp = imp / imp.mean().clamp_min(1e-30) + 1e-3  # no channel weighs exactly nothing
+        qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method="mse",
+                            weights=imp.expand_as(w))
+        return self._on_grid(w, self.stored(qp), in_features)
 
 
 class GPTQ(WeightQuantizer, name="gptq"):
@@ -261,7 +296,7 @@ class GPTQ(WeightQuantizer, name="gptq"):
         from quanta.core.hessian import gptq_quantize
 
         grid = weight_grid(self.bits, group_size, self.sym)
-        qp = choose_qparams(w, grid, method=self.scale_method)
+        qp = self.stored(choose_qparams(w, grid, method=self.scale_method))
         h = torch.zeros(w.shape[1], w.shape[1], dtype=torch.float64)
         h[:in_features, :in_features] = stats.hessian  # padding columns are dead inputs
         codes = gptq_quantize(w.double().numpy(), h.numpy(), qp.scale.double().numpy(),
@@ -304,10 +339,10 @@ def hqq_zero_points(w: torch.Tensor, qp: QParams, *, iters: int = 20, p: float =
 
 
 def make_quantizer(method: str = "rtn", *, bits: int = 4, group_size: int = 128,
-                   sym: bool = False) -> WeightQuantizer:
+                   sym: bool = False, storage: str | None = None) -> WeightQuantizer:
     """The registered quantizer ``method`` with these settings."""
     check_choice(method, QUANTIZERS, "method")
-    return QUANTIZERS[method](bits=bits, group_size=group_size, sym=sym)
+    return QUANTIZERS[method](bits=bits, group_size=group_size, sym=sym, storage=storage)
 
 
 def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, method: str = "rtn",
@@ -317,6 +352,20 @@ def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, me
         w, stats=stats, name=name)
 
 
-__all__ = ["GPTQ", "HQQ", "NF4", "QUANTIZERS", "RTN", "LayerStats", "MSEClip", "QuantizedWeight",
-           "WeightQuantizer", "dequantize_codes", "make_quantizer", "methods", "quantize_weight",
-           "weight_grid"]
+__all__ = [
+    "GPTQ",
+    "HQQ",
+    "NF4",
+    "QUANTIZERS",
+    "RTN",
+    "IMatrix",
+    "LayerStats",
+    "MSEClip",
+    "QuantizedWeight",
+    "WeightQuantizer",
+    "dequantize_codes",
+    "make_quantizer",
+    "methods",
+    "quantize_weight",
+    "weight_grid",
+]

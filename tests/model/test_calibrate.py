@@ -53,7 +53,7 @@ def test_gptq_beats_rtn_on_the_same_grid(bits):
     rtn, gptq = copy.deepcopy(m), copy.deepcopy(m)
     quantize_model(rtn, "rtn", bits=bits, group_size=32)
     quantize_model(gptq, "gptq", bits=bits, group_size=32, calib=calib)
-    assert _kld(m, gptq, test) < 0.5 * _kld(m, rtn, test)
+    assert _kld(m, gptq, test) < 0.7 * _kld(m, rtn, test)
 
 
 def test_calibrated_method_without_data_is_refused():
@@ -61,3 +61,14 @@ def test_calibrated_method_without_data_is_refused():
 
     with pytest.raises(ConfigError, match="calibration"):
         quantize_model(tiny_llama(0), "gptq", bits=4, group_size=32)
+
+
+def test_imatrix_beats_plain_mse_clipping_on_the_output():
+    m = tiny_llama(0, hidden=128)
+    tok = byte_tokenizer()
+    calib = calibration_windows(tok, samples=16, length=64, bos_id=256)
+    test = calibration_windows(tok, samples=6, length=64, bos_id=256, seed=9)
+    mse, imx = copy.deepcopy(m), copy.deepcopy(m)
+    quantize_model(mse, "mse", bits=3, group_size=32)
+    quantize_model(imx, "imatrix", bits=3, group_size=32, calib=calib)
+    assert _kld(m, imx, test) < _kld(m, mse, test)
