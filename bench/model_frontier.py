@@ -1,0 +1,150 @@
+"""quanta's GGUF files against llama.cpp's own, on ``smollm2-unbinned``, in one run.
+
+    python bench/model_frontier.py [--chunks 40] [--types Q8_0,Q6_K,Q4_K_M,Q4_1,Q4_0,IQ4_XS,Q3_K_M,Q2_K]
+
+Builds llama.cpp's tools on first use (bench/_llama_cpp.py, ~20 min, cached outside the repo),
+makes an importance matrix from quanta's default calibration text (the WikiText-2 *valid* slice
+shipped in the package: 64 chunks of 256 tokens) and quantizes ``smollm2-unbinned`` with it to
+each llama.cpp type. quanta writes its own GGUF files (``--format gguf``: Q8_0, Q4_1, Q4_0
+with GPTQ on the default calibration). Every file is scored by quanta's evaluator (quanta-ppl/1,
+KL divergence against ``smollm2-unbinned``); quanta's Q4_1 file is also scored by
+``llama-perplexity --kl-divergence`` (which also rounds activations to 8 bits) beside llama.cpp's
+file of the nearest size. Prints a table, writes bench/out/model_frontier.json and the size–KLD
+plot bench/out/model_frontier.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from bench._llama_cpp import ensure_built  # noqa: E402
+from bench._util import OUT, machine, write_json  # noqa: E402
+from quanta.media import get  # noqa: E402
+from quanta.model import unbinned  # noqa: E402
+from quanta.model.calibrate import default_text  # noqa: E402
+from quanta.model.evaluate import evaluate_causal_lm, wikitext2_test_text, windows  # noqa: E402
+from quanta.model.load import load_model  # noqa: E402
+from quanta.report.tables import console, print_table  # noqa: E402
+
+QUANTA = (("quanta Q8_0 (GPTQ)", {"bits": 8, "sym": True}), ("quanta Q4_1 (GPTQ)", {"bits": 4}),
+          ("quanta Q4_0 (GPTQ)", {"bits": 4, "sym": True}))
+
+
+def llama(bin_dir: Path, tool: str, *args: str) -> str:
+    r = subprocess.run([str(bin_dir / tool), *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{tool} failed: {r.stderr[-2000:]}")
+    return r.stdout + r.stderr
+
+
+def llama_kld(bin_dir: Path, model: Path, base: Path, text: Path, chunks: int) -> float:
+    out = llama(bin_dir, "llama-perplexity", "-m", str(model), "-f", str(text), "-c", "512",
+                "--chunks", str(chunks), "-t", "2", "--kl-divergence-base", str(base), "--kl-divergence")
+    m = re.search(r"Mean\s+KLD:\s+([0-9.]+)", out)
+    if not m:
+        raise SystemExit(f"no KLD in llama-perplexity's output: {out[-1500:]}")
+    return float(m.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--chunks", type=int, default=40)
+    ap.add_argument("--types", default="Q8_0,Q6_K,Q4_K_M,Q4_1,Q4_0,IQ4_XS,Q3_K_M,Q2_K")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    bin_dir = ensure_built()
+    ref_path = unbinned.ensure()
+    tmp = Path(tempfile.mkdtemp(prefix="frontier-"))
+    calib = tmp / "calib.txt"
+    calib.write_text(default_text(), encoding="utf-8")
+    test = tmp / "test.txt"
+    test.write_text(wikitext2_test_text(), encoding="utf-8")
+    imatrix = tmp / "imatrix.gguf"
+    llama(bin_dir, "llama-imatrix", "-m", str(ref_path), "-f", str(calib), "-o", str(imatrix), "-c", "256",
+          "--chunks", "64", "-t", "2", "--no-ppl")
+    files: list[tuple[str, Path, str]] = []
+    for qtype in args.types.split(","):
+        out = tmp / f"llama_{qtype}.gguf"
+        llama(bin_dir, "llama-quantize", "--imatrix", str(imatrix), str(ref_path), str(out), qtype, "2")
+        files.append((f"llama.cpp {qtype} + imatrix", out, "llama.cpp"))
+    times = {}
+    for name, opts in QUANTA:
+        out = tmp / f"quanta_{name.split()[1]}.gguf"
+        t0 = time.perf_counter()
+        get("model").write("smollm2-unbinned", out, method="gptq", group_size=32, format="gguf", **opts)
+        times[name] = time.perf_counter() - t0
+        files.append((name, out, "quanta"))
+    ref = load_model(ref_path)
+    wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.bos_id, n_chunks=args.chunks)
+    base = evaluate_causal_lm(ref.model, wins, keep_logprobs=True)
+    lp = base.pop("logprobs")
+    del ref
+    rows = []
+    for name, path, side in files:
+        m = load_model(path)
+        r = evaluate_causal_lm(m.model, wins, reference=lp)
+        rows.append({"name": name, "side": side, "bytes": path.stat().st_size, "kld": r["kld"],
+                     "top1": r["top1_agreement"], "perplexity": r["perplexity"],
+                     "quantize_s": times.get(name)})
+        console.print(f"{name}: {path.stat().st_size / 1e6:.1f} MB, KLD {r['kld']:.4f}")
+        del m
+    # llama.cpp's own measurement of quanta's Q4_1 file and of llama.cpp's nearest-size file
+    kbase = tmp / "base.kld"
+    llama(bin_dir, "llama-perplexity", "-m", str(ref_path), "-f", str(test), "-c", "512", "--chunks",
+          str(args.chunks), "-t", "2", "--kl-divergence-base", str(kbase))
+    q41 = next(p for n, p, _ in files if n.startswith("quanta Q4_1"))
+    peer = min((x for x in files if x[2] == "llama.cpp"),
+               key=lambda x: abs(x[1].stat().st_size - q41.stat().st_size))
+    checks = {"quanta Q4_1 (GPTQ)": llama_kld(bin_dir, q41, kbase, test, args.chunks),
+              peer[0]: llama_kld(bin_dir, peer[1], kbase, test, args.chunks)}
+    for r in rows:
+        r["llama_perplexity_kld"] = checks.get(r["name"])
+    rows.sort(key=lambda r: r["bytes"])
+    print_table(f"SmolLM2-135M-unbinned: file size against KL divergence ({machine()}, "
+                f"{args.chunks}×512 test tokens)",
+                ["file", "MB", "KLD (quanta-ppl/1)", "top-1", "PPL", "KLD (llama-perplexity)"],
+                [[r["name"], f"{r['bytes'] / 1e6:.1f}", f"{r['kld']:.4f}", f"{100 * r['top1']:.1f}%",
+                  f"{r['perplexity']:.2f}",
+                  "—" if r["llama_perplexity_kld"] is None else f"{r['llama_perplexity_kld']:.4f}"]
+                 for r in rows], left=(0,))
+    plot(rows)
+    write_json("model_frontier", {"rows": rows, "reference_perplexity": base["perplexity"]})
+
+
+def plot(rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for side, style in (("llama.cpp", "o--"), ("quanta", "s-")):
+        pts = sorted((r["bytes"] / 1e6, r["kld"]) for r in rows if r["side"] == side)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=side)
+        for r in rows:
+            if r["side"] == side:
+                ax.annotate(r["name"].split()[1], (r["bytes"] / 1e6, r["kld"]), fontsize=7)
+    ax.set_xlabel("file size (MB)")
+    ax.set_ylabel("KL divergence to smollm2-unbinned")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    OUT.mkdir(exist_ok=True)
+    fig.savefig(OUT / "model_frontier.png")
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
