@@ -10,7 +10,8 @@ The grids map onto llama.cpp's block types (blocks of 32 along each row):
 (:meth:`WeightQuantizer.quantize` with ``storage=``) and the codes they choose are the codes
 written: dequantizing the file with the ``gguf`` package gives quanta's own weights. Metadata
 and tokenizer are copied from the source GGUF, Q/K rows are permuted back to llama.cpp's rotary
-layout, the token embedding is stored in the same type (round to nearest), norms stay F32.
+layout, the token embedding is stored in the same type (round to nearest) — in Q8_0 when it is
+tied to the output head —, norms stay F32.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def storage_grid(scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
 
 
 def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Path | str, *,
-           kind: str) -> Path:
+           kind: str, embedding_kind: str | None = None) -> Path:
     """Write ``dst``: ``source``'s metadata and tokenizer, every quantized matrix from
     ``qweights`` (Hugging Face names → :class:`QuantizedWeight`), the embedding ``embedding``."""
     from gguf import GGMLQuantizationType
@@ -78,20 +79,21 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
     from quanta.model.gguf_load import _hf_name, permute
     from quanta.model.gguf_write import rewrite_gguf
 
-    raw = GGMLQuantizationType[kind]
     heads: dict[str, int] = {}
 
     def rewrite(name: str, t: Any, arr: np.ndarray) -> tuple[np.ndarray, Any]:
         hf, layer_kind = _hf_name(name)
         module = (hf or "").removesuffix(".weight")
-        qw = embedding if name == "token_embd.weight" else qweights.get(module)
+        is_emb = name == "token_embd.weight"
+        qw = embedding if is_emb else qweights.get(module)
         if qw is None:
             return arr, None
+        typ = (embedding_kind or kind) if is_emb else kind
         data = pack_blocks(qw.codes.numpy(), qw.scales.numpy(),
-                           None if qw.zeros is None else qw.zeros.numpy(), kind)
+                           None if qw.zeros is None else qw.zeros.numpy(), typ)
         if layer_kind in ("attn_q", "attn_k"):
             data = permute(data, heads[layer_kind])
-        return data, raw
+        return data, GGMLQuantizationType[typ]
 
     from gguf import GGUFReader
 

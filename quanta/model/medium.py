@@ -128,14 +128,19 @@ def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool,
 
 def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: Path | str,
             dst: Path | str) -> ModelFileReport:
-    """Write the GGUF file: the kept layers, and the token embedding on the same block type."""
+    """Write the GGUF file: the kept layers, and the token embedding — on the layers' block type,
+    or on Q8_0 when it is tied to the output head (then it is the most sensitive matrix of all,
+    which llama.cpp also keeps at 6–8 bits)."""
     from quanta.model.apply import count_by_path
     from quanta.model.gguf_export import export
     from quanta.model.quantizers import make_quantizer
 
-    emb_q = make_quantizer("rtn", bits=quantizer.bits, group_size=32, sym=quantizer.sym, storage=kind)
+    tied = bool(getattr(loaded.model.config, "tie_word_embeddings", False))
+    emb_kind = "Q8_0" if tied else kind
+    emb_q = make_quantizer("rtn", bits=8 if tied else quantizer.bits, group_size=32,
+                           sym=tied or quantizer.sym, storage=emb_kind)
     emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name="token_embd")
-    export(kept, emb, loaded.source, dst, kind=kind)
+    export(kept, emb, loaded.source, dst, kind=kind, embedding_kind=emb_kind)
     size = Path(dst).stat().st_size
     params = rep.params
     return ModelFileReport(
