@@ -57,6 +57,8 @@ class ModelFileReport(Report):
     bits_per_quantized_weight: float | None
     weight_bytes: int
     folder_bytes: int
+    wall_s: float = 0.0
+    peak_rss_mb: float = 0.0
 
     def rows(self) -> list[tuple[str, str]]:
         return [("input", self.input), ("output", self.output),
@@ -64,7 +66,8 @@ class ModelFileReport(Report):
                 ("layers quantized", f"{self.layers} ({self.paths})"),
                 ("bits per weight", f"{self.bits_per_weight:.2f} overall, "
                  f"{self.bits_per_quantized_weight or 0:.3f} in quantized layers"),
-                ("on disk", f"{self.folder_bytes / 1e6:.1f} MB")]
+                ("on disk", f"{self.folder_bytes / 1e6:.1f} MB"),
+                ("time, peak memory", f"{self.wall_s:.1f} s, {self.peak_rss_mb:.0f} MB peak RSS")]
 
 
 def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
@@ -78,6 +81,8 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     (safetensors + JSON, no pickle). ``progress(layers_done, layers_total)``. Calibrated
     methods read windows of ``calib`` (a text file; default: the shipped WikiText-2 valid
     slice) at offsets drawn from ``seed``."""
+    import time
+
     import torch
 
     from quanta.core._checks import check_choice
@@ -87,6 +92,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     from quanta.model.load import load_model
     from quanta.model.quantizers import make_quantizer
 
+    t0 = time.perf_counter()
     check_choice(float_dtype, FLOAT_DTYPES, "float dtype")
     check_choice(format, FORMATS, "format")
     kind = _gguf_kind(format, dst, bits, sym, group_size)
@@ -104,14 +110,24 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     rep = quantize_model(loaded.model, quantizer, include=include, exclude=exclude, head=head,
                          calib=windows, progress=progress, on_layer=kept.__setitem__ if kind else None)
     if kind:
-        return _export(loaded, kept, rep, quantizer, kind, src, dst)
+        return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst), t0)
     out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
                        float_dtype=getattr(torch, float_dtype))
-    return ModelFileReport(
+    return _timed(ModelFileReport(
         input=str(src), output=str(dst), method=rep.method, bits=quantizer.bits,
         group_size=quantizer.group_size, layers=len(rep.layers), paths=count_by_path(loaded.model),
         bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
-        weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()))
+        weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir())), t0)
+
+
+def _timed(report: ModelFileReport, t0: float) -> ModelFileReport:
+    """The report with the command's wall time and this process's peak resident memory."""
+    import dataclasses
+    import time
+
+    from quanta.model.evaluate import peak_rss_mb
+
+    return dataclasses.replace(report, wall_s=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb())
 
 
 def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool,

@@ -18,6 +18,7 @@ def q4(tiny, tmp_path, capsys):
 def test_quantize_reports_layers_and_paths(q4):
     _, _, rep = q4
     assert rep["layers"] == 14 and rep["paths"] == {"int4pack": 14}
+    assert rep["wall_s"] > 0 and rep["peak_rss_mb"] > 0
 
 
 def test_quantize_refuses_an_existing_output(q4, capsys):
