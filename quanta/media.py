@@ -86,16 +86,7 @@ class Medium:
         dst = check_output(dst, force=force, inputs=(Path(src),), folder=folder, owns=self.owns)
         with atomic_output(dst, folder=folder) as tmp:
             report = self.quantize_file(src, tmp, seed=seed, progress=progress, **options)
-        return _with_output(report, dst, tmp)
-
-
-def _with_output(report: Report, dst: Path, tmp: Path) -> Report:
-    """The report naming the final output instead of the temporary one."""
-    import dataclasses
-
-    if any(f.name == "output" for f in dataclasses.fields(report)):
-        return dataclasses.replace(report, output=str(dst))
-    return report
+        return report.with_output(dst)
 
 
 MEDIA: dict[str, Medium] = {}

@@ -142,10 +142,15 @@ def _move_into_place(tmp: Path, out: Path, folder: bool) -> None:
     if _exchange(tmp, out):  # tmp now holds the old folder; removed by the caller's finally
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_TAG}old-", dir=out.parent))
+    moved = False
     try:
         os.replace(out, old / "old")
+        moved = True
         os.replace(tmp, out)
+        moved = False
     finally:
+        if moved:  # interrupted between the two renames: the old folder goes back
+            os.replace(old / "old", out)
         _remove(old)
 
 

@@ -67,6 +67,13 @@ class Report:
                 for f in dataclasses.fields(self)
                 if not f.name.startswith("_") and not f.metadata.get("private")]
 
+    def with_output(self, path: Any) -> Report:
+        """The same report naming ``path`` as its output (work is written to a temporary path
+        first, then moved there); reports without an ``output`` field are returned as they are."""
+        if any(f.name == "output" for f in dataclasses.fields(self)):
+            return dataclasses.replace(self, output=str(path))
+        return self
+
     @property
     def title(self) -> str:
         """A heading for the report's table."""

@@ -81,17 +81,13 @@ def generate(
 ) -> None:
     """Generate a float test signal."""
     from quanta.audio import generate as gen
-    from quanta.audio import io
     from quanta.outputs import atomic_output, check_output
 
-    io.format_for(dst)
-    gen.validate(kind, seconds, rate, channels, level, freq)
     check_output(dst, force=force)
     with progress_bar(f"generate {kind}", enabled=not json_out) as progress, atomic_output(dst) as tmp:
         rep = gen.write(tmp, kind, seconds=seconds, rate_hz=rate, channels=channels, seed=seed,
                         level_db=level, freq_hz=freq, double=double, progress=progress)
-    show(type(rep)(str(dst), rep.kind, rep.seconds, rep.rate_hz, rep.channels, rep.level_db),
-         json_out, title="generate")
+    show(rep.with_output(dst), json_out, title="generate")
 
 
 @app.command()

@@ -32,7 +32,7 @@ def run_file_command(medium: str, src: Path, dst: Path, *, force: bool, json_out
     ``quantize_file`` into a temporary path, the atomic move, and the printed report.
 
     ``-`` as SRC reads standard input; ``-`` as DST writes the result to standard output (in the
-    medium's default format; the report then goes to standard error)."""
+    medium's default format; the report is then not printed)."""
     import tempfile
 
     from quanta.media import get

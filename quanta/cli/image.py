@@ -107,4 +107,4 @@ def posterize(
     check_output(dst, force=force, inputs=(src,))
     with atomic_output(dst) as tmp:
         rep = posterize_file(src, tmp, bits=bits, dither=dither)
-    show(type(rep)(**{**rep.to_json(), "output": str(dst)}), json_out, title="posterize")
+    show(rep.with_output(dst), json_out, title="posterize")

@@ -8,18 +8,18 @@ already-quantized blocks before it produce.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Any
 
 import torch
 from torch import nn
 
+from quanta.model.figures import WeightFigures
 from quanta.model.qlinear import QuantLinear
 from quanta.model.quantizers import LayerStats, WeightQuantizer, make_quantizer
 from quanta.progress import Progress
-from quanta.reports import Report
 
 #: by default every Linear but the output head; norms and embeddings are never Linear
 DEFAULT_EXCLUDE = ("lm_head",)
@@ -32,17 +32,12 @@ def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 @dataclass(frozen=True)
-class QuantizeReport(Report):
+class QuantizeReport(WeightFigures):
     """What :func:`quantize_model` did: each layer's settings, and the model's weight figures
     (bytes include scales; bits per weight over all matrices, and over the quantized ones)."""
 
-    method: str
-    layers: dict
-    weight_bytes: int
-    params: int
-    bits_per_weight: float
-    quantized_params: int
-    bits_per_quantized_weight: float | None
+    method: str = ""
+    layers: dict = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, str]]:
         paths: dict[str, int] = {}
@@ -65,23 +60,6 @@ def _untie_head(model: nn.Module) -> None:
     if isinstance(lm, nn.Linear) and getattr(model.config, "tie_word_embeddings", False):
         lm.weight = nn.Parameter(lm.weight.detach().clone(), requires_grad=False)
         model.config.tie_word_embeddings = False
-
-
-@torch.inference_mode()
-def gather_stats(model: nn.Module, layers: list[tuple[str, nn.Linear]], calib: Iterable[torch.Tensor],
-                 *, hessian: bool = False) -> dict[str, LayerStats]:
-    """Run ``calib`` (model inputs, e.g. token windows) through ``model`` and return each
-    layer's input statistics."""
-    stats = {n: LayerStats(lin.in_features, with_hessian=hessian) for n, lin in layers}
-    hooks = [lin.register_forward_pre_hook(lambda _m, args, n=n: stats[n].add(args[0]))
-             for n, lin in layers]
-    try:
-        for x in calib:
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return stats
 
 
 def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *, bits: int = 4,
@@ -128,11 +106,11 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
                 progress(len(layers), len(targets))
 
     if q.needs_calibration:
-        from quanta.model.calibrate import layerwise
+        from quanta.model.calibrate import block_stats, layerwise
 
         rest = layerwise(model, targets, torch.as_tensor(calib), replace, hessian=q.needs_hessian)
-        if rest:
-            replace(rest, gather_stats(model, rest, [x[None] for x in calib], hessian=q.needs_hessian))
+        if rest:  # layers outside the blocks (a quantized head): one whole-model pass
+            replace(rest, block_stats(model, rest, [x[None] for x in calib], {}, hessian=q.needs_hessian))
     else:
         replace(targets, {})
     return QuantizeReport(method=q.name, layers=layers, **weight_stats(model))
@@ -169,5 +147,5 @@ def count_by_path(model: nn.Module) -> dict[str, int]:
     return out
 
 
-__all__ = ["DEFAULT_EXCLUDE", "QuantizeReport", "count_by_path", "gather_stats", "quantize_model",
+__all__ = ["DEFAULT_EXCLUDE", "QuantizeReport", "count_by_path", "quantize_model",
            "set_submodule", "weight_stats"]

@@ -150,8 +150,9 @@ def _shared_inputs(block: nn.Module, layers: list[tuple[str, nn.Linear]], x: tor
 @torch.inference_mode()
 def block_stats(block: nn.Module, layers: list[tuple[str, nn.Linear]], inputs: list[torch.Tensor],
                 kwargs: dict, *, hessian: bool) -> dict[str, LayerStats]:
-    """Input statistics of ``layers`` (inside ``block``) over the kept inputs; layers fed the
-    same tensor share one :class:`LayerStats`."""
+    """Input statistics of ``layers`` (inside ``block`` — or the whole model, with its inputs
+    and ``kwargs={}``) over the kept inputs; layers fed the same tensor share one
+    :class:`LayerStats`."""
     owner = _shared_inputs(block, layers, inputs[0], kwargs) if inputs else {n: n for n, _ in layers}
     mods = dict(layers)
     stats = {n: LayerStats(mods[n].in_features, with_hessian=hessian) for n in set(owner.values())}
@@ -183,7 +184,8 @@ def layerwise(model: nn.Module, targets: list[tuple[str, nn.Linear]], calib: tor
         rest = [(n, m) for n, m in rest if not n.startswith(name)]
         if mine:
             quantize_block(mine, block_stats(block, mine, inputs, kwargs, hessian=hessian))
-        inputs = [_run(block, x, kwargs) for x in inputs]
+        if i + 1 < len(blocks):  # the last block's outputs feed nothing
+            inputs = [_run(block, x, kwargs) for x in inputs]
         if progress:
             progress(i + 1, len(blocks))
     return rest

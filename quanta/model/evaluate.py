@@ -13,15 +13,15 @@ from __future__ import annotations
 import math
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from quanta.errors import InputError
+from quanta.model.figures import WeightFigures
 from quanta.progress import Progress
-from quanta.reports import Report
 
 PROTOCOL = ("quanta-ppl/1: WikiText-2 test.txt tokenized whole; first 40 windows of 512 "
             "tokens; first token of each set to BOS; logits at positions 256..510 scored "
@@ -171,19 +171,14 @@ def evaluate_encoder(model: Any, tokenizer: Any, text: str, *, reference: Any = 
 
 
 @dataclass(frozen=True)
-class EvalReport(Report):
+class EvalReport(WeightFigures):
     """A model's measured quality (quanta-ppl/1 or embedding similarity), size and speed."""
 
-    model: str
-    kind: str
-    file_bytes: int
-    weight_bytes: int
-    params: int
-    bits_per_weight: float
-    quantized_params: int
-    bits_per_quantized_weight: float | None
-    measures: dict
-    peak_rss_mb: float
+    model: str = ""
+    kind: str = ""
+    file_bytes: int = 0
+    measures: dict = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
 
     def rows(self) -> list[tuple[str, str]]:
         def cell(v: Any) -> str:

@@ -71,15 +71,16 @@ def storage_grid(scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
 
 
 def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Path | str, *,
-           kind: str, embedding_kind: str | None = None) -> Path:
+           kind: str, heads: tuple[int, int], embedding_kind: str | None = None) -> Path:
     """Write ``dst``: ``source``'s metadata and tokenizer, every quantized matrix from
-    ``qweights`` (Hugging Face names → :class:`QuantizedWeight`), the embedding ``embedding``."""
+    ``qweights`` (Hugging Face names → :class:`QuantizedWeight`), the embedding ``embedding``.
+    heads: (attention heads, key/value heads), for llama.cpp's Q/K row order."""
     from gguf import GGMLQuantizationType
 
     from quanta.model.gguf_load import _hf_name, permute
     from quanta.model.gguf_write import rewrite_gguf
 
-    heads: dict[str, int] = {}
+    n_heads = {"attn_q": heads[0], "attn_k": heads[1]}
 
     def rewrite(name: str, t: Any, arr: np.ndarray) -> tuple[np.ndarray, Any]:
         hf, layer_kind = _hf_name(name)
@@ -92,17 +93,9 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
         data = pack_blocks(qw.codes.numpy(), qw.scales.numpy(),
                            None if qw.zeros is None else qw.zeros.numpy(), typ)
         if layer_kind in ("attn_q", "attn_k"):
-            data = permute(data, heads[layer_kind])
+            data = permute(data, n_heads[layer_kind])
         return data, GGMLQuantizationType[typ]
 
-    from gguf import GGUFReader
-
-    r = GGUFReader(source)
-    n_head = int(r.fields["llama.attention.head_count"].contents())
-    heads["attn_q"] = n_head
-    heads["attn_k"] = int(r.fields["llama.attention.head_count_kv"].contents()) \
-        if "llama.attention.head_count_kv" in r.fields else n_head
-    del r
     return rewrite_gguf(source, dst, rewrite, extra=dict([MARK]))
 
 

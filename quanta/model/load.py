@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from quanta.errors import InputError
-from quanta.reports import Report
+from quanta.model.figures import WeightFigures
 
 
 @dataclass
@@ -170,19 +170,14 @@ def _load_hf(p: Path, torch: Any) -> Loaded:
 
 
 @dataclass(frozen=True)
-class ModelInfo(Report):
+class ModelInfo(WeightFigures):
     """What a model is: its source, class, sizes, quantized layers and (GGUF) tensor types."""
 
-    model: str
-    kind: str
-    architecture: str
-    file_bytes: int
-    weight_bytes: int
-    params: int
-    bits_per_weight: float
-    quantized_params: int
-    bits_per_quantized_weight: float | None
-    quantized_layers: dict
+    model: str = ""
+    kind: str = ""
+    architecture: str = ""
+    file_bytes: int = 0
+    quantized_layers: dict = field(default_factory=dict)
     description: str = ""
     gguf_tensor_types: dict | None = None
     gguf_name: str | None = None

@@ -156,7 +156,9 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
     emb_q = make_quantizer("rtn", bits=8 if tied else quantizer.bits, group_size=32,
                            sym=tied or quantizer.sym, storage=emb_kind)
     emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name="token_embd")
-    export(kept, emb, loaded.source, dst, kind=kind, embedding_kind=emb_kind)
+    cfg = loaded.model.config
+    export(kept, emb, loaded.source, dst, kind=kind, embedding_kind=emb_kind,
+           heads=(cfg.num_attention_heads, cfg.num_key_value_heads))
     size = Path(dst).stat().st_size
     params = rep.params
     return ModelFileReport(

@@ -3,30 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte → printable character map (byte-level BPE alphabet)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
-def tiny_llama(seed: int = 0, vocab: int = 259):
-    from quanta.model.tiny import tiny_llama as make
-
-    return make(seed, vocab)
-
-
-def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
-    """llama.cpp's rotary permutation of Q/K rows (what its converter writes)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+from quanta.model.gguf_load import permute as _permute
+from quanta.model.tiny import bytes_to_unicode, tiny_llama
 
 
 def write_tiny_gguf(model, path: Path, qtype: str = "F32") -> Path:
