@@ -149,7 +149,7 @@ def _move_into_place(tmp: Path, out: Path, folder: bool) -> None:
         os.replace(tmp, out)
         moved = False
     finally:
-        if moved:  # interrupted between the two renames: the old folder goes back
+        if moved and not out.exists():  # interrupted between the renames: the old one goes back
             os.replace(old / "old", out)
         _remove(old)
 
