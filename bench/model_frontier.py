@@ -5,12 +5,14 @@
 Builds llama.cpp's tools on first use (bench/_llama_cpp.py, ~20 min, cached outside the repo),
 makes an importance matrix from quanta's default calibration text (the WikiText-2 *valid* slice
 shipped in the package: 64 chunks of 256 tokens) and quantizes ``smollm2-unbinned`` with it to
-each llama.cpp type. quanta writes its own GGUF files (``--format gguf``: Q8_0, Q4_1, Q4_0
-with GPTQ on the default calibration). Every file is scored by quanta's evaluator (quanta-ppl/1,
-KL divergence against ``smollm2-unbinned``); quanta's Q4_1 file is also scored by
-``llama-perplexity --kl-divergence`` (which also rounds activations to 8 bits) beside llama.cpp's
-file of the nearest size. Prints a table, writes bench/out/model_frontier.json and the size–KLD
-plot bench/out/model_frontier.png.
+each llama.cpp type. quanta writes its own GGUF files, each with one command as a user runs it
+(``--format gguf --method gptq``, default calibration): uniform Q8_0 and Q4_1, and mixed precision
+with ``--target-size`` set to each llama.cpp file's size. Every file is scored by quanta's
+evaluator (quanta-ppl/1, KL divergence against ``smollm2-unbinned``); quanta's file at Q4_K_M's
+size and llama.cpp's Q4_K_M are also scored by ``llama-perplexity --kl-divergence`` (which also
+rounds activations to 8 bits). Prints the table and the frontier (at each llama.cpp size, quanta's
+best file of at most that size), writes bench/out/model_frontier.json and the size–KLD plot
+bench/out/model_frontier.png.
 """
 
 from __future__ import annotations
@@ -30,15 +32,26 @@ import torch  # noqa: E402
 
 from bench._llama_cpp import ensure_built  # noqa: E402
 from bench._util import OUT, machine, write_json  # noqa: E402
-from quanta.media import get  # noqa: E402
 from quanta.model import unbinned  # noqa: E402
 from quanta.model.calibrate import default_text  # noqa: E402
 from quanta.model.evaluate import evaluate_causal_lm, wikitext2_test_text, windows  # noqa: E402
 from quanta.model.load import load_model  # noqa: E402
 from quanta.report.tables import console, print_table  # noqa: E402
 
-QUANTA = (("quanta Q8_0 (GPTQ)", {"bits": 8, "sym": True}), ("quanta Q4_1 (GPTQ)", {"bits": 4}),
-          ("quanta Q4_0 (GPTQ)", {"bits": 4, "sym": True}))
+QUANTA = (("quanta Q8_0 (GPTQ)", ["--bits", "8", "--sym", "--group-size", "32"]),
+          ("quanta Q4_1 (GPTQ)", ["--bits", "4", "--group-size", "32"]))
+
+
+def quanta_quantize(out: Path, args: list[str]) -> dict:
+    """One ``quanta model quantize`` process, as a user runs it; its JSON report."""
+    import json
+
+    cmd = [sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o", str(out),
+           "--format", "gguf", "--method", "gptq", "--json", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        raise SystemExit(f"quanta failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout)
 
 
 def llama(bin_dir: Path, tool: str, *args: str) -> str:
@@ -79,12 +92,19 @@ def main() -> None:
         llama(bin_dir, "llama-quantize", "--imatrix", str(imatrix), str(ref_path), str(out), qtype, "2")
         files.append((f"llama.cpp {qtype} + imatrix", out, "llama.cpp"))
     times = {}
-    for name, opts in QUANTA:
-        out = tmp / f"quanta_{name.split()[1]}.gguf"
+    jobs = [(name, f"quanta_{name.split()[1]}", opts) for name, opts in QUANTA]
+    jobs += [(f"quanta mixed @ {qt} size", f"quanta_mixed_{qt}", ["--target-size", str(path.stat().st_size)])
+             for name, path, _ in list(files) for qt in [name.split()[1]]]
+    reports = {}
+    for name, stem, opts in jobs:
+        out = tmp / f"{stem}.gguf"
         t0 = time.perf_counter()
-        get("model").write("smollm2-unbinned", out, method="gptq", group_size=32, format="gguf", **opts)
+        reports[name] = rep = quanta_quantize(out, opts)
         times[name] = time.perf_counter() - t0
         files.append((name, out, "quanta"))
+        console.print(f"{name}: {out.stat().st_size / 1e6:.1f} MB in {times[name]:.0f} s, "
+                      f"peak RSS {rep['peak_rss_mb']:.0f} MB" +
+                      (f"; {rep['mixed']['summary']}" if rep.get("mixed") else ""))
     ref = load_model(ref_path)
     wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.bos_id, n_chunks=args.chunks)
     base = evaluate_causal_lm(ref.model, wins, keep_logprobs=True)
@@ -96,18 +116,17 @@ def main() -> None:
         r = evaluate_causal_lm(m.model, wins, reference=lp)
         rows.append({"name": name, "side": side, "bytes": path.stat().st_size, "kld": r["kld"],
                      "top1": r["top1_agreement"], "perplexity": r["perplexity"],
-                     "quantize_s": times.get(name)})
+                     "quantize_s": times.get(name),
+                     "peak_rss_mb": reports[name]["peak_rss_mb"] if name in reports else None,
+                     "mixed": reports[name].get("mixed") if name in reports else None})
         console.print(f"{name}: {path.stat().st_size / 1e6:.1f} MB, KLD {r['kld']:.4f}")
         del m
-    # llama.cpp's own measurement of quanta's Q4_1 file and of llama.cpp's nearest-size file
+    # llama.cpp's own measurement of quanta's file at Q4_K_M's size and of llama.cpp's Q4_K_M
     kbase = tmp / "base.kld"
     llama(bin_dir, "llama-perplexity", "-m", str(ref_path), "-f", str(test), "-c", "512", "--chunks",
           str(args.chunks), "-t", "2", "--kl-divergence-base", str(kbase))
-    q41 = next(p for n, p, _ in files if n.startswith("quanta Q4_1"))
-    peer = min((x for x in files if x[2] == "llama.cpp"),
-               key=lambda x: abs(x[1].stat().st_size - q41.stat().st_size))
-    checks = {"quanta Q4_1 (GPTQ)": llama_kld(bin_dir, q41, kbase, test, args.chunks),
-              peer[0]: llama_kld(bin_dir, peer[1], kbase, test, args.chunks)}
+    checks = {n: llama_kld(bin_dir, p, kbase, test, args.chunks) for n, p, _ in files
+              if n in ("quanta mixed @ Q4_K_M size", "llama.cpp Q4_K_M + imatrix")}
     for r in rows:
         r["llama_perplexity_kld"] = checks.get(r["name"])
     rows.sort(key=lambda r: r["bytes"])
@@ -118,8 +137,21 @@ def main() -> None:
                   f"{r['perplexity']:.2f}",
                   "—" if r["llama_perplexity_kld"] is None else f"{r['llama_perplexity_kld']:.4f}"]
                  for r in rows], left=(0,))
+    frontier = []
+    for r in (r for r in rows if r["side"] == "llama.cpp"):
+        best = min((q for q in rows if q["side"] == "quanta" and q["bytes"] <= r["bytes"]),
+                   key=lambda q: q["kld"], default=None)
+        frontier.append({"llama": r["name"], "bytes": r["bytes"], "llama_kld": r["kld"],
+                         "quanta": best and best["name"], "quanta_bytes": best and best["bytes"],
+                         "quanta_kld": best and best["kld"], "ratio": best and best["kld"] / r["kld"]})
+    print_table("frontier: quanta's best file of at most each llama.cpp size (target: ratio ≤ 0.5)",
+                ["llama.cpp file", "MB", "KLD", "quanta's best ≤ that size", "MB", "KLD", "ratio"],
+                [[f["llama"], f"{f['bytes'] / 1e6:.1f}", f"{f['llama_kld']:.4f}", f["quanta"] or "—",
+                  f"{(f['quanta_bytes'] or 0) / 1e6:.1f}", f"{f['quanta_kld'] or 0:.4f}",
+                  "—" if f["ratio"] is None else f"{f['ratio']:.2f}×"] for f in frontier], left=(0, 3))
     plot(rows)
-    write_json("model_frontier", {"rows": rows, "reference_perplexity": base["perplexity"]})
+    write_json("model_frontier", {"rows": rows, "frontier": frontier,
+                                  "reference_perplexity": base["perplexity"]})
 
 
 def plot(rows: list[dict]) -> None:
@@ -134,7 +166,8 @@ def plot(rows: list[dict]) -> None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=side)
         for r in rows:
             if r["side"] == side:
-                ax.annotate(r["name"].split()[1], (r["bytes"] / 1e6, r["kld"]), fontsize=7)
+                if "mixed" not in r["name"]:
+                    ax.annotate(r["name"].split()[1], (r["bytes"] / 1e6, r["kld"]), fontsize=7)
     ax.set_xlabel("file size (MB)")
     ax.set_ylabel("KL divergence to smollm2-unbinned")
     ax.set_yscale("log")

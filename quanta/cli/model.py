@@ -32,7 +32,7 @@ def quantize(
                              "--format gguf (replaced with --force only if quanta wrote it)."),
     bits: int = typer.Option(4, help="Bits per weight (2..8; nf4: 4)."),
     group_size: int = typer.Option(128, help="Inputs per scale group (0: one group per row)."),
-    method: str = typer.Option("rtn", help="Quantizer (see `quanta model methods`)."),
+    method: str = typer.Option("gptq", help="Quantizer (see `quanta model methods`)."),
     sym: bool = typer.Option(False, "--sym/--asym", help="Symmetric grid (no zero point)."),
     include: str = typer.Option("*", help="Comma-separated name patterns of layers to quantize."),
     exclude: str = typer.Option("lm_head", help="Comma-separated name patterns to leave float."),
@@ -45,16 +45,52 @@ def quantize(
     calib_len: int = typer.Option(256, help="Tokens per calibration window."),
     seed: int = typer.Option(0, help="Seed of the calibration windows' offsets."),
     format: str = typer.Option("quanta", "--format", help="quanta (a folder of safetensors + JSON) "
-                               "or gguf (one file llama.cpp runs: Q8_0, Q4_0 or Q4_1, groups of 32)."),
+                               "or gguf (one file llama.cpp runs: Q8_0, Q5_0/Q5_1, Q4_0/Q4_1, groups "
+                               "of 32)."),
+    target_size: str = typer.Option(None, "--target-size", help="Mixed precision: the output's size "
+                                    "(bytes, or 95MB, 90.5MiB); each tensor's format chosen from its "
+                                    "measured sensitivity."),
+    target_bpw: float = typer.Option(None, "--target-bpw", help="Mixed precision: mean bits per "
+                                     "weight over the tensors it chooses for."),
+    plot: Path = typer.Option(None, "--plot", help="With a target: draw the chosen bits per tensor "
+                              "by layer (PNG)."),
+    embedding_bits: int = typer.Option(None, "--embedding-bits", help="quanta format: the token "
+                                       "embedding's bits (groups of 32; 0: keep float; default: the "
+                                       "layers' bits + 2, at most 8)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder quanta wrote."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Quantize MODEL's Linear layers and save a folder of safetensors + JSON config."""
-    run_file_command("model", Path(model), out, force=force, json_out=json_out, seed=seed,
-                     label=f"quantize {method} {bits}-bit", bits=bits, group_size=group_size,
-                     method=method, sym=sym, include=_patterns(include), exclude=_patterns(exclude),
-                     head=head, float_dtype=float_dtype, calib=calib, calib_samples=calib_samples,
-                     calib_len=calib_len, format=format)
+    from quanta.outputs import atomic_output
+
+    mixed = target_size is not None or target_bpw is not None
+    plot = _plot_target(plot, mixed, force, (out, Path(model)))
+    label = f"quantize {method} " + (f"to {target_size or f'{target_bpw} bpw'}" if mixed else f"{bits}-bit")
+    rep = run_file_command("model", Path(model), out, force=force, json_out=json_out, seed=seed,
+                           label=label, bits=bits, group_size=group_size, method=method, sym=sym,
+                           include=_patterns(include), exclude=_patterns(exclude), head=head,
+                           float_dtype=float_dtype, calib=calib, calib_samples=calib_samples,
+                           calib_len=calib_len, format=format, target_size=target_size,
+                           target_bpw=target_bpw, embedding_bits=embedding_bits)
+    if plot is not None:
+        from quanta.model.mixed import plot_map
+
+        with atomic_output(plot) as tmp:
+            plot_map(rep.mixed, tmp, title=f"{out.name}: bits per weight by tensor")
+
+
+def _plot_target(plot: Path | None, mixed: bool, force: bool, others: tuple[Path, ...]) -> Path | None:
+    """``--plot``'s path, checked before any work (it needs a target; it is replaced only with
+    --force)."""
+    from quanta.errors import ConfigError
+    from quanta.outputs import check_output, check_suffix
+
+    if plot is None:
+        return None
+    if not mixed:
+        raise ConfigError("--plot draws the mixed-precision map: give --target-size or --target-bpw")
+    check_suffix(plot, (".png",), "the plot")
+    return check_output(plot, force=force, inputs=others)
 
 
 @app.command()

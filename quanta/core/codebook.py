@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 
 from quanta.core._backend import is_torch, ops
@@ -22,6 +23,12 @@ NF4 = np.array([
     0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
     0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 ], dtype=np.float32)
+
+
+#: llama.cpp's IQ4_NL levels (``w = d · level``; the extremes are unequal, so a block's scale
+#: takes the sign that puts its largest magnitude on −127).
+IQ4_NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
+                  dtype=np.float32)
 
 
 def _check(codebook: np.ndarray) -> np.ndarray:
@@ -43,9 +50,13 @@ def nearest(x: Any, codebook: Any) -> Any:
     if is_torch(x):
         import torch
 
-        m = torch.as_tensor(mids, dtype=x.dtype if x.is_floating_point() else torch.float64,
-                            device=x.device)
-        return torch.bucketize(x, m, right=True).to(torch.uint8 if cb.size <= 256 else torch.int32)
+        dt = x.dtype if x.is_floating_point() else torch.float64
+        if x.device.type == "cpu":  # numpy's search is several times faster than bucketize here
+            xn = x.detach().to(dt).numpy()
+            idx = torch.from_numpy(np.searchsorted(mids.astype(xn.dtype), xn, side="right"))
+        else:
+            idx = torch.bucketize(x, torch.as_tensor(mids, dtype=dt, device=x.device), right=True)
+        return idx.to(torch.uint8 if cb.size <= 256 else torch.int32)
     idx = np.searchsorted(mids, np.asarray(x), side="right")
     return idx.astype(np.uint8 if cb.size <= 256 else np.uint16)
 
@@ -75,6 +86,58 @@ def quantize_scaled(x: Any, codebook: Any, grid: Grid) -> tuple[Any, Any]:
     scales = absmax_scales(x, grid)
     b = to_blocks(xp.to_float(x), grid) / scales.reshape(-1, 1)
     return from_blocks(nearest(b, codebook), grid, tuple(x.shape)), scales
+
+
+def search_scales(x: Any, codebook: Any, grid: Grid, *, weights: Any = None, tries: int = 7) -> Any:
+    """Per-block scales ``d`` (torch, signed) for ``x ≈ d · codebook[code]`` with the least
+    (weighted) squared error: the block's value of largest magnitude put on the codebook's
+    longer end, stretched over ``2·tries + 1`` steps, each candidate's codes scored with the
+    least-squares scale they imply (which is the scale kept). Compiled: one pass per block."""
+    import torch
+
+    cbn = _check(codebook)
+    b = to_blocks(x.float(), grid).contiguous()
+    wt = torch.ones_like(b) if weights is None else to_blocks(weights.float(), grid).contiguous()
+    end = cbn[0] if abs(cbn[0]) >= abs(cbn[-1]) else cbn[-1]
+    step = float(np.min(np.diff(cbn))) / 2 * float(np.sign(end))
+    d = _search_kernel(b.numpy(), wt.numpy(), cbn, float(end), step, int(tries))
+    return torch.from_numpy(d).to(torch.float32).reshape(param_shape(grid, tuple(x.shape)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_kernel(b, wt, levels, end, step, tries):  # pragma: no cover - compiled
+    nb, g = b.shape
+    n = levels.shape[0]
+    out = np.ones(nb)
+    for k in range(nb):
+        peak = 0.0
+        for j in range(g):
+            if abs(b[k, j]) > abs(peak):
+                peak = b[k, j]
+        if peak == 0.0:
+            continue
+        best = -1.0
+        out[k] = peak / end
+        for t in range(-tries, tries + 1):
+            d = peak / (end + t * step)
+            sxl = 0.0
+            sll = 0.0
+            for j in range(g):
+                v = b[k, j] / d
+                lo, hi = 0, n - 1
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if levels[mid] <= v:
+                        lo = mid
+                    else:
+                        hi = mid
+                lv = levels[hi] if v - levels[lo] >= levels[hi] - v else levels[lo]
+                sxl += wt[k, j] * b[k, j] * lv
+                sll += wt[k, j] * lv * lv
+            if sll > 0 and sxl != 0 and sxl * sxl / sll > best:
+                best = sxl * sxl / sll
+                out[k] = sxl / sll
+    return out
 
 
 def dequantize_scaled(codes: Any, scales: Any, codebook: Any, grid: Grid) -> Any:

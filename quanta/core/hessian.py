@@ -43,6 +43,32 @@ def _block(w, hinv, scale, zero, qmin, qmax, codes, err):  # pragma: no cover - 
                 w[r, k] -= e * hinv[i, k]
 
 
+@numba.njit(cache=True, nogil=True)
+def _block_codebook(w, hinv, scale, levels, codes, err):  # pragma: no cover - compiled
+    """:func:`_block` on a codebook: each value goes to the nearest ``scale · levels[k]``
+    (``levels`` sorted; ties to the larger level)."""
+    out, b = w.shape
+    n = levels.shape[0]
+    for i in range(b):
+        d = hinv[i, i]
+        for r in range(out):
+            v = w[r, i]
+            x = v / scale[r, i]
+            lo, hi = 0, n - 1
+            while hi - lo > 1:  # the pair of levels around x
+                mid = (lo + hi) // 2
+                if levels[mid] <= x:
+                    lo = mid
+                else:
+                    hi = mid
+            q = hi if x - levels[lo] >= levels[hi] - x else lo
+            codes[r, i] = q
+            e = (v - levels[q] * scale[r, i]) / d
+            err[r, i] = e
+            for k in range(i + 1, b):
+                w[r, k] -= e * hinv[i, k]
+
+
 def _inverse_factor(h: np.ndarray, damp: float) -> np.ndarray:
     """Upper Cholesky factor of ``(H + λI)⁻¹`` with λ = damp · mean(diag H), raised ×10 until
     the matrix is positive definite."""
@@ -61,13 +87,15 @@ def _inverse_factor(h: np.ndarray, damp: float) -> np.ndarray:
 
 def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndarray, *,
                   qmin: int, qmax: int, group_size: int, act_order: bool = True,
-                  damp: float = 0.01, block: int = 128) -> np.ndarray:
+                  damp: float = 0.01, block: int = 128, levels: np.ndarray | None = None) -> np.ndarray:
     """Integer codes (float64 array of whole numbers, ``out × in``) of ``w`` on a fixed grid.
 
     w: ``(out, in)``; h: ``(in, in)`` second moment of the inputs (``XᵀX/n``); scale, zero:
     ``(out, in / group_size)``, the grid of each group of ``group_size`` consecutive inputs
     (``codes = clip(round(w / scale + zero))``). Dead inputs (``H_jj = 0``) quantize to the
     grid's zero. ``damp`` is the relative diagonal damping; ``block`` the lazy-update width.
+    levels: a sorted codebook — then the codes index it (``w ≈ scale · levels[code]``; ``zero``,
+    ``qmin`` and ``qmax`` unused) and dead inputs take the level nearest zero.
     """
     w = np.array(w, dtype=np.float64)
     h = np.array(h, dtype=np.float64)
@@ -89,8 +117,12 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
         w1 = np.ascontiguousarray(w[:, i1:i2])
         err = np.zeros_like(w1)
         c1 = np.zeros_like(w1)
-        _block(w1, np.ascontiguousarray(u[i1:i2, i1:i2]), s_cols[:, i1:i2], z_cols[:, i1:i2],
-               float(qmin), float(qmax), c1, err)
+        if levels is None:
+            _block(w1, np.ascontiguousarray(u[i1:i2, i1:i2]), s_cols[:, i1:i2], z_cols[:, i1:i2],
+                   float(qmin), float(qmax), c1, err)
+        else:
+            _block_codebook(w1, np.ascontiguousarray(u[i1:i2, i1:i2]), s_cols[:, i1:i2],
+                            np.asarray(levels, np.float64), c1, err)
         codes[:, i1:i2] = c1
         w[:, i2:] -= err @ u[i1:i2, i2:]
     inv = np.empty_like(perm)

@@ -8,7 +8,7 @@ already-quantized blocks before it produce.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Any
@@ -49,7 +49,7 @@ class QuantizeReport(WeightFigures):
                 ("weight bytes", f"{self.weight_bytes / 1e6:.1f} MB")]
 
 
-def _targets(model: nn.Module, include: tuple[str, ...],
+def find_targets(model: nn.Module, include: tuple[str, ...],
              exclude: tuple[str, ...]) -> list[tuple[str, nn.Linear]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)
             and any(fnmatch(n, p) for p in include) and not any(fnmatch(n, p) for p in exclude)]
@@ -66,7 +66,9 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
                    group_size: int = 128, sym: bool = False, calib: torch.Tensor | None = None,
                    include: tuple[str, ...] = ("*",), exclude: tuple[str, ...] = DEFAULT_EXCLUDE,
                    head: bool = False, progress: Progress | None = None,
-                   on_layer: Callable[[str, Any], None] | None = None) -> QuantizeReport:
+                   on_layer: Callable[[str, Any], None] | None = None,
+                   plan: Mapping[str, WeightQuantizer] | None = None,
+                   embedding: WeightQuantizer | None = None) -> QuantizeReport:
     """Replace matching ``nn.Linear`` layers by :class:`QuantLinear`; returns a report.
 
     quantizer: a :class:`WeightQuantizer`, or a registered name built with ``bits``,
@@ -76,55 +78,90 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
     head: also quantize the output head (``lm_head``), untying it from the embeddings.
     A layer the settings cannot apply to raises :class:`quanta.errors.ConfigError` naming it.
     ``progress(layers_done, layers_total)``; ``on_layer(name, quantized_weight)`` sees every
-    layer's codes and grid (the GGUF export keeps them).
+    layer's codes and grid (the GGUF export keeps them). plan: a quantizer per layer name
+    (mixed precision, :mod:`quanta.model.mixed`), ``quantizer`` for the layers it does not name.
+    embedding: also quantize the token embedding with this quantizer (a tied output head then
+    runs on the same codes: :mod:`quanta.model.qembed`).
     """
     from quanta.errors import ConfigError
 
     q = make_quantizer(quantizer, bits=bits, group_size=group_size, sym=sym) \
         if isinstance(quantizer, str) else quantizer
-    if q.needs_calibration and (calib is None or len(calib) == 0):
-        raise ConfigError(f"method {q.name!r} needs calibration data")
-    if head:
-        exclude = tuple(p for p in exclude if p != "lm_head")
-        _untie_head(model)
-    targets = _targets(model, include, exclude)
-    if not targets:
-        raise ConfigError(f"no Linear layer matches --include {','.join(include)} "
-                          f"(minus --exclude {','.join(exclude) or 'nothing'})")
+    plan = dict(plan or {})
+    calibrated = [x for x in (q, *plan.values()) if x.needs_calibration]
+    if calibrated and (calib is None or len(calib) == 0):
+        raise ConfigError(f"method {calibrated[0].name!r} needs calibration data")
+    targets = _resolve_targets(model, include, exclude, head)
     layers: dict[str, dict] = {}
 
     def replace(block: list[tuple[str, nn.Linear]], stats: dict[str, LayerStats]) -> None:
         for name, lin in block:
-            qw = q.quantize(lin.weight.data, stats=stats.get(name), name=name)
+            lq = plan.get(name, q)
+            qw = lq.quantize(lin.weight.data, stats=stats.get(name), name=name)
             if on_layer:
                 on_layer(name, qw)
             ql = QuantLinear.from_quantized(qw, lin.bias.data if lin.bias is not None else None)
             set_submodule(model, name, ql)
-            layers[name] = {"bits": q.bits, "group_size": qw.group_size, "method": q.name,
-                            "sym": q.sym, "path": ql.path, "in": ql.in_features, "out": ql.out_features}
+            layers[name] = {"bits": lq.bits, "group_size": qw.group_size, "method": lq.name,
+                            "sym": lq.sym, "path": ql.path, "in": ql.in_features,
+                            "out": ql.out_features, **({"type": lq.storage} if lq.storage else {})}
             if progress:
                 progress(len(layers), len(targets))
 
-    if q.needs_calibration:
+    if calibrated:
         from quanta.model.calibrate import block_stats, layerwise
 
-        rest = layerwise(model, targets, torch.as_tensor(calib), replace, hessian=q.needs_hessian)
+        hessian = any(x.needs_hessian for x in calibrated)
+        rest = layerwise(model, targets, torch.as_tensor(calib), replace, hessian=hessian)
         if rest:  # layers outside the blocks (a quantized head): one whole-model pass
-            replace(rest, block_stats(model, rest, [x[None] for x in calib], {}, hessian=q.needs_hessian))
+            replace(rest, block_stats(model, rest, [x[None] for x in calib], {}, hessian=hessian))
     else:
         replace(targets, {})
-    return QuantizeReport(method=q.name, layers=layers, **weight_stats(model))
+    if embedding is not None:
+        layers["embedding"] = _quantize_embedding(model, embedding)
+    names = sorted({spec["method"] for spec in layers.values()})
+    return QuantizeReport(method="+".join(names), layers=layers, **weight_stats(model))
+
+
+def _resolve_targets(model: nn.Module, include: tuple[str, ...], exclude: tuple[str, ...],
+                     head: bool) -> list[tuple[str, nn.Linear]]:
+    """The layers to quantize (with ``head``, the output head too, untied from the embedding)."""
+    from quanta.errors import ConfigError
+
+    if head:
+        exclude = tuple(p for p in exclude if p != "lm_head")
+        _untie_head(model)
+    targets = find_targets(model, include, exclude)
+    if not targets:
+        raise ConfigError(f"no Linear layer matches --include {','.join(include)} "
+                          f"(minus --exclude {','.join(exclude) or 'nothing'})")
+    return targets
+
+
+def _quantize_embedding(model: nn.Module, quantizer: WeightQuantizer) -> dict:
+    """Quantize the token embedding (and a head tied to it); its line of the report."""
+    from quanta.model.qembed import quantize_embedding
+
+    qe, _ = quantize_embedding(model, quantizer)
+    return {"bits": qe.bits, "group_size": qe.group_size, "method": qe.method, "sym": quantizer.sym,
+            "path": "embedding", "in": qe.embedding_dim, "out": qe.num_embeddings}
 
 
 def weight_stats(model: nn.Module) -> dict:
     """Weight bytes and bits per weight over the model's matrices (scales included; norms and
     biases counted as stored)."""
+    from quanta.model.qembed import QuantEmbedding
+
     qbytes = fbytes = qparams = fparams = 0
     seen: set[int] = set()
+    tied = tied_head(model)
     for m in model.modules():
-        if isinstance(m, QuantLinear):
+        if isinstance(m, QuantLinear) and m is not tied:  # a tied head shares the embedding's codes
             qbytes += m.weight_bytes()
             qparams += m.in_features * m.out_features  # true weights: padding counts as overhead
+        if isinstance(m, QuantEmbedding):
+            qbytes += m.weight_bytes()
+            qparams += m.num_embeddings * m.embedding_dim
         for p in m.parameters(recurse=False):
             if id(p) in seen:
                 continue
@@ -138,14 +175,25 @@ def weight_stats(model: nn.Module) -> dict:
             "bits_per_quantized_weight": 8.0 * qbytes / qparams if qparams else None}
 
 
+def tied_head(model: nn.Module) -> nn.Module | None:
+    """The output head when it runs on a quantized embedding's codes (counted with it)."""
+    from quanta.model.qembed import QuantEmbedding
+
+    if isinstance(model.get_input_embeddings(), QuantEmbedding) and \
+            getattr(model.config, "tie_word_embeddings", False):
+        return getattr(model, "lm_head", None)
+    return None
+
+
 def count_by_path(model: nn.Module) -> dict[str, int]:
-    """Quantized layers per forward path (int4pack, int8pack, packed)."""
+    """Quantized layers per forward path (int4pack, int8pack, packed; a tied head not counted)."""
     out: dict[str, int] = {}
+    tied = tied_head(model)
     for m in model.modules():
-        if isinstance(m, QuantLinear):
+        if isinstance(m, QuantLinear) and m is not tied:
             out[m.path] = out.get(m.path, 0) + 1
     return out
 
 
-__all__ = ["DEFAULT_EXCLUDE", "QuantizeReport", "count_by_path", "quantize_model",
+__all__ = ["DEFAULT_EXCLUDE", "QuantizeReport", "count_by_path", "find_targets", "quantize_model",
            "set_submodule", "weight_stats"]

@@ -132,11 +132,11 @@ def _shared_inputs(block: nn.Module, layers: list[tuple[str, nn.Linear]], x: tor
                    kwargs: dict) -> dict[str, str]:
     """For each layer, the first layer that receives the very same input tensor (Q, K and V
     share one; gate and up another), so that their statistics are gathered once."""
-    seen: dict[int, str] = {}
+    seen: dict[int, tuple[str, torch.Tensor]] = {}  # tensors kept alive: no address reused
     owner: dict[str, str] = {}
 
     def record(n: str, t: torch.Tensor) -> None:
-        owner[n] = seen.setdefault(t.data_ptr(), n)
+        owner[n] = seen.setdefault(t.data_ptr(), (n, t))[0]
 
     hooks = [lin.register_forward_pre_hook(lambda _m, args, n=n: record(n, args[0])) for n, lin in layers]
     try:

@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from quanta.errors import InputError
+from quanta.errors import ConfigError, InputError
 from quanta.model.apply import set_submodule
+from quanta.model.qembed import QuantEmbedding, tie_head
 from quanta.model.qlinear import QuantLinear
 from quanta.outputs import atomic_output, check_output
 
@@ -40,7 +41,7 @@ def save_quantized(model: nn.Module, tokenizer: Any, out: Path | str, *, report:
 
 
 def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: Any, source: str,
-                 float_dtype: torch.dtype | None = None) -> Path:
+                 float_dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
     """Write the model's files into the (existing, empty) folder ``out``.
 
     float_dtype: store the parameters that stay float (embeddings, norms, a float head) in this
@@ -59,15 +60,19 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
         return v.detach().contiguous()
 
     state = {k: stored(k, v) for k, v in model.state_dict().items()}
-    if getattr(model.config, "tie_word_embeddings", False):
-        state.pop("lm_head.weight", None)  # re-tied on load
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    if tied:  # re-tied on load (a quantized head is rebuilt from the embedding's codes)
+        state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}
     layers = {n: {"in": m.in_features, "padded_in": m.padded_in, "out": m.out_features, "bits": m.bits,
                   "group_size": m.group_size, "method": m.method, "path": m.path,
                   "bias": m.bias is not None}
-              for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+              for n, m in model.named_modules()
+              if isinstance(m, QuantLinear) and not (tied and n == "lm_head")}
+    emb = model.get_input_embeddings()
     cfg = {"format": FORMAT, "source": source, "architecture": type(model).__name__,
            "model_config": model.config.to_dict(), "layers": layers,
-           "weight_stats": {k: v for k, v in stats.items() if k != "layers"}}
+           **({"embedding": emb.spec()} if isinstance(emb, QuantEmbedding) else {}),
+           "weight_stats": {k: v for k, v in stats.items() if k != "layers"}, **(extra or {})}
     save_file(state, str(out / "model.safetensors"), metadata={"format": FORMAT})
     (out / CONFIG).write_text(json.dumps(cfg, indent=2, default=str))
     tokenizer.save(str(out / "tokenizer.json"))
@@ -149,6 +154,32 @@ def _install_layers(model: nn.Module, layers: dict, state: dict) -> None:
         set_submodule(model, name, ql)
 
 
+def _install_embedding(model: nn.Module, spec: Any, state: dict) -> QuantEmbedding | None:
+    """Build the quantized token embedding from its spec, its tensors moved out of ``state``."""
+    from quanta.core.packing import packed_size
+
+    if spec is None:
+        return None
+    name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
+    try:
+        num, dim, pad = int(spec["num"]), int(spec["dim"]), int(spec["padded_dim"])
+        bits, g = int(spec["bits"]), int(spec["group_size"])
+        qe = QuantEmbedding(num, dim, bits=bits, group_size=g, padded_dim=pad, method=str(spec["method"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"embedding: malformed spec ({e})") from None
+    except ConfigError as e:
+        raise InputError(str(e)) from None
+    expect = {"packed": (packed_size(num * pad, bits),), "scales": (num, pad // g), "zeros": (num, pad // g)}
+    have = {k: tuple(state[f"{name}.{k}"].shape) for k in expect if f"{name}.{k}" in state}
+    if have != expect or not 1 <= bits <= 8:
+        raise InputError(f"embedding: tensors {have} do not fit the spec {spec}")
+    for k in expect:
+        qe.register_buffer(k, state.pop(f"{name}.{k}"))
+    state.pop(f"{name}.weight", None)
+    model.set_input_embeddings(qe)
+    return qe
+
+
 def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
     """Load a folder written by :func:`save_quantized` (needs no original weights)."""
     from tokenizers import Tokenizer
@@ -169,12 +200,13 @@ def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
     with torch.device("meta"):  # no memory: every tensor comes from the file, checked first
         model = LlamaForCausalLM(mcfg)
     _install_layers(model, cfg["layers"], state)
+    qe = _install_embedding(model, cfg.get("embedding"), state)
     try:
         res = model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:
         raise InputError(f"{d}: tensors do not match the model ({str(e).splitlines()[0]})") from None
     if mcfg.tie_word_embeddings:
-        model.tie_weights()
+        tie_head(model, qe) if qe is not None else model.tie_weights()
     leftover = [n for n, p in list(model.named_parameters()) + list(model.named_buffers())
                 if p.is_meta and "rotary" not in n]
     if leftover or res.unexpected_keys:

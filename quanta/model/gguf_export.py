@@ -4,36 +4,68 @@ The grids map onto llama.cpp's block types (blocks of 32 along each row):
 
 * Q8_0: ``w = d·q``, ``q`` int8 — quanta's 8-bit symmetric grid (zero point 128);
 * Q4_0: ``w = d·(q − 8)``, ``q`` in 0..15 — the 4-bit symmetric grid (zero point 8);
-* Q4_1: ``w = d·q + m`` — the 4-bit asymmetric grid (``m = −d·z``).
+* Q4_1: ``w = d·q + m`` — the 4-bit asymmetric grid (``m = −d·z``);
+* Q5_0 / Q5_1: the same at 5 bits (``q − 16``; the fifth bit of each code in a 32-bit word);
+* IQ4_NL: ``w = d·levels[q]``, 16 non-uniform levels (:data:`quanta.core.codebook.IQ4_NL`).
 
 ``d`` and ``m`` are stored as float16, so the quantizers round their grid to float16 first
 (:meth:`WeightQuantizer.quantize` with ``storage=``) and the codes they choose are the codes
 written: dequantizing the file with the ``gguf`` package gives quanta's own weights. Metadata
 and tokenizer are copied from the source GGUF, Q/K rows are permuted back to llama.cpp's rotary
-layout, the token embedding is stored in the same type (round to nearest) — in Q8_0 when it is
-tied to the output head —, norms stay F32.
+layout, the token embedding is stored in the same type (clipping searched, round to nearest) —
+in Q8_0 when it is tied to the output head, or in the type a mixed-precision plan chose —,
+norms stay F32. Every matrix may have its own type (:mod:`quanta.model.mixed`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from quanta.core.codebook import IQ4_NL
 from quanta.errors import ConfigError
 
 BLOCK = 32
 MARK = ("quanta.format", "quanta-gguf/1")  # how quanta recognises a GGUF file it wrote
-TYPES = {(8, True): "Q8_0", (4, True): "Q4_0", (4, False): "Q4_1"}
+
+
+@dataclass(frozen=True)
+class BlockType:
+    """A GGML block type quanta writes: its grid (bits, symmetric) and bytes per block of 32."""
+
+    name: str
+    bits: int
+    sym: bool
+    type_size: int
+    codebook: np.ndarray | None = None  # levels ``w = d · codebook[q]`` instead of a grid
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.type_size / BLOCK
+
+    def nbytes(self, n_weights: int) -> int:
+        """Bytes of ``n_weights`` weights (a multiple of 32) in this type."""
+        return n_weights // BLOCK * self.type_size
+
+
+#: name → type, smallest first
+BLOCK_TYPES = {t.name: t for t in (BlockType("Q4_0", 4, True, 18), BlockType("IQ4_NL", 4, True, 18, IQ4_NL),
+                                   BlockType("Q4_1", 4, False, 20),
+                                   BlockType("Q5_0", 5, True, 22), BlockType("Q5_1", 5, False, 24),
+                                   BlockType("Q8_0", 8, True, 34))}
 
 
 def gguf_type(bits: int, sym: bool, group_size: int) -> str:
     """The GGML type for a quanta grid, or a :class:`ConfigError` naming what is supported."""
-    kind = TYPES.get((bits, sym or bits == 8))
+    kind = next((t.name for t in BLOCK_TYPES.values()
+                 if t.bits == bits and t.sym == (sym or bits == 8) and t.codebook is None), None)
     if kind is None or group_size != BLOCK:
-        raise ConfigError("--format gguf writes Q8_0 (--bits 8), Q4_0 (--bits 4 --sym) or Q4_1 "
-                          f"(--bits 4) in groups of {BLOCK}; got {bits} bits in groups of {group_size}")
+        raise ConfigError("--format gguf writes Q8_0 (--bits 8), Q5_0/Q4_0 (--bits 5/4 --sym) or "
+                          f"Q5_1/Q4_1 (--bits 5/4) in groups of {BLOCK}; got {bits} bits in groups of "
+                          f"{group_size}")
     return kind
 
 
@@ -50,30 +82,39 @@ def pack_blocks(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: 
     if kind == "Q8_0":
         body = (q - 128).astype(np.int8).view(np.uint8)
         return np.concatenate([d, body], axis=-1).reshape(rows, -1)
-    nib = (q[..., :16] | (q[..., 16:] << 4)).astype(np.uint8)
-    if kind == "Q4_0":
-        return np.concatenate([d, nib], axis=-1).reshape(rows, -1)
-    m = _f16((-(scales.astype(np.float32) * zeros.astype(np.float32))).astype(np.float16)[..., None])
-    return np.concatenate([d, m.reshape(rows, n // BLOCK, 2), nib], axis=-1).reshape(rows, -1)
+    lo = q & 0xF
+    parts = [d]
+    if not BLOCK_TYPES[kind].sym:
+        m = -(scales.astype(np.float32) * zeros.astype(np.float32))
+        parts.append(_f16(m.astype(np.float16)[..., None]).reshape(rows, n // BLOCK, 2))
+    if BLOCK_TYPES[kind].bits == 5:  # bit j of a little-endian word: the fifth bit of code j
+        qh = ((q >> 4).astype("<u4") << np.arange(BLOCK, dtype="<u4")).sum(-1, dtype="<u4")
+        parts.append(qh[..., None].view(np.uint8))
+    parts.append((lo[..., :16] | (lo[..., 16:] << 4)).astype(np.uint8))
+    return np.concatenate(parts, axis=-1).reshape(rows, -1)
 
 
 def storage_grid(scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
-    """The grid as the file stores it: ``d`` rounded to float16 (never to zero), and for Q4_1 the
-    zero point that the float16 ``m = −d·z`` implies."""
+    """The grid as the file stores it: ``d`` rounded to float16 (never to zero; a codebook
+    type's scale keeps its sign), and for the asymmetric types the zero point that the float16
+    ``m = −d·z`` implies."""
     import torch
 
     s = scale.to(torch.float16).to(torch.float32)
-    s = torch.where(s > 0, s, torch.full_like(s, 2.0**-24))
-    if kind != "Q4_1":
+    tiny = torch.where(scale < 0, -(2.0**-24), 2.0**-24).to(torch.float32)
+    s = torch.where(s != 0, s, tiny) if BLOCK_TYPES[kind].codebook is not None else \
+        torch.where(s > 0, s, tiny.abs())
+    if BLOCK_TYPES[kind].sym:
         return s, zero
     m = (-s * zero).to(torch.float16).to(torch.float32)
     return s, -m / s
 
 
 def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Path | str, *,
-           kind: str, heads: tuple[int, int], embedding_kind: str | None = None) -> Path:
+           kinds: dict[str, str], heads: tuple[int, int]) -> Path:
     """Write ``dst``: ``source``'s metadata and tokenizer, every quantized matrix from
     ``qweights`` (Hugging Face names → :class:`QuantizedWeight`), the embedding ``embedding``.
+    kinds: each matrix's block type by the same names, the embedding's under "token_embd".
     heads: (attention heads, key/value heads), for llama.cpp's Q/K row order."""
     from gguf import GGMLQuantizationType
 
@@ -84,17 +125,15 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
 
     def rewrite(name: str, t: Any, arr: np.ndarray) -> tuple[np.ndarray, Any]:
         hf, layer_kind = _hf_name(name)
-        module = (hf or "").removesuffix(".weight")
-        is_emb = name == "token_embd.weight"
-        qw = embedding if is_emb else qweights.get(module)
+        module = "token_embd" if name == "token_embd.weight" else (hf or "").removesuffix(".weight")
+        qw = embedding if module == "token_embd" else qweights.get(module)
         if qw is None:
             return arr, None
-        typ = (embedding_kind or kind) if is_emb else kind
         data = pack_blocks(qw.codes.numpy(), qw.scales.numpy(),
-                           None if qw.zeros is None else qw.zeros.numpy(), typ)
+                           None if qw.zeros is None else qw.zeros.numpy(), kinds[module])
         if layer_kind in ("attn_q", "attn_k"):
             data = permute(data, n_heads[layer_kind])
-        return data, GGMLQuantizationType[typ]
+        return data, GGMLQuantizationType[kinds[module]]
 
     return rewrite_gguf(source, dst, rewrite, extra=dict([MARK]))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from quanta.model.files import owns as owns_folder
+from quanta.model.gguf_export import BLOCK_TYPES
 from quanta.progress import Progress
 from quanta.reports import DemoSection, Report
 
@@ -59,65 +60,225 @@ class ModelFileReport(Report):
     folder_bytes: int
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0
+    mixed: dict | None = None
+    embedding: str = "float"
 
     def rows(self) -> list[tuple[str, str]]:
         return [("input", self.input), ("output", self.output),
-                ("method", f"{self.method}, {self.bits} bits, groups of {self.group_size}"),
-                ("layers quantized", f"{self.layers} ({self.paths})"),
+                ("method", f"{self.method}, mixed precision" if self.mixed else
+                 f"{self.method}, {self.bits} bits, groups of {self.group_size}"),
+                ("layers quantized", f"{self.layers} ({self.paths}); token embedding: {self.embedding}"),
                 ("bits per weight", f"{self.bits_per_weight:.2f} overall, "
                  f"{self.bits_per_quantized_weight or 0:.3f} in quantized layers"),
+                *self._mixed_rows(),
                 ("on disk", f"{self.folder_bytes / 1e6:.1f} MB"),
                 ("time, peak memory", f"{self.wall_s:.1f} s, {self.peak_rss_mb:.0f} MB peak RSS")]
 
 
+    def _mixed_rows(self) -> list[tuple[str, str]]:
+        if not self.mixed:
+            return []
+        kinds = "; ".join(f"{k.split('.')[-1]} " + ", ".join(f"{n}×{c}" for c, n in v.items())
+                          for k, v in self.mixed["by_kind"].items())
+        return [("formats chosen", ", ".join(f"{n}×{c}" for c, n in self.mixed["summary"].items())),
+                ("by tensor kind", kinds),
+                ("predicted loss rise", f"{self.mixed['predicted_loss_increase']:.4f} nats/token "
+                 f"({self.mixed['tensor_bytes'] / 1e6:.1f} MB of {self.mixed['budget_bytes'] / 1e6:.1f} MB "
+                 "budget)")]
+
+
 def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                   progress: Progress | None = None, bits: int = 4, group_size: int = 128,
-                  method: str = "rtn", sym: bool = False, include: tuple[str, ...] = ("*",),
+                  method: str = "gptq", sym: bool = False, include: tuple[str, ...] = ("*",),
                   exclude: tuple[str, ...] = ("lm_head",), head: bool = False,
                   float_dtype: str = "float32", calib: str | Path | None = None,
                   calib_samples: int | None = None, calib_len: int | None = None,
-                  format: str = "quanta", **_: Any) -> ModelFileReport:
+                  format: str = "quanta", target_size: str | int | None = None,
+                  target_bpw: float | None = None, embedding_bits: int | None = None,
+                  **_: Any) -> ModelFileReport:
     """Quantize the model ``src`` (GGUF, HF folder, bundled name) into the folder ``dst``
-    (safetensors + JSON, no pickle). ``progress(layers_done, layers_total)``. Calibrated
-    methods read windows of ``calib`` (a text file; default: the shipped WikiText-2 valid
-    slice) at offsets drawn from ``seed``."""
+    (safetensors + JSON, no pickle) or, with ``format="gguf"``, the GGUF file ``dst``.
+    ``progress(done, total)``. Calibrated methods read windows of ``calib`` (a text file;
+    default: the shipped WikiText-2 valid slice) at offsets drawn from ``seed``.
+
+    target_size (bytes, or "95MB", "90.5MiB") or target_bpw (bits per weight over the tensors
+    it chooses for): mixed precision — each tensor's format chosen from its measured sensitivity
+    (:mod:`quanta.model.mixed`); the report's ``mixed`` holds the map.
+
+    embedding_bits: the token embedding's grid in a quanta folder (groups of 32; 0 keeps it
+    float; default: two bits more than the layers, at most 8 — a tied embedding is also the
+    output head, the most sensitive matrix). A GGUF file stores it in Q8_0 when tied, else in
+    the layers' type; with a target, the plan chooses."""
     import time
 
     import torch
 
     from quanta.core._checks import check_choice
-    from quanta.errors import ConfigError
     from quanta.model.apply import count_by_path, quantize_model
     from quanta.model.files import write_folder
-    from quanta.model.load import load_model
     from quanta.model.quantizers import make_quantizer
 
     t0 = time.perf_counter()
     check_choice(float_dtype, FLOAT_DTYPES, "float dtype")
     check_choice(format, FORMATS, "format")
-    kind = _gguf_kind(format, dst, bits, sym, group_size)
-    sym = sym or kind in ("Q8_0", "Q4_0")  # llama.cpp's symmetric types
+    mixed = target_size is not None or target_bpw is not None
+    kind = _gguf_kind(format, dst, bits, sym, group_size, mixed)
+    sym = sym or bool(kind and BLOCK_TYPES[kind].sym)  # llama.cpp's symmetric types
     quantizer = make_quantizer(method, bits=bits, group_size=group_size, sym=sym, storage=kind)
+    loaded = _load_for_saving(src, format)
+    windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed, force=mixed)
+    phases = _Phases(progress)
+    plan = _mixed(loaded, windows, method, format, target_size, target_bpw, include, exclude,
+                  float_dtype, phases) if mixed else None
+    kept: dict[str, Any] = {}
+    rep = quantize_model(loaded.model, quantizer, include=include, exclude=exclude, head=head,
+                         calib=windows if quantizer.needs_calibration or mixed else None,
+                         progress=phases.next(), on_layer=kept.__setitem__ if kind else None,
+                         plan=None if plan is None else _layer_plan(plan, method),
+                         embedding=None if kind else _embedding_quantizer(plan, quantizer.bits,
+                                                                          embedding_bits, head))
+    mix = _mixed_json(plan)
+    if kind:
+        return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst, plan, mix), t0)
+    out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
+                       float_dtype=getattr(torch, float_dtype), extra={"mixed": mix} if mix else None)
+    return _timed(ModelFileReport(
+        input=str(src), output=str(dst), method=rep.method, bits=quantizer.bits,
+        group_size=quantizer.group_size, layers=len(rep.layers) - ("embedding" in rep.layers),
+        paths=count_by_path(loaded.model),
+        bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
+        weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()),
+        mixed=mix, embedding=_embedding_label(rep.layers.get("embedding"))), t0)
+
+
+class _Phases:
+    """One progress bar over successive phases: each phase's ``(done, total)`` is shown as a
+    share of the whole (phases counted as they start)."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.done = 0
+
+    def next(self) -> Progress | None:
+        if self.progress is None:
+            return None
+        base = self.done
+        self.done += 1
+
+        def report(done: int, total: int) -> None:
+            self.progress(int(1000 * (base + done / max(total, 1))), 1000 * self.done)
+
+        return report
+
+
+def _load_for_saving(src: Path | str, format: str) -> Any:
+    from quanta.errors import ConfigError
+    from quanta.model.load import load_model
+
     loaded = load_model(src)
-    if kind and loaded.kind != "gguf":
+    if format == "gguf" and loaded.kind != "gguf":
         raise ConfigError(f"{src}: --format gguf copies the tokenizer and metadata of a GGUF "
                           "source; this model is not one")
     if loaded.kind not in ("gguf", "hf-causal-lm"):
         raise ConfigError(f"{src}: saving quantized {loaded.kind} models is not supported "
                           "(use `quanta model eval --bits` to measure them)")
-    windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed)
-    kept: dict[str, Any] = {}
-    rep = quantize_model(loaded.model, quantizer, include=include, exclude=exclude, head=head,
-                         calib=windows, progress=progress, on_layer=kept.__setitem__ if kind else None)
-    if kind:
-        return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst), t0)
-    out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
-                       float_dtype=getattr(torch, float_dtype))
-    return _timed(ModelFileReport(
-        input=str(src), output=str(dst), method=rep.method, bits=quantizer.bits,
-        group_size=quantizer.group_size, layers=len(rep.layers), paths=count_by_path(loaded.model),
-        bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
-        weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir())), t0)
+    return loaded
+
+
+def _mixed(loaded: Any, windows: Any, method: str, format: str, target_size: str | int | None,
+           target_bpw: float | None, include: tuple[str, ...], exclude: tuple[str, ...],
+           float_dtype: str, phases: _Phases) -> Any:
+    """Measure every tensor's sensitivity and choose its format under the target."""
+    from quanta.model import mixed
+    from quanta.model.apply import find_targets
+
+    names = [n for n, _ in find_targets(loaded.model, include, exclude)]
+    gguf = format == "gguf"
+    cands = mixed.gguf_candidates(method) if gguf else mixed.quanta_candidates()
+    weights = mixed.unit_weights(loaded.model, names, embedding=True)
+    sens = mixed.measure(loaded.model, windows[:SENSITIVITY_WINDOWS], names, progress=phases.next())
+    table = mixed.loss_table(loaded.model, sens, weights, cands, progress=phases.next())
+    budget = _budget(loaded, weights, target_size, target_bpw, gguf, float_dtype)
+    return mixed.choose(table, weights, cands, budget)
+
+
+#: calibration windows the sensitivity pass uses (it back-propagates: 4× a forward pass)
+SENSITIVITY_WINDOWS = 16
+
+
+def _budget(loaded: Any, weights: dict, target_size: str | int | None, target_bpw: float | None,
+            gguf: bool, float_dtype: str) -> int:
+    """Bytes left for the units: the target minus what the output holds besides them."""
+    from quanta.errors import ConfigError
+    from quanta.model.mixed import parse_size
+
+    if target_size is not None and target_bpw is not None:
+        raise ConfigError("give --target-size or --target-bpw, not both")
+    n = sum(w.numel() for w in weights.values())
+    if target_bpw is not None:
+        if not 1.0 <= float(target_bpw) <= 32.0:
+            raise ConfigError(f"--target-bpw {target_bpw}: give 1 to 32 bits per weight")
+        return int(float(target_bpw) * n / 8)
+    return parse_size(target_size) - _fixed_bytes(loaded, weights, gguf, float_dtype)
+
+
+def _fixed_bytes(loaded: Any, weights: dict, gguf: bool, float_dtype: str) -> int:
+    """What the output holds besides the units: GGUF metadata, tokenizer and float tensors as
+    the source stores them; a quanta folder's tokenizer, float tensors and configuration."""
+    import torch
+
+    ptrs = {w.data_ptr() for w in weights.values()}
+    if gguf:
+        from gguf import GGUFReader
+
+        from quanta.model.gguf_load import _hf_name
+
+        def unit(name: str) -> bool:
+            return name == "token_embd.weight" or (_hf_name(name)[0] or "").removesuffix(".weight") in weights
+
+        tensors = GGUFReader(loaded.source).tensors
+        unit_bytes = sum(int(t.n_bytes) for t in tensors if unit(t.name))
+        # quanta's mark, and up to one alignment's padding per tensor
+        return Path(loaded.source).stat().st_size - unit_bytes + 256 + 32 * len(tensors)
+    size = torch.empty((), dtype=getattr(torch, float_dtype)).element_size()
+    floats = sum(p.numel() * size for p in loaded.model.parameters() if p.data_ptr() not in ptrs)
+    return floats + len(loaded.tokenizer.to_str()) + 256 * 1024
+
+
+def _embedding_label(spec: dict | None) -> str:
+    return "float" if spec is None else f"{spec['bits']}-bit g{spec['group_size']}"
+
+
+def _embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: bool) -> Any:
+    """The token embedding's quantizer for a quanta folder (None: it stays float)."""
+    from quanta.model.mixed import EMBEDDING
+    from quanta.model.quantizers import make_quantizer
+
+    if plan is not None:
+        return plan.choice[EMBEDDING].quantizer(EMBEDDING_METHOD) if EMBEDDING in plan.choice else None
+    from quanta.core._checks import check_bits
+
+    eb = min(bits + 2, 8) if embedding_bits is None else int(embedding_bits)
+    if eb == 0:
+        return None
+    return make_quantizer(EMBEDDING_METHOD, bits=check_bits(eb, 2, 8, "embedding bits"), group_size=32)
+
+
+#: how the token embedding rounds (it has no calibration statistics of its own)
+EMBEDDING_METHOD = "mse"
+
+
+def _layer_plan(plan: Any, method: str) -> dict:
+    from quanta.model.mixed import plan_quantizers
+
+    return plan_quantizers(plan, method)
+
+
+def _mixed_json(plan: Any) -> dict | None:
+    """The plan as the report and the config carry it."""
+    from quanta.model.mixed import describe
+
+    return None if plan is None else describe(plan)
 
 
 def _timed(report: ModelFileReport, t0: float) -> ModelFileReport:
@@ -130,54 +291,61 @@ def _timed(report: ModelFileReport, t0: float) -> ModelFileReport:
     return dataclasses.replace(report, wall_s=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb())
 
 
-def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool,
-               group_size: int) -> str | None:
+def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool, group_size: int,
+               mixed: bool = False) -> str | None:
+    """The GGML type of a GGUF export (None for the quanta format); with mixed precision the
+    types come from the plan and this is only the default grid's."""
     from quanta.errors import ConfigError
-    from quanta.model.gguf_export import gguf_type
+    from quanta.model.gguf_export import BLOCK, gguf_type
 
     if format != "gguf":
         return None
     if Path(dst).suffix.lower() != ".gguf":
         raise ConfigError(f"{dst}: --format gguf writes one .gguf file (use a .gguf name)")
-    return gguf_type(bits, sym, group_size)
+    return gguf_type(bits, sym, BLOCK if mixed else group_size)
 
 
 def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: Path | str,
-            dst: Path | str) -> ModelFileReport:
-    """Write the GGUF file: the kept layers, and the token embedding — on the layers' block type,
-    or on Q8_0 when it is tied to the output head (then it is the most sensitive matrix of all,
-    which llama.cpp also keeps at 6–8 bits)."""
+            dst: Path | str, plan: Any, mix: dict | None) -> ModelFileReport:
+    """Write the GGUF file: the kept layers in their types, and the token embedding — on the
+    plan's type, else on the layers' block type, or on Q8_0 when it is tied to the output head
+    (then it is the most sensitive matrix of all, which llama.cpp also keeps at 6–8 bits)."""
     from quanta.model.apply import count_by_path
-    from quanta.model.gguf_export import export
+    from quanta.model.gguf_export import BLOCK, BLOCK_TYPES, export
+    from quanta.model.mixed import EMBEDDING
     from quanta.model.quantizers import make_quantizer
 
     tied = bool(getattr(loaded.model.config, "tie_word_embeddings", False))
-    emb_kind = "Q8_0" if tied else kind
-    emb_q = make_quantizer("rtn", bits=8 if tied else quantizer.bits, group_size=32,
-                           sym=tied or quantizer.sym, storage=emb_kind)
-    emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name="token_embd")
+    kinds = {n: spec.get("type", kind) for n, spec in rep.layers.items()}
+    kinds[EMBEDDING] = plan.choice[EMBEDDING].label if plan else ("Q8_0" if tied else kind)
+    t = BLOCK_TYPES[kinds[EMBEDDING]]
+    emb_q = make_quantizer(EMBEDDING_METHOD, bits=t.bits, group_size=BLOCK, sym=t.sym, storage=t.name)
+    emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name=EMBEDDING)
     cfg = loaded.model.config
-    export(kept, emb, loaded.source, dst, kind=kind, embedding_kind=emb_kind,
+    export(kept, emb, loaded.source, dst, kinds=kinds,
            heads=(cfg.num_attention_heads, cfg.num_key_value_heads))
     size = Path(dst).stat().st_size
-    params = rep.params
     return ModelFileReport(
         input=str(src), output=str(dst), method=rep.method, bits=quantizer.bits,
-        group_size=quantizer.group_size, layers=len(rep.layers), paths=count_by_path(loaded.model),
-        bits_per_weight=8.0 * size / max(params, 1), bits_per_quantized_weight=rep.bits_per_quantized_weight,
-        weight_bytes=size, folder_bytes=size)
+        group_size=quantizer.group_size, layers=len(rep.layers) - ("embedding" in rep.layers),
+        paths=count_by_path(loaded.model),
+        bits_per_weight=8.0 * size / max(rep.params, 1),
+        bits_per_quantized_weight=rep.bits_per_quantized_weight, weight_bytes=size, folder_bytes=size,
+        mixed=mix, embedding=kinds[EMBEDDING])
 
 
 def calibration_for(loaded: Any, quantizer: Any, calib: str | Path | None, samples: int | None,
-                    length: int | None, seed: int) -> Any:
-    """Calibration windows for a quantizer that needs them (None otherwise)."""
+                    length: int | None, seed: int, *, force: bool = False) -> Any:
+    """Calibration windows for a quantizer that needs them, or for any with ``force``
+    (None otherwise)."""
     from quanta.errors import InputError
     from quanta.model.calibrate import DEFAULT_LENGTH, DEFAULT_SAMPLES, calibration_windows, read_text
 
-    if not quantizer.needs_calibration:
+    if not (quantizer.needs_calibration or force):
         return None
     if loaded.tokenizer is None:
-        raise InputError(f"{loaded.source}: no tokenizer to cut calibration windows with")
+        raise InputError(f"{loaded.source}: no tokenizer to cut calibration windows with "
+                         "(--method rtn needs no calibration)")
     text = None if calib is None else read_text(calib)
     return calibration_windows(loaded.tokenizer, text, samples=samples or DEFAULT_SAMPLES,
                                length=length or DEFAULT_LENGTH, bos_id=loaded.bos_id, seed=seed)

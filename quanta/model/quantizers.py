@@ -21,8 +21,12 @@ Registered here:
 * "nf4": QLoRA's NormalFloat codebook scaled by each group's absolute maximum.
 * "imatrix" (calibrated): the clipping search of "mse", each input weighted by its mean squared
   activation.
-* "gptq" (calibrated): the grid fixed first, then rounding with Hessian-aware error feedback
-  (:mod:`quanta.core.hessian`).
+* "gptq" (calibrated): the grid fixed first (clipping searched with the importance weights),
+  then rounding with Hessian-aware error feedback (:mod:`quanta.core.hessian`).
+
+With ``storage=`` a GGML block type (:mod:`quanta.model.gguf_export`), the grid's scales are
+those the file can hold (float16); for a codebook type (IQ4_NL) "rtn", "mse", "imatrix" and
+"gptq" round onto its levels, each group's scale searched (:func:`quanta.core.codebook.search_scales`).
 
 Every weight dequantizes through the core (:func:`dequantize_codes`: ``core.grid.dequantize``
 or ``core.codebook.dequantize_scaled``). When ``group_size`` does not divide ``in_features``
@@ -59,7 +63,7 @@ class LayerStats:
     """Calibration statistics of one Linear layer's input, accumulated row by row.
 
     n: rows (tokens) seen; sum_sq: ``Σ x²`` per input channel; xtx: ``Σ x xᵀ`` (``(in, in)``,
-    float64, only when the quantizer asked for a Hessian).
+    in ``dtype``, only when the quantizer asked for a Hessian).
     """
 
     in_features: int
@@ -67,11 +71,12 @@ class LayerStats:
     n: int = 0
     sum_sq: torch.Tensor = field(default=None)  # type: ignore[assignment]
     xtx: torch.Tensor | None = None
+    dtype: torch.dtype = torch.float64  # of the sums (float32 halves the Hessian's memory)
 
     def __post_init__(self) -> None:
         self.sum_sq = torch.zeros(self.in_features, dtype=torch.float64)
         if self.with_hessian:
-            self.xtx = torch.zeros(self.in_features, self.in_features, dtype=torch.float64)
+            self.xtx = torch.zeros(self.in_features, self.in_features, dtype=self.dtype)
 
     def add(self, x: torch.Tensor) -> None:
         """Accumulate a batch of inputs ``(..., in_features)``."""
@@ -79,7 +84,7 @@ class LayerStats:
         self.n += x2.shape[0]
         self.sum_sq += (x2 * x2).sum(0, dtype=torch.float64)
         if self.xtx is not None:  # float32 products of one batch, summed over batches in float64
-            self.xtx += (x2.t() @ x2).to(torch.float64)
+            self.xtx += (x2.t() @ x2).to(self.dtype)
 
     @property
     def mean_sq(self) -> torch.Tensor:
@@ -152,6 +157,7 @@ class WeightQuantizer:
     min_bits: ClassVar[int] = 2
     max_bits: ClassVar[int] = 8
     summary: ClassVar[str] = ""
+    takes_levels: ClassVar[bool] = False  # can round onto a storage type's codebook (IQ4_NL)
 
     def __init_subclass__(cls, name: str | None = None, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -170,6 +176,11 @@ class WeightQuantizer:
             raise ConfigError(f"{self.name} is a codebook; it has no GGML block type")
         #: a GGML block type ("Q4_1", ...) whose float16 scales the grid must use, or None
         self.storage = storage
+        #: the storage type's codebook (IQ4_NL), which then replaces the uniform grid
+        self.levels = _storage_levels(storage)
+        if self.levels is not None and not self.takes_levels:
+            raise ConfigError(f"method {self.name!r} cannot write {storage} (a codebook type); "
+                              "use rtn, mse, imatrix or gptq")
 
     def stored(self, qp: QParams) -> QParams:
         """``qp`` as the storage format keeps it (float16 scales for GGML types)."""
@@ -212,6 +223,36 @@ class WeightQuantizer:
         """Quantize a weight whose width is a multiple of ``group_size``."""
         raise NotImplementedError
 
+    def _on_levels(self, w: torch.Tensor, group_size: int, in_features: int,
+                   importance: torch.Tensor | None = None,
+                   hessian: torch.Tensor | None = None) -> QuantizedWeight:
+        """Quantize onto the storage type's codebook: per-group scales searched for the least
+        (importance-weighted) error, then nearest levels — or GPTQ's rounding with ``hessian``."""
+        from quanta.core.codebook import nearest, search_scales
+        from quanta.core.grid import from_blocks, to_blocks
+
+        grid = Grid(bits=4, granularity="group", axis=1, group_size=group_size)
+        imp = None if importance is None else importance.expand_as(w)
+        d, _ = self.stored_scales(search_scales(w, self.levels, grid, weights=imp))
+        if hessian is None:
+            b = to_blocks(w, grid) / d.reshape(-1, 1)
+            codes = from_blocks(nearest(b, self.levels), grid, tuple(w.shape))
+        else:
+            from quanta.core.hessian import gptq_quantize
+
+            codes = torch.from_numpy(gptq_quantize(
+                w.double().numpy(), hessian.numpy(), d.double().numpy(), torch.zeros_like(d).double().numpy(),
+                qmin=0, qmax=len(self.levels) - 1, group_size=group_size, act_order=self.act_order,
+                damp=self.damp, levels=self.levels))
+        return QuantizedWeight(codes.to(torch.uint8), d.to(torch.float32), None, 4, group_size, self.name,
+                               in_features, np.asarray(self.levels, np.float32))
+
+    def stored_scales(self, scale: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """Signed codebook scales as the storage type keeps them (float16, never zero)."""
+        from quanta.model.gguf_export import storage_grid
+
+        return storage_grid(scale, None, self.storage)
+
     def _on_grid(self, w: torch.Tensor, qp: QParams, in_features: int) -> QuantizedWeight:
         codes = quantize(w, qp)
         return QuantizedWeight(codes.to(torch.uint8), qp.scale.to(torch.float32),
@@ -225,7 +266,11 @@ class RTN(WeightQuantizer, name="rtn"):
     summary = "round to nearest on a min/max grid"
     scale_method: ClassVar[str] = "minmax"
 
+    takes_levels = True
+
     def quantize_padded(self, w, group_size, in_features, stats):
+        if self.levels is not None:
+            return self._on_levels(w, group_size, in_features)
         qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method=self.scale_method)
         return self._on_grid(w, self.stored(qp), in_features)
 
@@ -272,39 +317,63 @@ class IMatrix(WeightQuantizer, name="imatrix"):
     summary = "importance-weighted clipping search (llama.cpp's imatrix diagonal)"
     needs_calibration = True
 
+    takes_levels = True
+
     def quantize_padded(self, w, group_size, in_features, stats):
         imp = torch.zeros(w.shape[1], dtype=torch.float32)
         imp[:in_features] = stats.mean_sq.to(torch.float32)
         imp = imp / imp.mean().clamp_min(1e-30) + 1e-3  # no channel weighs exactly nothing
+        if self.levels is not None:
+            return self._on_levels(w, group_size, in_features, importance=imp)
         qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method="mse",
                             weights=imp.expand_as(w))
         return self._on_grid(w, self.stored(qp), in_features)
 
 
 class GPTQ(WeightQuantizer, name="gptq"):
-    """GPTQ: each group's grid fixed first (min/max), then columns rounded in activation order
+    """GPTQ: each group's grid fixed first (clipping searched for the least error weighted by
+    the Hessian's diagonal — the importance matrix), then columns rounded in activation order
     with their error fed onto the rest through the calibration Hessian (static groups)."""
 
     summary = "GPTQ: Hessian-aware rounding on calibration data (act-order, static groups)"
     needs_calibration = True
     needs_hessian = True
-    scale_method: ClassVar[str] = "minmax"
+    scale_method: ClassVar[str] = "weighted"  # or "minmax": each group's min and max
     damp: ClassVar[float] = 0.01
     act_order: ClassVar[bool] = True
+
+    takes_levels = True
 
     def quantize_padded(self, w, group_size, in_features, stats):
         from quanta.core.hessian import gptq_quantize
 
         grid = weight_grid(self.bits, group_size, self.sym)
-        qp = self.stored(choose_qparams(w, grid, method=self.scale_method))
         h = torch.zeros(w.shape[1], w.shape[1], dtype=torch.float64)
         h[:in_features, :in_features] = stats.hessian  # padding columns are dead inputs
+        imp = torch.diagonal(h).to(torch.float32)
+        imp = imp / imp.mean().clamp_min(1e-30) + 1e-3
+        if self.levels is not None:
+            return self._on_levels(w, group_size, in_features, importance=imp, hessian=h)
+        if self.scale_method == "minmax":
+            qp = self.stored(choose_qparams(w, grid, method="minmax"))
+        else:  # clipping searched for the least error weighted by the Hessian's diagonal
+            qp = self.stored(choose_qparams(w, grid, method="mse", weights=imp.expand_as(w)))
         codes = gptq_quantize(w.double().numpy(), h.numpy(), qp.scale.double().numpy(),
                               qp.zero_point.double().numpy(), qmin=grid.qmin, qmax=grid.qmax,
                               group_size=group_size, act_order=self.act_order, damp=self.damp)
         return QuantizedWeight(torch.from_numpy(codes).to(torch.uint8), qp.scale.to(torch.float32),
                                qp.zero_point.to(torch.float32), self.bits, group_size, self.name,
                                in_features)
+
+
+def _storage_levels(storage: str | None) -> np.ndarray | None:
+    if storage is None:
+        return None
+    from quanta.model.gguf_export import BLOCK_TYPES
+
+    if storage not in BLOCK_TYPES:
+        raise ConfigError(f"unknown GGML storage type {storage!r} (choose from {', '.join(BLOCK_TYPES)})")
+    return BLOCK_TYPES[storage].codebook
 
 
 # Proximal solver: min over z of ‖W − dequantize(quantize(W; s, z))‖_p^p, p < 1 (Badri & Shaji).

@@ -47,15 +47,21 @@ def test_info_lists_quantized_layers(q4, capsys):
 def test_float_dtype_bfloat16_stores_smaller(q4, tmp_path, capsys):
     path, out, _ = q4
     bf = tmp_path / "q4bf"
-    assert main(["model", "quantize", str(path), "-o", str(bf), "--group-size", "32",
-                 "--float-dtype", "bfloat16", "--json"]) == 0
+    assert main(["model", "quantize", str(path), "-o", str(bf), "--group-size", "32", "--method", "rtn",
+                 "--embedding-bits", "0", "--float-dtype", "bfloat16", "--json"]) == 0
     capsys.readouterr()
     from quanta.model.files import load_quantized
 
     m_bf, _, _ = load_quantized(bf)
-    assert m_bf.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert m_bf.model.embed_tokens.weight.dtype == torch.bfloat16  # kept float: --embedding-bits 0
+    assert m_bf.model.norm.weight.dtype == torch.bfloat16
     assert m_bf.model.layers[0].mlp.down_proj.scales_zeros.dtype == torch.bfloat16
-    assert (bf / "model.safetensors").stat().st_size < (out / "model.safetensors").stat().st_size
+    fl = tmp_path / "q4fl"
+    assert main(["model", "quantize", str(path), "-o", str(fl), "--group-size", "32", "--method", "rtn",
+                 "--embedding-bits", "0", "--json"]) == 0
+    assert (bf / "model.safetensors").stat().st_size < (fl / "model.safetensors").stat().st_size
+    # the default quantizes the token embedding: smaller still
+    assert (out / "model.safetensors").stat().st_size < (bf / "model.safetensors").stat().st_size
 
 
 def test_bad_group_size_names_the_layer_and_writes_nothing(tiny, tmp_path, capsys):

@@ -22,7 +22,8 @@ def _dequantized(path):
 
 
 @pytest.mark.parametrize("bits,sym,kind,method", [(4, False, "Q4_1", "rtn"), (4, True, "Q4_0", "rtn"),
-                                                  (8, True, "Q8_0", "rtn"), (4, False, "Q4_1", "gptq")])
+                                                  (8, True, "Q8_0", "rtn"), (4, False, "Q4_1", "gptq"),
+                                                  (5, True, "Q5_0", "rtn"), (5, False, "Q5_1", "gptq")])
 def test_exported_tensors_are_quantas_weights(tiny, tmp_path, bits, sym, kind, method):
     _, path = tiny
     kept = {}

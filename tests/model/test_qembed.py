@@ -1,0 +1,81 @@
+"""The quantized token embedding: lookups equal the dequantized table, a tied head runs on the
+same codes, and a folder stores them once and loads them back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from quanta.errors import InputError
+from quanta.media import get
+from quanta.model.apply import quantize_model, weight_stats
+from quanta.model.files import load_quantized, save_quantized
+from quanta.model.gguf_load import load_gguf
+from quanta.model.qembed import QuantEmbedding
+from quanta.model.qlinear import QuantLinear
+from quanta.model.quantizers import make_quantizer
+
+
+@pytest.mark.parametrize("bits", [3, 4, 6, 8])
+def test_lookup_equals_the_dequantized_table(bits):
+    w = torch.randn(50, 64, generator=torch.Generator().manual_seed(bits))
+    qw = make_quantizer("mse", bits=bits, group_size=32).quantize(w)
+    qe = QuantEmbedding.from_quantized(qw)
+    ids = torch.tensor([[0, 49, 7], [7, 3, 0]])
+    table = qw.dequantize()
+    torch.testing.assert_close(qe(ids), table[ids], rtol=0, atol=2e-3 * float(table.abs().max()))
+    assert float((table - w).abs().max()) < 2.0 ** (2 - bits) * float(w.abs().max())
+    with pytest.raises(IndexError):
+        qe(torch.tensor([50]))
+
+
+def test_tied_head_runs_on_the_embeddings_codes(tiny, tmp_path):
+    _, path = tiny
+    g = load_gguf(path)
+    float_bytes = weight_stats(g.model)["weight_bytes"]
+    rep = quantize_model(g.model, "rtn", bits=4, group_size=32,
+                         embedding=make_quantizer("mse", bits=6, group_size=32))
+    emb, head = g.model.get_input_embeddings(), g.model.lm_head
+    assert isinstance(emb, QuantEmbedding) and isinstance(head, QuantLinear)
+    torch.testing.assert_close(head.dequantize_weight(), emb.quantized_weight().dequantize(),
+                               rtol=0, atol=1e-6)
+    assert rep.layers["embedding"]["bits"] == 6
+    assert rep.weight_bytes < 0.35 * float_bytes  # the embedding counted once, quantized
+    x = torch.tensor([[256, 5, 77, 100, 3, 9]])
+    with torch.no_grad():
+        before = g.model(x).logits
+    out = save_quantized(g.model, g.tokenizer, tmp_path / "q", report=rep, source=str(path))
+    cfg = json.loads((out / "quant_config.json").read_text())
+    assert cfg["embedding"]["bits"] == 6 and "lm_head" not in cfg["layers"]
+    m2, _, _ = load_quantized(out)
+    assert isinstance(m2.lm_head, QuantLinear) and isinstance(m2.get_input_embeddings(), QuantEmbedding)
+    with torch.no_grad():
+        torch.testing.assert_close(m2(x).logits, before)
+
+
+def test_a_malformed_embedding_spec_is_refused(tiny, tmp_path):
+    _, path = tiny
+    out = tmp_path / "q"
+    get("model").write(path, out, method="rtn", bits=4, group_size=32)
+    cfg = json.loads((out / "quant_config.json").read_text())
+    cfg["embedding"]["num"] += 1
+    (out / "quant_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="embedding"):
+        load_quantized(out)
+
+
+def test_defaults_quantize_the_embedding_two_bits_above_the_layers(tiny, tmp_path):
+    _, path = tiny
+    m = get("model")
+    rep = m.write(path, tmp_path / "a", bits=4, group_size=32, calib_samples=8, calib_len=32)
+    assert rep.method == "gptq+mse"  # calibrated layers by default; the embedding by its clipping search
+    cfg = json.loads((tmp_path / "a" / "quant_config.json").read_text())
+    assert cfg["embedding"]["bits"] == 6
+    m.write(path, tmp_path / "b", method="rtn", bits=4, group_size=32, embedding_bits=0)
+    assert "embedding" not in json.loads((tmp_path / "b" / "quant_config.json").read_text())
+    def size(d):
+        return sum(p.stat().st_size for p in d.iterdir())
+
+    assert size(tmp_path / "b") > size(tmp_path / "a")  # the float embedding is the larger folder
