@@ -42,12 +42,22 @@ QUANTA = (("quanta Q8_0 (GPTQ)", ["--bits", "8", "--sym", "--group-size", "32"])
           ("quanta Q4_1 (GPTQ)", ["--bits", "4", "--group-size", "32"]))
 
 
+#: the plain command of the "defaults" target: a quanta folder, nothing but --bits 4
+DEFAULTS = ("quanta defaults (--bits 4, quanta folder)", ["--bits", "4"])
+
+
+def nbytes(path: Path) -> int:
+    """A file's size, or the total of a folder's files."""
+    return sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
+
+
 def quanta_quantize(out: Path, args: list[str]) -> dict:
     """One ``quanta model quantize`` process, as a user runs it; its JSON report."""
     import json
 
+    gguf = ["--format", "gguf", "--method", "gptq"] if out.suffix == ".gguf" else []
     cmd = [sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o", str(out),
-           "--format", "gguf", "--method", "gptq", "--json", *args]
+           *gguf, "--json", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         raise SystemExit(f"quanta failed: {r.stderr[-2000:]}")
@@ -92,17 +102,19 @@ def main() -> None:
         llama(bin_dir, "llama-quantize", "--imatrix", str(imatrix), str(ref_path), str(out), qtype, "2")
         files.append((f"llama.cpp {qtype} + imatrix", out, "llama.cpp"))
     times = {}
-    jobs = [(name, f"quanta_{name.split()[1]}", opts) for name, opts in QUANTA]
-    jobs += [(f"quanta mixed @ {qt} size", f"quanta_mixed_{qt}", ["--target-size", str(path.stat().st_size)])
+    jobs = [(name, f"quanta_{name.split()[1]}.gguf", opts) for name, opts in QUANTA]
+    jobs.append((DEFAULTS[0], "quanta_defaults", DEFAULTS[1]))
+    jobs += [(f"quanta mixed @ {qt} size", f"quanta_mixed_{qt}.gguf",
+              ["--target-size", str(path.stat().st_size)])
              for name, path, _ in list(files) for qt in [name.split()[1]]]
     reports = {}
     for name, stem, opts in jobs:
-        out = tmp / f"{stem}.gguf"
+        out = tmp / stem
         t0 = time.perf_counter()
         reports[name] = rep = quanta_quantize(out, opts)
         times[name] = time.perf_counter() - t0
         files.append((name, out, "quanta"))
-        console.print(f"{name}: {out.stat().st_size / 1e6:.1f} MB in {times[name]:.0f} s, "
+        console.print(f"{name}: {nbytes(out) / 1e6:.1f} MB in {times[name]:.0f} s, "
                       f"peak RSS {rep['peak_rss_mb']:.0f} MB" +
                       (f"; {rep['mixed']['summary']}" if rep.get("mixed") else ""))
     ref = load_model(ref_path)
@@ -114,12 +126,12 @@ def main() -> None:
     for name, path, side in files:
         m = load_model(path)
         r = evaluate_causal_lm(m.model, wins, reference=lp)
-        rows.append({"name": name, "side": side, "bytes": path.stat().st_size, "kld": r["kld"],
+        rows.append({"name": name, "side": side, "bytes": nbytes(path), "kld": r["kld"],
                      "top1": r["top1_agreement"], "perplexity": r["perplexity"],
                      "quantize_s": times.get(name),
                      "peak_rss_mb": reports[name]["peak_rss_mb"] if name in reports else None,
                      "mixed": reports[name].get("mixed") if name in reports else None})
-        console.print(f"{name}: {path.stat().st_size / 1e6:.1f} MB, KLD {r['kld']:.4f}")
+        console.print(f"{name}: {nbytes(path) / 1e6:.1f} MB, KLD {r['kld']:.4f}")
         del m
     # llama.cpp's own measurement of quanta's file at Q4_K_M's size and of llama.cpp's Q4_K_M
     kbase = tmp / "base.kld"
