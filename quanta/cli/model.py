@@ -55,8 +55,8 @@ def quantize(
     plot: Path = typer.Option(None, "--plot", help="With a target: draw the chosen bits per tensor "
                               "by layer (PNG)."),
     embedding_bits: int = typer.Option(None, "--embedding-bits", help="quanta format: the token "
-                                       "embedding's bits (groups of 32; 0: keep float; default: the "
-                                       "layers' bits + 2, at most 8)."),
+                                       "embedding's bits (default 8, a scale per row: the tied head "
+                                       "runs the int8 kernel; 2..7 in groups of 32; 0: keep float)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder quanta wrote."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

@@ -105,10 +105,11 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     it chooses for): mixed precision — each tensor's format chosen from its measured sensitivity
     (:mod:`quanta.model.mixed`); the report's ``mixed`` holds the map.
 
-    embedding_bits: the token embedding's grid in a quanta folder (groups of 32; 0 keeps it
-    float; default: two bits more than the layers, at most 8 — a tied embedding is also the
-    output head, the most sensitive matrix). A GGUF file stores it in Q8_0 when tied, else in
-    the layers' type; with a target, the plan chooses."""
+    embedding_bits: the token embedding's bits in a quanta folder (default 8, one symmetric
+    scale per row — a tied embedding is also the output head, the most sensitive matrix, which
+    then runs PyTorch's int8 kernel; 2–7: groups of 32, 4 keeps the int4 kernel; 0 keeps it
+    float). A GGUF file stores it in Q8_0 when tied, else in the layers' type; with a target,
+    the plan chooses."""
     import time
 
     import torch
@@ -194,8 +195,11 @@ def _mixed(loaded: Any, windows: Any, method: str, format: str, target_size: str
 
     names = [n for n, _ in find_targets(loaded.model, include, exclude)]
     gguf = format == "gguf"
-    cands = mixed.gguf_candidates(method) if gguf else mixed.quanta_candidates()
     weights = mixed.unit_weights(loaded.model, names, embedding=True)
+    cands: mixed.Candidates = mixed.gguf_candidates(method)
+    if not gguf:
+        cands = {n: mixed.quanta_candidates() for n in names} | {
+            mixed.EMBEDDING: mixed.quanta_embedding_candidates()}
     sens = mixed.measure(loaded.model, windows[:SENSITIVITY_WINDOWS], names, progress=phases.next())
     table = mixed.loss_table(loaded.model, sens, weights, cands, progress=phases.next())
     budget = _budget(loaded, weights, target_size, target_bpw, gguf, float_dtype)
@@ -246,7 +250,10 @@ def _fixed_bytes(loaded: Any, weights: dict, gguf: bool, float_dtype: str) -> in
 
 
 def _embedding_label(spec: dict | None) -> str:
-    return "float" if spec is None else f"{spec['bits']}-bit g{spec['group_size']}"
+    if spec is None:
+        return "float"
+    rows = spec["group_size"] == spec["in"]
+    return f"{spec['bits']}-bit " + ("per row" if rows else f"g{spec['group_size']}")
 
 
 def _embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: bool) -> Any:
@@ -258,10 +265,13 @@ def _embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head:
         return plan.choice[EMBEDDING].quantizer(EMBEDDING_METHOD) if EMBEDDING in plan.choice else None
     from quanta.core._checks import check_bits
 
-    eb = min(bits + 2, 8) if embedding_bits is None else int(embedding_bits)
+    eb = 8 if embedding_bits is None else int(embedding_bits)
     if eb == 0:
         return None
-    return make_quantizer(EMBEDDING_METHOD, bits=check_bits(eb, 2, 8, "embedding bits"), group_size=32)
+    check_bits(eb, 2, 8, "embedding bits")
+    if eb == 8:  # one symmetric scale per row: a tied head runs PyTorch's int8 kernel
+        return make_quantizer(EMBEDDING_METHOD, bits=8, group_size=0, sym=True)
+    return make_quantizer(EMBEDDING_METHOD, bits=eb, group_size=32)
 
 
 #: how the token embedding rounds (it has no calibration statistics of its own)

@@ -54,6 +54,8 @@ class Candidate:
             from quanta.model.gguf_export import BLOCK_TYPES
 
             return BLOCK_TYPES[self.storage].nbytes(rows * cols)
+        if self.group_size in (0, -1):  # one group per row: the codes and one scale
+            return rows * (-(-cols * self.bits // 8) + 2)
         groups = -(-cols // self.group_size)
         return rows * groups * (self.bits * self.group_size // 8 + 4)  # float16 scale + zero
 
@@ -77,6 +79,22 @@ def quanta_candidates() -> list[Candidate]:
     """quanta's own grids (asymmetric, groups of 32 or 64): 3, 4, 5, 6 and 8 bits."""
     return [Candidate(f"{b}-bit g{g}", b, g) for b, g in
             ((3, 64), (3, 32), (4, 64), (4, 32), (5, 32), (6, 32), (8, 32))]
+
+
+def quanta_embedding_candidates() -> list[Candidate]:
+    """The grids a quanta folder's token embedding may take: those on which a tied output head
+    runs PyTorch's int4 or int8 kernel (4 bits in groups of 64 or 32; 8 bits, one symmetric
+    scale per row)."""
+    return [Candidate("4-bit g64", 4, 64), Candidate("4-bit g32", 4, 32),
+            Candidate("8-bit row", 8, 0, sym=True)]
+
+
+Candidates = Sequence[Candidate] | dict[str, Sequence[Candidate]]
+
+
+def _for(candidates: Candidates, name: str) -> Sequence[Candidate]:
+    """The candidates of unit ``name`` (one list for all units, or a list per unit name)."""
+    return candidates[name] if isinstance(candidates, dict) else candidates
 
 
 @dataclass
@@ -180,13 +198,13 @@ def unit_weights(model: nn.Module, names: Sequence[str], *, embedding: bool) -> 
 
 
 def loss_table(model: nn.Module, sens: Sensitivity, weights: dict[str, torch.Tensor],
-               candidates: Sequence[Candidate], progress: Progress | None = None) -> dict[str, np.ndarray]:
-    """Predicted loss increase of each unit in each candidate format (round to nearest)."""
+               candidates: Candidates, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Predicted loss increase of each unit in each of its candidate formats (round to nearest)."""
     tied = is_tied(model)
     table = {}
     for k, (name, w) in enumerate(weights.items()):
         row = []
-        for c in candidates:
+        for c in _for(candidates, name):
             q = c.quantizer("rtn").quantize(w, name=name)
             err = w.float() - q.dequantize()
             row.append(sens.embedding_loss(err, tied=tied) if name == EMBEDDING
@@ -224,18 +242,18 @@ class MixedPlan:
 
 
 def choose(table: dict[str, np.ndarray], weights: dict[str, torch.Tensor],
-           candidates: Sequence[Candidate], budget: int) -> MixedPlan:
+           candidates: Candidates, budget: int) -> MixedPlan:
     """One candidate per unit: least predicted loss with the units' bytes within ``budget``."""
     from quanta.core.allocate import allocate
 
     names = list(table)
-    sizes = [[c.nbytes(*weights[n].shape) for c in candidates] for n in names]
+    sizes = [[c.nbytes(*weights[n].shape) for c in _for(candidates, n)] for n in names]
     least = sum(min(s) for s in sizes)
     if budget < least:
         raise ConfigError(f"the size target leaves {budget / 1e6:.2f} MB for the quantized tensors; "
                           f"the smallest formats need {least / 1e6:.2f} MB")
     a = allocate([table[n] for n in names], sizes, budget)
-    choice = {n: candidates[int(j)] for n, j in zip(names, a.choice)}
+    choice = {n: _for(candidates, n)[int(j)] for n, j in zip(names, a.choice)}
     return MixedPlan(choice, float(a.distortion), int(a.size), int(budget))
 
 
@@ -291,9 +309,10 @@ def plot_map(mixed: dict, path: Path | str, title: str = "") -> Path:
     return out
 
 
-def bits_per_weight(c: Candidate) -> float:
-    """Stored bits per weight of a format (scales and zero points included)."""
-    n = 256 if c.storage else c.group_size * 8
+def bits_per_weight(c: Candidate, width: int = 576) -> float:
+    """Stored bits per weight of a format (scales and zero points included; a per-row format's
+    for rows of ``width``)."""
+    n = 256 if c.storage else width if c.group_size in (0, -1) else c.group_size * 8
     return 8.0 * c.nbytes(1, n) / n
 
 
@@ -312,4 +331,4 @@ def describe(plan: MixedPlan) -> dict[str, Any]:
 
 __all__ = ["EMBEDDING", "Candidate", "MixedPlan", "Sensitivity", "bits_per_weight", "choose", "describe",
            "gguf_candidates", "loss_table", "measure", "parse_size", "plan_quantizers", "plot_map",
-           "quanta_candidates", "unit_weights"]
+           "quanta_candidates", "quanta_embedding_candidates", "unit_weights"]

@@ -66,16 +66,35 @@ def test_a_malformed_embedding_spec_is_refused(tiny, tmp_path):
         load_quantized(out)
 
 
-def test_defaults_quantize_the_embedding_two_bits_above_the_layers(tiny, tmp_path):
+def test_defaults_quantize_the_embedding_to_8_bits_per_row(tiny, tmp_path):
     _, path = tiny
     m = get("model")
     rep = m.write(path, tmp_path / "a", bits=4, group_size=32, calib_samples=8, calib_len=32)
     assert rep.method == "gptq+mse"  # calibrated layers by default; the embedding by its clipping search
+    assert rep.embedding == "8-bit per row" and rep.layers == 14
     cfg = json.loads((tmp_path / "a" / "quant_config.json").read_text())
-    assert cfg["embedding"]["bits"] == 6
+    assert cfg["embedding"]["bits"] == 8 and cfg["embedding"]["group_size"] == 64
+    model, _, _ = load_quantized(tmp_path / "a")
+    assert model.lm_head.path == "int8pack"  # the tied head runs PyTorch's int8 kernel
     m.write(path, tmp_path / "b", method="rtn", bits=4, group_size=32, embedding_bits=0)
     assert "embedding" not in json.loads((tmp_path / "b" / "quant_config.json").read_text())
+    m.write(path, tmp_path / "c", method="rtn", bits=4, group_size=32, embedding_bits=4)
+    assert load_quantized(tmp_path / "c")[0].lm_head.path == "packed"  # 259 rows: not a multiple of 16
+
     def size(d):
         return sum(p.stat().st_size for p in d.iterdir())
 
     assert size(tmp_path / "b") > size(tmp_path / "a")  # the float embedding is the larger folder
+
+
+@pytest.mark.parametrize("bits,group,sym,path", [(4, 32, False, "int4pack"), (4, 64, False, "int4pack"),
+                                                 (8, 0, True, "int8pack"), (6, 32, False, "packed")])
+def test_the_tied_head_takes_the_fast_kernels(bits, group, sym, path):
+    from quanta.model.qembed import tie_head
+
+    w = torch.randn(64, 128, generator=torch.Generator().manual_seed(0))
+    qw = make_quantizer("mse", bits=bits, group_size=group, sym=sym).quantize(w)
+    qe = QuantEmbedding.from_quantized(qw)
+    model = torch.nn.Module()
+    tie_head(model, qe)
+    assert model.lm_head.path == path
