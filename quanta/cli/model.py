@@ -31,7 +31,9 @@ def quantize(
     out: Path = typer.Option(..., "--output", "-o", help="Output folder, or .gguf file with "
                              "--format gguf (replaced with --force only if quanta wrote it)."),
     bits: int = typer.Option(4, help="Bits per weight (2..8; nf4: 4)."),
-    group_size: int = typer.Option(128, help="Inputs per scale group (0: one group per row)."),
+    group_size: int = typer.Option(None, help="Inputs per scale group (0: one group per row; "
+                                   "default: per layer the largest of 128, 64, 32 that divides its "
+                                   "inputs; GGUF: 32)."),
     method: str = typer.Option("gptq", help="Quantizer (see `quanta model methods`)."),
     sym: bool = typer.Option(False, "--sym/--asym", help="Symmetric grid (no zero point)."),
     include: str = typer.Option("*", help="Comma-separated name patterns of layers to quantize."),

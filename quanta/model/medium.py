@@ -51,7 +51,7 @@ class ModelFileReport(Report):
     output: str
     method: str
     bits: int
-    group_size: int
+    group_size: int | None
     layers: int
     paths: dict
     bits_per_weight: float
@@ -66,7 +66,8 @@ class ModelFileReport(Report):
     def rows(self) -> list[tuple[str, str]]:
         return [("input", self.input), ("output", self.output),
                 ("method", f"{self.method}, mixed precision" if self.mixed else
-                 f"{self.method}, {self.bits} bits, groups of {self.group_size}"),
+                 f"{self.method}, {self.bits} bits, groups of "
+                 f"{self.group_size or 'the largest of 128/64/32 that divides each layer'}"),
                 ("layers quantized", f"{self.layers} ({self.paths}); token embedding: {self.embedding}"),
                 ("bits per weight", f"{self.bits_per_weight:.2f} overall, "
                  f"{self.bits_per_quantized_weight or 0:.3f} in quantized layers"),
@@ -88,7 +89,7 @@ class ModelFileReport(Report):
 
 
 def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
-                  progress: Progress | None = None, bits: int = 4, group_size: int = 128,
+                  progress: Progress | None = None, bits: int = 4, group_size: int | None = None,
                   method: str = "gptq", sym: bool = False, include: tuple[str, ...] = ("*",),
                   exclude: tuple[str, ...] = ("lm_head",), head: bool = False,
                   float_dtype: str = "float32", calib: str | Path | None = None,
@@ -125,6 +126,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     mixed = target_size is not None or target_bpw is not None
     kind = _gguf_kind(format, dst, bits, sym, group_size, mixed)
     sym = sym or bool(kind and BLOCK_TYPES[kind].sym)  # llama.cpp's symmetric types
+    group_size = 32 if kind else group_size  # llama.cpp's blocks
     quantizer = make_quantizer(method, bits=bits, group_size=group_size, sym=sym, storage=kind)
     loaded = _load_for_saving(src, format)
     windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed, force=mixed)
@@ -301,7 +303,7 @@ def _timed(report: ModelFileReport, t0: float) -> ModelFileReport:
     return dataclasses.replace(report, wall_s=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb())
 
 
-def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool, group_size: int,
+def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool, group_size: int | None,
                mixed: bool = False) -> str | None:
     """The GGML type of a GGUF export (None for the quanta format); with mixed precision the
     types come from the plan and this is only the default grid's."""
@@ -312,7 +314,7 @@ def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool, group_size: i
         return None
     if Path(dst).suffix.lower() != ".gguf":
         raise ConfigError(f"{dst}: --format gguf writes one .gguf file (use a .gguf name)")
-    return gguf_type(bits, sym, BLOCK if mixed else group_size)
+    return gguf_type(bits, sym, BLOCK if mixed or group_size is None else group_size)
 
 
 def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: Path | str,

@@ -49,6 +49,9 @@ from quanta.core.codebook import dequantize_scaled, quantize_scaled
 from quanta.core.grid import Grid, QParams, choose_qparams, dequantize, quantize
 from quanta.errors import ConfigError
 
+#: the group sizes ``group_size=None`` chooses from, per layer, largest first
+AUTO_GROUPS = (128, 64, 32)
+
 #: name → quantizer class, filled by ``class X(WeightQuantizer, name="x")``
 QUANTIZERS: dict[str, type[WeightQuantizer]] = {}
 
@@ -167,10 +170,12 @@ class WeightQuantizer:
             cls.name = name
             QUANTIZERS[name] = cls
 
-    def __init__(self, bits: int = 4, group_size: int = 128, sym: bool = False,
+    def __init__(self, bits: int = 4, group_size: int | None = 128, sym: bool = False,
                  storage: str | None = None) -> None:
         self.bits = check_bits(bits, self.min_bits, self.max_bits, f"{self.name} bits")
-        self.group_size = int(group_size)
+        #: inputs per group; 0 or -1: one group per row; None: per layer, the largest of 128,
+        #: 64 and 32 that divides its inputs (no padding), else 128
+        self.group_size = None if group_size is None else int(group_size)
         self.sym = bool(sym)
         if storage is not None and self.codebook is not None:
             raise ConfigError(f"{self.name} is a codebook; it has no GGML block type")
@@ -196,6 +201,8 @@ class WeightQuantizer:
 
     def group_for(self, in_features: int, name: str = "") -> int:
         """The effective group size for a layer with ``in_features`` inputs."""
+        if self.group_size is None:
+            return next((g for g in AUTO_GROUPS if in_features % g == 0), min(AUTO_GROUPS[0], in_features))
         g = in_features if self.group_size in (0, -1) else self.group_size
         if g < 1 or g > in_features:
             where = f"layer {name}: " if name else ""
@@ -407,7 +414,7 @@ def hqq_zero_points(w: torch.Tensor, qp: QParams, *, iters: int = 20, p: float =
     return best_z
 
 
-def make_quantizer(method: str = "rtn", *, bits: int = 4, group_size: int = 128,
+def make_quantizer(method: str = "rtn", *, bits: int = 4, group_size: int | None = 128,
                    sym: bool = False, storage: str | None = None) -> WeightQuantizer:
     """The registered quantizer ``method`` with these settings."""
     check_choice(method, QUANTIZERS, "method")

@@ -97,3 +97,34 @@ def test_encoder_quantization_keeps_embeddings_close(capsys):
     assert main(["model", "eval", "minilm", "--bits", "4", "--group-size", "128", "--json"]) == 0
     r4 = json.loads(capsys.readouterr().out)
     assert 0.8 < r4["measures"]["cosine_similarity_mean"] < r8["measures"]["cosine_similarity_mean"]
+
+
+def test_target_size_prints_the_map_and_draws_it(tiny, tmp_path, capsys):
+    _, path = tiny
+    out, png = tmp_path / "m.gguf", tmp_path / "map.png"
+    assert main(["model", "quantize", str(path), "-o", str(out), "--format", "gguf", "--target-bpw", "5",
+                 "--calib-samples", "8", "--calib-len", "32", "--plot", str(png), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert sum(rep["mixed"]["summary"].values()) == 15  # 14 layers and the token embedding
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["model", "quantize", str(path), "-o", str(out), "--format", "gguf", "--target-bpw", "5",
+                 "--calib-samples", "8", "--calib-len", "32", "--plot", str(png)]) == 2
+    assert "exists" in capsys.readouterr().err  # the plot is not replaced without --force
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--plot", "x.png"], "--target-size or --target-bpw"),
+    (["--target-size", "5 parsecs"], "size"),
+    (["--target-size", "1kB"], "smallest formats"),
+    (["--target-size", "1MB", "--target-bpw", "4"], "not both"),
+    (["--target-bpw", "4", "--plot", "x.jpg"], "PNG"),
+])
+def test_bad_targets_exit_2_and_write_nothing(tiny, tmp_path, capsys, monkeypatch, args, message):
+    _, path = tiny
+    monkeypatch.chdir(tmp_path)
+    code = main(["model", "quantize", str(path), "-o", "out", "--calib-samples", "4", "--calib-len", "16",
+                 *args])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
