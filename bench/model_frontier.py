@@ -173,13 +173,17 @@ def plot(rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for side, style in (("llama.cpp", "o--"), ("quanta", "s-")):
-        pts = sorted((r["bytes"] / 1e6, r["kld"]) for r in rows if r["side"] == side)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=side)
-        for r in rows:
-            if r["side"] == side:
-                if "mixed" not in r["name"]:
-                    ax.annotate(r["name"].split()[1], (r["bytes"] / 1e6, r["kld"]), fontsize=7)
+    series = (("llama.cpp + imatrix", "o--", lambda r: r["side"] == "llama.cpp"),
+              ("quanta mixed precision (--target-size)", "s-", lambda r: "mixed" in r["name"]),
+              ("quanta uniform / plain --bits 4", "D",
+               lambda r: r["side"] == "quanta" and "mixed" not in r["name"]))
+    for label, style, pick in series:
+        pts = sorted((r["bytes"] / 1e6, r["kld"], r["name"]) for r in rows if pick(r))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
+        for x, y, name in pts:
+            if "mixed" not in name:
+                ax.annotate(name.split()[1].split("(")[0] if name.split()[1] != "defaults" else "--bits 4",
+                            (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("file size (MB)")
     ax.set_ylabel("KL divergence to smollm2-unbinned")
     ax.set_yscale("log")
