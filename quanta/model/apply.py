@@ -177,12 +177,10 @@ def weight_stats(model: nn.Module) -> dict:
 
 def tied_head(model: nn.Module) -> nn.Module | None:
     """The output head when it runs on a quantized embedding's codes (counted with it)."""
-    from quanta.model.qembed import QuantEmbedding
+    from quanta.model.qembed import QuantEmbedding, ties_head
 
-    if isinstance(model.get_input_embeddings(), QuantEmbedding) and \
-            getattr(model.config, "tie_word_embeddings", False):
-        return getattr(model, "lm_head", None)
-    return None
+    return model.lm_head if isinstance(model.get_input_embeddings(), QuantEmbedding) and ties_head(model) \
+        else None
 
 
 def count_by_path(model: nn.Module) -> dict[str, int]:

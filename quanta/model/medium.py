@@ -118,6 +118,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     from quanta.core._checks import check_choice
     from quanta.model.apply import count_by_path, quantize_model
     from quanta.model.files import write_folder
+    from quanta.model.mixed import plan_quantizers
     from quanta.model.quantizers import make_quantizer
 
     t0 = time.perf_counter()
@@ -137,7 +138,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     rep = quantize_model(loaded.model, quantizer, include=include, exclude=exclude, head=head,
                          calib=windows if quantizer.needs_calibration or mixed else None,
                          progress=phases.next(), on_layer=kept.__setitem__ if kind else None,
-                         plan=None if plan is None else _layer_plan(plan, method),
+                         plan=None if plan is None else plan_quantizers(plan, method),
                          embedding=None if kind else _embedding_quantizer(plan, quantizer.bits,
                                                                           embedding_bits, head))
     mix = _mixed_json(plan)
@@ -280,12 +281,6 @@ def _embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head:
 EMBEDDING_METHOD = "mse"
 
 
-def _layer_plan(plan: Any, method: str) -> dict:
-    from quanta.model.mixed import plan_quantizers
-
-    return plan_quantizers(plan, method)
-
-
 def _mixed_json(plan: Any) -> dict | None:
     """The plan as the report and the config carry it."""
     from quanta.model.mixed import describe
@@ -325,9 +320,10 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
     from quanta.model.apply import count_by_path
     from quanta.model.gguf_export import BLOCK, BLOCK_TYPES, export
     from quanta.model.mixed import EMBEDDING
+    from quanta.model.qembed import ties_head
     from quanta.model.quantizers import make_quantizer
 
-    tied = bool(getattr(loaded.model.config, "tie_word_embeddings", False))
+    tied = ties_head(loaded.model)
     kinds = {n: spec.get("type", kind) for n, spec in rep.layers.items()}
     kinds[EMBEDDING] = plan.choice[EMBEDDING].label if plan else ("Q8_0" if tied else kind)
     t = BLOCK_TYPES[kinds[EMBEDDING]]

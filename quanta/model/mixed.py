@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from quanta.errors import ConfigError
+from quanta.model.qembed import ties_head
 from quanta.model.quantizers import LayerStats, WeightQuantizer, make_quantizer
 from quanta.progress import Progress
 
@@ -121,11 +122,6 @@ class Sensitivity:
         return d + (self.layer_loss("lm_head", err) if tied else 0.0)
 
 
-def is_tied(model: nn.Module) -> bool:
-    return bool(getattr(model.config, "tie_word_embeddings", False)) and isinstance(
-        getattr(model, "lm_head", None), nn.Linear)
-
-
 def measure(model: nn.Module, calib: torch.Tensor, names: Sequence[str], *, batch: int = 1,
             progress: Progress | None = None) -> Sensitivity:
     """Run the windows ``calib`` (``(n, tokens)`` ids) through the float causal LM with the
@@ -133,7 +129,7 @@ def measure(model: nn.Module, calib: torch.Tensor, names: Sequence[str], *, batc
     output head when it is tied to the embedding)."""
     mods = dict(model.named_modules())
     watch = {n: mods[n] for n in names}
-    if is_tied(model):
+    if ties_head(model):
         watch["lm_head"] = model.lm_head
     grad_sq = {n: torch.zeros(m.out_features, dtype=torch.float64) for n, m in watch.items()}
     stats: dict[str, LayerStats] = {}
@@ -200,7 +196,7 @@ def unit_weights(model: nn.Module, names: Sequence[str], *, embedding: bool) -> 
 def loss_table(model: nn.Module, sens: Sensitivity, weights: dict[str, torch.Tensor],
                candidates: Candidates, progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Predicted loss increase of each unit in each of its candidate formats (round to nearest)."""
-    tied = is_tied(model)
+    tied = ties_head(model)
     table = {}
     for k, (name, w) in enumerate(weights.items()):
         row = []

@@ -76,6 +76,12 @@ class QuantEmbedding(nn.Module):
                 f"group={self.group_size}, method={self.method}")
 
 
+def ties_head(model: nn.Module) -> bool:
+    """Whether the model's output head is its token embedding (a tied configuration with a head)."""
+    return bool(getattr(getattr(model, "config", None), "tie_word_embeddings", False)) and \
+        getattr(model, "lm_head", None) is not None
+
+
 def quantize_embedding(model: nn.Module, quantizer: object) -> tuple[QuantEmbedding, nn.Module | None]:
     """Replace the model's input embedding by a :class:`QuantEmbedding` made by ``quantizer``; a
     tied output head becomes a ``QuantLinear`` on the same codes. Returns (embedding, head)."""
@@ -84,8 +90,7 @@ def quantize_embedding(model: nn.Module, quantizer: object) -> tuple[QuantEmbedd
     emb = model.get_input_embeddings()
     qw = quantizer.quantize(emb.weight.data, name="embedding")  # type: ignore[attr-defined]
     qe = QuantEmbedding.from_quantized(qw)
-    tied = bool(getattr(model.config, "tie_word_embeddings", False)) and isinstance(
-        getattr(model, "lm_head", None), nn.Linear)
+    tied = ties_head(model)
     model.set_input_embeddings(qe)
     head = None
     if tied:

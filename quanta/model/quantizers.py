@@ -327,9 +327,7 @@ class IMatrix(WeightQuantizer, name="imatrix"):
     takes_levels = True
 
     def quantize_padded(self, w, group_size, in_features, stats):
-        imp = torch.zeros(w.shape[1], dtype=torch.float32)
-        imp[:in_features] = stats.mean_sq.to(torch.float32)
-        imp = imp / imp.mean().clamp_min(1e-30) + 1e-3  # no channel weighs exactly nothing
+        imp = importance(stats.mean_sq, w.shape[1])
         if self.levels is not None:
             return self._on_levels(w, group_size, in_features, importance=imp)
         qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method="mse",
@@ -357,8 +355,7 @@ class GPTQ(WeightQuantizer, name="gptq"):
         grid = weight_grid(self.bits, group_size, self.sym)
         h = torch.zeros(w.shape[1], w.shape[1], dtype=torch.float64)
         h[:in_features, :in_features] = stats.hessian  # padding columns are dead inputs
-        imp = torch.diagonal(h).to(torch.float32)
-        imp = imp / imp.mean().clamp_min(1e-30) + 1e-3
+        imp = importance(stats.mean_sq, w.shape[1])  # the Hessian's diagonal
         if self.levels is not None:
             return self._on_levels(w, group_size, in_features, importance=imp, hessian=h)
         if self.scale_method == "minmax":
@@ -371,6 +368,14 @@ class GPTQ(WeightQuantizer, name="gptq"):
         return QuantizedWeight(torch.from_numpy(codes).to(torch.uint8), qp.scale.to(torch.float32),
                                qp.zero_point.to(torch.float32), self.bits, group_size, self.name,
                                in_features)
+
+
+def importance(mean_sq: torch.Tensor, width: int) -> torch.Tensor:
+    """Per-input weights of the clipping searches: the mean squared activation (the Hessian's
+    diagonal) over its mean, zero on padding columns, plus 10⁻³ so that no input weighs nothing."""
+    imp = torch.zeros(width, dtype=torch.float32)
+    imp[: mean_sq.numel()] = mean_sq.to(torch.float32)
+    return imp / imp.mean().clamp_min(1e-30) + 1e-3
 
 
 def _storage_levels(storage: str | None) -> np.ndarray | None:
