@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,17 @@ class MixedPlan:
     predicted_loss: float
     nbytes: int
     budget: int
+    shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # each unit's (rows, cols)
+
+    def bits_per_weight(self) -> dict[str, float]:
+        """Stored bits per weight of each chosen format, over the units that took it."""
+        acc: dict[str, list[int]] = {}
+        for n, c in self.choice.items():
+            rows, cols = self.shapes[n]
+            a = acc.setdefault(c.label, [0, 0])
+            a[0] += c.nbytes(rows, cols)
+            a[1] += rows * cols
+        return {label: 8.0 * b / max(w, 1) for label, (b, w) in acc.items()}
 
     def summary(self) -> dict[str, int]:
         """Units per format label."""
@@ -250,7 +261,8 @@ def choose(table: dict[str, np.ndarray], weights: dict[str, torch.Tensor],
                           f"the smallest formats need {least / 1e6:.2f} MB")
     a = allocate([table[n] for n in names], sizes, budget)
     choice = {n: _for(candidates, n)[int(j)] for n, j in zip(names, a.choice)}
-    return MixedPlan(choice, float(a.distortion), int(a.size), int(budget))
+    return MixedPlan(choice, float(a.distortion), int(a.size), int(budget),
+                     {n: tuple(weights[n].shape) for n in names})
 
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]i?[bB]|[bB])?\s*$")
@@ -305,13 +317,6 @@ def plot_map(mixed: dict, path: Path | str, title: str = "") -> Path:
     return out
 
 
-def bits_per_weight(c: Candidate, width: int = 576) -> float:
-    """Stored bits per weight of a format (scales and zero points included; a per-row format's
-    for rows of ``width``)."""
-    n = 256 if c.storage else width if c.group_size in (0, -1) else c.group_size * 8
-    return 8.0 * c.nbytes(1, n) / n
-
-
 def plan_quantizers(plan: MixedPlan, method: str) -> dict[str, WeightQuantizer]:
     """The quantizer of each Linear unit (``method`` on the unit's chosen grid)."""
     return {n: c.quantizer(method) for n, c in plan.choice.items() if n != EMBEDDING}
@@ -320,11 +325,11 @@ def plan_quantizers(plan: MixedPlan, method: str) -> dict[str, WeightQuantizer]:
 def describe(plan: MixedPlan) -> dict[str, Any]:
     """The plan as JSON: the map, each format's bits per weight, and the totals."""
     return {"map": {n: c.label for n, c in plan.choice.items()}, "summary": plan.summary(),
-            "bits_per_weight": {c.label: bits_per_weight(c) for c in plan.choice.values()},
+            "bits_per_weight": plan.bits_per_weight(),
             "by_kind": plan.by_kind(), "predicted_loss_increase": plan.predicted_loss,
             "tensor_bytes": plan.nbytes, "budget_bytes": plan.budget}
 
 
-__all__ = ["EMBEDDING", "Candidate", "MixedPlan", "Sensitivity", "bits_per_weight", "choose", "describe",
+__all__ = ["EMBEDDING", "Candidate", "MixedPlan", "Sensitivity", "choose", "describe",
            "gguf_candidates", "loss_table", "measure", "parse_size", "plan_quantizers", "plot_map",
            "quanta_candidates", "quanta_embedding_candidates", "unit_weights"]
