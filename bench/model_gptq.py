@@ -1,8 +1,9 @@
-"""GPTQ against round-to-nearest, on ``smollm2-unbinned`` (and MiniLM).
+"""GPTQ and AWQ against round-to-nearest, on ``smollm2-unbinned`` (and MiniLM).
 
 RTN rounds on each group's min/max grid; "imatrix" rounds to nearest on GPTQ's own grid (the
 clipping searched with the importance weights — the calibration Hessian's diagonal), so GPTQ's
-gain over it is the rounding alone, on the same grid.
+gain over it is the rounding alone, on the same grid. "awq" is imatrix after AWQ's input scales;
+"awq+gptq" is GPTQ after them.
 
     python bench/model_gptq.py [--chunks 40] [--samples 64] [--length 256] [--skip-minilm]
 
@@ -11,7 +12,7 @@ Reference: ``smollm2-unbinned`` (the bundled Q4_1 weights redrawn inside their b
 (KL divergence, top-1, perplexity on WikiText-2 *test*); calibration uses the default windows of
 the WikiText-2 *valid* slice shipped with quanta. Reports GPTQ's wall time and this process's
 peak RSS. MiniLM (a float encoder): mean cosine similarity of sentence embeddings to the float
-model, RTN and GPTQ at 4 bits in groups of 128. Prints a table, writes bench/out/model_gptq.json.
+model, every method at 4 bits in groups of 128. Prints a table, writes bench/out/model_gptq.json.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from quanta.model.load import load_model  # noqa: E402
 from quanta.report.tables import console, print_table  # noqa: E402
 
 GRIDS = ((4, 128), (3, 128))
-METHODS = ("rtn", "imatrix", "gptq")
+METHODS = ("rtn", "imatrix", "gptq", "awq", "awq+gptq")
 
 
 def smollm2(args: argparse.Namespace) -> list[dict]:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from quanta.model.awq import prepare_block
 from quanta.model.figures import WeightFigures
 from quanta.model.qlinear import QuantLinear
 from quanta.model.quantizers import LayerStats, WeightQuantizer, make_quantizer
@@ -94,13 +95,17 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
     targets = _resolve_targets(model, include, exclude, head)
     layers: dict[str, dict] = {}
 
-    def replace(block: list[tuple[str, nn.Linear]], stats: dict[str, LayerStats]) -> None:
+    def replace(block: list[tuple[str, nn.Linear]], stats: dict[str, LayerStats],
+                in_block: bool = True) -> None:
+        scaled = prepare_block(model, block, stats, lambda n: plan.get(n, q)) if in_block else {}
         for name, lin in block:
             lq = plan.get(name, q)
             qw = lq.quantize(lin.weight.data, stats=stats.get(name), name=name)
             if on_layer:
                 on_layer(name, qw)
             ql = QuantLinear.from_quantized(qw, lin.bias.data if lin.bias is not None else None)
+            if name in scaled:
+                ql.set_input_scale(scaled[name])
             set_submodule(model, name, ql)
             layers[name] = {"bits": lq.bits, "group_size": qw.group_size, "method": lq.name,
                             "sym": lq.sym, "path": ql.path, "in": ql.in_features,
@@ -113,8 +118,8 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
 
         hessian = any(x.needs_hessian for x in calibrated)
         rest = layerwise(model, targets, torch.as_tensor(calib), replace, hessian=hessian)
-        if rest:  # layers outside the blocks (a quantized head): one whole-model pass
-            replace(rest, block_stats(model, rest, [x[None] for x in calib], {}, hessian=hessian))
+        if rest:  # layers outside the blocks (a quantized head): one whole-model pass, no AWQ
+            replace(rest, block_stats(model, rest, [x[None] for x in calib], {}, hessian=hessian), False)
     else:
         replace(targets, {})
     if embedding is not None:

@@ -129,6 +129,8 @@ def _check_spec(name: str, spec: Any, state: dict) -> None:
         expect["scales"] = (out, pad // g)
     if scale_key not in have or any(have.get(k) != v for k, v in expect.items()):
         raise InputError(f"layer {name}: tensors {have} do not fit the spec {spec}")
+    if "input_scale" in have and have["input_scale"] != (inp,):
+        raise InputError(f"layer {name}: input scale of shape {have['input_scale']} does not fit in {inp}")
     if spec.get("bias") and have.get("bias") != (out,):
         raise InputError(f"layer {name}: bias of shape {have.get('bias')} does not fit out {out}")
 

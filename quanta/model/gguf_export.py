@@ -111,11 +111,15 @@ def storage_grid(scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
 
 
 def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Path | str, *,
-           kinds: dict[str, str], heads: tuple[int, int]) -> Path:
+           kinds: dict[str, str], heads: tuple[int, int],
+           floats: dict[str, np.ndarray] | None = None) -> Path:
     """Write ``dst``: ``source``'s metadata and tokenizer, every quantized matrix from
     ``qweights`` (Hugging Face names → :class:`QuantizedWeight`), the embedding ``embedding``.
     kinds: each matrix's block type by the same names, the embedding's under "token_embd".
-    heads: (attention heads, key/value heads), for llama.cpp's Q/K row order."""
+    heads: (attention heads, key/value heads), for llama.cpp's Q/K row order.
+    floats: float tensors by Hugging Face parameter name that replace the source's (norms that
+    took AWQ's scales), written as float32."""
+    floats = floats or {}
     from gguf import GGMLQuantizationType
 
     from quanta.model.gguf_load import _hf_name, permute
@@ -128,7 +132,7 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
         module = "token_embd" if name == "token_embd.weight" else (hf or "").removesuffix(".weight")
         qw = embedding if module == "token_embd" else qweights.get(module)
         if qw is None:
-            return arr, None
+            return (np.ascontiguousarray(floats[hf], np.float32) if hf in floats else arr), None
         data = pack_blocks(qw.codes.numpy(), qw.scales.numpy(),
                            None if qw.zeros is None else qw.zeros.numpy(), kinds[module])
         if layer_kind in ("attn_q", "attn_k"):

@@ -330,8 +330,9 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
     emb_q = make_quantizer(EMBEDDING_METHOD, bits=t.bits, group_size=BLOCK, sym=t.sym, storage=t.name)
     emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name=EMBEDDING)
     cfg = loaded.model.config
+    norms = {n: p.detach().float().numpy() for n, p in loaded.model.named_parameters() if p.ndim == 1}
     export(kept, emb, loaded.source, dst, kinds=kinds,
-           heads=(cfg.num_attention_heads, cfg.num_key_value_heads))
+           heads=(cfg.num_attention_heads, cfg.num_key_value_heads), floats=norms)
     size = Path(dst).stat().st_size
     return ModelFileReport(
         input=str(src), output=str(dst), method=rep.method, bits=quantizer.bits,

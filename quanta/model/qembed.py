@@ -93,8 +93,8 @@ def quantize_embedding(model: nn.Module, quantizer: object) -> tuple[QuantEmbedd
     tied = ties_head(model)
     model.set_input_embeddings(qe)
     head = None
-    if tied:
-        head = QuantLinear.from_quantized(qw)
+    if tied:  # from the stored codes and float16 scales, exactly as a loaded folder rebuilds it
+        head = QuantLinear.from_quantized(qe.quantized_weight())
         model.lm_head = head
     return qe, head
 

@@ -74,12 +74,23 @@ class QuantLinear(nn.Module):
                 m.register_buffer("codebook", torch.as_tensor(qw.codebook, dtype=torch.float32))
         return m
 
+    def set_input_scale(self, scale: torch.Tensor) -> None:
+        """Multiply every input by ``scale`` (``(in_features,)``) before the matmul: AWQ's
+        scales where no earlier layer can absorb them."""
+        self.register_buffer("input_scale", scale.detach().to(torch.float32).reshape(self.in_features))
+
     def weight_bytes(self) -> int:
         """Bytes held for the weight (codes, scales, zero points; bias excluded)."""
         return sum(b.numel() * b.element_size() for n, b in self.named_buffers())
 
+    def effective_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The float weight the layer applies to its inputs (input scale included)."""
+        w = self.dequantize_weight(torch.float32)
+        s = getattr(self, "input_scale", None)
+        return (w if s is None else w * s).to(dtype)
+
     def dequantize_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The float weight this layer applies (for tests and the fallback path)."""
+        """The float weight this layer stores (for tests and the fallback path)."""
         out, inp, g = self.out_features, self.padded_in, self.group_size
         k = self.in_features
         if self.path == "int4pack":
@@ -97,6 +108,9 @@ class QuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
+        s = getattr(self, "input_scale", None)
+        if s is not None:
+            x2 = x2 * s.to(x2.dtype)
         if self.path == "int4pack" and self.padded_in != self.in_features:
             x2 = torch.nn.functional.pad(x2, (0, self.padded_in - self.in_features))
         if self.path == "int4pack":

@@ -23,6 +23,8 @@ Registered here:
   activation.
 * "gptq" (calibrated): the grid fixed first (clipping searched with the importance weights),
   then rounding with Hessian-aware error feedback (:mod:`quanta.core.hessian`).
+* "awq", "awq+gptq" (calibrated): activation-aware input scales per group of layers
+  (:mod:`quanta.model.awq`, run by the engine before each block), then "imatrix" or "gptq".
 
 With ``storage=`` a GGML block type (:mod:`quanta.model.gguf_export`), the grid's scales are
 those the file can hold (float16); for a codebook type (IQ4_NL) "rtn", "mse", "imatrix" and
@@ -161,6 +163,7 @@ class WeightQuantizer:
     max_bits: ClassVar[int] = 8
     summary: ClassVar[str] = ""
     takes_levels: ClassVar[bool] = False  # can round onto a storage type's codebook (IQ4_NL)
+    scales_activations: ClassVar[bool] = False  # AWQ: input scales chosen per block first
 
     def __init_subclass__(cls, name: str | None = None, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -370,6 +373,23 @@ class GPTQ(WeightQuantizer, name="gptq"):
                                in_features)
 
 
+class AWQ(IMatrix, name="awq"):
+    """AWQ: per-input-channel scales from the activations, searched per group of layers and
+    folded into the layer before (:mod:`quanta.model.awq`), then the importance-weighted
+    clipping search of "imatrix" on the scaled weights."""
+
+    summary = "AWQ activation-aware input scales, then importance-weighted clipping"
+    needs_hessian = True  # the scale search measures each group's output error with it
+    scales_activations = True
+
+
+class AWQGPTQ(GPTQ, name="awq+gptq"):
+    """AWQ's input scales, then GPTQ on the scaled weights."""
+
+    summary = "AWQ input scales, then GPTQ"
+    scales_activations = True
+
+
 def importance(mean_sq: torch.Tensor, width: int) -> torch.Tensor:
     """Per-input weights of the clipping searches: the mean squared activation (the Hessian's
     diagonal) over its mean, zero on padding columns, plus 10⁻³ so that no input weighs nothing."""
@@ -434,6 +454,8 @@ def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, me
 
 
 __all__ = [
+    "AWQ",
+    "AWQGPTQ",
     "GPTQ",
     "HQQ",
     "NF4",
