@@ -44,15 +44,16 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
                  float_dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
     """Write the model's files into the (existing, empty) folder ``out``.
 
-    float_dtype: store the parameters that stay float (embeddings, norms, a float head) in this
-    dtype (e.g. ``torch.bfloat16``); the quantized layers' buffers are stored as they are.
+    float_dtype: store the parameters that stay float (norms, a float embedding or head) in this
+    dtype (e.g. ``torch.bfloat16``); the buffers of quantized layers and of a quantized embedding
+    are stored as they are (their scales are float16 or bfloat16 already).
     """
     from safetensors.torch import save_file
 
     out = Path(out)
     out.mkdir(exist_ok=True)
     stats = report.to_json() if hasattr(report, "to_json") else dict(report)
-    qnames = {n for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+    qnames = {n for n, m in model.named_modules() if isinstance(m, QuantLinear | QuantEmbedding)}
 
     def stored(key: str, v: torch.Tensor) -> torch.Tensor:
         if float_dtype is not None and v.is_floating_point() and key.rpartition(".")[0] not in qnames:

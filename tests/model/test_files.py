@@ -37,3 +37,21 @@ def test_quantized_model_holds_fewer_bytes(tiny):
     assert isinstance(g.model.lm_head, QuantLinear) and not g.model.config.tie_word_embeddings
 
 
+
+
+@pytest.mark.parametrize("embedding_bits", [4, 8])
+def test_folder_stores_what_the_model_holds(tmp_path, embedding_bits):
+    """The safetensors file is the report's weight bytes plus its header: a quantized
+    embedding's scales and zero points keep their float16 (no float32 copy on disk)."""
+    from safetensors import safe_open
+
+    from quanta.media import get
+    from quanta.model.tiny import write_hf_folder
+
+    src = write_hf_folder(tmp_path / "hf", seed=3)
+    rep = get("model").write(src, tmp_path / "q", bits=4, method="rtn", embedding_bits=embedding_bits)
+    st = tmp_path / "q" / "model.safetensors"
+    with safe_open(str(st), "pt") as f:
+        emb = {k: f.get_slice(k).get_dtype() for k in f.keys() if k.startswith("model.embed_tokens.")}
+    assert emb and all(d in ("U8", "I8", "F16", "BF16") for d in emb.values()), emb
+    assert 0 < st.stat().st_size - rep.weight_bytes < 64 * 1024
