@@ -152,6 +152,52 @@ def eval_(
 
 
 @app.command()
+def generate(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    prompt: str = typer.Argument(None, help="The prompt; - reads it from standard input."),
+    max_tokens: int = typer.Option(128, "--max-tokens", help="Tokens to generate at most."),
+    temperature: float = typer.Option(0.7, help="Sampling temperature (0: greedy, always the most "
+                                      "likely token)."),
+    top_p: float = typer.Option(0.9, "--top-p", help="Nucleus sampling: draw from the smallest set "
+                                "of tokens whose probability reaches this."),
+    seed: int = typer.Option(0, help="Seed of the sampler (same seed, same text)."),
+    chat: bool = typer.Option(False, "--chat", help="Wrap the prompt in the chat template the model "
+                              "carries (SmolLM2 has one)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (text, token counts, "
+                                  "tokens/s) instead of streaming."),
+) -> None:
+    """Generate text from MODEL, streamed as it comes; tokens/s on standard error at the end."""
+    import sys
+
+    from quanta.errors import InputError
+    from quanta.model.generate import check_sampling
+    from quanta.model.generate import generate as run
+    from quanta.model.load import load_model
+
+    check_sampling(max_tokens, temperature, top_p)
+    if prompt is None:
+        raise InputError("give a PROMPT (or - to read it from standard input)")
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    with progress_bar("load", enabled=not json_out):
+        loaded = load_model(model)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    rep = run(loaded, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+              chat=chat, write=None if json_out else write)
+    if json_out:
+        print_json(rep)
+        return
+    sys.stdout.write("\n")
+    print(f"{rep.prompt_tokens} prompt tokens at {rep.prefill_tokens_per_s:.1f} tokens/s, "
+          f"{rep.generated_tokens} generated at {rep.decode_tokens_per_s:.1f} tokens/s "
+          f"(stopped: {rep.stopped})", file=sys.stderr)
+
+
+@app.command()
 def info(
     model: str = typer.Argument(..., help=MODEL_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),

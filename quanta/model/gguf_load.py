@@ -223,5 +223,5 @@ def load_gguf(path: Path | str, *, dtype: Any = None) -> GGUFModel:
     model = model.to(dtype or torch.float32).eval()
     meta = {"architecture": "llama", "name": _field(r, "general.name"),
             "file_type": _field(r, "general.file_type"), "bos_token_id": cfg.bos_token_id,
-            "eos_token_id": cfg.eos_token_id}
+            "eos_token_id": cfg.eos_token_id, "chat_template": _field(r, "tokenizer.chat_template")}
     return GGUFModel(model, build_tokenizer(r, p), meta, types)

@@ -144,8 +144,11 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     mix = _mixed_json(plan)
     if kind:
         return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst, plan, mix), t0)
+    from quanta.model.generate import chat_template
+
+    extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded))) if v}
     out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
-                       float_dtype=getattr(torch, float_dtype), extra={"mixed": mix} if mix else None)
+                       float_dtype=getattr(torch, float_dtype), extra=extra or None)
     return _timed(ModelFileReport(
         input=str(src), output=str(dst), method=rep.method, bits=quantizer.bits,
         group_size=quantizer.group_size, layers=len(rep.layers) - ("embedding" in rep.layers),

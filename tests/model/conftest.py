@@ -7,7 +7,7 @@ from quanta.model.gguf_load import permute as _permute
 from quanta.model.tiny import bytes_to_unicode, tiny_llama
 
 
-def write_tiny_gguf(model, path: Path, qtype: str = "F32") -> Path:
+def write_tiny_gguf(model, path: Path, qtype: str = "F32", chat_template: str | None = None) -> Path:
     from gguf import GGMLQuantizationType, GGUFWriter
     from gguf.quants import quantize
 
@@ -31,6 +31,8 @@ def write_tiny_gguf(model, path: Path, qtype: str = "F32") -> Path:
     w.add_token_merges(["Ġ t"])
     w.add_bos_token_id(256)
     w.add_eos_token_id(257)
+    if chat_template:
+        w.add_chat_template(chat_template)
     sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     q = GGMLQuantizationType[qtype]
 
