@@ -116,7 +116,8 @@ def test_a_quanta_folder_keeps_the_chat_template(chat_gguf, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["generated_tokens"] >= 1
 
 
-@pytest.mark.parametrize("flags,words", [(["--top-p", "0"], "--top-p"), (["--temperature", "-1"], "--temperature"),
+@pytest.mark.parametrize("flags,words", [(["--top-p", "0"], "--top-p"),
+                                          (["--temperature", "-1"], "--temperature"),
                                           (["--max-tokens", "0"], "--max-tokens")])
 def test_cli_refuses_bad_settings_in_one_line(chat_gguf, capsys, flags, words):
     assert main(["model", "generate", str(chat_gguf), "hi", *flags]) == 2
