@@ -1,5 +1,5 @@
-"""Build llama.cpp's tools (llama-quantize, llama-imatrix, llama-perplexity) for the model
-benchmarks, once, outside the repository (``$QUANTA_CACHE/llama.cpp`` or
+"""Build llama.cpp's tools (llama-quantize, llama-imatrix, llama-perplexity; llama-bench for the
+speed benchmark) for the model benchmarks, once, outside the repository (``$QUANTA_CACHE/llama.cpp`` or
 ``~/.cache/quanta/llama.cpp``), from the llama-cpp-python 0.3.36 source distribution on PyPI.
 
     python bench/_llama_cpp.py        # builds if missing, prints the bin folder
@@ -30,13 +30,20 @@ def bin_dir() -> Path:
     return cache_dir() / "llama.cpp" / VERSION / "bin"
 
 
-def built() -> bool:
-    return all((bin_dir() / t).exists() for t in TOOLS)
+def built(tools: tuple[str, ...] = TOOLS) -> bool:
+    return all((bin_dir() / t).exists() for t in tools)
 
 
-def ensure_built() -> Path:
-    """The folder holding the tools, built on first use."""
-    if built():
+def ensure_built(tools: tuple[str, ...] = TOOLS) -> Path:
+    """The folder holding the tools, built on first use (a tool missing from an earlier build:
+    only its target, minutes)."""
+    if built(tools):
+        return bin_dir()
+    build = cache_dir() / "llama.cpp" / VERSION / "build"
+    if (build / "CMakeCache.txt").exists():
+        subprocess.run(["cmake", "--build", str(build), "-j", "2", "--target", *tools], check=True)
+        for t in tools:
+            shutil.copy2(build / "bin" / t, bin_dir() / t)
         return bin_dir()
     if shutil.which("cmake") is None:
         raise SystemExit("cmake is needed to build llama.cpp (apt-get install cmake)")
@@ -54,9 +61,9 @@ def ensure_built() -> Path:
     subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-DLLAMA_CURL=OFF",
                     "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF",
                     f"-DCMAKE_C_FLAGS={flags}", f"-DCMAKE_CXX_FLAGS={flags}"], check=True)
-    subprocess.run(["cmake", "--build", str(build), "-j", "2", "--target", *TOOLS], check=True)
+    subprocess.run(["cmake", "--build", str(build), "-j", "2", "--target", *TOOLS, *tools], check=True)
     bin_dir().mkdir(parents=True, exist_ok=True)
-    for t in TOOLS:
+    for t in {*TOOLS, *tools}:
         shutil.copy2(build / "bin" / t, bin_dir() / t)
     return bin_dir()
 

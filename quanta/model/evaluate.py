@@ -104,26 +104,12 @@ def evaluate_causal_lm(model, wins: torch.Tensor, *, reference=None,
     return out
 
 
-@torch.inference_mode()
 def decode_speed(model, prompt: torch.Tensor, new_tokens: int = 64) -> float:
     """Greedy decoding with the KV cache: generated tokens per second (after the prompt)."""
-    import warnings
+    from quanta.model.generate import generate_ids
 
-    with warnings.catch_warnings():  # transformers' past_key_values deprecation notice
-        warnings.simplefilter("ignore", FutureWarning)
-        return _decode_speed(model, prompt, new_tokens)
-
-
-def _decode_speed(model, prompt: torch.Tensor, new_tokens: int) -> float:
-    out = model(prompt, use_cache=True)
-    past = out.past_key_values
-    nxt = out.logits[:, -1:].argmax(-1)
-    t0 = time.perf_counter()
-    for _ in range(new_tokens):
-        out = model(nxt, past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        nxt = out.logits[:, -1:].argmax(-1)
-    return new_tokens / (time.perf_counter() - t0)
+    new, _, _, seconds = generate_ids(model, prompt[0].tolist(), max_tokens=new_tokens + 1, temperature=0)
+    return (len(new) - 1) / seconds
 
 
 @torch.inference_mode()

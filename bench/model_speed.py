@@ -1,0 +1,159 @@
+"""Prefill and decode speed of SmolLM2-135M: quanta (float32, bf16, int8, int4) against
+llama.cpp's ``llama-bench`` (Q8_0, Q4_0 of the same weights), 2 threads, one run.
+
+    python bench/model_speed.py [--skip-llama-cpp] [--repeat 3]
+
+Weights: ``smollm2-unbinned`` (F32). Each quanta configuration runs in its own process, so its
+memory is its own: load, convert (bf16: ``model.to(bfloat16)``; int8: 8 bits, one symmetric
+scale per row → PyTorch's int8 kernel; int4: 4 bits in groups of 64/128 → PyTorch's int4 kernel;
+both with the token embedding — and so the tied head — on 8 bits per row, as ``quanta model
+quantize`` writes them), then
+
+* prefill: one forward pass over 512 tokens (best of ``--repeat``), tokens/s;
+* decode: 128 greedy tokens after a 64-token prompt with the KV cache
+  (:func:`quanta.model.generate.generate_ids`, the path ``quanta model generate`` runs), best of
+  ``--repeat``;
+* memory: resident set size after the runs (``VmRSS``) and the process's peak.
+
+llama.cpp: ``llama-quantize`` of the F32 file to Q8_0 and Q4_0, then ``llama-bench -p 512 -n 128
+-t 2`` (its decode starts from an empty context), peak RSS by ``/usr/bin/time``. The tools are
+built by ``bench/_llama_cpp.py``. Prints a table, writes ``bench/out/model_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIGS = ("float32", "bf16", "int8", "int4")
+PREFILL, PROMPT, DECODE = 512, 64, 128
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def prepare(config: str):
+    import torch
+
+    from quanta.model.apply import quantize_model
+    from quanta.model.load import load_model
+    from quanta.model.quantizers import make_quantizer
+
+    loaded = load_model("smollm2-unbinned")
+    m = loaded.model
+    if config == "bf16":
+        m = m.to(torch.bfloat16)
+    elif config in ("int8", "int4"):
+        bits, group = (8, 0) if config == "int8" else (4, None)
+        quantize_model(m, make_quantizer("rtn", bits=bits, group_size=group, sym=bits == 8),
+                       embedding=make_quantizer("mse", bits=8, group_size=0, sym=True))
+    return loaded, m
+
+
+def one(config: str, repeat: int) -> dict:
+    """Measure one configuration (in this process)."""
+    import gc
+
+    import torch
+
+    from quanta.model.apply import count_by_path
+    from quanta.model.evaluate import peak_rss_mb, wikitext2_test_text
+    from quanta.model.generate import generate_ids
+
+    torch.set_num_threads(2)
+    loaded, m = prepare(config)
+    gc.collect()
+    ids = loaded.tokenizer.encode(wikitext2_test_text()[:20000], add_special_tokens=False).ids
+    prompt = [loaded.bos_id, *ids[: PREFILL - 1]]
+    with torch.inference_mode():
+        m(torch.tensor([prompt[:16]]), logits_to_keep=1)  # warm-up
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            m(torch.tensor([prompt]), logits_to_keep=1)
+            best = min(best, time.perf_counter() - t0)
+    dec = 0.0
+    for _ in range(repeat):
+        new, _, _, secs = generate_ids(m, prompt[:PROMPT], max_tokens=DECODE + 1, temperature=0)
+        dec = max(dec, (len(new) - 1) / secs)
+    return {"config": config, "prefill_tokens_per_s": PREFILL / best, "decode_tokens_per_s": dec,
+            "rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb(), "paths": count_by_path(m)}
+
+
+def llama_cpp(repeat: int) -> list[dict]:
+    from bench._llama_cpp import ensure_built
+    from quanta.model import unbinned
+
+    bins = ensure_built(("llama-quantize", "llama-bench"))
+    src = unbinned.ensure()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for qtype in ("Q8_0", "Q4_0"):
+            f = Path(tmp) / f"smollm2.{qtype}.gguf"
+            subprocess.run([str(bins / "llama-quantize"), str(src), str(f), qtype, "2"], check=True,
+                           capture_output=True)
+            res = subprocess.run(["/usr/bin/time", "-f", "%M", str(bins / "llama-bench"), "-m", str(f),
+                                  "-p", str(PREFILL), "-n", str(DECODE), "-t", "2", "-r", str(repeat),
+                                  "-o", "json"], check=True, capture_output=True, text=True)
+            tests = json.loads(res.stdout)
+            speed = {("prefill" if t["n_prompt"] else "decode"): t["avg_ts"] for t in tests}
+            rows.append({"config": f"llama.cpp {qtype}", "prefill_tokens_per_s": speed["prefill"],
+                         "decode_tokens_per_s": speed["decode"], "rss_mb": None,
+                         "peak_rss_mb": int(res.stderr.strip().splitlines()[-1]) / 1024,
+                         "file_bytes": f.stat().st_size})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--skip-llama-cpp", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one, args.repeat)))
+        return
+    from bench._util import machine, write_json
+    from quanta.report.tables import console, print_table
+
+    rows = []
+    for config in CONFIGS:
+        out = subprocess.run([sys.executable, __file__, "--one", config, "--repeat", str(args.repeat)],
+                             check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        console.print(f"{config}: decode {rows[-1]['decode_tokens_per_s']:.1f} tokens/s")
+    note = ""
+    if args.skip_llama_cpp:
+        note = "llama.cpp rows skipped (--skip-llama-cpp)"
+    else:
+        rows += llama_cpp(args.repeat)
+    by = {r["config"]: r for r in rows}
+    bf16 = by["bf16"]["decode_tokens_per_s"]
+    table = [[r["config"], f"{r['prefill_tokens_per_s']:.0f}", f"{r['decode_tokens_per_s']:.1f}",
+              f"{r['decode_tokens_per_s'] / bf16:.2f}×",
+              "—" if r["rss_mb"] is None else f"{r['rss_mb']:.0f}", f"{r['peak_rss_mb']:.0f}"] for r in rows]
+    print_table(f"SmolLM2-135M speed, 2 threads ({machine()}); prefill {PREFILL} tokens, decode "
+                f"{DECODE} after {PROMPT}", ["model", "prefill tok/s", "decode tok/s", "decode × bf16",
+                                             "RSS MB", "peak RSS MB"], table, left=(0,))
+    int4 = by["int4"]["decode_tokens_per_s"]
+    targets = {"int4_decode_vs_bf16": int4 / bf16}
+    if "llama.cpp Q4_0" in by:
+        targets["int4_decode_vs_llama_cpp_q4_0"] = int4 / by["llama.cpp Q4_0"]["decode_tokens_per_s"]
+    console.print(" · ".join(f"{k} {v:.2f}×" for k, v in targets.items()) + (f" ({note})" if note else ""))
+    write_json("model_speed", {"rows": rows, "targets": targets, "note": note})
+
+
+if __name__ == "__main__":
+    main()
