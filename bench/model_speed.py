@@ -11,8 +11,9 @@ quantize`` writes them), then
 
 * prefill: one forward pass over 512 tokens (best of ``--repeat``), tokens/s;
 * decode: 128 greedy tokens after a 64-token prompt with the KV cache
-  (:func:`quanta.model.generate.generate_ids`, the path ``quanta model generate`` runs), best of
-  ``--repeat``;
+  (:func:`quanta.model.generate.generate_ids`), best of ``--repeat``: on the model's own forward
+  ("eager") and on quanta's lean decode path (``quanta model generate``'s default,
+  :mod:`quanta.model.fastpath`), with whether both gave the same tokens;
 * memory: resident set size after the runs (``VmRSS``) and the process's peak.
 
 llama.cpp: ``llama-quantize`` of the F32 file to Q8_0 and Q4_0, then ``llama-bench -p 512 -n 128
@@ -84,11 +85,16 @@ def one(config: str, repeat: int) -> dict:
             t0 = time.perf_counter()
             m(torch.tensor([prompt]), logits_to_keep=1)
             best = min(best, time.perf_counter() - t0)
-    dec = 0.0
-    for _ in range(repeat):
-        new, _, _, secs = generate_ids(m, prompt[:PROMPT], max_tokens=DECODE + 1, temperature=0)
-        dec = max(dec, (len(new) - 1) / secs)
-    return {"config": config, "prefill_tokens_per_s": PREFILL / best, "decode_tokens_per_s": dec,
+    dec, tokens = {}, {}
+    for path in ("eager", "fast"):
+        dec[path] = 0.0
+        for _ in range(repeat):
+            g = generate_ids(m, prompt[:PROMPT], max_tokens=DECODE + 1, temperature=0, fast=path == "fast")
+            dec[path] = max(dec[path], (len(g.ids) - 1) / g.decode_s)
+            tokens[path] = g.ids
+    return {"config": config, "prefill_tokens_per_s": PREFILL / best,
+            "decode_eager_tokens_per_s": dec["eager"], "decode_tokens_per_s": dec["fast"],
+            "same_tokens": tokens["eager"] == tokens["fast"], "decode_path": g.path,
             "rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb(), "paths": count_by_path(m)}
 
 
@@ -140,13 +146,19 @@ def main() -> None:
     else:
         rows += llama_cpp(args.repeat)
     by = {r["config"]: r for r in rows}
-    bf16 = by["bf16"]["decode_tokens_per_s"]
-    table = [[r["config"], f"{r['prefill_tokens_per_s']:.0f}", f"{r['decode_tokens_per_s']:.1f}",
-              f"{r['decode_tokens_per_s'] / bf16:.2f}×",
-              "—" if r["rss_mb"] is None else f"{r['rss_mb']:.0f}", f"{r['peak_rss_mb']:.0f}"] for r in rows]
+    bf16 = by["bf16"]["decode_eager_tokens_per_s"]
+
+    def cell(r: dict, key: str, fmt: str = ".1f") -> str:
+        return "—" if r.get(key) is None else format(r[key], fmt)
+
+    table = [[r["config"], cell(r, "prefill_tokens_per_s", ".0f"), cell(r, "decode_eager_tokens_per_s"),
+              cell(r, "decode_tokens_per_s"), f"{r['decode_tokens_per_s'] / bf16:.2f}×",
+              {True: "yes", False: "NO", None: "—"}[r.get("same_tokens")],
+              cell(r, "rss_mb", ".0f"), cell(r, "peak_rss_mb", ".0f")] for r in rows]
     print_table(f"SmolLM2-135M speed, 2 threads ({machine()}); prefill {PREFILL} tokens, decode "
-                f"{DECODE} after {PROMPT}", ["model", "prefill tok/s", "decode tok/s", "decode × bf16",
-                                             "RSS MB", "peak RSS MB"], table, left=(0,))
+                f"{DECODE} after {PROMPT}", ["model", "prefill tok/s", "decode eager tok/s",
+                                             "decode fast tok/s", "fast × bf16 eager",
+                                             "same tokens", "RSS MB", "peak RSS MB"], table, left=(0,))
     int4 = by["int4"]["decode_tokens_per_s"]
     targets = {"int4_decode_vs_bf16": int4 / bf16}
     if "llama.cpp Q4_0" in by:

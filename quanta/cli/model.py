@@ -163,6 +163,9 @@ def generate(
     seed: int = typer.Option(0, help="Seed of the sampler (same seed, same text)."),
     chat: bool = typer.Option(False, "--chat", help="Wrap the prompt in the chat template the model "
                               "carries (SmolLM2 has one)."),
+    eager: bool = typer.Option(False, "--eager", help="Run the model's own forward at every step "
+                               "instead of quanta's lean decode path (same tokens, slower)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Say which decode path ran, and why."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (text, token counts, "
                                   "tokens/s) instead of streaming."),
 ) -> None:
@@ -187,7 +190,7 @@ def generate(
         sys.stdout.flush()
 
     rep = run(loaded, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-              chat=chat, write=None if json_out else write)
+              chat=chat, write=None if json_out else write, fast=not eager)
     if json_out:
         print_json(rep)
         return
@@ -195,6 +198,8 @@ def generate(
     print(f"{rep.prompt_tokens} prompt tokens at {rep.prefill_tokens_per_s:.1f} tokens/s, "
           f"{rep.generated_tokens} generated at {rep.decode_tokens_per_s:.1f} tokens/s "
           f"(stopped: {rep.stopped})", file=sys.stderr)
+    if verbose:
+        print(f"decode path: {rep.path}", file=sys.stderr)
 
 
 @app.command()

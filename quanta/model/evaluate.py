@@ -108,8 +108,8 @@ def decode_speed(model, prompt: torch.Tensor, new_tokens: int = 64) -> float:
     """Greedy decoding with the KV cache: generated tokens per second (after the prompt)."""
     from quanta.model.generate import generate_ids
 
-    new, _, _, seconds = generate_ids(model, prompt[0].tolist(), max_tokens=new_tokens + 1, temperature=0)
-    return (len(new) - 1) / seconds
+    g = generate_ids(model, prompt[0].tolist(), max_tokens=new_tokens + 1, temperature=0)
+    return (len(g.ids) - 1) / g.decode_s
 
 
 @torch.inference_mode()

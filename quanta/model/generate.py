@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -36,13 +36,14 @@ class Generation(Report):
     decode_s: float = 0.0
     prefill_tokens_per_s: float = 0.0
     decode_tokens_per_s: float = 0.0
+    path: str = ""
     token_ids: list = field(default_factory=list)
 
     def rows(self) -> list[tuple[str, str]]:
         return [("prompt tokens", str(self.prompt_tokens)),
                 ("generated tokens", f"{self.generated_tokens} (stopped: {self.stopped})"),
                 ("prefill", f"{self.prefill_tokens_per_s:.1f} tokens/s"),
-                ("decode", f"{self.decode_tokens_per_s:.1f} tokens/s")]
+                ("decode", f"{self.decode_tokens_per_s:.1f} tokens/s"), ("path", self.path)]
 
 
 def check_sampling(max_tokens: int, temperature: float, top_p: float) -> None:
@@ -69,23 +70,60 @@ def pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Gene
     return int(torch.multinomial(probs, 1, generator=gen))
 
 
+class Generated(NamedTuple):
+    """What :func:`generate_ids` produced."""
+
+    ids: list[int]
+    stopped: str  # "eos" or "max_tokens"
+    prefill_s: float
+    decode_s: float
+    path: str  # which decode path ran, and why
+
+
+class _Eager:
+    """Hugging Face's forward with its dynamic cache (any causal LM)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.cache = model, None
+
+    def forward(self, ids: list[int]) -> torch.Tensor:
+        out = self.model(torch.tensor([ids]), cache=self.cache, use_cache=True, logits_to_keep=1)
+        self.cache = out.cache
+        return out.logits[0, -1]
+
+
+def stepper(model: Any, max_len: int, fast: bool = True) -> tuple[Any, str]:
+    """What runs the steps — the lean path of :mod:`quanta.model.fastpath` where it applies, else
+    the eager model — and a line saying which and why."""
+    if fast:
+        from quanta.model.fastpath import decoder_for
+
+        dec, why = decoder_for(model, max_len)
+        if dec is not None:
+            return dec, "fast path (preallocated cache, fused projections)"
+        return _Eager(model), f"eager: {why}"
+    return _Eager(model), "eager (asked for)"
+
+
 @torch.inference_mode()
 def generate_ids(model: Any, prompt: list[int], *, max_tokens: int = 128, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int = 0, stop: set[int] | frozenset = frozenset(),
-                 on_token: Callable[[int], None] | None = None) -> tuple[list[int], str, float, float]:
-    """Generate after ``prompt`` (token ids): (new ids, why it stopped, prefill seconds, decode
-    seconds). ``stop``: ids that end the generation (kept in the ids, not sampled past)."""
+                 on_token: Callable[[int], None] | None = None, fast: bool = True) -> Generated:
+    """Generate after ``prompt`` (token ids). ``stop``: ids that end the generation (kept in the
+    ids, not sampled past).
+    fast: run the lean decode path where the model allows (same tokens as the eager model)."""
     check_sampling(max_tokens, temperature, top_p)
     if not prompt:
         raise InputError("the prompt has no tokens")
     gen = torch.Generator().manual_seed(int(seed))
+    run, path = stepper(model, len(prompt) + max_tokens, fast)
     t0 = time.perf_counter()
-    out = model(torch.tensor([prompt]), use_cache=True, logits_to_keep=1)  # the last logits only
+    logits = run.forward(prompt)
     t1 = time.perf_counter()
     new: list[int] = []
     why = "max_tokens"
     while True:
-        tok = pick(out.logits[0, -1], temperature, top_p, gen)
+        tok = pick(logits, temperature, top_p, gen)
         new.append(tok)
         if on_token:
             on_token(tok)
@@ -94,8 +132,8 @@ def generate_ids(model: Any, prompt: list[int], *, max_tokens: int = 128, temper
             break
         if len(new) >= max_tokens:
             break
-        out = model(torch.tensor([[tok]]), cache=out.cache, use_cache=True)
-    return new, why, t1 - t0, time.perf_counter() - t1
+        logits = run.forward([tok])
+    return Generated(new, why, t1 - t0, time.perf_counter() - t1, path)
 
 
 def stop_ids(model: Any) -> set[int]:
@@ -174,8 +212,9 @@ class TextStream:
 
 def generate(loaded: Any, prompt: str, *, max_tokens: int = 128, temperature: float = 0.7,
              top_p: float = 0.9, seed: int = 0, chat: bool = False,
-             write: Callable[[str], None] | None = None) -> Generation:
-    """Generate from a loaded causal language model; ``write`` receives the text as it comes."""
+             write: Callable[[str], None] | None = None, fast: bool = True) -> Generation:
+    """Generate from a loaded causal language model; ``write`` receives the text as it comes;
+    ``fast``: the lean decode path where the model allows (else, or False, the eager model)."""
     if loaded.kind == "hf-encoder" or not hasattr(loaded.model, "lm_head"):
         raise InputError(f"{loaded.source}: an encoder; generate needs a causal language model")
     if loaded.tokenizer is None:
@@ -190,17 +229,17 @@ def generate(loaded: Any, prompt: str, *, max_tokens: int = 128, temperature: fl
     else:
         ids = [loaded.bos_id, *tok.encode(prompt, add_special_tokens=False).ids]
     stream = TextStream(tok, write or (lambda _s: None))
-    new, why, t_pre, t_dec = generate_ids(loaded.model, ids, max_tokens=max_tokens,
-                                          temperature=temperature, top_p=top_p, seed=seed,
-                                          stop=stop_ids(loaded.model), on_token=stream)
+    g = generate_ids(loaded.model, ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                     seed=seed, stop=stop_ids(loaded.model), on_token=stream, fast=fast)
     stream.finish()
-    steps = len(new) - 1  # forward passes after the prefill
+    steps = len(g.ids) - 1  # forward passes after the prefill
     return Generation(model=loaded.source, text=stream.text(), prompt_tokens=len(ids),
-                      generated_tokens=len(new), stopped=why, prefill_s=t_pre, decode_s=t_dec,
-                      prefill_tokens_per_s=len(ids) / t_pre if t_pre > 0 else 0.0,
-                      decode_tokens_per_s=steps / t_dec if steps and t_dec > 0 else 0.0,
-                      token_ids=new)
+                      generated_tokens=len(g.ids), stopped=g.stopped, prefill_s=g.prefill_s,
+                      decode_s=g.decode_s, path=g.path,
+                      prefill_tokens_per_s=len(ids) / g.prefill_s if g.prefill_s > 0 else 0.0,
+                      decode_tokens_per_s=steps / g.decode_s if steps and g.decode_s > 0 else 0.0,
+                      token_ids=g.ids)
 
 
-__all__ = ["Generation", "chat_template", "check_sampling", "generate", "generate_ids", "pick",
+__all__ = ["Generated", "Generation", "chat_template", "check_sampling", "generate", "generate_ids", "pick",
            "render_chat", "stop_ids"]

@@ -24,7 +24,7 @@ CHAT = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfo
 def test_greedy_equals_hugging_face_generate():
     m = tiny_llama(seed=3)
     prompt = [BOS, 72, 101, 108, 108, 111]
-    ours, why, _, _ = generate_ids(m, prompt, max_tokens=20, temperature=0, stop={EOS})
+    ours, why, _, _, _ = generate_ids(m, prompt, max_tokens=20, temperature=0, stop={EOS})
     with torch.no_grad():
         hf = m.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, eos_token_id=EOS,
                         pad_token_id=EOS)[0, len(prompt):].tolist()
@@ -55,7 +55,7 @@ def test_a_stop_token_ends_the_generation():
     m = tiny_llama(seed=3)
     prompt = [BOS, 5, 6]
     first = generate_ids(m, prompt, max_tokens=1, temperature=0)[0][0]
-    new, why, _, _ = generate_ids(m, prompt, max_tokens=10, temperature=0, stop={first})
+    new, why, _, _, _ = generate_ids(m, prompt, max_tokens=10, temperature=0, stop={first})
     assert new == [first] and why == "eos"
     with pytest.raises(ConfigError, match="top-p"):
         generate_ids(m, prompt, top_p=0.0)
@@ -130,3 +130,13 @@ def test_cli_needs_a_prompt_and_a_causal_model(chat_gguf, capsys):
     assert "PROMPT" in capsys.readouterr().err
     assert main(["model", "generate", "minilm", "hi"]) == 2
     assert "encoder" in capsys.readouterr().err
+
+
+def test_cli_says_which_decode_path_ran(chat_gguf, capsys):
+    base = ["model", "generate", str(chat_gguf), "hi", "--max-tokens", "4", "--temperature", "0", "--verbose"]
+    assert main(base) == 0
+    fast = capsys.readouterr()
+    assert "decode path: fast path" in fast.err
+    assert main([*base, "--eager"]) == 0
+    eager = capsys.readouterr()
+    assert "decode path: eager (asked for)" in eager.err and eager.out == fast.out
