@@ -17,7 +17,8 @@ quantize`` writes them), then
 * memory: resident set size after the runs (``VmRSS``) and the process's peak.
 
 llama.cpp: ``llama-quantize`` of the F32 file to Q8_0 and Q4_0, then ``llama-bench -p 512 -n 128
--t 2`` (its decode starts from an empty context), peak RSS by ``/usr/bin/time``. The tools are
+-t 2`` (its decode starts from an empty context), peak RSS by ``/usr/bin/time``. Time to first
+token: ``quanta model generate`` on an int4 folder, whole process, a prompt of about 64 tokens. The tools are
 built by ``bench/_llama_cpp.py``. Prints a table, writes ``bench/out/model_speed.json``.
 """
 
@@ -98,6 +99,25 @@ def one(config: str, repeat: int) -> dict:
             "rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb(), "paths": count_by_path(m)}
 
 
+def first_token() -> dict:
+    """Whole-process time of ``quanta model generate`` on a quanta int4 folder (the default
+    quantization's kernels; made once with RTN) for a prompt of about 64 tokens, one new token."""
+    from quanta.model.evaluate import wikitext2_test_text
+
+    words = " ".join(wikitext2_test_text().split()[:48])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "q4"
+        subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
+                        str(folder), "--bits", "4", "--method", "rtn", "--json"], check=True,
+                       capture_output=True)
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "quanta.cli", "model", "generate", str(folder), words,
+                              "--max-tokens", "1", "--temperature", "0", "--json"], check=True,
+                             capture_output=True, text=True).stdout
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "prompt_tokens": json.loads(out)["prompt_tokens"]}
+
+
 def llama_cpp(repeat: int) -> list[dict]:
     from bench._llama_cpp import ensure_built
     from quanta.model import unbinned
@@ -140,6 +160,8 @@ def main() -> None:
                              check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         console.print(f"{config}: decode {rows[-1]['decode_tokens_per_s']:.1f} tokens/s")
+    ttft = first_token()
+    console.print(f"time to first token, whole process: {ttft['seconds']:.2f} s")
     note = ""
     if args.skip_llama_cpp:
         note = "llama.cpp rows skipped (--skip-llama-cpp)"
@@ -163,8 +185,11 @@ def main() -> None:
     targets = {"int4_decode_vs_bf16": int4 / bf16}
     if "llama.cpp Q4_0" in by:
         targets["int4_decode_vs_llama_cpp_q4_0"] = int4 / by["llama.cpp Q4_0"]["decode_tokens_per_s"]
-    console.print(" · ".join(f"{k} {v:.2f}×" for k, v in targets.items()) + (f" ({note})" if note else ""))
-    write_json("model_speed", {"rows": rows, "targets": targets, "note": note})
+    console.print(" · ".join(f"{k} {v:.2f}×" for k, v in targets.items())
+                  + f" · time to first token {ttft['seconds']:.2f} s ({ttft['prompt_tokens']} prompt tokens, "
+                  "whole process)" + (f" ({note})" if note else ""))
+    targets["time_to_first_token_s"] = ttft["seconds"]
+    write_json("model_speed", {"rows": rows, "targets": targets, "first_token": ttft, "note": note})
 
 
 if __name__ == "__main__":
