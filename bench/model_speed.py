@@ -4,10 +4,12 @@ llama.cpp's ``llama-bench`` (Q8_0, Q4_0 of the same weights), 2 threads, one run
     python bench/model_speed.py [--skip-llama-cpp] [--repeat 3]
 
 Weights: ``smollm2-unbinned`` (F32). Each quanta configuration runs in its own process, so its
-memory is its own: load, convert (bf16: ``model.to(bfloat16)``; int8: 8 bits, one symmetric
-scale per row → PyTorch's int8 kernel; int4: 4 bits in groups of 64/128 → PyTorch's int4 kernel;
-both with the token embedding — and so the tied head — on 8 bits per row, as ``quanta model
-quantize`` writes them), then
+memory is its own. float32 and bf16 (``model.to(bfloat16)``) load the F32 GGUF; the quantized ones
+are written by ``quanta model quantize`` and loaded from the folder (int8: 8 bits, one symmetric
+scale per row → PyTorch's int8 kernel; int4: the default ``--bits 4`` folder, 4 bits in groups of
+64/128 → PyTorch's int4 kernel, the token embedding — and so the tied head — on 8 bits per row;
+"int4, 4-bit embedding": ``--embedding-bits 4``, every matrix on the int4 kernel, as in
+llama.cpp's Q4_0). Then
 
 * prefill: one forward pass over 512 tokens (best of ``--repeat``), tokens/s;
 * decode: 128 greedy tokens after a 64-token prompt with the KV cache
@@ -35,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CONFIGS = ("float32", "bf16", "int8", "int4")
+CONFIGS = ("float32", "bf16", "int8", "int4", "int4, 4-bit embedding")
 PREFILL, PROMPT, DECODE = 512, 64, 128
 
 
@@ -46,22 +48,28 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def prepare(config: str):
+#: how each quantized configuration is made (``quanta model quantize smollm2-unbinned`` flags)
+QUANTIZE = {"int8": ["--bits", "8", "--group-size", "0", "--sym"],
+            "int4": ["--bits", "4"],
+            "int4, 4-bit embedding": ["--bits", "4", "--embedding-bits", "4"]}
+
+
+def prepare(config: str, tmp: str):
+    """The model of one configuration; a quantized one written by ``quanta model quantize``
+    (RTN: the method does not change the kernels) and loaded from its folder, as users run it."""
     import torch
 
-    from quanta.model.apply import quantize_model
     from quanta.model.load import load_model
-    from quanta.model.quantizers import make_quantizer
 
+    if config in QUANTIZE:
+        folder = Path(tmp) / "q"
+        subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
+                        str(folder), "--method", "rtn", *QUANTIZE[config], "--json"], check=True,
+                       capture_output=True)
+        loaded = load_model(folder)
+        return loaded, loaded.model
     loaded = load_model("smollm2-unbinned")
-    m = loaded.model
-    if config == "bf16":
-        m = m.to(torch.bfloat16)
-    elif config in ("int8", "int4"):
-        bits, group = (8, 0) if config == "int8" else (4, None)
-        quantize_model(m, make_quantizer("rtn", bits=bits, group_size=group, sym=bits == 8),
-                       embedding=make_quantizer("mse", bits=8, group_size=0, sym=True))
-    return loaded, m
+    return loaded, loaded.model.to(torch.bfloat16) if config == "bf16" else loaded.model
 
 
 def one(config: str, repeat: int) -> dict:
@@ -75,7 +83,8 @@ def one(config: str, repeat: int) -> dict:
     from quanta.model.generate import generate_ids
 
     torch.set_num_threads(2)
-    loaded, m = prepare(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded, m = prepare(config, tmp)
     gc.collect()
     ids = loaded.tokenizer.encode(wikitext2_test_text()[:20000], add_special_tokens=False).ids
     prompt = [loaded.bos_id, *ids[: PREFILL - 1]]
@@ -184,7 +193,9 @@ def main() -> None:
     int4 = by["int4"]["decode_tokens_per_s"]
     targets = {"int4_decode_vs_bf16": int4 / bf16}
     if "llama.cpp Q4_0" in by:
-        targets["int4_decode_vs_llama_cpp_q4_0"] = int4 / by["llama.cpp Q4_0"]["decode_tokens_per_s"]
+        q40 = by["llama.cpp Q4_0"]["decode_tokens_per_s"]
+        targets["int4_decode_vs_llama_cpp_q4_0"] = int4 / q40
+        targets["int4_e4_decode_vs_llama_cpp_q4_0"] = by["int4, 4-bit embedding"]["decode_tokens_per_s"] / q40
     console.print(" · ".join(f"{k} {v:.2f}×" for k, v in targets.items())
                   + f" · time to first token {ttft['seconds']:.2f} s ({ttft['prompt_tokens']} prompt tokens, "
                   "whole process)" + (f" ({note})" if note else ""))

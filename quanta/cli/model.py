@@ -183,7 +183,7 @@ def generate(
     if prompt == "-":
         prompt = sys.stdin.read()
     with progress_bar("load", enabled=not json_out):
-        loaded = load_model(model)
+        loaded = load_model(model, lite=not eager)  # a quanta Llama folder: no transformers import
 
     def write(text: str) -> None:
         sys.stdout.write(text)

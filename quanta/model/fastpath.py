@@ -31,7 +31,7 @@ def decoder_for(model: Any, max_len: int) -> tuple[FastDecoder | None, str]:
         kept.reset(max_len)
         return kept, "fast"
     cfg = getattr(model, "config", None)
-    if type(model).__name__ != "LlamaForCausalLM" or cfg is None:
+    if type(model).__name__ not in ("LlamaForCausalLM", "LiteLlama") or cfg is None:
         return None, f"{type(model).__name__} is not a Llama-family causal LM"
     rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
     if rope.get("rope_type", "default") in ("dynamic", "longrope"):  # tables that change with length

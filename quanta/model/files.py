@@ -183,11 +183,14 @@ def _install_embedding(model: nn.Module, spec: Any, state: dict) -> QuantEmbeddi
     return qe
 
 
-def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
-    """Load a folder written by :func:`save_quantized` (needs no original weights)."""
-    from tokenizers import Tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
+def load_quantized(folder: Path | str, *, lite: bool = False) -> tuple[nn.Module, Any, dict]:
+    """Load a folder written by :func:`save_quantized` (needs no original weights).
 
+    lite: where the configuration allows, a :class:`~quanta.model.lite.LiteLlama` (no
+    transformers import; it runs only on the lean decode path) instead of transformers' model."""
+    from tokenizers import Tokenizer
+
+    from quanta.model import lite as lite_model
     from quanta.model.load import check_declared_size
 
     d = Path(folder)
@@ -196,25 +199,38 @@ def load_quantized(folder: Path | str) -> tuple[nn.Module, Any, dict]:
         raise InputError(f"{d}: quant_config.json has no model_config object")
     check_declared_size(d, cfg["model_config"])
     state = _read_state(d)
+    lite = lite and lite_model.supported(cfg["model_config"])
     try:
-        mcfg = LlamaConfig.from_dict(cfg["model_config"])
+        mcfg = cfg["model_config"] if lite else _hf_config(cfg["model_config"])
+        with torch.device("meta"):  # no memory: every tensor comes from the file, checked first
+            model = lite_model.LiteLlama(mcfg) if lite else _hf_model(mcfg)
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{d}: malformed model_config ({e})") from None
-    with torch.device("meta"):  # no memory: every tensor comes from the file, checked first
-        model = LlamaForCausalLM(mcfg)
     _install_layers(model, cfg["layers"], state)
     qe = _install_embedding(model, cfg.get("embedding"), state)
     try:
         res = model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:
         raise InputError(f"{d}: tensors do not match the model ({str(e).splitlines()[0]})") from None
-    if mcfg.tie_word_embeddings:
+    if model.config.tie_word_embeddings:
         tie_head(model, qe) if qe is not None else model.tie_weights()
     leftover = [n for n, p in list(model.named_parameters()) + list(model.named_buffers())
                 if p.is_meta and "rotary" not in n]
     if leftover or res.unexpected_keys:
         raise InputError(f"{d}: tensor {(leftover or res.unexpected_keys)[0]} does not fit the model")
     # the rotary embedding's buffers are not saved: rebuild that module on the CPU
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=mcfg)
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config)
     tok = Tokenizer.from_file(str(d / "tokenizer.json"))
     return model.eval(), tok, cfg
+
+
+def _hf_config(d: dict) -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig.from_dict(d)
+
+
+def _hf_model(cfg: Any) -> nn.Module:
+    from transformers import LlamaForCausalLM
+
+    return LlamaForCausalLM(cfg)

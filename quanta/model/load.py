@@ -56,9 +56,12 @@ def bundled(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / rel
 
 
-def load_model(src: str | Path) -> Loaded:
+def load_model(src: str | Path, *, lite: bool = False) -> Loaded:
     """Load ``src``: a .gguf file, a quanta folder, an HF folder, or a bundled name: "smollm2",
-    "minilm", or "smollm2-unbinned" (built into the user's cache on first use)."""
+    "minilm", or "smollm2-unbinned" (built into the user's cache on first use).
+
+    lite: a quanta folder of a Llama model loads without transformers, for generation only
+    (:mod:`quanta.model.lite`)."""
     import torch
 
     if str(src) in ("smollm2", "minilm"):
@@ -81,7 +84,7 @@ def load_model(src: str | Path) -> Loaded:
     if (p / "quant_config.json").exists():
         from quanta.model.files import load_quantized
 
-        m, tok, cfg = load_quantized(p)
+        m, tok, cfg = load_quantized(p, lite=lite)
         return Loaded(m, tok, "quanta", str(p), {"quant_config": cfg})
     if (p / "config.json").exists():
         return _load_hf(p, torch)
