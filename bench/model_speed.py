@@ -54,6 +54,13 @@ QUANTIZE = {"int8": ["--bits", "8", "--group-size", "0", "--sym"],
             "int4, 4-bit embedding": ["--bits", "4", "--embedding-bits", "4"]}
 
 
+def quantize(flags: list[str], folder: Path) -> Path:
+    """``smollm2-unbinned`` quantized with RTN and ``flags`` by the CLI into ``folder``."""
+    subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
+                    str(folder), "--method", "rtn", *flags, "--json"], check=True, capture_output=True)
+    return folder
+
+
 def prepare(config: str, tmp: str):
     """The model of one configuration; a quantized one written by ``quanta model quantize``
     (RTN: the method does not change the kernels) and loaded from its folder, as users run it."""
@@ -62,11 +69,7 @@ def prepare(config: str, tmp: str):
     from quanta.model.load import load_model
 
     if config in QUANTIZE:
-        folder = Path(tmp) / "q"
-        subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
-                        str(folder), "--method", "rtn", *QUANTIZE[config], "--json"], check=True,
-                       capture_output=True)
-        loaded = load_model(folder)
+        loaded = load_model(quantize(QUANTIZE[config], Path(tmp) / "q"))
         return loaded, loaded.model
     loaded = load_model("smollm2-unbinned")
     return loaded, loaded.model.to(torch.bfloat16) if config == "bf16" else loaded.model
@@ -115,10 +118,7 @@ def first_token() -> dict:
 
     words = " ".join(wikitext2_test_text().split()[:48])
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "q4"
-        subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
-                        str(folder), "--bits", "4", "--method", "rtn", "--json"], check=True,
-                       capture_output=True)
+        folder = quantize(QUANTIZE["int4"], Path(tmp) / "q4")
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "quanta.cli", "model", "generate", str(folder), words,
                               "--max-tokens", "1", "--temperature", "0", "--json"], check=True,

@@ -39,8 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from quanta.core.grid import choose_qparams, dequantize, quantize
-from quanta.model.quantizers import LayerStats, WeightQuantizer, importance, weight_grid
+from quanta.model.quantizers import LayerStats, WeightQuantizer, make_quantizer
 
 #: exponents tried: 0, 0.05, …, 0.95
 GRID = 20
@@ -95,16 +94,13 @@ def group_error(weights: list[torch.Tensor], quantizers: list[WeightQuantizer], 
 
 
 def _nearest(w: torch.Tensor, q: WeightQuantizer, mean_sq: torch.Tensor) -> torch.Tensor:
-    """``w`` rounded to nearest on ``q``'s uniform grid (bits, group size, symmetry), each
-    group's clipping searched (over :data:`CLIPS`) for the least error weighted by ``mean_sq``
-    (the scaled inputs' mean squares), as "imatrix" does."""
-    k = w.shape[1]
-    g = q.group_for(k)
-    pad = -k % g
-    imp = importance(mean_sq, k + pad).expand(w.shape[0], -1)
-    wp = torch.nn.functional.pad(w, (0, pad))
-    qp = choose_qparams(wp, weight_grid(q.bits, g, q.sym), method="mse", weights=imp, clip_ratios=CLIPS)
-    return dequantize(quantize(wp, qp), qp)[:, :k]
+    """``w`` rounded by "imatrix" on ``q``'s grid (bits, group size, symmetry), its clipping
+    searched over :data:`CLIPS` with ``mean_sq`` (the scaled inputs' mean squares) as importance."""
+    proxy = make_quantizer("imatrix", bits=q.bits, group_size=q.group_size, sym=q.sym)
+    proxy.clip_ratios = CLIPS
+    st = LayerStats(w.shape[1])
+    st.n, st.sum_sq = 1, mean_sq.double()
+    return proxy.quantize(w, stats=st).dequantize()
 
 
 #: clipping ratios the search's rounding tries (21 of "imatrix"'s 51: the search only ranks
@@ -142,7 +138,7 @@ def prepare_block(model: nn.Module, layers: list[tuple[str, nn.Linear]], stats: 
     scales (``1/s``) of the layers whose group has no fold, by name."""
     groups: dict[int, list[tuple[str, nn.Linear]]] = {}
     for name, lin in layers if stats else ():
-        if getattr(quantizer_for(name), "scales_activations", False):
+        if quantizer_for(name).scales_activations:
             groups.setdefault(id(stats[name]), []).append((name, lin))
     explicit: dict[str, torch.Tensor] = {}
     for members in groups.values():

@@ -33,15 +33,24 @@ def decoder_for(model: Any, max_len: int) -> tuple[FastDecoder | None, str]:
     cfg = getattr(model, "config", None)
     if type(model).__name__ not in ("LlamaForCausalLM", "LiteLlama") or cfg is None:
         return None, f"{type(model).__name__} is not a Llama-family causal LM"
-    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
-    if rope.get("rope_type", "default") in ("dynamic", "longrope"):  # tables that change with length
-        return None, f"rope type {rope.get('rope_type')!r} is not supported"
-    if getattr(cfg, "hidden_act", "silu") != "silu" or getattr(cfg, "attention_bias", False) \
-            or getattr(cfg, "mlp_bias", False):
-        return None, "only SiLU MLPs without biases are supported"
+    why = unsupported(cfg)
+    if why:
+        return None, why
     dec = FastDecoder(model, max_len)
     _DECODERS[model] = dec
     return dec, "fast"
+
+
+def unsupported(cfg: Any) -> str | None:
+    """Why a Llama configuration (attributes as transformers names them) is outside this path,
+    or None."""
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    if rope.get("rope_type", "default") in ("dynamic", "longrope"):  # tables that change with length
+        return f"rope type {rope.get('rope_type')!r} is not supported"
+    if getattr(cfg, "hidden_act", "silu") != "silu" or getattr(cfg, "attention_bias", False) \
+            or getattr(cfg, "mlp_bias", False):
+        return "only SiLU MLPs without biases are supported"
+    return None
 
 
 #: each model's decoder (weakly held: it goes with the model, and a copy of a model builds its own)
@@ -123,8 +132,7 @@ class FastDecoder:
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-        rot = inner.rotary_emb
-        self.rotary = rot
+        self.rotary = inner.rotary_emb
         self.scaling = self.head_dim ** -0.5
         self.max_len = 0
         self.reset(max_len)
@@ -182,4 +190,4 @@ class FastDecoder:
         return j <= i
 
 
-__all__ = ["FastDecoder", "decoder_for"]
+__all__ = ["FastDecoder", "decoder_for", "unsupported"]

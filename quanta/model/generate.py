@@ -219,7 +219,6 @@ def generate(loaded: Any, prompt: str, *, max_tokens: int = 128, temperature: fl
         raise InputError(f"{loaded.source}: an encoder; generate needs a causal language model")
     if loaded.tokenizer is None:
         raise InputError(f"{loaded.source}: no tokenizer to encode the prompt with")
-    check_sampling(max_tokens, temperature, top_p)
     tok = loaded.tokenizer
     if chat:
         template = chat_template(loaded)

@@ -25,10 +25,12 @@ def _rope(cfg: dict) -> tuple[str, float]:
 
 
 def supported(cfg: dict) -> bool:
-    """Whether a Hugging Face config dict describes a model :class:`LiteLlama` can stand for."""
+    """Whether a Hugging Face config dict describes a model :class:`LiteLlama` can stand for:
+    a Llama that the lean decode path runs, with the default rotary embedding."""
+    from quanta.model.fastpath import unsupported
+
     return (cfg.get("model_type") == "llama" and _rope(cfg)[0] == "default"
-            and cfg.get("hidden_act", "silu") == "silu" and not cfg.get("attention_bias")
-            and not cfg.get("mlp_bias"))
+            and unsupported(SimpleNamespace(**cfg)) is None)
 
 
 class RMSNorm(nn.Module):

@@ -83,12 +83,6 @@ class QuantLinear(nn.Module):
         """Bytes held for the weight (codes, scales, zero points; bias excluded)."""
         return sum(b.numel() * b.element_size() for n, b in self.named_buffers())
 
-    def effective_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The float weight the layer applies to its inputs (input scale included)."""
-        w = self.dequantize_weight(torch.float32)
-        s = getattr(self, "input_scale", None)
-        return (w if s is None else w * s).to(dtype)
-
     def dequantize_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The float weight this layer stores (for tests and the fallback path)."""
         out, inp, g = self.out_features, self.padded_in, self.group_size

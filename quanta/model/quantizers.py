@@ -326,6 +326,8 @@ class IMatrix(WeightQuantizer, name="imatrix"):
 
     summary = "importance-weighted clipping search (llama.cpp's imatrix diagonal)"
     needs_calibration = True
+    #: the clipping ratios searched (None: the core's default, 1.0 down to 0.5 in 51 steps)
+    clip_ratios: ClassVar[Any] = None
 
     takes_levels = True
 
@@ -334,7 +336,7 @@ class IMatrix(WeightQuantizer, name="imatrix"):
         if self.levels is not None:
             return self._on_levels(w, group_size, in_features, importance=imp)
         qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method="mse",
-                            weights=imp.expand_as(w))
+                            weights=imp.expand_as(w), clip_ratios=self.clip_ratios)
         return self._on_grid(w, self.stored(qp), in_features)
 
 
