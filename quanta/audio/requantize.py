@@ -4,7 +4,7 @@ Full scale: float 1.0 ↔ ``2**(bits-1)`` codes; codes span ``[-2**(bits-1), 2**
 (the negative extreme is usable). Out-of-range samples clip and are counted per channel.
 
 Each channel is an independent stream (its own dither generator and filter state), so channels
-run in parallel threads (the numba kernel releases the GIL) and a file processed in chunks gives
+run in parallel threads (the compiled kernel releases the GIL) and a file processed in chunks gives
 exactly the bytes of the file processed whole with the same seed.
 """
 
@@ -23,6 +23,7 @@ from quanta.audio.shaping import ShapingFilter, predicted, select
 from quanta.core.dither import DitherKind, DitherSource
 from quanta.core.feedback import FeedbackState, error_feedback_quantize
 from quanta.core.measures import db_amplitude
+from quanta.cores import threads
 from quanta.errors import ConfigError, InputError
 from quanta.progress import Progress
 from quanta.reports import Report, fmt
@@ -60,7 +61,7 @@ class Requantizer:
         grid = full_scale(self.bits).grid
         self._gain = codes_per_unit(self.bits)
         self._qmin, self._qmax = grid.qmin, grid.qmax
-        workers = self.threads or min(self.channels, _cpus())
+        workers = self.threads or min(self.channels, threads())
         self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
 
     @property
@@ -95,12 +96,6 @@ class Requantizer:
         if self._pool is not None:
             self._pool.shutdown()
 
-
-def _cpus() -> int:
-    import os
-
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
-               (os.cpu_count() or 1))
 
 
 def requantize(x: np.ndarray, bits: int, rate_hz: float, *, dither: str = "tpdf",

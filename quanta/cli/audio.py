@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from quanta.cli.common import print_json, print_table, progress_bar, run_file_command, show
+from quanta.cli.common import (
+    CLUSTER,
+    JOBS,
+    OUTPUT,
+    RECURSIVE,
+    BatchOptions,
+    print_json,
+    print_table,
+    progress_bar,
+    run_files,
+    show,
+)
 
 app = typer.Typer(help="Audio: requantize with dither and noise shaping; measure the result.",
                   no_args_is_help=True)
@@ -14,8 +26,8 @@ app = typer.Typer(help="Audio: requantize with dither and noise shaping; measure
 
 @app.command()
 def requantize(
-    src: Path = typer.Argument(..., help="Input audio file (WAV, FLAC, AIFF)."),
-    dst: Path = typer.Argument(..., help="Output file; its extension picks the format."),
+    paths: list[Path] = typer.Argument(..., help="SRC DST (the output's extension picks the format), "
+                                       "or with -o: input files, folders and patterns (WAV, FLAC, AIFF)."),
     bits: int = typer.Option(16, "--bits", "-b", help="Target depth, 1..24 bits."),
     dither: str = typer.Option("tpdf", help="none, rpdf, tpdf or hp-tpdf."),
     shape: str = typer.Option("auto", help="auto, none, designed[-ORDER], or a classic filter "
@@ -26,11 +38,32 @@ def requantize(
                                       help="Dither even if the input already fits the target grid."),
     chunk: int = typer.Option(1 << 18, help="Frames per processing chunk."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    output: Path = OUTPUT,
+    recursive: bool = RECURSIVE,
+    jobs: int = JOBS,
+    cluster: str = CLUSTER,
+    out_format: str = typer.Option(None, "--format", help="A batch's output format: wav, flac or "
+                                   "aiff (default: each input's own)."),
 ) -> None:
-    """Requantize SRC into DST at --bits, with dither and noise shaping."""
-    run_file_command("audio", src, dst, force=force, json_out=json_out, seed=seed,
-                     label=f"requantize → {bits} bits", bits=bits, dither=dither, shape=shape,
-                     force_dither=force_dither, chunk_frames=chunk)
+    """Requantize SRC into DST at --bits, with dither and noise shaping (or many files: -o)."""
+    run_files("audio", paths, BatchOptions(output, recursive, jobs, cluster), force=force,
+              json_out=json_out, seed=seed, label=f"requantize → {bits} bits",
+              suffix_for=_suffix_for(out_format, output), bits=bits, dither=dither, shape=shape,
+              force_dither=force_dither, chunk_frames=chunk)
+
+
+def _suffix_for(out_format: str | None, output: Path | None) -> Any:
+    """A batch output's extension: ``--format``'s, else the input's own."""
+    from quanta.errors import ConfigError
+
+    formats = {"wav": ".wav", "flac": ".flac", "aiff": ".aiff", "aif": ".aif"}
+    if out_format is None:
+        return lambda src: src.suffix.lower()
+    if output is None:
+        raise ConfigError("--format applies to a batch (-o OUTDIR); DST's extension picks the format")
+    if out_format.lower() not in formats:
+        raise ConfigError(f"unknown --format {out_format!r} (choose from wav, flac, aiff)")
+    return lambda src: formats[out_format.lower()]
 
 
 @app.command()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from quanta.report.tables import console, err_console, print_report, print_table, progress_bar
 from quanta.reports import Report, dumps
 
-__all__ = ["console", "err_console", "print_json", "print_report", "print_table", "progress_bar",
-           "run_file_command", "show"]
+__all__ = ["BatchOptions", "console", "err_console", "print_json", "print_report", "print_table",
+           "progress_bar", "run_file_command", "run_files", "show"]
 
 
 def print_json(obj: Any) -> None:
@@ -52,6 +54,103 @@ def run_file_command(medium: str, src: Path, dst: Path, *, force: bool, json_out
             return report
     show(report, json_out, title=f"{medium} {m.command}")
     return report
+
+
+def _option(*names: str, default: Any = None, help: str) -> Any:
+    import typer
+
+    return typer.Option(default, *names, help=help)
+
+
+#: The batch options every file command shares (typer reads them from the signature).
+OUTPUT = _option("--output", "-o", help="Folder to write into: then every positional is an input "
+                 "(files, folders, patterns); relative paths are kept.")
+RECURSIVE = _option("--recursive", "-R", default=False, help="Include input folders' subfolders.")
+JOBS = _option("--jobs", "-j", help="Worker processes for a batch (default: one per core).")
+CLUSTER = _option("--cluster", help="Run the batch on a Dask scheduler at this address, or "
+                  "'local' for a local cluster (needs quanta[cluster]).")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a file command takes many inputs: ``output`` (-o, the folder to write into; None:
+    the two positionals are SRC DST), ``recursive``, ``jobs`` (worker processes; None: one per
+    core) and ``cluster`` (a Dask scheduler address or ``"local"``)."""
+
+    output: Path | None = None
+    recursive: bool = False
+    jobs: int | None = None
+    cluster: str | None = None
+
+
+def run_files(medium: str, inputs: list[Path], batch: BatchOptions, *, force: bool, json_out: bool,
+              seed: int = 0, label: str | None = None,
+              suffix_for: Callable[[Path], str] | None = None, **options: Any) -> None:
+    """A file command with one input (``SRC DST``) or many (``INPUTS... -o OUTDIR``).
+
+    Many: files, folders and patterns become jobs (:func:`quanta.batch.plan`) run in worker
+    processes or on a Dask cluster, under one progress bar over files and bytes; a summary table
+    (or ``--json``) at the end. A file that fails is reported with its reason and the rest go on;
+    the exit status is then 2. Outputs already present are skipped unless ``--force``.
+    """
+    from quanta.errors import ConfigError
+
+    if batch.output is None:
+        if len(inputs) != 2:
+            raise ConfigError("give SRC DST, or several inputs with -o OUTDIR")
+        if batch.recursive or batch.jobs is not None or batch.cluster is not None:
+            raise ConfigError("--recursive, --jobs and --cluster apply to a batch: add -o OUTDIR")
+        run_file_command(medium, inputs[0], inputs[1], force=force, json_out=json_out, seed=seed,
+                         label=label, **options)
+        return
+    _run_batch(medium, inputs, batch, force=force, json_out=json_out, seed=seed, label=label,
+               suffix_for=suffix_for, options=options)
+
+
+def _run_batch(medium: str, inputs: list[Path], batch: BatchOptions, *, force: bool, json_out: bool,
+               seed: int, label: str | None, suffix_for: Callable[[Path], str] | None,
+               options: dict[str, Any]) -> None:
+    import time
+
+    from quanta import batch as b
+    from quanta.errors import ConfigError
+    from quanta.media import get
+    from quanta.report.tables import batch_bar
+
+    m = get(medium)
+    if batch.jobs is not None and batch.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    if "-" in map(str, inputs):
+        raise ConfigError("'-' (standard input) cannot be part of a batch")
+    jobs = b.plan(inputs, batch.output, suffix_for=suffix_for or (lambda p: m.suffix),
+                  recursive=batch.recursive, reads=m.reads)
+    batch.output.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    total = sum(j.src.stat().st_size for j in jobs)
+    with batch_bar(label or f"{medium} {m.command}", len(jobs), total, enabled=not json_out) as advance:
+        kw = dict(workers=batch.jobs, force=force, seed=seed, options=options, on_outcome=advance)
+        outcomes = (b.run_on_cluster(jobs, medium, batch.cluster, **kw) if batch.cluster
+                    else b.run(jobs, medium, **kw))
+    summary = b.totals(outcomes, time.perf_counter() - t0)
+    if json_out:
+        print_json({"totals": summary, "files": [o.to_dict() for o in outcomes]})
+    else:
+        _print_summary(summary, outcomes, f"{medium} {m.command}: {len(jobs)} files → {batch.output}")
+    if summary["failed"]:
+        import typer
+
+        raise typer.Exit(2)
+
+
+def _print_summary(summary: dict[str, Any], outcomes: list[Any], title: str) -> None:
+    mb = 1e6
+    print_table(title, ["files", "done", "skipped", "failed", "MB in", "MB out", "seconds", "MB/s in"],
+                [[summary["files"], summary["done"], summary["skipped"], summary["failed"],
+                  f"{summary['bytes_in'] / mb:.1f}", f"{summary['bytes_out'] / mb:.1f}",
+                  f"{summary['seconds']:.2f}", summary["mb_per_s"]]], left=())
+    for o in outcomes:
+        if o.status == "failed":
+            err_console.print(f"[red]failed[/red] {o.error}", markup=True, highlight=False)
 
 
 def _stdin(folder: Path, medium: Any) -> Path:

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from quanta.cli.common import console, print_json, print_table, run_file_command, show
+from quanta.cli.common import (
+    CLUSTER,
+    JOBS,
+    OUTPUT,
+    RECURSIVE,
+    BatchOptions,
+    console,
+    print_json,
+    print_table,
+    run_files,
+    show,
+)
 
 app = typer.Typer(help="Images: a JPEG encoder whose quantization is ours; posterize; metrics.",
                   no_args_is_help=True)
@@ -14,8 +25,8 @@ app = typer.Typer(help="Images: a JPEG encoder whose quantization is ours; poste
 
 @app.command()
 def encode(
-    src: Path = typer.Argument(..., help="Input image (anything Pillow reads)."),
-    dst: Path = typer.Argument(..., help="Output .jpg file."),
+    paths: list[Path] = typer.Argument(..., help="SRC DST (a .jpg), or with -o: input images, folders "
+                                       "and patterns (anything Pillow reads)."),
     quality: int = typer.Option(75, "--quality", "-q", help="1..100 (IJG scaling, as libjpeg)."),
     subsampling: str = typer.Option("4:2:0", help="4:4:4, 4:2:2 or 4:2:0."),
     tables: str = typer.Option("annexk", help="annexk, flat, imagemagick, klein, or a text file "
@@ -25,13 +36,17 @@ def encode(
     restart: int = typer.Option(0, help="Restart interval in MCUs (0: none)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    output: Path = OUTPUT,
+    recursive: bool = RECURSIVE,
+    jobs: int = JOBS,
+    cluster: str = CLUSTER,
 ) -> None:
-    """Encode SRC as a baseline JPEG."""
+    """Encode SRC as a baseline JPEG (or many images: -o OUTDIR)."""
     from quanta.image.jpeg.tables import resolve_tables
 
-    run_file_command("image", src, dst, force=force, json_out=json_out, label="encode",
-                     quality=quality, subsampling=subsampling, tables=resolve_tables(tables),
-                     optimize=optimize, restart_interval=restart)
+    run_files("image", paths, BatchOptions(output, recursive, jobs, cluster), force=force,
+              json_out=json_out, label="encode", quality=quality, subsampling=subsampling,
+              tables=resolve_tables(tables), optimize=optimize, restart_interval=restart)
 
 
 @app.command()

@@ -22,7 +22,7 @@ from quanta.cli.common import console, generic_app, print_json, print_table
 from quanta.errors import QuantaError
 from quanta.media import MEDIA
 
-CORE_PACKAGES = ("numpy", "scipy", "numba", "rich", "typer", "matplotlib")
+CORE_PACKAGES = ("numpy", "scipy", "rich", "typer", "matplotlib")
 
 
 class Terminated(BaseException):

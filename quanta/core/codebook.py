@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 
+from quanta.core import _kernels
 from quanta.core._backend import is_torch, ops
 from quanta.core.grid import Grid, from_blocks, param_shape, to_blocks
 from quanta.errors import ConfigError
@@ -100,44 +100,8 @@ def search_scales(x: Any, codebook: Any, grid: Grid, *, weights: Any = None, tri
     wt = torch.ones_like(b) if weights is None else to_blocks(weights.float(), grid).contiguous()
     end = cbn[0] if abs(cbn[0]) >= abs(cbn[-1]) else cbn[-1]
     step = float(np.min(np.diff(cbn))) / 2 * float(np.sign(end))
-    d = _search_kernel(b.numpy(), wt.numpy(), cbn, float(end), step, int(tries))
+    d = _kernels.codebook_scales(b.numpy(), wt.numpy(), cbn, float(end), step, int(tries))
     return torch.from_numpy(d).to(torch.float32).reshape(param_shape(grid, tuple(x.shape)))
-
-
-@numba.njit(cache=True, nogil=True)
-def _search_kernel(b, wt, levels, end, step, tries):  # pragma: no cover - compiled
-    nb, g = b.shape
-    n = levels.shape[0]
-    out = np.ones(nb)
-    for k in range(nb):
-        peak = 0.0
-        for j in range(g):
-            if abs(b[k, j]) > abs(peak):
-                peak = b[k, j]
-        if peak == 0.0:
-            continue
-        best = -1.0
-        out[k] = peak / end
-        for t in range(-tries, tries + 1):
-            d = peak / (end + t * step)
-            sxl = 0.0
-            sll = 0.0
-            for j in range(g):
-                v = b[k, j] / d
-                lo, hi = 0, n - 1
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    if levels[mid] <= v:
-                        lo = mid
-                    else:
-                        hi = mid
-                lv = levels[hi] if v - levels[lo] >= levels[hi] - v else levels[lo]
-                sxl += wt[k, j] * b[k, j] * lv
-                sll += wt[k, j] * lv * lv
-            if sll > 0 and sxl != 0 and sxl * sxl / sll > best:
-                best = sxl * sxl / sll
-                out[k] = sxl / sll
-    return out
 
 
 def dequantize_scaled(codes: Any, scales: Any, codebook: Any, grid: Grid) -> Any:

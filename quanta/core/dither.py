@@ -16,25 +16,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numba
 import numpy as np
 
+from quanta.core import _kernels
 from quanta.core._checks import check_choice
 from quanta.errors import ConfigError
-
-
-@numba.njit(cache=True, nogil=True)
-def _tpdf_from_raw(raw):  # pragma: no cover - compiled
-    """TPDF from 64-bit words: the two 32-bit halves are two uniforms on [0, 1), summed and
-    centred (in (-1, 1)); 32 bits each is ample resolution for dither."""
-    out = np.empty(raw.size)
-    lo_mask = np.uint64(0xFFFFFFFF)
-    shift = np.uint64(32)
-    for i in range(raw.size):
-        r = raw[i]
-        out[i] = (float(r & lo_mask) + float(r >> shift)) * 2.0**-32 - (1.0 - 2.0**-32)
-    return out
-
 
 DitherKind = Literal["none", "rpdf", "tpdf", "hp-tpdf"]
 
@@ -81,7 +67,7 @@ class DitherSource:
         if self.kind == "rpdf":
             out = rng.random(n) - 0.5
         elif self.kind == "tpdf":
-            out = _tpdf_from_raw(rng.bit_generator.random_raw(n))
+            out = _kernels.tpdf_from_raw(rng.bit_generator.random_raw(n))
         else:
             r = rng.random(n) - 0.5
             out = np.empty(n)

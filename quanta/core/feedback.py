@@ -9,19 +9,20 @@ where ``e`` is the (white, when dithered) rounding error. ``H`` is the noise tra
 its magnitude response is the spectrum the error ends up with. With ``b = [1]`` this is plain
 (dithered) rounding; an FIR ``b`` is classic noise shaping; ``a`` adds poles.
 
-The kernel is numba-compiled (``cache=True``, ``nogil=True`` so channels run in parallel threads)
-and its state travels in a :class:`FeedbackState`, so a stream processed in chunks gives exactly
-the same codes as the stream processed whole. Clipping to ``[qmin, qmax]`` is counted; the error
-fed back is the rounding error only, so a clipped sample never destabilises the filter.
+The kernel is compiled ahead of time (``_kernels.pyx``; it releases the GIL, so channels run in
+parallel threads) and its state travels in a :class:`FeedbackState`, so a stream processed in
+chunks gives exactly the same codes as the stream processed whole. Clipping to ``[qmin, qmax]``
+is counted; the error fed back is the rounding error only, so a clipped sample never
+destabilises the filter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 
+from quanta.core import _kernels
 from quanta.errors import ConfigError
 
 
@@ -36,82 +37,6 @@ class FeedbackState:
     @classmethod
     def zeros(cls, b: np.ndarray, a: np.ndarray) -> FeedbackState:
         return cls(np.zeros(len(b) - 1), np.zeros(len(a) - 1))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _dot_older(cr, buf, start, n):  # pragma: no cover - compiled
-    """sum_{j=0..n-2} cr[j] * buf[start + j]: all past terms but the newest.
-
-    ``cr`` holds the coefficients reversed (oldest first), so memory is walked forward. Four
-    explicit partial sums in a fixed order keep results identical on every machine (no
-    fastmath) while letting the CPU overlap the multiply-adds.
-    """
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    j = 0
-    while j + 4 <= n - 1:
-        s0 += cr[j] * buf[start + j]
-        s1 += cr[j + 1] * buf[start + j + 1]
-        s2 += cr[j + 2] * buf[start + j + 2]
-        s3 += cr[j + 3] * buf[start + j + 3]
-        j += 4
-    while j < n - 1:
-        s0 += cr[j] * buf[start + j]
-        j += 1
-    return (s0 + s1) + (s2 + s3)
-
-
-_BLOCK = 4096  # samples per pass over the small history buffers (kept in L1)
-
-
-@numba.njit(cache=True, nogil=True)
-def _kernel(x, gain, d, br, ar, e_hist, s_hist, qmin, qmax, out):  # pragma: no cover - compiled
-    """Error-feedback rounding of ``x * gain`` (+ dither ``d``, or none if ``d`` is empty).
-
-    ``br = b[1:][::-1]`` and ``ar = a[1:][::-1]``; ``e_hist``/``s_hist`` hold the last errors and
-    shaped errors (oldest first) and are updated in place. ``x`` and ``out`` may be strided
-    views (a channel of an interleaved buffer). Returns the number of clipped samples.
-    """
-    nb = br.size
-    na = ar.size
-    n = x.size
-    dithered = d.size > 0
-    ebuf = np.empty(nb + _BLOCK)
-    sbuf = np.empty(na + _BLOCK)
-    ebuf[:nb] = e_hist
-    sbuf[:na] = s_hist
-    clipped = 0
-    pos = 0
-    while pos < n:
-        m = min(_BLOCK, n - pos)
-        for j in range(m):
-            i = pos + j
-            acc = 0.0
-            if nb:
-                acc = _dot_older(br, ebuf, j, nb) + br[nb - 1] * ebuf[j + nb - 1]
-            if na:
-                acc -= _dot_older(ar, sbuf, j, na) + ar[na - 1] * sbuf[j + na - 1]
-            v = x[i] * gain + acc
-            q = np.floor((v + d[i] if dithered else v) + 0.5)
-            e = q - v
-            ebuf[nb + j] = e
-            if na:
-                sbuf[na + j] = e + acc
-            if q > qmax:
-                q = qmax
-                clipped += 1
-            elif q < qmin:
-                q = qmin
-                clipped += 1
-            out[i] = q
-        ebuf[:nb] = ebuf[m:m + nb]
-        sbuf[:na] = sbuf[m:m + na]
-        pos += m
-    e_hist[:] = ebuf[:nb]
-    s_hist[:] = sbuf[:na]
-    return clipped
 
 
 def _coeffs(c: np.ndarray | list[float] | None, name: str) -> np.ndarray:
@@ -164,7 +89,7 @@ def error_feedback_quantize(
     new = FeedbackState(st.e_hist.astype(np.float64).copy(), st.s_hist.astype(np.float64).copy(),
                         st.clipped)
     br, ar = np.ascontiguousarray(bb[1:][::-1]), np.ascontiguousarray(aa[1:][::-1])
-    new.clipped += int(_kernel(u, float(gain), d, br, ar, new.e_hist, new.s_hist,
+    new.clipped += int(_kernels.feedback(u, float(gain), d, br, ar, new.e_hist, new.s_hist,
                                float(qmin), float(qmax), out))
     return out, new
 
@@ -182,29 +107,6 @@ def noise_gain_db(b: np.ndarray | list[float], a: np.ndarray | list[float] | Non
     return float(10 * np.log10(np.mean(mag2))), float(10 * np.log10(np.max(mag2)))
 
 
-@numba.njit(cache=True, nogil=True)
-def _diffuse(x, qmin, qmax, out):  # pragma: no cover - compiled
-    h, w, ch = x.shape
-    err = np.zeros((2, w + 2, ch))  # this row and the next, with a column of margin each side
-    for i in range(h):
-        cur = i & 1
-        nxt = 1 - cur
-        err[nxt, :, :] = 0.0
-        for jj in range(w):
-            j = jj if (i & 1) == 0 else w - 1 - jj  # serpentine scan
-            step = 1 if (i & 1) == 0 else -1
-            for c in range(ch):
-                v = x[i, j, c] + err[cur, j + 1, c]
-                q = np.floor(v + 0.5)
-                q = min(max(q, qmin), qmax)
-                e = v - q
-                out[i, j, c] = q
-                err[cur, j + 1 + step, c] += e * (7.0 / 16.0)
-                err[nxt, j + 1 - step, c] += e * (3.0 / 16.0)
-                err[nxt, j + 1, c] += e * (5.0 / 16.0)
-                err[nxt, j + 1 + step, c] += e * (1.0 / 16.0)
-
-
 def error_diffusion(x: np.ndarray, *, qmin: int, qmax: int) -> np.ndarray:
     """Round a 2-D field (``(H, W)`` or ``(H, W, C)``, in LSB units) to integer codes, spreading
     each pixel's error onto its unprocessed neighbours (Floyd–Steinberg weights 7, 3, 5, 1 /16,
@@ -215,5 +117,5 @@ def error_diffusion(x: np.ndarray, *, qmin: int, qmax: int) -> np.ndarray:
         raise ConfigError("error diffusion takes (H, W) or (H, W, C) arrays")
     a3 = a[..., None] if a.ndim == 2 else a
     out = np.empty(a3.shape, dtype=np.int32)
-    _diffuse(np.ascontiguousarray(a3), float(qmin), float(qmax), out)
+    _kernels.diffuse(np.ascontiguousarray(a3), float(qmin), float(qmax), out)
     return out[..., 0] if a.ndim == 2 else out

@@ -19,54 +19,10 @@ goes through a filter onto the next samples; here through ``H⁻¹`` onto the ne
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from quanta.core import _kernels
 from quanta.errors import ConfigError
-
-
-@numba.njit(cache=True, nogil=True)
-def _block(w, hinv, scale, zero, qmin, qmax, codes, err):  # pragma: no cover - compiled
-    """Quantize the columns of ``w`` (out × b) in order, feeding each error onto the rest of
-    the block; ``scale``/``zero`` are per column (out × b); returns codes and scaled errors."""
-    out, b = w.shape
-    for i in range(b):
-        d = hinv[i, i]
-        for r in range(out):
-            v = w[r, i]
-            q = np.floor(v / scale[r, i] + zero[r, i] + 0.5)
-            q = min(max(q, qmin), qmax)
-            codes[r, i] = q
-            e = (v - (q - zero[r, i]) * scale[r, i]) / d
-            err[r, i] = e
-            for k in range(i + 1, b):
-                w[r, k] -= e * hinv[i, k]
-
-
-@numba.njit(cache=True, nogil=True)
-def _block_codebook(w, hinv, scale, levels, codes, err):  # pragma: no cover - compiled
-    """:func:`_block` on a codebook: each value goes to the nearest ``scale · levels[k]``
-    (``levels`` sorted; ties to the larger level)."""
-    out, b = w.shape
-    n = levels.shape[0]
-    for i in range(b):
-        d = hinv[i, i]
-        for r in range(out):
-            v = w[r, i]
-            x = v / scale[r, i]
-            lo, hi = 0, n - 1
-            while hi - lo > 1:  # the pair of levels around x
-                mid = (lo + hi) // 2
-                if levels[mid] <= x:
-                    lo = mid
-                else:
-                    hi = mid
-            q = hi if x - levels[lo] >= levels[hi] - x else lo
-            codes[r, i] = q
-            e = (v - levels[q] * scale[r, i]) / d
-            err[r, i] = e
-            for k in range(i + 1, b):
-                w[r, k] -= e * hinv[i, k]
 
 
 def _inverse_factor(h: np.ndarray, damp: float) -> np.ndarray:
@@ -118,10 +74,10 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
         err = np.zeros_like(w1)
         c1 = np.zeros_like(w1)
         if levels is None:
-            _block(w1, np.ascontiguousarray(u[i1:i2, i1:i2]), s_cols[:, i1:i2], z_cols[:, i1:i2],
+            _kernels.gptq_block(w1, np.ascontiguousarray(u[i1:i2, i1:i2]), s_cols[:, i1:i2], z_cols[:, i1:i2],
                    float(qmin), float(qmax), c1, err)
         else:
-            _block_codebook(w1, np.ascontiguousarray(u[i1:i2, i1:i2]), s_cols[:, i1:i2],
+            _kernels.gptq_block_codebook(w1, np.ascontiguousarray(u[i1:i2, i1:i2]), s_cols[:, i1:i2],
                             np.asarray(levels, np.float64), c1, err)
         codes[:, i1:i2] = c1
         w[:, i2:] -= err @ u[i1:i2, i2:]

@@ -47,3 +47,28 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
              TimeRemainingColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task(description, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@contextmanager
+def batch_bar(description: str, files: int, total_bytes: int, *, enabled: bool = True) -> Iterator[Any]:
+    """One progress bar over a batch's files and bytes (stderr, only on a terminal); yields
+    ``advance(outcome)`` for each finished file (an object with ``bytes_in`` and ``status``)."""
+    if not enabled or not err_console.is_terminal:
+        yield lambda outcome: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+             TextColumn("{task.fields[files]} files, {task.fields[failed]} failed"),
+             TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task(description, total=max(total_bytes, 1), files=f"0/{files}", failed=0)
+        state = {"done": 0, "failed": 0}
+
+        def advance(outcome: Any) -> None:
+            state["done"] += 1
+            state["failed"] += outcome.status == "failed"
+            bar.update(task, advance=outcome.bytes_in, files=f"{state['done']}/{files}",
+                       failed=state["failed"])
+
+        yield advance

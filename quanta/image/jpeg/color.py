@@ -8,37 +8,19 @@ bottom edges to whole MCUs.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from quanta.errors import ConfigError
+from quanta.image.jpeg import _kernels
 
 #: chroma subsampling mode → (horizontal, vertical) luma sampling factors
 SUBSAMPLING = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}
 
 
-@numba.njit(cache=True, nogil=True)
-def _rgb_to_ycbcr(rgb, out):  # pragma: no cover - compiled
-    for i in range(rgb.shape[0]):
-        for j in range(rgb.shape[1]):
-            r = np.float32(rgb[i, j, 0])
-            g = np.float32(rgb[i, j, 1])
-            b = np.float32(rgb[i, j, 2])
-            y = np.float32(0.299) * r + np.float32(0.587) * g + np.float32(0.114) * b
-            cb = (np.float32(-0.168735892) * r - np.float32(0.331264108) * g
-                  + np.float32(0.5) * b + np.float32(128.0))
-            cr = (np.float32(0.5) * r - np.float32(0.418687589) * g
-                  - np.float32(0.081312411) * b + np.float32(128.0))
-            # libjpeg rounds with +0.5 and truncates; results lie in [0, 255]
-            out[0, i, j] = min(255, max(0, int(y + np.float32(0.5))))
-            out[1, i, j] = min(255, max(0, int(cb + np.float32(0.5))))
-            out[2, i, j] = min(255, max(0, int(cr + np.float32(0.5))))
-
-
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """uint8 ``(H, W, 3)`` RGB → uint8 ``(3, H, W)`` Y, Cb, Cr (JFIF, full range)."""
     out = np.empty((3, *rgb.shape[:2]), dtype=np.uint8)
-    _rgb_to_ycbcr(np.ascontiguousarray(rgb), out)
+    _kernels.rgb_to_ycbcr(np.ascontiguousarray(rgb), out)
     return out
 
 

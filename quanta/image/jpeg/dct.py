@@ -1,14 +1,15 @@
 """The orthonormal 8×8 DCT-II of T.81 (A.3.3), applied to whole planes at once.
 
 ``F(u,v) = ¼·C(u)·C(v)·ΣΣ f(x,y)·cos((2x+1)uπ/16)·cos((2y+1)vπ/16)`` — the orthonormal 2-D DCT.
-The forward transform runs separably in numba; the inverse (for tests and analysis) is one
-matrix product against ``kron(C, C)`` (64×64).
+The forward transform runs separably, compiled ahead of time (``_kernels.pyx``); the inverse
+(for tests and analysis) is one matrix product against ``kron(C, C)`` (64×64).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from quanta.image.jpeg import _kernels
 
 _N = np.arange(8)
 #: 1-D orthonormal DCT matrix: row k is basis function k.
@@ -29,38 +30,16 @@ def merge_8x8(blocks: np.ndarray, h: int, w: int) -> np.ndarray:
     return blocks.reshape(h // 8, w // 8, 8, 8).transpose(0, 2, 1, 3).reshape(h, w)
 
 
-@numba.njit(cache=True, nogil=True)
-def _forward(plane, c, out):  # pragma: no cover - compiled
-    nbx = plane.shape[1] // 8
-    tmp = np.empty((8, 8), dtype=np.float32)
-    for by in range(plane.shape[0] // 8):
-        for bx in range(nbx):
-            b = by * nbx + bx
-            for y in range(8):  # rows: tmp[y, u] = Σx C[u, x]·(p[y, x] − 128)
-                row = plane[by * 8 + y, bx * 8: bx * 8 + 8]
-                for u in range(8):
-                    s = np.float32(0.0)
-                    for x in range(8):
-                        s += c[u, x] * (np.float32(row[x]) - np.float32(128.0))
-                    tmp[y, u] = s
-            for v in range(8):  # columns: F[v, u] = Σy C[v, y]·tmp[y, u]
-                for u in range(8):
-                    s = np.float32(0.0)
-                    for y in range(8):
-                        s += c[v, y] * tmp[y, u]
-                    out[b, v * 8 + u] = s
-
-
 def forward(plane: np.ndarray) -> np.ndarray:
     """DCT coefficients (float32, ``(blocks, 64)`` natural order, blocks in raster order) of the
     level-shifted samples (``x − 128``) of a uint8 plane whose sides are multiples of 8.
 
-    Separable (rows, then columns) in numba: 1024 multiply-adds per block, one thread (so
+    Separable (rows, then columns), compiled: 1024 multiply-adds per block, one thread (so
     images encode in parallel threads without a BLAS pool fighting over the cores).
     """
     h, w = plane.shape
     out = np.empty(((h // 8) * (w // 8), 64), dtype=np.float32)
-    _forward(np.ascontiguousarray(plane), _C32, out)
+    _kernels.forward_dct(np.ascontiguousarray(plane), _C32, out)
     return out
 
 

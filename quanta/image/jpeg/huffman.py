@@ -7,10 +7,10 @@ in code order. :func:`code_lookup` expands it to per-symbol (code, length) array
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from quanta.errors import ConfigError
+from quanta.image.jpeg import _kernels
 
 DC_LUMA = ([0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0], list(range(12)))
 DC_CHROMA = ([0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0], list(range(12)))
@@ -57,42 +57,6 @@ def code_lookup(table: tuple[list[int], list[int]]) -> tuple[np.ndarray, np.ndar
     return codes, sizes
 
 
-@numba.njit(cache=True)
-def _code_sizes(freq):  # pragma: no cover - compiled
-    """Huffman code length per symbol (K.2 Figure K.1; ties pick the larger symbol)."""
-    f = freq.copy()
-    n = f.size
-    codesize = np.zeros(n, dtype=np.int64)
-    others = np.full(n, -1, dtype=np.int64)
-    while True:
-        c1 = -1
-        v = np.iinfo(np.int64).max
-        for i in range(n):
-            if f[i] > 0 and f[i] <= v:
-                v = f[i]
-                c1 = i
-        c2 = -1
-        v = np.iinfo(np.int64).max
-        for i in range(n):
-            if f[i] > 0 and f[i] <= v and i != c1:
-                v = f[i]
-                c2 = i
-        if c2 < 0:
-            break
-        f[c1] += f[c2]
-        f[c2] = 0
-        codesize[c1] += 1
-        while others[c1] >= 0:
-            c1 = others[c1]
-            codesize[c1] += 1
-        others[c1] = c2
-        codesize[c2] += 1
-        while others[c2] >= 0:
-            c2 = others[c2]
-            codesize[c2] += 1
-    return codesize
-
-
 def optimal_table(freq: np.ndarray) -> tuple[list[int], list[int]]:
     """Optimal Huffman table for symbol counts ``freq`` (256), lengths ≤ 16 (T.81 Annex K.2).
 
@@ -104,7 +68,7 @@ def optimal_table(freq: np.ndarray) -> tuple[list[int], list[int]]:
     if f[:256].sum() == 0:
         f[0] = 1  # a table must hold at least one symbol
     f[256] = 1
-    codesize = _code_sizes(f)
+    codesize = _kernels.code_sizes(f)
     if codesize.max() > 32:
         raise ConfigError("Huffman code length overflow")
     bits = np.bincount(codesize[codesize > 0], minlength=33).astype(np.int64)

@@ -1,0 +1,359 @@
+"""Issue 13, side by side in one run: whole-process start-up, the long-file requantize against
+SoX, and whole-library batches (audio against SoX under ``xargs -P``, JPEG against Pillow in a
+pool of processes).
+
+    python bench/startup_batch.py [--repeat 5] [--files 1000] [--copies 10] [--skip-long]
+
+Every time is wall-clock of whole processes (start-up, imports, reading, writing), the median of
+``--repeat`` alternating runs where a row is repeated. Sections:
+
+1. start-up: ``quanta --version``; ``quanta image encode`` of one Kodak image (768×512);
+   ``quanta audio requantize`` of a 5-second 44.1 kHz 24-bit stereo clip to 16-bit FLAC; SoX and
+   Pillow doing the same job, for scale.
+2. the 10-minute 48 kHz stereo float file to 16-bit WAV: ``--shape auto`` against ``sox dither -s``
+   and TPDF only (``--shape none``) against ``sox dither``.
+3. batches: ``--files`` generated 5-second 44.1 kHz 24-bit stereo WAVs to 16-bit FLAC with
+   ``--shape auto`` in one quanta command, against ``sox IN -b 16 OUT dither -s`` run by
+   ``xargs -P 2``; the 24 Kodak images × ``--copies`` to JPEG q75 in one quanta command (MP/s),
+   against Pillow (``optimize=True``) in a pool of 2 processes.
+
+Installs SoX with apt-get when it is missing (a peer, not a runtime dependency). Needs
+``../shared/data/kodak`` (or ``QUANTA_DATA``). Prints tables; writes bench/out/startup_batch.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from bench._util import machine, write_json  # noqa: E402
+from bench.audio_vs_sox import ensure_sox, make_signal  # noqa: E402
+from quanta.data import data_dir  # noqa: E402
+from quanta.report.tables import console, print_table  # noqa: E402
+
+QUANTA = [str(Path(sys.executable).parent / "quanta")]
+CORES = 2
+
+PILLOW_ONE = (
+    "from PIL import Image; import sys; Image.open(sys.argv[1]).save(sys.argv[2], quality=75, optimize=True)"
+)
+PILLOW_POOL = """
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from PIL import Image
+
+def one(args):
+    src, dst = args
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    Image.open(src).save(dst, quality=75, optimize=True)
+
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+jobs = [(p, out / p.relative_to(src).with_suffix(".jpg")) for p in sorted(src.rglob("*.png"))]
+with ProcessPoolExecutor(int(sys.argv[3])) as pool:
+    list(pool.map(one, jobs, chunksize=4))
+"""
+
+
+def wall(cmd: list[str] | str, *, shell: bool = False) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def alternate(pairs: list[tuple[str, list[str]]], repeat: int, before=None) -> dict[str, float]:
+    """Median wall time of each command, the commands run in turn ``repeat`` times (one warm-up)."""
+    times: dict[str, list[float]] = {k: [] for k, _ in pairs}
+    for i in range(repeat + 1):
+        for label, cmd in pairs:
+            if before:
+                before()
+            t = wall(cmd)
+            if i:
+                times[label].append(t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def clip(folder: Path, name: str, seconds: float, rate: int, seed: int) -> Path:
+    """A music-like 24-bit stereo WAV: two tones and quiet noise, different per seed."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f1, f2 = rng.uniform(100, 2000, 2)
+    x = (
+        0.3 * np.sin(2 * np.pi * f1 * t)[:, None]
+        + 0.2 * np.sin(2 * np.pi * f2 * t + rng.uniform(0, 6))[:, None]
+    )
+    x = x + 0.01 * rng.standard_normal((t.size, 2))
+    p = folder / name
+    sf.write(p, x, rate, subtype="PCM_24")
+    return p
+
+
+def startup(work: Path, kodak: Path, repeat: int) -> list[dict]:
+    sox = shutil.which("sox")
+    wav = clip(work, "clip5.wav", 5, 44100, 0)
+    png = kodak / "kodim01.png"
+    rows = []
+    t = alternate(
+        [("quanta --version", [*QUANTA, "--version"]), ("python -c pass", [sys.executable, "-c", "pass"])],
+        repeat,
+    )
+    rows.append(
+        {
+            "job": "version",
+            "quanta": "quanta --version",
+            "quanta_s": t["quanta --version"],
+            "target_s": 0.15,
+            "peer": "python -c pass",
+            "peer_s": t["python -c pass"],
+        }
+    )
+    t = alternate(
+        [
+            ("q", [*QUANTA, "image", "encode", str(png), str(work / "one.jpg"), "--force"]),
+            ("p", [sys.executable, "-c", PILLOW_ONE, str(png), str(work / "one.p.jpg")]),
+        ],
+        repeat,
+    )
+    rows.append(
+        {
+            "job": "one Kodak image → JPEG q75",
+            "quanta": "quanta image encode",
+            "quanta_s": t["q"],
+            "target_s": 0.35,
+            "peer": "Pillow (python -c)",
+            "peer_s": t["p"],
+        }
+    )
+    t = alternate(
+        [
+            ("q", [*QUANTA, "audio", "requantize", str(wav), str(work / "one.flac"), "--force"]),
+            ("s", [sox, "-V1", str(wav), "-b", "16", str(work / "one.s.flac"), "dither", "-s"]),
+        ],
+        repeat,
+    )
+    rows.append(
+        {
+            "job": "5 s 44.1 kHz clip → 16-bit FLAC",
+            "quanta": "quanta audio requantize",
+            "quanta_s": t["q"],
+            "target_s": 0.35,
+            "peer": "sox dither -s",
+            "peer_s": t["s"],
+        }
+    )
+    return rows
+
+
+def long_file(work: Path, repeat: int) -> list[dict]:
+    sox = shutil.which("sox")
+    src = make_signal(48000, 600, work)
+    rows = []
+    for shape, sox_args, limit in (("auto", ["dither", "-s"], 1.0), ("none", ["dither"], 1.3)):
+        t = alternate(
+            [
+                (
+                    "q",
+                    [
+                        *QUANTA,
+                        "audio",
+                        "requantize",
+                        str(src),
+                        str(work / "long.wav"),
+                        "--bits",
+                        "16",
+                        "--shape",
+                        shape,
+                        "--force",
+                    ],
+                ),
+                ("s", [sox, "-V1", str(src), "-b", "16", str(work / "long.s.wav"), *sox_args]),
+            ],
+            repeat,
+        )
+        rows.append(
+            {
+                "job": f"10 min 48 kHz → 16 bits, --shape {shape}",
+                "quanta_s": t["q"],
+                "peer": "sox " + " ".join(sox_args),
+                "peer_s": t["s"],
+                "ratio": t["q"] / t["s"],
+                "target_ratio": limit,
+            }
+        )
+    return rows
+
+
+def audio_batch(work: Path, files: int) -> dict:
+    sox = shutil.which("sox")
+    src = work / "wavs"
+    if not src.exists():
+        tmp = work / "wavs.part"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for i in range(files):
+            clip(tmp, f"c{i:04d}.wav", 5, 44100, i)
+        tmp.rename(src)
+    names = sorted(p.name for p in src.glob("*.wav"))[:files]
+    q_out, s_out = work / "flac.q", work / "flac.s"
+    for d in (q_out, s_out):
+        shutil.rmtree(d, ignore_errors=True)
+    list_file = work / "wavs.txt"
+    list_file.write_text("\n".join(names) + "\n")
+    tq = wall(
+        [
+            *QUANTA,
+            "audio",
+            "requantize",
+            *[str(src / n) for n in names],
+            "-o",
+            str(q_out),
+            "--format",
+            "flac",
+            "--bits",
+            "16",
+            "--shape",
+            "auto",
+            "--jobs",
+            str(CORES),
+        ]
+    )
+    s_out.mkdir()
+    ts = wall(
+        f"cd {src} && xargs -P {CORES} -I{{}} {sox} -V1 {{}} -b 16 {s_out}/{{}}.flac dither -s < {list_file}",
+        shell=True,
+    )
+    done_q = len(list(q_out.glob("*.flac")))
+    done_s = len(list(s_out.glob("*.flac")))
+    return {
+        "files": len(names),
+        "quanta_s": tq,
+        "quanta_files": done_q,
+        "peer": f"sox dither -s, xargs -P {CORES}",
+        "peer_s": ts,
+        "peer_files": done_s,
+        "quanta_files_per_s": done_q / tq,
+        "peer_files_per_s": done_s / ts,
+    }
+
+
+def image_batch(work: Path, kodak: Path, copies: int) -> dict:
+    from PIL import Image
+
+    src = work / "kodak"
+    shutil.rmtree(src, ignore_errors=True)
+    pngs = sorted(kodak.glob("kodim*.png"))
+    for k in range(copies):
+        (src / f"copy{k:02d}").mkdir(parents=True)
+        for p in pngs:
+            os.link(p, src / f"copy{k:02d}" / p.name) if _same_fs(p, src) else shutil.copy(
+                p, src / f"copy{k:02d}"
+            )
+    mp = sum(np.prod(Image.open(p).size) for p in pngs) * copies / 1e6
+    q_out, p_out = work / "jpg.q", work / "jpg.p"
+    for d in (q_out, p_out):
+        shutil.rmtree(d, ignore_errors=True)
+    tq = wall(
+        [*QUANTA, "image", "encode", str(src), "-o", str(q_out), "-R", "-q", "75", "--jobs", str(CORES)]
+    )
+    tp = wall([sys.executable, "-c", PILLOW_POOL, str(src), str(p_out), str(CORES)])
+    return {
+        "images": len(pngs) * copies,
+        "megapixels": mp,
+        "quanta_s": tq,
+        "quanta_mp_per_s": mp / tq,
+        "quanta_files": len(list(q_out.rglob("*.jpg"))),
+        "peer": f"Pillow optimize=True, {CORES} processes",
+        "peer_s": tp,
+        "peer_mp_per_s": mp / tp,
+        "target_mp_per_s": 40.0,
+    }
+
+
+def _same_fs(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b.parent if not b.exists() else b).st_dev
+    except OSError:
+        return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--copies", type=int, default=10)
+    ap.add_argument("--skip-long", action="store_true", help="Leave out the 10-minute file.")
+    ap.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temporary one).")
+    args = ap.parse_args()
+    ensure_sox()
+    kodak = data_dir() / "kodak"
+    work = args.work or Path(tempfile.mkdtemp(prefix="quanta-startup-"))
+    work.mkdir(parents=True, exist_ok=True)
+    res: dict = {"cores": CORES}
+    res["startup"] = startup(work, kodak, args.repeat)
+    print_table(
+        "start-up: one file, whole process (s, median)",
+        ["job", "quanta", "target", "peer", "peer s"],
+        [
+            [r["job"], f"{r['quanta_s']:.3f}", f"≤ {r['target_s']}", r["peer"], f"{r['peer_s']:.3f}"]
+            for r in res["startup"]
+        ],
+    )
+    if not args.skip_long:
+        res["long"] = long_file(work, max(1, args.repeat // 2))
+        print_table(
+            "10-minute 48 kHz stereo file (s, median)",
+            ["job", "quanta", "peer", "peer s", "ratio", "target"],
+            [
+                [
+                    r["job"],
+                    f"{r['quanta_s']:.2f}",
+                    r["peer"],
+                    f"{r['peer_s']:.2f}",
+                    f"{r['ratio']:.2f}×",
+                    f"≤ {r['target_ratio']}×",
+                ]
+                for r in res["long"]
+            ],
+        )
+    res["audio_batch"] = a = audio_batch(work, args.files)
+    res["image_batch"] = b = image_batch(work, kodak, args.copies)
+    print_table(
+        "batches: one command, whole process",
+        ["job", "quanta", "peer", "peer"],
+        [
+            [
+                f"{a['files']} WAV → FLAC --shape auto",
+                f"{a['quanta_s']:.1f} s, {a['quanta_files_per_s']:.1f} files/s",
+                a["peer"],
+                f"{a['peer_s']:.1f} s, {a['peer_files_per_s']:.1f} files/s",
+            ],
+            [
+                f"{b['images']} Kodak → JPEG q75",
+                f"{b['quanta_s']:.2f} s, {b['quanta_mp_per_s']:.1f} MP/s (target ≥ 40)",
+                b["peer"],
+                f"{b['peer_s']:.2f} s, {b['peer_mp_per_s']:.1f} MP/s",
+            ],
+        ],
+    )
+    path = write_json("startup_batch", res)
+    console.print(f"{machine()}; wrote {path}")
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The core's sample-by-sample loops, compiled ahead of time (Cython → C at install).
+
+Each function is the inner loop of one public function and is called only from it:
+error feedback (:mod:`quanta.core.feedback`), error diffusion (same), TPDF dither from raw
+64-bit words (:mod:`quanta.core.dither`), GPTQ's column blocks (:mod:`quanta.core.hessian`) and
+the codebook scale search (:mod:`quanta.core.codebook`). All release the GIL, so callers run
+them in parallel threads. Arithmetic is plain IEEE double (built with ``-ffp-contract=off``):
+results are the same on every machine.
+"""
+
+from libc.math cimport floor, fabs
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+
+import numpy as np
+
+ctypedef fused real_t:
+    float
+    double
+
+ctypedef fused code_t:
+    signed char
+    short
+    int
+    long
+
+cdef enum:
+    BLOCK = 4096  # samples per pass over the small history buffers (kept in L1)
+
+
+cdef inline double _dot_older(const double* cr, const double* buf, Py_ssize_t n) noexcept nogil:
+    """sum_{j=0..n-2} cr[j]·buf[j]: all past terms but the newest, in four partial sums of a
+    fixed order (identical results everywhere, while the CPU overlaps the multiply-adds)."""
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef Py_ssize_t j = 0
+    while j + 4 <= n - 1:
+        s0 += cr[j] * buf[j]
+        s1 += cr[j + 1] * buf[j + 1]
+        s2 += cr[j + 2] * buf[j + 2]
+        s3 += cr[j + 3] * buf[j + 3]
+        j += 4
+    while j < n - 1:
+        s0 += cr[j] * buf[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+def feedback(const real_t[:] x, double gain, const double[::1] d, const double[::1] br,
+             const double[::1] ar, double[::1] e_hist, double[::1] s_hist, double qmin, double qmax,
+             code_t[:] out) -> int:
+    """Error-feedback rounding of ``x * gain`` (+ dither ``d``, or none if ``d`` is empty).
+
+    ``br = b[1:][::-1]``, ``ar = a[1:][::-1]``; ``e_hist``/``s_hist`` hold the last errors and
+    shaped errors (oldest first) and are updated in place. ``x`` and ``out`` may be strided.
+    Returns the number of clipped samples.
+    """
+    cdef Py_ssize_t nb = br.shape[0], na = ar.shape[0], n = x.shape[0]
+    cdef Py_ssize_t pos = 0, m, j, i
+    cdef bint dithered = d.shape[0] > 0
+    cdef long clipped = 0
+    cdef double acc, v, q, e
+    cdef double* ebuf = <double*> malloc((nb + BLOCK) * sizeof(double))
+    cdef double* sbuf = <double*> malloc((na + BLOCK) * sizeof(double))
+    if ebuf == NULL or sbuf == NULL:
+        free(ebuf)
+        free(sbuf)
+        raise MemoryError()
+    with nogil:
+        if nb:
+            memcpy(ebuf, &e_hist[0], nb * sizeof(double))
+        if na:
+            memcpy(sbuf, &s_hist[0], na * sizeof(double))
+        while pos < n:
+            m = min(<Py_ssize_t> BLOCK, n - pos)
+            for j in range(m):
+                i = pos + j
+                acc = 0.0
+                if nb:
+                    acc = _dot_older(&br[0], ebuf + j, nb) + br[nb - 1] * ebuf[j + nb - 1]
+                if na:
+                    acc -= _dot_older(&ar[0], sbuf + j, na) + ar[na - 1] * sbuf[j + na - 1]
+                v = x[i] * gain + acc
+                q = floor(((v + d[i]) if dithered else v) + 0.5)
+                e = q - v
+                ebuf[nb + j] = e
+                if na:
+                    sbuf[na + j] = e + acc
+                if q > qmax:
+                    q = qmax
+                    clipped += 1
+                elif q < qmin:
+                    q = qmin
+                    clipped += 1
+                out[i] = <code_t> q
+            if nb:
+                memcpy(ebuf, ebuf + m, nb * sizeof(double))
+            if na:
+                memcpy(sbuf, sbuf + m, na * sizeof(double))
+            pos += m
+        if nb:
+            memcpy(&e_hist[0], ebuf, nb * sizeof(double))
+        if na:
+            memcpy(&s_hist[0], sbuf, na * sizeof(double))
+    free(ebuf)
+    free(sbuf)
+    return clipped
+
+
+def diffuse(const double[:, :, ::1] x, double qmin, double qmax, int[:, :, ::1] out) -> None:
+    """Floyd–Steinberg error diffusion (7, 3, 5, 1 /16, serpentine scan) of ``x`` (H, W, C)."""
+    cdef Py_ssize_t h = x.shape[0], w = x.shape[1], ch = x.shape[2]
+    cdef Py_ssize_t i, jj, j, c, step, cur, nxt
+    cdef double v, q, e
+    cdef double[:, :, ::1] err = np.zeros((2, w + 2, ch))  # two rows, one column margin each side
+    with nogil:
+        for i in range(h):
+            cur = i & 1
+            nxt = 1 - cur
+            err[nxt, :, :] = 0.0
+            step = 1 if cur == 0 else -1
+            for jj in range(w):
+                j = jj if cur == 0 else w - 1 - jj
+                for c in range(ch):
+                    v = x[i, j, c] + err[cur, j + 1, c]
+                    q = floor(v + 0.5)
+                    q = min(max(q, qmin), qmax)
+                    e = v - q
+                    out[i, j, c] = <int> q
+                    err[cur, j + 1 + step, c] += e * (7.0 / 16.0)
+                    err[nxt, j + 1 - step, c] += e * (3.0 / 16.0)
+                    err[nxt, j + 1, c] += e * (5.0 / 16.0)
+                    err[nxt, j + 1 + step, c] += e * (1.0 / 16.0)
+
+
+def tpdf_from_raw(const unsigned long[::1] raw):
+    """TPDF from 64-bit words: the two 32-bit halves are two uniforms on [0, 1), summed and
+    centred, in (-1, 1)."""
+    cdef Py_ssize_t n = raw.shape[0], i
+    out = np.empty(n)
+    cdef double[::1] o = out
+    cdef unsigned long r
+    cdef double scale = 2.0 ** -32, shift = 1.0 - 2.0 ** -32
+    with nogil:
+        for i in range(n):
+            r = raw[i]
+            o[i] = (<double> (r & 0xFFFFFFFFUL) + <double> (r >> 32)) * scale - shift
+    return out
+
+
+def gptq_block(double[:, ::1] w, const double[:, ::1] hinv, const double[:, :] scale,
+               const double[:, :] zero, double qmin, double qmax, double[:, ::1] codes,
+               double[:, ::1] err) -> None:
+    """Quantize the columns of ``w`` (out × b) in order, feeding each column's error onto the
+    rest of the block through ``hinv``; ``scale``/``zero`` are per column (out × b)."""
+    cdef Py_ssize_t out = w.shape[0], b = w.shape[1], i, r, k
+    cdef double dd, v, q, e
+    with nogil:
+        for i in range(b):
+            dd = hinv[i, i]
+            for r in range(out):
+                v = w[r, i]
+                q = floor(v / scale[r, i] + zero[r, i] + 0.5)
+                q = min(max(q, qmin), qmax)
+                codes[r, i] = q
+                e = (v - (q - zero[r, i]) * scale[r, i]) / dd
+                err[r, i] = e
+                for k in range(i + 1, b):
+                    w[r, k] -= e * hinv[i, k]
+
+
+cdef inline Py_ssize_t _nearest(const double[::1] levels, double x) noexcept nogil:
+    """Index of the level nearest ``x`` (``levels`` sorted; ties to the larger)."""
+    cdef Py_ssize_t lo = 0, hi = levels.shape[0] - 1, mid
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if levels[mid] <= x:
+            lo = mid
+        else:
+            hi = mid
+    return hi if x - levels[lo] >= levels[hi] - x else lo
+
+
+def gptq_block_codebook(double[:, ::1] w, const double[:, ::1] hinv, const double[:, :] scale,
+                        const double[::1] levels, double[:, ::1] codes, double[:, ::1] err) -> None:
+    """:func:`gptq_block` on a codebook: each value goes to the nearest ``scale · levels[k]``."""
+    cdef Py_ssize_t out = w.shape[0], b = w.shape[1], i, r, k, q
+    cdef double dd, v, e
+    with nogil:
+        for i in range(b):
+            dd = hinv[i, i]
+            for r in range(out):
+                v = w[r, i]
+                q = _nearest(levels, v / scale[r, i])
+                codes[r, i] = q
+                e = (v - levels[q] * scale[r, i]) / dd
+                err[r, i] = e
+                for k in range(i + 1, b):
+                    w[r, k] -= e * hinv[i, k]
+
+
+def codebook_scales(const float[:, ::1] b, const float[:, ::1] wt, const double[::1] levels,
+                    double end, double step, long tries):
+    """Per block, the least-squares scale of the best of ``2·tries + 1`` trial scales around
+    ``peak / end`` (the codebook's largest magnitude on the block's peak)."""
+    cdef Py_ssize_t nb = b.shape[0], g = b.shape[1], k, j
+    cdef long t
+    cdef double peak, best, dd, v, lv, sxl, sll
+    out = np.ones(nb)
+    cdef double[::1] o = out
+    with nogil:
+        for k in range(nb):
+            peak = 0.0
+            for j in range(g):
+                if fabs(b[k, j]) > fabs(peak):
+                    peak = b[k, j]
+            if peak == 0.0:
+                continue
+            best = -1.0
+            o[k] = peak / end
+            for t in range(-tries, tries + 1):
+                dd = peak / (end + t * step)
+                sxl = 0.0
+                sll = 0.0
+                for j in range(g):
+                    v = b[k, j] / dd
+                    lv = levels[_nearest(levels, v)]
+                    sxl += (wt[k, j] * b[k, j]) * lv
+                    sll += wt[k, j] * lv * lv
+                if sll > 0 and sxl != 0 and sxl * sxl / sll > best:
+                    best = sxl * sxl / sll
+                    o[k] = sxl / sll
+    return out

@@ -1,0 +1,27 @@
+"""How many cores a process may use: the one place that answers it.
+
+``QUANTA_THREADS`` (a positive integer) caps the threads one quanta process starts, as
+``OMP_NUM_THREADS`` does for OpenMP; a batch sets it in each worker process so that N workers
+on N cores do not each start N threads.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV = "QUANTA_THREADS"
+
+
+def cpus() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def threads() -> int:
+    """Threads one quanta process should use: ``QUANTA_THREADS`` when set, else :func:`cpus`."""
+    value = os.environ.get(ENV, "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return cpus()

@@ -1,0 +1,237 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The JPEG encoder's per-pixel and per-symbol loops, compiled ahead of time (Cython → C).
+
+Colour conversion (:mod:`.color`), the forward DCT (:mod:`.dct`), symbol counting and
+entropy coding (:mod:`.entropy`) and Huffman code lengths (:mod:`.huffman`); each is the
+inner loop of one public function there. The image loops release the GIL (planes and
+images encode in parallel threads). Float arithmetic is single precision, as libjpeg's.
+"""
+
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, int16_t, int8_t
+
+import numpy as np
+
+#: Worst case of one block's entropy-coded bytes: DC (11 size bits + 11 value bits) and 63 AC
+#: symbols of at most 16 + 10 bits is 1,660 bits = 208 bytes; every byte may be 0xFF and take
+#: a stuffed 0x00 after it (416), plus a restart marker (2) and padding: 420.
+MAX_BYTES_PER_BLOCK = 420
+
+
+def rgb_to_ycbcr(const uint8_t[:, :, ::1] rgb, uint8_t[:, :, ::1] out) -> None:
+    """JFIF BT.601 full range, rounded as libjpeg (+0.5, truncate), into ``out`` (3, H, W)."""
+    cdef Py_ssize_t i, j
+    cdef float r, g, b, y, cb, cr
+    cdef int yi, cbi, cri
+    with nogil:
+        for i in range(rgb.shape[0]):
+            for j in range(rgb.shape[1]):
+                r = rgb[i, j, 0]
+                g = rgb[i, j, 1]
+                b = rgb[i, j, 2]
+                y = (<float> 0.299) * r + (<float> 0.587) * g + (<float> 0.114) * b
+                cb = -(<float> 0.168735892) * r - (<float> 0.331264108) * g + (<float> 0.5) * b + (<float> 128.0)
+                cr = (<float> 0.5) * r - (<float> 0.418687589) * g - (<float> 0.081312411) * b + (<float> 128.0)
+                yi = <int> (y + (<float> 0.5))
+                cbi = <int> (cb + (<float> 0.5))
+                cri = <int> (cr + (<float> 0.5))
+                out[0, i, j] = <uint8_t> min(255, max(0, yi))
+                out[1, i, j] = <uint8_t> min(255, max(0, cbi))
+                out[2, i, j] = <uint8_t> min(255, max(0, cri))
+
+
+def forward_dct(const uint8_t[:, ::1] plane, const float[:, ::1] c, float[:, ::1] out) -> None:
+    """Separable 8×8 DCT of the level-shifted plane (sides multiples of 8), blocks in raster
+    order, natural coefficient order: ``out[block, v*8 + u]``."""
+    cdef Py_ssize_t nbx = plane.shape[1] // 8, nby = plane.shape[0] // 8
+    cdef Py_ssize_t by, bx, blk, x, y, u, v
+    cdef float tmp[8][8]
+    cdef float row[8]
+    cdef float s
+    with nogil:
+        for by in range(nby):
+            for bx in range(nbx):
+                blk = by * nbx + bx
+                for y in range(8):  # rows: tmp[y][u] = Σx C[u, x]·(p[y, x] − 128)
+                    for x in range(8):
+                        row[x] = <float> plane[by * 8 + y, bx * 8 + x] - (<float> 128.0)
+                    for u in range(8):
+                        s = (<float> 0.0)
+                        for x in range(8):
+                            s += c[u, x] * row[x]
+                        tmp[y][u] = s
+                for v in range(8):  # columns: F[v, u] = Σy C[v, y]·tmp[y][u]
+                    for u in range(8):
+                        s = (<float> 0.0)
+                        for y in range(8):
+                            s += c[v, y] * tmp[y][u]
+                        out[blk, v * 8 + u] = s
+
+
+cdef inline int _nbits(int64_t v) noexcept nogil:
+    cdef int64_t a = -v if v < 0 else v
+    cdef int n = 0
+    while a:
+        n += 1
+        a >>= 1
+    return n
+
+
+cdef struct BitWriter:
+    uint8_t* out
+    Py_ssize_t pos
+    uint64_t acc
+    int nacc
+
+
+cdef inline void _put(BitWriter* bw, uint64_t code, int size) noexcept nogil:
+    """Append ``size`` bits of ``code``; emit whole bytes, stuffing 0x00 after each 0xFF."""
+    cdef uint8_t byte
+    bw.acc = (bw.acc << size) | code
+    bw.nacc += size
+    while bw.nacc >= 8:
+        bw.nacc -= 8
+        byte = <uint8_t> ((bw.acc >> bw.nacc) & 0xFF)
+        bw.out[bw.pos] = byte
+        bw.pos += 1
+        if byte == 0xFF:
+            bw.out[bw.pos] = 0
+            bw.pos += 1
+    bw.acc &= ((<uint64_t> 1) << bw.nacc) - 1
+
+
+cdef struct Coder:
+    int64_t* freq  # (4, 256) symbol counts (rows 0-1 DC, 2-3 AC) when counting, else NULL
+    const uint32_t* codes  # (4, 256) codes and their lengths when writing
+    const uint8_t* sizes
+    BitWriter bw
+
+
+cdef inline void _symbol(Coder* cd, Py_ssize_t t, int sym) noexcept nogil:
+    if cd.freq != NULL:
+        cd.freq[t * 256 + sym] += 1
+    else:
+        _put(&cd.bw, cd.codes[t * 256 + sym], cd.sizes[t * 256 + sym])
+
+
+cdef inline void _value(Coder* cd, int64_t v, int s) noexcept nogil:
+    """The ``s`` value bits after a symbol (negative values as ``v − 1``, T.81 F.1.2.1)."""
+    if cd.freq == NULL and s:
+        _put(&cd.bw, <uint64_t> ((v if v >= 0 else v - 1) & ((1 << s) - 1)), s)
+
+
+cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,
+                const int64_t[::1] ac_tbl, Py_ssize_t per_mcu, Py_ssize_t restart,
+                Coder* cd) noexcept nogil:
+    """One pass over the blocks: DC differences, AC run-lengths, restart intervals; each
+    symbol counted or written (``cd.freq``)."""
+    cdef int64_t pred[4]
+    cdef Py_ssize_t b, k, c, t
+    cdef int64_t v, diff
+    cdef int s, run, rst = 0
+    pred[0] = pred[1] = pred[2] = pred[3] = 0
+    for b in range(coefs.shape[0]):
+        if b > 0 and restart > 0 and b % per_mcu == 0 and (b // per_mcu) % restart == 0:
+            if cd.freq == NULL:
+                _put(&cd.bw, 0x7F, 7)  # pad with 1-bits, then RSTn
+                cd.bw.acc = 0
+                cd.bw.nacc = 0
+                cd.bw.out[cd.bw.pos] = 0xFF
+                cd.bw.out[cd.bw.pos + 1] = 0xD0 + (rst & 7)
+                cd.bw.pos += 2
+            rst += 1
+            pred[0] = pred[1] = pred[2] = pred[3] = 0
+        c = comp[b]
+        diff = coefs[b, 0] - pred[c]
+        pred[c] = coefs[b, 0]
+        s = _nbits(diff)
+        _symbol(cd, dc_tbl[c], s)
+        _value(cd, diff, s)
+        t = 2 + ac_tbl[c]
+        run = 0
+        for k in range(1, 64):
+            v = coefs[b, k]
+            if v == 0:
+                run += 1
+                continue
+            while run > 15:
+                _symbol(cd, t, 0xF0)
+                run -= 16
+            s = _nbits(v)
+            _symbol(cd, t, (run << 4) | s)
+            _value(cd, v, s)
+            run = 0
+        if run > 0:
+            _symbol(cd, t, 0)
+    if cd.freq == NULL and cd.bw.nacc > 0:
+        _put(&cd.bw, 0x7F, 7)
+
+
+def count_symbols(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,
+                  const int64_t[::1] ac_tbl, Py_ssize_t blocks_per_mcu, Py_ssize_t restart):
+    """Symbol counts per table: ``(dc_freq, ac_freq)``, each ``(2, 256)`` int64."""
+    freq = np.zeros((4, 256), dtype=np.int64)
+    cdef int64_t[:, ::1] f = freq
+    cdef Coder cd
+    cd.freq = &f[0, 0]
+    with nogil:
+        _scan(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart, &cd)
+    return freq[:2].copy(), freq[2:].copy()
+
+
+def encode_scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,
+                const int64_t[::1] ac_tbl, const uint32_t[:, ::1] codes, const uint8_t[:, ::1] sizes,
+                Py_ssize_t blocks_per_mcu, Py_ssize_t restart):
+    """The entropy-coded scan: stuffed bytes with RSTn markers, as a uint8 array."""
+    buf = np.empty(coefs.shape[0] * MAX_BYTES_PER_BLOCK + 64, dtype=np.uint8)
+    cdef uint8_t[::1] o = buf
+    cdef Coder cd
+    cd.freq = NULL
+    cd.codes = &codes[0, 0]
+    cd.sizes = &sizes[0, 0]
+    cd.bw.out = &o[0]
+    cd.bw.pos = 0
+    cd.bw.acc = 0
+    cd.bw.nacc = 0
+    with nogil:
+        _scan(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart, &cd)
+    return buf[:cd.bw.pos]
+
+
+def code_sizes(const int64_t[::1] freq):
+    """Huffman code length per symbol (T.81 K.2 Figure K.1; ties pick the larger symbol)."""
+    cdef Py_ssize_t n = freq.shape[0], i, c1, c2
+    f_arr = np.array(freq, dtype=np.int64)
+    size_arr = np.zeros(n, dtype=np.int64)
+    others_arr = np.full(n, -1, dtype=np.int64)
+    cdef int64_t[::1] f = f_arr
+    cdef int64_t[::1] codesize = size_arr
+    cdef int64_t[::1] others = others_arr
+    cdef int64_t v
+    with nogil:
+        while True:
+            c1 = -1
+            v = 0x7FFFFFFFFFFFFFFF
+            for i in range(n):
+                if f[i] > 0 and f[i] <= v:
+                    v = f[i]
+                    c1 = i
+            c2 = -1
+            v = 0x7FFFFFFFFFFFFFFF
+            for i in range(n):
+                if f[i] > 0 and f[i] <= v and i != c1:
+                    v = f[i]
+                    c2 = i
+            if c2 < 0:
+                break
+            f[c1] += f[c2]
+            f[c2] = 0
+            codesize[c1] += 1
+            while others[c1] >= 0:
+                c1 = others[c1]
+                codesize[c1] += 1
+            others[c1] = c2
+            codesize[c2] += 1
+            while others[c2] >= 0:
+                c2 = others[c2]
+                codesize[c2] += 1
+    return size_arr
