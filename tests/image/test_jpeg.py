@@ -75,6 +75,18 @@ def test_dct_is_orthonormal_and_inverts():
     np.testing.assert_allclose(np.sum(c**2), np.sum((plane.astype(np.float64) - 128) ** 2), rtol=1e-5)
 
 
+def test_fused_transform_quantize_equals_the_core_grid_path():
+    from quanta.image.jpeg.quantize import quantize_coefs, transform_quantize
+
+    rng = np.random.default_rng(7)
+    plane = rng.integers(0, 256, (48, 64), dtype=np.uint8)
+    plane[:16] = plane[:16] // 64 * 64  # flat areas: coefficients on ties and zeros
+    for q in (1, 10, 50, 90, 100):
+        table = scale_table(ANNEX_K_LUMA, q)
+        want = quantize_coefs(dct.forward(plane), table)[:, ZIGZAG]
+        assert np.array_equal(transform_quantize(plane, table), want)
+
+
 def test_optimal_huffman_is_prefix_free_and_limited():
     rng = np.random.default_rng(1)
     freq = np.zeros(256, dtype=np.int64)

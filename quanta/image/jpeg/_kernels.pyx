@@ -7,6 +7,7 @@ inner loop of one public function there. The image loops release the GIL (planes
 images encode in parallel threads). Float arithmetic is single precision, as libjpeg's.
 """
 
+from libc.math cimport rintf
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, int16_t, int8_t
 
 import numpy as np
@@ -39,32 +40,56 @@ def rgb_to_ycbcr(const uint8_t[:, :, ::1] rgb, uint8_t[:, :, ::1] out) -> None:
                 out[2, i, j] = <uint8_t> min(255, max(0, cri))
 
 
-def forward_dct(const uint8_t[:, ::1] plane, const float[:, ::1] c, float[:, ::1] out) -> None:
-    """Separable 8×8 DCT of the level-shifted plane (sides multiples of 8), blocks in raster
-    order, natural coefficient order: ``out[block, v*8 + u]``."""
-    cdef Py_ssize_t nbx = plane.shape[1] // 8, nby = plane.shape[0] // 8
-    cdef Py_ssize_t by, bx, blk, x, y, u, v
+cdef inline void _dct_block(const uint8_t[:, ::1] plane, Py_ssize_t y0, Py_ssize_t x0,
+                            const float[:, ::1] c, float* f) noexcept nogil:
+    """``f[v*8 + u]``: the DCT of the level-shifted 8×8 block at (y0, x0), rows then columns."""
     cdef float tmp[8][8]
     cdef float row[8]
     cdef float s
+    cdef Py_ssize_t x, y, u, v
+    for y in range(8):  # rows: tmp[y][u] = Σx C[u, x]·(p[y, x] − 128)
+        for x in range(8):
+            row[x] = <float> plane[y0 + y, x0 + x] - (<float> 128.0)
+        for u in range(8):
+            s = (<float> 0.0)
+            for x in range(8):
+                s += c[u, x] * row[x]
+            tmp[y][u] = s
+    for v in range(8):  # columns: F[v, u] = Σy C[v, y]·tmp[y][u]
+        for u in range(8):
+            s = (<float> 0.0)
+            for y in range(8):
+                s += c[v, y] * tmp[y][u]
+            f[v * 8 + u] = s
+
+
+def forward_dct(const uint8_t[:, ::1] plane, const float[:, ::1] c, float[:, ::1] out) -> None:
+    """Separable 8×8 DCT of the level-shifted plane (sides multiples of 8), blocks in raster
+    order, natural coefficient order: ``out[block, v*8 + u]``."""
+    cdef Py_ssize_t nbx = plane.shape[1] // 8, nby = plane.shape[0] // 8, by, bx
+    with nogil:
+        for by in range(nby):
+            for bx in range(nbx):
+                _dct_block(plane, by * 8, bx * 8, c, &out[by * nbx + bx, 0])
+
+
+def forward_quantize(const uint8_t[:, ::1] plane, const float[:, ::1] c, const float[::1] scale,
+                     float qmin, float qmax, const Py_ssize_t[::1] order, int16_t[:, ::1] out) -> None:
+    """:func:`forward_dct` and the coefficient grid's rounding in one pass: ``out[block, k]`` is
+    ``clip(rint(F[n] / scale[n]), qmin, qmax)`` with ``n = order[k]`` (the zigzag order), the
+    arithmetic of :func:`quanta.core.grid.quantize` on that grid (float32, ties to even)."""
+    cdef Py_ssize_t nbx = plane.shape[1] // 8, nby = plane.shape[0] // 8, by, bx, k, n, blk
+    cdef float f[64]
+    cdef float q
     with nogil:
         for by in range(nby):
             for bx in range(nbx):
                 blk = by * nbx + bx
-                for y in range(8):  # rows: tmp[y][u] = Σx C[u, x]·(p[y, x] − 128)
-                    for x in range(8):
-                        row[x] = <float> plane[by * 8 + y, bx * 8 + x] - (<float> 128.0)
-                    for u in range(8):
-                        s = (<float> 0.0)
-                        for x in range(8):
-                            s += c[u, x] * row[x]
-                        tmp[y][u] = s
-                for v in range(8):  # columns: F[v, u] = Σy C[v, y]·tmp[y][u]
-                    for u in range(8):
-                        s = (<float> 0.0)
-                        for y in range(8):
-                            s += c[v, y] * tmp[y][u]
-                        out[blk, v * 8 + u] = s
+                _dct_block(plane, by * 8, bx * 8, c, f)
+                for k in range(64):
+                    n = order[k]
+                    q = rintf(f[n] / scale[n] + (<float> 0.0))
+                    out[blk, k] = <int16_t> min(max(q, qmin), qmax)
 
 
 cdef inline int _nbits(int64_t v) noexcept nogil:

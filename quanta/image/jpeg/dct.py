@@ -15,7 +15,7 @@ _N = np.arange(8)
 #: 1-D orthonormal DCT matrix: row k is basis function k.
 C8 = (np.sqrt(np.where(_N == 0, 1.0, 2.0) / 8.0)[:, None]
       * np.cos((2 * _N[None, :] + 1) * _N[:, None] * np.pi / 16)).astype(np.float64)
-_C32 = C8.astype(np.float32)
+C32 = C8.astype(np.float32)  # the single-precision matrix the compiled transforms use
 _K = np.kron(C8, C8).astype(np.float32)  # acts on row-major 8×8 blocks flattened to 64
 
 
@@ -39,7 +39,7 @@ def forward(plane: np.ndarray) -> np.ndarray:
     """
     h, w = plane.shape
     out = np.empty(((h // 8) * (w // 8), 64), dtype=np.float32)
-    _kernels.forward_dct(np.ascontiguousarray(plane), _C32, out)
+    _kernels.forward_dct(np.ascontiguousarray(plane), C32, out)
     return out
 
 

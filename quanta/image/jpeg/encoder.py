@@ -20,10 +20,10 @@ import numpy as np
 
 from quanta.core._checks import check_choice
 from quanta.errors import ConfigError, InputError
-from quanta.image.jpeg import dct, entropy, huffman, writer
+from quanta.image.jpeg import entropy, huffman, writer
 from quanta.image.jpeg.color import SUBSAMPLING, downsample, pad_to, rgb_to_ycbcr
-from quanta.image.jpeg.quantize import quantize_coefs
-from quanta.image.jpeg.tables import ZIGZAG, check_table, tables_for
+from quanta.image.jpeg.quantize import transform_quantize
+from quanta.image.jpeg.tables import check_table, tables_for
 
 Table = tuple[list[int], list[int]]  # Huffman (BITS, HUFFVAL)
 
@@ -152,8 +152,7 @@ def _scan_order(grids: list[tuple[int, int]], frame: Frame) -> tuple[np.ndarray,
 def _transform_and_quantize(img: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
     """Quantized zigzag blocks in scan order (int16 ``(N, 64)``) and each block's component."""
     planes = _planes(img, frame)
-    codes = [quantize_coefs(dct.forward(p), frame.qtables[c.qtable])[:, ZIGZAG]
-             for p, c in zip(planes, frame.components)]
+    codes = [transform_quantize(p, frame.qtables[c.qtable]) for p, c in zip(planes, frame.components)]
     order, comp = _scan_order([(p.shape[0] // 8, p.shape[1] // 8) for p in planes], frame)
     return np.ascontiguousarray(np.concatenate(codes)[order]), comp
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from quanta.core.grid import Grid, QParams, quantize
+from quanta.image.jpeg import _kernels, dct
+from quanta.image.jpeg.tables import ZIGZAG
 
 #: one scale per frequency (axis 1 of the ``(blocks, 64)`` coefficient array)
 COEF_GRID = Grid(bits=11, signed=True, symmetric=True, granularity="channel", axis=1)
@@ -22,3 +24,19 @@ def coef_qparams(table: np.ndarray) -> QParams:
 def quantize_coefs(coefs: np.ndarray, table: np.ndarray) -> np.ndarray:
     """int16 codes of ``coefs`` (``(N, 64)``, natural order) for a natural-order ``table``."""
     return quantize(coefs, coef_qparams(table)).astype(np.int16)
+
+
+_ORDER = np.ascontiguousarray(ZIGZAG, dtype=np.intp)
+
+
+def transform_quantize(plane: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Zigzag-ordered int16 codes ``(blocks, 64)`` of a uint8 plane (sides multiples of 8):
+    ``quantize_coefs(dct.forward(plane), table)[:, ZIGZAG]`` in one compiled pass, on the same
+    grid (its scales and code range come from :func:`coef_qparams`) and to the same codes."""
+    qp = coef_qparams(table)
+    h, w = plane.shape
+    out = np.empty(((h // 8) * (w // 8), 64), dtype=np.int16)
+    scale = np.ascontiguousarray(np.broadcast_to(qp.scale, (1, 64)).ravel(), dtype=np.float32)
+    _kernels.forward_quantize(np.ascontiguousarray(plane), dct.C32, scale, float(COEF_GRID.qmin),
+                              float(COEF_GRID.qmax), _ORDER, out)
+    return out
