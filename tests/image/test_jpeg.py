@@ -197,3 +197,24 @@ def test_custom_tables_and_errors(tmp_path):
         encode(np.zeros((4, 4), np.uint16))
     with pytest.raises(ConfigError):
         encode(np.zeros((4, 4, 3), np.uint8), subsampling="4:1:1")
+
+
+def test_padded_colour_conversion_and_downsampling_follow_libjpeg():
+    from quanta.image.jpeg.color import downsample, pad_to, rgb_to_ycbcr
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (13, 21, 3), dtype=np.uint8)
+    plain = rgb_to_ycbcr(rgb)
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    assert np.abs(plain[0].astype(float) - y).max() <= 0.5 + 1e-4
+    padded = rgb_to_ycbcr(rgb, 16, 32)
+    for k in range(3):
+        assert np.array_equal(padded[k], pad_to(plain[k], 16, 32))
+    p = padded[1].astype(np.int64)
+    cols = np.arange(16)
+    want22 = (p[0::2, 0::2] + p[0::2, 1::2] + p[1::2, 0::2] + p[1::2, 1::2] + 1 + cols % 2) >> 2
+    want21 = (p[:, 0::2] + p[:, 1::2] + cols % 2) >> 1
+    assert np.array_equal(downsample(padded[1], 2, 2), want22)
+    assert np.array_equal(downsample(padded[1], 2, 1), want21)
+    with pytest.raises(ConfigError):
+        rgb_to_ycbcr(rgb, 8, 8)

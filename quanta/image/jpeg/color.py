@@ -17,9 +17,14 @@ from quanta.image.jpeg import _kernels
 SUBSAMPLING = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}
 
 
-def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
-    """uint8 ``(H, W, 3)`` RGB → uint8 ``(3, H, W)`` Y, Cb, Cr (JFIF, full range)."""
-    out = np.empty((3, *rgb.shape[:2]), dtype=np.uint8)
+def rgb_to_ycbcr(rgb: np.ndarray, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` RGB → uint8 ``(3, height, width)`` Y, Cb, Cr (JFIF, full range); a
+    larger ``height``/``width`` (default: the image's) repeats the last row and column."""
+    h, w = rgb.shape[:2]
+    height, width = height or h, width or w
+    if height < h or width < w:
+        raise ConfigError("the padded size cannot be smaller than the image")
+    out = np.empty((3, height, width), dtype=np.uint8)
     _kernels.rgb_to_ycbcr(np.ascontiguousarray(rgb), out)
     return out
 
@@ -38,12 +43,7 @@ def downsample(plane: np.ndarray, h: int, v: int) -> np.ndarray:
         return plane
     if (h, v) not in ((2, 1), (2, 2)):
         raise ConfigError(f"unsupported sampling {h}x{v}")
-    p = plane.astype(np.uint16)
-    _rows, cols = p.shape
-    if v == 1:
-        s = p[:, 0::2] + p[:, 1::2]
-        bias = np.tile(np.array([0, 1], dtype=np.uint16), cols // 4 + 1)[: cols // 2]
-        return ((s + bias) >> 1).astype(np.uint8)
-    s = p[0::2, 0::2] + p[0::2, 1::2] + p[1::2, 0::2] + p[1::2, 1::2]
-    bias = np.tile(np.array([1, 2], dtype=np.uint16), cols // 4 + 1)[: cols // 2]
-    return ((s + bias) >> 2).astype(np.uint8)
+    rows, cols = plane.shape
+    out = np.empty((rows // v, cols // h), dtype=np.uint8)
+    _kernels.downsample(np.ascontiguousarray(plane, dtype=np.uint8), h, v, out)
+    return out

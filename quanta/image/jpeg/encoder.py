@@ -126,9 +126,9 @@ def _planes(img: np.ndarray, frame: Frame) -> list[np.ndarray]:
     ph, pw = frame.mcus[0] * mh, frame.mcus[1] * mw
     if frame.gray:
         return [pad_to(img, ph, pw)]
-    ycc = rgb_to_ycbcr(img)
+    ycc = rgb_to_ycbcr(img, ph, pw)
     c0 = frame.components[0]
-    return [pad_to(ycc[0], ph, pw)] + [downsample(pad_to(p, ph, pw), c0.h, c0.v) for p in ycc[1:]]
+    return [ycc[0]] + [downsample(p, c0.h, c0.v) for p in ycc[1:]]
 
 
 def _scan_order(grids: list[tuple[int, int]], frame: Frame) -> tuple[np.ndarray, np.ndarray]:
@@ -152,9 +152,16 @@ def _scan_order(grids: list[tuple[int, int]], frame: Frame) -> tuple[np.ndarray,
 def _transform_and_quantize(img: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
     """Quantized zigzag blocks in scan order (int16 ``(N, 64)``) and each block's component."""
     planes = _planes(img, frame)
-    codes = [transform_quantize(p, frame.qtables[c.qtable]) for p, c in zip(planes, frame.components)]
     order, comp = _scan_order([(p.shape[0] // 8, p.shape[1] // 8) for p in planes], frame)
-    return np.ascontiguousarray(np.concatenate(codes)[order]), comp
+    rows = np.empty_like(order)
+    rows[order] = np.arange(order.size)  # each block's place in the scan
+    out = np.empty((order.size, 64), dtype=np.int16)
+    offset = 0
+    for p, c in zip(planes, frame.components):
+        n = (p.shape[0] // 8) * (p.shape[1] // 8)
+        transform_quantize(p, frame.qtables[c.qtable], out, rows[offset:offset + n])
+        offset += n
+    return out, comp
 
 
 def _selectors(frame: Frame) -> np.ndarray:

@@ -29,14 +29,25 @@ def quantize_coefs(coefs: np.ndarray, table: np.ndarray) -> np.ndarray:
 _ORDER = np.ascontiguousarray(ZIGZAG, dtype=np.intp)
 
 
-def transform_quantize(plane: np.ndarray, table: np.ndarray) -> np.ndarray:
+def transform_quantize(plane: np.ndarray, table: np.ndarray, out: np.ndarray | None = None,
+                       rows: np.ndarray | None = None) -> np.ndarray:
     """Zigzag-ordered int16 codes ``(blocks, 64)`` of a uint8 plane (sides multiples of 8):
     ``quantize_coefs(dct.forward(plane), table)[:, ZIGZAG]`` in one compiled pass, on the same
-    grid (its scales and code range come from :func:`coef_qparams`) and to the same codes."""
+    grid (its scales and code range come from :func:`coef_qparams`) and to the same codes.
+
+    out, rows: write block ``b`` (raster order) to ``out[rows[b]]`` instead (the encoder puts
+    every component's blocks straight into scan order); returns ``out``.
+    """
     qp = coef_qparams(table)
     h, w = plane.shape
-    out = np.empty(((h // 8) * (w // 8), 64), dtype=np.int16)
+    n = (h // 8) * (w // 8)
+    if out is None:
+        out = np.empty((n, 64), dtype=np.int16)
+    dest = np.arange(n, dtype=np.intp) if rows is None else np.ascontiguousarray(rows, dtype=np.intp)
+    if dest.shape != (n,) or out.dtype != np.int16 or out.ndim != 2 or out.shape[1] != 64 or (
+            n and not 0 <= dest.min() <= dest.max() < out.shape[0]):
+        raise ValueError("rows must give each block a row of out, an int16 (N, 64) array")
     scale = np.ascontiguousarray(np.broadcast_to(qp.scale, (1, 64)).ravel(), dtype=np.float32)
     _kernels.forward_quantize(np.ascontiguousarray(plane), dct.C32, scale, float(COEF_GRID.qmin),
-                              float(COEF_GRID.qmax), _ORDER, out)
+                              float(COEF_GRID.qmax), _ORDER, dest, out)
     return out
