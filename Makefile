@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile setup.py $(wildcard quanta/*/*.pyx quanta/*/*/
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/quanta demo
+	$(BIN)/quanta tour --quick --force --out quanta-tour
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

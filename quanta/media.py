@@ -11,6 +11,9 @@ A medium is a package with a module that keeps the **medium contract**:
     demo use it; it needs no shared data).
 ``demo(*, quick=True) -> DemoSection``
     The medium's section of ``quanta demo``: a measured table.
+``tour(*, quick, progress, **settings) -> TourSection`` (optional)
+    The medium's part of ``quanta tour`` (:mod:`quanta.report.tour`): a measured sweep over
+    precision, with figures, tables, players or crops, and its summary rows.
 ``owns(path) -> bool`` (folder media only)
     Whether an existing output folder is one this medium wrote (``--force`` replaces only those).
 

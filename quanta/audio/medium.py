@@ -66,3 +66,10 @@ def demo(*, quick: bool = True, seconds: float | None = None) -> DemoSection:
         table=table, notes=(note,),
         data={"seconds": seconds, "rows": rows, "aes17_dynamic_range_db": dr,
               "theory_dynamic_range_db": theory})
+
+
+def tour(**settings: Any) -> Any:
+    """This medium's part of ``quanta tour`` (:mod:`quanta.audio.tour`)."""
+    from quanta.audio.tour import tour as run
+
+    return run(**settings)

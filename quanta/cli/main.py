@@ -95,12 +95,15 @@ def demo(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 
 
 def build_app() -> typer.Typer:
-    """The typer app: root options, info, demo, then one group per registered medium."""
+    """The typer app: root options, info, demo, tour, then one group per registered medium."""
     app = typer.Typer(help="Quantize audio, images and neural networks, and measure what it costs.",
                       no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
     app.callback()(_root)
     app.command()(info)
     app.command()(demo)
+    from quanta.cli.tour import tour
+
+    app.command()(tour)
     for name, medium in MEDIA.items():
         if medium.cli:
             mod, _, attr = medium.cli.partition(":")

@@ -107,3 +107,10 @@ def demo(*, quick: bool = True) -> DemoSection:
         columns=("quality", "quanta bpp", "quanta PSNR", "Pillow bpp", "Pillow PSNR", "size Δ",
                  "quanta time"),
         table=table, data={"image": name, **res})
+
+
+def tour(**settings: Any) -> Any:
+    """This medium's part of ``quanta tour`` (:mod:`quanta.image.tour`)."""
+    from quanta.image.tour import tour as run
+
+    return run(**settings)

@@ -132,7 +132,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     loaded = _load_for_saving(src, format)
     windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed, force=mixed)
     phases = _Phases(progress)
-    plan = _mixed(loaded, windows, method, format, target_size, target_bpw, include, exclude,
+    plan = mixed_plan(loaded, windows, method, format, target_size, target_bpw, include, exclude,
                   float_dtype, phases) if mixed else None
     kept: dict[str, Any] = {}
     rep = quantize_model(loaded.model, quantizer, include=include, exclude=exclude, head=head,
@@ -192,7 +192,7 @@ def _load_for_saving(src: Path | str, format: str) -> Any:
     return loaded
 
 
-def _mixed(loaded: Any, windows: Any, method: str, format: str, target_size: str | int | None,
+def mixed_plan(loaded: Any, windows: Any, method: str, format: str, target_size: str | int | None,
            target_bpw: float | None, include: tuple[str, ...], exclude: tuple[str, ...],
            float_dtype: str, phases: _Phases) -> Any:
     """Measure every tensor's sensitivity and choose its format under the target."""
@@ -401,3 +401,10 @@ def demo(*, quick: bool = True, chunks: int = 4) -> DemoSection:
                 f"= reference), WikiText-2 test, {chunks}×512 tokens (`quanta model eval` uses 40)",
         columns=("model", "PPL", "KLD", "top-1", "bits/weight", "MB", "prefill tok/s"),
         table=table, data={"chunks": chunks, "rows": rows})
+
+
+def tour(**settings: Any) -> Any:
+    """This medium's part of ``quanta tour`` (:mod:`quanta.model.tour`)."""
+    from quanta.model.tour import tour as run
+
+    return run(**settings)

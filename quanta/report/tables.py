@@ -72,3 +72,19 @@ def batch_bar(description: str, files: int, total_bytes: int, *, enabled: bool =
                        failed=state["failed"])
 
         yield advance
+
+
+@contextmanager
+def phase_bars(names: Sequence[str], *, enabled: bool = True) -> Iterator[Any]:
+    """One progress bar per named phase (stderr, only on a terminal); yields ``bar(name)``, the
+    ``progress(done, total)`` callback of that phase."""
+    if not enabled or not err_console.is_terminal:
+        yield lambda name: None
+        return
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(TextColumn("{task.description:<8}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+             TimeElapsedColumn(), console=err_console) as bar:
+        tasks = {n: bar.add_task(n, total=None) for n in names}
+        yield lambda name: (lambda done, total: bar.update(tasks[name], completed=done, total=total))
