@@ -164,7 +164,7 @@ def tour(
                 [
                     label,
                     *[
-                        f"{num(levels[name][label][str(b)]['threshold_db'])} / "
+                        f"{_db(levels[name][label][str(b)]['threshold_db'])} / "
                         f"{_db(levels[name][label][str(b)]['a_db'])}"
                         for b in BITS
                     ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ BITS = (8, 4, 3, 2)
 #: that is two methods in about two minutes) and full (every method quanta has)
 METHODS = {
     True: {"rtn": BITS},
-    False: {"rtn": BITS, "hqq": BITS, "nf4": (4,), "imatrix": (4,), "gptq": (4, 3), "awq+gptq": (4,)},
+    False: {"rtn": BITS, "hqq": (4, 2), "nf4": (4,), "imatrix": (4,), "gptq": (4, 3), "awq+gptq": (4,)},
 }
 ROLES = {
     "rtn": "plain",
@@ -84,11 +85,14 @@ def _configs(
         rows[method] = {}
         for bits in widths:
             m = copy.deepcopy(base)
+            t0 = time.perf_counter()
             rep = quantize_model(m, method, bits=bits, group_size=group_size, calib=calib)
+            seconds = time.perf_counter() - t0
             rows[method][str(bits)] = {
                 "bits": bits,
                 "weight_bytes": rep.weight_bytes,
                 "bits_per_weight": rep.bits_per_weight,
+                "quantize_seconds": seconds,
                 **_eval(m, wins, lp, ref_ppl),
             }
             del m
@@ -161,13 +165,13 @@ def tour(
 
     plan_methods = methods or METHODS[quick]
     loaded = load_model(source)
-    n_chunks, n_ctx = chunks or (4 if quick else 16), ctx or (256 if quick else 512)
+    n_chunks, n_ctx = chunks or (4 if quick else 8), ctx or (256 if quick else 512)
     wins = windows(
         loaded.tokenizer, wikitext2_test_text(), bos_id=loaded.bos_id, n_ctx=n_ctx, n_chunks=n_chunks
     )
     calib = calibration_windows(
         loaded.tokenizer,
-        samples=calib_samples or (16 if quick else 64),
+        samples=calib_samples or (16 if quick else 32),
         length=min(256, n_ctx),
         bos_id=loaded.bos_id,
     )
