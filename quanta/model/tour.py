@@ -21,7 +21,7 @@ BITS = (8, 4, 3, 2)
 #: that is two methods in about two minutes) and full (every method quanta has)
 METHODS = {
     True: {"rtn": BITS},
-    False: {"rtn": BITS, "hqq": (4, 2), "nf4": (4,), "imatrix": (4,), "gptq": (4, 3), "awq+gptq": (4,)},
+    False: {"rtn": BITS, "hqq": (4,), "nf4": (4,), "imatrix": (4,), "gptq": (4, 3), "awq+gptq": (4,)},
 }
 ROLES = {
     "rtn": "plain",
@@ -171,7 +171,7 @@ def tour(
     )
     calib = calibration_windows(
         loaded.tokenizer,
-        samples=calib_samples or (16 if quick else 32),
+        samples=calib_samples or (16 if quick else 24),
         length=min(256, n_ctx),
         bos_id=loaded.bos_id,
     )
