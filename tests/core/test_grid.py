@@ -173,3 +173,24 @@ def test_empty_and_unknown_method_raise():
         choose_qparams(np.zeros(0), Grid(8))
     with pytest.raises(ConfigError):
         choose_qparams(np.zeros(3), Grid(8), method="magic")
+
+
+@pytest.mark.parametrize("use_torch", [False, True])
+def test_mse_search_in_slices_equals_the_search_over_all_blocks(monkeypatch, use_torch):
+    import quanta.core.grid as grid_mod
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((97, 384)).astype(np.float32) * np.linspace(0.1, 3, 384, dtype=np.float32)
+    w = rng.random(384).astype(np.float32)
+    if use_torch:
+        import torch
+
+        x, w = torch.from_numpy(x), torch.from_numpy(w)
+    for g in (Grid(bits=4, granularity="group", axis=1, group_size=128),
+              Grid(bits=8, signed=True, symmetric=True, granularity="channel", axis=0)):
+        monkeypatch.setattr(grid_mod, "_SEARCH_ELEMENTS", 1 << 30)
+        whole = choose_qparams(x, g, method="mse", weights=w)
+        monkeypatch.setattr(grid_mod, "_SEARCH_ELEMENTS", 200)
+        sliced = choose_qparams(x, g, method="mse", weights=w)
+        assert np.array_equal(np.asarray(whole.scale), np.asarray(sliced.scale))
+        assert np.array_equal(np.asarray(whole.zero_point), np.asarray(sliced.zero_point))
