@@ -210,3 +210,19 @@ def test_dask_cluster_survives_a_killed_worker_with_identical_outputs(tmp_path):
     assert state["killed"] is not None, "no worker was busy to kill"
     assert [o.status for o in got] == ["done"] * 10
     assert _bytes(tmp_path / "dask") == _bytes(tmp_path / "ref")
+
+
+def test_cli_cluster_local_gives_the_files_of_the_pool(tmp_path, capsys):
+    pytest.importorskip("dask.distributed", reason="quanta[cluster] is installed by make test")
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)).save(tmp_path / "in" / f"p{i}.png")
+    assert main(["image", "encode", str(tmp_path / "in"), "-o", str(tmp_path / "pool"), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["image", "encode", str(tmp_path / "in"), "-o", str(tmp_path / "dask"), "--cluster", "local",
+                 "-j", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["done"] == 3
+    assert _bytes(tmp_path / "pool") == _bytes(tmp_path / "dask") and len(_bytes(tmp_path / "dask")) == 3

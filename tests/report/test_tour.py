@@ -163,3 +163,15 @@ def test_cli_writes_the_page_and_guards_the_folder(tmp_path, capsys):
     assert (mine / "notes.txt").read_text() == "keep"
     assert main(["tour", "--quick", "--skip", "pictures", "--out", str(tmp_path / "x")]) == 2
     assert "no such medium" in capsys.readouterr().err
+
+
+def test_without_shared_data_the_tour_falls_back_to_generated_inputs(tmp_path, monkeypatch):
+    from quanta.audio.tour import _signals
+    from quanta.image.tour import _load
+
+    monkeypatch.setenv("QUANTA_DATA", str(tmp_path / "absent"))
+    names = [name for name, _, _ in _signals(0.5, None)]
+    assert names[0] == "generated music" and "no recorded clip found" in names[1]
+    imgs = _load(None)
+    assert len(imgs) == 3 and all("Kodak images not found" in n for n, _ in imgs)
+    assert all(a.ndim == 3 and a.dtype == np.uint8 for _, a in imgs)
