@@ -106,55 +106,42 @@ def startup(work: Path, kodak: Path, repeat: int) -> list[dict]:
     sox = shutil.which("sox")
     wav = clip(work, "clip5.wav", 5, 44100, 0)
     png = kodak / "kodim01.png"
+    jobs = [  # (job, quanta's command, its target in s, the peer, the peer's command)
+        (
+            "version",
+            ("quanta --version", [*QUANTA, "--version"]),
+            0.15,
+            ("python -c pass", [sys.executable, "-c", "pass"]),
+        ),
+        (
+            "one Kodak image → JPEG q75",
+            ("quanta image encode", [*QUANTA, "image", "encode", str(png), str(work / "one.jpg"), "--force"]),
+            0.35,
+            ("Pillow (python -c)", [sys.executable, "-c", PILLOW_ONE, str(png), str(work / "one.p.jpg")]),
+        ),
+        (
+            "5 s 44.1 kHz clip → 16-bit FLAC",
+            (
+                "quanta audio requantize",
+                [*QUANTA, "audio", "requantize", str(wav), str(work / "one.flac"), "--force"],
+            ),
+            0.35,
+            ("sox dither -s", [sox, "-V1", str(wav), "-b", "16", str(work / "one.s.flac"), "dither", "-s"]),
+        ),
+    ]
     rows = []
-    t = alternate(
-        [("quanta --version", [*QUANTA, "--version"]), ("python -c pass", [sys.executable, "-c", "pass"])],
-        repeat,
-    )
-    rows.append(
-        {
-            "job": "version",
-            "quanta": "quanta --version",
-            "quanta_s": t["quanta --version"],
-            "target_s": 0.15,
-            "peer": "python -c pass",
-            "peer_s": t["python -c pass"],
-        }
-    )
-    t = alternate(
-        [
-            ("q", [*QUANTA, "image", "encode", str(png), str(work / "one.jpg"), "--force"]),
-            ("p", [sys.executable, "-c", PILLOW_ONE, str(png), str(work / "one.p.jpg")]),
-        ],
-        repeat,
-    )
-    rows.append(
-        {
-            "job": "one Kodak image → JPEG q75",
-            "quanta": "quanta image encode",
-            "quanta_s": t["q"],
-            "target_s": 0.35,
-            "peer": "Pillow (python -c)",
-            "peer_s": t["p"],
-        }
-    )
-    t = alternate(
-        [
-            ("q", [*QUANTA, "audio", "requantize", str(wav), str(work / "one.flac"), "--force"]),
-            ("s", [sox, "-V1", str(wav), "-b", "16", str(work / "one.s.flac"), "dither", "-s"]),
-        ],
-        repeat,
-    )
-    rows.append(
-        {
-            "job": "5 s 44.1 kHz clip → 16-bit FLAC",
-            "quanta": "quanta audio requantize",
-            "quanta_s": t["q"],
-            "target_s": 0.35,
-            "peer": "sox dither -s",
-            "peer_s": t["s"],
-        }
-    )
+    for job, (qlabel, qcmd), target, (plabel, pcmd) in jobs:
+        t = alternate([("q", qcmd), ("p", pcmd)], repeat)
+        rows.append(
+            {
+                "job": job,
+                "quanta": qlabel,
+                "quanta_s": t["q"],
+                "target_s": target,
+                "peer": plabel,
+                "peer_s": t["p"],
+            }
+        )
     return rows
 
 

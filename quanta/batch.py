@@ -17,7 +17,7 @@ import glob
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,17 +60,11 @@ def _is_pattern(text: str) -> bool:
 
 
 def _pattern_root(pattern: str) -> Path:
-    """The longest leading part of a glob pattern without wildcards."""
-    parts = Path(pattern).parts
-    fixed = [p for p in _take_fixed(parts)]
+    """The longest leading part of a glob pattern without wildcards (its folders only)."""
+    from itertools import takewhile
+
+    fixed = list(takewhile(lambda part: not _is_pattern(part), Path(pattern).parts[:-1]))
     return Path(*fixed) if fixed else Path(".")
-
-
-def _take_fixed(parts: Sequence[str]) -> Iterable[str]:
-    for p in parts[:-1]:
-        if _is_pattern(p):
-            return
-        yield p
 
 
 def _under(path: Path, folder: Path | None) -> bool:

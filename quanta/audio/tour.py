@@ -15,7 +15,7 @@ from quanta.audio.levels import codes_per_unit
 from quanta.audio.requantize import requantize
 from quanta.progress import Progress
 from quanta.report.plots import Series, rd_plot, spectrum_plot
-from quanta.report.tour import Player, SummaryRow, Table, TourSection, num
+from quanta.report.tour import Player, SummaryRow, Table, TourSection, counter, num
 
 BITS = (24, 16, 12, 8, 4)
 #: (label, dither, shaping, plot role)
@@ -59,6 +59,24 @@ def _run(x: np.ndarray, rate: int, bits: int, dither: str, shape: str) -> np.nda
 def _db(value: float) -> str:
     """A level for the page: one decimal, or "exact" when there is no error at all."""
     return "exact" if value == float("-inf") else num(value, 1)
+
+
+def _pair_table(title: str, by_method: dict, first: str, second: str) -> Table:
+    """Methods × depths, each cell ``first / second`` (dB, one decimal)."""
+    return Table(
+        title,
+        ["method", *[f"{b} bits" for b in BITS]],
+        [
+            [
+                label,
+                *[
+                    f"{_db(by_method[label][str(b)][first])} / {_db(by_method[label][str(b)][second])}"
+                    for b in BITS
+                ],
+            ]
+            for label, *_ in METHODS
+        ],
+    )
 
 
 def _wav(x: np.ndarray, rate: int, subtype: str) -> bytes:
@@ -125,13 +143,7 @@ def tour(
     secs = seconds or (4.0 if quick else 10.0)
     signals = _signals(secs, clip)
     steps = len(signals) * len(BITS) * len(METHODS) + len(BITS) * len(METHODS)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, steps)
+    tick = counter(progress, steps)
 
     levels, spectra = _levels(signals, tick)
     dr = _dynamic_range(2.0 if quick else 4.0, tick)
@@ -157,38 +169,17 @@ def tour(
         spectra, thr, title="the error's spectrum at 8 bits: where the noise goes", rate_hz=RATE
     )
     tables = [
-        Table(
+        _pair_table(
             f"{name}: threshold-weighted / A-weighted noise (dB re full scale)",
-            ["method", *[f"{b} bits" for b in BITS]],
-            [
-                [
-                    label,
-                    *[
-                        f"{_db(levels[name][label][str(b)]['threshold_db'])} / "
-                        f"{_db(levels[name][label][str(b)]['a_db'])}"
-                        for b in BITS
-                    ],
-                ]
-                for label, *_ in METHODS
-            ],
+            levels[name],
+            "threshold_db",
+            "a_db",
         )
         for name, _, _ in signals
     ]
     tables.append(
-        Table(
-            "dynamic range, AES17 (dB, unweighted / A-weighted)",
-            ["method", *[f"{b} bits" for b in BITS]],
-            [
-                [
-                    label,
-                    *[
-                        f"{num(dr[label][str(b)]['dynamic_range_db'], 1)} / "
-                        f"{num(dr[label][str(b)]['dynamic_range_a_db'], 1)}"
-                        for b in BITS
-                    ],
-                ]
-                for label, *_ in METHODS
-            ],
+        _pair_table(
+            "dynamic range, AES17 (dB, unweighted / A-weighted)", dr, "dynamic_range_db", "dynamic_range_a_db"
         )
     )
     _, x, rate = signals[-1]

@@ -11,7 +11,8 @@ from quanta.image import metrics
 from quanta.image.jpeg import encode
 
 
-def _decode(data: bytes) -> np.ndarray:
+def decode(data: bytes) -> np.ndarray:
+    """A JPEG's pixels (RGB, or gray for a gray file)."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
@@ -29,13 +30,17 @@ def pillow_encode(img: np.ndarray, quality: int, *, subsampling: str = "4:2:0",
     return b.getvalue()
 
 
-def rd_point(img: np.ndarray, data: bytes, seconds: float) -> dict:
-    """One point of a curve: bytes, bits per pixel, PSNR (RGB and luma), encode seconds."""
-    dec = _decode(data)
+def rd_point(img: np.ndarray, data: bytes, seconds: float, *, perceptual: bool = False) -> dict:
+    """One point of a curve: bytes, bits per pixel, PSNR (RGB and luma), encode seconds; with
+    ``perceptual``, SSIMULACRA2 too (slow: about half a second per Kodak image)."""
+    dec = decode(data)
     h, w = img.shape[:2]
-    return {"bytes": len(data), "bpp": metrics.bits_per_pixel(len(data), w, h),
-            "psnr_db": metrics.psnr_rgb_db(img, dec), "psnr_luma_db": metrics.psnr_luma_db(img, dec),
-            "encode_s": seconds}
+    out = {"bytes": len(data), "bpp": metrics.bits_per_pixel(len(data), w, h),
+           "psnr_db": metrics.psnr_rgb_db(img, dec), "psnr_luma_db": metrics.psnr_luma_db(img, dec),
+           "encode_s": seconds}
+    if perceptual:
+        out["ssimulacra2"] = metrics.ssimulacra2(img, dec)
+    return out
 
 
 def curve(img: np.ndarray, qualities: list[int], *, subsampling: str = "4:2:0",

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from quanta.image import metrics
-from quanta.image.curve import _decode, pillow_encode
+from quanta.image.curve import decode, pillow_encode, rd_point
 from quanta.image.jpeg import encode
 from quanta.image.jpeg.tables import PRESETS
 from quanta.progress import Progress
 from quanta.report.plots import Series, rd_plot
-from quanta.report.tour import ImageRow, SummaryRow, Table, TourSection, num
+from quanta.report.tour import ImageRow, SummaryRow, Table, TourSection, counter, num
 
 IMAGES = ("kodim05.png", "kodim14.png", "kodim23.png")
 QUALITIES = {True: (30, 50, 75, 95), False: (30, 40, 50, 60, 70, 75, 80, 85, 90, 95)}
@@ -36,14 +36,7 @@ def _load(images: list[Path] | None) -> list[tuple[str, np.ndarray]]:
 
 
 def _point(img: np.ndarray, data: bytes) -> dict:
-    dec = _decode(data)
-    h, w = img.shape[:2]
-    return {
-        "bytes": len(data),
-        "bpp": metrics.bits_per_pixel(len(data), w, h),
-        "ssimulacra2": metrics.ssimulacra2(img, dec),
-        "psnr_db": metrics.psnr_rgb_db(img, dec),
-    }
+    return rd_point(img, data, 0.0, perceptual=True)
 
 
 def _ours(preset: str):
@@ -114,13 +107,7 @@ def tour(
     qs = tuple(qualities or QUALITIES[quick])
     trial = imgs[:1] if quick else imgs  # images the preset choice is measured on
     steps = len(imgs) * len(qs) * 2 + len(trial) * len(qs) * (len(PRESETS) - 1) + 1
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, steps)
+    tick = counter(progress, steps)
 
     def sweep(fn, which) -> list[list[dict]]:
         """Every image × quality, measured in threads (the metric's array work releases the GIL)."""
@@ -211,12 +198,12 @@ def tour(
             (
                 f"Pillow q 50: {same['pillow']['bytes']} bytes, "
                 f"SSIMULACRA2 {num(same['pillow']['ssimulacra2'], 1)}",
-                _png(_decode(ref_data)[crop]),
+                _png(decode(ref_data)[crop]),
             ),
             (
                 f"quanta {best} q {q_best}: {same['quanta']['bytes']} bytes, SSIMULACRA2 "
                 f"{num(same['quanta']['ssimulacra2'], 1)}",
-                _png(_decode(ours)[crop]),
+                _png(decode(ours)[crop]),
             ),
         ],
     )

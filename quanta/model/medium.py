@@ -139,7 +139,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                          calib=windows if quantizer.needs_calibration or mixed else None,
                          progress=phases.next(), on_layer=kept.__setitem__ if kind else None,
                          plan=None if plan is None else plan_quantizers(plan, method),
-                         embedding=None if kind else _embedding_quantizer(plan, quantizer.bits,
+                         embedding=None if kind else embedding_quantizer(plan, quantizer.bits,
                                                                           embedding_bits, head))
     mix = _mixed_json(plan)
     if kind:
@@ -194,8 +194,9 @@ def _load_for_saving(src: Path | str, format: str) -> Any:
 
 def mixed_plan(loaded: Any, windows: Any, method: str, format: str, target_size: str | int | None,
            target_bpw: float | None, include: tuple[str, ...], exclude: tuple[str, ...],
-           float_dtype: str, phases: _Phases) -> Any:
+           float_dtype: str, phases: _Phases | None = None) -> Any:
     """Measure every tensor's sensitivity and choose its format under the target."""
+    phases = phases or _Phases(None)
     from quanta.model import mixed
     from quanta.model.apply import find_targets
 
@@ -262,7 +263,7 @@ def _embedding_label(spec: dict | None) -> str:
     return f"{spec['bits']}-bit " + ("per row" if rows else f"g{spec['group_size']}")
 
 
-def _embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: bool) -> Any:
+def embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: bool) -> Any:
     """The token embedding's quantizer for a quanta folder (None: it stays float)."""
     from quanta.model.mixed import EMBEDDING
     from quanta.model.quantizers import make_quantizer

@@ -285,14 +285,9 @@ _KINDS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn
 _LAYER = re.compile(r"\.(\d+)\.")
 
 
-def plot_map(mixed: dict, path: Path | str, title: str = "") -> Path:
-    """Draw bits per weight of every tensor by layer (rows: tensor kinds; columns: blocks) from
-    a plan as :func:`describe` gives it, to ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def bit_grid(mixed: dict) -> tuple[np.ndarray, list[str]]:
+    """Bits per weight of every tensor inside the blocks, as a (tensor kinds × blocks) array
+    (NaN where a kind is absent), and the kinds, from a plan as :func:`describe` gives it."""
     bpw = mixed["bits_per_weight"]
     layered = {n: bpw[label] for n, label in mixed["map"].items() if _LAYER.search(n)}
     blocks = 1 + max((int(_LAYER.search(n).group(1)) for n in layered), default=0)
@@ -301,6 +296,19 @@ def plot_map(mixed: dict, path: Path | str, title: str = "") -> Path:
     grid = np.full((len(kinds), blocks), np.nan)
     for n, b in layered.items():
         grid[kinds.index(_LAYER.split(n, 1)[-1]), int(_LAYER.search(n).group(1))] = b
+    return grid, kinds
+
+
+def plot_map(mixed: dict, path: Path | str, title: str = "") -> Path:
+    """Draw bits per weight of every tensor by layer (rows: tensor kinds; columns: blocks) from
+    a plan as :func:`describe` gives it, to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid, kinds = bit_grid(mixed)
+    blocks = grid.shape[1]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * blocks + 3), 0.45 * len(kinds) + 1.8), dpi=110)
     im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
     ax.set_yticks(range(len(kinds)), [k.split(".")[-1] for k in kinds])
@@ -330,6 +338,6 @@ def describe(plan: MixedPlan) -> dict[str, Any]:
             "tensor_bytes": plan.nbytes, "budget_bytes": plan.budget}
 
 
-__all__ = ["EMBEDDING", "Candidate", "MixedPlan", "Sensitivity", "choose", "describe",
+__all__ = ["EMBEDDING", "Candidate", "MixedPlan", "Sensitivity", "bit_grid", "choose", "describe",
            "gguf_candidates", "loss_table", "measure", "parse_size", "plan_quantizers", "plot_map",
            "quanta_candidates", "quanta_embedding_candidates", "unit_weights"]

@@ -6,15 +6,12 @@ windows, the rate–distortion plot and the per-layer bit map of the budgeted mo
 from __future__ import annotations
 
 import copy
-import re
 import time
 from typing import Any
 
-import numpy as np
-
 from quanta.progress import Progress
 from quanta.report.plots import Series, heat_map, rd_plot
-from quanta.report.tour import SummaryRow, Table, TourSection, num
+from quanta.report.tour import SummaryRow, Table, TourSection, counter, num
 
 BITS = (8, 4, 3, 2)
 #: method → the bit widths it runs at: quick (round to nearest; with the budgeted mixed precision
@@ -32,7 +29,6 @@ ROLES = {
     "awq+gptq": "quanta-alt",
     "mixed": "peer",
 }
-_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def _eval(model: Any, wins: Any, lp: Any, ref_ppl: float) -> dict:
@@ -48,20 +44,6 @@ def _eval(model: Any, wins: Any, lp: Any, ref_ppl: float) -> dict:
     }
 
 
-def _bit_map(plan_json: dict) -> tuple[np.ndarray, list[str]]:
-    layer = re.compile(r"\.(\d+)\.")
-    bpw = plan_json["bits_per_weight"]
-    cells = {n: bpw[lab] for n, lab in plan_json["map"].items() if layer.search(n)}
-    blocks = 1 + max((int(layer.search(n).group(1)) for n in cells), default=0)
-    kinds = [k for k in _KINDS if any(n.endswith(k) for n in cells)]
-    grid = np.full((len(kinds), blocks), np.nan)
-    for n, b in cells.items():
-        for r, k in enumerate(kinds):
-            if n.endswith(k):
-                grid[r, int(layer.search(n).group(1))] = b
-    return grid, kinds
-
-
 def _configs(
     loaded: Any,
     plan_methods: dict,
@@ -75,11 +57,11 @@ def _configs(
     """Every method × width: quantize a copy, measure it. The token embedding (8 bits, one scale
     per row, as ``quanta model quantize`` stores it) is quantized once and shared by the copies."""
     from quanta.model.apply import quantize_model
-    from quanta.model.medium import _embedding_quantizer
+    from quanta.model.medium import embedding_quantizer
     from quanta.model.qembed import quantize_embedding
 
     base = copy.deepcopy(loaded.model)
-    quantize_embedding(base, _embedding_quantizer(None, 8, None, False))
+    quantize_embedding(base, embedding_quantizer(None, 8, None, False))
     rows: dict[str, dict[str, dict]] = {}
     for method, widths in plan_methods.items():
         rows[method] = {}
@@ -112,7 +94,7 @@ def _budgeted(
 ) -> tuple[dict, dict]:
     """Mixed precision (round to nearest) at ``target_bpw``: the measured model and the plan."""
     from quanta.model.apply import quantize_model
-    from quanta.model.medium import _embedding_quantizer, _Phases, mixed_plan
+    from quanta.model.medium import embedding_quantizer, mixed_plan
     from quanta.model.mixed import describe, plan_quantizers
 
     plan = mixed_plan(
@@ -125,7 +107,6 @@ def _budgeted(
         ("*",),
         (),
         "float32",
-        _Phases(None),
     )
     m = copy.deepcopy(loaded.model)
     rep = quantize_model(
@@ -134,7 +115,7 @@ def _budgeted(
         bits=4,
         group_size=group_size,
         plan=plan_quantizers(plan, "rtn"),
-        embedding=_embedding_quantizer(plan, 4, None, False),
+        embedding=embedding_quantizer(plan, 4, None, False),
     )
     out = {
         "target_bits_per_weight": target_bpw,
@@ -177,13 +158,7 @@ def tour(
     )
     encoder = encoder if encoder is not None else (None if quick else "minilm")
     steps = sum(len(b) for b in plan_methods.values()) + 2 + (len(ENCODER_CONFIGS) if encoder else 0)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, steps)
+    tick = counter(progress, steps)
 
     base = evaluate_causal_lm(loaded.model, wins, keep_logprobs=True)
     lp, ref_ppl = base.pop("logprobs"), base["perplexity"]
@@ -278,7 +253,9 @@ def _row(label: str, bits: str, v: dict) -> list[str]:
 def _section(
     source: str, protocol: str, reference: dict, rows: dict, mixed: dict, plan_json: dict, setup: dict
 ) -> TourSection:
-    grid, kinds = _bit_map(plan_json)
+    from quanta.model.mixed import bit_grid
+
+    grid, kinds = bit_grid(plan_json)
     series = [
         Series(meth, [v["bits_per_weight"] for v in r.values()], [v["kld"] for v in r.values()], ROLES[meth])
         for meth, r in rows.items()
@@ -295,7 +272,7 @@ def _section(
     )
     bitmap = heat_map(
         grid,
-        rows=kinds,
+        rows=[k.split(".")[-1] for k in kinds],
         xlabel="block",
         label="bits per weight",
         title=f"bits per weight chosen under a budget of {num(mixed['target_bits_per_weight'], 2)}",

@@ -134,10 +134,10 @@ def test_explicit_scales_survive_a_quanta_folder(tmp_path):
     from quanta.model.calibrate import calibration_windows
 
     calib = calibration_windows(mem.tokenizer, samples=8, length=32, bos_id=mem.bos_id)
-    from quanta.model.medium import _embedding_quantizer
+    from quanta.model.medium import embedding_quantizer
 
     quantize_model(mem.model, "awq", bits=4, group_size=None, calib=calib, exclude=("lm_head", "*.k_proj"),
-                   embedding=_embedding_quantizer(None, 4, None, False))
+                   embedding=embedding_quantizer(None, 4, None, False))
     x = torch.tensor([[256, 5, 77, 100, 3, 9]])
     torch.testing.assert_close(_logits(model, x), _logits(mem.model, x), rtol=0, atol=1e-4)
 
