@@ -69,7 +69,7 @@ def main() -> None:
     for q in qs:
         dps, ratios, ours_total, theirs_total = [], [], 0, 0
         for _, img in imgs:
-            ours = encode(img, quality=q, subsampling="4:2:0", optimize=True).data
+            ours = encode(img, quality=q, subsampling="4:2:0", fast=True).data
             theirs = pillow_encode(img, q, subsampling="4:2:0", optimize=True)
             dps.append(psnr_rgb_db(img, decode(ours)) - psnr_rgb_db(img, decode(theirs)))
             ratios.append(len(ours) / len(theirs))
@@ -89,7 +89,7 @@ def main() -> None:
                  "size Δ per image"], rows)
     pics = [i for _, i in imgs]
     speed = {
-        "quanta": throughput(pics, lambda i: encode(i, quality=75), args.threads, args.repeat),
+        "quanta": throughput(pics, lambda i: encode(i, quality=75, fast=True), args.threads, args.repeat),
         "pillow": throughput(pics, lambda i: pillow_encode(i, 75, optimize=False), args.threads,
                              args.repeat),
         "pillow_optimize": throughput(pics, lambda i: pillow_encode(i, 75, optimize=True),

@@ -115,7 +115,8 @@ def startup(work: Path, kodak: Path, repeat: int) -> list[dict]:
         ),
         (
             "one Kodak image → JPEG q75",
-            ("quanta image encode", [*QUANTA, "image", "encode", str(png), str(work / "one.jpg"), "--force"]),
+            ("quanta image encode",
+             [*QUANTA, "image", "encode", str(png), str(work / "one.jpg"), "--force", "--fast"]),
             0.35,
             ("Pillow (python -c)", [sys.executable, "-c", PILLOW_ONE, str(png), str(work / "one.p.jpg")]),
         ),
@@ -254,7 +255,8 @@ def image_batch(work: Path, kodak: Path, copies: int) -> dict:
     for d in (q_out, p_out):
         shutil.rmtree(d, ignore_errors=True)
     tq = wall(
-        [*QUANTA, "image", "encode", str(src), "-o", str(q_out), "-R", "-q", "75", "--jobs", str(CORES)]
+        [*QUANTA, "image", "encode", str(src), "-o", str(q_out), "-R", "-q", "75", "--jobs", str(CORES),
+         "--fast"]
     )
     tp = wall([sys.executable, "-c", PILLOW_POOL, str(src), str(p_out), str(CORES)])
     return {

@@ -29,11 +29,22 @@ def encode(
                                        "and patterns (anything Pillow reads)."),
     quality: int = typer.Option(75, "--quality", "-q", help="1..100 (IJG scaling, as libjpeg)."),
     subsampling: str = typer.Option("4:2:0", help="4:4:4, 4:2:2 or 4:2:0."),
-    tables: str = typer.Option("annexk", help="annexk, flat, imagemagick, klein, or a text file "
-                               "of 64 (or 128: luma then chroma) integers 1..255."),
+    tables: str = typer.Option(None, help="quanta, annexk, flat, imagemagick, klein, or a text file of 64 "
+                               "(or 128: luma then chroma) integers 1..255 [default: quanta; "
+                               "--fast: annexk]."),
+    fast: bool = typer.Option(False, "--fast", help="libjpeg's path: Annex K tables, rounding to "
+                              "nearest, baseline (about 3x faster, larger files)."),
+    progressive: bool = typer.Option(None, "--progressive/--baseline",
+                                     help="Scan structure [default: the smaller file; --fast: "
+                                     "baseline]."),
+    target_size: str = typer.Option(None, "--target-size", help="Largest file size instead of a "
+                                    "quality: bytes or with a unit (150kB, 1.5MB, 200KiB)."),
+    target_ssimulacra2: float = typer.Option(None, "--target-ssimulacra2",
+                                             help="SSIMULACRA2 score to reach (±1)."),
+    target_psnr: float = typer.Option(None, "--target-psnr", help="PSNR (dB, RGB) to reach."),
     optimize: bool = typer.Option(True, "--optimize/--no-optimize",
                                   help="Huffman tables from the image's statistics."),
-    restart: int = typer.Option(0, help="Restart interval in MCUs (0: none)."),
+    restart: int = typer.Option(0, help="Restart interval in MCUs (0: none; baseline files)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     output: Path = OUTPUT,
@@ -41,12 +52,24 @@ def encode(
     jobs: int = JOBS,
     cluster: str = CLUSTER,
 ) -> None:
-    """Encode SRC as a baseline JPEG (or many images: -o OUTDIR)."""
+    """Encode SRC as a JPEG (or many images: -o OUTDIR): trellis quantization, perceptual
+    tables and the smaller scan structure unless --fast."""
+    from quanta.errors import ConfigError
     from quanta.image.jpeg.tables import resolve_tables
+    from quanta.units import parse_size
 
+    targets = [(k, v) for k, v in (("size", target_size), ("ssimulacra2", target_ssimulacra2),
+                                   ("psnr", target_psnr)) if v is not None]
+    if len(targets) > 1:
+        raise ConfigError("give one of --target-size, --target-ssimulacra2, --target-psnr")
+    target = None
+    if targets:
+        kind, value = targets[0]
+        target = (kind, float(parse_size(value)) if kind == "size" else float(value))
     run_files("image", paths, BatchOptions(output, recursive, jobs, cluster), force=force,
               json_out=json_out, label="encode", quality=quality, subsampling=subsampling,
-              tables=resolve_tables(tables), optimize=optimize, restart_interval=restart)
+              tables=None if tables is None else resolve_tables(tables), optimize=optimize,
+              restart_interval=restart, progressive=progressive, fast=fast, target=target)
 
 
 @app.command()
@@ -71,6 +94,7 @@ def curve(
     qualities: str = typer.Option("10,20,30,40,50,60,70,75,80,85,90,95",
                                   help="Comma-separated qualities."),
     subsampling: str = typer.Option("4:2:0", help="4:4:4, 4:2:2 or 4:2:0."),
+    fast: bool = typer.Option(False, "--fast", help="quanta's --fast path (libjpeg's choices)."),
     plot: Path = typer.Option(None, help="Write the RD plot (PNG)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing plot."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -89,7 +113,7 @@ def curve(
     if plot is not None:
         check_suffix(plot, (".png",), "the plot")
         check_output(plot, force=force, inputs=(src,))
-    res = rd_curve(load_image(src)[0], qs, subsampling=subsampling)
+    res = rd_curve(load_image(src)[0], qs, subsampling=subsampling, fast=fast)
     bd = curve_bd_rate(res)
     if plot is not None:
         with atomic_output(plot) as tmp:

@@ -44,8 +44,9 @@ def rd_point(img: np.ndarray, data: bytes, seconds: float, *, perceptual: bool =
 
 
 def curve(img: np.ndarray, qualities: list[int], *, subsampling: str = "4:2:0",
-          optimize: bool = True) -> dict[str, list[dict]]:
-    """RD points (bpp, PSNR) for quanta and Pillow at each quality (validated: 1..100)."""
+          optimize: bool = True, fast: bool = False) -> dict[str, list[dict]]:
+    """RD points (bpp, PSNR) for quanta (its default path, or ``fast``: libjpeg's choices) and
+    Pillow at each quality (validated: 1..100)."""
     from quanta.image.jpeg.tables import quality_scaling
 
     for q in qualities:
@@ -53,7 +54,7 @@ def curve(img: np.ndarray, qualities: list[int], *, subsampling: str = "4:2:0",
     out: dict[str, list[dict]] = {"quanta": [], "pillow": []}
     for q in qualities:
         t0 = time.perf_counter()
-        ours = encode(img, quality=q, subsampling=subsampling, optimize=optimize).data
+        ours = encode(img, quality=q, subsampling=subsampling, optimize=optimize, fast=fast).data
         t1 = time.perf_counter()
         theirs = pillow_encode(img, q, subsampling=subsampling, optimize=optimize)
         t2 = time.perf_counter()

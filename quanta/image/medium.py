@@ -25,23 +25,35 @@ class EncodeReport(Report):
     height: int
     bytes: int
     bpp: float
-    quality: int
+    quality: int | None
+    scale: float | None  # the tables' scale in percent, when a target chose it
     subsampling: str
+    structure: str  # baseline or progressive
+    path: str  # "best" (trellis, perceptual tables, scan choice) or "fast"
+    target: dict | None  # the target search's result (kind, target, value, encodes, met)
     notes: list[str]
 
     def rows(self) -> list[tuple[str, str]]:
-        return [("input", self.input), ("output", self.output),
+        settings = (f"q {self.quality}" if self.scale is None else f"table scale {self.scale:.1f} %")
+        rows = [("input", self.input), ("output", self.output),
                 ("size", f"{self.width}×{self.height}, {self.bytes} bytes, {self.bpp:.3f} bpp"),
-                ("settings", f"q {self.quality}, {self.subsampling}")] + [("note", n) for n in self.notes]
+                ("settings", f"{settings}, {self.subsampling}, {self.structure}, {self.path} path")]
+        if self.target:
+            t = self.target
+            rows.append(("target", f"{t['kind']} {t['target']:g}: reached {t['value']:.2f} in "
+                                   f"{t['encodes']} encodes ({'met' if t['met'] else 'NOT met'})"))
+        return rows + [("note", n) for n in self.notes]
 
 
 def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                   progress: Progress | None = None, quality: int = 75, subsampling: str = "4:2:0",
-                  tables: str | tuple[np.ndarray, np.ndarray] = "annexk", optimize: bool = True,
-                  restart_interval: int = 0, **_: Any) -> EncodeReport:
-    """Encode the image ``src`` as a baseline JPEG into ``dst`` (the encoder is deterministic:
-    ``seed`` is accepted for the contract and unused). ``progress(stage, 3)``: read, encoded,
-    written."""
+                  tables: str | tuple[np.ndarray, np.ndarray] | None = None, optimize: bool = True,
+                  restart_interval: int = 0, progressive: bool | None = None, fast: bool = False,
+                  target: tuple[str, float] | None = None, **_: Any) -> EncodeReport:
+    """Encode the image ``src`` as a JPEG into ``dst`` (the encoder is deterministic: ``seed``
+    is accepted for the contract and unused). target: ``(kind, value)`` — size in bytes, PSNR
+    in dB or a SSIMULACRA2 score (:mod:`quanta.image.jpeg.target`) instead of ``quality``.
+    ``progress(stage, 3)``: read, encoded, written."""
     from quanta.errors import ConfigError
     from quanta.image.io import load_image, read_metadata
     from quanta.image.jpeg import encode
@@ -50,16 +62,39 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     if Path(dst).suffix.lower() not in JPEG_SUFFIXES:
         raise ConfigError(f"{dst}: encode writes JPEG (use a .jpg or .jpeg name)")
     quality_scaling(quality)  # refuse a bad quality before reading anything
+    if target is not None:
+        from quanta.image.jpeg.target import KINDS
+
+        if target[0] not in KINDS or not target[1] > 0:
+            raise ConfigError(f"bad target {target[0]} {target[1]!r}: a positive number is needed")
     img, icc, notes = load_image(src)
     exif, dpi = read_metadata(src)
     _tick(progress, 1)
-    enc = encode(img, quality=quality, subsampling=subsampling, tables=tables, optimize=optimize,
-                 restart_interval=restart_interval, icc_profile=icc, exif=exif, dpi=dpi)
+    kw = dict(quality=quality, subsampling=subsampling, tables=tables, optimize=optimize,
+              restart_interval=restart_interval, progressive=progressive, fast=fast)
+    reached = None
+    if target is None:
+        enc = encode(img, **kw, icc_profile=icc, exif=exif, dpi=dpi)
+    else:
+        from quanta.image.jpeg.target import search
+
+        tried = {}
+
+        def at(scale: float) -> bytes:
+            tried[scale] = encode(img, **kw, scale=scale, icc_profile=icc, exif=exif, dpi=dpi)
+            return tried[scale].data
+
+        _, reached = search(at, img, *target)
+        enc = tried[reached.scale]
     _tick(progress, 2)
     Path(dst).write_bytes(enc.data)
     _tick(progress, 3)
     return EncodeReport(str(src), str(dst), enc.width, enc.height, len(enc.data), enc.bits_per_pixel,
-                        quality, subsampling if enc.components == 3 else "gray", notes)
+                        None if reached else quality, reached.scale if reached else None,
+                        subsampling if enc.components == 3 else "gray",
+                        "progressive" if enc.progressive else "baseline", "fast" if fast else "best",
+                        None if reached is None else dict(reached.__dict__),
+                        notes)
 
 
 def _tick(progress: Progress | None, done: int) -> None:
@@ -103,7 +138,7 @@ def demo(*, quick: bool = True) -> DemoSection:
                    f"{p['psnr_db']:.2f}", f"{100 * (q['bytes'] / p['bytes'] - 1):+.2f}%",
                    f"{q['encode_s'] * 1000:.0f} ms") for q, p in zip(res["quanta"], res["pillow"]))
     return DemoSection(
-        heading=f"image: {name} as JPEG, Annex K tables, 4:2:0, optimized Huffman — quanta vs Pillow",
+        heading=f"image: {name} as JPEG, 4:2:0 — quanta (trellis, its tables, progressive) vs Pillow",
         columns=("quality", "quanta bpp", "quanta PSNR", "Pillow bpp", "Pillow PSNR", "size Δ",
                  "quanta time"),
         table=table, data={"image": name, **res})

@@ -221,7 +221,7 @@ def _budget(loaded: Any, weights: dict, target_size: str | int | None, target_bp
             gguf: bool, float_dtype: str) -> int:
     """Bytes left for the units: the target minus what the output holds besides them."""
     from quanta.errors import ConfigError
-    from quanta.model.mixed import parse_size
+    from quanta.units import parse_size
 
     if target_size is not None and target_bpw is not None:
         raise ConfigError("give --target-size or --target-bpw, not both")

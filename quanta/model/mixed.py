@@ -265,21 +265,6 @@ def choose(table: dict[str, np.ndarray], weights: dict[str, torch.Tensor],
                      {n: tuple(weights[n].shape) for n in names})
 
 
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]i?[bB]|[bB])?\s*$")
-_UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from ``95MB``, ``90.5MiB``, ``1.2GB`` or a plain number of bytes."""
-    m = _SIZE.match(str(text))
-    if not m:
-        raise ConfigError(f"size {text!r}: give bytes or a number with a unit (95MB, 90.5MiB)")
-    n = float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()]
-    if n < 1:
-        raise ConfigError(f"size {text!r} must be positive")
-    return int(n)
-
-
 _KINDS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 _LAYER = re.compile(r"\.(\d+)\.")
@@ -339,5 +324,5 @@ def describe(plan: MixedPlan) -> dict[str, Any]:
 
 
 __all__ = ["EMBEDDING", "Candidate", "MixedPlan", "Sensitivity", "bit_grid", "choose", "describe",
-           "gguf_candidates", "loss_table", "measure", "parse_size", "plan_quantizers", "plot_map",
+           "gguf_candidates", "loss_table", "measure", "plan_quantizers", "plot_map",
            "quanta_candidates", "quanta_embedding_candidates", "unit_weights"]

@@ -28,18 +28,6 @@ def measured(tiny):
     return g.model, wins, names, mixed.measure(g.model, wins, names)
 
 
-@pytest.mark.parametrize("text,expect", [("95MB", 95_000_000), ("90.5MiB", int(90.5 * 2**20)),
-                                         ("1234", 1234), ("2 kB", 2000), ("1.5GiB", int(1.5 * 2**30))])
-def test_parse_size(text, expect):
-    assert mixed.parse_size(text) == expect
-
-
-@pytest.mark.parametrize("text", ["", "MB", "-3MB", "5 parsecs", "0"])
-def test_parse_size_refuses(text):
-    with pytest.raises(ConfigError):
-        mixed.parse_size(text)
-
-
 def test_sensitivity_is_a_quadratic_form(measured):
     model, _, names, sens = measured
     w = dict(model.named_modules())[names[0]].weight.data

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import debian_tool
 from tests.model.conftest import tiny  # noqa: F401  (the tiny GGUF fixture, shared)
 
 #: where the browser test keeps its screenshot of the page
@@ -20,15 +20,7 @@ ARTIFACTS = Path(os.environ.get("QUANTA_TEST_ARTIFACTS",
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, capture_output=True)
-    found = shutil.which("chromium")
-    assert found, "chromium could not be installed"
-    return found
+    return shutil.which("chromium-browser") or debian_tool("chromium", "chromium")
 
 
 @pytest.fixture(scope="session")

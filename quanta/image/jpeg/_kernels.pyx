@@ -176,6 +176,7 @@ cdef struct Coder:
     int64_t* freq  # (4, 256) symbol counts (rows 0-1 DC, 2-3 AC) when counting, else NULL
     const uint32_t* codes  # (4, 256) codes and their lengths when writing
     const uint8_t* sizes
+    int64_t extra  # bits outside the Huffman codes (value and correction bits), when counting
     BitWriter bw
 
 
@@ -188,8 +189,18 @@ cdef inline void _symbol(Coder* cd, Py_ssize_t t, int sym) noexcept nogil:
 
 cdef inline void _value(Coder* cd, int64_t v, int s) noexcept nogil:
     """The ``s`` value bits after a symbol (negative values as ``v − 1``, T.81 F.1.2.1)."""
-    if cd.freq == NULL and s:
+    if cd.freq != NULL:
+        cd.extra += s
+    elif s:
         _put(&cd.bw, <uint64_t> ((v if v >= 0 else v - 1) & ((1 << s) - 1)), s)
+
+
+cdef inline void _bits(Coder* cd, uint64_t v, int n) noexcept nogil:
+    """``n`` raw bits (EOBRUN lengths, correction bits)."""
+    if cd.freq != NULL:
+        cd.extra += n
+    elif n:
+        _put(&cd.bw, v & ((1 << n) - 1), n)
 
 
 cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,
@@ -246,6 +257,7 @@ def count_symbols(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int
     cdef int64_t[:, ::1] f = freq
     cdef Coder cd
     cd.freq = &f[0, 0]
+    cd.extra = 0
     with nogil:
         _scan(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart, &cd)
     return freq[:2].copy(), freq[2:].copy()
@@ -308,3 +320,271 @@ def code_sizes(const int64_t[::1] freq):
                 c2 = others[c2]
                 codesize[c2] += 1
     return size_arr
+
+
+cdef inline int _nbits_u(int a) noexcept nogil:
+    cdef int n = 0
+    while a:
+        n += 1
+        a >>= 1
+    return n
+
+
+def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const float[::1] scale,
+                    float qmax, const Py_ssize_t[::1] order, const Py_ssize_t[::1] dest,
+                    const float[::1] ac_bits, const float[::1] weight, float lam, float e0,
+                    int16_t[:, ::1] out) -> None:
+    """:func:`forward_quantize` with the AC coefficients chosen by a trellis: per block, the
+    codes minimising ``bits + λ_b · Σ weight[k]·(x[k] − v[k])²`` over the choices
+    ``v[k] ∈ {0, r, r − 1}`` (``r = round(|x[k]|)``, sign kept; ``x = F / scale`` in steps),
+    dynamic programming over the position of the previous nonzero coefficient. ``bits``
+    counts the Huffman code of each run/size symbol (``ac_bits``, 256 lengths in bits: the
+    table the block will be written with), its ``size`` value bits, ZRLs and the EOB.
+
+    ``λ_b = lam / (1 + E_b / e0)`` with ``E_b`` the block's mean squared AC coefficient: busy
+    blocks (large ``E_b``) mask error and give more of it up (``e0 ≤ 0``: λ fixed). DC is
+    rounded to nearest (a DC trellis draws lines at low quality). ``weight`` is in zigzag
+    order; everything else as :func:`forward_quantize`.
+    """
+    cdef Py_ssize_t nbx = plane.shape[1] // 8, nby = plane.shape[0] // 8, by, bx, k, n, row
+    cdef Py_ssize_t i, j, jj, nvalid, end, cand, bj, bv
+    cdef float f[64]
+    cdef float x[64]
+    cdef double zc[64]
+    cdef double cost[64]
+    cdef int prev[64]
+    cdef int val[64]
+    cdef int valid[64]
+    cdef float q, a, energy, rate, zrl = ac_bits[0xF0], eob = ac_bits[0]
+    cdef double best, total, lb, d
+    cdef int r, s, run, v0, v
+    with nogil:
+        for by in range(nby):
+            for bx in range(nbx):
+                row = dest[by * nbx + bx]
+                _dct_block(&plane[by * 8, bx * 8], plane.shape[1], &c[0, 0], f)
+                q = rintf(f[0] / scale[0] + (<float> 0.0))
+                out[row, 0] = <int16_t> min(max(q, -qmax), qmax)
+                energy = 0
+                for k in range(1, 64):
+                    n = order[k]
+                    x[k] = f[n] / scale[n]
+                    energy = energy + f[n] * f[n]
+                    out[row, k] = 0
+                lb = lam if e0 <= 0 else lam / (1 + energy / (63 * e0))
+                zc[0] = 0
+                for k in range(1, 64):
+                    zc[k] = zc[k - 1] + lb * weight[k] * (<double> x[k]) * x[k]
+                cost[0] = 0
+                valid[0] = 0
+                nvalid = 1
+                for i in range(1, 64):
+                    a = x[i] if x[i] >= 0 else -x[i]
+                    r = <int> min(rintf(a), qmax)
+                    if r == 0:
+                        continue
+                    best = 1e30
+                    bj = 0
+                    bv = r
+                    for cand in range(2):
+                        v = r - cand
+                        if v == 0:
+                            break
+                        s = _nbits_u(v)
+                        d = lb * weight[i] * (<double> (a - v)) * (a - v) + s
+                        for jj in range(nvalid):
+                            j = valid[jj]
+                            run = <int> (i - 1 - j)
+                            rate = ac_bits[((run & 15) << 4) | s] + (run >> 4) * zrl
+                            total = cost[j] + (zc[i - 1] - zc[j]) + rate + d
+                            if total < best:
+                                best = total
+                                bj = j
+                                bv = v
+                    cost[i] = best
+                    prev[i] = <int> bj
+                    val[i] = <int> bv
+                    valid[nvalid] = <int> i
+                    nvalid += 1
+                end = 0
+                best = zc[63] + eob
+                for jj in range(1, nvalid):
+                    j = valid[jj]
+                    total = cost[j] + (zc[63] - zc[j]) + (eob if j < 63 else 0)
+                    if total < best:
+                        best = total
+                        end = j
+                while end > 0:
+                    v0 = val[end]
+                    out[row, end] = <int16_t> (v0 if x[end] >= 0 else -v0)
+                    end = prev[end]
+
+
+# --- progressive scans (T.81 G.1.2; libjpeg's jcphuff.c) -----------------------------------
+# Each scan is counted (symbol counts for its optimal table, plus its raw bits) or written with
+# the tables in rows 0-1 (DC) and 2 (the scan's AC table) of ``codes``/``sizes``.
+
+cdef void _eobrun(Coder* cd, int* eobrun, char* bits, int* nbits) noexcept nogil:
+    """Emit a pending end-of-band run, then the correction bits buffered behind it."""
+    cdef int n, k
+    if eobrun[0] > 0:
+        n = _nbits(eobrun[0]) - 1
+        _symbol(cd, 2, n << 4)
+        _bits(cd, <uint64_t> eobrun[0], n)
+        eobrun[0] = 0
+        for k in range(nbits[0]):
+            _bits(cd, <uint64_t> bits[k], 1)
+        nbits[0] = 0
+
+
+cdef void _dc_scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
+                   int ah, int al, Coder* cd) noexcept nogil:
+    """The DC scan, interleaved in MCU order: first (differences of ``dc >> al``) or refining
+    (bit ``al`` of each DC)."""
+    cdef int64_t pred[4]
+    cdef Py_ssize_t b, c
+    cdef int64_t v, diff
+    cdef int s
+    pred[0] = pred[1] = pred[2] = pred[3] = 0
+    for b in range(coefs.shape[0]):
+        v = coefs[b, 0] >> al
+        if ah:
+            _bits(cd, <uint64_t> (v & 1), 1)
+            continue
+        c = comp[b]
+        diff = v - pred[c]
+        pred[c] = v
+        s = _nbits(diff)
+        _symbol(cd, tbl[c], s)
+        _value(cd, diff, s)
+
+
+cdef void _ac_first(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int ss, int se,
+                    int al, Coder* cd) noexcept nogil:
+    """A first AC scan of one component: band ``ss..se`` of ``|v| >> al`` (sign kept), runs of
+    empty bands coded as EOBRUN."""
+    cdef Py_ssize_t i, b, k
+    cdef int run, eobrun = 0, s, zero = 0
+    cdef int64_t v, m
+    cdef char none[1]
+    for i in range(idx.shape[0]):
+        b = idx[i]
+        run = 0
+        for k in range(ss, se + 1):
+            v = blocks[b, k]
+            m = (v if v >= 0 else -v) >> al
+            if m == 0:
+                run += 1
+                continue
+            _eobrun(cd, &eobrun, none, &zero)
+            while run > 15:
+                _symbol(cd, 2, 0xF0)
+                run -= 16
+            s = _nbits(m)
+            _symbol(cd, 2, (run << 4) | s)
+            _value(cd, m if v >= 0 else -m, s)
+            run = 0
+        if run > 0:
+            eobrun += 1
+            if eobrun == 0x7FFF:
+                _eobrun(cd, &eobrun, none, &zero)
+    _eobrun(cd, &eobrun, none, &zero)
+
+
+cdef void _ac_refine(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int ss, int se,
+                     int al, Coder* cd) noexcept nogil:
+    """A refining AC scan: bit ``al`` of every coefficient already nonzero (correction bits),
+    and the coefficients that become nonzero at this bit (libjpeg's ``encode_mcu_AC_refine``)."""
+    cdef Py_ssize_t i, b, k
+    cdef int run, eob, eobrun = 0, nbe = 0, nbr, j
+    cdef int64_t v
+    cdef int absval[64]
+    cdef char be[1100]  # correction bits waiting behind the EOB run
+    cdef char br[64]  # this block's correction bits not yet emitted
+    for i in range(idx.shape[0]):
+        b = idx[i]
+        eob = 0
+        for k in range(ss, se + 1):
+            v = blocks[b, k]
+            absval[k] = <int> (((v if v >= 0 else -v)) >> al)
+            if absval[k] == 1:
+                eob = <int> k
+        run = 0
+        nbr = 0
+        for k in range(ss, se + 1):
+            if absval[k] == 0:
+                run += 1
+                continue
+            while run > 15 and k <= eob:
+                _eobrun(cd, &eobrun, be, &nbe)
+                _symbol(cd, 2, 0xF0)
+                run -= 16
+                for j in range(nbr):
+                    _bits(cd, <uint64_t> br[j], 1)
+                nbr = 0
+            if absval[k] > 1:
+                br[nbr] = <char> (absval[k] & 1)
+                nbr += 1
+                continue
+            _eobrun(cd, &eobrun, be, &nbe)
+            _symbol(cd, 2, (run << 4) | 1)
+            _bits(cd, 0 if blocks[b, k] < 0 else 1, 1)
+            for j in range(nbr):
+                _bits(cd, <uint64_t> br[j], 1)
+            nbr = 0
+            run = 0
+        if run > 0 or nbr > 0:
+            eobrun += 1
+            for j in range(nbr):
+                be[nbe + j] = br[j]
+            nbe += nbr
+            if eobrun == 0x7FFF or nbe > 1000 - 64 + 1:
+                _eobrun(cd, &eobrun, be, &nbe)
+    _eobrun(cd, &eobrun, be, &nbe)
+
+
+cdef void _prog(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
+                const Py_ssize_t[::1] idx, int ss, int se, int ah, int al, Coder* cd) noexcept nogil:
+    if ss == 0:
+        _dc_scan(coefs, comp, tbl, ah, al, cd)
+    elif ah == 0:
+        _ac_first(coefs, idx, ss, se, al, cd)
+    else:
+        _ac_refine(coefs, idx, ss, se, al, cd)
+    if cd.freq == NULL and cd.bw.nacc > 0:
+        _put(&cd.bw, 0x7F, 7)
+
+
+def count_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
+                      const Py_ssize_t[::1] idx, int ss, int se, int ah, int al):
+    """One progressive scan counted: ``(freq (4, 256), raw bits)``. DC scans (``ss == 0``) run
+    over all of ``coefs`` in MCU order with each block's component ``comp`` and table ``tbl``;
+    AC scans over the blocks ``idx`` of one component."""
+    freq = np.zeros((4, 256), dtype=np.int64)
+    cdef int64_t[:, ::1] f = freq
+    cdef Coder cd
+    cd.freq = &f[0, 0]
+    cd.extra = 0
+    with nogil:
+        _prog(coefs, comp, tbl, idx, ss, se, ah, al, &cd)
+    return freq, int(cd.extra)
+
+
+def encode_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
+                       const Py_ssize_t[::1] idx, int ss, int se, int ah, int al,
+                       const uint32_t[:, ::1] codes, const uint8_t[:, ::1] sizes):
+    """One progressive scan written (see :func:`count_progressive`): stuffed bytes."""
+    cdef Py_ssize_t n = coefs.shape[0] if ss == 0 else idx.shape[0]
+    buf = np.empty(n * MAX_BYTES_PER_BLOCK + 64, dtype=np.uint8)
+    cdef uint8_t[::1] o = buf
+    cdef Coder cd
+    cd.freq = NULL
+    cd.codes = &codes[0, 0]
+    cd.sizes = &sizes[0, 0]
+    cd.bw.out = &o[0]
+    cd.bw.pos = 0
+    cd.bw.acc = 0
+    cd.bw.nacc = 0
+    with nogil:
+        _prog(coefs, comp, tbl, idx, ss, se, ah, al, &cd)
+    return buf[:cd.bw.pos]

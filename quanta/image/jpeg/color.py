@@ -47,3 +47,39 @@ def downsample(plane: np.ndarray, h: int, v: int) -> np.ndarray:
     out = np.empty((rows // v, cols // h), dtype=np.uint8)
     _kernels.downsample(np.ascontiguousarray(plane, dtype=np.uint8), h, v, out)
     return out
+
+
+def upsample_fancy(plane: np.ndarray, h: int, v: int) -> np.ndarray:
+    """What a decoder shows of a subsampled plane: libjpeg's "fancy" (triangle) upsampling,
+    each output sample ¾ its own cell and ¼ the next cell toward it, edges replicated (float)."""
+    out = np.asarray(plane, dtype=np.float32)
+    for axis, factor in ((1, h), (0, v)):
+        if factor == 2:
+            n = out.shape[axis]
+            prev = np.take(out, np.r_[0, 0:n - 1], axis=axis)
+            nxt = np.take(out, np.r_[1:n, n - 1], axis=axis)
+            pair = np.stack([0.75 * out + 0.25 * prev, 0.75 * out + 0.25 * nxt], axis=axis + 1)
+            shape = list(out.shape)
+            shape[axis] *= 2
+            out = pair.reshape(shape)
+    return out
+
+
+def downsample_sharp(plane: np.ndarray, h: int, v: int, iterations: int = 3) -> np.ndarray:
+    """Subsampled samples chosen so that the decoder's fancy upsampling of them comes close to
+    ``plane``: box averages refined by back-projecting the upsampled error ``iterations``
+    times (least squares by Landweber steps), rounded to 8 bits. Sides: multiples of ``h``, ``v``."""
+    if (h, v) == (1, 1):
+        return plane
+    if (h, v) not in ((2, 1), (2, 2)):
+        raise ConfigError(f"unsupported sampling {h}x{v}")
+    target = np.asarray(plane, dtype=np.float32)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        rows, cols = x.shape
+        return x.reshape(rows // v, v, cols // h, h).mean(axis=(1, 3))
+
+    small = box(target)
+    for _ in range(iterations):
+        small = np.clip(small + box(target - upsample_fancy(small, h, v)), 0, 255)
+    return np.floor(small + 0.5).astype(np.uint8)

@@ -15,17 +15,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from itertools import pairwise
 
 import numpy as np
 
 from quanta.core._checks import check_choice
+from quanta.cores import threads
 from quanta.errors import ConfigError, InputError
 from quanta.image.jpeg import entropy, huffman, writer
-from quanta.image.jpeg.color import SUBSAMPLING, downsample, pad_to, rgb_to_ycbcr
-from quanta.image.jpeg.quantize import transform_quantize
+from quanta.image.jpeg import progressive as prog
+from quanta.image.jpeg._parallel import run_all
+from quanta.image.jpeg.color import SUBSAMPLING, downsample, downsample_sharp, pad_to, rgb_to_ycbcr
+from quanta.image.jpeg.quantize import Trellis, transform_quantize, transform_trellis
 from quanta.image.jpeg.tables import check_table, tables_for
 
 Table = tuple[list[int], list[int]]  # Huffman (BITS, HUFFVAL)
+
+#: Chroma downsamplers: libjpeg's box average, or samples fitted to the decoder's upsampling.
+DOWNSAMPLERS = {"box": downsample, "sharp": downsample_sharp}
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class Encoded:
     components: int
     luma_table: np.ndarray
     chroma_table: np.ndarray | None
+    progressive: bool = False
 
     @property
     def bits_per_pixel(self) -> float:
@@ -104,12 +113,13 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 
 def _plan(img: np.ndarray, quality: int, subsampling: str,
-          tables: str | tuple[np.ndarray, np.ndarray], restart_interval: int) -> Frame:
+          tables: str | tuple[np.ndarray, np.ndarray], restart_interval: int,
+          scale: float | None = None) -> Frame:
     check_choice(subsampling, SUBSAMPLING, "subsampling")
     if not 0 <= restart_interval <= 65535:
         raise ConfigError("restart interval must be 0..65535 MCUs")
     if isinstance(tables, str):
-        luma_t, chroma_t = tables_for(quality, tables)
+        luma_t, chroma_t = tables_for(quality, tables, scale=scale)
     else:
         luma_t, chroma_t = check_table(tables[0], "luma table"), check_table(tables[1], "chroma table")
     height, width = img.shape[:2]
@@ -120,15 +130,16 @@ def _plan(img: np.ndarray, quality: int, subsampling: str,
     return Frame(width, height, comps, (luma_t, chroma_t), restart_interval)
 
 
-def _planes(img: np.ndarray, frame: Frame) -> list[np.ndarray]:
-    """Each component's padded (and subsampled) sample plane."""
+def _planes(img: np.ndarray, frame: Frame, chroma: str = "box") -> list[np.ndarray]:
+    """Each component's padded (and subsampled: ``chroma`` names the downsampler) plane."""
     mh, mw = frame.mcu
     ph, pw = frame.mcus[0] * mh, frame.mcus[1] * mw
     if frame.gray:
         return [pad_to(img, ph, pw)]
     ycc = rgb_to_ycbcr(img, ph, pw)
     c0 = frame.components[0]
-    return [ycc[0]] + [downsample(p, c0.h, c0.v) for p in ycc[1:]]
+    down = DOWNSAMPLERS[chroma]
+    return [ycc[0]] + [down(p, c0.h, c0.v) for p in ycc[1:]]
 
 
 def _scan_order(grids: list[tuple[int, int]], frame: Frame) -> tuple[np.ndarray, np.ndarray]:
@@ -149,19 +160,61 @@ def _scan_order(grids: list[tuple[int, int]], frame: Frame) -> tuple[np.ndarray,
     return np.concatenate(parts, axis=2).reshape(-1), np.concatenate(comps, axis=2).reshape(-1)
 
 
+def _scan_rows(planes: list[np.ndarray], frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """Each block's row in scan order (blocks numbered component by component, raster order
+    within one) and each scan row's component."""
+    order, comp = _scan_order([(p.shape[0] // 8, p.shape[1] // 8) for p in planes], frame)
+    rows = np.empty_like(order)
+    rows[order] = np.arange(order.size)
+    return rows, comp
+
+
+#: Blocks below which one plane is not split between threads (thread start-up costs more).
+PARALLEL_BLOCKS = 4096
+
+
+def _strips(plane: np.ndarray, dest: np.ndarray, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``parts`` horizontal strips of whole block rows, each with its blocks' destination rows."""
+    by, bx = plane.shape[0] // 8, plane.shape[1] // 8
+    cuts = np.linspace(0, by, min(parts, by) + 1).round().astype(int)
+    return [(plane[8 * a:8 * b], dest[a * bx:b * bx]) for a, b in pairwise(cuts) if b > a]
+
+
+def _quantize(planes: list[np.ndarray], frame: Frame, rows: np.ndarray,
+              ac_bits: list[np.ndarray] | None = None,
+              rules: tuple[Trellis, Trellis] | None = None) -> np.ndarray:
+    """Quantized zigzag blocks in scan order (int16 ``(N, 64)``): rounded to nearest, or by
+    the trellis with each Huffman selector's AC code lengths ``ac_bits``. Large images are cut
+    into strips quantized in parallel threads (the kernels release the GIL)."""
+    out = np.empty((rows.size, 64), dtype=np.int16)
+    work, offset = [], 0
+    parts = threads() if rows.size >= PARALLEL_BLOCKS else 1
+    for p, c in zip(planes, frame.components):
+        n = (p.shape[0] // 8) * (p.shape[1] // 8)
+        table, dest = frame.qtables[c.qtable], rows[offset:offset + n]
+        for strip, strip_dest in _strips(p, dest, parts):
+            if ac_bits is None or rules is None:
+                work.append(partial(transform_quantize, strip, table, out, strip_dest))
+            else:
+                work.append(partial(transform_trellis, strip, table, ac_bits[c.htable],
+                                    rules[min(c.htable, 1)], out, strip_dest))
+        offset += n
+    run_all(work, parts)
+    return out
+
+
 def _transform_and_quantize(img: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
     """Quantized zigzag blocks in scan order (int16 ``(N, 64)``) and each block's component."""
     planes = _planes(img, frame)
-    order, comp = _scan_order([(p.shape[0] // 8, p.shape[1] // 8) for p in planes], frame)
-    rows = np.empty_like(order)
-    rows[order] = np.arange(order.size)  # each block's place in the scan
-    out = np.empty((order.size, 64), dtype=np.int16)
-    offset = 0
-    for p, c in zip(planes, frame.components):
-        n = (p.shape[0] // 8) * (p.shape[1] // 8)
-        transform_quantize(p, frame.qtables[c.qtable], out, rows[offset:offset + n])
-        offset += n
-    return out, comp
+    rows, comp = _scan_rows(planes, frame)
+    return _quantize(planes, frame, rows), comp
+
+
+def _code_lengths(table: Table, absent: float = 16.0) -> np.ndarray:
+    """Bits per symbol of a Huffman table; symbols it lacks cost ``absent``."""
+    sizes = huffman.code_lookup(table)[1].astype(np.float32)
+    sizes[sizes == 0] = absent
+    return sizes
 
 
 def _selectors(frame: Frame) -> np.ndarray:
@@ -189,6 +242,18 @@ class Markers:
     dpi: tuple[float, float] | None = None
 
 
+def _headers(frame: Frame, markers: Markers, progressive: bool) -> list[bytes]:
+    density, unit = writer.density_from_dpi(markers.dpi)
+    parts = [writer.SOI, writer.app0_jfif(density, unit)]
+    if markers.exif:
+        parts.append(writer.app1_exif(markers.exif))
+    if markers.icc_profile:
+        parts.append(writer.app2_icc(markers.icc_profile))
+    comps = [(c.id, c.h, c.v, c.qtable) for c in frame.components]
+    return [*parts, writer.dqt(list(frame.qtables)),
+            writer.sof0(frame.height, frame.width, comps, progressive)]
+
+
 def _write(frame: Frame, coefs: np.ndarray, comp: np.ndarray, dcs: list[Table], acs: list[Table],
            markers: Markers) -> bytes:
     lut_codes = np.zeros((4, 256), dtype=np.uint32)
@@ -197,15 +262,8 @@ def _write(frame: Frame, coefs: np.ndarray, comp: np.ndarray, dcs: list[Table], 
         lut_codes[row], lut_sizes[row] = huffman.code_lookup(t)
     scan = entropy.encode_scan(coefs, comp, _selectors(frame), lut_codes, lut_sizes,
                                frame.blocks_per_mcu, frame.restart_interval)
-    density, unit = writer.density_from_dpi(markers.dpi)
-    parts = [writer.SOI, writer.app0_jfif(density, unit)]
-    if markers.exif:
-        parts.append(writer.app1_exif(markers.exif))
-    if markers.icc_profile:
-        parts.append(writer.app2_icc(markers.icc_profile))
-    parts += [writer.dqt(list(frame.qtables)),
-              writer.sof0(frame.height, frame.width, [(c.id, c.h, c.v, c.qtable) for c in frame.components]),
-              writer.dht([x for i in range(len(dcs)) for x in ((0, i, dcs[i]), (1, i, acs[i]))])]
+    parts = _headers(frame, markers, False)
+    parts.append(writer.dht([x for i in range(len(dcs)) for x in ((0, i, dcs[i]), (1, i, acs[i]))]))
     if frame.restart_interval:
         parts.append(writer.dri(frame.restart_interval))
     parts += [writer.sos([(c.id, c.htable, c.htable) for c in frame.components]), scan.tobytes(),
@@ -213,33 +271,117 @@ def _write(frame: Frame, coefs: np.ndarray, comp: np.ndarray, dcs: list[Table], 
     return b"".join(parts)
 
 
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _geometry(planes: list[np.ndarray], rows: np.ndarray, frame: Frame) -> list[prog.Geometry]:
+    """Each component's blocks for non-interleaved scans (T.81 A.2.2: a component's own
+    ⌈size·sampling/max⌉ samples, not the MCU padding)."""
+    hmax = max(c.h for c in frame.components)
+    vmax = max(c.v for c in frame.components)
+    out, offset = [], 0
+    for p, c in zip(planes, frame.components):
+        padded = (p.shape[0] // 8, p.shape[1] // 8)
+        n = padded[0] * padded[1]
+        coded = (_ceil(_ceil(frame.height * c.v, vmax), 8), _ceil(_ceil(frame.width * c.h, hmax), 8))
+        out.append(prog.Geometry(rows[offset:offset + n], padded, coded))
+        offset += n
+    return out
+
+
+def _write_progressive(frame: Frame, coefs: np.ndarray, comp: np.ndarray, planes: list[np.ndarray],
+                       rows: np.ndarray, markers: Markers) -> bytes:
+    segments = prog.scans(coefs, comp, _selectors(frame), [c.id for c in frame.components],
+                                 _geometry(planes, rows, frame))
+    return b"".join([*_headers(frame, markers, True), *segments, writer.EOI])
+
+
+#: The trellis's settings for luma and chroma in the default (non-``fast``) path, chosen on six
+#: Kodak images for BD-rate on SSIMULACRA2 and PSNR against libjpeg (docs/BENCHMARKS.md).
+TRELLIS = (Trellis(lam=25.0), Trellis(lam=40.0))
+#: The default path's table preset (``fast``: Annex K's).
+TABLES = "quanta"
+#: The default path's chroma downsampler (``fast``: box).
+CHROMA = "sharp"
+
+
 def encode(
     image: np.ndarray,
     *,
     quality: int = 75,
     subsampling: str = "4:2:0",
-    tables: str | tuple[np.ndarray, np.ndarray] = "annexk",
+    tables: str | tuple[np.ndarray, np.ndarray] | None = None,
     optimize: bool = True,
     restart_interval: int = 0,
+    trellis: Trellis | tuple[Trellis, Trellis] | bool | None = None,
+    trellis_passes: int = 2,
+    progressive: bool | None = None,
+    scale: float | None = None,
+    chroma: str | None = None,
+    fast: bool = False,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
     dpi: tuple[float, float] | None = None,
 ) -> Encoded:
-    """Encode an 8-bit image as baseline JPEG.
+    """Encode an 8-bit image as JPEG (baseline or progressive; every decoder reads both).
 
     image: uint8 ``(H, W)`` grayscale or ``(H, W, 3)`` RGB.
     quality: 1..100, IJG scaling of the tables (ignored for explicit tables).
     subsampling: "4:4:4", "4:2:2" or "4:2:0" (colour only).
     tables: a preset name (annexk, flat, imagemagick, klein) or explicit (luma, chroma) tables
-    of 64 integers 1..255 in natural order.
-    optimize: Huffman tables built from the image's symbol statistics (else Annex K.3's).
-    restart_interval: MCUs between RSTn markers (0: none).
+    of 64 integers 1..255 in natural order; default :data:`TABLES` (``fast``: ``annexk``).
+    optimize: Huffman tables built from the image's statistics (else Annex K.3's; baseline only).
+    restart_interval: MCUs between RSTn markers (0: none; baseline only).
+    trellis: the rate–distortion rounding of AC coefficients (:class:`Trellis`, or one for luma
+    and one for chroma); True or None: :data:`TRELLIS` (``fast``: none); False: nearest.
+    trellis_passes: trellis runs, each with the Huffman tables of the previous one's output.
+    progressive: True progressive, False baseline, None the smaller of the two (``fast``:
+    baseline).
+    scale: the tables' scaling in percent (continuous; overrides ``quality``'s IJG scaling).
+    chroma: the chroma downsampler, "box" (libjpeg's) or "sharp" (fitted to the decoder's
+    triangle upsampling); default :data:`CHROMA` (``fast``: box).
+    fast: today's libjpeg-like path: Annex K tables, nearest rounding, baseline.
     icc_profile, exif, dpi: carried into APP2, APP1 and the JFIF density (dots per inch).
     """
     img = _check_image(image)
-    frame = _plan(img, quality, subsampling, tables, restart_interval)
-    coefs, comp = _transform_and_quantize(img, frame)
+    tables = tables if tables is not None else ("annexk" if fast else TABLES)
+    rules = _rules(trellis, fast, optimize)
+    if progressive is None:
+        progressive = False if fast or restart_interval or not optimize else None
+    elif progressive and (restart_interval or not optimize):
+        raise ConfigError("progressive files are written with optimized tables and no restart markers")
+    frame = _plan(img, quality, subsampling, tables, restart_interval, scale)
+    chroma = chroma if chroma is not None else ("box" if fast else CHROMA)
+    check_choice(chroma, DOWNSAMPLERS, "chroma downsampler")
+    planes = _planes(img, frame, chroma)
+    rows, comp = _scan_rows(planes, frame)
+    coefs = _quantize(planes, frame, rows)
     dcs, acs = _huffman_tables(coefs, comp, frame, optimize)
-    data = _write(frame, coefs, comp, dcs, acs, Markers(icc_profile, exif, dpi))
+    for _ in range(trellis_passes if rules else 0):
+        coefs = _quantize(planes, frame, rows, [_code_lengths(t) for t in acs], rules)
+        dcs, acs = _huffman_tables(coefs, comp, frame, optimize)
+    markers = Markers(icc_profile, exif, dpi)
+    writers = [] if progressive else [partial(_write, frame, coefs, comp, dcs, acs, markers)]
+    if progressive is not False:
+        writers.append(partial(_write_progressive, frame, coefs, comp, planes, rows, markers))
+    files = run_all(writers, threads() if rows.size >= PARALLEL_BLOCKS else 1)
+    data = min(files, key=len)  # auto: the smaller; a tie keeps baseline
+    base = files[0] if not progressive else b""
     return Encoded(data, frame.width, frame.height, len(frame.components), frame.qtables[0],
-                   None if frame.gray else frame.qtables[1])
+                   None if frame.gray else frame.qtables[1], data is not base)
+
+
+def _rules(trellis: Trellis | tuple[Trellis, Trellis] | bool | None, fast: bool,
+           optimize: bool) -> tuple[Trellis, Trellis] | None:
+    if trellis is None:
+        trellis = not fast and optimize
+    if trellis is False:
+        return None
+    if trellis is True:
+        return TRELLIS
+    if isinstance(trellis, Trellis):
+        return trellis, trellis
+    if isinstance(trellis, tuple) and len(trellis) == 2 and all(isinstance(t, Trellis) for t in trellis):
+        return trellis
+    raise ConfigError("trellis: a Trellis, a (luma, chroma) pair, True or False")

@@ -6,6 +6,8 @@ table entry: codes ``round(F / Q)`` in ``[-1024, 1023]`` (the baseline range of 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from quanta.core.grid import Grid, QParams, quantize
@@ -50,4 +52,44 @@ def transform_quantize(plane: np.ndarray, table: np.ndarray, out: np.ndarray | N
     scale = np.ascontiguousarray(np.broadcast_to(qp.scale, (1, 64)).ravel(), dtype=np.float32)
     _kernels.forward_quantize(np.ascontiguousarray(plane), dct.C32, scale, float(COEF_GRID.qmin),
                               float(COEF_GRID.qmax), _ORDER, dest, out)
+    return out
+
+
+@dataclass(frozen=True)
+class Trellis:
+    """The rate–distortion rounding rule's settings (see :func:`transform_trellis`).
+
+    lam: bits one squared quantization step of error is worth (larger: closer to nearest
+    rounding); masking: the mean squared AC coefficient (orthonormal DCT, 8-bit samples) at
+    which a block's λ halves (0: no adaptation); high_weight: distortion weight of the highest
+    zigzag frequency relative to DC's neighbours (linear in between).
+    """
+
+    lam: float = 1.0
+    masking: float = 0.0
+    high_weight: float = 1.0
+
+    def weights(self) -> np.ndarray:
+        return np.linspace(1.0, self.high_weight, 64, dtype=np.float32)
+
+
+def transform_trellis(plane: np.ndarray, table: np.ndarray, ac_bits: np.ndarray,
+                      rule: Trellis = Trellis(), out: np.ndarray | None = None,
+                      rows: np.ndarray | None = None) -> np.ndarray:
+    """:func:`transform_quantize` with rate–distortion optimal AC codes: each block's codes
+    minimise Huffman bits + λ·(squared error in quantization steps), the bits read from
+    ``ac_bits`` (256 code lengths of the AC table the block is written with, in bits; absent
+    symbols given a finite cost by the caller). DC is rounded to nearest."""
+    qp = coef_qparams(table)
+    h, w = plane.shape
+    n = (h // 8) * (w // 8)
+    if out is None:
+        out = np.empty((n, 64), dtype=np.int16)
+    dest = np.arange(n, dtype=np.intp) if rows is None else np.ascontiguousarray(rows, dtype=np.intp)
+    scale = np.ascontiguousarray(np.broadcast_to(qp.scale, (1, 64)).ravel(), dtype=np.float32)
+    bits = np.ascontiguousarray(ac_bits, dtype=np.float32)
+    if bits.shape != (256,) or dest.shape != (n,):
+        raise ValueError("ac_bits must hold 256 code lengths; rows one per block")
+    _kernels.forward_trellis(np.ascontiguousarray(plane), dct.C32, scale, float(COEF_GRID.qmax), _ORDER,
+                             dest, bits, rule.weights(), float(rule.lam), float(rule.masking), out)
     return out

@@ -65,6 +65,21 @@ KLEIN = np.array([
     86, 76, 136, 157, 190, 239, 312, 419,
 ], dtype=np.int32)
 
+#: quanta's default: Klein's table moved a fifth of the way toward flat in log scale,
+#: ``round(16^0.2 · KLEIN^0.8)`` — the perceptual shape keeps SSIMULACRA2's gains while the
+#: finer high frequencies win back PSNR and SSIM (chosen on six Kodak images, all three
+#: measures together, with the trellis; docs/BENCHMARKS.md).
+QUANTA = np.array([
+    11, 13, 14, 18, 24, 32, 44, 61,
+    13, 18, 20, 25, 30, 34, 42, 56,
+    14, 20, 23, 28, 36, 48, 65, 89,
+    18, 25, 28, 34, 42, 55, 73, 99,
+    24, 30, 36, 42, 52, 67, 87, 116,
+    32, 34, 48, 55, 67, 83, 106, 139,
+    44, 42, 65, 73, 87, 106, 134, 172,
+    61, 56, 89, 99, 116, 139, 172, 218,
+], dtype=np.int32)
+
 #: Named presets: (luma base table, chroma base table), scaled by quality like Annex K.
 #: The perceptual tables are published for luminance; they serve both components, as in cjpeg.
 PRESETS: dict[str, tuple[np.ndarray, np.ndarray]] = {
@@ -72,6 +87,7 @@ PRESETS: dict[str, tuple[np.ndarray, np.ndarray]] = {
     "flat": (np.full(64, 16, dtype=np.int32), np.full(64, 16, dtype=np.int32)),
     "imagemagick": (IMAGEMAGICK, IMAGEMAGICK),
     "klein": (KLEIN, KLEIN),
+    "quanta": (QUANTA, QUANTA),
 }
 
 
@@ -82,19 +98,28 @@ def quality_scaling(quality: int) -> int:
     return 5000 // quality if quality < 50 else 200 - 2 * quality
 
 
-def scale_table(base: np.ndarray, quality: int, *, baseline: bool = True) -> np.ndarray:
-    """``(base·S + 50) // 100`` clamped to 1..255 (baseline) or 1..32767, as libjpeg does."""
-    s = quality_scaling(quality)
-    t = (np.asarray(base, dtype=np.int64) * s + 50) // 100
+def scale_table(base: np.ndarray, quality: int, *, baseline: bool = True,
+                scale: float | None = None) -> np.ndarray:
+    """``(base·S + 50) // 100`` clamped to 1..255 (baseline) or 1..32767, as libjpeg does;
+    ``scale`` (percent, continuous) replaces the quality's ``S`` (rounded to nearest then)."""
+    if scale is None:
+        s = quality_scaling(quality)
+        t = (np.asarray(base, dtype=np.int64) * s + 50) // 100
+    else:
+        if not np.isfinite(scale) or scale <= 0:
+            raise ConfigError(f"table scale must be a positive percentage, got {scale!r}")
+        t = np.floor(np.asarray(base, dtype=np.float64) * scale / 100 + 0.5).astype(np.int64)
     return np.clip(t, 1, 255 if baseline else 32767).astype(np.int32)
 
 
-def tables_for(quality: int, preset: str = "annexk") -> tuple[np.ndarray, np.ndarray]:
-    """(luma, chroma) tables for ``quality`` from a named preset."""
+def tables_for(quality: int, preset: str = "annexk", *,
+               scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(luma, chroma) tables for ``quality`` (or a continuous ``scale`` in percent) from a
+    named preset."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown table preset {preset!r} (choose from {', '.join(PRESETS)})")
     luma, chroma = PRESETS[preset]
-    return scale_table(luma, quality), scale_table(chroma, quality)
+    return scale_table(luma, quality, scale=scale), scale_table(chroma, quality, scale=scale)
 
 
 def check_table(table: np.ndarray | list[int], name: str = "table") -> np.ndarray:

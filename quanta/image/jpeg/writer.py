@@ -49,11 +49,12 @@ def dqt(tables: list[np.ndarray]) -> bytes:
     return _segment(0xDB, payload)
 
 
-def sof0(height: int, width: int, comps: list[tuple[int, int, int, int]]) -> bytes:
-    """Baseline frame header; comps: (id, h, v, table)."""
+def sof0(height: int, width: int, comps: list[tuple[int, int, int, int]],
+         progressive: bool = False) -> bytes:
+    """Baseline (SOF0) or progressive (SOF2) frame header; comps: (id, h, v, table)."""
     payload = struct.pack(">BHHB", 8, height, width, len(comps))
     payload += b"".join(bytes([cid, (h << 4) | v, tq]) for cid, h, v, tq in comps)
-    return _segment(0xC0, payload)
+    return _segment(0xC2 if progressive else 0xC0, payload)
 
 
 def dht(tables: list[tuple[int, int, tuple[list[int], list[int]]]]) -> bytes:
@@ -66,10 +67,12 @@ def dri(interval: int) -> bytes:
     return _segment(0xDD, struct.pack(">H", interval))
 
 
-def sos(comps: list[tuple[int, int, int]]) -> bytes:
-    """Scan header; comps: (id, dc table, ac table); full spectral range, no approximation."""
+def sos(comps: list[tuple[int, int, int]], ss: int = 0, se: int = 63, ah: int = 0,
+        al: int = 0) -> bytes:
+    """Scan header; comps: (id, dc table, ac table); spectral band ``ss..se`` and successive
+    approximation bits ``ah``, ``al`` (baseline: 0, 63, 0, 0)."""
     payload = bytes([len(comps)]) + b"".join(bytes([cid, (td << 4) | ta]) for cid, td, ta in comps)
-    return _segment(0xDA, payload + bytes([0, 63, 0]))
+    return _segment(0xDA, payload + bytes([ss, se, (ah << 4) | al]))
 
 
 SOI = b"\xff\xd8"
