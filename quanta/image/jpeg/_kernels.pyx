@@ -459,18 +459,20 @@ cdef void _dc_scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const in
         _value(cd, diff, s)
 
 
-cdef void _ac_first(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int ss, int se,
-                    int al, Coder* cd) noexcept nogil:
+cdef void _ac_first(const int16_t[:, ::1] blocks, const int16_t[::1] last, const Py_ssize_t[::1] idx,
+                    int ss, int se, int al, Coder* cd) noexcept nogil:
     """A first AC scan of one component: band ``ss..se`` of ``|v| >> al`` (sign kept), runs of
-    empty bands coded as EOBRUN."""
-    cdef Py_ssize_t i, b, k
+    empty bands coded as EOBRUN. ``last[b]``: block ``b``'s last nonzero AC position (0: none);
+    the coefficients after it are zeros and are not read."""
+    cdef Py_ssize_t i, b, k, hi
     cdef int run, eobrun = 0, s, zero = 0
     cdef int64_t v, m
     cdef char none[1]
     for i in range(idx.shape[0]):
         b = idx[i]
         run = 0
-        for k in range(ss, se + 1):
+        hi = min(<Py_ssize_t> se, <Py_ssize_t> last[b])
+        for k in range(ss, hi + 1):
             v = blocks[b, k]
             m = (v if v >= 0 else -v) >> al
             if m == 0:
@@ -484,6 +486,8 @@ cdef void _ac_first(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int
             _symbol(cd, 2, (run << 4) | s)
             _value(cd, m if v >= 0 else -m, s)
             run = 0
+        if hi < se:
+            run += <int> (se - max(hi, ss - 1))  # the unread zeros after the last nonzero
         if run > 0:
             eobrun += 1
             if eobrun == 0x7FFF:
@@ -491,11 +495,12 @@ cdef void _ac_first(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int
     _eobrun(cd, &eobrun, none, &zero)
 
 
-cdef void _ac_refine(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int ss, int se,
-                     int al, Coder* cd) noexcept nogil:
+cdef void _ac_refine(const int16_t[:, ::1] blocks, const int16_t[::1] last, const Py_ssize_t[::1] idx,
+                     int ss, int se, int al, Coder* cd) noexcept nogil:
     """A refining AC scan: bit ``al`` of every coefficient already nonzero (correction bits),
-    and the coefficients that become nonzero at this bit (libjpeg's ``encode_mcu_AC_refine``)."""
-    cdef Py_ssize_t i, b, k
+    and the coefficients that become nonzero at this bit (libjpeg's ``encode_mcu_AC_refine``);
+    ``last`` as in :func:`_ac_first`."""
+    cdef Py_ssize_t i, b, k, hi
     cdef int run, eob, eobrun = 0, nbe = 0, nbr, j
     cdef int64_t v
     cdef int absval[64]
@@ -504,14 +509,15 @@ cdef void _ac_refine(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, in
     for i in range(idx.shape[0]):
         b = idx[i]
         eob = 0
-        for k in range(ss, se + 1):
+        hi = min(<Py_ssize_t> se, <Py_ssize_t> last[b])
+        for k in range(ss, hi + 1):
             v = blocks[b, k]
             absval[k] = <int> (((v if v >= 0 else -v)) >> al)
             if absval[k] == 1:
                 eob = <int> k
         run = 0
         nbr = 0
-        for k in range(ss, se + 1):
+        for k in range(ss, hi + 1):
             if absval[k] == 0:
                 run += 1
                 continue
@@ -533,6 +539,8 @@ cdef void _ac_refine(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, in
                 _bits(cd, <uint64_t> br[j], 1)
             nbr = 0
             run = 0
+        if hi < se:
+            run += <int> (se - max(hi, ss - 1))  # the unread zeros after the last nonzero
         if run > 0 or nbr > 0:
             eobrun += 1
             for j in range(nbr):
@@ -544,34 +552,36 @@ cdef void _ac_refine(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, in
 
 
 cdef void _prog(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
-                const Py_ssize_t[::1] idx, int ss, int se, int ah, int al, Coder* cd) noexcept nogil:
+                const int16_t[::1] last, const Py_ssize_t[::1] idx, int ss, int se, int ah, int al,
+                Coder* cd) noexcept nogil:
     if ss == 0:
         _dc_scan(coefs, comp, tbl, ah, al, cd)
     elif ah == 0:
-        _ac_first(coefs, idx, ss, se, al, cd)
+        _ac_first(coefs, last, idx, ss, se, al, cd)
     else:
-        _ac_refine(coefs, idx, ss, se, al, cd)
+        _ac_refine(coefs, last, idx, ss, se, al, cd)
     if cd.freq == NULL and cd.bw.nacc > 0:
         _put(&cd.bw, 0x7F, 7)
 
 
 def count_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
-                      const Py_ssize_t[::1] idx, int ss, int se, int ah, int al):
+                      const int16_t[::1] last, const Py_ssize_t[::1] idx, int ss, int se, int ah, int al):
     """One progressive scan counted: ``(freq (4, 256), raw bits)``. DC scans (``ss == 0``) run
     over all of ``coefs`` in MCU order with each block's component ``comp`` and table ``tbl``;
-    AC scans over the blocks ``idx`` of one component."""
+    AC scans over the blocks ``idx`` of one component, ``last`` each block's last nonzero AC
+    position (0 when none)."""
     freq = np.zeros((4, 256), dtype=np.int64)
     cdef int64_t[:, ::1] f = freq
     cdef Coder cd
     cd.freq = &f[0, 0]
     cd.extra = 0
     with nogil:
-        _prog(coefs, comp, tbl, idx, ss, se, ah, al, &cd)
+        _prog(coefs, comp, tbl, last, idx, ss, se, ah, al, &cd)
     return freq, int(cd.extra)
 
 
 def encode_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
-                       const Py_ssize_t[::1] idx, int ss, int se, int ah, int al,
+                       const int16_t[::1] last, const Py_ssize_t[::1] idx, int ss, int se, int ah, int al,
                        const uint32_t[:, ::1] codes, const uint8_t[:, ::1] sizes):
     """One progressive scan written (see :func:`count_progressive`): stuffed bytes."""
     cdef Py_ssize_t n = coefs.shape[0] if ss == 0 else idx.shape[0]
@@ -586,5 +596,48 @@ def encode_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, cons
     cd.bw.acc = 0
     cd.bw.nacc = 0
     with nogil:
-        _prog(coefs, comp, tbl, idx, ss, se, ah, al, &cd)
+        _prog(coefs, comp, tbl, last, idx, ss, se, ah, al, &cd)
     return buf[:cd.bw.pos]
+
+
+def downsample_fit(const uint8_t[:, ::1] plane, int h, int v, int iterations, uint8_t[:, ::1] out) -> None:
+    """Subsample ``plane`` by ``h×v`` (2×1 or 2×2) to samples whose triangle ("fancy")
+    upsampling, as libjpeg decodes, fits the plane: box averages, then ``iterations`` Jacobi
+    steps adding each cell's mean residual; rounded and clipped to 8 bits."""
+    cdef Py_ssize_t rows = out.shape[0], cols = out.shape[1], i, j, a, b, ii, jj, it
+    d_arr = np.empty((rows, cols), dtype=np.float32)
+    n_arr = np.empty((rows, cols), dtype=np.float32)
+    cdef float[:, ::1] d = d_arr
+    cdef float[:, ::1] nd = n_arr
+    cdef float s, up, res, wv, wn
+    cdef float inv = 1.0 / (h * v)
+    with nogil:
+        for i in range(rows):
+            for j in range(cols):
+                s = 0
+                for a in range(v):
+                    for b in range(h):
+                        s = s + plane[i * v + a, j * h + b]
+                d[i, j] = s * inv
+        for it in range(iterations):
+            for i in range(rows):
+                for j in range(cols):
+                    res = 0
+                    for a in range(v):
+                        # the neighbouring row toward this output row (edges replicated)
+                        ii = i if v == 1 else (max(i - 1, 0) if a == 0 else min(i + 1, rows - 1))
+                        wv = 1.0 if v == 1 else 0.75
+                        wn = 0.0 if v == 1 else 0.25
+                        for b in range(h):
+                            jj = max(j - 1, 0) if b == 0 else min(j + 1, cols - 1)
+                            up = (wv * (0.75 * d[i, j] + 0.25 * d[i, jj])
+                                  + wn * (0.75 * d[ii, j] + 0.25 * d[ii, jj]))
+                            res = res + (plane[i * v + a, j * h + b] - up)
+                    s = d[i, j] + res * inv
+                    nd[i, j] = min(max(s, <float> 0.0), <float> 255.0)
+            for i in range(rows):
+                for j in range(cols):
+                    d[i, j] = nd[i, j]
+        for i in range(rows):
+            for j in range(cols):
+                out[i, j] = <uint8_t> <int> (d[i, j] + <float> 0.5)

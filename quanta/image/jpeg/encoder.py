@@ -170,7 +170,7 @@ def _scan_rows(planes: list[np.ndarray], frame: Frame) -> tuple[np.ndarray, np.n
 
 
 #: Blocks below which one plane is not split between threads (thread start-up costs more).
-PARALLEL_BLOCKS = 4096
+PARALLEL_BLOCKS = 16384
 
 
 def _strips(plane: np.ndarray, dest: np.ndarray, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -315,7 +315,7 @@ def encode(
     optimize: bool = True,
     restart_interval: int = 0,
     trellis: Trellis | tuple[Trellis, Trellis] | bool | None = None,
-    trellis_passes: int = 2,
+    trellis_passes: int = 1,
     progressive: bool | None = None,
     scale: float | None = None,
     chroma: str | None = None,

@@ -35,7 +35,7 @@ def _layout(bands: tuple[int, ...], al: int) -> tuple[Scan, ...]:
 #: AC layouts tried for each component: bands split after the listed zigzag positions, at the
 #: point transform ``al`` (successive approximation refines the lower bits afterwards).
 LAYOUTS: tuple[tuple[Scan, ...], ...] = tuple(
-    _layout(bands, al) for al in (0, 1, 2) for bands in ((), (2,), (5,), (9,), (2, 9)))
+    _layout(bands, al) for al in (0, 1, 2) for bands in ((), (2,), (9,), (2, 9)))
 
 
 @dataclass(frozen=True)
@@ -55,28 +55,34 @@ class Geometry:
 
 _NO_INDEX = np.zeros(0, dtype=np.intp)
 #: Blocks below which the components' scans are not spread over threads.
-PARALLEL_BLOCKS = 4096
+PARALLEL_BLOCKS = 16384
 _HEADER_BITS = 8 * (2 + 2 + 1 + 2 + 3 + 2 + 1 + 16)  # SOS with one component, DHT with its counts
 
 
-def _scan_bits(coefs: np.ndarray, idx: np.ndarray, scan: Scan) -> int:
+def last_nonzero(coefs: np.ndarray) -> np.ndarray:
+    """Each block's last nonzero AC position in zigzag order (0 when it has none), int16."""
+    ac = coefs[:, 1:] != 0
+    return np.where(ac.any(axis=1), 63 - ac[:, ::-1].argmax(axis=1), 0).astype(np.int16)
+
+
+def _scan_bits(coefs: np.ndarray, last: np.ndarray, idx: np.ndarray, scan: Scan) -> int:
     """Exact size in bits of an AC scan with its own optimal table (before byte stuffing)."""
-    freq, extra = _kernels.count_progressive(coefs, np.zeros(0, np.int8), np.zeros(1, np.int64), idx,
-                                             *scan)
+    freq, extra = _kernels.count_progressive(coefs, np.zeros(0, np.int8), np.zeros(1, np.int64), last,
+                                             idx, *scan)
     table = huffman.optimal_table(freq[2])
     lengths = huffman.code_lookup(table)[1].astype(np.int64)
     return int(freq[2] @ lengths) + extra + _HEADER_BITS + 8 * len(table[1])
 
 
-def choose_layout(coefs: np.ndarray, idx: np.ndarray,
+def choose_layout(coefs: np.ndarray, last: np.ndarray, idx: np.ndarray,
                   layouts: tuple[tuple[Scan, ...], ...] = LAYOUTS) -> tuple[Scan, ...]:
     """The smallest AC layout for the blocks ``idx`` of one component (each distinct scan
-    counted once)."""
+    counted once); ``last``: :func:`last_nonzero` of ``coefs``."""
     cache: dict[Scan, int] = {}
 
     def bits(scan: Scan) -> int:
         if scan not in cache:
-            cache[scan] = _scan_bits(coefs, idx, scan)
+            cache[scan] = _scan_bits(coefs, last, idx, scan)
         return cache[scan]
 
     return min(layouts, key=lambda lay: sum(bits(s) for s in lay))
@@ -107,22 +113,23 @@ def scans(coefs: np.ndarray, comp: np.ndarray, selectors: np.ndarray, ids: list[
     out = []
     # the DC scan: interleaved for colour; a gray frame's only component is non-interleaved,
     # which for 8×8 MCUs is the same blocks in the same order
-    freq, _ = _kernels.count_progressive(coefs, comp, tbl, _NO_INDEX, 0, 0, 0, 0)
+    last = last_nonzero(coefs)
+    freq, _ = _kernels.count_progressive(coefs, comp, tbl, last, _NO_INDEX, 0, 0, 0, 0)
     used = int(tbl.max()) + 1
     dcs = [huffman.optimal_table(freq[i]) for i in range(used)]
     codes, sizes = _lookup(dcs, None)
-    data = _kernels.encode_progressive(coefs, comp, tbl, _NO_INDEX, 0, 0, 0, 0, codes, sizes)
+    data = _kernels.encode_progressive(coefs, comp, tbl, last, _NO_INDEX, 0, 0, 0, 0, codes, sizes)
     out.append(writer.dht([(0, i, dcs[i]) for i in range(used)])
                + writer.sos([(cid, int(s), 0) for cid, s in zip(ids, tbl)], 0, 0, 0, 0)
                + data.tobytes())
 
     def component(cid: int, geo: Geometry) -> list[bytes]:
         idx, segments = geo.index(), []
-        for scan in choose_layout(coefs, idx, layouts):
-            freq, _ = _kernels.count_progressive(coefs, comp, tbl, idx, *scan)
+        for scan in choose_layout(coefs, last, idx, layouts):
+            freq, _ = _kernels.count_progressive(coefs, comp, tbl, last, idx, *scan)
             ac = huffman.optimal_table(freq[2])
             codes, sizes = _lookup(dcs, ac)
-            data = _kernels.encode_progressive(coefs, comp, tbl, idx, *scan, codes, sizes)
+            data = _kernels.encode_progressive(coefs, comp, tbl, last, idx, *scan, codes, sizes)
             segments.append(writer.dht([(1, 0, ac)]) + writer.sos([(cid, 0, 0)], *scan) + data.tobytes())
         return segments
 
