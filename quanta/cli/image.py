@@ -28,10 +28,14 @@ def encode(
     paths: list[Path] = typer.Argument(..., help="SRC DST (a .jpg), or with -o: input images, folders "
                                        "and patterns (anything Pillow reads)."),
     quality: int = typer.Option(75, "--quality", "-q", help="1..100 (IJG scaling, as libjpeg)."),
-    subsampling: str = typer.Option("4:2:0", help="4:4:4, 4:2:2 or 4:2:0."),
+    subsampling: str = typer.Option("auto", help="4:4:4, 4:2:2, 4:2:0, or auto: 4:4:4 where the "
+                                    "chroma holds more detail than its quantization keeps, else "
+                                    "4:2:0 (--fast: 4:2:0)."),
     tables: str = typer.Option(None, help="quanta, annexk, flat, imagemagick, klein, or a text file of 64 "
                                "(or 128: luma then chroma) integers 1..255 [default: quanta; "
                                "--fast: annexk]."),
+    optimize_tables: bool = typer.Option(False, "--optimize-tables", help="Adjust the tables to the "
+                                         "image, band by band (least bits + λ·error; slower)."),
     fast: bool = typer.Option(False, "--fast", help="libjpeg's path: Annex K tables, rounding to "
                               "nearest, baseline (about 3x faster, larger files)."),
     progressive: bool = typer.Option(None, "--progressive/--baseline",
@@ -69,7 +73,8 @@ def encode(
     run_files("image", paths, BatchOptions(output, recursive, jobs, cluster), force=force,
               json_out=json_out, label="encode", quality=quality, subsampling=subsampling,
               tables=None if tables is None else resolve_tables(tables), optimize=optimize,
-              restart_interval=restart, progressive=progressive, fast=fast, target=target)
+              restart_interval=restart, progressive=progressive, fast=fast, target=target,
+              optimize_tables=optimize_tables)
 
 
 @app.command()

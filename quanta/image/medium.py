@@ -46,10 +46,11 @@ class EncodeReport(Report):
 
 
 def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
-                  progress: Progress | None = None, quality: int = 75, subsampling: str = "4:2:0",
+                  progress: Progress | None = None, quality: int = 75, subsampling: str = "auto",
                   tables: str | tuple[np.ndarray, np.ndarray] | None = None, optimize: bool = True,
                   restart_interval: int = 0, progressive: bool | None = None, fast: bool = False,
-                  target: tuple[str, float] | None = None, **_: Any) -> EncodeReport:
+                  target: tuple[str, float] | None = None, optimize_tables: bool = False,
+                  **_: Any) -> EncodeReport:
     """Encode the image ``src`` as a JPEG into ``dst`` (the encoder is deterministic: ``seed``
     is accepted for the contract and unused). target: ``(kind, value)`` — size in bytes, PSNR
     in dB or a SSIMULACRA2 score (:mod:`quanta.image.jpeg.target`) instead of ``quality``.
@@ -71,7 +72,8 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     exif, dpi = read_metadata(src)
     _tick(progress, 1)
     kw = dict(quality=quality, subsampling=subsampling, tables=tables, optimize=optimize,
-              restart_interval=restart_interval, progressive=progressive, fast=fast)
+              restart_interval=restart_interval, progressive=progressive, fast=fast,
+              optimize_tables=optimize_tables)
     reached = None
     if target is None:
         enc = encode(img, **kw, icc_profile=icc, exif=exif, dpi=dpi)
@@ -91,7 +93,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     _tick(progress, 3)
     return EncodeReport(str(src), str(dst), enc.width, enc.height, len(enc.data), enc.bits_per_pixel,
                         None if reached else quality, reached.scale if reached else None,
-                        subsampling if enc.components == 3 else "gray",
+                        enc.subsampling,
                         "progressive" if enc.progressive else "baseline", "fast" if fast else "best",
                         None if reached is None else dict(reached.__dict__),
                         notes)

@@ -154,7 +154,7 @@ def test_flat_image_is_exact_at_q100():
 
 def test_restart_markers_present():
     img = np.random.default_rng(3).integers(0, 256, (64, 64, 3)).astype(np.uint8)
-    data = encode(img, restart_interval=1).data
+    data = encode(img, restart_interval=1, subsampling="4:2:0").data
     assert b"\xff\xdd" in data
     scan = data[data.index(b"\xff\xda"):]
     assert sum(scan.count(bytes([0xFF, 0xD0 + k])) for k in range(8)) == 15  # 16 MCUs
@@ -218,3 +218,13 @@ def test_padded_colour_conversion_and_downsampling_follow_libjpeg():
     assert np.array_equal(downsample(padded[1], 2, 1), want21)
     with pytest.raises(ConfigError):
         rgb_to_ycbcr(rgb, 8, 8)
+
+
+def test_saturated_colours_survive():
+    """Cb of pure blue and Cr of pure red are 255.5 before rounding: they must stay 255, not
+    wrap to 0 (which turned blue into green)."""
+    colours = [(0, 0, 255), (255, 0, 0), (0, 255, 0), (255, 255, 255), (0, 0, 0), (255, 0, 255)]
+    img = np.repeat(np.repeat(np.array(colours, dtype=np.uint8)[None], 16, axis=0), 16, axis=1)
+    for kw in ({"fast": True}, {}):
+        out = np.asarray(_decode(encode(img, quality=95, subsampling="4:4:4", **kw).data)).astype(int)
+        assert np.abs(out - img).max() <= 8, kw

@@ -255,19 +255,77 @@ def test_fitted_chroma_is_the_least_squares_iteration_and_beats_the_box(kodim):
     from quanta.image.jpeg.color import downsample, downsample_sharp, upsample_fancy
 
     plane = np.ascontiguousarray(kodim[:, :, 2])
+    target = plane.astype(np.float32)
+
+    def box(x, h, v):
+        return x.reshape(x.shape[0] // v, v, x.shape[1] // h, h).mean(axis=(1, 3))
+
+    def err(s, h, v):
+        return float(np.mean((upsample_fancy(s, h, v) - target) ** 2))
+
     for h, v in ((2, 2), (2, 1)):
-        target = plane.astype(np.float32)
-
-        def box(x):
-            return x.reshape(x.shape[0] // v, v, x.shape[1] // h, h).mean(axis=(1, 3))
-
-        small = box(target)  # the same steps in numpy
+        small = box(target, h, v)  # the same steps in numpy
         for _ in range(3):
-            small = np.clip(small + box(target - upsample_fancy(small, h, v)), 0, 255)
+            small = np.clip(small + box(target - upsample_fancy(small, h, v), h, v), 0, 255)
         fitted = downsample_sharp(plane, h, v)
         assert np.array_equal(fitted, np.floor(small + 0.5).astype(np.uint8))
+        assert err(fitted, h, v) < 0.9 * err(downsample(plane, h, v), h, v)
 
-        def err(s):
-            return float(np.mean((upsample_fancy(s, h, v) - target) ** 2))
 
-        assert err(fitted) < 0.9 * err(downsample(plane, h, v))
+def _line_art() -> np.ndarray:
+    """Red and blue one-pixel stripes and green text on white: chroma detail at pixel scale."""
+    from PIL import ImageDraw
+
+    im = Image.new("RGB", (256, 128), "white")
+    d = ImageDraw.Draw(im)
+    for k in range(0, 256, 6):
+        d.line([(k, 0), (k, 128)], fill=(255, 0, 0) if (k // 6) % 2 else (0, 0, 255), width=2)
+    for y in range(0, 128, 24):
+        d.text((4, y), "quanta JPEG 0123456789 " * 2, fill=(0, 160, 0))
+    return np.asarray(im)
+
+
+def test_auto_subsampling_follows_the_content(kodim):
+    from quanta.image.jpeg.color import choose_subsampling
+
+    art = _line_art()
+    assert encode(kodim, quality=75).subsampling == "4:2:0"
+    assert encode(art, quality=75).subsampling == "4:4:4"
+    assert encode(art, quality=75, fast=True).subsampling == "4:2:0"
+    assert encode(kodim[..., 0], quality=75).subsampling == "gray"
+    _, low = choose_subsampling(art, tables_for(30, "quanta")[1])
+    _, high = choose_subsampling(art, tables_for(90, "quanta")[1])
+    assert high > low  # finer quantization makes subsampling's loss count for more
+    # where auto keeps full chroma, it pays: 4:2:0 cannot reach the same quality at any size
+    full = encode(art, quality=60)
+    sub = encode(art, quality=95, subsampling="4:2:0")
+    assert len(full.data) < len(sub.data) * 1.5
+    assert psnr_rgb_db(art, decode(full.data)) > psnr_rgb_db(art, decode(sub.data)) + 3
+
+
+def test_optimized_tables_lower_their_own_cost_and_are_written(kodim):
+    from quanta.image.jpeg import design
+    from quanta.image.jpeg.tables import ZIGZAG
+
+    plane = np.ascontiguousarray(kodim[..., 1])
+    preset = tables_for(75, "quanta")[0]
+    coefs = dct_forward(plane)
+    lam = design.slope(coefs, preset)
+    assert lam > 0
+    tuned = design.optimize_table([plane], preset)
+
+    def cost(t):
+        bits, dist = design.rate_distortion(coefs, t, preset)
+        return bits + lam * dist
+
+    assert not np.array_equal(tuned, preset) and cost(tuned) < cost(preset)
+    enc = encode(kodim, quality=75, optimize_tables=True)
+    dqt = enc.data[enc.data.index(b"\xff\xdb") + 5:][:64]
+    assert np.array_equal(np.frombuffer(dqt, np.uint8), enc.luma_table[ZIGZAG])
+    assert psnr_rgb_db(kodim, decode(enc.data)) > 28
+
+
+def dct_forward(plane):
+    from quanta.image.jpeg import dct
+
+    return dct.forward(plane)

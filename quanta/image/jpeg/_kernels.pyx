@@ -42,10 +42,11 @@ def rgb_to_ycbcr(const uint8_t[:, :, ::1] rgb, uint8_t[:, :, ::1] out) -> None:
                 y = (<float> 0.299) * r + (<float> 0.587) * g + (<float> 0.114) * b
                 cb = -(<float> 0.168735892) * r - (<float> 0.331264108) * g + (<float> 0.5) * b + (<float> 128.0)
                 cr = (<float> 0.5) * r - (<float> 0.418687589) * g - (<float> 0.081312411) * b + (<float> 128.0)
-                # each value lies in [0, 255.5): truncation after +0.5 is libjpeg's rounding
-                o0[j] = <uint8_t> <int> (y + (<float> 0.5))
-                o1[j] = <uint8_t> <int> (cb + (<float> 0.5))
-                o2[j] = <uint8_t> <int> (cr + (<float> 0.5))
+                # each value lies in [0, 255.5]: +0.5 and truncation is libjpeg's rounding, and
+                # 255.5 (Cb of pure blue, Cr of pure red) stays 255 (libjpeg's ONE_HALF − 1)
+                o0[j] = <uint8_t> min(<int> (y + (<float> 0.5)), 255)
+                o1[j] = <uint8_t> min(<int> (cb + (<float> 0.5)), 255)
+                o2[j] = <uint8_t> min(<int> (cr + (<float> 0.5)), 255)
             for j in range(w, pw):
                 o0[j] = o0[w - 1]
                 o1[j] = o1[w - 1]
@@ -252,7 +253,8 @@ cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
 
 def count_symbols(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,
                   const int64_t[::1] ac_tbl, Py_ssize_t blocks_per_mcu, Py_ssize_t restart):
-    """Symbol counts per table: ``(dc_freq, ac_freq)``, each ``(2, 256)`` int64."""
+    """Symbol counts per table, ``(dc_freq, ac_freq)``, each ``(2, 256)`` int64, and the value
+    bits that follow the symbols."""
     freq = np.zeros((4, 256), dtype=np.int64)
     cdef int64_t[:, ::1] f = freq
     cdef Coder cd
@@ -260,7 +262,7 @@ def count_symbols(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int
     cd.extra = 0
     with nogil:
         _scan(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart, &cd)
-    return freq[:2].copy(), freq[2:].copy()
+    return freq[:2].copy(), freq[2:].copy(), int(cd.extra)
 
 
 def encode_scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,

@@ -78,3 +78,27 @@ def downsample_sharp(plane: np.ndarray, h: int, v: int, iterations: int = 3) -> 
     out = np.empty((rows // v, cols // h), dtype=np.uint8)
     _kernels.downsample_fit(np.ascontiguousarray(plane, dtype=np.uint8), h, v, iterations, out)
     return out
+
+
+#: Subsampling's error (mean variance of Cb and Cr inside 2×2 cells) over the chroma
+#: quantization's (``Q²/12`` of the chroma table's six lowest frequencies) above which "auto"
+#: keeps full chroma resolution: the 24 Kodak photographs stay under 5.2 up to quality 90
+#: (4:2:0 is smaller at equal quality there), coloured text and line art exceed 14 from quality 50.
+AUTO_RATIO = 8.0
+
+
+def choose_subsampling(rgb: np.ndarray, chroma_table: np.ndarray) -> tuple[str, float]:
+    """"4:4:4" or "4:2:0" for an RGB image whose chroma is quantized with ``chroma_table``
+    (natural order), and the ratio of subsampling's error to quantization's that decided it."""
+    from quanta.image.jpeg.tables import ZIGZAG
+
+    h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
+    if h == 0 or w == 0:
+        return "4:4:4", float("inf")
+    ycc = rgb_to_ycbcr(np.ascontiguousarray(rgb[:h, :w]))[1:].astype(np.float32)
+    a, b, c, d = ycc[:, 0::2, 0::2], ycc[:, 0::2, 1::2], ycc[:, 1::2, 0::2], ycc[:, 1::2, 1::2]
+    m = (a + b + c + d) * 0.25
+    spread = float(np.mean(((a - m) ** 2 + (b - m) ** 2 + (c - m) ** 2 + (d - m) ** 2) * 0.25))
+    q = float(np.mean(np.asarray(chroma_table, dtype=np.float64)[ZIGZAG[:6]]))
+    ratio = spread / (q * q / 12.0)
+    return ("4:4:4" if ratio > AUTO_RATIO else "4:2:0"), ratio

@@ -26,7 +26,14 @@ from quanta.errors import ConfigError, InputError
 from quanta.image.jpeg import entropy, huffman, writer
 from quanta.image.jpeg import progressive as prog
 from quanta.image.jpeg._parallel import run_all
-from quanta.image.jpeg.color import SUBSAMPLING, downsample, downsample_sharp, pad_to, rgb_to_ycbcr
+from quanta.image.jpeg.color import (
+    SUBSAMPLING,
+    choose_subsampling,
+    downsample,
+    downsample_sharp,
+    pad_to,
+    rgb_to_ycbcr,
+)
 from quanta.image.jpeg.quantize import Trellis, transform_quantize, transform_trellis
 from quanta.image.jpeg.tables import check_table, tables_for
 
@@ -47,6 +54,7 @@ class Encoded:
     luma_table: np.ndarray
     chroma_table: np.ndarray | None
     progressive: bool = False
+    subsampling: str = "gray"
 
     @property
     def bits_per_pixel(self) -> float:
@@ -298,8 +306,10 @@ def _write_progressive(frame: Frame, coefs: np.ndarray, comp: np.ndarray, planes
 
 
 #: The trellis's settings for luma and chroma in the default (non-``fast``) path, chosen on six
-#: Kodak images for BD-rate on SSIMULACRA2 and PSNR against libjpeg (docs/BENCHMARKS.md).
-TRELLIS = (Trellis(lam=25.0), Trellis(lam=40.0))
+#: Kodak images for BD-rate on SSIMULACRA2, SSIM and PSNR against libjpeg (docs/BENCHMARKS.md);
+#: ``masking`` is the adaptive part: busy blocks give up more (SSIMULACRA2 and SSIM gain a
+#: little, PSNR loses a little).
+TRELLIS = (Trellis(lam=25.0, masking=5000.0), Trellis(lam=40.0, masking=5000.0))
 #: The default path's table preset (``fast``: Annex K's).
 TABLES = "quanta"
 #: The default path's chroma downsampler (``fast``: box).
@@ -310,7 +320,7 @@ def encode(
     image: np.ndarray,
     *,
     quality: int = 75,
-    subsampling: str = "4:2:0",
+    subsampling: str = "auto",
     tables: str | tuple[np.ndarray, np.ndarray] | None = None,
     optimize: bool = True,
     restart_interval: int = 0,
@@ -319,6 +329,7 @@ def encode(
     progressive: bool | None = None,
     scale: float | None = None,
     chroma: str | None = None,
+    optimize_tables: bool = False,
     fast: bool = False,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
@@ -328,8 +339,10 @@ def encode(
 
     image: uint8 ``(H, W)`` grayscale or ``(H, W, 3)`` RGB.
     quality: 1..100, IJG scaling of the tables (ignored for explicit tables).
-    subsampling: "4:4:4", "4:2:2" or "4:2:0" (colour only).
-    tables: a preset name (annexk, flat, imagemagick, klein) or explicit (luma, chroma) tables
+    subsampling: "4:4:4", "4:2:2", "4:2:0" or "auto" (colour only): 4:4:4 when the chroma has
+    more detail than its quantization keeps (:func:`.color.choose_subsampling`), else 4:2:0;
+    ``fast``: 4:2:0.
+    tables: a preset name (quanta, annexk, flat, imagemagick, klein) or explicit (luma, chroma) tables
     of 64 integers 1..255 in natural order; default :data:`TABLES` (``fast``: ``annexk``).
     optimize: Huffman tables built from the image's statistics (else Annex K.3's; baseline only).
     restart_interval: MCUs between RSTn markers (0: none; baseline only).
@@ -341,6 +354,8 @@ def encode(
     scale: the tables' scaling in percent (continuous; overrides ``quality``'s IJG scaling).
     chroma: the chroma downsampler, "box" (libjpeg's) or "sharp" (fitted to the decoder's
     triangle upsampling); default :data:`CHROMA` (``fast``: box).
+    optimize_tables: reshape the tables to the image, band by band, for least bits + λ·error
+    at about the same quality (:mod:`.design`); written in DQT.
     fast: today's libjpeg-like path: Annex K tables, nearest rounding, baseline.
     icc_profile, exif, dpi: carried into APP2, APP1 and the JFIF density (dots per inch).
     """
@@ -351,10 +366,15 @@ def encode(
         progressive = False if fast or restart_interval or not optimize else None
     elif progressive and (restart_interval or not optimize):
         raise ConfigError("progressive files are written with optimized tables and no restart markers")
+    if subsampling == "auto":
+        subsampling = "4:2:0" if fast or img.ndim == 2 else choose_subsampling(
+            img, _plan(img, quality, "4:2:0", tables, restart_interval, scale).qtables[1])[0]
     frame = _plan(img, quality, subsampling, tables, restart_interval, scale)
     chroma = chroma if chroma is not None else ("box" if fast else CHROMA)
     check_choice(chroma, DOWNSAMPLERS, "chroma downsampler")
     planes = _planes(img, frame, chroma)
+    if optimize_tables:
+        frame = _design(frame, planes)
     rows, comp = _scan_rows(planes, frame)
     coefs = _quantize(planes, frame, rows)
     dcs, acs = _huffman_tables(coefs, comp, frame, optimize)
@@ -369,7 +389,20 @@ def encode(
     data = min(files, key=len)  # auto: the smaller; a tie keeps baseline
     base = files[0] if not progressive else b""
     return Encoded(data, frame.width, frame.height, len(frame.components), frame.qtables[0],
-                   None if frame.gray else frame.qtables[1], data is not base)
+                   None if frame.gray else frame.qtables[1], data is not base,
+                   "gray" if frame.gray else subsampling)
+
+
+def _design(frame: Frame, planes: list[np.ndarray]) -> Frame:
+    """The frame with tables optimized for these planes (luma; the chroma planes together)."""
+    from dataclasses import replace
+
+    from quanta.image.jpeg.design import optimize_table
+
+    tables = [optimize_table(planes[:1], frame.qtables[0])]
+    if not frame.gray:
+        tables.append(optimize_table(planes[1:], frame.qtables[1]))
+    return replace(frame, qtables=tuple(tables))
 
 
 def _rules(trellis: Trellis | tuple[Trellis, Trellis] | bool | None, fast: bool,

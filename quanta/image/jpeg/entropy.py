@@ -39,10 +39,27 @@ def count_symbols(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, block
     coefs: int16 ``(N, 64)`` zigzag blocks in scan order; comp: each block's component;
     tables: each component's table selector (0 or 1, used for DC and AC alike).
     """
+    dc, ac, _ = _count(coefs, comp, tables, blocks_per_mcu, restart)
+    return dc, ac
+
+
+def _count(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, blocks_per_mcu: int,
+           restart: int) -> tuple[np.ndarray, np.ndarray, int]:
     _check_scan(coefs, comp, tables, blocks_per_mcu, restart)
     t = np.ascontiguousarray(tables, dtype=np.int64)
     return _kernels.count_symbols(np.ascontiguousarray(coefs), _comp(comp), t, t, int(blocks_per_mcu),
                                   int(restart))
+
+
+def scan_bits(coefs: np.ndarray) -> int:
+    """Bits of one component's blocks (zigzag int16 ``(N, 64)``) in a baseline scan with its own
+    optimal Huffman tables: code lengths times counts, plus value bits (before stuffing)."""
+    from quanta.image.jpeg import huffman
+
+    one = np.zeros(coefs.shape[0], dtype=np.int8)
+    dc, ac, extra = _count(coefs, one, np.zeros(1, dtype=np.int64), 1, 0)
+    return extra + sum(int(f[0] @ huffman.code_lookup(huffman.optimal_table(f[0]))[1].astype(np.int64))
+                       for f in (dc, ac))
 
 
 def encode_scan(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, codes: np.ndarray,
