@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quanta.errors import ConfigError
 from quanta.image import metrics
 from quanta.image.curve import decode, pillow_encode, rd_point
 from quanta.image.jpeg import encode
@@ -53,14 +54,15 @@ def _bd(ref: list[list[dict]], test: list[list[dict]]) -> float | None:
     """Mean over images of the BD-rate (%) of ``test`` against ``ref`` on SSIMULACRA2."""
     vals = []
     for r, t in zip(ref, test):
-        v = metrics.bd_rate(
-            [p["bpp"] for p in r],
-            [p["ssimulacra2"] for p in r],
-            [p["bpp"] for p in t],
-            [p["ssimulacra2"] for p in t],
-        )
-        if v is not None:
-            vals.append(v)
+        try:
+            vals.append(metrics.bd_rate(
+                [p["bpp"] for p in r],
+                [p["ssimulacra2"] for p in r],
+                [p["bpp"] for p in t],
+                [p["ssimulacra2"] for p in t],
+            ))
+        except ConfigError:  # the curves' qualities do not overlap: no BD-rate for this image
+            continue
     return float(np.mean(vals)) if vals else None
 
 
