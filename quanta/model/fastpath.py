@@ -97,27 +97,69 @@ def _rows(t: torch.Tensor, layers: list[nn.Module]) -> list[torch.Tensor]:
     return list(t.split([m.out_features for m in layers], 0))
 
 
+def _kernel(m: nn.Module) -> Any:
+    """``x (rows, in) bf16 → (rows, out) bf16``: the layer's own CPU kernel called directly (no
+    reshape, checks or dtype round trip per call), or None for layers that need their forward."""
+    if not isinstance(m, QuantLinear) or m.bias is not None or hasattr(m, "input_scale"):
+        return None
+    if m.path == "int4pack" and m.padded_in == m.in_features:
+        packed, group, sz = m.packed, m.group_size, m.scales_zeros
+        return lambda x: torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group, sz)
+    if m.path == "int8pack":
+        w, scales = m.w_int8, m.scales
+        return lambda x: torch.ops.aten._weight_int8pack_mm(x, w, scales)
+    return None
+
+
+def _norm(m: nn.Module) -> Any:
+    """Llama's RMS norm as one fused ``rms_norm`` call — bit-identical for float32 weights and
+    inputs (float32 statistics, as transformers computes them); other dtypes go through the
+    module."""
+    w, eps = getattr(m, "weight", None), getattr(m, "variance_epsilon", None)
+    if w is None or eps is None or w.dtype != torch.float32:
+        return m
+
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            return m(x)
+        return functional.rms_norm(x, (w.shape[0],), w, eps)
+
+    return norm
+
+
 class _Block:
     def __init__(self, layer: nn.Module) -> None:
         a, m = layer.self_attn, layer.mlp
-        self.norm1, self.norm2 = layer.input_layernorm, layer.post_attention_layernorm
+        self.norm1, self.norm2 = _norm(layer.input_layernorm), _norm(layer.post_attention_layernorm)
         self.qkv = _fuse([a.q_proj, a.k_proj, a.v_proj])
         self.q, self.k, self.v, self.o = a.q_proj, a.k_proj, a.v_proj, a.o_proj
         self.sizes = (a.q_proj.out_features, a.k_proj.out_features, a.v_proj.out_features)
         self.gate_up = _fuse([m.gate_proj, m.up_proj])
         self.gate, self.up, self.down = m.gate_proj, m.up_proj, m.down_proj
+        self.kernels = {id(x): _kernel(x) for x in (self.qkv, self.o, self.gate_up, self.down)
+                        if x is not None}
+
+    def linear(self, m: nn.Module, x: torch.Tensor, exact: bool = True) -> torch.Tensor:
+        """``m(x)``; a quantized layer's kernel is called directly, its bfloat16 output returned
+        as such when ``exact`` is False (the caller adds it to a float32 stream, which converts
+        it exactly, as the layer's forward would)."""
+        fn = self.kernels.get(id(m))
+        if fn is None:
+            return m(x)
+        y = fn(x.reshape(-1, x.shape[-1]).to(torch.bfloat16)).view(*x.shape[:-1], -1)
+        return y.to(x.dtype) if exact else y
 
     def project_qkv(self, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.qkv is not None:
-            return self.qkv(h).split(self.sizes, -1)
+            return self.linear(self.qkv, h).split(self.sizes, -1)
         return self.q(h), self.k(h), self.v(h)
 
     def mlp(self, h: torch.Tensor) -> torch.Tensor:
         if self.gate_up is not None:
-            g, u = self.gate_up(h).chunk(2, -1)
+            g, u = self.linear(self.gate_up, h).chunk(2, -1)
         else:
             g, u = self.gate(h), self.up(h)
-        return self.down(functional.silu(g) * u)
+        return self.linear(self.down, functional.silu(g) * u, exact=False)
 
 
 class FastDecoder:
@@ -126,7 +168,7 @@ class FastDecoder:
     def __init__(self, model: Any, max_len: int) -> None:
         cfg = model.config
         inner = model.model
-        self.embed, self.final_norm, self.head = inner.embed_tokens, inner.norm, model.lm_head
+        self.embed, self.final_norm, self.head = inner.embed_tokens, _norm(inner.norm), model.lm_head
         self.built_from = _modules(model)
         self.blocks = [_Block(layer) for layer in inner.layers]
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
@@ -170,16 +212,23 @@ class FastDecoder:
         end = start + t
         for i, b in enumerate(self.blocks):
             h = b.norm1(x)
-            q, k, v = b.project_qkv(h)
-            q = self._rope(q.view(1, t, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
-            k = self._rope(k.view(1, t, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
+            if b.qkv is not None:  # one rotation over the query and key heads together
+                qkv = b.linear(b.qkv, h)
+                nq = self.n_heads + self.n_kv
+                qk = self._rope(qkv[..., :nq * self.head_dim].view(1, t, nq, self.head_dim).transpose(1, 2),
+                                cos, sin)
+                q, k, v = qk[:, :self.n_heads], qk[:, self.n_heads:], qkv[..., nq * self.head_dim:]
+            else:
+                q, k, v = b.project_qkv(h)
+                q = self._rope(q.view(1, t, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
+                k = self._rope(k.view(1, t, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
             self.k_cache[i, :, start:end] = k[0]
             self.v_cache[i, :, start:end] = v.view(t, self.n_kv, self.head_dim).transpose(0, 1)
             keys, values = self.k_cache[i, None, :, :end], self.v_cache[i, None, :, :end]
             att = functional.scaled_dot_product_attention(q, keys, values, is_causal=t > 1 and start == 0,
                                                  attn_mask=self._mask(start, t) if t > 1 and start else None,
                                                  scale=self.scaling, enable_gqa=True)
-            x = x + b.o(att.transpose(1, 2).reshape(1, t, -1))
+            x = x + b.linear(b.o, att.transpose(1, 2).reshape(1, t, -1), exact=False)
             x = x + b.mlp(b.norm2(x))
         self.pos = end
         return self.head(self.final_norm(x[:, -1:]))[0, -1]
