@@ -61,13 +61,16 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     from quanta.image.jpeg.tables import quality_scaling
 
     if Path(dst).suffix.lower() not in JPEG_SUFFIXES:
-        raise ConfigError(f"{dst}: encode writes JPEG (use a .jpg or .jpeg name)")
+        raise ConfigError(f"encode writes JPEG: name the output .jpg or .jpeg "
+                          f"(not {Path(dst).suffix or 'without an extension'})")
     quality_scaling(quality)  # refuse a bad quality before reading anything
     if target is not None:
         from quanta.image.jpeg.target import KINDS
 
         if target[0] not in KINDS or not target[1] > 0:
             raise ConfigError(f"bad target {target[0]} {target[1]!r}: a positive number is needed")
+        if target[0] == "ssimulacra2" and target[1] > 100:
+            raise ConfigError(f"--target-ssimulacra2 {target[1]:g}: scores go up to 100 (identical)")
     img, icc, notes = load_image(src)
     exif, dpi = read_metadata(src)
     _tick(progress, 1)

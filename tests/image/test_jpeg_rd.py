@@ -245,10 +245,12 @@ def test_cli_targets_and_paths(kodim, tmp_path):
     r = _quanta("image", "encode", src, tmp_path / "d.jpg")
     assert (tmp_path / "d.jpg").read_bytes() == encode(kodim).data
     for bad in (["--target-size", "5kB", "--target-psnr", "30"], ["--target-size", "lots"],
-                ["--target-psnr", "-1"], ["--progressive", "--restart", "4"]):
-        r = _quanta("image", "encode", src, tmp_path / "bad.jpg", *bad)
+                ["--target-psnr", "-1"], ["--target-ssimulacra2", "101"],
+                ["--progressive", "--restart", "4"], []):
+        out = tmp_path / ("bad.jpg" if bad else "bad.png")
+        r = _quanta("image", "encode", src, out, *bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
-        assert not (tmp_path / "bad.jpg").exists()
+        assert not out.exists() and "quanta-tmp" not in r.stderr
 
 
 def test_fitted_chroma_is_the_least_squares_iteration_and_beats_the_box(kodim):
