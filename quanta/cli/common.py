@@ -68,7 +68,7 @@ OUTPUT = _option("--output", "-o", help="Folder to write into: then every positi
 RECURSIVE = _option("--recursive", "-R", default=False, help="Include input folders' subfolders.")
 JOBS = _option("--jobs", "-j", help="Worker processes for a batch (default: one per core).")
 CLUSTER = _option("--cluster", help="Run the batch on a Dask scheduler at this address, or "
-                  "'local' for a local cluster (needs quanta[cluster]).")
+                  "'local' for a local cluster (needs the extra quanta\\[cluster]).")
 
 
 @dataclass(frozen=True)

@@ -32,15 +32,15 @@ def encode(
                                     "chroma holds more detail than its quantization keeps, else "
                                     "4:2:0 (--fast: 4:2:0)."),
     tables: str = typer.Option(None, help="quanta, annexk, flat, imagemagick, klein, or a text file of 64 "
-                               "(or 128: luma then chroma) integers 1..255 [default: quanta; "
-                               "--fast: annexk]."),
+                               "(or 128: luma then chroma) integers 1..255 (default: quanta; "
+                               "--fast: annexk)."),
     optimize_tables: bool = typer.Option(False, "--optimize-tables", help="Adjust the tables to the "
                                          "image, band by band (least bits + λ·error; slower)."),
     fast: bool = typer.Option(False, "--fast", help="libjpeg's path: Annex K tables, rounding to "
-                              "nearest, baseline (about 3x faster, larger files)."),
+                              "nearest, baseline (about 6x faster, larger files)."),
     progressive: bool = typer.Option(None, "--progressive/--baseline",
-                                     help="Scan structure [default: the smaller file; --fast: "
-                                     "baseline]."),
+                                     help="Scan structure (default: the smaller file; --fast: "
+                                     "baseline)."),
     target_size: str = typer.Option(None, "--target-size", help="Largest file size instead of a "
                                     "quality: bytes or with a unit (150kB, 1.5MB, 200KiB)."),
     target_ssimulacra2: float = typer.Option(None, "--target-ssimulacra2",
