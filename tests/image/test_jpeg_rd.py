@@ -331,3 +331,14 @@ def dct_forward(plane):
     from quanta.image.jpeg import dct
 
     return dct.forward(plane)
+
+
+def test_end_of_band_runs_longer_than_one_symbol_holds():
+    """Over 32,767 empty blocks in a row: the EOB run is flushed at 0x7FFF and starts again."""
+    gray = np.full((1700, 1600), 77, np.uint8)  # 42,500 blocks, every AC band empty
+    colour = np.full((1700, 1600, 3), (90, 140, 200), np.uint8)
+    colour[::97] = 0
+    for img in (gray, colour):
+        prog = encode(img, quality=50, progressive=True).data
+        assert _sof(prog) == 0xC2
+        assert np.array_equal(decode(prog), decode(encode(img, quality=50, progressive=False).data))
