@@ -228,3 +228,12 @@ def test_saturated_colours_survive():
     for kw in ({"fast": True}, {}):
         out = np.asarray(_decode(encode(img, quality=95, subsampling="4:4:4", **kw).data)).astype(int)
         assert np.abs(out - img).max() <= 8, kw
+
+
+def test_code_lengths_are_the_lookup_sizes():
+    from quanta.image.jpeg import huffman
+
+    rng = np.random.default_rng(4)
+    for table in (huffman.AC_LUMA, huffman.DC_CHROMA,
+                  huffman.optimal_table(rng.integers(0, 1000, 256) * (rng.random(256) < 0.6))):
+        assert np.array_equal(huffman.code_lengths(table), huffman.code_lookup(table)[1])

@@ -141,13 +141,18 @@ def forward_quantize(const uint8_t[:, ::1] plane, const float[:, ::1] c, const f
                     out[row, k] = <int16_t> min(max(q, qmin), qmax)
 
 
+cdef extern from *:
+    """
+    static inline int quanta_bit_length(unsigned long long a) {
+        return a ? 64 - __builtin_clzll(a) : 0;
+    }
+    """
+    int quanta_bit_length(unsigned long long a) nogil
+
+
 cdef inline int _nbits(int64_t v) noexcept nogil:
-    cdef int64_t a = -v if v < 0 else v
-    cdef int n = 0
-    while a:
-        n += 1
-        a >>= 1
-    return n
+    """Bits of ``|v|`` (T.81's SSSS category): one count-leading-zeros instruction."""
+    return quanta_bit_length(<unsigned long long> (-v if v < 0 else v))
 
 
 cdef struct BitWriter:
@@ -325,11 +330,7 @@ def code_sizes(const int64_t[::1] freq):
 
 
 cdef inline int _nbits_u(int a) noexcept nogil:
-    cdef int n = 0
-    while a:
-        n += 1
-        a >>= 1
-    return n
+    return quanta_bit_length(<unsigned long long> a)
 
 
 def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const float[::1] scale,

@@ -58,8 +58,7 @@ def scan_bits(coefs: np.ndarray) -> int:
 
     one = np.zeros(coefs.shape[0], dtype=np.int8)
     dc, ac, extra = _count(coefs, one, np.zeros(1, dtype=np.int64), 1, 0)
-    return extra + sum(int(f[0] @ huffman.code_lookup(huffman.optimal_table(f[0]))[1].astype(np.int64))
-                       for f in (dc, ac))
+    return extra + sum(int(f[0] @ huffman.code_lengths(huffman.optimal_table(f[0]))) for f in (dc, ac))
 
 
 def encode_scan(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, codes: np.ndarray,

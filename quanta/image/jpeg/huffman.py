@@ -57,6 +57,15 @@ def code_lookup(table: tuple[list[int], list[int]]) -> tuple[np.ndarray, np.ndar
     return codes, sizes
 
 
+def code_lengths(table: tuple[list[int], list[int]]) -> np.ndarray:
+    """Each symbol's code length in bits (256 entries; 0 = absent): what :func:`code_lookup`'s
+    second array holds, without building the codes."""
+    bits, vals = table
+    sizes = np.zeros(256, dtype=np.int64)
+    sizes[np.asarray(vals, dtype=np.int64)] = np.repeat(np.arange(1, 17), bits)
+    return sizes
+
+
 def optimal_table(freq: np.ndarray) -> tuple[list[int], list[int]]:
     """Optimal Huffman table for symbol counts ``freq`` (256), lengths ≤ 16 (T.81 Annex K.2).
 

@@ -70,8 +70,7 @@ def _scan_bits(coefs: np.ndarray, last: np.ndarray, idx: np.ndarray, scan: Scan)
     freq, extra = _kernels.count_progressive(coefs, np.zeros(0, np.int8), np.zeros(1, np.int64), last,
                                              idx, *scan)
     table = huffman.optimal_table(freq[2])
-    lengths = huffman.code_lookup(table)[1].astype(np.int64)
-    return int(freq[2] @ lengths) + extra + _HEADER_BITS + 8 * len(table[1])
+    return int(freq[2] @ huffman.code_lengths(table)) + extra + _HEADER_BITS + 8 * len(table[1])
 
 
 def choose_layout(coefs: np.ndarray, last: np.ndarray, idx: np.ndarray,
