@@ -2,14 +2,18 @@
 
 ``encode`` is a pipeline of named steps:
 
-1. :func:`_check_image` — refuse what baseline JPEG cannot hold;
+1. :func:`_check_image` — refuse what JPEG cannot hold;
 2. :func:`_plan` — the frame: one :class:`Component` row per component (id, sampling factors,
    quantization table, Huffman table selector), built once, as ``jcparam.c``'s ``SET_COMP``
-   does; everything downstream loops over that table;
-3. :func:`_transform_and_quantize` — colour conversion, subsampling, 8×8 DCT, quantization on
-   the core grid, zigzag, interleaving into MCU order;
-4. :func:`_huffman_tables` — optimized (from the symbol statistics) or Annex K.3's;
-5. :func:`_write` — markers and the entropy-coded scan.
+   does; everything downstream loops over that table (subsampling "auto" is decided first, by
+   :func:`.color.choose_subsampling`);
+3. :func:`_planes` — colour conversion and chroma subsampling (box, or fitted to the decoder's
+   upsampling); optionally :func:`_design` — tables reshaped to the image (:mod:`.design`);
+4. :func:`_quantize` — 8×8 DCT and quantization on the core grid into zigzag MCU order:
+   nearest, then the trellis (rate from the previous pass's Huffman code lengths);
+5. :func:`_huffman_tables` — optimized (from the symbol statistics) or Annex K.3's;
+6. :func:`_write` (baseline: markers and one entropy-coded scan) and/or
+   :func:`_write_progressive` (:mod:`.progressive`); the default keeps the smaller file.
 """
 
 from __future__ import annotations
