@@ -342,3 +342,12 @@ def test_end_of_band_runs_longer_than_one_symbol_holds():
         prog = encode(img, quality=50, progressive=True).data
         assert _sof(prog) == 0xC2
         assert np.array_equal(decode(prog), decode(encode(img, quality=50, progressive=False).data))
+
+
+def test_targets_on_gray_and_tiny_images():
+    gray = np.asarray(Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 56), dtype=np.uint8)))
+    data, r = search(lambda s: encode(gray, scale=s).data, gray, "psnr", 30.0)
+    assert r.met and psnr_rgb_db(gray, decode(data)) >= 30.0
+    dot = np.array([[[255, 0, 0]]], dtype=np.uint8)
+    data, r = search(lambda s: encode(dot, scale=s).data, dot, "size", 500.0)
+    assert r.met and len(data) < 490  # the finest tables already fit: met, not "too small"

@@ -5,7 +5,8 @@ qualities) in log space: a secant step from two measurements, false position (Il
 the target is bracketed, at most ``max_encodes`` encodes. Every measure falls as the scale
 grows, so each step knows which way to go.
 
-- ``size`` (bytes): the largest file of at most B bytes; accepted within 2 % under B.
+- ``size`` (bytes): the largest file of at most B bytes; accepted within 2 % under B (or
+  anywhere under B when even the finest tables fit).
 - ``psnr`` (dB, RGB): the smallest file whose PSNR is at least the target; accepted within
   0.1 dB over it.
 - ``ssimulacra2``: a score within ±1 of the target.
@@ -43,9 +44,10 @@ def _measure(kind: str, img: np.ndarray) -> Callable[[bytes], float]:
     from quanta.image import metrics
     from quanta.image.curve import decode
 
+    ref = metrics.as_rgb(img)  # a gray file decodes gray: both sides as RGB
     if kind == "psnr":
-        return lambda data: metrics.psnr_rgb_db(img, metrics.as_rgb(decode(data)))
-    return lambda data: metrics.ssimulacra2(metrics.as_rgb(img), metrics.as_rgb(decode(data)))
+        return lambda data: metrics.psnr_rgb_db(ref, metrics.as_rgb(decode(data)))
+    return lambda data: metrics.ssimulacra2(ref, metrics.as_rgb(decode(data)))
 
 
 def _window(kind: str, target: float) -> tuple[float, float]:
@@ -135,6 +137,10 @@ def search(encode_at: Callable[[float], bytes], img: np.ndarray, kind: str, targ
         f = fx(value)
         u = state.step(u, f - fx(0.5 * (lo_ok + hi_ok)), f)
     assert best is not None
+    finest = min(seen)
+    if kind == "size" and finest <= SCALE_RANGE[0] and seen[finest][1] <= target:
+        best = (finest, seen[finest][1])  # even the finest tables fit: the best file there is
     data, value = seen[best[0]]
     met = lo_ok <= value <= hi_ok if kind != "psnr" else value >= target
+    met = met or (kind == "size" and best[0] <= SCALE_RANGE[0] and value <= target)
     return data, Reached(kind, float(target), float(value), best[0], len(seen), bool(met))
