@@ -27,6 +27,22 @@ def median_time(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> floa
     return statistics.median(times)
 
 
+def megapixels_per_s(images: list, fn: Callable[[Any], Any], threads: int, repeat: int = 3) -> float:
+    """Megapixels per second of ``fn`` over ``images`` (arrays, height × width first) mapped by
+    ``threads`` worker threads, best of ``repeat`` passes after one warm-up call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    mp = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
+    fn(images[0])
+    best = float("inf")
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            list(pool.map(fn, images))
+            best = min(best, time.perf_counter() - t0)
+    return mp / best
+
+
 def machine() -> str:
     """One line describing this machine."""
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -27,7 +27,7 @@ import io
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._util import machine, write_json  # noqa: E402
+from bench._util import machine, megapixels_per_s, write_json  # noqa: E402
 from quanta.image import metrics  # noqa: E402
 from quanta.image.curve import decode, pillow_encode  # noqa: E402
 from quanta.image.jpeg import encode  # noqa: E402
@@ -133,18 +133,6 @@ def bd(ref: list[dict], test: list[dict], key: str) -> float:
                            [p["bytes"] for p in test], [p[key] for p in test])
 
 
-def throughput(images: list[np.ndarray], fn, threads: int, repeat: int = 3) -> float:
-    mp = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
-    fn(images[0])
-    best = float("inf")
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            list(pool.map(fn, images))
-            best = min(best, time.perf_counter() - t0)
-    return mp / best
-
-
 def large_image(fn, img: np.ndarray, repeat: int = 3) -> float:
     fn(img)
     best = float("inf")
@@ -205,7 +193,7 @@ def main() -> None:
                         f"{res['psnr_db']:+.2f}%"])
     imgs = [_load(p) for _, p in files]
     big = np.ascontiguousarray(np.tile(imgs[0], (6, 4, 1)))  # kodim01 (512×768): 3072×3072
-    speed = {name: throughput(imgs, lambda i, n=name: ENCODERS[n](i, 75), args.threads)
+    speed = {name: megapixels_per_s(imgs, lambda i, n=name: ENCODERS[n](i, 75), args.threads)
              for name in names}
     single = {name: large_image(lambda i, n=name: ENCODERS[n](i, 75), big)
               for name in ("pillow", "quanta --fast", "quanta")}

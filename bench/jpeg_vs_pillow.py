@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._util import machine, write_json  # noqa: E402
+from bench._util import machine, megapixels_per_s, write_json  # noqa: E402
 from quanta.image.curve import pillow_encode  # noqa: E402
 from quanta.image.jpeg import encode  # noqa: E402
 from quanta.image.metrics import psnr_rgb_db  # noqa: E402
@@ -43,18 +41,6 @@ def kodak() -> list[tuple[str, np.ndarray]]:
 
 def decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def throughput(images: list[np.ndarray], fn, threads: int, repeat: int) -> float:
-    mp = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
-    fn(images[0])  # warm-up (numba's cache)
-    best = float("inf")
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            list(pool.map(fn, images))
-            best = min(best, time.perf_counter() - t0)
-    return mp / best
 
 
 def main() -> None:
@@ -88,13 +74,10 @@ def main() -> None:
                 ["quality", "PSNR Δ mean (dB)", "|PSNR Δ| max", "size Δ (total)",
                  "size Δ per image"], rows)
     pics = [i for _, i in imgs]
-    speed = {
-        "quanta": throughput(pics, lambda i: encode(i, quality=75, fast=True), args.threads, args.repeat),
-        "pillow": throughput(pics, lambda i: pillow_encode(i, 75, optimize=False), args.threads,
-                             args.repeat),
-        "pillow_optimize": throughput(pics, lambda i: pillow_encode(i, 75, optimize=True),
-                                      args.threads, args.repeat),
-    }
+    encoders = {"quanta": lambda i: encode(i, quality=75, fast=True),
+                "pillow": lambda i: pillow_encode(i, 75, optimize=False),
+                "pillow_optimize": lambda i: pillow_encode(i, 75, optimize=True)}
+    speed = {k: megapixels_per_s(pics, fn, args.threads, args.repeat) for k, fn in encoders.items()}
     print_table(f"encode speed, 24 Kodak images at q75, {args.threads} threads ({machine()})",
                 ["encoder", "MP/s"], [[k, f"{v:.1f}"] for k, v in speed.items()])
     console.print(f"quanta / Pillow(optimize): {speed['quanta'] / speed['pillow_optimize']:.3f}")

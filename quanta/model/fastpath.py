@@ -100,15 +100,10 @@ def _rows(t: torch.Tensor, layers: list[nn.Module]) -> list[torch.Tensor]:
 def _kernel(m: nn.Module) -> Any:
     """``x (rows, in) bf16 → (rows, out) bf16``: the layer's own CPU kernel called directly (no
     reshape, checks or dtype round trip per call), or None for layers that need their forward."""
-    if not isinstance(m, QuantLinear) or m.bias is not None or hasattr(m, "input_scale"):
+    if not isinstance(m, QuantLinear) or m.bias is not None or hasattr(m, "input_scale") \
+            or m.padded_in != m.in_features:
         return None
-    if m.path == "int4pack" and m.padded_in == m.in_features:
-        packed, group, sz = m.packed, m.group_size, m.scales_zeros
-        return lambda x: torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group, sz)
-    if m.path == "int8pack":
-        w, scales = m.w_int8, m.scales
-        return lambda x: torch.ops.aten._weight_int8pack_mm(x, w, scales)
-    return None
+    return m.kernel()
 
 
 def _norm(m: nn.Module) -> Any:

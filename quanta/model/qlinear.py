@@ -13,6 +13,8 @@ Three forward paths, chosen per layer at construction:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -99,6 +101,17 @@ class QuantLinear(nn.Module):
                              group_size=g, codebook=None if cb is None else cb.numpy())
         return w[:, :k].to(dtype)
 
+    def kernel(self) -> Any:
+        """The CPU kernel of this layer's path as ``x (rows, stored inputs) bf16 → (rows, out)
+        bf16``, bound to the stored weight; None on the unpacking fallback path."""
+        if self.path == "int4pack":
+            packed, group, sz = self.packed, self.group_size, self.scales_zeros
+            return lambda x: torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group, sz)
+        if self.path == "int8pack":
+            w, scales = self.w_int8, self.scales
+            return lambda x: torch.ops.aten._weight_int8pack_mm(x, w, scales)
+        return None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
@@ -107,12 +120,9 @@ class QuantLinear(nn.Module):
             x2 = x2 * s.to(x2.dtype)
         if self.path == "int4pack" and self.padded_in != self.in_features:
             x2 = torch.nn.functional.pad(x2, (0, self.padded_in - self.in_features))
-        if self.path == "int4pack":
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-                x2.to(torch.bfloat16).contiguous(), self.packed, self.group_size, self.scales_zeros)
-        elif self.path == "int8pack":
-            y = torch.ops.aten._weight_int8pack_mm(x2.to(torch.bfloat16).contiguous(), self.w_int8,
-                                                   self.scales)
+        kernel = self.kernel()
+        if kernel is not None:
+            y = kernel(x2.to(torch.bfloat16).contiguous())
         else:
             y = x2 @ self.dequantize_weight(x.dtype).t()
         y = y.to(x.dtype)

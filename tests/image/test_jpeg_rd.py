@@ -169,8 +169,9 @@ def test_auto_structure_keeps_the_smaller_file(kodim):
 
 
 def test_threads_do_not_change_the_bytes(kodim, monkeypatch):
-    monkeypatch.setattr(encoder, "PARALLEL_BLOCKS", 1)
-    monkeypatch.setattr(progressive, "PARALLEL_BLOCKS", 1)
+    from quanta.image.jpeg import _parallel
+
+    monkeypatch.setattr(_parallel, "PARALLEL_BLOCKS", 1)
     monkeypatch.setenv("QUANTA_THREADS", "3")
     many = encode(kodim, quality=70).data
     monkeypatch.setenv("QUANTA_THREADS", "1")

@@ -186,6 +186,23 @@ cdef struct Coder:
     BitWriter bw
 
 
+cdef inline void _counting(Coder* cd, int64_t* freq) noexcept:
+    """Set ``cd`` up to count symbols into ``freq`` ((4, 256)) and raw bits into ``extra``."""
+    cd.freq = freq
+    cd.extra = 0
+
+
+cdef inline void _writing(Coder* cd, const uint32_t* codes, const uint8_t* sizes, uint8_t* out) noexcept:
+    """Set ``cd`` up to write bits with ``codes``/``sizes`` ((4, 256)) into ``out``."""
+    cd.freq = NULL
+    cd.codes = codes
+    cd.sizes = sizes
+    cd.bw.out = out
+    cd.bw.pos = 0
+    cd.bw.acc = 0
+    cd.bw.nacc = 0
+
+
 cdef inline void _symbol(Coder* cd, Py_ssize_t t, int sym) noexcept nogil:
     if cd.freq != NULL:
         cd.freq[t * 256 + sym] += 1
@@ -263,8 +280,7 @@ def count_symbols(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int
     freq = np.zeros((4, 256), dtype=np.int64)
     cdef int64_t[:, ::1] f = freq
     cdef Coder cd
-    cd.freq = &f[0, 0]
-    cd.extra = 0
+    _counting(&cd, &f[0, 0])
     with nogil:
         _scan(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart, &cd)
     return freq[:2].copy(), freq[2:].copy(), int(cd.extra)
@@ -277,13 +293,7 @@ def encode_scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
     buf = np.empty(coefs.shape[0] * MAX_BYTES_PER_BLOCK + 64, dtype=np.uint8)
     cdef uint8_t[::1] o = buf
     cdef Coder cd
-    cd.freq = NULL
-    cd.codes = &codes[0, 0]
-    cd.sizes = &sizes[0, 0]
-    cd.bw.out = &o[0]
-    cd.bw.pos = 0
-    cd.bw.acc = 0
-    cd.bw.nacc = 0
+    _writing(&cd, &codes[0, 0], &sizes[0, 0], &o[0])
     with nogil:
         _scan(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart, &cd)
     return buf[:cd.bw.pos]
@@ -576,8 +586,7 @@ def count_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const
     freq = np.zeros((4, 256), dtype=np.int64)
     cdef int64_t[:, ::1] f = freq
     cdef Coder cd
-    cd.freq = &f[0, 0]
-    cd.extra = 0
+    _counting(&cd, &f[0, 0])
     with nogil:
         _prog(coefs, comp, tbl, last, idx, ss, se, ah, al, &cd)
     return freq, int(cd.extra)
@@ -591,13 +600,7 @@ def encode_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, cons
     buf = np.empty(n * MAX_BYTES_PER_BLOCK + 64, dtype=np.uint8)
     cdef uint8_t[::1] o = buf
     cdef Coder cd
-    cd.freq = NULL
-    cd.codes = &codes[0, 0]
-    cd.sizes = &sizes[0, 0]
-    cd.bw.out = &o[0]
-    cd.bw.pos = 0
-    cd.bw.acc = 0
-    cd.bw.nacc = 0
+    _writing(&cd, &codes[0, 0], &sizes[0, 0], &o[0])
     with nogil:
         _prog(coefs, comp, tbl, last, idx, ss, se, ah, al, &cd)
     return buf[:cd.bw.pos]

@@ -41,12 +41,17 @@ def downsample(plane: np.ndarray, h: int, v: int) -> np.ndarray:
     """Average ``h×v`` cells (sizes already multiples of them) with libjpeg's rounding bias."""
     if (h, v) == (1, 1):
         return plane
+    out = _subsampled(plane, h, v)
+    _kernels.downsample(np.ascontiguousarray(plane, dtype=np.uint8), h, v, out)
+    return out
+
+
+def _subsampled(plane: np.ndarray, h: int, v: int) -> np.ndarray:
+    """The empty output plane of an ``h×v`` subsampling (2×1 or 2×2)."""
     if (h, v) not in ((2, 1), (2, 2)):
         raise ConfigError(f"unsupported sampling {h}x{v}")
     rows, cols = plane.shape
-    out = np.empty((rows // v, cols // h), dtype=np.uint8)
-    _kernels.downsample(np.ascontiguousarray(plane, dtype=np.uint8), h, v, out)
-    return out
+    return np.empty((rows // v, cols // h), dtype=np.uint8)
 
 
 def upsample_fancy(plane: np.ndarray, h: int, v: int) -> np.ndarray:
@@ -72,10 +77,7 @@ def downsample_sharp(plane: np.ndarray, h: int, v: int, iterations: int = 3) -> 
     8 bits; compiled. Sides: multiples of ``h``, ``v``."""
     if (h, v) == (1, 1):
         return plane
-    if (h, v) not in ((2, 1), (2, 2)):
-        raise ConfigError(f"unsupported sampling {h}x{v}")
-    rows, cols = plane.shape
-    out = np.empty((rows // v, cols // h), dtype=np.uint8)
+    out = _subsampled(plane, h, v)
     _kernels.downsample_fit(np.ascontiguousarray(plane, dtype=np.uint8), h, v, iterations, out)
     return out
 
@@ -87,15 +89,19 @@ def downsample_sharp(plane: np.ndarray, h: int, v: int, iterations: int = 3) -> 
 AUTO_RATIO = 8.0
 
 
-def choose_subsampling(rgb: np.ndarray, chroma_table: np.ndarray) -> tuple[str, float]:
+def choose_subsampling(rgb: np.ndarray, chroma_table: np.ndarray,
+                       ycc: np.ndarray | None = None) -> tuple[str, float]:
     """"4:4:4" or "4:2:0" for an RGB image whose chroma is quantized with ``chroma_table``
-    (natural order), and the ratio of subsampling's error to quantization's that decided it."""
+    (natural order), and the ratio of subsampling's error to quantization's that decided it.
+    ycc: the image's :func:`rgb_to_ycbcr` planes when already converted (padding allowed)."""
     from quanta.image.jpeg.tables import ZIGZAG
 
     h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
     if h == 0 or w == 0:
         return "4:4:4", float("inf")
-    ycc = rgb_to_ycbcr(np.ascontiguousarray(rgb[:h, :w]))[1:].astype(np.float32)
+    if ycc is None:
+        ycc = rgb_to_ycbcr(np.ascontiguousarray(rgb[:h, :w]))
+    ycc = ycc[1:, :h, :w].astype(np.float32)
     a, b, c, d = ycc[:, 0::2, 0::2], ycc[:, 0::2, 1::2], ycc[:, 1::2, 0::2], ycc[:, 1::2, 1::2]
     m = (a + b + c + d) * 0.25
     spread = float(np.mean(((a - m) ** 2 + (b - m) ** 2 + (c - m) ** 2 + (d - m) ** 2) * 0.25))

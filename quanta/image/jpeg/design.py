@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from quanta.core.grid import dequantize
 from quanta.image.jpeg import dct, entropy
+from quanta.image.jpeg.quantize import coef_qparams, quantize_coefs
 from quanta.image.jpeg.tables import ZIGZAG
 
 #: zigzag positions of each band: DC, then the AC coefficients from low to high frequency
@@ -27,10 +29,9 @@ FACTORS = (0.8, 0.9, 1.12, 1.25)
 
 def rate_distortion(coefs: np.ndarray, table: np.ndarray, yardstick: np.ndarray) -> tuple[int, float]:
     """Bits and ``D`` of natural-order DCT ``coefs`` ``(N, 64)`` rounded on ``table``."""
-    t = np.asarray(table, dtype=np.float32)
-    codes = np.clip(np.rint(coefs / t), -1023, 1023)
-    err = (coefs - codes * t) / np.asarray(yardstick, dtype=np.float32)
-    bits = entropy.scan_bits(np.ascontiguousarray(codes[:, ZIGZAG], dtype=np.int16))
+    codes = quantize_coefs(coefs, table)  # the coefficient grid of quanta.core
+    err = (coefs - dequantize(codes, coef_qparams(table))) / np.asarray(yardstick, dtype=np.float32)
+    bits = entropy.scan_bits(np.ascontiguousarray(codes[:, ZIGZAG]))
     return bits, float(np.sum(err.astype(np.float64) ** 2))
 
 
@@ -65,7 +66,7 @@ def optimize_table(planes: list[np.ndarray], preset: np.ndarray, passes: int = 2
         for idx in natural:
             for f in factors:
                 trial = best.copy()
-                trial[idx] = np.clip(np.rint(best[idx] * f), 1, 255)
+                trial[idx] = _scaled(best[idx], f)
                 if np.array_equal(trial, best):
                     continue
                 c = table_cost(trial)

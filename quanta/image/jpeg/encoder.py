@@ -25,11 +25,10 @@ from itertools import pairwise
 import numpy as np
 
 from quanta.core._checks import check_choice
-from quanta.cores import threads
 from quanta.errors import ConfigError, InputError
 from quanta.image.jpeg import entropy, huffman, writer
 from quanta.image.jpeg import progressive as prog
-from quanta.image.jpeg._parallel import run_all
+from quanta.image.jpeg._parallel import run_all, threads_for
 from quanta.image.jpeg.color import (
     SUBSAMPLING,
     choose_subsampling,
@@ -142,13 +141,20 @@ def _plan(img: np.ndarray, quality: int, subsampling: str,
     return Frame(width, height, comps, (luma_t, chroma_t), restart_interval)
 
 
-def _planes(img: np.ndarray, frame: Frame, chroma: str = "box") -> list[np.ndarray]:
-    """Each component's padded (and subsampled: ``chroma`` names the downsampler) plane."""
+def _padded(frame: Frame) -> tuple[int, int]:
+    """The samples of whole MCUs (height, width)."""
     mh, mw = frame.mcu
-    ph, pw = frame.mcus[0] * mh, frame.mcus[1] * mw
+    return frame.mcus[0] * mh, frame.mcus[1] * mw
+
+
+def _planes(img: np.ndarray, frame: Frame, chroma: str = "box",
+            ycc: np.ndarray | None = None) -> list[np.ndarray]:
+    """Each component's padded (and subsampled: ``chroma`` names the downsampler) plane.
+    ycc: the image already converted, padded at least as far (edges replicated), if it was."""
+    ph, pw = _padded(frame)
     if frame.gray:
         return [pad_to(img, ph, pw)]
-    ycc = rgb_to_ycbcr(img, ph, pw)
+    ycc = rgb_to_ycbcr(img, ph, pw) if ycc is None else ycc[:, :ph, :pw]
     c0 = frame.components[0]
     down = DOWNSAMPLERS[chroma]
     return [ycc[0]] + [down(p, c0.h, c0.v) for p in ycc[1:]]
@@ -181,10 +187,6 @@ def _scan_rows(planes: list[np.ndarray], frame: Frame) -> tuple[np.ndarray, np.n
     return rows, comp
 
 
-#: Blocks below which one plane is not split between threads (thread start-up costs more).
-PARALLEL_BLOCKS = 16384
-
-
 def _strips(plane: np.ndarray, dest: np.ndarray, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``parts`` horizontal strips of whole block rows, each with its blocks' destination rows."""
     by, bx = plane.shape[0] // 8, plane.shape[1] // 8
@@ -200,7 +202,7 @@ def _quantize(planes: list[np.ndarray], frame: Frame, rows: np.ndarray,
     into strips quantized in parallel threads (the kernels release the GIL)."""
     out = np.empty((rows.size, 64), dtype=np.int16)
     work, offset = [], 0
-    parts = threads() if rows.size >= PARALLEL_BLOCKS else 1
+    parts = threads_for(rows.size)
     for p, c in zip(planes, frame.components):
         n = (p.shape[0] // 8) * (p.shape[1] // 8)
         table, dest = frame.qtables[c.qtable], rows[offset:offset + n]
@@ -370,13 +372,18 @@ def encode(
         progressive = False if fast or restart_interval or not optimize else None
     elif progressive and (restart_interval or not optimize):
         raise ConfigError("progressive files are written with optimized tables and no restart markers")
+    ycc = None
     if subsampling == "auto":
-        subsampling = "4:2:0" if fast or img.ndim == 2 else choose_subsampling(
-            img, _plan(img, quality, "4:2:0", tables, restart_interval, scale).qtables[1])[0]
+        subsampling = "4:2:0"
+        if not fast and img.ndim == 3:
+            # converted once, padded for 4:2:0 (the largest MCU), shared with the planes
+            widest = _plan(img, quality, subsampling, tables, restart_interval, scale)
+            ycc = rgb_to_ycbcr(img, *_padded(widest))
+            subsampling = choose_subsampling(img, widest.qtables[1], ycc)[0]
     frame = _plan(img, quality, subsampling, tables, restart_interval, scale)
     chroma = chroma if chroma is not None else ("box" if fast else CHROMA)
     check_choice(chroma, DOWNSAMPLERS, "chroma downsampler")
-    planes = _planes(img, frame, chroma)
+    planes = _planes(img, frame, chroma, ycc)
     if optimize_tables:
         frame = _design(frame, planes)
     rows, comp = _scan_rows(planes, frame)
@@ -386,14 +393,14 @@ def encode(
         coefs = _quantize(planes, frame, rows, [_code_lengths(t) for t in acs], rules)
         dcs, acs = _huffman_tables(coefs, comp, frame, optimize)
     markers = Markers(icc_profile, exif, dpi)
-    writers = [] if progressive else [partial(_write, frame, coefs, comp, dcs, acs, markers)]
-    if progressive is not False:
-        writers.append(partial(_write_progressive, frame, coefs, comp, planes, rows, markers))
-    files = run_all(writers, threads() if rows.size >= PARALLEL_BLOCKS else 1)
-    data = min(files, key=len)  # auto: the smaller; a tie keeps baseline
-    base = files[0] if not progressive else b""
+    structures = [s for s in (False, True) if progressive in (None, s)]  # False: baseline
+    files = run_all([partial(_write_progressive, frame, coefs, comp, planes, rows, markers) if s
+                     else partial(_write, frame, coefs, comp, dcs, acs, markers) for s in structures],
+                    threads_for(rows.size))
+    best = min(range(len(files)), key=lambda i: len(files[i]))  # auto: the smaller; a tie keeps baseline
+    data = files[best]
     return Encoded(data, frame.width, frame.height, len(frame.components), frame.qtables[0],
-                   None if frame.gray else frame.qtables[1], data is not base,
+                   None if frame.gray else frame.qtables[1], structures[best],
                    "gray" if frame.gray else subsampling)
 
 

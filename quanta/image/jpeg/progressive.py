@@ -16,9 +16,8 @@ from itertools import pairwise
 
 import numpy as np
 
-from quanta.cores import threads
 from quanta.image.jpeg import _kernels, huffman, writer
-from quanta.image.jpeg._parallel import run_all
+from quanta.image.jpeg._parallel import run_all, threads_for
 
 Table = tuple[list[int], list[int]]
 Scan = tuple[int, int, int, int]  # (Ss, Se, Ah, Al)
@@ -54,8 +53,6 @@ class Geometry:
 
 
 _NO_INDEX = np.zeros(0, dtype=np.intp)
-#: Blocks below which the components' scans are not spread over threads.
-PARALLEL_BLOCKS = 16384
 _HEADER_BITS = 8 * (2 + 2 + 1 + 2 + 3 + 2 + 1 + 16)  # SOS with one component, DHT with its counts
 
 
@@ -133,7 +130,7 @@ def scans(coefs: np.ndarray, comp: np.ndarray, selectors: np.ndarray, ids: list[
         return segments
 
     # components are independent: their layout searches run in parallel threads on large images
-    parallel = threads() if coefs.shape[0] >= PARALLEL_BLOCKS else 1
-    for segments in run_all([partial(component, c, g) for c, g in zip(ids, geometry)], parallel):
+    for segments in run_all([partial(component, c, g) for c, g in zip(ids, geometry)],
+                            threads_for(coefs.shape[0])):
         out += segments
     return out

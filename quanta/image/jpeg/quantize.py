@@ -31,15 +31,10 @@ def quantize_coefs(coefs: np.ndarray, table: np.ndarray) -> np.ndarray:
 _ORDER = np.ascontiguousarray(ZIGZAG, dtype=np.intp)
 
 
-def transform_quantize(plane: np.ndarray, table: np.ndarray, out: np.ndarray | None = None,
-                       rows: np.ndarray | None = None) -> np.ndarray:
-    """Zigzag-ordered int16 codes ``(blocks, 64)`` of a uint8 plane (sides multiples of 8):
-    ``quantize_coefs(dct.forward(plane), table)[:, ZIGZAG]`` in one compiled pass, on the same
-    grid (its scales and code range come from :func:`coef_qparams`) and to the same codes.
-
-    out, rows: write block ``b`` (raster order) to ``out[rows[b]]`` instead (the encoder puts
-    every component's blocks straight into scan order); returns ``out``.
-    """
+def _prepare(plane: np.ndarray, table: np.ndarray, out: np.ndarray | None,
+             rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grid's 64 scales (float32), the output array and each block's destination row,
+    checked for the compiled passes."""
     qp = coef_qparams(table)
     h, w = plane.shape
     n = (h // 8) * (w // 8)
@@ -50,6 +45,19 @@ def transform_quantize(plane: np.ndarray, table: np.ndarray, out: np.ndarray | N
             n and not 0 <= dest.min() <= dest.max() < out.shape[0]):
         raise ValueError("rows must give each block a row of out, an int16 (N, 64) array")
     scale = np.ascontiguousarray(np.broadcast_to(qp.scale, (1, 64)).ravel(), dtype=np.float32)
+    return scale, out, dest
+
+
+def transform_quantize(plane: np.ndarray, table: np.ndarray, out: np.ndarray | None = None,
+                       rows: np.ndarray | None = None) -> np.ndarray:
+    """Zigzag-ordered int16 codes ``(blocks, 64)`` of a uint8 plane (sides multiples of 8):
+    ``quantize_coefs(dct.forward(plane), table)[:, ZIGZAG]`` in one compiled pass, on the same
+    grid (its scales and code range come from :func:`coef_qparams`) and to the same codes.
+
+    out, rows: write block ``b`` (raster order) to ``out[rows[b]]`` instead (the encoder puts
+    every component's blocks straight into scan order); returns ``out``.
+    """
+    scale, out, dest = _prepare(plane, table, out, rows)
     _kernels.forward_quantize(np.ascontiguousarray(plane), dct.C32, scale, float(COEF_GRID.qmin),
                               float(COEF_GRID.qmax), _ORDER, dest, out)
     return out
@@ -80,16 +88,10 @@ def transform_trellis(plane: np.ndarray, table: np.ndarray, ac_bits: np.ndarray,
     minimise Huffman bits + λ·(squared error in quantization steps), the bits read from
     ``ac_bits`` (256 code lengths of the AC table the block is written with, in bits; absent
     symbols given a finite cost by the caller). DC is rounded to nearest."""
-    qp = coef_qparams(table)
-    h, w = plane.shape
-    n = (h // 8) * (w // 8)
-    if out is None:
-        out = np.empty((n, 64), dtype=np.int16)
-    dest = np.arange(n, dtype=np.intp) if rows is None else np.ascontiguousarray(rows, dtype=np.intp)
-    scale = np.ascontiguousarray(np.broadcast_to(qp.scale, (1, 64)).ravel(), dtype=np.float32)
     bits = np.ascontiguousarray(ac_bits, dtype=np.float32)
-    if bits.shape != (256,) or dest.shape != (n,):
-        raise ValueError("ac_bits must hold 256 code lengths; rows one per block")
+    if bits.shape != (256,):
+        raise ValueError("ac_bits must hold 256 code lengths")
+    scale, out, dest = _prepare(plane, table, out, rows)
     _kernels.forward_trellis(np.ascontiguousarray(plane), dct.C32, scale, float(COEF_GRID.qmax), _ORDER,
                              dest, bits, rule.weights(), float(rule.lam), float(rule.masking), out)
     return out
