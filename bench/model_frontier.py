@@ -1,6 +1,7 @@
 """quanta's GGUF files against llama.cpp's own, on ``smollm2-unbinned``, in one run.
 
     python bench/model_frontier.py [--chunks 40] [--types Q8_0,Q6_K,Q4_K_M,Q4_1,Q4_0,IQ4_XS,Q3_K_M,Q2_K]
+                                   [--no-uniform] [--no-mixed]
 
 Builds llama.cpp's tools on first use (bench/_llama_cpp.py, ~20 min, cached outside the repo),
 makes an importance matrix from quanta's default calibration text (the WikiText-2 *valid* slice
@@ -84,6 +85,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--chunks", type=int, default=40)
     ap.add_argument("--types", default="Q8_0,Q6_K,Q4_K_M,Q4_1,Q4_0,IQ4_XS,Q3_K_M,Q2_K")
+    ap.add_argument("--no-uniform", action="store_true",
+                    help="skip quanta's uniform Q8_0 and Q4_1 files (the mixed ones and the defaults stay)")
+    ap.add_argument("--no-mixed", action="store_true",
+                    help="skip quanta's mixed files (for the defaults target alone)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     bin_dir = ensure_built()
@@ -102,11 +107,12 @@ def main() -> None:
         llama(bin_dir, "llama-quantize", "--imatrix", str(imatrix), str(ref_path), str(out), qtype, "2")
         files.append((f"llama.cpp {qtype} + imatrix", out, "llama.cpp"))
     times = {}
-    jobs = [(name, f"quanta_{name.split()[1]}.gguf", opts) for name, opts in QUANTA]
+    jobs = [] if args.no_uniform else [(name, f"quanta_{name.split()[1]}.gguf", opts)
+                                       for name, opts in QUANTA]
     jobs.append((DEFAULTS[0], "quanta_defaults", DEFAULTS[1]))
-    jobs += [(f"quanta mixed @ {qt} size", f"quanta_mixed_{qt}.gguf",
-              ["--target-size", str(path.stat().st_size)])
-             for name, path, _ in list(files) for qt in [name.split()[1]]]
+    jobs += [] if args.no_mixed else [(f"quanta mixed @ {qt} size", f"quanta_mixed_{qt}.gguf",
+                                       ["--target-size", str(path.stat().st_size)])
+                                      for name, path, _ in list(files) for qt in [name.split()[1]]]
     reports = {}
     for name, stem, opts in jobs:
         out = tmp / stem
@@ -161,9 +167,26 @@ def main() -> None:
                 [[f["llama"], f"{f['bytes'] / 1e6:.1f}", f"{f['llama_kld']:.4f}", f["quanta"] or "—",
                   f"{(f['quanta_bytes'] or 0) / 1e6:.1f}", f"{f['quanta_kld'] or 0:.4f}",
                   "—" if f["ratio"] is None else f"{f['ratio']:.2f}×"] for f in frontier], left=(0, 3))
+    targets = defaults_target(rows)
+    if targets:
+        console.print(f"defaults target: {targets['bytes']:,} bytes (Q4_0: {targets['q4_0_bytes']:,}), "
+                      f"KLD {targets['kld']:.4f} (Q4_K_M: {targets['q4_k_m_kld']:.4f}): "
+                      + ("met" if targets["met"] else "missed"))
     plot(rows)
-    write_json("model_frontier", {"rows": rows, "frontier": frontier,
+    write_json("model_frontier", {"rows": rows, "frontier": frontier, "defaults_target": targets,
                                   "reference_perplexity": base["perplexity"]})
+
+
+def defaults_target(rows: list[dict]) -> dict | None:
+    """The plain ``--bits 4`` folder against its target: no larger than llama.cpp's Q4_0 file,
+    KL divergence no higher than llama.cpp's Q4_K_M (None when the run lacks one of the three)."""
+    by = {r["name"]: r for r in rows}
+    d, q40, q4km = (by.get(n) for n in (DEFAULTS[0], "llama.cpp Q4_0 + imatrix",
+                                        "llama.cpp Q4_K_M + imatrix"))
+    if not (d and q40 and q4km):
+        return None
+    return {"bytes": d["bytes"], "kld": d["kld"], "q4_0_bytes": q40["bytes"], "q4_k_m_kld": q4km["kld"],
+            "met": d["bytes"] <= q40["bytes"] and d["kld"] <= q4km["kld"]}
 
 
 def plot(rows: list[dict]) -> None:

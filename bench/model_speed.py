@@ -6,10 +6,11 @@ llama.cpp's ``llama-bench`` (Q8_0, Q4_0 of the same weights), 2 threads, one run
 Weights: ``smollm2-unbinned`` (F32). Each quanta configuration runs in its own process, so its
 memory is its own. float32 and bf16 (``model.to(bfloat16)``) load the F32 GGUF; the quantized ones
 are written by ``quanta model quantize`` and loaded from the folder (int8: 8 bits, one symmetric
-scale per row → PyTorch's int8 kernel; int4: the default ``--bits 4`` folder, 4 bits in groups of
-64/128 → PyTorch's int4 kernel, the token embedding — and so the tied head — on 8 bits per row;
-"int4, 4-bit embedding": ``--embedding-bits 4``, every matrix on the int4 kernel, as in
-llama.cpp's Q4_0). Then
+scale per row → PyTorch's int8 kernel; int4: ``--method rtn --bits 4``, every layer 4 bits in
+groups of 64/128 → PyTorch's int4 kernel, the token embedding — and so the tied head — on 8 bits
+per row; "int4, 4-bit embedding": ``--embedding-bits 4``, every matrix on the int4 kernel, as in
+llama.cpp's Q4_0; "default --bits 4 (GPTQ)": the plain command, whose folder shares the uniform
+file's bytes out by sensitivity — int4 layers in groups of 128/64/32 and some 8-bit rows). Then
 
 * prefill: one forward pass over 512 tokens (best of ``--repeat``), tokens/s;
 * decode: 128 greedy tokens after a 64-token prompt with the KV cache
@@ -37,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CONFIGS = ("float32", "bf16", "int8", "int4", "int4, 4-bit embedding")
+CONFIGS = ("float32", "bf16", "int8", "int4", "int4, 4-bit embedding", "default --bits 4 (GPTQ)")
 PREFILL, PROMPT, DECODE = 512, 64, 128
 
 
@@ -49,21 +50,24 @@ def rss_mb() -> float:
 
 
 #: how each quantized configuration is made (``quanta model quantize smollm2-unbinned`` flags)
-QUANTIZE = {"int8": ["--bits", "8", "--group-size", "0", "--sym"],
-            "int4": ["--bits", "4"],
-            "int4, 4-bit embedding": ["--bits", "4", "--embedding-bits", "4"]}
+QUANTIZE = {"int8": ["--method", "rtn", "--bits", "8", "--group-size", "0", "--sym"],
+            "int4": ["--method", "rtn", "--bits", "4"],
+            "int4, 4-bit embedding": ["--method", "rtn", "--bits", "4", "--embedding-bits", "4"],
+            "default --bits 4 (GPTQ)": ["--bits", "4"]}
 
 
 def quantize(flags: list[str], folder: Path) -> Path:
-    """``smollm2-unbinned`` quantized with RTN and ``flags`` by the CLI into ``folder``."""
+    """``smollm2-unbinned`` quantized with ``flags`` by the CLI into ``folder``."""
     subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
-                    str(folder), "--method", "rtn", *flags, "--json"], check=True, capture_output=True)
+                    str(folder), *flags, "--json"], check=True, capture_output=True)
     return folder
 
 
 def prepare(config: str, tmp: str):
     """The model of one configuration; a quantized one written by ``quanta model quantize``
-    (RTN: the method does not change the kernels) and loaded from its folder, as users run it."""
+    (RTN on a uniform grid: the method does not change the kernels; the plain ``--bits 4`` with
+    its default GPTQ, whose folder shares its bytes out over int4 and int8 layers) and loaded
+    from its folder, as users run it."""
     import torch
 
     from quanta.model.load import load_model

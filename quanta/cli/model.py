@@ -30,10 +30,13 @@ def quantize(
     model: str = typer.Argument(..., help=MODEL_HELP),
     out: Path = typer.Option(..., "--output", "-o", help="Output folder, or .gguf file with "
                              "--format gguf (replaced with --force only if quanta wrote it)."),
-    bits: int = typer.Option(4, help="Bits per weight (2..8; nf4: 4)."),
+    bits: int = typer.Option(4, help="Bits per weight (2..8; nf4: 4). With a calibrated method and "
+                             "no --group-size: the size of that uniform file, its bytes shared out by "
+                             "each tensor's measured sensitivity (--uniform: every layer at --bits)."),
     group_size: int = typer.Option(None, help="Inputs per scale group (0: one group per row; "
                                    "default: per layer the largest of 128, 64, 32 that divides its "
                                    "inputs; GGUF: 32)."),
+    uniform: bool = typer.Option(False, "--uniform", help="Every layer at --bits (no sharing out)."),
     method: str = typer.Option("gptq", help="Quantizer (see `quanta model methods`)."),
     sym: bool = typer.Option(False, "--sym/--asym", help="Symmetric grid (no zero point)."),
     include: str = typer.Option("*", help="Comma-separated name patterns of layers to quantize."),
@@ -47,8 +50,8 @@ def quantize(
     calib_len: int = typer.Option(256, help="Tokens per calibration window."),
     seed: int = typer.Option(0, help="Seed of the calibration windows' offsets."),
     format: str = typer.Option("quanta", "--format", help="quanta (a folder of safetensors + JSON) "
-                               "or gguf (one file llama.cpp runs: Q8_0, Q5_0/Q5_1, Q4_0/Q4_1, groups "
-                               "of 32)."),
+                               "or gguf (one file llama.cpp runs: Q8_0, Q5_0/Q5_1, Q4_0/Q4_1 in groups "
+                               "of 32; with a target also IQ4_NL and, on rows of 256, Q6_K)."),
     target_size: str = typer.Option(None, "--target-size", help="Mixed precision: the output's size "
                                     "(bytes, or 95MB, 90.5MiB); each tensor's format chosen from its "
                                     "measured sensitivity."),
@@ -73,7 +76,7 @@ def quantize(
                            include=_patterns(include), exclude=_patterns(exclude), head=head,
                            float_dtype=float_dtype, calib=calib, calib_samples=calib_samples,
                            calib_len=calib_len, format=format, target_size=target_size,
-                           target_bpw=target_bpw, embedding_bits=embedding_bits)
+                           target_bpw=target_bpw, embedding_bits=embedding_bits, uniform=uniform)
     if plot is not None:
         from quanta.model.mixed import plot_map
 

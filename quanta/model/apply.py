@@ -123,7 +123,8 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
     else:
         replace(targets, {})
     if embedding is not None:
-        layers["embedding"] = _quantize_embedding(model, embedding)
+        stats = head_stats(model, calib) if embedding.needs_calibration and calib is not None else None
+        layers["embedding"] = _quantize_embedding(model, embedding, stats)
     names = sorted({spec["method"] for spec in layers.values()})
     return QuantizeReport(method="+".join(names), layers=layers, **weight_stats(model))
 
@@ -143,11 +144,28 @@ def _resolve_targets(model: nn.Module, include: tuple[str, ...], exclude: tuple[
     return targets
 
 
-def _quantize_embedding(model: nn.Module, quantizer: WeightQuantizer) -> dict:
-    """Quantize the token embedding (and a head tied to it); its line of the report."""
+@torch.inference_mode()
+def head_stats(model: nn.Module, calib: torch.Tensor) -> LayerStats | None:
+    """Statistics (with the Hessian) of the output head's inputs — the final norm's outputs —
+    over the calibration windows, as the model computes them now (its blocks quantized): what a
+    calibrated method rounds a tied embedding with, since as the output head it is the most
+    sensitive matrix. None when the head is not tied to the embedding."""
+    from quanta.model.calibrate import block_stats
+    from quanta.model.qembed import ties_head
+
+    if not ties_head(model):
+        return None
+    head = [("lm_head", model.lm_head)]
+    return block_stats(model, head, [x[None] for x in torch.as_tensor(calib)], {}, hessian=True)["lm_head"]
+
+
+def _quantize_embedding(model: nn.Module, quantizer: WeightQuantizer,
+                        stats: LayerStats | None = None) -> dict:
+    """Quantize the token embedding (and a head tied to it; ``stats``: the head's input
+    statistics, for a calibrated quantizer); its line of the report."""
     from quanta.model.qembed import quantize_embedding
 
-    qe, _ = quantize_embedding(model, quantizer)
+    qe, _ = quantize_embedding(model, quantizer, stats)
     return {"bits": qe.bits, "group_size": qe.group_size, "method": qe.method, "sym": quantizer.sym,
             "path": "embedding", "in": qe.embedding_dim, "out": qe.num_embeddings}
 

@@ -114,11 +114,13 @@ def decode_speed(model, prompt: torch.Tensor, new_tokens: int = 64) -> float:
 
 @torch.inference_mode()
 def sentence_embeddings(model, tokenizer, sentences: list[str], max_len: int = 128) -> torch.Tensor:
-    """Mean-pooled, L2-normalised sentence embeddings (sentence-transformers' recipe)."""
+    """Mean-pooled, L2-normalised sentence embeddings (sentence-transformers' recipe): each
+    sentence's own tokens only — the padding a tokenizer adds (MiniLM's pads to 128) is neither
+    attended to nor pooled."""
     embs = []
     for s in sentences:
         enc = tokenizer.encode(s)
-        ids = torch.tensor([enc.ids[:max_len]])
+        ids = torch.tensor([[i for i, keep in zip(enc.ids, enc.attention_mask) if keep][:max_len]])
         h = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[0]
         v = h.mean(0)
         embs.append(v / v.norm())

@@ -6,7 +6,10 @@ The grids map onto llama.cpp's block types (blocks of 32 along each row):
 * Q4_0: ``w = d·(q − 8)``, ``q`` in 0..15 — the 4-bit symmetric grid (zero point 8);
 * Q4_1: ``w = d·q + m`` — the 4-bit asymmetric grid (``m = −d·z``);
 * Q5_0 / Q5_1: the same at 5 bits (``q − 16``; the fifth bit of each code in a 32-bit word);
-* IQ4_NL: ``w = d·levels[q]``, 16 non-uniform levels (:data:`quanta.core.codebook.IQ4_NL`).
+* IQ4_NL: ``w = d·levels[q]``, 16 non-uniform levels (:data:`quanta.core.codebook.IQ4_NL`);
+* Q6_K (a "K-quant", super-blocks of 256 along rows whose width allows it): ``w = d·s_j·(q − 32)``,
+  ``q`` in 0..63, one int8 factor ``s_j`` per 16 weights and one float16 ``d`` per 256 — the
+  6-bit symmetric grid in groups of 16, its scales rounded to what the super-block holds.
 
 ``d`` and ``m`` are stored as float16, so the quantizers round their grid to float16 first
 (:meth:`WeightQuantizer.quantize` with ``storage=``) and the codes they choose are the codes
@@ -34,34 +37,44 @@ MARK = ("quanta.format", "quanta-gguf/1")  # how quanta recognises a GGUF file i
 
 @dataclass(frozen=True)
 class BlockType:
-    """A GGML block type quanta writes: its grid (bits, symmetric) and bytes per block of 32."""
+    """A GGML block type quanta writes: its grid (bits, symmetric), bytes per block of ``block``
+    weights, and the weights per scale (``group``)."""
 
     name: str
     bits: int
     sym: bool
     type_size: int
     codebook: np.ndarray | None = None  # levels ``w = d · codebook[q]`` instead of a grid
+    block: int = BLOCK
+    group: int = BLOCK
 
     @property
     def bits_per_weight(self) -> float:
-        return 8.0 * self.type_size / BLOCK
+        return 8.0 * self.type_size / self.block
 
     def nbytes(self, n_weights: int) -> int:
-        """Bytes of ``n_weights`` weights (a multiple of 32) in this type."""
-        return n_weights // BLOCK * self.type_size
+        """Bytes of ``n_weights`` weights (a multiple of the block) in this type."""
+        return n_weights // self.block * self.type_size
+
+    def fits(self, width: int) -> bool:
+        """Whether rows ``width`` weights wide are whole blocks of this type."""
+        return width % self.block == 0
 
 
 #: name → type, smallest first
 BLOCK_TYPES = {t.name: t for t in (BlockType("Q4_0", 4, True, 18), BlockType("IQ4_NL", 4, True, 18, IQ4_NL),
                                    BlockType("Q4_1", 4, False, 20),
                                    BlockType("Q5_0", 5, True, 22), BlockType("Q5_1", 5, False, 24),
+                                   BlockType("Q6_K", 6, True, 210, block=256, group=16),
                                    BlockType("Q8_0", 8, True, 34))}
+#: the largest integer factor of a K-quant's group scale (int8)
+K_FACTOR = 127
 
 
 def gguf_type(bits: int, sym: bool, group_size: int) -> str:
     """The GGML type for a quanta grid, or a :class:`ConfigError` naming what is supported."""
-    kind = next((t.name for t in BLOCK_TYPES.values()
-                 if t.bits == bits and t.sym == (sym or bits == 8) and t.codebook is None), None)
+    kind = next((t.name for t in BLOCK_TYPES.values() if t.bits == bits and t.block == BLOCK
+                 and t.sym == (sym or bits == 8) and t.codebook is None), None)
     if kind is None or group_size != BLOCK:
         raise ConfigError("--format gguf writes Q8_0 (--bits 8), Q5_0/Q4_0 (--bits 5/4 --sym) or "
                           f"Q5_1/Q4_1 (--bits 5/4) in groups of {BLOCK}; got {bits} bits in groups of "
@@ -77,6 +90,8 @@ def pack_blocks(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: 
     """Bytes ``(rows, blocks · type_size)`` of ``codes`` (unsigned, ``rows × in``) with one scale
     and zero point per block of 32."""
     rows, n = codes.shape
+    if BLOCK_TYPES[kind].block != BLOCK:
+        return _pack_q6_k(codes, scales)
     q = codes.reshape(rows, n // BLOCK, BLOCK).astype(np.int16)
     d = _f16(scales.astype(np.float16)[..., None]).reshape(rows, n // BLOCK, 2)
     if kind == "Q8_0":
@@ -94,11 +109,67 @@ def pack_blocks(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: 
     return np.concatenate(parts, axis=-1).reshape(rows, -1)
 
 
+def _pack_q6_k(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Q6_K super-blocks (ggml's ``block_q6_K``): per 256 weights, the low four bits of each
+    code (two halves of 128: codes ``l`` and ``l + 64`` share byte ``l``, ``l + 32`` and ``l + 96``
+    byte ``l + 32``), the high two bits (four codes ``l + 32k`` per byte, bits ``2k``), the sixteen
+    int8 factors, float16 ``d``."""
+    rows, n = codes.shape
+    t = BLOCK_TYPES["Q6_K"]
+    nb = n // t.block
+    q = codes.reshape(rows, nb, 2, 4, 32).astype(np.uint8)  # (super-block, half, quarter k, l)
+    lo, hi = q & 0xF, q >> 4
+    ql = np.concatenate([lo[..., 0, :] | (lo[..., 2, :] << 4), lo[..., 1, :] | (lo[..., 3, :] << 4)], -1)
+    qh = hi[..., 0, :] | (hi[..., 1, :] << 2) | (hi[..., 2, :] << 4) | (hi[..., 3, :] << 6)
+    s = scales.astype(np.float32).reshape(rows, nb, t.block // t.group)
+    d, f = _k_factors(s)
+    return np.concatenate([ql.reshape(rows, nb, 128), qh.reshape(rows, nb, 64),
+                           f.astype(np.int8).view(np.uint8), _f16(d[..., None]).reshape(rows, nb, 2)],
+                          axis=-1).reshape(rows, -1)
+
+
+def _k_factors(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float16 ``d`` (per super-block) and integer factors (per group) of scales ``s``
+    (``(…, groups)``) that :func:`_k_scales` put on the grid: ``d`` is the largest scale ÷ 127
+    (÷ its factor, below 127 only when ``d`` is a float16 subnormal); refuses other scales."""
+    d = np.zeros(s.shape[:-1], np.float16)
+    f = np.zeros(s.shape, np.float32)
+    todo = np.ones(s.shape[:-1], bool)
+    top = s.max(-1)
+    for k in range(K_FACTOR, 0, -1):
+        dk = (top / k).astype(np.float16)
+        with np.errstate(divide="ignore", invalid="ignore"):  # dk = 0: not taken
+            fk = np.rint(s / dk.astype(np.float32)[..., None])
+            ok = todo & (dk > 0) & (fk * dk.astype(np.float32)[..., None] == s).all(-1) & \
+                (fk >= 1).all(-1) & (fk <= K_FACTOR).all(-1)
+        d[ok], f[ok] = dk[ok], fk[ok]
+        todo &= ~ok
+        if not todo.any():
+            return d, f
+    raise ConfigError("a K-quant's scales are not on its super-block's grid (quantize with storage=)")
+
+
+def _k_scales(scale: Any, t: BlockType) -> Any:
+    """Positive group scales as a K-quant's super-block keeps them: ``d · f``, float16 ``d``
+    (the largest scale ÷ 127) and an integer factor ``f`` in 1..127 per group."""
+    import torch
+
+    s = scale.to(torch.float32).reshape(scale.shape[0], -1, t.block // t.group)
+    top = s.amax(-1, keepdim=True)
+    d = (top / K_FACTOR).to(torch.float16).to(torch.float32)
+    d = torch.where(d > 0, d, torch.full_like(d, 2.0**-24))
+    f = torch.where(top > 0, torch.round(s / d).clamp(1, K_FACTOR), torch.full_like(s, K_FACTOR))
+    return (d * f).reshape(scale.shape)
+
+
 def storage_grid(scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
     """The grid as the file stores it: ``d`` rounded to float16 (never to zero; a codebook
     type's scale keeps its sign), and for the asymmetric types the zero point that the float16
-    ``m = −d·z`` implies."""
+    ``m = −d·z`` implies; a K-quant's scales on its super-block's grid."""
     import torch
+
+    if BLOCK_TYPES[kind].block != BLOCK:
+        return _k_scales(scale, BLOCK_TYPES[kind]), zero
 
     s = scale.to(torch.float16).to(torch.float32)
     tiny = torch.where(scale < 0, -(2.0**-24), 2.0**-24).to(torch.float32)

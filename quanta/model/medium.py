@@ -96,7 +96,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                   calib_samples: int | None = None, calib_len: int | None = None,
                   format: str = "quanta", target_size: str | int | None = None,
                   target_bpw: float | None = None, embedding_bits: int | None = None,
-                  **_: Any) -> ModelFileReport:
+                  uniform: bool = False, **_: Any) -> ModelFileReport:
     """Quantize the model ``src`` (GGUF, HF folder, bundled name) into the folder ``dst``
     (safetensors + JSON, no pickle) or, with ``format="gguf"``, the GGUF file ``dst``.
     ``progress(done, total)``. Calibrated methods read windows of ``calib`` (a text file;
@@ -105,6 +105,13 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     target_size (bytes, or "95MB", "90.5MiB") or target_bpw (bits per weight over the tensors
     it chooses for): mixed precision — each tensor's format chosen from its measured sensitivity
     (:mod:`quanta.model.mixed`); the report's ``mixed`` holds the map.
+
+    The plain ``bits`` with a calibrated method, a quanta folder, no group size and no target
+    (unless ``uniform``): the bytes of that uniform file — every layer at ``bits`` in the
+    default groups, the embedding at 8 bits per row — are shared out by the same sensitivity:
+    each layer at ``bits`` in groups of 128, 64 or 32 or at 8 bits per row
+    (:func:`quanta.model.mixed.default_candidates`), the embedding at 4 bits in groups of 64 or
+    32 or 8 bits per row (unless ``embedding_bits`` fixes it).
 
     embedding_bits: the token embedding's bits in a quanta folder (default 8, one symmetric
     scale per row — a tied embedding is also the output head, the most sensitive matrix, which
@@ -129,21 +136,26 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     sym = sym or bool(kind and BLOCK_TYPES[kind].sym)  # llama.cpp's symmetric types
     group_size = 32 if kind else group_size  # llama.cpp's blocks
     quantizer = make_quantizer(method, bits=bits, group_size=group_size, sym=sym, storage=kind)
+    shared = not (mixed or uniform or kind or group_size is not None or sym or bits >= 8) \
+        and quantizer.needs_calibration  # the default: the uniform file's bytes shared out
     loaded = _load_for_saving(src, format)
     windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed, force=mixed)
     phases = _Phases(progress)
     plan = mixed_plan(loaded, windows, method, format, target_size, target_bpw, include, exclude,
-                  float_dtype, phases) if mixed else None
+                      float_dtype, phases, default_bits=bits if shared else None,
+                      embedding=embedding_bits is None) if mixed or shared else None
     kept: dict[str, Any] = {}
     rep = quantize_model(loaded.model, quantizer, include=include, exclude=exclude, head=head,
                          calib=windows if quantizer.needs_calibration or mixed else None,
                          progress=phases.next(), on_layer=kept.__setitem__ if kind else None,
                          plan=None if plan is None else plan_quantizers(plan, method),
-                         embedding=None if kind else embedding_quantizer(plan, quantizer.bits,
-                                                                          embedding_bits, head))
+                         embedding=None if kind else embedding_quantizer(
+                             plan if mixed or embedding_bits is None else None, quantizer.bits,
+                             embedding_bits, head, embedding_method(method, loaded.model, windows)))
     mix = _mixed_json(plan)
     if kind:
-        return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst, plan, mix), t0)
+        return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst, plan, mix,
+                               embedding_method(method, loaded.model, windows), windows), t0)
     from quanta.model.generate import chat_template
 
     extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded))) if v}
@@ -193,23 +205,28 @@ def _load_for_saving(src: Path | str, format: str) -> Any:
 
 
 def mixed_plan(loaded: Any, windows: Any, method: str, format: str, target_size: str | int | None,
-           target_bpw: float | None, include: tuple[str, ...], exclude: tuple[str, ...],
-           float_dtype: str, phases: _Phases | None = None) -> Any:
-    """Measure every tensor's sensitivity and choose its format under the target."""
+               target_bpw: float | None, include: tuple[str, ...], exclude: tuple[str, ...],
+               float_dtype: str, phases: _Phases | None = None, *, default_bits: int | None = None,
+               embedding: bool = True) -> Any:
+    """Measure every tensor's sensitivity and choose its format under the target — or, with
+    ``default_bits``, among :func:`~quanta.model.mixed.default_candidates` within the bytes of
+    the uniform ``default_bits`` file. ``embedding``: the token embedding is one of the units."""
     phases = phases or _Phases(None)
     from quanta.model import mixed
     from quanta.model.apply import find_targets
 
     names = [n for n, _ in find_targets(loaded.model, include, exclude)]
     gguf = format == "gguf"
-    weights = mixed.unit_weights(loaded.model, names, embedding=True)
-    cands: mixed.Candidates = mixed.gguf_candidates(method)
+    weights = mixed.unit_weights(loaded.model, names, embedding=embedding)
+    cands: mixed.Candidates = {n: mixed.gguf_candidates(method, w.shape[1]) for n, w in weights.items()}
     if not gguf:
-        cands = {n: mixed.quanta_candidates() for n in names} | {
+        cands = {n: mixed.quanta_candidates(w.shape[1]) if default_bits is None else
+                 mixed.default_candidates(default_bits, w.shape[1]) for n, w in weights.items()} | {
             mixed.EMBEDDING: mixed.quanta_embedding_candidates()}
     sens = mixed.measure(loaded.model, windows[:SENSITIVITY_WINDOWS], names, progress=phases.next())
     table = mixed.loss_table(loaded.model, sens, weights, cands, progress=phases.next())
-    budget = _budget(loaded, weights, target_size, target_bpw, gguf, float_dtype)
+    budget = mixed.uniform_bytes(weights, default_bits) if default_bits is not None else \
+        _budget(loaded, weights, target_size, target_bpw, gguf, float_dtype)
     return mixed.choose(table, weights, cands, budget)
 
 
@@ -263,13 +280,15 @@ def _embedding_label(spec: dict | None) -> str:
     return f"{spec['bits']}-bit " + ("per row" if rows else f"g{spec['group_size']}")
 
 
-def embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: bool) -> Any:
-    """The token embedding's quantizer for a quanta folder (None: it stays float)."""
+def embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: bool,
+                        method: str = "mse") -> Any:
+    """The token embedding's quantizer for a quanta folder (None: it stays float); ``method``
+    rounds it (:func:`embedding_method`)."""
     from quanta.model.mixed import EMBEDDING
     from quanta.model.quantizers import make_quantizer
 
     if plan is not None:
-        return plan.choice[EMBEDDING].quantizer(EMBEDDING_METHOD) if EMBEDDING in plan.choice else None
+        return plan.choice[EMBEDDING].quantizer(method) if EMBEDDING in plan.choice else None
     from quanta.core._checks import check_bits
 
     eb = 8 if embedding_bits is None else int(embedding_bits)
@@ -277,12 +296,26 @@ def embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: 
         return None
     check_bits(eb, 2, 8, "embedding bits")
     if eb == 8:  # one symmetric scale per row: a tied head runs PyTorch's int8 kernel
-        return make_quantizer(EMBEDDING_METHOD, bits=8, group_size=0, sym=True)
-    return make_quantizer(EMBEDDING_METHOD, bits=eb, group_size=32)
+        return make_quantizer(method, bits=8, group_size=0, sym=True)
+    return make_quantizer(method, bits=eb, group_size=32)
 
 
-#: how the token embedding rounds (it has no calibration statistics of its own)
+#: how a token embedding rounds when nothing calibrates it (a lookup has no input statistics)
 EMBEDDING_METHOD = "mse"
+#: the rounding of a tied embedding under each calibrated method, with the output head's input
+#: statistics (:func:`quanta.model.apply.head_stats`); AWQ's input scales have no layer to fold into
+TIED_EMBEDDING_METHODS = {"gptq": "gptq", "awq+gptq": "gptq", "imatrix": "imatrix", "awq": "imatrix"}
+
+
+def embedding_method(method: str, model: Any, windows: Any) -> str:
+    """How the token embedding rounds: a tied embedding is the output head too, and with
+    calibration windows it rounds as the layers' method does on the head's inputs (GPTQ's error
+    feedback or the importance-weighted search); otherwise by the clipping search alone."""
+    from quanta.model.qembed import ties_head
+
+    if windows is None or not ties_head(model):
+        return EMBEDDING_METHOD
+    return TIED_EMBEDDING_METHODS.get(method, EMBEDDING_METHOD)
 
 
 def _mixed_json(plan: Any) -> dict | None:
@@ -317,12 +350,13 @@ def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool, group_size: i
 
 
 def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: Path | str,
-            dst: Path | str, plan: Any, mix: dict | None) -> ModelFileReport:
+            dst: Path | str, plan: Any, mix: dict | None, emb_method: str = EMBEDDING_METHOD,
+            windows: Any = None) -> ModelFileReport:
     """Write the GGUF file: the kept layers in their types, and the token embedding — on the
     plan's type, else on the layers' block type, or on Q8_0 when it is tied to the output head
     (then it is the most sensitive matrix of all, which llama.cpp also keeps at 6–8 bits)."""
-    from quanta.model.apply import count_by_path
-    from quanta.model.gguf_export import BLOCK, BLOCK_TYPES, export
+    from quanta.model.apply import count_by_path, head_stats
+    from quanta.model.gguf_export import BLOCK_TYPES, export
     from quanta.model.mixed import EMBEDDING
     from quanta.model.qembed import ties_head
     from quanta.model.quantizers import make_quantizer
@@ -331,8 +365,9 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
     kinds = {n: spec.get("type", kind) for n, spec in rep.layers.items()}
     kinds[EMBEDDING] = plan.choice[EMBEDDING].label if plan else ("Q8_0" if tied else kind)
     t = BLOCK_TYPES[kinds[EMBEDDING]]
-    emb_q = make_quantizer(EMBEDDING_METHOD, bits=t.bits, group_size=BLOCK, sym=t.sym, storage=t.name)
-    emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name=EMBEDDING)
+    emb_q = make_quantizer(emb_method, bits=t.bits, group_size=t.group, sym=t.sym, storage=t.name)
+    stats = head_stats(loaded.model, windows) if emb_q.needs_calibration else None
+    emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name=EMBEDDING, stats=stats)
     cfg = loaded.model.config
     norms = {n: p.detach().float().numpy() for n, p in loaded.model.named_parameters() if p.ndim == 1}
     export(kept, emb, loaded.source, dst, kinds=kinds,

@@ -65,21 +65,49 @@ class Candidate:
                               storage=self.storage)
 
 
-def gguf_candidates(method: str = "rtn") -> list[Candidate]:
-    """llama.cpp's block types quanta writes (blocks of 32) — the codebook types only for
-    methods that can round onto a codebook."""
-    from quanta.model.gguf_export import BLOCK, BLOCK_TYPES
+def gguf_candidates(method: str = "rtn", width: int | None = None) -> list[Candidate]:
+    """llama.cpp's block types quanta writes — the codebook types only for methods that can
+    round onto a codebook, the K-quants only for rows ``width`` wide that hold whole
+    super-blocks (every type when ``width`` is None)."""
+    from quanta.model.gguf_export import BLOCK_TYPES
     from quanta.model.quantizers import QUANTIZERS
 
     levels = QUANTIZERS[method].takes_levels
-    return [Candidate(t.name, t.bits, BLOCK, t.sym, t.name) for t in BLOCK_TYPES.values()
-            if levels or t.codebook is None]
+    return [Candidate(t.name, t.bits, t.group, t.sym, t.name) for t in BLOCK_TYPES.values()
+            if (levels or t.codebook is None) and (width is None or t.fits(width))]
 
 
-def quanta_candidates() -> list[Candidate]:
-    """quanta's own grids (asymmetric, groups of 32 or 64): 3, 4, 5, 6 and 8 bits."""
+def quanta_candidates(width: int | None = None) -> list[Candidate]:
+    """quanta's own grids (asymmetric, groups of 128, 64 or 32 — those no wider than ``width``):
+    3, 4, 5, 6 and 8 bits, and 8 bits with one symmetric scale per row (PyTorch's int8 kernel;
+    4 bits take the int4 kernel)."""
     return [Candidate(f"{b}-bit g{g}", b, g) for b, g in
-            ((3, 64), (3, 32), (4, 64), (4, 32), (5, 32), (6, 32), (8, 32))]
+            ((3, 64), (3, 32), (4, 128), (4, 64), (4, 32), (5, 64), (5, 32), (6, 32), (8, 32))
+            if width is None or g <= width] + [Candidate("8-bit row", 8, 0, sym=True)]
+
+
+def default_candidates(bits: int, width: int | None = None) -> list[Candidate]:
+    """What a quanta folder's ``--bits B`` (no group size, no target) chooses among for a layer
+    ``width`` inputs wide: ``B`` bits in groups of 128, 64 or 32 (no wider than the layer), or 8
+    bits with one symmetric scale per row — at 4 bits each runs a PyTorch kernel (int4, int8)."""
+    return [Candidate(f"{bits}-bit g{g}", bits, g) for g in (128, 64, 32) if width is None or g <= width] + \
+        [Candidate("8-bit row", 8, 0, sym=True)]
+
+
+def uniform_bytes(weights: dict[str, torch.Tensor], bits: int) -> int:
+    """Bytes of the units at ``bits`` in a quanta folder's default groups (the largest of 128, 64
+    and 32 that divides a layer's inputs), the token embedding at 8 bits per row — the budget
+    that :func:`default_candidates` share out."""
+    from quanta.model.quantizers import AUTO_GROUPS
+
+    def one(name: str, w: torch.Tensor) -> int:
+        rows, cols = w.shape
+        if name == EMBEDDING:
+            return Candidate("8-bit row", 8, 0, sym=True).nbytes(rows, cols)
+        g = next((g for g in AUTO_GROUPS if cols % g == 0), AUTO_GROUPS[0])
+        return Candidate("", bits, g).nbytes(rows, cols)
+
+    return sum(one(n, w) for n, w in weights.items())
 
 
 def quanta_embedding_candidates() -> list[Candidate]:
@@ -323,6 +351,22 @@ def describe(plan: MixedPlan) -> dict[str, Any]:
             "tensor_bytes": plan.nbytes, "budget_bytes": plan.budget}
 
 
-__all__ = ["EMBEDDING", "Candidate", "MixedPlan", "Sensitivity", "bit_grid", "choose", "describe",
-           "gguf_candidates", "loss_table", "measure", "plan_quantizers", "plot_map",
-           "quanta_candidates", "quanta_embedding_candidates", "unit_weights"]
+__all__ = [
+    "EMBEDDING",
+    "Candidate",
+    "MixedPlan",
+    "Sensitivity",
+    "bit_grid",
+    "choose",
+    "default_candidates",
+    "describe",
+    "gguf_candidates",
+    "loss_table",
+    "measure",
+    "plan_quantizers",
+    "plot_map",
+    "quanta_candidates",
+    "quanta_embedding_candidates",
+    "uniform_bytes",
+    "unit_weights",
+]

@@ -82,13 +82,15 @@ def ties_head(model: nn.Module) -> bool:
         getattr(model, "lm_head", None) is not None
 
 
-def quantize_embedding(model: nn.Module, quantizer: object) -> tuple[QuantEmbedding, nn.Module | None]:
-    """Replace the model's input embedding by a :class:`QuantEmbedding` made by ``quantizer``; a
-    tied output head becomes a ``QuantLinear`` on the same codes. Returns (embedding, head)."""
+def quantize_embedding(model: nn.Module, quantizer: object,
+                       stats: object = None) -> tuple[QuantEmbedding, nn.Module | None]:
+    """Replace the model's input embedding by a :class:`QuantEmbedding` made by ``quantizer``
+    (``stats``: calibration statistics for a calibrated one — the tied head's inputs); a tied
+    output head becomes a ``QuantLinear`` on the same codes. Returns (embedding, head)."""
     from quanta.model.qlinear import QuantLinear
 
     emb = model.get_input_embeddings()
-    qw = quantizer.quantize(emb.weight.data, name="embedding")  # type: ignore[attr-defined]
+    qw = quantizer.quantize(emb.weight.data, name="embedding", stats=stats)  # type: ignore[attr-defined]
     qe = QuantEmbedding.from_quantized(qw)
     tied = ties_head(model)
     model.set_input_embeddings(qe)

@@ -204,6 +204,15 @@ class WeightQuantizer:
 
     def group_for(self, in_features: int, name: str = "") -> int:
         """The effective group size for a layer with ``in_features`` inputs."""
+        if self.storage:
+            from quanta.model.gguf_export import BLOCK_TYPES
+
+            t = BLOCK_TYPES[self.storage]
+            if not t.fits(in_features):
+                where = f"layer {name}: " if name else ""
+                raise ConfigError(f"{where}{t.name} needs rows of a multiple of {t.block} weights; "
+                                  f"this one has {in_features}")
+            return t.group
         if self.group_size is None:
             return next((g for g in AUTO_GROUPS if in_features % g == 0), min(AUTO_GROUPS[0], in_features))
         g = in_features if self.group_size in (0, -1) else self.group_size

@@ -125,7 +125,7 @@ def test_explicit_scales_survive_a_quanta_folder(tmp_path):
     out = tmp_path / "q"
     # K left float: Q and V share the norm's output without it, so their scales stay explicit
     get("model").write(src, out, bits=4, method="awq", exclude=("lm_head", "*.k_proj"),
-                       calib_samples=8, calib_len=32)
+                       calib_samples=8, calib_len=32, uniform=True)
     model, _, _ = load_quantized(out)
     q_proj = model.model.layers[0].self_attn.q_proj
     assert isinstance(q_proj, QuantLinear) and hasattr(q_proj, "input_scale")
@@ -134,10 +134,12 @@ def test_explicit_scales_survive_a_quanta_folder(tmp_path):
     from quanta.model.calibrate import calibration_windows
 
     calib = calibration_windows(mem.tokenizer, samples=8, length=32, bos_id=mem.bos_id)
-    from quanta.model.medium import embedding_quantizer
+    from quanta.model.medium import embedding_method, embedding_quantizer
 
+    emb = embedding_quantizer(None, 4, None, False, embedding_method("awq", mem.model, calib))
+    assert emb.name == "imatrix"  # a tied embedding rounds on the head's input statistics
     quantize_model(mem.model, "awq", bits=4, group_size=None, calib=calib, exclude=("lm_head", "*.k_proj"),
-                   embedding=embedding_quantizer(None, 4, None, False))
+                   embedding=emb)
     x = torch.tensor([[256, 5, 77, 100, 3, 9]])
     torch.testing.assert_close(_logits(model, x), _logits(mem.model, x), rtol=0, atol=1e-4)
 

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from quanta.errors import InputError
 from quanta.model.evaluate import evaluate_causal_lm, windows
@@ -19,3 +20,25 @@ def test_evaluator_windows_and_self_agreement(tiny):
         windows(g.tokenizer, "short", bos_id=256, n_ctx=32, n_chunks=3)
 
 
+
+
+def test_sentence_embeddings_leave_the_tokenizers_padding_out():
+    """MiniLM's tokenizer pads every sentence to 128 tokens: the embedding is the sentence's own
+    tokens' mean, the same as with padding switched off (attending to the pads changes it)."""
+    import copy
+
+    from quanta.model.evaluate import sentence_embeddings
+    from quanta.model.load import load_model
+
+    ref = load_model("minilm")
+    tok = ref.tokenizer
+    assert tok.padding and tok.padding["length"] == 128
+    short = ["A short sentence about Du Fu .", "= = = Influence on Japanese literature = = ="]
+    padded = sentence_embeddings(ref.model, tok, short)
+    plain_tok = copy.deepcopy(tok)
+    plain_tok.no_padding()
+    torch.testing.assert_close(padded, sentence_embeddings(ref.model, plain_tok, short), rtol=0, atol=1e-5)
+    with torch.no_grad():  # what the pads did when they were attended and pooled
+        ids = torch.tensor([tok.encode(short[1]).ids])
+        h = ref.model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[0].mean(0)
+    assert float(torch.dot(h / h.norm(), padded[1])) < 0.99

@@ -101,3 +101,66 @@ def test_exported_model_logits_match_the_quantized_model(tiny, tmp_path):
     with torch.no_grad():
         a, b = e.model(x).logits, g.model(x).logits
     assert float((a - b).norm() / b.norm()) < 0.02  # the export also quantizes the embedding
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq"])
+def test_q6_k_super_blocks_are_quantas_weights(method):
+    """Q6_K: 6-bit codes in groups of 16, each group's scale an int8 factor of the super-block's
+    float16 d — the gguf package's dequantizer reads back quanta's own weights exactly."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    from quanta.model.gguf_export import BLOCK_TYPES, pack_blocks
+    from quanta.model.quantizers import LayerStats, make_quantizer
+
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(6, 512, generator=g) * torch.logspace(-3, 0, 512)[torch.randperm(512, generator=g)]
+    w[1] = 0.0  # an all-zero row and a row of tiny values
+    w[2] *= 1e-6
+    x = torch.randn(200, 512, generator=g)
+    stats = LayerStats(512, with_hessian=True)
+    stats.add(x)
+    qw = make_quantizer(method, bits=6, group_size=16, sym=True, storage="Q6_K").quantize(w, stats=stats)
+    assert qw.group_size == 16 and int(qw.codes.max()) <= 63
+    data = pack_blocks(qw.codes.numpy(), qw.scales.numpy(), qw.zeros.numpy(), "Q6_K")
+    assert data.shape == (6, 2 * BLOCK_TYPES["Q6_K"].type_size)
+    back = np.asarray(dequantize(data, GGMLQuantizationType.Q6_K), np.float32).reshape(6, 512)
+    np.testing.assert_array_equal(back, qw.dequantize().numpy())
+    assert float((back - w.numpy()).std()) < 0.05 * float(w.std())  # GPTQ: output error first
+    with pytest.raises(ConfigError, match="multiple of 256"):
+        make_quantizer(method, bits=6, group_size=16, sym=True, storage="Q6_K").quantize(
+            torch.randn(4, 576), stats=stats)
+
+
+def test_q6_k_layers_in_an_exported_file(tmp_path):
+    """A file whose down projections (rows of 256) are Q6_K and the rest Q8_0: every tensor
+    dequantizes to quanta's weights and quanta loads it."""
+    from quanta.model.apply import quantize_model
+    from quanta.model.calibrate import calibration_windows
+    from quanta.model.gguf_export import export
+    from quanta.model.mixed import gguf_candidates
+    from quanta.model.quantizers import make_quantizer
+    from quanta.model.tiny import byte_tokenizer, tiny_llama
+    from tests.model.conftest import write_tiny_gguf
+
+    src = write_tiny_gguf(tiny_llama(hidden=128), tmp_path / "t.gguf")
+    assert "Q6_K" in [c.label for c in gguf_candidates("gptq", 256)]
+    assert "Q6_K" not in [c.label for c in gguf_candidates("gptq", 128)]
+    g = load_gguf(src)
+    downs = [n for n, _ in g.model.named_modules() if n.endswith("mlp.down_proj")]
+    plan = {n: make_quantizer("gptq", bits=6, group_size=16, sym=True, storage="Q6_K") for n in downs}
+    kept = {}
+    calib = calibration_windows(byte_tokenizer(), samples=8, length=32, bos_id=256)
+    quantize_model(g.model, make_quantizer("gptq", bits=8, group_size=32, sym=True, storage="Q8_0"),
+                   calib=calib, plan=plan, on_layer=kept.__setitem__)
+    emb = make_quantizer("mse", bits=8, group_size=32, sym=True, storage="Q8_0").quantize(
+        g.model.get_input_embeddings().weight.data)
+    kinds = {n: "Q6_K" if n in downs else "Q8_0" for n in kept} | {"token_embd": "Q8_0"}
+    out = export(kept, emb, src, tmp_path / "q6k.gguf", kinds=kinds, heads=(4, 2))
+    got = _dequantized(out)
+    for layer in range(2):
+        arr, typ = got[f"blk.{layer}.ffn_down.weight"]
+        assert typ == "Q6_K"
+        np.testing.assert_array_equal(arr, kept[f"model.layers.{layer}.mlp.down_proj"].dequantize().numpy())
+        assert got[f"blk.{layer}.ffn_up.weight"][1] == "Q8_0"
+    assert load_gguf(out).tensor_types["blk.1.ffn_down.weight"] == "Q6_K"

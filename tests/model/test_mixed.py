@@ -72,7 +72,7 @@ def test_sensitivity_ranks_layers_as_measured(measured):
 
 def test_allocation_spends_the_budget_where_it_pays(measured):
     model, _, names, sens = measured
-    cands = mixed.gguf_candidates()
+    cands = mixed.gguf_candidates(width=64)  # the tiny model's rows: no K-quant fits
     weights = mixed.unit_weights(model, names, embedding=True)
     table = mixed.loss_table(model, sens, weights, cands)
     assert [c.label for c in cands] == ["Q4_0", "IQ4_NL", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
@@ -146,3 +146,41 @@ def test_mixed_rules(tiny, tmp_path):
     with pytest.raises(ConfigError, match="target-bpw"):
         m.write(path, tmp_path / "c", target_bpw=0.5, calib_samples=4, calib_len=16)
     assert not any(tmp_path.iterdir())
+
+
+def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
+    """``--bits 4`` with a calibrated method (the default) spends the bytes of the uniform 4-bit
+    folder (8-bit embedding) by sensitivity: within its budget, among the kernel-backed grids,
+    with less predicted loss than the uniform choice; ``--uniform`` keeps every layer at 4 bits."""
+    from quanta.model.files import load_quantized
+    from quanta.model.load import load_model
+
+    _, path = tiny
+    m = get("model")
+    rep = m.write(path, tmp_path / "a", bits=4, calib_samples=8, calib_len=32)
+    uni = m.write(path, tmp_path / "b", bits=4, calib_samples=8, calib_len=32, uniform=True)
+    assert uni.mixed is None and uni.embedding == "8-bit per row"
+    plan = rep.mixed
+    assert set(plan["summary"]) <= {"4-bit g128", "4-bit g64", "4-bit g32", "8-bit row"}
+    g = load_model(path)
+    names = [n for n, _ in find_targets(g.model, ("*",), ("lm_head",))]
+    weights = mixed.unit_weights(g.model, names, embedding=True)
+    assert plan["budget_bytes"] == mixed.uniform_bytes(weights, 4) >= plan["tensor_bytes"]
+
+    def tensors(d):
+        return (d / "model.safetensors").stat().st_size
+
+    assert tensors(tmp_path / "a") <= tensors(tmp_path / "b")
+    # the plan's predicted loss is at most that of the uniform choice, measured the same way
+    wins = calibration_windows(g.tokenizer, samples=8, length=32, bos_id=g.bos_id, seed=0)
+    sens = mixed.measure(g.model, wins[:16], names)
+    cands = {n: mixed.default_candidates(4, weights[n].shape[1]) for n in names} | {
+        mixed.EMBEDDING: mixed.quanta_embedding_candidates()}
+    q_cands = [c.label for c in cands["model.layers.0.self_attn.q_proj"]]
+    assert q_cands == ["4-bit g64", "4-bit g32", "8-bit row"]  # 64 inputs: no groups of 128
+    table = mixed.loss_table(g.model, sens, weights, cands)
+    uniform_loss = sum(t[0] for n, t in table.items() if n != mixed.EMBEDDING) + table[mixed.EMBEDDING][2]
+    assert plan["predicted_loss_increase"] <= uniform_loss + 1e-12
+    model, _, _ = load_quantized(tmp_path / "a")
+    mods = dict(model.named_modules())
+    assert {mods[n].path for n in names} <= {"int4pack", "int8pack"}  # every layer on a PyTorch kernel

@@ -70,10 +70,11 @@ def test_defaults_quantize_the_embedding_to_8_bits_per_row(tiny, tmp_path):
     _, path = tiny
     m = get("model")
     rep = m.write(path, tmp_path / "a", bits=4, group_size=32, calib_samples=8, calib_len=32)
-    assert rep.method == "gptq+mse"  # calibrated layers by default; the embedding by its clipping search
+    assert rep.method == "gptq"  # calibrated layers by default, and the tied embedding with them
     assert rep.embedding == "8-bit per row" and rep.layers == 14
     cfg = json.loads((tmp_path / "a" / "quant_config.json").read_text())
     assert cfg["embedding"]["bits"] == 8 and cfg["embedding"]["group_size"] == 64
+    assert cfg["embedding"]["method"] == "gptq"
     model, _, _ = load_quantized(tmp_path / "a")
     assert model.lm_head.path == "int8pack"  # the tied head runs PyTorch's int8 kernel
     m.write(path, tmp_path / "b", method="rtn", bits=4, group_size=32, embedding_bits=0)
@@ -98,3 +99,28 @@ def test_the_tied_head_takes_the_fast_kernels(bits, group, sym, path):
     model = torch.nn.Module()
     tie_head(model, qe)
     assert model.lm_head.path == path
+
+
+def test_a_tied_embedding_rounds_by_gptq_on_the_heads_inputs(tiny):
+    """As the output head, a tied embedding is rounded by GPTQ with the final norm's outputs as
+    its inputs: the head's output error on those inputs is below the clipping search's."""
+    import copy
+
+    from quanta.model.apply import head_stats
+    from quanta.model.calibrate import calibration_windows
+    from quanta.model.tiny import byte_tokenizer
+
+    model, _ = tiny
+    calib = calibration_windows(byte_tokenizer(), samples=8, length=32, bos_id=256)
+    stats = head_stats(copy.deepcopy(model), calib)
+    w = model.lm_head.weight.data
+    h = stats.hessian.float()
+
+    def head_error(method):
+        err = w - make_quantizer(method, bits=4, group_size=32).quantize(w, stats=stats).dequantize()
+        return float(((err @ h) * err).sum())
+
+    assert head_error("gptq") < 0.8 * head_error("mse")
+    untied = copy.deepcopy(model)
+    untied.config.tie_word_embeddings = False
+    assert head_stats(untied, calib) is None
