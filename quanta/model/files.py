@@ -61,6 +61,10 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
         return v.detach().contiguous()
 
     state = {k: stored(k, v) for k, v in model.state_dict().items()}
+    for n, m in model.named_modules():  # narrow int8-kernel rows keep their packed width
+        if isinstance(m, QuantLinear) and m.path == "int8pack" and m.bits < 8:
+            state.pop(f"{n}.w_int8")
+            state.update({f"{n}.{k}": v.contiguous() for k, v in m.disk_state().items()})
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     if tied:  # re-tied on load (a quantized head is rebuilt from the embedding's codes)
         state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}
@@ -124,8 +128,9 @@ def _check_spec(name: str, spec: Any, state: dict) -> None:
     scale_key = "scales_zeros" if path == "int4pack" else "scales"
     have = {k[len(name) + 1:]: tuple(v.shape) for k, v in state.items() if k.startswith(name + ".")}
     expect = {"packed": (packed_size(out * pad, bits),)} if path == "packed" else {}
-    if path == "int8pack":
-        expect = {"w_int8": (out, pad), "scales": (out,)}
+    if path == "int8pack":  # fewer than 8 bits: stored packed, widened on load
+        expect = {"w_int8": (out, pad), "scales": (out,)} if bits == 8 else \
+            {"packed": (packed_size(out * pad, bits),), "scales": (out,)}
     elif path == "packed":
         expect["scales"] = (out, pad // g)
     if scale_key not in have or any(have.get(k) != v for k, v in expect.items()):
@@ -152,6 +157,8 @@ def _install_layers(model: nn.Module, layers: dict, state: dict) -> None:
             attr = key[len(name) + 1:]
             if attr == "bias":
                 ql.bias = nn.Parameter(state.pop(key), requires_grad=False)
+            elif attr == "packed" and ql.path == "int8pack":
+                ql.widen(state.pop(key))
             else:
                 ql.register_buffer(attr, state.pop(key))
         set_submodule(model, name, ql)

@@ -4,10 +4,12 @@ Three forward paths, chosen per layer at construction:
 
 * "int4pack": 4-bit grids with groups of 32–256, ``out_features % 16 == 0`` and
   ``in_features % group == 0`` → PyTorch's ``_weight_int4pack_mm_for_cpu`` (bf16 activations).
-* "int8pack": 8-bit, one group per row (per output channel, symmetric) and
-  ``in_features % 16 == 0`` → ``_weight_int8pack_mm`` (bf16 activations). torch 2.13's kernel
-  gives wrong results for other K, so those layers take the fallback.
-* "packed": anything else (2, 3, 5–7 bits, NF4, odd shapes) → codes bit-packed with
+* "int8pack": up to 8 bits, one group per row (per output channel, symmetric) and
+  ``in_features % 16 == 0`` → ``_weight_int8pack_mm`` (bf16 activations; a 5- or 6-bit row's
+  codes minus its zero point are int8 too). torch 2.13's kernel gives wrong results for other
+  K, so those layers take the fallback. A folder stores such a layer's codes bit-packed at its
+  own width (:meth:`QuantLinear.disk_state`) and widens them to int8 when it loads.
+* "packed": anything else (2, 3, 5–7 bits in groups, NF4, odd shapes) → codes bit-packed with
   :mod:`quanta.core.packing`, unpacked and dequantized on the fly, then a float matmul.
 """
 
@@ -29,8 +31,7 @@ def choose_path(qw: QuantizedWeight) -> str:
     if on_grid and qw.bits == 4 and qw.group_size in (32, 64, 128, 256) \
             and out % 16 == 0 and inp % qw.group_size == 0:
         return "int4pack"
-    if on_grid and qw.bits == 8 and qw.group_size == inp and inp % 16 == 0 \
-            and bool(torch.all(qw.zeros == 128)):
+    if on_grid and qw.group_size == inp and inp % 16 == 0 and bool(torch.all(qw.zeros == _zero(qw.bits))):
         return "int8pack"
     return "packed"
 
@@ -64,7 +65,8 @@ class QuantLinear(nn.Module):
             sz = torch.stack([qw.scales.t(), z.t()], dim=-1).to(torch.bfloat16).contiguous()
             m.register_buffer("scales_zeros", sz)
         elif path == "int8pack":
-            m.register_buffer("w_int8", (qw.codes.to(torch.int16) - 128).to(torch.int8).contiguous())
+            w8 = (qw.codes.to(torch.int16) - _zero(qw.bits)).to(torch.int8)
+            m.register_buffer("w_int8", w8.contiguous())
             m.register_buffer("scales", qw.scales[:, 0].to(torch.bfloat16).contiguous())
         else:
             data = pack(qw.codes.numpy().astype("uint8").ravel(), qw.bits)
@@ -75,6 +77,22 @@ class QuantLinear(nn.Module):
             if qw.codebook is not None:
                 m.register_buffer("codebook", torch.as_tensor(qw.codebook, dtype=torch.float32))
         return m
+
+    def disk_state(self) -> dict[str, torch.Tensor]:
+        """The tensors a folder stores for the weight (names relative to the layer): the
+        buffers, except that an int8-kernel layer of fewer than 8 bits keeps its codes packed
+        at their width ("packed") instead of the int8 matrix (:meth:`widen` undoes it)."""
+        out = dict(self.named_buffers())
+        if self.path == "int8pack" and self.bits < 8:
+            codes = (out.pop("w_int8").to(torch.int16) + _zero(self.bits)).to(torch.uint8)
+            out["packed"] = torch.from_numpy(pack(codes.numpy().ravel(), self.bits))
+        return out
+
+    def widen(self, packed: torch.Tensor) -> None:
+        """Install the int8 matrix of an int8-kernel layer from its stored packed codes."""
+        n = self.out_features * self.padded_in
+        codes = unpack_torch(packed, self.bits, n).view(self.out_features, self.padded_in)
+        self.register_buffer("w_int8", (codes.to(torch.int16) - _zero(self.bits)).to(torch.int8).contiguous())
 
     def set_input_scale(self, scale: torch.Tensor) -> None:
         """Multiply every input by ``scale`` (``(in_features,)``) before the matmul: AWQ's
@@ -133,3 +151,8 @@ class QuantLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in={self.in_features} (stored {self.padded_in}), out={self.out_features}, "
                 f"bits={self.bits}, group={self.group_size}, method={self.method}, path={self.path}")
+
+
+def _zero(bits: int) -> int:
+    """The zero point of a symmetric grid of unsigned ``bits``-bit codes."""
+    return 1 << (bits - 1)

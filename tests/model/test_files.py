@@ -55,3 +55,28 @@ def test_folder_stores_what_the_model_holds(tmp_path, embedding_bits):
         emb = {k: f.get_slice(k).get_dtype() for k in f.keys() if k.startswith("model.embed_tokens.")}
     assert emb and all(d in ("U8", "I8", "F16", "BF16") for d in emb.values()), emb
     assert 0 < st.stat().st_size - rep.weight_bytes < 64 * 1024
+
+
+@pytest.mark.parametrize("bits", [5, 6])
+def test_narrow_int8_kernel_rows_are_stored_packed(tiny, tmp_path, bits):
+    """5- and 6-bit rows run on the int8 kernel in memory but a folder keeps their codes packed
+    at their own width; loading widens them again to the same logits."""
+    from safetensors import safe_open
+
+    _, path = tiny
+    g = load_gguf(path)
+    rep = quantize_model(g.model, "rtn", bits=bits, group_size=0, sym=True)
+    assert set(count_by_path(g.model)) == {"int8pack"}
+    out = save_quantized(g.model, g.tokenizer, tmp_path / "q", report=rep, source=str(path))
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+        packed = f.get_tensor("model.layers.0.mlp.up_proj.packed")
+    assert "model.layers.0.mlp.up_proj.w_int8" not in keys
+    up = g.model.model.layers[0].mlp.up_proj
+    assert packed.numel() == up.out_features * up.in_features * bits // 8
+    m2, _, _ = load_quantized(out)
+    assert m2.model.layers[0].mlp.up_proj.path == "int8pack"
+    torch.testing.assert_close(m2.model.layers[0].mlp.up_proj.w_int8, up.w_int8, rtol=0, atol=0)
+    x = torch.tensor([[256, 5, 77, 100, 3, 9]])
+    with torch.no_grad():
+        torch.testing.assert_close(m2(x).logits, g.model(x).logits)

@@ -89,7 +89,8 @@ def test_defaults_quantize_the_embedding_to_8_bits_per_row(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("bits,group,sym,path", [(4, 32, False, "int4pack"), (4, 64, False, "int4pack"),
-                                                 (8, 0, True, "int8pack"), (6, 32, False, "packed")])
+                                                 (8, 0, True, "int8pack"), (6, 32, False, "packed"),
+                                                 (5, 0, True, "int8pack"), (6, 0, True, "int8pack")])
 def test_the_tied_head_takes_the_fast_kernels(bits, group, sym, path):
     from quanta.model.qembed import tie_head
 

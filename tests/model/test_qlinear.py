@@ -24,7 +24,9 @@ def test_torch_unpack_matches_numpy(bits):
     ((64, 60), 8, 0, "rtn", True, "packed"),        # K % 8 != 0: int8 kernel would crash
     ((32, 96), 3, 32, "mse", False, "packed"),
     ((32, 96), 2, 32, "rtn", False, "packed"),
-    ((32, 96), 6, 0, "rtn", True, "packed"),
+    ((32, 96), 6, 0, "rtn", True, "int8pack"),     # 6-bit rows: codes − 32 on the int8 kernel
+    ((32, 96), 5, 0, "mse", True, "int8pack"),
+    ((32, 72), 6, 0, "rtn", True, "packed"),
     ((32, 128), 4, 64, "nf4", False, "packed"),
     ((64, 576), 4, 128, "rtn", False, "int4pack"),  # 576 = 4.5 groups: zero-padded to 640
     ((64, 100), 3, 32, "hqq", False, "packed"),     # padded fallback
