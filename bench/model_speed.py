@@ -1,7 +1,7 @@
 """Prefill and decode speed of SmolLM2-135M: quanta (float32, bf16, int8, int4) against
 llama.cpp's ``llama-bench`` (Q8_0, Q4_0 of the same weights), 2 threads, one run.
 
-    python bench/model_speed.py [--skip-llama-cpp] [--repeat 3]
+    python bench/model_speed.py [--skip-llama-cpp] [--repeat 3] [--folder QUANTA_FOLDER]
 
 Weights: ``smollm2-unbinned`` (F32). Each quanta configuration runs in its own process, so its
 memory is its own. float32 and bf16 (``model.to(bfloat16)``) load the F32 GGUF; the quantized ones
@@ -72,6 +72,9 @@ def prepare(config: str, tmp: str):
 
     from quanta.model.load import load_model
 
+    if Path(config).is_dir():  # a folder written before (--folder)
+        loaded = load_model(config)
+        return loaded, loaded.model
     if config in QUANTIZE:
         loaded = load_model(quantize(QUANTIZE[config], Path(tmp) / "q"))
         return loaded, loaded.model
@@ -160,9 +163,11 @@ def main() -> None:
     ap.add_argument("--skip-llama-cpp", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help="measure only this quanta folder (prefill, decode "
+                    "eager and fast, memory) and print its JSON")
     args = ap.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one, args.repeat)))
+    if args.one or args.folder:
+        print(json.dumps(one(args.one or str(args.folder), args.repeat)))
         return
     from bench._util import machine, write_json
     from quanta.report.tables import console, print_table

@@ -79,7 +79,7 @@ def gguf_candidates(method: str = "rtn", width: int | None = None) -> list[Candi
 
 def quanta_candidates(width: int | None = None) -> list[Candidate]:
     """quanta's own grids (asymmetric, groups of 128, 64 or 32 — those no wider than ``width``):
-    3, 4, 5, 6 and 8 bits, and 5, 6 or 8 bits with one symmetric scale per row (PyTorch's int8
+    3, 4, 5, 6 and 8 bits, and 5 to 8 bits with one symmetric scale per row (PyTorch's int8
     kernel; 4 bits take the int4 kernel)."""
     return [Candidate(f"{b}-bit g{g}", b, g) for b, g in
             ((3, 64), (3, 32), (4, 128), (4, 64), (4, 32), (5, 64), (5, 32), (6, 32), (8, 32))
@@ -87,15 +87,15 @@ def quanta_candidates(width: int | None = None) -> list[Candidate]:
 
 
 def row_candidates() -> list[Candidate]:
-    """5, 6 and 8 bits with one symmetric scale per row: PyTorch's int8 kernel runs them all
-    (a folder stores the 5- and 6-bit codes packed)."""
-    return [Candidate(f"{b}-bit row", b, 0, sym=True) for b in (5, 6, 8)]
+    """5 to 8 bits with one symmetric scale per row: PyTorch's int8 kernel runs them all (a
+    folder stores the narrower codes packed)."""
+    return [Candidate(f"{b}-bit row", b, 0, sym=True) for b in (5, 6, 7, 8)]
 
 
 def default_candidates(bits: int, width: int | None = None) -> list[Candidate]:
     """What a quanta folder's ``--bits B`` (no group size, no target) chooses among for a layer
     ``width`` inputs wide: ``B`` bits in groups of 128, 64 or 32 (no wider than the layer), or
-    5, 6 or 8 bits per row (:func:`row_candidates`) — at 4 bits each runs a PyTorch kernel
+    5 to 8 bits per row (:func:`row_candidates`) — at 4 bits each runs a PyTorch kernel
     (int4, int8)."""
     return [Candidate(f"{bits}-bit g{g}", bits, g) for g in (128, 64, 32) if width is None or g <= width] + \
         row_candidates()
@@ -119,7 +119,7 @@ def uniform_bytes(weights: dict[str, torch.Tensor], bits: int) -> int:
 
 def quanta_embedding_candidates() -> list[Candidate]:
     """The grids a quanta folder's token embedding may take: those on which a tied output head
-    runs PyTorch's int4 or int8 kernel (4 bits in groups of 64 or 32; 5, 6 or 8 bits, one
+    runs PyTorch's int4 or int8 kernel (4 bits in groups of 64 or 32; 5 to 8 bits, one
     symmetric scale per row)."""
     return [Candidate("4-bit g64", 4, 64), Candidate("4-bit g32", 4, 32), *row_candidates()]
 

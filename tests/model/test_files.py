@@ -57,9 +57,9 @@ def test_folder_stores_what_the_model_holds(tmp_path, embedding_bits):
     assert 0 < st.stat().st_size - rep.weight_bytes < 64 * 1024
 
 
-@pytest.mark.parametrize("bits", [5, 6])
+@pytest.mark.parametrize("bits", [5, 6, 7])
 def test_narrow_int8_kernel_rows_are_stored_packed(tiny, tmp_path, bits):
-    """5- and 6-bit rows run on the int8 kernel in memory but a folder keeps their codes packed
+    """5- to 7-bit rows run on the int8 kernel in memory but a folder keeps their codes packed
     at their own width; loading widens them again to the same logits."""
     from safetensors import safe_open
 

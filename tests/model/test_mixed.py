@@ -161,7 +161,7 @@ def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
     uni = m.write(path, tmp_path / "b", bits=4, calib_samples=8, calib_len=32, uniform=True)
     assert uni.mixed is None and uni.embedding == "8-bit per row"
     plan = rep.mixed
-    kernels = {"4-bit g128", "4-bit g64", "4-bit g32", "5-bit row", "6-bit row", "8-bit row"}
+    kernels = {"4-bit g128", "4-bit g64", "4-bit g32", "5-bit row", "6-bit row", "7-bit row", "8-bit row"}
     assert set(plan["summary"]) <= kernels
     g = load_model(path)
     names = [n for n, _ in find_targets(g.model, ("*",), ("lm_head",))]
@@ -178,7 +178,8 @@ def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
     cands = {n: mixed.default_candidates(4, weights[n].shape[1]) for n in names} | {
         mixed.EMBEDDING: mixed.quanta_embedding_candidates()}
     q_cands = [c.label for c in cands["model.layers.0.self_attn.q_proj"]]
-    assert q_cands == ["4-bit g64", "4-bit g32", "5-bit row", "6-bit row", "8-bit row"]  # 64 inputs: no g128
+    rows = ["5-bit row", "6-bit row", "7-bit row", "8-bit row"]
+    assert q_cands == ["4-bit g64", "4-bit g32", *rows]  # 64 inputs: no groups of 128
     table = mixed.loss_table(g.model, sens, weights, cands)
     uniform_loss = sum(t[0] for n, t in table.items() if n != mixed.EMBEDDING) + table[mixed.EMBEDDING][-1]
     assert plan["predicted_loss_increase"] <= uniform_loss + 1e-12
