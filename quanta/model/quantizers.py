@@ -53,6 +53,8 @@ from quanta.errors import ConfigError
 
 #: the group sizes ``group_size=None`` chooses from, per layer, largest first
 AUTO_GROUPS = (128, 64, 32)
+#: rows quantized at once: larger matrices (a token embedding) go in slices of this many rows
+ROW_CHUNK = 8192
 
 #: name → quantizer class, filled by ``class X(WeightQuantizer, name="x")``
 QUANTIZERS: dict[str, type[WeightQuantizer]] = {}
@@ -235,7 +237,16 @@ class WeightQuantizer:
         wf = w.detach().to(torch.float32)
         if k % g:
             wf = torch.nn.functional.pad(wf, (0, g - k % g))
-        return self.quantize_padded(wf, g, k, stats)
+        if wf.shape[0] <= ROW_CHUNK:
+            return self.quantize_padded(wf, g, k, stats)
+        # rows are independent (their own scales; GPTQ's feedback runs along a row): a large
+        # matrix — a token embedding — is quantized in slices of rows, its peak memory bounded
+        parts = [self.quantize_padded(wf[i:i + ROW_CHUNK], g, k, stats)
+                 for i in range(0, wf.shape[0], ROW_CHUNK)]
+        first = parts[0]
+        return QuantizedWeight(torch.cat([q.codes for q in parts]), torch.cat([q.scales for q in parts]),
+                               None if first.zeros is None else torch.cat([q.zeros for q in parts]),
+                               first.bits, first.group_size, first.method, first.in_features, first.codebook)
 
     def quantize_padded(self, w: torch.Tensor, group_size: int, in_features: int,
                         stats: LayerStats | None) -> QuantizedWeight:

@@ -115,3 +115,21 @@ class _Toy(WeightQuantizer):
 def test_calibrated_quantizer_without_data_is_refused():
     with pytest.raises(ConfigError, match="calibration"):
         _Toy(bits=4, group_size=32).quantize(torch.zeros(4, 32))
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq"])
+def test_a_tall_matrix_is_quantized_in_slices_of_rows_with_the_same_result(method, monkeypatch):
+    """Rows are independent: quantizing a tall matrix (a token embedding) in slices of rows,
+    which bounds the peak memory, gives the codes and scales of one pass over all rows."""
+    import quanta.model.quantizers as qz
+    from quanta.model.quantizers import LayerStats, make_quantizer
+
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(100, 64, generator=g)
+    stats = LayerStats(64, with_hessian=True)
+    stats.add(torch.randn(300, 64, generator=g))
+    whole = make_quantizer(method, bits=4, group_size=32).quantize(w, stats=stats)
+    monkeypatch.setattr(qz, "ROW_CHUNK", 32)
+    sliced = make_quantizer(method, bits=4, group_size=32).quantize(w, stats=stats)
+    assert torch.equal(sliced.codes, whole.codes) and torch.equal(sliced.scales, whole.scales)
+    assert torch.equal(sliced.zeros, whole.zeros) and sliced.codes.shape == (100, 64)
