@@ -155,8 +155,14 @@ def head_stats(model: nn.Module, calib: torch.Tensor) -> LayerStats | None:
 
     if not ties_head(model):
         return None
-    head = [("lm_head", model.lm_head)]
-    return block_stats(model, head, [x[None] for x in torch.as_tensor(calib)], {}, hessian=True)["lm_head"]
+    windows = [x[None] for x in torch.as_tensor(calib)]
+    base = getattr(model, "base_model", model)
+    if base is model:  # no decoder of its own to stop at: the head's input by a hook
+        return block_stats(model, [("lm_head", model.lm_head)], windows, {}, hessian=True)["lm_head"]
+    stats = LayerStats(model.lm_head.in_features, with_hessian=True)
+    for x in windows:  # the decoder's last hidden state is the head's input: no logits computed
+        stats.add(base(x).last_hidden_state)
+    return stats
 
 
 def _quantize_embedding(model: nn.Module, quantizer: WeightQuantizer,

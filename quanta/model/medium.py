@@ -109,9 +109,9 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     The plain ``bits`` with a calibrated method, a quanta folder, no group size and no target
     (unless ``uniform``): the bytes of that uniform file — every layer at ``bits`` in the
     default groups, the embedding at 8 bits per row — are shared out by the same sensitivity:
-    each layer at ``bits`` in groups of 128, 64 or 32 or at 8 bits per row
+    each layer at ``bits`` in groups of 128, 64 or 32 or at 5 to 8 bits per row
     (:func:`quanta.model.mixed.default_candidates`), the embedding at 4 bits in groups of 64 or
-    32 or 8 bits per row (unless ``embedding_bits`` fixes it).
+    32 or 5 to 8 bits per row (unless ``embedding_bits`` fixes it).
 
     embedding_bits: the token embedding's bits in a quanta folder (default 8, one symmetric
     scale per row — a tied embedding is also the output head, the most sensitive matrix, which
@@ -144,6 +144,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     plan = mixed_plan(loaded, windows, method, format, target_size, target_bpw, include, exclude,
                       float_dtype, phases, default_bits=bits if shared else None,
                       embedding=embedding_bits is None) if mixed or shared else None
+    emb_method = embedding_method(method, loaded.model, windows)
     kept: dict[str, Any] = {}
     rep = quantize_model(loaded.model, quantizer, include=include, exclude=exclude, head=head,
                          calib=windows if quantizer.needs_calibration or mixed else None,
@@ -151,11 +152,11 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                          plan=None if plan is None else plan_quantizers(plan, method),
                          embedding=None if kind else embedding_quantizer(
                              plan if mixed or embedding_bits is None else None, quantizer.bits,
-                             embedding_bits, head, embedding_method(method, loaded.model, windows)))
+                             embedding_bits, head, emb_method))
     mix = _mixed_json(plan)
     if kind:
-        return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst, plan, mix,
-                               embedding_method(method, loaded.model, windows), windows), t0)
+        return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst, plan, mix, emb_method,
+                               windows), t0)
     from quanta.model.generate import chat_template
 
     extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded))) if v}
@@ -218,8 +219,9 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, target_size:
     names = [n for n, _ in find_targets(loaded.model, include, exclude)]
     gguf = format == "gguf"
     weights = mixed.unit_weights(loaded.model, names, embedding=embedding)
-    cands: mixed.Candidates = {n: mixed.gguf_candidates(method, w.shape[1]) for n, w in weights.items()}
-    if not gguf:
+    if gguf:
+        cands: mixed.Candidates = {n: mixed.gguf_candidates(method, w.shape[1]) for n, w in weights.items()}
+    else:
         cands = {n: mixed.quanta_candidates(w.shape[1]) if default_bits is None else
                  mixed.default_candidates(default_bits, w.shape[1]) for n, w in weights.items()} | {
             mixed.EMBEDDING: mixed.quanta_embedding_candidates()}

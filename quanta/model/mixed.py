@@ -105,14 +105,13 @@ def uniform_bytes(weights: dict[str, torch.Tensor], bits: int) -> int:
     """Bytes of the units at ``bits`` in a quanta folder's default groups (the largest of 128, 64
     and 32 that divides a layer's inputs), the token embedding at 8 bits per row — the budget
     that :func:`default_candidates` share out."""
-    from quanta.model.quantizers import AUTO_GROUPS
+    from quanta.model.quantizers import auto_group
 
     def one(name: str, w: torch.Tensor) -> int:
         rows, cols = w.shape
         if name == EMBEDDING:
             return Candidate("8-bit row", 8, 0, sym=True).nbytes(rows, cols)
-        g = next((g for g in AUTO_GROUPS if cols % g == 0), AUTO_GROUPS[0])
-        return Candidate("", bits, g).nbytes(rows, cols)
+        return Candidate("", bits, auto_group(cols)).nbytes(rows, cols)
 
     return sum(one(n, w) for n, w in weights.items())
 

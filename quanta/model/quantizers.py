@@ -216,7 +216,7 @@ class WeightQuantizer:
                                   f"this one has {in_features}")
             return t.group
         if self.group_size is None:
-            return next((g for g in AUTO_GROUPS if in_features % g == 0), min(AUTO_GROUPS[0], in_features))
+            return auto_group(in_features)
         g = in_features if self.group_size in (0, -1) else self.group_size
         if g < 1 or g > in_features:
             where = f"layer {name}: " if name else ""
@@ -412,6 +412,12 @@ class AWQGPTQ(GPTQ, name="awq+gptq"):
     scales_activations = True
 
 
+def auto_group(in_features: int) -> int:
+    """The group size of ``group_size=None``: the largest of :data:`AUTO_GROUPS` that divides
+    the layer's inputs, else 128 (zero-padded), or the whole row when it is narrower."""
+    return next((g for g in AUTO_GROUPS if in_features % g == 0), min(AUTO_GROUPS[0], in_features))
+
+
 def importance(mean_sq: torch.Tensor, width: int) -> torch.Tensor:
     """Per-input weights of the clipping searches: the mean squared activation (the Hessian's
     diagonal) over its mean, zero on padding columns, plus 10⁻³ so that no input weighs nothing."""
@@ -476,6 +482,7 @@ def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, me
 
 
 __all__ = [
+    "AUTO_GROUPS",
     "AWQ",
     "AWQGPTQ",
     "GPTQ",
@@ -488,6 +495,7 @@ __all__ = [
     "MSEClip",
     "QuantizedWeight",
     "WeightQuantizer",
+    "auto_group",
     "dequantize_codes",
     "make_quantizer",
     "methods",
