@@ -6,42 +6,52 @@ cluster), and account for every file.
   root) it was found under, with the output extension chosen by the caller.
 * :func:`run` works through the jobs with a pool of ``workers`` processes (one thread each when
   they fill the cores); :func:`run_on_cluster` sends the same jobs to a Dask scheduler. Every
-  file goes through :meth:`quanta.media.Medium.write`, so each output is written atomically:
-  an output that exists is complete, and a re-run skips it unless ``force``.
-* A bad file becomes a failed :class:`Outcome` with its one-line reason; the rest go on.
+  file goes through :meth:`quanta.media.Medium.write`, so each output is written atomically.
+  The output folder's record (:mod:`quanta.manifest`) proves completion: a re-run skips an
+  output only if quanta wrote it from the same input with the same options, and ``force``
+  replaces only outputs quanta wrote.
+* A bad file becomes a failed :class:`Outcome` with its one-line reason; the rest go on. A
+  worker that dies fails only its file (retried once); workers die with their parent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quanta.cores import ENV, cpus
 from quanta.errors import ConfigError, InputError, QuantaError
-from quanta.outputs import TMP_TAG
-
-_MAGIC = set("*?[")
+from quanta.outputs import temporary_prefix
+from quanta.reports import jsonable
+from quanta.walk import Found, find, inode_key
 
 
 @dataclass(frozen=True)
 class Job:
-    """One file to process: ``src`` into ``dst``."""
+    """One file to process: ``src`` into ``dst``. error: the input cannot be read (a folder
+    that cannot be listed, a file without read permission): the job fails without running.
+    root: the batch's output folder, whose record (:mod:`quanta.manifest`) proves completion."""
 
     src: Path
     dst: Path
+    error: str | None = None
+    root: Path | None = None
 
 
 @dataclass
 class Outcome:
     """What became of one job. status: ``done``, ``skipped`` (a complete output was there) or
-    ``failed`` (``error`` says why, in one line). Sizes in bytes, time in seconds."""
+    ``failed`` (``error`` says why, in one line). Sizes in bytes, time in seconds. notes: what
+    the medium said of the file (alpha dropped, 16-bit rounded, …). target: the target search's
+    result where one was asked for (``met`` False: done, but the target was missed)."""
 
     src: str
     dst: str
@@ -50,99 +60,108 @@ class Outcome:
     bytes_out: int = 0
     seconds: float = 0.0
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    target: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return jsonable(asdict(self))
 
-
-def _is_pattern(text: str) -> bool:
-    return any(c in _MAGIC for c in text)
-
-
-def _pattern_root(pattern: str) -> Path:
-    """The longest leading part of a glob pattern without wildcards (its folders only)."""
-    from itertools import takewhile
-
-    fixed = list(takewhile(lambda part: not _is_pattern(part), Path(pattern).parts[:-1]))
-    return Path(*fixed) if fixed else Path(".")
-
-
-def _under(path: Path, folder: Path | None) -> bool:
-    if folder is None:
-        return False
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def expand(inputs: Sequence[Path | str], *, recursive: bool, reads: tuple[str, ...],
-           exclude: Path | None = None) -> list[tuple[Path, Path]]:
-    """Each input file with its path relative to where it was found.
-
-    A file is taken as named; a folder gives its files whose extension is in ``reads`` (its
-    subfolders' too when ``recursive``); a pattern (``*``, ``?``, ``[...]``; ``**`` spans
-    folders) gives the matching files. Files under ``exclude`` (the output folder) are left out.
-    """
-    found: list[tuple[Path, Path]] = []
-    for item in map(str, inputs):
-        p = Path(item)
-        if p.is_dir():
-            walk = p.rglob("*") if recursive else p.glob("*")
-            found += [(f, f.relative_to(p)) for f in sorted(walk)
-                      if f.is_file() and f.suffix.lower() in reads and not _under(f, exclude)]
-        elif p.is_file():
-            found.append((p, Path(p.name)))
-        elif _is_pattern(item):
-            root = _pattern_root(item)
-            hits = sorted(Path(h) for h in glob.glob(item, recursive=True))
-            found += [(h, h.relative_to(root) if root != Path(".") else h) for h in hits
-                      if h.is_file() and not _under(h, exclude)]
-            if not hits:
-                raise InputError(f"{item}: no file matches")
-        else:
-            raise InputError(f"{item}: no such file or folder")
-    return found
+    @property
+    def missed(self) -> bool:
+        """Done, but the target it was given was not met."""
+        return self.status == "done" and bool(self.target) and not self.target.get("met", True)
 
 
 def plan(inputs: Sequence[Path | str], out_dir: Path | str, *, suffix_for: Callable[[Path], str],
          recursive: bool = False, reads: tuple[str, ...] = ()) -> list[Job]:
-    """The jobs for ``inputs`` written under ``out_dir`` (relative paths kept, the extension
-    from ``suffix_for(src)``). Two inputs bound for one output are refused before any work."""
+    """The jobs for ``inputs`` (files, folders, patterns: :func:`quanta.walk.find`) written
+    under ``out_dir`` (relative paths kept, the extension from ``suffix_for(src)``). Refused
+    before any work: two inputs bound for one output, an output that would replace its input,
+    ``out_dir`` as an input folder. The same file named twice is taken once; a folder or file
+    that cannot be read becomes a job that fails without running."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: -o names a file; a batch writes into a folder")
-    jobs, seen = [], {}
-    for src, rel in expand(inputs, recursive=recursive, reads=reads, exclude=out):
-        dst = out / rel.with_suffix(suffix_for(src))
-        key = os.path.normpath(dst)
-        if key in seen:
-            raise ConfigError(f"{seen[key]} and {src} would both be written to {dst}")
-        seen[key] = src
-        jobs.append(Job(src, dst))
+    out_key = inode_key(out)
+    skip = {out_key} if out_key else set()
+    jobs: list[Job] = []
+    seen: dict[str, Path] = {}
+    for item in map(str, inputs):
+        if out_key is not None and Path(item).is_dir() and inode_key(item) == out_key:
+            raise ConfigError(f"{item}: -o is this input folder; write into another folder "
+                              "(a new one, or a subfolder of it)")
+        for f in find(item, recursive=recursive, reads=reads, skip=skip):
+            job = _job(f, out, suffix_for, seen)
+            if job is not None:
+                jobs.append(job)
     if not jobs:
         raise InputError("no input files found" + ("" if recursive else " (folders: add --recursive "
                                                                            "to include subfolders)"))
     return jobs
 
 
+def _job(f: Found, out: Path, suffix_for: Callable[[Path], str], seen: dict[str, Path]) -> Job | None:
+    dst = out / (f.rel if f.error else f.rel.with_suffix(suffix_for(f.path)))
+    key = os.path.normpath(os.path.abspath(dst))
+    if not key.startswith(os.path.normpath(os.path.abspath(out)) + os.sep):
+        raise ConfigError(f"{f.path}: its output {dst} would lie outside {out}")
+    if key in seen:
+        if os.path.realpath(seen[key]) == os.path.realpath(f.path):
+            return None  # the same file named twice (a folder and a pattern, say)
+        raise ConfigError(f"{seen[key]} and {f.path} would both be written to {dst}")
+    seen[key] = f.path
+    if f.error is None and dst.exists() and os.path.samefile(dst, f.path):
+        raise ConfigError(f"{f.path}: its output would replace it (choose another -o)")
+    return Job(f.path, dst, f.error, out)
+
+
 # ----------------------------------------------------------------------------- the work itself
 
 _busy = False  # a worker is inside a job: a stop signal interrupts it (its output is removed)
+_parent: int | None = None  # in a pool worker: the parent's pid (a worker never outlives it)
 
 
 def _stop(signum: int, _frame: Any) -> None:
+    """A pool worker's SIGINT/SIGTERM/SIGHUP: a running job is interrupted (its temporary
+    output removed); an idle worker leaves on SIGTERM or SIGHUP (SIGINT is its parent's to act
+    on: the parent stops the pool)."""
     if _busy:
         raise KeyboardInterrupt()
+    if signum != signal.SIGINT:
+        os._exit(128 + signum)
 
 
-def _init_worker(threads: int) -> None:
-    """In each worker process: threads per process, and stop signals that interrupt only a
-    running job (an idle worker waits for the pool's own shutdown)."""
+def _die_with_parent() -> None:
+    """Have the kernel send SIGTERM when the parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``),
+    else a watchdog thread that checks once a second; either way the worker stops as on
+    SIGTERM (a running job's temporary output removed) instead of living on, orphaned."""
+    import ctypes
+    import threading
+
+    try:
+        ok = ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        ok = False
+    if not ok:
+        def watch() -> None:
+            while os.getppid() == _parent:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != _parent:  # the parent died before the death signal was armed
+        os._exit(143)
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    """In each worker process: threads per process, stop signals that interrupt only a running
+    job, and death with the parent."""
+    global _parent
+    _parent = parent
     os.environ[ENV] = str(threads)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
+    _die_with_parent()
 
 
 def work(medium: str, src: str, dst: str, force: bool, seed: int,
@@ -152,45 +171,99 @@ def work(medium: str, src: str, dst: str, force: bool, seed: int,
     from quanta.media import get
 
     t0 = time.perf_counter()
-    size_in = _size(Path(src))
+    size_in = size_of(Path(src))
     if not force and Path(dst).exists():
         # Planned jobs never start on an existing output, so this is a retry (a cluster re-runs
         # a lost worker's files) or a race with another run: the output is complete either way.
-        return Outcome(src, dst, "done", size_in, _size(Path(dst)), time.perf_counter() - t0)
+        return Outcome(src, dst, "done", size_in, size_of(Path(dst)), time.perf_counter() - t0)
     _busy = True
     try:
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
-        get(medium).write(src, dst, force=force, seed=seed, **options)
+        report = get(medium).write(src, dst, force=force, seed=seed, **options)
     except QuantaError as e:
         msg = str(e) if str(e).startswith(src) else f"{src}: {e}"
         return Outcome(src, dst, "failed", size_in, 0, time.perf_counter() - t0, msg)
     except (OSError, ValueError, RuntimeError) as e:  # a file the readers choke on
         return Outcome(src, dst, "failed", size_in, 0, time.perf_counter() - t0,
-                       f"{src}: {type(e).__name__}: {e}".splitlines()[0])
+                       f"{src}: {_oneline(e)}")
     finally:
         _busy = False
-    return Outcome(src, dst, "done", size_in, _size(Path(dst)), time.perf_counter() - t0)
+        if _parent is not None and os.getppid() != _parent:
+            os._exit(143)  # the parent is gone: nobody is waiting for this outcome
+    return Outcome(src, dst, "done", size_in, size_of(Path(dst)), time.perf_counter() - t0,
+                   notes=list(getattr(report, "notes", None) or []),
+                   target=getattr(report, "target", None))
 
 
-def _size(p: Path) -> int:
-    if p.is_dir():
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-    return p.stat().st_size if p.exists() else 0
+def _oneline(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror.lower()}" + (f" ({Path(e.filename).name})" if e.filename else "")
+    return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
-def _skipped(job: Job) -> Outcome:
-    return Outcome(str(job.src), str(job.dst), "skipped", _size(job.src), _size(job.dst))
+def size_of(p: Path) -> int:
+    """Bytes in a file or a folder's files (0 where it cannot be read)."""
+    try:
+        if p.is_dir():
+            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        return p.stat().st_size if p.exists() else 0
+    except OSError:
+        return 0
 
 
-def _pending(jobs: list[Job], force: bool) -> tuple[list[Job], list[Outcome]]:
-    """Jobs still to do, and the skipped ones (a present output is complete: writes are atomic)."""
-    todo, skipped = [], []
+def _failed(job: Job, error: str) -> Outcome:
+    return Outcome(str(job.src), str(job.dst), "failed", size_of(job.src), 0, 0.0, error)
+
+
+class _Records:
+    """The output folders' records (:mod:`quanta.manifest`) of one batch."""
+
+    def __init__(self, medium: str, options: dict[str, Any], seed: int) -> None:
+        from quanta.manifest import options_digest
+
+        self.digest = options_digest(medium, options, seed)
+        self.manifests: dict[Path, Any] = {}
+
+    def of(self, job: Job) -> Any:
+        from quanta.manifest import Manifest
+
+        if job.root is None:
+            return None
+        if job.root not in self.manifests:
+            self.manifests[job.root] = Manifest(job.root)
+        return self.manifests[job.root]
+
+    def state(self, job: Job) -> str:
+        m = self.of(job)
+        if m is None:  # a job made by hand, without a batch folder: a present output is complete
+            return "current" if job.dst.exists() else "absent"
+        return m.state(job.src, job.dst, self.digest)
+
+    def record(self, job: Job, outcome: Outcome) -> None:
+        m = self.of(job)
+        if m is not None and outcome.status == "done" and job.dst.exists():
+            m.record(job.src, job.dst, self.digest)
+
+
+def _pending(jobs: list[Job], force: bool, records: _Records) -> tuple[list[Job], list[Outcome]]:
+    """Jobs still to do, and the outcomes decided without running: unreadable inputs, complete
+    outputs (skipped), and outputs that may not be replaced."""
+    todo, decided = [], []
     for j in jobs:
-        if j.dst.exists() and not force:
-            skipped.append(_skipped(j))
-        else:
+        state = "absent" if j.error else records.state(j)
+        if j.error:
+            decided.append(_failed(j, j.error))
+        elif state == "absent" or (force and state in ("current", "stale")):
             todo.append(j)
-    return todo, skipped
+        elif state == "current":
+            decided.append(Outcome(str(j.src), str(j.dst), "skipped", size_of(j.src), size_of(j.dst)))
+        elif state == "stale":
+            decided.append(_failed(j, f"{j.dst} was made with other options, from another input or "
+                                      "has changed since; pass --force to redo it"))
+        else:
+            decided.append(_failed(j, f"{j.dst} exists and quanta has no record of writing it; "
+                                      "refusing to replace it (move it away, or choose another -o)"))
+    return todo, decided
 
 
 def run(jobs: list[Job], medium: str, *, workers: int | None = None, force: bool = False,
@@ -198,40 +271,83 @@ def run(jobs: list[Job], medium: str, *, workers: int | None = None, force: bool
         on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Process ``jobs`` in ``workers`` processes (default: one per core); outcomes in job order.
 
-    ``on_outcome`` is called as each file finishes (skipped ones first). On Ctrl-C or SIGTERM
-    the queued jobs are dropped, the running ones interrupted (their temporary files removed),
-    and the interrupt re-raised.
+    ``on_outcome`` is called as each file finishes (decided ones first). A worker that dies
+    (killed, out of memory) fails nothing but its own file, which is retried once in a fresh
+    worker. On Ctrl-C or SIGTERM the queued jobs are dropped, the running ones interrupted
+    (their temporary files removed), and the interrupt re-raised.
     """
     opts = dict(options or {})
-    report = on_outcome or (lambda o: None)
-    todo, outcomes = _pending(jobs, force)
-    for o in outcomes:
-        report(o)
+    records = _Records(medium, opts, seed)
+    todo, outcomes = _pending(jobs, force, records)
+    by_src = {str(j.src): j for j in todo}
+
+    def report(o: Outcome) -> None:
+        if o.src in by_src:
+            records.record(by_src[o.src], o)
+        outcomes.append(o)
+        if on_outcome is not None:
+            on_outcome(o)
+
+    for o in list(outcomes):
+        if on_outcome is not None:
+            on_outcome(o)
     n = max(1, min(workers or cpus(), len(todo) or 1))
-    if n == 1:
-        for j in todo:
-            o = work(medium, str(j.src), str(j.dst), force, seed, opts)
-            outcomes.append(o)
-            report(o)
-        return _in_order(jobs, outcomes)
+    try:
+        if n == 1:
+            for j in todo:
+                report(work(medium, str(j.src), str(j.dst), force, seed, opts))
+        else:
+            _run_pool(todo, n, lambda j: (work, medium, str(j.src), str(j.dst), force, seed, opts),
+                      report)
+    finally:
+        _remove_stale_temporaries(todo)
+    return _in_order(jobs, outcomes)
+
+
+#: how often a file is tried when the worker running it dies
+TRIES = 2
+
+
+def _run_pool(todo: list[Job], n: int, call: Callable[[Job], tuple],
+              report: Callable[[Outcome], None]) -> None:
+    """Run ``todo`` in a pool of ``n`` processes, ``n`` files in flight at a time (so that a
+    worker's death is charged to the files it could have been running). When a worker dies,
+    the files in flight go back in the queue, a fresh pool takes over, and a file in flight at
+    ``TRIES`` deaths fails."""
     import multiprocessing as mp
+    from collections import Counter, deque
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
-                               initargs=(max(1, cpus() // n),))
-    try:
-        running: set[Future] = {pool.submit(work, medium, str(j.src), str(j.dst), force, seed, opts)
-                                for j in todo}
-        while running:
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for f in done:
-                outcomes.append(f.result())
-                report(outcomes[-1])
-    except BaseException:
-        _stop_pool(pool)
-        raise
-    pool.shutdown()
-    return _in_order(jobs, outcomes)
+    queue, tries = deque(todo), Counter()
+    while queue:
+        pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(max(1, cpus() // n), os.getpid()))
+        running: dict[Future, Job] = {}
+        broken = False
+        try:
+            while (queue and not broken) or running:
+                while queue and not broken and len(running) < n:
+                    j = queue.popleft()
+                    fn, *args = call(j)
+                    running[pool.submit(fn, *args)] = j
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    j = running.pop(f)
+                    try:
+                        report(f.result())
+                    except BrokenProcessPool:
+                        broken = True
+                        tries[j] += 1
+                        if tries[j] < TRIES:
+                            queue.appendleft(j)
+                        else:
+                            report(_failed(j, f"{j.src}: the worker process died while writing it "
+                                              "(killed, or out of memory?), twice"))
+        except BaseException:
+            _stop_pool(pool)
+            raise
+        pool.shutdown(wait=True)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -250,63 +366,113 @@ def _in_order(jobs: list[Job], outcomes: list[Outcome]) -> list[Outcome]:
     return sorted(outcomes, key=lambda o: rank.get(o.src, len(rank)))
 
 
+def check_address(address: str) -> str:
+    """A Dask scheduler address as ``--cluster`` takes it: ``local``, or
+    ``PROTOCOL://HOST:PORT`` (tcp, tls, ucx, ws, wss) — checked before anything is written."""
+    from urllib.parse import urlsplit
+
+    if address == "local":
+        return address
+    parts = urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls", "ucx", "ws", "wss") or not parts.hostname or port is None:
+        raise ConfigError(f"--cluster {address!r}: give 'local' or a scheduler address such as "
+                          "tcp://HOST:8786")
+    return address
+
+
+#: seconds to wait for a remote scheduler before giving up (a refused connection fails sooner)
+CONNECT_TIMEOUT_S = 5
+
+
+def _connect(address: str, workers: int | None, scratch: str) -> tuple[Any, Any]:
+    """A Dask client (and the local cluster it owns, if any)."""
+    try:
+        import logging
+
+        from dask.distributed import Client, LocalCluster
+    except ImportError as e:
+        raise ConfigError("--cluster needs Dask: pip install 'quanta[cluster]'") from e
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # no timestamped chatter on stderr
+    if address == "local":
+        cluster = LocalCluster(n_workers=max(1, workers or cpus()), threads_per_worker=1,
+                               processes=True, dashboard_address=None, env={ENV: "1"},
+                               local_directory=scratch)
+        return Client(cluster), cluster
+    try:
+        return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s"), None
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ConfigError(f"--cluster {address}: cannot reach the scheduler "
+                          f"({str(e).splitlines()[0] or type(e).__name__})") from None
+
+
 def run_on_cluster(jobs: list[Job], medium: str, address: str, *, workers: int | None = None,
                    force: bool = False, seed: int = 0, options: dict[str, Any] | None = None,
                    on_outcome: Callable[[Outcome], None] | None = None,
                    on_client: Callable[[Any], None] | None = None) -> list[Outcome]:
     """:func:`run` on a Dask distributed scheduler at ``address`` (``"local"``: a
-    ``LocalCluster`` of ``workers`` single-threaded processes on this machine). Inputs and
-    outputs must lie on a filesystem every worker sees. A worker lost mid-file has its files
-    run again elsewhere (the scheduler's retries); its temporary files are removed at the end.
+    ``LocalCluster`` of ``workers`` single-threaded processes on this machine). Paths go to the
+    workers absolute, so a worker started in another folder reads and writes the same files;
+    they must lie on a filesystem every worker sees. A worker lost mid-file has its files run
+    again elsewhere (the scheduler's retries); its temporary files are removed at the end.
     ``on_client(client)`` is called once connected (tests use it to reach the workers).
     """
-    try:
-        from dask.distributed import Client, LocalCluster, as_completed
-    except ImportError as e:
-        raise ConfigError("--cluster needs Dask: pip install 'quanta[cluster]'") from e
+    import tempfile
+
+    from dask.distributed import as_completed
+
+    check_address(address)
     opts = dict(options or {})
-    report = on_outcome or (lambda o: None)
-    todo, outcomes = _pending(jobs, force)
+    records = _Records(medium, opts, seed)
+    todo, outcomes = _pending(jobs, force, records)
     for o in outcomes:
-        report(o)
-    cluster = None
-    if address == "local":
-        n = max(1, workers or cpus())
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=None, env={ENV: "1"})
-        client = Client(cluster)
-    else:
-        client = Client(address, timeout="20s")
-    try:
-        if on_client is not None:
-            on_client(client)
-        futures = [client.submit(work, medium, str(j.src), str(j.dst), force, seed, opts,
-                                 pure=False, retries=2) for j in todo]
-        for f in as_completed(futures):
-            outcomes.append(f.result())
-            report(outcomes[-1])
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    _remove_stale_temporaries(todo)
+        if on_outcome is not None:
+            on_outcome(o)
+    with tempfile.TemporaryDirectory(prefix="quanta-dask-") as scratch:
+        client, cluster = _connect(address, workers, scratch)
+        try:
+            if on_client is not None:
+                on_client(client)
+            futures = {client.submit(work, medium, os.path.abspath(j.src), os.path.abspath(j.dst),
+                                     force, seed, opts, pure=False, retries=2): j for j in todo}
+            for f in as_completed(futures):
+                j = futures[f]
+                o = dataclasses.replace(f.result(), src=str(j.src), dst=str(j.dst))
+                records.record(j, o)
+                outcomes.append(o)
+                if on_outcome is not None:
+                    on_outcome(o)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+            _remove_stale_temporaries(todo)
     return _in_order(jobs, outcomes)
 
 
 def _remove_stale_temporaries(jobs: list[Job]) -> None:
     """Temporary files of this batch's outputs that a killed worker could not remove."""
     for j in jobs:
-        for p in j.dst.parent.glob(f".{glob.escape(j.dst.name)}{TMP_TAG}*"):
+        try:
+            stale = list(j.dst.parent.glob(glob.escape(temporary_prefix(j.dst)) + "*"))
+        except OSError:
+            continue
+        for p in stale:
             if p.is_file():
                 p.unlink(missing_ok=True)
 
 
 def totals(outcomes: list[Outcome], seconds: float) -> dict[str, Any]:
-    """Files done/skipped/failed, bytes in and out, wall time (s) and input MB/s."""
+    """Files done/skipped/failed (``missed``: done, but their target missed), bytes in and out,
+    wall time (s) and input MB/s."""
     done = [o for o in outcomes if o.status == "done"]
     size_in = sum(o.bytes_in for o in done)
     return {"files": len(outcomes), "done": len(done),
             "skipped": sum(o.status == "skipped" for o in outcomes),
             "failed": sum(o.status == "failed" for o in outcomes),
+            "missed": sum(o.missed for o in outcomes),
             "bytes_in": size_in, "bytes_out": sum(o.bytes_out for o in done),
             "seconds": seconds, "mb_per_s": size_in / 1e6 / seconds if seconds > 0 else None}

@@ -14,6 +14,9 @@ A medium is a package with a module that keeps the **medium contract**:
 ``tour(*, quick, progress, **settings) -> TourSection`` (optional)
     The medium's part of ``quanta tour`` (:mod:`quanta.report.tour`): a measured sweep over
     precision, with figures, tables, players or crops, and its summary rows.
+``check_options(**options)`` (optional)
+    Refuse options that are wrong for every input, before any file is read (a batch calls it
+    once instead of failing every file alike).
 ``owns(path) -> bool`` (folder media only)
     Whether an existing output folder is one this medium wrote (``--force`` replaces only those).
 
@@ -68,6 +71,13 @@ class Medium:
                       progress: Progress | None = None, **options: Any) -> Report:
         """The medium's ``quantize_file``, writing ``dst`` in place."""
         return self.module().quantize_file(src, dst, seed=seed, progress=progress, **options)
+
+    def check_options(self, options: dict) -> None:
+        """Refuse options that are wrong for every input (the contract module's
+        ``check_options(**options)`` where it has one): a batch asks once, before any work."""
+        fn = getattr(self.module(), "check_options", None)
+        if fn is not None:
+            fn(**options)
 
     def output_folder(self, options: dict) -> bool:
         """Whether these options make the output a folder (the contract module's

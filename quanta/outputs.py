@@ -115,16 +115,29 @@ def _remove(p: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+#: a file name's longest length in bytes on the filesystems quanta writes to (NAME_MAX)
+NAME_MAX = 255
+
+
+def temporary_prefix(out: Path) -> str:
+    """``.NAME.quanta-tmp-`` for a temporary beside ``out``, with NAME shortened so that the
+    temporary's name (8 random characters and the extension added) stays within NAME_MAX: a
+    legal 240-byte output name must not fail for its temporary's sake."""
+    room = NAME_MAX - len(TMP_TAG.encode()) - 1 - 8 - len(out.suffix[:16].encode())
+    name = out.name.encode()[:room].decode(errors="ignore")
+    return f".{name}{TMP_TAG}"
+
+
 @contextmanager
 def atomic_output(out: Path | str, *, folder: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``out`` (a file, or an empty folder when ``folder``);
     move it onto ``out`` only if the block succeeds, else remove it."""
     out = Path(out)
-    prefix = f".{out.name}{TMP_TAG}"
+    prefix = temporary_prefix(out)
     if folder:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=out.suffix, dir=out.parent)
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=out.suffix[:16], dir=out.parent)
         os.close(fd)
         tmp = Path(name)
     try:

@@ -20,6 +20,25 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     return requantize_file(src, dst, seed=seed, progress=progress, **options)
 
 
+def check_options(*, bits: int = 16, dither: str = "tpdf", shape: Any = "auto",
+                  chunk_frames: int | None = None, **_: Any) -> None:
+    """Refuse options that are wrong for every file (a batch checks them once, before any
+    work): the bit depth, the dither kind, a filter name that exists at no rate, the chunk."""
+    from quanta.audio.levels import check_bits
+    from quanta.audio.shaping import CLASSIC
+    from quanta.core._checks import check_choice
+    from quanta.core.dither import KINDS
+    from quanta.errors import ConfigError
+
+    check_bits(bits)
+    check_choice(dither, KINDS, "dither")
+    if chunk_frames is not None and chunk_frames < 1:
+        raise ConfigError("chunk size must be positive")
+    if isinstance(shape, str) and not (shape in ("auto", "none") or shape.startswith("designed")
+                                       or any(f.name == shape for f in CLASSIC)):
+        raise ConfigError(f"unknown noise-shaping filter {shape!r}")
+
+
 def example(folder: Path | str, *, seed: int = 0) -> Path:
     """A 0.5-second, 44.1 kHz stereo float WAV of the music-like signal."""
     from quanta.audio.generate import write

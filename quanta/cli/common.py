@@ -53,7 +53,23 @@ def run_file_command(medium: str, src: Path, dst: Path, *, force: bool, json_out
             sys.stdout.flush()
             return report
     show(report, json_out, title=f"{medium} {m.command}")
+    _check_target(report)
     return report
+
+
+#: the exit status of a command whose output was written but whose target was missed
+MISSED = 3
+
+
+def _check_target(report: Report) -> None:
+    """A missed target is written (the closest file) but not success: one line on stderr, exit 3."""
+    target = getattr(report, "target", None)
+    if target and not target.get("met", True):
+        import typer
+
+        err_console.print(f"quanta: target not met: {target['kind']} {target['target']:g}, reached "
+                          f"{target['value']:g} (the closest file was written)", highlight=False)
+        raise typer.Exit(MISSED)
 
 
 def _option(*names: str, default: Any = None, help: str) -> Any:
@@ -90,8 +106,10 @@ def run_files(medium: str, inputs: list[Path], batch: BatchOptions, *, force: bo
 
     Many: files, folders and patterns become jobs (:func:`quanta.batch.plan`) run in worker
     processes or on a Dask cluster, under one progress bar over files and bytes; a summary table
-    (or ``--json``) at the end. A file that fails is reported with its reason and the rest go on;
-    the exit status is then 2. Outputs already present are skipped unless ``--force``.
+    (or ``--json``) at the end, each file's notes and missed targets included. A file that fails
+    is reported with its reason and the rest go on; the exit status is then 2 (3 when every file
+    was written but a target was missed). Outputs quanta already wrote with the same options are
+    skipped unless ``--force``.
     """
     from quanta.errors import ConfigError
 
@@ -110,6 +128,9 @@ def run_files(medium: str, inputs: list[Path], batch: BatchOptions, *, force: bo
 def _run_batch(medium: str, inputs: list[Path], batch: BatchOptions, *, force: bool, json_out: bool,
                seed: int, label: str | None, suffix_for: Callable[[Path], str] | None,
                options: dict[str, Any]) -> None:
+    """Plan (every option and input checked, once), run, and account: the summary and
+    ``--json`` are printed on interruption too; the exit status is 0 only when every file did
+    what was asked (2: a file failed; 3: a target was missed)."""
     import time
 
     from quanta import batch as b
@@ -122,35 +143,79 @@ def _run_batch(medium: str, inputs: list[Path], batch: BatchOptions, *, force: b
         raise ConfigError("--jobs must be at least 1")
     if "-" in map(str, inputs):
         raise ConfigError("'-' (standard input) cannot be part of a batch")
+    if batch.cluster is not None:
+        b.check_address(batch.cluster)
+    m.check_options(options)
     jobs = b.plan(inputs, batch.output, suffix_for=suffix_for or (lambda p: m.suffix),
                   recursive=batch.recursive, reads=m.reads)
+    created = not batch.output.exists()
     batch.output.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    total = sum(j.src.stat().st_size for j in jobs)
-    with batch_bar(label or f"{medium} {m.command}", len(jobs), total, enabled=not json_out) as advance:
-        kw = dict(workers=batch.jobs, force=force, seed=seed, options=options, on_outcome=advance)
-        outcomes = (b.run_on_cluster(jobs, medium, batch.cluster, **kw) if batch.cluster
-                    else b.run(jobs, medium, **kw))
+    total = sum(b.size_of(j.src) for j in jobs)
+    outcomes: list[Any] = []
+    title = f"{medium} {m.command}: {len(jobs)} file{'s' * (len(jobs) != 1)} → {batch.output}"
+    try:
+        with batch_bar(label or f"{medium} {m.command}", len(jobs), total, enabled=not json_out) as advance:
+            def seen(o: Any) -> None:
+                outcomes.append(o)
+                advance(o)
+
+            kw = dict(workers=batch.jobs, force=force, seed=seed, options=options, on_outcome=seen)
+            if batch.cluster:
+                b.run_on_cluster(jobs, medium, batch.cluster, **kw)
+            else:
+                b.run(jobs, medium, **kw)
+    except BaseException as e:
+        if created and not any(batch.output.iterdir()):
+            batch.output.rmdir()  # nothing was written: leave no empty folder behind
+        if not isinstance(e, Exception):  # interrupted: say what was finished
+            _report_batch(outcomes, jobs, t0, title + " (interrupted)", json_out)
+        raise
+    if _report_batch(outcomes, jobs, t0, title, json_out):
+        import typer
+
+        raise typer.Exit(_batch_status(outcomes))
+
+
+def _batch_status(outcomes: list[Any]) -> int:
+    """2 when a file failed, 3 when one missed its target, else 0."""
+    return 2 if any(o.status == "failed" for o in outcomes) else (3 if any(o.missed for o in outcomes) else 0)
+
+
+def _report_batch(outcomes: list[Any], jobs: list[Any], t0: float, title: str, json_out: bool) -> int:
+    """Print the summary (or JSON) of the outcomes so far; return the exit status they give."""
+    import time
+
+    from quanta import batch as b
+
+    rank = {str(j.src): i for i, j in enumerate(jobs)}
+    outcomes = sorted(outcomes, key=lambda o: rank.get(o.src, len(rank)))
     summary = b.totals(outcomes, time.perf_counter() - t0)
     if json_out:
         print_json({"totals": summary, "files": [o.to_dict() for o in outcomes]})
     else:
-        _print_summary(summary, outcomes, f"{medium} {m.command}: {len(jobs)} files → {batch.output}")
-    if summary["failed"]:
-        import typer
-
-        raise typer.Exit(2)
+        _print_summary(summary, outcomes, title)
+    return _batch_status(outcomes)
 
 
 def _print_summary(summary: dict[str, Any], outcomes: list[Any], title: str) -> None:
-    mb = 1e6
-    print_table(title, ["files", "done", "skipped", "failed", "MB in", "MB out", "seconds", "MB/s in"],
+    from quanta.units import format_size
+
+    print_table(title, ["files", "done", "skipped", "failed", "target missed", "in", "out", "seconds",
+                        "MB/s in"],
                 [[summary["files"], summary["done"], summary["skipped"], summary["failed"],
-                  f"{summary['bytes_in'] / mb:.1f}", f"{summary['bytes_out'] / mb:.1f}",
+                  summary["missed"], format_size(summary["bytes_in"]), format_size(summary["bytes_out"]),
                   f"{summary['seconds']:.2f}", summary["mb_per_s"]]], left=())
     for o in outcomes:
         if o.status == "failed":
             err_console.print(f"[red]failed[/red] {o.error}", markup=True, highlight=False)
+            continue
+        if o.missed:
+            t = o.target
+            err_console.print(f"[yellow]target missed[/yellow] {o.src}: {t['kind']} {t['target']:g}, "
+                              f"reached {t['value']:g}", markup=True, highlight=False)
+        for note in o.notes:
+            err_console.print(f"note {o.src}: {note}", highlight=False)
 
 
 def _stdin(folder: Path, medium: Any) -> Path:

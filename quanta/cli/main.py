@@ -1,9 +1,11 @@
 """``quanta`` — the command-line entry point.
 
 The command groups, ``quanta info`` and ``quanta demo`` come from the media registry
-(:data:`quanta.media.MEDIA`). Exit codes: 0 success; 2 bad input or usage (one line on stderr);
-1 a bug (one line saying so; ``--debug``, anywhere on the line, shows the traceback);
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM) — temporary outputs removed either way.
+(:data:`quanta.media.MEDIA`). Exit codes: 0 success; 2 bad input or usage (one line on stderr), or
+the environment refused (a read-only folder, an unreachable cluster); 3 the output was written but
+its target was missed; 1 a bug (one line saying so; ``--debug``, anywhere on the line, shows the
+traceback and keeps the exit code); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung
+up (SIGHUP) — temporary outputs removed in every case.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ CORE_PACKAGES = ("numpy", "scipy", "rich", "typer", "matplotlib")
 
 
 class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM, so that clean-up runs as for Ctrl-C."""
+    """Raised in the main thread on SIGTERM or SIGHUP (the terminal closed, the ssh session
+    dropped), so that clean-up runs as for Ctrl-C; the exit status is 128 + the signal."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
 
 
 def _version(value: bool) -> None:
@@ -123,7 +130,7 @@ def _normalise(args: list[str]) -> tuple[list[str], bool]:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
+    raise Terminated(signum)
 
 
 def _usage_error(e: Exception) -> int:
@@ -144,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         args = ["--help"]
     # SIGTERM raises Terminated and SIGINT KeyboardInterrupt (even where a background shell
     # started us with SIGINT ignored), so that temporary outputs are removed either way.
-    handlers = {signal.SIGTERM: _on_sigterm, signal.SIGINT: signal.default_int_handler}
+    handlers = {signal.SIGTERM: _on_sigterm, signal.SIGHUP: _on_sigterm,
+                signal.SIGINT: signal.default_int_handler}
     previous = {s: signal.signal(s, h) for s, h in handlers.items()} if _main_thread() else {}
     try:
         return _run(args, debug)
@@ -164,23 +172,47 @@ def _run(args: list[str], debug: bool) -> int:
     try:
         rc = cmd.main(args=args, prog_name="quanta", standalone_mode=False)
     except QuantaError as e:
-        if debug:
-            raise
-        print(f"quanta: error: {e}", file=sys.stderr)
-        return 2
+        return _input_error(str(e), e, debug)
     except (KeyboardInterrupt, Terminated) as e:
-        return _interrupted(isinstance(e, Terminated))
+        return _interrupted(e.signum if isinstance(e, Terminated) else None)
     except (BrokenPipeError, SystemExit) as e:
         return _pipe_or_exit(e)
     except (typer.Exit, typer.Abort) as e:
         return _exit(e)
     except typer.TyperException as e:  # click's usage errors, as typer raises them
         return _cli_error(e, debug)
+    except OSError as e:  # the environment: a read-only folder, a name too long, a full disk
+        return _input_error(_os_message(e), e, debug)
     except Exception as e:
         return _bug(e, debug)
     if isinstance(rc, int) and not isinstance(rc, bool):  # typer turns Ctrl-C into Exit(130)
-        return _interrupted(False) if rc == 130 else rc
+        return _interrupted(None) if rc == 130 else rc
     return 0
+
+
+def _input_error(message: str, e: BaseException, debug: bool) -> int:
+    """Bad input or an environment that refuses: one line, exit 2 (``--debug``: the traceback
+    too, and still exit 2)."""
+    if debug:
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    print(f"quanta: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _os_message(e: OSError) -> str:
+    """An OSError in one line, naming the path without quanta's temporary-name decoration."""
+    from quanta.outputs import TMP_TAG
+
+    name = e.filename
+    if isinstance(name, str) and TMP_TAG in name:
+        import os
+
+        folder, base = os.path.split(name)
+        name = os.path.join(folder, base.split(TMP_TAG)[0].lstrip("."))
+    what = (e.strerror or type(e).__name__).lower()
+    return f"{name}: {what}" if name else what
 
 
 def _pipe_or_exit(e: BaseException) -> int:
@@ -198,9 +230,11 @@ def _exit(e: BaseException) -> int:
     return 1
 
 
-def _interrupted(terminated: bool) -> int:
-    print(f"quanta: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-    return 143 if terminated else 130
+def _interrupted(signum: int | None) -> int:
+    """Ctrl-C (``signum`` None): 130; SIGTERM 143; SIGHUP 129."""
+    word = "interrupted" if signum is None else ("hung up" if signum == signal.SIGHUP else "terminated")
+    print(f"quanta: {word}", file=sys.stderr)
+    return 130 if signum is None else 128 + signum
 
 
 def _cli_error(e: Exception, debug: bool) -> int:

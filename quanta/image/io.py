@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from quanta.errors import InputError
 
 
-def load_image(path: Path | str) -> tuple[np.ndarray, bytes | None, list[str]]:
+def load_image(path: Path | str, *, check_size: Callable[[int, int], None] | None = None,
+               ) -> tuple[np.ndarray, bytes | None, list[str]]:
     """Read an image as uint8 ``(H, W)`` or ``(H, W, 3)``, its ICC profile, and notes on
-    any conversion (palette, alpha, 16-bit, CMYK).
+    any conversion (palette, alpha, 16-bit, CMYK, frames after the first).
 
     Refuses missing, unreadable, truncated and zero-size files, and images beyond Pillow's
-    decompression-bomb limit, with :class:`InputError`.
+    decompression-bomb limit, with :class:`InputError`. ``check_size(width, height)`` runs on
+    the header's size before any pixel is decoded (an encoder's limits).
     """
     from PIL import Image
 
@@ -27,6 +31,9 @@ def load_image(path: Path | str) -> tuple[np.ndarray, bytes | None, list[str]]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
+                if check_size is not None:
+                    check_size(*im.size)
+                _header_notes(im, notes)
                 im.load()
                 icc = im.info.get("icc_profile")
                 arr = _to_8bit(im, notes)
@@ -39,6 +46,17 @@ def load_image(path: Path | str) -> tuple[np.ndarray, bytes | None, list[str]]:
     if arr.size == 0:
         raise InputError(f"{p}: image has zero size")
     return arr, icc, notes
+
+
+def _header_notes(im: Any, notes: list[str]) -> None:
+    """What the header says will be lost: frames after the first, 16-bit colour samples."""
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"{frames} frames: only the first was read")
+    raw = im.tile[0][3] if im.tile and len(im.tile[0]) > 3 else None
+    raw = raw[0] if isinstance(raw, tuple) and raw else raw
+    if im.mode == "RGB" and isinstance(raw, str) and "16" in raw:
+        notes.append("16-bit samples rounded to 8 bits")
 
 
 def _to_8bit(im, notes: list[str]) -> np.ndarray:
@@ -75,16 +93,43 @@ def _to_8bit(im, notes: list[str]) -> np.ndarray:
     raise InputError(f"image mode {mode!r} is not supported (8-bit gray or RGB expected)")
 
 
-def read_metadata(path: Path | str) -> tuple[bytes | None, tuple[float, float] | None]:
+def read_metadata(path: Path | str, notes: list[str] | None = None,
+                  ) -> tuple[bytes | None, tuple[float, float] | None]:
     """The image's EXIF bytes (orientation included) and resolution in dots per inch, if any
-    (read from the header only)."""
+    (read from the header only). EXIF too large for one JPEG segment (64 kB) keeps its small
+    tags — orientation, camera, dates — and drops the large ones (a note in ``notes`` says so)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             exif = im.info.get("exif")
             dpi = im.info.get("dpi")
+            if isinstance(exif, (bytes, bytearray)) and len(exif) > EXIF_ROOM:
+                exif = _small_exif(im.getexif(), notes if notes is not None else [])
     except (OSError, SyntaxError, ValueError):
         return None, None
     ok_dpi = tuple(float(v) for v in dpi) if isinstance(dpi, tuple) and len(dpi) == 2 else None
     return (exif if isinstance(exif, (bytes, bytearray)) and exif else None), ok_dpi
+
+
+#: EXIF bytes one APP1 segment holds (65,533 payload bytes less the ``Exif\0\0`` header)
+EXIF_ROOM = 65533 - 6
+#: a tag value longer than this (bytes) is dropped from an EXIF that does not fit
+LARGE_TAG = 1024
+
+
+def _small_exif(exif: Any, notes: list[str]) -> bytes | None:
+    """The main image's tags whose values are short; the rest named in a note."""
+    from PIL import Image
+
+    small, dropped = Image.Exif(), []
+    for tag, value in exif.items():
+        size = len(value) if isinstance(value, (bytes, str, tuple)) else 0
+        (dropped.append(tag) if size > LARGE_TAG else small.__setitem__(tag, value))
+    data = small.tobytes()
+    if len(data) > EXIF_ROOM:
+        notes.append("EXIF larger than one JPEG segment: dropped")
+        return None
+    notes.append(f"EXIF larger than one JPEG segment: {len(dropped)} large tag(s) dropped, the rest "
+                 "(orientation included) kept")
+    return data

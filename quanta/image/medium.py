@@ -3,6 +3,7 @@ example input, and the demo section."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,21 +59,14 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     from quanta.errors import ConfigError
     from quanta.image.io import load_image, read_metadata
     from quanta.image.jpeg import encode
-    from quanta.image.jpeg.tables import quality_scaling
+    from quanta.image.jpeg.encoder import check_dimensions
 
     if Path(dst).suffix.lower() not in JPEG_SUFFIXES:
         raise ConfigError(f"encode writes JPEG: name the output .jpg or .jpeg "
                           f"(not {Path(dst).suffix or 'without an extension'})")
-    quality_scaling(quality)  # refuse a bad quality before reading anything
-    if target is not None:
-        from quanta.image.jpeg.target import KINDS
-
-        if target[0] not in KINDS or not target[1] > 0:
-            raise ConfigError(f"bad target {target[0]} {target[1]!r}: a positive number is needed")
-        if target[0] == "ssimulacra2" and target[1] > 100:
-            raise ConfigError(f"--target-ssimulacra2 {target[1]:g}: scores go up to 100 (identical)")
-    img, icc, notes = load_image(src)
-    exif, dpi = read_metadata(src)
+    check_options(quality=quality, subsampling=subsampling, target=target)
+    img, icc, notes = load_image(src, check_size=check_dimensions)
+    exif, dpi = read_metadata(src, notes)
     _tick(progress, 1)
     kw = dict(quality=quality, subsampling=subsampling, tables=tables, optimize=optimize,
               restart_interval=restart_interval, progressive=progressive, fast=fast,
@@ -100,6 +94,27 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                         "progressive" if enc.progressive else "baseline", "fast" if fast else "best",
                         None if reached is None else dict(reached.__dict__),
                         notes)
+
+
+def check_options(*, quality: int = 75, subsampling: str = "auto",
+                  target: tuple[str, float] | None = None, **_: Any) -> None:
+    """Refuse options that are wrong for every image (a batch checks them once, before any
+    work): the quality, the subsampling, the target."""
+    from quanta.core._checks import check_choice
+    from quanta.errors import ConfigError
+    from quanta.image.jpeg.color import SUBSAMPLING
+    from quanta.image.jpeg.tables import quality_scaling
+
+    quality_scaling(quality)
+    check_choice(subsampling, (*SUBSAMPLING, "auto", "gray"), "subsampling")
+    if target is not None:
+        from quanta.image.jpeg.target import KINDS
+
+        kind, value = target
+        if kind not in KINDS or not math.isfinite(value) or (kind != "ssimulacra2" and not value > 0):
+            raise ConfigError(f"bad target {kind} {value!r}: a positive number is needed")
+        if kind == "ssimulacra2" and value > 100:
+            raise ConfigError(f"--target-ssimulacra2 {value:g}: scores go up to 100 (identical)")
 
 
 def _tick(progress: Progress | None, done: int) -> None:

@@ -81,9 +81,11 @@ def test_corrupt_and_nan_inputs(tmp_path, capsys):
     assert main(["audio", "requantize", str(tmp_path / "none.wav"), str(out)]) == 2
 
 
-def test_debug_shows_traceback(tmp_path):
-    with pytest.raises(Exception, match="no such file"):
-        main(["--debug", "audio", "requantize", str(tmp_path / "none.wav"), str(tmp_path / "o.wav")])
+def test_debug_shows_traceback_and_keeps_the_exit_code(tmp_path, capsys):
+    # an input error stays exit 2 under --debug (probe 2026-12-05, L11); the traceback is added
+    assert main(["--debug", "audio", "requantize", str(tmp_path / "none.wav"), str(tmp_path / "o.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "InputError" in err and err.strip().endswith("no such file")
 
 
 def test_analyze_with_reference_and_plot(tmp_path, src, capsys):

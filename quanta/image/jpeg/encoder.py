@@ -107,6 +107,18 @@ class Frame:
         return sum(c.h * c.v for c in self.components)
 
 
+#: the largest width or height libjpeg (djpeg, Pillow, browsers) decodes: its JPEG_MAX_DIMENSION;
+#: the format's 16-bit fields would allow 65,535, but no common decoder reads such a file
+MAX_SIDE = 65500
+
+
+def check_dimensions(width: int, height: int) -> None:
+    """Refuse an image wider or taller than :data:`MAX_SIDE` pixels."""
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise InputError(f"{width}×{height} pixels: JPEG decoders (libjpeg's limit) read at most "
+                         f"{MAX_SIDE} pixels a side")
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.dtype != np.uint8:
@@ -118,8 +130,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     height, width = img.shape[:2]
     if height == 0 or width == 0:
         raise InputError("image has zero size")
-    if height > 65535 or width > 65535:
-        raise InputError(f"{width}×{height} exceeds JPEG's 65535-pixel limit")
+    check_dimensions(width, height)
     return img
 
 
