@@ -1,0 +1,34 @@
+"""Golden digests (issue 22): the bytes of representative outputs of every medium are pinned.
+
+A refactor keeps every digest; a change that must alter bytes says why in its commit and
+rewrites ``digests.json`` (``python -m tests.golden.cases``) in the same commit. The digests
+were made at 60e9386 and re-checked there (same bytes) before anything moved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.golden.cases import CASES, compute
+
+PINNED = json.loads((Path(__file__).parent / "digests.json").read_text())
+
+
+def test_every_case_is_pinned_and_labelled():
+    assert set(PINNED) == set(CASES)
+    assert all(PINNED[n]["covers"] == CASES[n][0] for n in CASES)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    return tmp_path_factory.mktemp("golden")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_output_bytes_are_unchanged(name, scratch):
+    assert compute(scratch, [name])[name] == PINNED[name]["sha256"], (
+        f"{name} ({CASES[name][0]}) changed its bytes: if that is intended, say why in the commit "
+        "and run python -m tests.golden.cases")
