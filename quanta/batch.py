@@ -272,9 +272,9 @@ def run(jobs: list[Job], medium: str, *, workers: int | None = None, force: bool
     """Process ``jobs`` in ``workers`` processes (default: one per core); outcomes in job order.
 
     ``on_outcome`` is called as each file finishes (decided ones first). A worker that dies
-    (killed, out of memory) fails nothing but its own file, which is retried once in a fresh
-    worker. On Ctrl-C or SIGTERM the queued jobs are dropped, the running ones interrupted
-    (their temporary files removed), and the interrupt re-raised.
+    (killed, out of memory) fails nothing but its own file, found by retrying the files it
+    could have been running one at a time. On Ctrl-C or SIGTERM the queued jobs are dropped,
+    the running ones interrupted (their temporary files removed), and the interrupt re-raised.
     """
     opts = dict(options or {})
     records = _Records(medium, opts, seed)
@@ -304,50 +304,59 @@ def run(jobs: list[Job], medium: str, *, workers: int | None = None, force: bool
     return _in_order(jobs, outcomes)
 
 
-#: how often a file is tried when the worker running it dies
-TRIES = 2
-
-
 def _run_pool(todo: list[Job], n: int, call: Callable[[Job], tuple],
               report: Callable[[Outcome], None]) -> None:
-    """Run ``todo`` in a pool of ``n`` processes, ``n`` files in flight at a time (so that a
-    worker's death is charged to the files it could have been running). When a worker dies,
-    the files in flight go back in the queue, a fresh pool takes over, and a file in flight at
-    ``TRIES`` deaths fails."""
+    """Run ``todo`` in a pool of ``n`` processes, ``n`` files in flight at a time. When a worker
+    dies (killed, out of memory), every file in flight becomes a suspect, a fresh pool takes
+    over, and each suspect is retried alone: one that dies again, alone, fails; the others are
+    done as usual."""
     import multiprocessing as mp
-    from collections import Counter, deque
+    from collections import deque
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    queue, tries = deque(todo), Counter()
-    while queue:
+    queue: deque[Job] = deque(todo)
+    suspects: deque[Job] = deque()
+    while queue or suspects:
         pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
                                    initargs=(max(1, cpus() // n), os.getpid()))
-        running: dict[Future, Job] = {}
+        running: dict[Future, tuple[Job, bool]] = {}
         broken = False
         try:
-            while (queue and not broken) or running:
-                while queue and not broken and len(running) < n:
-                    j = queue.popleft()
-                    fn, *args = call(j)
-                    running[pool.submit(fn, *args)] = j
+            while running or (not broken and (queue or suspects)):
+                if not broken:
+                    _submit(pool, running, queue, suspects, n, call)
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for f in done:
-                    j = running.pop(f)
+                    j, alone = running.pop(f)
                     try:
                         report(f.result())
                     except BrokenProcessPool:
                         broken = True
-                        tries[j] += 1
-                        if tries[j] < TRIES:
-                            queue.appendleft(j)
-                        else:
+                        if alone:
                             report(_failed(j, f"{j.src}: the worker process died while writing it "
-                                              "(killed, or out of memory?), twice"))
+                                              "(killed, or out of memory?), and again when retried alone"))
+                        else:
+                            suspects.append(j)
         except BaseException:
             _stop_pool(pool)
             raise
         pool.shutdown(wait=True)
+
+
+def _submit(pool: ProcessPoolExecutor, running: dict, queue: Any, suspects: Any, n: int,
+            call: Callable[[Job], tuple]) -> None:
+    """Fill the pool: a suspect runs alone (once the others finish), else up to ``n`` files."""
+    if suspects:
+        if not running:
+            j = suspects.popleft()
+            fn, *args = call(j)
+            running[pool.submit(fn, *args)] = (j, True)
+        return
+    while queue and len(running) < n:
+        j = queue.popleft()
+        fn, *args = call(j)
+        running[pool.submit(fn, *args)] = (j, False)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
