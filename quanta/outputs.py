@@ -90,6 +90,16 @@ def _check_replaceable(out: Path, folder: bool, owns: Callable[[Path], bool] | N
         raise OutputError(f"{out} exists and is not a file quanta wrote; refusing to replace it")
 
 
+def check_only_ours(folder: Path | str, names: tuple[str, ...]) -> None:
+    """Refuse to replace a folder quanta wrote that now also holds files it did not write (a
+    user's notes, logs, sub-folders): ``--force`` must not delete them with it."""
+    extra = sorted(p.name for p in Path(folder).iterdir() if p.name not in names)
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise OutputError(f"{folder} also holds files quanta did not write ({shown}); refusing to "
+                          "replace it (move them out, or choose another output)")
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

@@ -40,6 +40,7 @@ def run_file_command(medium: str, src: Path, dst: Path, *, force: bool, json_out
     from quanta.media import get
 
     m = get(medium)
+    m.check_options(options)  # every option that is wrong for any input, before any work
     with tempfile.TemporaryDirectory(prefix="quanta-") as tmp:
         src = _stdin(Path(tmp), m) if str(src) == "-" else src
         to_stdout = str(dst) == "-"

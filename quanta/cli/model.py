@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -66,8 +67,12 @@ def quantize(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Quantize MODEL's Linear layers and save a folder of safetensors + JSON config."""
+    from quanta.errors import ConfigError
     from quanta.outputs import atomic_output
 
+    if format != "gguf" and out.suffix.lower() == ".gguf":
+        raise ConfigError(f"{out}: a .gguf name needs --format gguf (otherwise a quanta folder is "
+                          "written: name it without .gguf)")
     mixed = target_size is not None or target_bpw is not None
     plot = _plot_target(plot, mixed, force, (out, Path(model)))
     label = f"quantize {method} " + (f"to {target_size or f'{target_bpw} bpw'}" if mixed else f"{bits}-bit")
@@ -139,10 +144,11 @@ def eval_(
     from quanta.model.medium import calibration_for
     from quanta.model.quantizers import make_quantizer
 
+    _check_eval(model, reference, chunks, ctx, calib, calib_samples, calib_len)
     quantizer = None if bits is None else make_quantizer(method, bits=bits, group_size=group_size, sym=sym)
     with progress_bar("load", enabled=not json_out):
         loaded = load_model(model)
-        ref_model = load_model(reference).model if reference else None
+        ref_model = _reference(load_model(reference), loaded) if reference else None
     if quantizer is not None:
         ref_model = ref_model if ref_model is not None else copy.deepcopy(loaded.model)
         windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, 0)
@@ -152,6 +158,40 @@ def eval_(
         rep = evaluate_loaded(loaded, reference=ref_model, chunks=chunks, ctx=ctx, speed=speed,
                               progress=progress)
     show(rep, json_out, title=f"eval: {loaded.source}")
+
+
+def _check_eval(model: str, reference: str | None, chunks: int, ctx: int, calib: Path | None,
+                calib_samples: int, calib_len: int) -> None:
+    """``eval``'s options, refused before any model is loaded."""
+    from quanta.errors import ConfigError, InputError
+    from quanta.model.load import check_source
+
+    check_source(model)
+    if reference is not None:
+        check_source(reference, "reference")
+    if chunks < 1:
+        raise ConfigError(f"--chunks {chunks}: give at least 1")
+    if ctx < 16:
+        raise ConfigError(f"--ctx {ctx}: give at least 16 tokens")
+    if calib_samples < 1 or calib_len < 1:
+        raise ConfigError("--calib-samples and --calib-len: give at least 1")
+    if calib is not None and not calib.is_file():
+        raise InputError(f"{calib}: no such calibration text file")
+
+
+def _reference(ref: Any, loaded: Any) -> Any:
+    """The reference's model, once it is known to be comparable: a causal LM over the same
+    vocabulary."""
+    from quanta.errors import InputError
+
+    if ref.kind == "hf-encoder" or not hasattr(ref.model, "lm_head"):
+        raise InputError(f"{ref.source}: the reference is an encoder; KLD needs a causal language model")
+    vocab = getattr(ref.model.config, "vocab_size", None)
+    ours = getattr(getattr(loaded.model, "config", None), "vocab_size", None)
+    if vocab and ours and vocab != ours:
+        raise InputError(f"{ref.source}: the reference's vocabulary ({vocab} tokens) differs from the "
+                         f"model's ({ours})")
+    return ref.model
 
 
 @app.command()
@@ -185,6 +225,8 @@ def generate(
         raise InputError("give a PROMPT (or - to read it from standard input)")
     if prompt == "-":
         prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise InputError("the prompt is empty")
     with progress_bar("load", enabled=not json_out):
         loaded = load_model(model, lite=not eager)  # a quanta Llama folder: no transformers import
 

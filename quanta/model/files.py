@@ -14,20 +14,27 @@ from quanta.errors import ConfigError, InputError
 from quanta.model.apply import set_submodule
 from quanta.model.qembed import QuantEmbedding, tie_head
 from quanta.model.qlinear import QuantLinear
-from quanta.outputs import atomic_output, check_output
+from quanta.outputs import atomic_output, check_only_ours, check_output
 
 FORMAT = "quanta-quantized/1"
 CONFIG = "quant_config.json"
 
 
+#: the files a quanta model folder holds
+WRITES = ("model.safetensors", CONFIG, "tokenizer.json")
+
+
 def owns(folder: Path | str) -> bool:
     """True when ``folder`` is a model folder quanta wrote (its config names quanta's format);
-    ``--force`` replaces only such folders."""
+    ``--force`` replaces only such folders, and refuses one that also holds other files."""
     try:
         cfg = json.loads((Path(folder) / CONFIG).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(cfg, dict) and cfg.get("format") == FORMAT
+    if not (isinstance(cfg, dict) and cfg.get("format") == FORMAT):
+        return False
+    check_only_ours(folder, WRITES)
+    return True
 
 
 def save_quantized(model: nn.Module, tokenizer: Any, out: Path | str, *, report: Any,

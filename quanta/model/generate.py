@@ -11,6 +11,7 @@ rights.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ class Generation(Report):
     text: str = ""
     prompt_tokens: int = 0
     generated_tokens: int = 0
-    stopped: str = ""  # "eos" or "max_tokens"
+    stopped: str = ""  # "eos", "max_tokens" or "context" (the model's context was full)
     prefill_s: float = 0.0
     decode_s: float = 0.0
     prefill_tokens_per_s: float = 0.0
@@ -50,8 +51,8 @@ def check_sampling(max_tokens: int, temperature: float, top_p: float) -> None:
     """Refuse settings that cannot sample (one line each)."""
     if max_tokens < 1:
         raise ConfigError(f"--max-tokens {max_tokens}: give at least 1")
-    if not temperature >= 0:
-        raise ConfigError(f"--temperature {temperature}: give 0 (greedy) or more")
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ConfigError(f"--temperature {temperature}: give 0 (greedy) or a finite number above")
     if not 0 < top_p <= 1:
         raise ConfigError(f"--top-p {top_p}: give a probability in (0, 1]")
 
@@ -227,13 +228,22 @@ def generate(loaded: Any, prompt: str, *, max_tokens: int = 128, temperature: fl
         ids = tok.encode(render_chat(template, prompt), add_special_tokens=False).ids
     else:
         ids = [loaded.bos_id, *tok.encode(prompt, add_special_tokens=False).ids]
+    if not prompt.strip():
+        raise InputError("the prompt is empty")
+    context = int(getattr(loaded.model.config, "max_position_embeddings", 0) or 0)
+    if context and len(ids) >= context:
+        raise InputError(f"the prompt has {len(ids)} tokens; the model's context holds {context}")
+    capped = context and len(ids) + max_tokens > context
+    if capped:  # the KV cache is sized to the context, never to an unbounded --max-tokens
+        max_tokens = context - len(ids)
     stream = TextStream(tok, write or (lambda _s: None))
     g = generate_ids(loaded.model, ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                      seed=seed, stop=stop_ids(loaded.model), on_token=stream, fast=fast)
     stream.finish()
     steps = len(g.ids) - 1  # forward passes after the prefill
+    stopped = "context" if capped and g.stopped == "max_tokens" else g.stopped
     return Generation(model=loaded.source, text=stream.text(), prompt_tokens=len(ids),
-                      generated_tokens=len(g.ids), stopped=g.stopped, prefill_s=g.prefill_s,
+                      generated_tokens=len(g.ids), stopped=stopped, prefill_s=g.prefill_s,
                       decode_s=g.decode_s, path=g.path,
                       prefill_tokens_per_s=len(ids) / g.prefill_s if g.prefill_s > 0 else 0.0,
                       decode_tokens_per_s=steps / g.decode_s if steps and g.decode_s > 0 else 0.0,

@@ -56,6 +56,22 @@ def bundled(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / rel
 
 
+#: the names quanta resolves to models it ships or builds
+NAMES = ("smollm2", "minilm", "smollm2-unbinned")
+
+
+def check_source(src: str | Path, what: str = "model") -> None:
+    """Refuse a model argument that names nothing, before anything is loaded."""
+    if str(src) in NAMES:
+        return
+    p = Path(src)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder (a {what}: a .gguf file, a model folder, or "
+                         f"{', '.join(NAMES)})")
+    if p.is_file() and p.suffix.lower() != ".gguf":
+        raise InputError(f"{p}: expected a .gguf file or a model folder")
+
+
 def load_model(src: str | Path, *, lite: bool = False) -> Loaded:
     """Load ``src``: a .gguf file, a quanta folder, an HF folder, or a bundled name: "smollm2",
     "minilm", or "smollm2-unbinned" (built into the user's cache on first use).

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quanta.model.files import owns as owns_folder
-from quanta.model.gguf_export import BLOCK_TYPES
 from quanta.progress import Progress
 from quanta.reports import DemoSection, Report
 
@@ -25,6 +23,7 @@ def output_is_folder(*, format: str = "quanta", **_: Any) -> bool:
 
 def owns(path: Path) -> bool:
     """An existing output quanta wrote: a quanta model folder, or a GGUF file with its mark."""
+    from quanta.model.files import owns as owns_folder
     from quanta.model.gguf_export import wrote
 
     return owns_folder(path) if path.is_dir() else (path.suffix == ".gguf" and wrote(path))
@@ -125,12 +124,18 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     from quanta.core._checks import check_choice
     from quanta.model.apply import count_by_path, quantize_model
     from quanta.model.files import write_folder
+    from quanta.model.gguf_export import BLOCK_TYPES
+    from quanta.model.load import check_source
     from quanta.model.mixed import plan_quantizers
     from quanta.model.quantizers import make_quantizer
 
     t0 = time.perf_counter()
+    check_options(bits=bits, group_size=group_size, method=method, float_dtype=float_dtype,
+                  calib=calib, calib_samples=calib_samples, calib_len=calib_len, format=format,
+                  target_size=target_size, target_bpw=target_bpw, embedding_bits=embedding_bits)
     check_choice(float_dtype, FLOAT_DTYPES, "float dtype")
     check_choice(format, FORMATS, "format")
+    check_source(src)
     mixed = target_size is not None or target_bpw is not None
     kind = _gguf_kind(format, dst, bits, sym, group_size, mixed)
     sym = sym or bool(kind and BLOCK_TYPES[kind].sym)  # llama.cpp's symmetric types
@@ -169,6 +174,42 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
         bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
         weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()),
         mixed=mix, embedding=_embedding_label(rep.layers.get("embedding"))), t0)
+
+
+def check_options(*, bits: int = 4, group_size: int | None = None, method: str = "gptq",
+                  float_dtype: str = "float32", calib: str | Path | None = None,
+                  calib_samples: int | None = None, calib_len: int | None = None, format: str = "quanta",
+                  target_size: str | int | None = None, target_bpw: float | None = None,
+                  embedding_bits: int | None = None, **_: Any) -> None:
+    """Every option that can be wrong whatever the model is, refused in one line before the
+    model is read (sizes parsed, ranges and combinations checked, the calibration file found)."""
+    import math
+
+    from quanta.core._checks import check_bits, check_choice
+    from quanta.errors import ConfigError, InputError
+    from quanta.units import parse_size
+
+    check_choice(float_dtype, FLOAT_DTYPES, "float dtype")
+    check_choice(format, FORMATS, "format")
+    if target_size is not None and target_bpw is not None:
+        raise ConfigError("give --target-size or --target-bpw, not both")
+    if target_size is not None:
+        parse_size(target_size)
+    if target_bpw is not None and not (math.isfinite(float(target_bpw)) and 1.0 <= float(target_bpw) <= 32.0):
+        raise ConfigError(f"--target-bpw {target_bpw}: give 1 to 32 bits per weight")
+    if embedding_bits is not None and embedding_bits != 0:
+        check_bits(int(embedding_bits), 2, 8, "embedding bits")
+    if group_size is not None and group_size < 0:
+        raise ConfigError(f"--group-size {group_size}: give 0 (one group per row) or a positive number")
+    for name, value in (("--calib-samples", calib_samples), ("--calib-len", calib_len)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} {value}: give at least 1")
+    if calib is not None and not Path(calib).is_file():
+        raise InputError(f"{calib}: no such calibration text file")
+    from quanta.model.quantizers import QUANTIZERS  # imports torch: the last check
+
+    check_choice(method, tuple(QUANTIZERS), "method")
+    del bits  # checked by the quantizer, which knows its range
 
 
 class _Phases:
@@ -393,6 +434,9 @@ def calibration_for(loaded: Any, quantizer: Any, calib: str | Path | None, sampl
 
     if not (quantizer.needs_calibration or force):
         return None
+    context = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
+    if context and length and length > context:
+        raise InputError(f"--calib-len {length} exceeds the model's context of {context} tokens")
     if loaded.tokenizer is None:
         raise InputError(f"{loaded.source}: no tokenizer to cut calibration windows with "
                          "(--method rtn needs no calibration)")

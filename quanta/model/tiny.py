@@ -60,14 +60,15 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-def write_hf_folder(folder: Path | str, *, seed: int = 0, hidden: int = 128) -> Path:
+def write_hf_folder(folder: Path | str, *, seed: int = 0, hidden: int = 128, vocab: int = 259) -> Path:
     """A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of the tiny Llama
-    (128 wide by default, so that the default groups of 128 fit)."""
+    (128 wide by default, so that the default groups of 128 fit; ``vocab`` rows in the
+    embedding, of which the tokenizer uses the first 258)."""
     from safetensors.torch import save_file
 
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
-    m = tiny_llama(seed, hidden=hidden)
+    m = tiny_llama(seed, vocab=vocab, hidden=hidden)
     cfg = m.config.to_dict()
     cfg["architectures"] = ["LlamaForCausalLM"]
     (d / "config.json").write_text(json.dumps(cfg, indent=2, default=str))

@@ -150,10 +150,15 @@ def owns(path: Path) -> bool:
     """Whether ``path`` is a tour folder (quanta wrote it: its results.json says so)."""
     import json
 
+    from quanta.outputs import check_only_ours
+
     try:
-        return bool(json.loads((path / "results.json").read_text()).get("quanta_tour"))
+        ours = bool(json.loads((path / "results.json").read_text()).get("quanta_tour"))
     except (OSError, ValueError, AttributeError):
         return False
+    if ours:
+        check_only_ours(path, ("results.json", "index.html"))
+    return ours
 
 
 # ------------------------------------------------------------------------------------- the page
