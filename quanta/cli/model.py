@@ -12,6 +12,9 @@ from quanta.cli.common import print_json, print_table, progress_bar, run_file_co
 app = typer.Typer(help="Neural networks: quantize weights, run them on the CPU, measure the cost.",
                   no_args_is_help=True)
 
+NO_VERIFY = typer.Option(False, "--no-verify", help="Skip the checksums quanta writes into its own "
+                         "folders and GGUF files (a damaged file is refused otherwise).")
+
 MODEL_HELP = ("A .gguf file, a quanta folder, a Hugging Face folder, or smollm2 / smollm2-unbinned / "
               "minilm.")
 
@@ -64,6 +67,7 @@ def quantize(
                                        "embedding's bits (default 8, a scale per row: the tied head "
                                        "runs the int8 kernel; 2..7 in groups of 32; 0: keep float)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder quanta wrote."),
+    no_verify: bool = NO_VERIFY,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Quantize MODEL's Linear layers and save a folder of safetensors + JSON config."""
@@ -81,7 +85,8 @@ def quantize(
                            include=_patterns(include), exclude=_patterns(exclude), head=head,
                            float_dtype=float_dtype, calib=calib, calib_samples=calib_samples,
                            calib_len=calib_len, format=format, target_size=target_size,
-                           target_bpw=target_bpw, embedding_bits=embedding_bits, uniform=uniform)
+                           target_bpw=target_bpw, embedding_bits=embedding_bits, uniform=uniform,
+                           verify=not no_verify)
     if plot is not None:
         from quanta.model.mixed import plot_map
 
@@ -133,6 +138,7 @@ def eval_(
     calib_samples: int = typer.Option(64, help="Calibration windows."),
     calib_len: int = typer.Option(256, help="Tokens per calibration window."),
     speed: bool = typer.Option(True, "--speed/--no-speed", help="Measure decode tokens/s."),
+    no_verify: bool = NO_VERIFY,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Evaluate MODEL with the quanta-ppl/1 protocol (encoders: embedding cosine similarity)."""
@@ -147,8 +153,8 @@ def eval_(
     _check_eval(model, reference, chunks, ctx, calib, calib_samples, calib_len)
     quantizer = None if bits is None else make_quantizer(method, bits=bits, group_size=group_size, sym=sym)
     with progress_bar("load", enabled=not json_out):
-        loaded = load_model(model)
-        ref_model = _reference(load_model(reference), loaded) if reference else None
+        loaded = load_model(model, verify=not no_verify)
+        ref_model = _reference(load_model(reference, verify=not no_verify), loaded) if reference else None
     if quantizer is not None:
         ref_model = ref_model if ref_model is not None else copy.deepcopy(loaded.model)
         windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, 0)
@@ -209,6 +215,7 @@ def generate(
     eager: bool = typer.Option(False, "--eager", help="Run the model's own forward at every step "
                                "instead of quanta's lean decode path (same tokens, slower)."),
     verbose: bool = typer.Option(False, "--verbose", help="Say which decode path ran, and why."),
+    no_verify: bool = NO_VERIFY,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (text, token counts, "
                                   "tokens/s) instead of streaming."),
 ) -> None:
@@ -228,7 +235,8 @@ def generate(
     if not prompt.strip():
         raise InputError("the prompt is empty")
     with progress_bar("load", enabled=not json_out):
-        loaded = load_model(model, lite=not eager)  # a quanta Llama folder: no transformers import
+        # a quanta Llama folder loads lite: no transformers import
+        loaded = load_model(model, lite=not eager, verify=not no_verify)
 
     def write(text: str) -> None:
         sys.stdout.write(text)
@@ -250,11 +258,12 @@ def generate(
 @app.command()
 def info(
     model: str = typer.Argument(..., help=MODEL_HELP),
+    no_verify: bool = NO_VERIFY,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Architecture, parameters, weight bytes and quantization of MODEL."""
     from quanta.model.load import describe, load_model
 
     with progress_bar("load", enabled=not json_out):
-        rep = describe(load_model(model))
+        rep = describe(load_model(model, verify=not no_verify))
     show(rep, json_out, title=f"model: {rep.model}")

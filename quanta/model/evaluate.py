@@ -206,5 +206,14 @@ def evaluate_loaded(loaded: Any, *, reference: Any = None, chunks: int = 40, ctx
         measures = evaluate_causal_lm(m, wins, reference=reference, progress=progress)
         if speed:
             measures["decode_tokens_per_s"] = decode_speed(m, wins[0:1, :32], 32)
+    bad = [k for k, v in measures.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise InputError(f"{loaded.source}: the model's outputs are not finite ({', '.join(bad)}): "
+                         "its weights or configuration are damaged")
+    from quanta.model.load import stored_weight_stats
+
+    stats = weight_stats(m)
+    if not stats["quantized_params"]:  # a GGUF file dequantized in memory: its figures as stored
+        stats = stored_weight_stats(loaded) or stats
     return EvalReport(model=loaded.source, kind=loaded.kind, file_bytes=loaded.source_bytes,
-                      **weight_stats(m), measures=measures, peak_rss_mb=peak_rss_mb())
+                      **stats, measures=measures, peak_rss_mb=peak_rss_mb())

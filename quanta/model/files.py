@@ -12,6 +12,7 @@ from torch import nn
 
 from quanta.errors import ConfigError, InputError
 from quanta.model.apply import set_submodule
+from quanta.model.integrity import FOLDER_KEY, check_folder, folder_digest
 from quanta.model.qembed import QuantEmbedding, tie_head
 from quanta.model.qlinear import QuantLinear
 from quanta.outputs import atomic_output, check_only_ours, check_output
@@ -85,6 +86,8 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
            "model_config": model.config.to_dict(), "layers": layers,
            **({"embedding": emb.spec()} if isinstance(emb, QuantEmbedding) else {}),
            "weight_stats": {k: v for k, v in stats.items() if k != "layers"}, **(extra or {})}
+    # the checksum covers the tensors and the config as it will be read back
+    cfg[FOLDER_KEY] = folder_digest(state, json.loads(json.dumps(cfg, default=str)))
     save_file(state, str(out / "model.safetensors"), metadata={"format": FORMAT})
     (out / CONFIG).write_text(json.dumps(cfg, indent=2, default=str))
     tokenizer.save(str(out / "tokenizer.json"))
@@ -92,10 +95,9 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
 
 
 def _read_config(d: Path) -> dict:
-    try:
-        cfg = json.loads((d / CONFIG).read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{d}: not a quanta model folder ({str(e).splitlines()[0]})") from None
+    from quanta.model.load import read_json
+
+    cfg = read_json(d / CONFIG)
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise InputError(f"{d}: unknown format {cfg.get('format') if isinstance(cfg, dict) else None!r}")
     if cfg.get("architecture") != "LlamaForCausalLM":
@@ -103,16 +105,20 @@ def _read_config(d: Path) -> dict:
     return cfg
 
 
-def _read_state(d: Path) -> dict:
+def _read_state(d: Path, cfg: dict, verify: bool) -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
+    where = d / "model.safetensors"
     try:
         # read into ordinary memory (not a file mapping), so the model's resident memory is
         # its own and a later dtype cast frees what it replaces
-        return load((d / "model.safetensors").read_bytes())
+        raw = where.read_bytes()
+        if verify:
+            check_folder(raw, cfg, str(where))
+        return load(raw)
     except (OSError, SafetensorError) as e:
-        raise InputError(f"{d / 'model.safetensors'}: cannot read ({e})") from None
+        raise InputError(f"{where}: cannot read ({e})") from None
 
 
 _PATHS = ("int4pack", "int8pack", "packed")
@@ -197,22 +203,22 @@ def _install_embedding(model: nn.Module, spec: Any, state: dict) -> QuantEmbeddi
     return qe
 
 
-def load_quantized(folder: Path | str, *, lite: bool = False) -> tuple[nn.Module, Any, dict]:
-    """Load a folder written by :func:`save_quantized` (needs no original weights).
+def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = True,
+                   ) -> tuple[nn.Module, Any, dict]:
+    """Load a folder written by :func:`save_quantized` (needs no original weights); ``verify``:
+    check the tensors and specs against the folder's checksum (:mod:`quanta.model.integrity`).
 
     lite: where the configuration allows, a :class:`~quanta.model.lite.LiteLlama` (no
     transformers import; it runs only on the lean decode path) instead of transformers' model."""
-    from tokenizers import Tokenizer
-
     from quanta.model import lite as lite_model
-    from quanta.model.load import check_declared_size
+    from quanta.model.load import check_declared_size, read_tokenizer
 
     d = Path(folder)
     cfg = _read_config(d)
     if not isinstance(cfg.get("model_config"), dict):
         raise InputError(f"{d}: quant_config.json has no model_config object")
     check_declared_size(d, cfg["model_config"])
-    state = _read_state(d)
+    state = _read_state(d, cfg, verify)
     lite = lite and lite_model.supported(cfg["model_config"])
     try:
         mcfg = cfg["model_config"] if lite else _hf_config(cfg["model_config"])
@@ -234,8 +240,7 @@ def load_quantized(folder: Path | str, *, lite: bool = False) -> tuple[nn.Module
         raise InputError(f"{d}: tensor {(leftover or res.unexpected_keys)[0]} does not fit the model")
     # the rotary embedding's buffers are not saved: rebuild that module on the CPU
     model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config)
-    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
-    return model.eval(), tok, cfg
+    return model.eval(), read_tokenizer(d / "tokenizer.json"), cfg
 
 
 def _hf_config(d: dict) -> Any:

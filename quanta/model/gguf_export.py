@@ -210,7 +210,7 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
             data = permute(data, n_heads[layer_kind])
         return data, GGMLQuantizationType[kinds[module]]
 
-    return rewrite_gguf(source, dst, rewrite, extra=dict([MARK]))
+    return rewrite_gguf(source, dst, rewrite, extra=dict([MARK]), checksum=True)
 
 
 def wrote(path: Path | str) -> bool:

@@ -190,8 +190,9 @@ def _hf_name(name: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def load_gguf(path: Path | str, *, dtype: Any = None) -> GGUFModel:
-    """Read a llama-architecture GGUF into a float ``LlamaForCausalLM`` (float32 by default)."""
+def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GGUFModel:
+    """Read a llama-architecture GGUF into a float ``LlamaForCausalLM`` (float32 by default);
+    ``verify``: check the tensors against the checksum quanta wrote into its own files."""
     import torch
     from gguf import GGMLQuantizationType
     from transformers import LlamaForCausalLM
@@ -201,6 +202,10 @@ def load_gguf(path: Path | str, *, dtype: Any = None) -> GGUFModel:
     tensors = {t.name: t for t in r.tensors}
     cfg = _config(r, p, tensors)
     check_consistent(cfg, tensors, p)
+    if verify:
+        from quanta.model.integrity import check_gguf
+
+        check_gguf(r, str(p))
     heads = {"attn_q": cfg.num_attention_heads, "attn_k": cfg.num_key_value_heads}
     state, types = {}, {}
     for name, t in tensors.items():

@@ -18,9 +18,10 @@ Rewrite = Callable[[str, Any, np.ndarray], tuple[np.ndarray, Any]]
 
 def rewrite_gguf(src: Path | str, dst: Path | str, rewrite: Rewrite, *,
                  progress: Callable[[int, int], None] | None = None,
-                 extra: dict[str, str] | None = None) -> Path:
+                 extra: dict[str, str] | None = None, checksum: bool = False) -> Path:
     """Copy ``src``'s metadata to ``dst`` and each tensor through ``rewrite`` (written in place);
-    ``extra``: string metadata added."""
+    ``extra``: string metadata added; ``checksum``: add the tensors' sha256
+    (:func:`quanta.model.integrity.gguf_digest`, verified when quanta reads the file)."""
     from gguf import GGUFReader, GGUFValueType, GGUFWriter
     from gguf.quants import dequantize
 
@@ -37,13 +38,19 @@ def rewrite_gguf(src: Path | str, dst: Path | str, rewrite: Rewrite, *,
         w.add_key_value(key, f.contents(), vtype, sub_type=sub)
     for key, value in (extra or {}).items():
         w.add_key_value(key, value, GGUFValueType.STRING)
+    written = []
     for i, t in enumerate(r.tensors):
         arr = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
         arr = arr.reshape(tuple(int(s) for s in reversed(t.shape)))
         out, raw = rewrite(t.name, t, arr)
         w.add_tensor(t.name, out, raw_dtype=raw) if raw is not None else w.add_tensor(t.name, out)
+        written.append((t.name, out))
         if progress:
             progress(i + 1, len(r.tensors))
+    if checksum:
+        from quanta.model.integrity import GGUF_KEY, gguf_digest
+
+        w.add_key_value(GGUF_KEY, gguf_digest(written), GGUFValueType.STRING)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -56,6 +56,52 @@ def bundled(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / rel
 
 
+#: the largest JSON file of a model folder quanta reads (a tokenizer of 250k tokens is ~20 MB)
+MAX_JSON_BYTES = 256 * 2**20
+
+
+def read_small(path: Path, limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of a model folder's JSON file, refused before reading if it is not a regular
+    file (a link to ``/dev/zero``, a FIFO) or larger than ``limit``."""
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InputError(f"{path}: {(e.strerror or 'cannot read').lower()}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file")
+    if st.st_size > limit:
+        raise InputError(f"{path}: {st.st_size:,} bytes, more than the {limit:,} a model's JSON file "
+                         "may hold")
+    with open(path, "rb") as f:
+        return f.read(limit + 1)[:limit]
+
+
+def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
+    """A model folder's JSON file (bounded: :func:`read_small`), or a one-line InputError."""
+    import json
+
+    try:
+        return json.loads(read_small(path, limit))
+    except ValueError as e:
+        raise InputError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+
+
+def read_tokenizer(path: Path) -> Any:
+    """A ``tokenizer.json`` (bounded), or a one-line InputError naming what is wrong."""
+    from tokenizers import Tokenizer
+
+    if not path.exists():
+        raise InputError(f"{path.parent}: no tokenizer.json")
+    raw = read_small(path)
+    try:
+        return Tokenizer.from_str(raw.decode("utf-8"))
+    except Exception as e:  # the tokenizers library raises plain Exception
+        raise InputError(f"{path}: not a tokenizer ({(str(e).splitlines() or [''])[0][:120]})") from None
+
+
 #: the names quanta resolves to models it ships or builds
 NAMES = ("smollm2", "minilm", "smollm2-unbinned")
 
@@ -72,12 +118,13 @@ def check_source(src: str | Path, what: str = "model") -> None:
         raise InputError(f"{p}: expected a .gguf file or a model folder")
 
 
-def load_model(src: str | Path, *, lite: bool = False) -> Loaded:
+def load_model(src: str | Path, *, lite: bool = False, verify: bool = True) -> Loaded:
     """Load ``src``: a .gguf file, a quanta folder, an HF folder, or a bundled name: "smollm2",
     "minilm", or "smollm2-unbinned" (built into the user's cache on first use).
 
     lite: a quanta folder of a Llama model loads without transformers, for generation only
-    (:mod:`quanta.model.lite`)."""
+    (:mod:`quanta.model.lite`). verify: check the checksums quanta wrote into its own folders
+    and GGUF files (:mod:`quanta.model.integrity`)."""
     import torch
 
     if str(src) in ("smollm2", "minilm"):
@@ -94,13 +141,13 @@ def load_model(src: str | Path, *, lite: bool = False) -> Loaded:
             raise InputError(f"{p}: expected a .gguf file or a model folder")
         from quanta.model.gguf_load import load_gguf
 
-        g = load_gguf(p)
+        g = load_gguf(p, verify=verify)
         return Loaded(g.model, g.tokenizer, "gguf", str(p),
                       {"metadata": g.metadata, "tensor_types": g.tensor_types})
     if (p / "quant_config.json").exists():
         from quanta.model.files import load_quantized
 
-        m, tok, cfg = load_quantized(p, lite=lite)
+        m, tok, cfg = load_quantized(p, lite=lite, verify=verify)
         return Loaded(m, tok, "quanta", str(p), {"quant_config": cfg})
     if (p / "config.json").exists():
         return _load_hf(p, torch)
@@ -110,12 +157,7 @@ def load_model(src: str | Path, *, lite: bool = False) -> Loaded:
 def _refuse_remote_code(p: Path) -> None:
     """A folder whose config asks for its own Python code (``auto_map``) is refused: quanta
     never runs code from a model folder."""
-    import json
-
-    try:
-        raw = json.loads((p / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{p}: cannot read config.json ({str(e).splitlines()[0]})") from None
+    raw = read_json(p / "config.json")
     if not isinstance(raw, dict):
         raise InputError(f"{p}: config.json is not a JSON object")
     if "auto_map" in raw:
@@ -165,7 +207,6 @@ def _check_safetensors(p: Path) -> None:
 
 def _load_hf(p: Path, torch: Any) -> Loaded:
     from safetensors import SafetensorError
-    from tokenizers import Tokenizer
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     _refuse_remote_code(p)
@@ -184,7 +225,7 @@ def _load_hf(p: Path, torch: Any) -> Loaded:
         why = (str(e) or type(e).__name__).splitlines()[0]
         raise InputError(f"{p}: cannot load the model ({why})") from None
     tok_file = p / "tokenizer.json"
-    tok = Tokenizer.from_file(str(tok_file)) if tok_file.exists() else None
+    tok = read_tokenizer(tok_file) if tok_file.exists() else None
     return Loaded(model.eval(), tok, "hf-causal-lm" if causal else "hf-encoder", str(p))
 
 
@@ -202,6 +243,29 @@ class ModelInfo(WeightFigures):
     gguf_name: str | None = None
 
 
+#: GGML types that hold plain floats (everything else is a quantized block type)
+FLOAT_TYPES = ("F32", "F16", "BF16", "F64")
+
+
+def stored_weight_stats(loaded: Loaded) -> dict | None:
+    """For a GGUF source, the weight figures of the file as stored (its block types' bytes,
+    scales included, over the matrices' parameters) — the model in memory is dequantized to
+    float32 and would report 32 bits per weight. None for other sources."""
+    if loaded.kind != "gguf":
+        return None
+    from gguf import GGUFReader
+
+    mats = [t for t in GGUFReader(loaded.source).tensors if len(t.shape) == 2]
+    quant = [t for t in mats if t.tensor_type.name not in FLOAT_TYPES]
+    params = sum(int(t.n_elements) for t in mats)
+    qparams = sum(int(t.n_elements) for t in quant)
+    size = sum(int(t.n_bytes) for t in mats)
+    qsize = sum(int(t.n_bytes) for t in quant)
+    return {"weight_bytes": size, "params": params, "bits_per_weight": 8.0 * size / max(params, 1),
+            "quantized_params": qparams,
+            "bits_per_quantized_weight": 8.0 * qsize / qparams if qparams else None}
+
+
 def describe(loaded: Loaded) -> ModelInfo:
     """A :class:`ModelInfo` for a loaded model, with an honest line on what the file holds."""
     from collections import Counter
@@ -217,6 +281,7 @@ def describe(loaded: Loaded) -> ModelInfo:
         desc = (f"GGUF file with tensor types {types}, {bpw:.2f} bits per weight on disk; "
                 "dequantized to float32 in memory")
     return ModelInfo(model=loaded.source, kind=loaded.kind, architecture=type(loaded.model).__name__,
-                     file_bytes=loaded.source_bytes, **weight_stats(loaded.model),
+                     file_bytes=loaded.source_bytes,
+                     **(stored_weight_stats(loaded) or weight_stats(loaded.model)),
                      quantized_layers=count_by_path(loaded.model), description=desc,
                      gguf_tensor_types=types, gguf_name=gguf_name)

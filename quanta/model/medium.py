@@ -95,7 +95,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                   calib_samples: int | None = None, calib_len: int | None = None,
                   format: str = "quanta", target_size: str | int | None = None,
                   target_bpw: float | None = None, embedding_bits: int | None = None,
-                  uniform: bool = False, **_: Any) -> ModelFileReport:
+                  uniform: bool = False, verify: bool = True, **_: Any) -> ModelFileReport:
     """Quantize the model ``src`` (GGUF, HF folder, bundled name) into the folder ``dst``
     (safetensors + JSON, no pickle) or, with ``format="gguf"``, the GGUF file ``dst``.
     ``progress(done, total)``. Calibrated methods read windows of ``calib`` (a text file;
@@ -143,7 +143,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     quantizer = make_quantizer(method, bits=bits, group_size=group_size, sym=sym, storage=kind)
     shared = not (mixed or uniform or kind or group_size is not None or sym or bits >= 8) \
         and quantizer.needs_calibration  # the default: the uniform file's bytes shared out
-    loaded = _load_for_saving(src, format)
+    loaded = _load_for_saving(src, format, verify)
     windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed, force=mixed)
     phases = _Phases(progress)
     plan = mixed_plan(loaded, windows, method, format, target_size, target_bpw, include, exclude,
@@ -232,11 +232,11 @@ class _Phases:
         return report
 
 
-def _load_for_saving(src: Path | str, format: str) -> Any:
+def _load_for_saving(src: Path | str, format: str, verify: bool = True) -> Any:
     from quanta.errors import ConfigError
     from quanta.model.load import load_model
 
-    loaded = load_model(src)
+    loaded = load_model(src, verify=verify)
     if format == "gguf" and loaded.kind != "gguf":
         raise ConfigError(f"{src}: --format gguf copies the tokenizer and metadata of a GGUF "
                           "source; this model is not one")

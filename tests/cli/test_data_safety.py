@@ -145,8 +145,10 @@ def test_quanta_folder_with_a_4tb_layer_spec_is_refused(tiny, tmp_path, capsys):
     cfg = json.loads((out / "quant_config.json").read_text())
     cfg["layers"]["model.layers.0.mlp.up_proj"].update({"out": 10**12, "bias": True})
     (out / "quant_config.json").write_text(json.dumps(cfg))
-    t0 = time.perf_counter()
     assert main(["model", "info", str(out)]) == 2
+    assert "checksum mismatch" in capsys.readouterr().err  # the checksum catches it first
+    t0 = time.perf_counter()
+    assert main(["model", "info", str(out), "--no-verify"]) == 2  # and the spec check behind it
     assert time.perf_counter() - t0 < 5.0
     assert "does not fit out 1000000000000" in capsys.readouterr().err
 
