@@ -24,4 +24,17 @@ def threads() -> int:
     value = os.environ.get(ENV, "").strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
+    if value:
+        _warn_once(f"quanta: {ENV}={value!r} ignored (a positive integer is needed); using {cpus()}")
     return cpus()
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    import sys
+
+    if message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr)

@@ -100,7 +100,8 @@ def check_only_ours(folder: Path | str, names: tuple[str, ...]) -> None:
                           "replace it (move them out, or choose another output)")
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read without changing it for good)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -152,7 +153,7 @@ def atomic_output(out: Path | str, *, folder: bool = False) -> Iterator[Path]:
         tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, (0o777 if folder else 0o666) & ~_umask())
+        os.chmod(tmp, (0o777 if folder else 0o666) & ~umask())
         _move_into_place(tmp, out, folder)
     finally:
         _remove(tmp)

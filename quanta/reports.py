@@ -52,6 +52,15 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+#: how a target's value reads, by kind
+_TARGET_UNITS = {"size": lambda v: f"{round(v):,} bytes", "psnr": lambda v: f"{v:.2f} dB"}
+
+
+def target_text(kind: str, value: float) -> str:
+    """A target's value for people: ``3,754 bytes``, ``38.20 dB``, ``81.35``."""
+    return _TARGET_UNITS.get(kind, lambda v: f"{v:.2f}")(float(value))
+
+
 @dataclasses.dataclass(frozen=True)
 class Report:
     """Base of every report: strict JSON and a plain two-column rendering."""

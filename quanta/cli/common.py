@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from quanta.report.tables import console, err_console, print_report, print_table, progress_bar
-from quanta.reports import Report, dumps
+from quanta.reports import Report, dumps, target_text
 
 __all__ = ["BatchOptions", "console", "err_console", "print_json", "print_report", "print_table",
            "progress_bar", "run_file_command", "run_files", "show"]
@@ -68,8 +68,10 @@ def _check_target(report: Report) -> None:
     if target and not target.get("met", True):
         import typer
 
-        err_console.print(f"quanta: target not met: {target['kind']} {target['target']:g}, reached "
-                          f"{target['value']:g} (the closest file was written)", highlight=False)
+        kind = target["kind"]
+        err_console.print(f"quanta: target not met: {kind} {target_text(kind, target['target'])}, reached "
+                          f"{target_text(kind, target['value'])} (the closest file was written)",
+                          highlight=False)
         raise typer.Exit(MISSED)
 
 
@@ -119,6 +121,12 @@ def run_files(medium: str, inputs: list[Path], batch: BatchOptions, *, force: bo
             raise ConfigError("give SRC DST, or several inputs with -o OUTDIR")
         if batch.recursive or batch.jobs is not None or batch.cluster is not None:
             raise ConfigError("--recursive, --jobs and --cluster apply to a batch: add -o OUTDIR")
+        from quanta.media import get
+
+        dst = inputs[1]
+        if not force and dst.exists() and dst.suffix.lower() in get(medium).reads:
+            raise ConfigError(f"{dst} exists; pass --force to overwrite it (two inputs? write them "
+                              "into a folder with -o OUTDIR)")
         run_file_command(medium, inputs[0], inputs[1], force=force, json_out=json_out, seed=seed,
                          label=label, **options)
         return
@@ -213,8 +221,9 @@ def _print_summary(summary: dict[str, Any], outcomes: list[Any], title: str) -> 
             continue
         if o.missed:
             t = o.target
-            err_console.print(f"[yellow]target missed[/yellow] {o.src}: {t['kind']} {t['target']:g}, "
-                              f"reached {t['value']:g}", markup=True, highlight=False)
+            err_console.print(f"[yellow]target missed[/yellow] {o.src}: {t['kind']} "
+                              f"{target_text(t['kind'], t['target'])}, reached "
+                              f"{target_text(t['kind'], t['value'])}", markup=True, highlight=False)
         for note in o.notes:
             err_console.print(f"note {o.src}: {note}", highlight=False)
 

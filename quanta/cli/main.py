@@ -85,9 +85,13 @@ def demo(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
          model: bool = typer.Option(True, "--model/--no-model",
                                     help="Include the SmolLM2 section (about a minute).")) -> None:
     """The main job on built-in defaults: the core's check and each medium's measured table."""
+    from quanta.errors import ConfigError
     from quanta.report.demo import sections
 
-    skipped = tuple(s for s in skip.split(",") if s) + (() if model else ("model",))
+    skipped = tuple(s.strip().lower() for s in skip.split(",") if s.strip()) + (() if model else ("model",))
+    unknown = [s for s in skipped if s not in MEDIA]
+    if unknown:
+        raise ConfigError(f"--skip {','.join(unknown)}: no such medium (choose from {', '.join(MEDIA)})")
     results = {}
     for name, run in sections(skip=skipped).items():
         section = run()

@@ -10,8 +10,8 @@ from quanta.cli.common import console, print_json, print_table
 
 
 def tour(
-    out: Path = typer.Option(Path("quanta-tour"), "--out", "-o", help="Folder to write index.html and "
-                             "results.json into."),
+    out: Path = typer.Option(Path("quanta-tour"), "--out", "--output", "-o", help="Folder to write "
+                             "index.html and results.json into."),
     quick: bool = typer.Option(False, "--quick", help="Fewer points and calibration-free model methods "
                                "(about 3 minutes on 2 cores; the full tour about 15)."),
     open_page: bool = typer.Option(False, "--open", help="Open the page in a browser when done."),
@@ -26,12 +26,17 @@ def tour(
     from quanta.report.tables import phase_bars
     from quanta.report.tour import owns, run_tour, tour_media
 
-    skipped = tuple(s for s in skip.split(",") if s)
+    skipped = tuple(s.strip().lower() for s in skip.split(",") if s.strip())
     unknown = [s for s in skipped if s not in MEDIA]
     if unknown:
         raise ConfigError(f"--skip {','.join(unknown)}: no such medium (choose from {', '.join(MEDIA)})")
-    check_output(out, force=force, folder=True, owns=owns)
+    if out.suffix.lower() in (".html", ".htm", ".json"):
+        raise ConfigError(f"--out {out}: the tour writes a folder (index.html and results.json in it); "
+                          "name it without an extension")
     names = tour_media(skipped)
+    if not names:
+        raise ConfigError("--skip leaves no medium to tour")
+    check_output(out, force=force, folder=True, owns=owns)
     with phase_bars(names, enabled=not json_out) as bar, atomic_output(out, folder=True) as tmp:
         results = run_tour(tmp, quick=quick, skip=skipped, progress_for=bar)
     page = (out / "index.html").resolve()
@@ -44,4 +49,9 @@ def tour(
     if open_page:
         import webbrowser
 
-        webbrowser.open(page.as_uri())
+        try:
+            opened = webbrowser.open(page.as_uri())
+        except webbrowser.Error:
+            opened = False
+        if not opened:
+            console.print(f"could not open a browser; the page is at {page}")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from quanta.progress import Progress
-from quanta.reports import DemoSection, Report
+from quanta.reports import DemoSection, Report, target_text
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".jpe")
 
@@ -41,8 +41,9 @@ class EncodeReport(Report):
                 ("settings", f"{settings}, {self.subsampling}, {self.structure}, {self.path} path")]
         if self.target:
             t = self.target
-            rows.append(("target", f"{t['kind']} {t['target']:g}: reached {t['value']:.2f} in "
-                                   f"{t['encodes']} encodes ({'met' if t['met'] else 'NOT met'})"))
+            rows.append(("target", f"{t['kind']} {target_text(t['kind'], t['target'])}: reached "
+                                   f"{target_text(t['kind'], t['value'])} in {t['encodes']} encodes "
+                                   f"({'met' if t['met'] else 'NOT met'})"))
         return rows + [("note", n) for n in self.notes]
 
 
@@ -66,6 +67,8 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                           f"(not {Path(dst).suffix or 'without an extension'})")
     check_options(quality=quality, subsampling=subsampling, target=target)
     img, icc, notes = load_image(src, check_size=check_dimensions)
+    if target is not None and quality != 75:
+        notes.append(f"-q {quality} ignored: the {target[0]} target chooses the tables' scale")
     exif, dpi = read_metadata(src, notes)
     _tick(progress, 1)
     kw = dict(quality=quality, subsampling=subsampling, tables=tables, optimize=optimize,

@@ -4,6 +4,7 @@ points and the float tensors), ``quant_config.json`` and ``tokenizer.json``. No 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from quanta.model.apply import set_submodule
 from quanta.model.integrity import FOLDER_KEY, check_folder, folder_digest
 from quanta.model.qembed import QuantEmbedding, tie_head
 from quanta.model.qlinear import QuantLinear
-from quanta.outputs import atomic_output, check_only_ours, check_output
+from quanta.outputs import atomic_output, check_only_ours, check_output, umask
 
 FORMAT = "quanta-quantized/1"
 CONFIG = "quant_config.json"
@@ -91,6 +92,8 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
     save_file(state, str(out / "model.safetensors"), metadata={"format": FORMAT})
     (out / CONFIG).write_text(json.dumps(cfg, indent=2, default=str))
     tokenizer.save(str(out / "tokenizer.json"))
+    for f in out.iterdir():  # safetensors writes its file private: every file gets the umask's mode
+        os.chmod(f, 0o666 & ~umask())
     return out
 
 

@@ -96,7 +96,7 @@ def _config(r: Any, p: Path, tensors: dict) -> Any:
 
     arch = _field(r, "general.architecture")
     if arch != "llama":
-        raise InputError(f"{p}: architecture {arch!r} is not supported (llama)")
+        raise InputError(f"{p}: architecture {arch!r} is not supported (supported: llama)")
 
     def g(k: str, d: Any = None) -> Any:
         return _field(r, f"llama.{k}", d)

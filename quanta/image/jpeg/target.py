@@ -111,7 +111,7 @@ def search(encode_at: Callable[[float], bytes], img: np.ndarray, kind: str, targ
     """The file ``encode_at(scale)`` that meets ``target`` of ``kind`` (see the module)."""
     if kind not in KINDS:
         raise ConfigError(f"unknown target {kind!r} (choose from {', '.join(KINDS)})")
-    if not math.isfinite(target) or target <= 0:
+    if not math.isfinite(target) or (target <= 0 and kind != "ssimulacra2"):  # scores go below 0
         raise ConfigError(f"the {kind} target must be a positive number, got {target!r}")
     measure = _measure(kind, img)
     lo_ok, hi_ok = _window(kind, target)
