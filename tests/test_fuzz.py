@@ -4,6 +4,7 @@ hang (a per-case alarm), or a file left behind."""
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -110,3 +111,39 @@ def test_mutated_inputs_end_cleanly(kind, count, seeds, tmp_path, capsys):
             assert leftovers(work) == []
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+BATCH_ROUNDS = [("wav", ["audio", "requantize", "--bits", "12", "--format", "flac"], ".flac"),
+                ("png", ["image", "encode", "-q", "60"], ".jpg")]
+
+
+@pytest.mark.parametrize("kind,command,suffix", BATCH_ROUNDS)
+def test_mutated_inputs_among_good_ones_in_one_batch(kind, command, suffix, seeds, tmp_path, capsys):
+    """Issue 23: a batch of good files with mutated ones among them (two worker processes): every
+    good one written, every bad one reported on one line, exit 2 (or 0 when every mutation
+    happened to stay readable), nothing left behind."""
+    seed_path, _, protect = seeds[kind]
+    data = seed_path.read_bytes()
+    rng = np.random.default_rng(7 + sum(map(ord, kind)))
+    src = tmp_path / "in"
+    src.mkdir()
+    good = [f"good{i}{seed_path.suffix}" for i in range(4)]
+    bad = [f"bad{i}{seed_path.suffix}" for i in range(12)]
+    for name in good:
+        (src / name).write_bytes(data)
+    for name in bad:
+        (src / name).write_bytes(mutate(data, rng, protect))
+    out = tmp_path / "out"
+    rc = main([*command[:2], str(src), "-o", str(out), "-j", "2", "--json", *command[2:]])
+    res = json.loads(capsys.readouterr().out)
+    files = {Path(f["src"]).name: f for f in res["files"]}
+    assert set(files) == set(good) | set(bad)
+    assert all(files[g]["status"] == "done" for g in good)
+    for name in good:
+        assert (out / Path(name).with_suffix(suffix)).exists()
+    failed = [f for f in files.values() if f["status"] == "failed"]
+    assert failed and rc == 2  # this seed mutates at least one file beyond reading
+    for f in failed:  # one line each, naming its file; and no output for it
+        assert "\n" not in f["error"] and Path(f["src"]).name in f["error"]
+        assert not (out / Path(f["src"]).with_suffix(suffix).name).exists()
+    assert [p for p in out.rglob("*") if ".quanta-tmp-" in p.name] == []
