@@ -3,6 +3,7 @@ SoX, and whole-library batches (audio against SoX under ``xargs -P``, JPEG again
 pool of processes).
 
     python bench/startup_batch.py [--repeat 5] [--files 1000] [--copies 10] [--skip-long]
+                                  [--cluster-files 600] [--only-cluster]
 
 Every time is wall-clock of whole processes (start-up, imports, reading, writing), the median of
 ``--repeat`` alternating runs where a row is repeated. Sections:
@@ -12,6 +13,8 @@ Every time is wall-clock of whole processes (start-up, imports, reading, writing
    Pillow doing the same job, for scale.
 2. the 10-minute 48 kHz stereo float file to 16-bit WAV: ``--shape auto`` against ``sox dither -s``
    and TPDF only (``--shape none``) against ``sox dither``.
+0. ``--cluster local`` against the pool: ``--cluster-files`` five-second clips to FLAC, one
+   command each (issue 23's target: ≥ 0.8× the pool's throughput, identical outputs).
 3. batches: ``--files`` generated 5-second 44.1 kHz 24-bit stereo WAVs to 16-bit FLAC with
    ``--shape auto`` in one quanta command, against ``sox IN -b 16 OUT dither -s`` run by
    ``xargs -P 2``; the 24 Kodak images × ``--copies`` to JPEG q75 in one quanta command (MP/s),
@@ -272,6 +275,29 @@ def image_batch(work: Path, kodak: Path, copies: int) -> dict:
     }
 
 
+def cluster_batch(work: Path, files: int) -> dict:
+    """``--cluster local`` against the process pool on the same clips (issue 23: per-file task
+    overhead): one command each, same options, alternating twice; outputs compared byte for byte."""
+    src = work / "wavs"
+    if not src.exists() or len(list(src.glob("*.wav"))) < files:
+        audio_batch(work, files)
+    names = sorted(p.name for p in src.glob("*.wav"))[:files]
+    runs: dict[str, list[float]] = {"pool": [], "cluster": []}
+    for _ in range(2):
+        for kind in ("pool", "cluster"):
+            out = work / f"flac.{kind}"
+            shutil.rmtree(out, ignore_errors=True)
+            extra = ["--cluster", "local"] if kind == "cluster" else []
+            runs[kind].append(wall([*QUANTA, "audio", "requantize", *[str(src / n) for n in names], "-o",
+                                    str(out), "--format", "flac", "--bits", "16", "--jobs", str(CORES),
+                                    *extra]))
+    same = all((work / "flac.pool" / f"{Path(n).stem}.flac").read_bytes()
+               == (work / "flac.cluster" / f"{Path(n).stem}.flac").read_bytes() for n in names)
+    pool, cluster = statistics.median(runs["pool"]), statistics.median(runs["cluster"])
+    return {"files": len(names), "pool_s": pool, "cluster_s": cluster, "runs": runs,
+            "throughput_ratio": pool / cluster, "target_ratio": 0.8, "identical_outputs": same}
+
+
 def _same_fs(a: Path, b: Path) -> bool:
     try:
         return os.stat(a).st_dev == os.stat(b.parent if not b.exists() else b).st_dev
@@ -285,6 +311,9 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--copies", type=int, default=10)
     ap.add_argument("--skip-long", action="store_true", help="Leave out the 10-minute file.")
+    ap.add_argument("--cluster-files", type=int, default=600, help="Clips for --cluster local against "
+                    "the pool (0: leave that section out).")
+    ap.add_argument("--only-cluster", action="store_true", help="Run only the cluster section.")
     ap.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temporary one).")
     args = ap.parse_args()
     ensure_sox()
@@ -292,6 +321,15 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="quanta-startup-"))
     work.mkdir(parents=True, exist_ok=True)
     res: dict = {"cores": CORES}
+    if args.cluster_files:
+        res["cluster_batch"] = c = cluster_batch(work, args.cluster_files)
+        print_table("--cluster local against the process pool, one command each (s, median of 2)",
+                    ["files", "pool", "cluster", "throughput ratio", "target", "identical outputs"],
+                    [[c["files"], f"{c['pool_s']:.2f}", f"{c['cluster_s']:.2f}",
+                      f"{c['throughput_ratio']:.2f}×", "≥ 0.8×", "yes" if c["identical_outputs"] else "NO"]])
+    if args.only_cluster:
+        write_json("startup_batch_cluster", res)
+        return
     res["startup"] = startup(work, kodak, args.repeat)
     print_table(
         "start-up: one file, whole process (s, median)",

@@ -397,6 +397,13 @@ def check_address(address: str) -> str:
 CONNECT_TIMEOUT_S = 5
 
 
+def mp_methods() -> list[str]:
+    """The process start methods this platform offers."""
+    import multiprocessing as mp
+
+    return mp.get_all_start_methods()
+
+
 def _connect(address: str, workers: int | None, scratch: str) -> tuple[Any, Any]:
     """A Dask client (and the local cluster it owns, if any)."""
     try:
@@ -407,9 +414,15 @@ def _connect(address: str, workers: int | None, scratch: str) -> tuple[Any, Any]
         raise ConfigError("--cluster needs Dask: pip install 'quanta[cluster]'") from e
     logging.getLogger("distributed").setLevel(logging.ERROR)  # no timestamped chatter on stderr
     if address == "local":
-        cluster = LocalCluster(n_workers=max(1, workers or cpus()), threads_per_worker=1,
-                               processes=True, dashboard_address=None, env={ENV: "1"},
-                               local_directory=scratch)
+        import dask
+
+        # forked workers start with this process's imports (the medium's modules included), as
+        # the pool's do; spawned ones spend their first second importing them again
+        method = "fork" if "fork" in mp_methods() else "spawn"
+        with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+            cluster = LocalCluster(n_workers=max(1, workers or cpus()), threads_per_worker=1,
+                                   processes=True, dashboard_address=None, env={ENV: "1"},
+                                   local_directory=scratch)
         return Client(cluster), cluster
     try:
         return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s"), None
@@ -445,21 +458,45 @@ def run_on_cluster(jobs: list[Job], medium: str, address: str, *, workers: int |
         try:
             if on_client is not None:
                 on_client(client)
-            futures = {client.submit(work, medium, os.path.abspath(j.src), os.path.abspath(j.dst),
-                                     force, seed, opts, pure=False, retries=2): j for j in todo}
-            for f in as_completed(futures):
-                j = futures[f]
-                o = dataclasses.replace(f.result(), src=str(j.src), dst=str(j.dst))
-                records.record(j, o)
-                outcomes.append(o)
-                if on_outcome is not None:
-                    on_outcome(o)
+            # files go in small groups, one task each, submitted at once and gathered as they
+            # come: a task costs the scheduler about 2 ms, which per file would cost a third of
+            # the throughput on 5-second clips
+            groups = _groups(todo, max(1, workers or cpus()))
+            pairs = [[(os.path.abspath(j.src), os.path.abspath(j.dst)) for j in g] for g in groups]
+            n = len(groups)
+            futures = client.map(work_group, [medium] * n, pairs, [force] * n, [seed] * n, [opts] * n,
+                                 pure=False, retries=2)
+            group_of = {f.key: g for f, g in zip(futures, groups)}
+            for f, results in as_completed(futures, with_results=True):
+                for j, result in zip(group_of[f.key], results):
+                    o = dataclasses.replace(result, src=str(j.src), dst=str(j.dst))
+                    records.record(j, o)
+                    outcomes.append(o)
+                    if on_outcome is not None:
+                        on_outcome(o)
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
             _remove_stale_temporaries(todo)
     return _in_order(jobs, outcomes)
+
+
+#: the most files one cluster task carries (fewer when there are few files per worker)
+GROUP = 8
+
+
+def _groups(jobs: list[Job], workers: int) -> list[list[Job]]:
+    """Consecutive groups of at most :data:`GROUP` jobs, at least 4 groups per worker."""
+    size = max(1, min(GROUP, len(jobs) // (4 * workers)))
+    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+
+
+def work_group(medium: str, pairs: list[tuple[str, str]], force: bool, seed: int,
+               options: dict[str, Any]) -> list[Outcome]:
+    """:func:`work` on each ``(src, dst)`` in turn (one cluster task); a retried group finds the
+    outputs its lost worker finished already complete."""
+    return [work(medium, src, dst, force, seed, options) for src, dst in pairs]
 
 
 def _remove_stale_temporaries(jobs: list[Job]) -> None:
