@@ -306,7 +306,7 @@ def run(jobs: list[Job], medium: str, *, workers: int | None = None, force: bool
 
 def _run_pool(todo: list[Job], n: int, call: Callable[[Job], tuple],
               report: Callable[[Outcome], None]) -> None:
-    """Run ``todo`` in a pool of ``n`` processes, ``n`` files in flight at a time. When a worker
+    """Run ``todo`` in a pool of ``n`` processes, ``2n`` files in flight at a time. When a worker
     dies (killed, out of memory), every file in flight becomes a suspect, a fresh pool takes
     over, and each suspect is retried alone: one that dies again, alone, fails; the others are
     done as usual."""
@@ -346,14 +346,14 @@ def _run_pool(todo: list[Job], n: int, call: Callable[[Job], tuple],
 
 def _submit(pool: ProcessPoolExecutor, running: dict, queue: Any, suspects: Any, n: int,
             call: Callable[[Job], tuple]) -> None:
-    """Fill the pool: a suspect runs alone (once the others finish), else up to ``n`` files."""
+    """Fill the pool: a suspect runs alone (once the others finish), else up to ``2n`` files."""
     if suspects:
         if not running:
             j = suspects.popleft()
             fn, *args = call(j)
             running[pool.submit(fn, *args)] = (j, True)
         return
-    while queue and len(running) < n:
+    while queue and len(running) < 2 * n:  # one queued behind each running file: no idle gap
         j = queue.popleft()
         fn, *args = call(j)
         running[pool.submit(fn, *args)] = (j, False)
@@ -467,13 +467,17 @@ def run_on_cluster(jobs: list[Job], medium: str, address: str, *, workers: int |
             futures = client.map(work_group, [medium] * n, pairs, [force] * n, [seed] * n, [opts] * n,
                                  pure=False, retries=2)
             group_of = {f.key: g for f, g in zip(futures, groups)}
-            for f, results in as_completed(futures, with_results=True):
-                for j, result in zip(group_of[f.key], results):
-                    o = dataclasses.replace(result, src=str(j.src), dst=str(j.dst))
-                    records.record(j, o)
-                    outcomes.append(o)
-                    if on_outcome is not None:
-                        on_outcome(o)
+            try:
+                for f, results in as_completed(futures, with_results=True):
+                    for j, result in zip(group_of[f.key], results):
+                        o = dataclasses.replace(result, src=str(j.src), dst=str(j.dst))
+                        records.record(j, o)
+                        outcomes.append(o)
+                        if on_outcome is not None:
+                            on_outcome(o)
+            except BaseException:
+                client.cancel(futures)  # a remote worker must not write after quanta has stopped
+                raise
         finally:
             client.close()
             if cluster is not None:

@@ -143,22 +143,12 @@ def _run_batch(medium: str, inputs: list[Path], batch: BatchOptions, *, force: b
     import time
 
     from quanta import batch as b
-    from quanta.errors import ConfigError
     from quanta.media import get
     from quanta.report.tables import batch_bar
 
     m = get(medium)
-    if batch.jobs is not None and batch.jobs < 1:
-        raise ConfigError("--jobs must be at least 1")
-    if "-" in map(str, inputs):
-        raise ConfigError("'-' (standard input) cannot be part of a batch")
-    if batch.cluster is not None:
-        b.check_address(batch.cluster)
-    m.check_options(options)
-    jobs = b.plan(inputs, batch.output, suffix_for=suffix_for or (lambda p: m.suffix),
-                  recursive=batch.recursive, reads=m.reads)
-    created = not batch.output.exists()
-    batch.output.mkdir(parents=True, exist_ok=True)
+    jobs = _plan_batch(m, inputs, batch, suffix_for, options)
+    created = _make_output_folder(batch.output)
     t0 = time.perf_counter()
     total = sum(b.size_of(j.src) for j in jobs)
     outcomes: list[Any] = []
@@ -184,6 +174,37 @@ def _run_batch(medium: str, inputs: list[Path], batch: BatchOptions, *, force: b
         import typer
 
         raise typer.Exit(_batch_status(outcomes))
+
+
+def _plan_batch(m: Any, inputs: list[Path], batch: BatchOptions, suffix_for: Callable[[Path], str] | None,
+                options: dict[str, Any]) -> list[Any]:
+    """Everything a batch can refuse before any work: its options, the cluster's address, the
+    inputs (:func:`quanta.batch.plan`)."""
+    from quanta import batch as b
+    from quanta.errors import ConfigError
+
+    if batch.jobs is not None and batch.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    if "-" in map(str, inputs):
+        raise ConfigError("'-' (standard input) cannot be part of a batch")
+    if batch.cluster is not None:
+        b.check_address(batch.cluster)
+    m.check_options(options)
+    return b.plan(inputs, batch.output, suffix_for=suffix_for or (lambda p: m.suffix),
+                  recursive=batch.recursive, reads=m.reads)
+
+
+def _make_output_folder(out: Path) -> bool:
+    """Create OUTDIR (True if it was created) and refuse one that cannot be written."""
+    import os
+
+    from quanta.errors import OutputError
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: permission denied (the output folder is not writable)")
+    return created
 
 
 def _batch_status(outcomes: list[Any]) -> int:

@@ -34,9 +34,9 @@ def quantize(
     model: str = typer.Argument(..., help=MODEL_HELP),
     out: Path = typer.Option(..., "--output", "-o", help="Output folder, or .gguf file with "
                              "--format gguf (replaced with --force only if quanta wrote it)."),
-    bits: int = typer.Option(4, help="Bits per weight (2..8; nf4: 4). With a calibrated method and "
-                             "no --group-size: the size of that uniform file, its bytes shared out by "
-                             "each tensor's measured sensitivity (--uniform: every layer at --bits)."),
+    bits: int = typer.Option(4, "--bits", "-b", help="Bits per weight (2..8; nf4: 4). With a calibrated "
+                             "method and no --group-size: the size of that uniform file, its bytes shared "
+                             "out by each tensor's measured sensitivity (--uniform: every layer at --bits)."),
     group_size: int = typer.Option(None, help="Inputs per scale group (0: one group per row; "
                                    "default: per layer the largest of 128, 64, 32 that divides its "
                                    "inputs; GGUF: 32)."),
@@ -70,7 +70,8 @@ def quantize(
     no_verify: bool = NO_VERIFY,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Quantize MODEL's Linear layers and save a folder of safetensors + JSON config."""
+    """Quantize MODEL's Linear layers into a quanta folder (safetensors + JSON) or, with --format
+    gguf, one GGUF file."""
     from quanta.errors import ConfigError
     from quanta.outputs import atomic_output
 
