@@ -76,3 +76,13 @@ def test_a_bad_quanta_threads_is_said_not_ignored(monkeypatch, capsys):
     monkeypatch.setenv("QUANTA_THREADS", "abc")
     assert cores.threads() == cores.cpus()
     assert "QUANTA_THREADS='abc' ignored" in capsys.readouterr().err
+
+
+def test_tour_force_refuses_a_tour_folder_holding_a_users_files(tmp_path, capsys):
+    out = tmp_path / "quanta-tour"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"quanta_tour": True}))
+    (out / "index.html").write_text("<html></html>")
+    (out / "my-notes.txt").write_text("mine")
+    assert main(["tour", "--quick", "--skip", "model,image", "--out", str(out), "--force"]) == 2
+    assert "my-notes.txt" in capsys.readouterr().err and (out / "my-notes.txt").read_text() == "mine"
