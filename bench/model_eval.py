@@ -32,7 +32,8 @@ from quanta.model.apply import quantize_model, weight_stats  # noqa: E402
 from quanta.model.evaluate import evaluate_causal_lm, wikitext2_test_text, windows  # noqa: E402
 from quanta.model.files import save_quantized  # noqa: E402
 from quanta.model.gguf_write import requantize_gguf  # noqa: E402
-from quanta.model.load import bundled, load_model  # noqa: E402
+from quanta.model.load import load_model  # noqa: E402
+from quanta.model.sources import bundled  # noqa: E402
 from quanta.report.tables import console, print_table  # noqa: E402
 
 CONFIGS = [

@@ -148,8 +148,8 @@ def eval_(
     from quanta.model.apply import quantize_model
     from quanta.model.evaluate import evaluate_loaded
     from quanta.model.load import load_model
-    from quanta.model.medium import calibration_for
     from quanta.model.quantizers import make_quantizer
+    from quanta.model.recipe import calibration_for
 
     _check_eval(model, reference, chunks, ctx, calib, calib_samples, calib_len)
     quantizer = None if bits is None else make_quantizer(method, bits=bits, group_size=group_size, sym=sym)
@@ -171,7 +171,7 @@ def _check_eval(model: str, reference: str | None, chunks: int, ctx: int, calib:
                 calib_samples: int, calib_len: int) -> None:
     """``eval``'s options, refused before any model is loaded."""
     from quanta.errors import ConfigError, InputError
-    from quanta.model.load import check_source
+    from quanta.model.sources import check_source
 
     check_source(model)
     if reference is not None:

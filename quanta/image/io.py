@@ -133,3 +133,12 @@ def _small_exif(exif: Any, notes: list[str]) -> bytes | None:
     notes.append(f"EXIF larger than one JPEG segment: {len(dropped)} large tag(s) dropped, the rest "
                  "(orientation included) kept")
     return data
+
+
+def synthetic_image(seed: int = 0, size: tuple[int, int] = (96, 128)) -> np.ndarray:
+    """A colour test image: gradients, a checkerboard and seeded noise (uint8 RGB)."""
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w]
+    noise = np.random.default_rng(seed).integers(0, 48, size=(h, w, 3))
+    base = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), ((x // 8 + y // 8) % 2) * 200], -1)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)

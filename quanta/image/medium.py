@@ -125,18 +125,11 @@ def _tick(progress: Progress | None, done: int) -> None:
         progress(done, 3)
 
 
-def synthetic_image(seed: int = 0, size: tuple[int, int] = (96, 128)) -> np.ndarray:
-    """A colour test image: gradients, a checkerboard and seeded noise (uint8 RGB)."""
-    h, w = size
-    y, x = np.mgrid[0:h, 0:w]
-    noise = np.random.default_rng(seed).integers(0, 48, size=(h, w, 3))
-    base = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), ((x // 8 + y // 8) % 2) * 200], -1)
-    return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
 def example(folder: Path | str, *, seed: int = 0) -> Path:
     """A 128×96 synthetic PNG."""
     from PIL import Image
+
+    from quanta.image.io import synthetic_image
 
     p = Path(folder) / "example.png"
     Image.fromarray(synthetic_image(seed)).save(p)
@@ -150,6 +143,7 @@ def demo(*, quick: bool = True) -> DemoSection:
 
     from quanta.data import data_dir
     from quanta.image.curve import curve
+    from quanta.image.io import synthetic_image
 
     src = data_dir() / "kodak" / "kodim23.png"
     if src.exists():

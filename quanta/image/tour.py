@@ -30,7 +30,7 @@ def _load(images: list[Path] | None) -> list[tuple[str, np.ndarray]]:
     from PIL import Image
 
     from quanta.data import data_dir
-    from quanta.image.medium import synthetic_image
+    from quanta.image.io import synthetic_image
 
     paths = images or [data_dir() / "kodak" / n for n in IMAGES]
     if all(Path(p).exists() for p in paths):

@@ -98,7 +98,7 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
 
 
 def _read_config(d: Path) -> dict:
-    from quanta.model.load import read_json
+    from quanta.model.sources import read_json
 
     cfg = read_json(d / CONFIG)
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
@@ -214,7 +214,7 @@ def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = Tru
     lite: where the configuration allows, a :class:`~quanta.model.lite.LiteLlama` (no
     transformers import; it runs only on the lean decode path) instead of transformers' model."""
     from quanta.model import lite as lite_model
-    from quanta.model.load import check_declared_size, read_tokenizer
+    from quanta.model.sources import check_declared_size, read_tokenizer
 
     d = Path(folder)
     cfg = _read_config(d)

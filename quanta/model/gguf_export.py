@@ -193,13 +193,13 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
     floats = floats or {}
     from gguf import GGMLQuantizationType
 
-    from quanta.model.gguf_load import _hf_name, permute
+    from quanta.model.gguf_load import hf_name, permute
     from quanta.model.gguf_write import rewrite_gguf
 
     n_heads = {"attn_q": heads[0], "attn_k": heads[1]}
 
     def rewrite(name: str, t: Any, arr: np.ndarray) -> tuple[np.ndarray, Any]:
-        hf, layer_kind = _hf_name(name)
+        hf, layer_kind = hf_name(name)
         module = "token_embd" if name == "token_embd.weight" else (hf or "").removesuffix(".weight")
         qw = embedding if module == "token_embd" else qweights.get(module)
         if qw is None:

@@ -179,7 +179,7 @@ _GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight",
                  "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
 
 
-def _hf_name(name: str) -> tuple[str | None, str | None]:
+def hf_name(name: str) -> tuple[str | None, str | None]:
     """The Hugging Face parameter for a GGUF tensor name, and its layer kind (None: skipped)."""
     if name in _GLOBAL_NAMES:
         return _GLOBAL_NAMES[name], None
@@ -209,7 +209,7 @@ def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GG
     heads = {"attn_q": cfg.num_attention_heads, "attn_k": cfg.num_key_value_heads}
     state, types = {}, {}
     for name, t in tensors.items():
-        key, kind = _hf_name(name)
+        key, kind = hf_name(name)
         if key is None:
             continue
         arr = _dequantized(p, name, t)

@@ -57,8 +57,8 @@ def _configs(
     """Every method × width: quantize a copy, measure it. The token embedding (8 bits, one scale
     per row, as ``quanta model quantize`` stores it) is quantized once and shared by the copies."""
     from quanta.model.apply import quantize_model
-    from quanta.model.medium import embedding_quantizer
     from quanta.model.qembed import quantize_embedding
+    from quanta.model.recipe import embedding_quantizer
 
     base = copy.deepcopy(loaded.model)
     quantize_embedding(base, embedding_quantizer(None, 8, None, False))
@@ -94,8 +94,8 @@ def _budgeted(
 ) -> tuple[dict, dict]:
     """Mixed precision (round to nearest) at ``target_bpw``: the measured model and the plan."""
     from quanta.model.apply import quantize_model
-    from quanta.model.medium import embedding_quantizer, mixed_plan
     from quanta.model.mixed import describe, plan_quantizers
+    from quanta.model.recipe import embedding_quantizer, mixed_plan
 
     plan = mixed_plan(
         loaded,

@@ -70,7 +70,7 @@ def unbin_gguf(src: Path | str, dst: Path | str, *, seed: int = SEED, progress: 
 
 def ensure(seed: int = SEED) -> Path:
     """The unbinned file, built on first use (atomically) from the bundled SmolLM2."""
-    from quanta.model.load import bundled
+    from quanta.model.sources import bundled
     from quanta.outputs import atomic_output
 
     p = path(seed)

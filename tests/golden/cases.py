@@ -39,7 +39,7 @@ def digest(path: Path) -> str:
 def _image(folder: Path, seed: int = 0, size: tuple[int, int] = (96, 128)) -> Path:
     from PIL import Image
 
-    from quanta.image.medium import synthetic_image
+    from quanta.image.io import synthetic_image
 
     p = folder / f"img{seed}.png"
     if not p.exists():

@@ -134,7 +134,7 @@ def test_explicit_scales_survive_a_quanta_folder(tmp_path):
     from quanta.model.calibrate import calibration_windows
 
     calib = calibration_windows(mem.tokenizer, samples=8, length=32, bos_id=mem.bos_id)
-    from quanta.model.medium import embedding_method, embedding_quantizer
+    from quanta.model.recipe import embedding_method, embedding_quantizer
 
     emb = embedding_quantizer(None, 4, None, False, embedding_method("awq", mem.model, calib))
     assert emb.name == "imatrix"  # a tied embedding rounds on the head's input statistics

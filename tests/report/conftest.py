@@ -28,7 +28,7 @@ def small_tour(tmp_path_factory, tiny):  # noqa: F811
     """A tour on small inputs: 1 s of audio, two 96×128 images, the tiny GGUF model."""
     from PIL import Image
 
-    from quanta.image.medium import synthetic_image
+    from quanta.image.io import synthetic_image
     from quanta.report.tour import run_tour
 
     _, model_path = tiny

@@ -1,0 +1,187 @@
+"""The recipe of ``quanta model quantize``, shared by the contract (:mod:`quanta.model.medium`)
+and the tour (:mod:`quanta.model.tour`): calibration windows, the mixed-precision plan under a
+target or the default's shared-out bytes, and how the token embedding is quantized and rounded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from quanta.progress import Progress
+
+
+class Phases:
+    """One progress bar over successive phases: each phase's ``(done, total)`` is shown as a
+    share of the whole (phases counted as they start)."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.done = 0
+
+    def next(self) -> Progress | None:
+        if self.progress is None:
+            return None
+        base = self.done
+        self.done += 1
+
+        def report(done: int, total: int) -> None:
+            self.progress(int(1000 * (base + done / max(total, 1))), 1000 * self.done)
+
+        return report
+
+
+def load_for_saving(src: Path | str, format: str, verify: bool = True) -> Any:
+    from quanta.errors import ConfigError
+    from quanta.model.load import load_model
+
+    loaded = load_model(src, verify=verify)
+    if format == "gguf" and loaded.kind != "gguf":
+        raise ConfigError(f"{src}: --format gguf copies the tokenizer and metadata of a GGUF "
+                          "source; this model is not one")
+    if loaded.kind not in ("gguf", "hf-causal-lm"):
+        raise ConfigError(f"{src}: saving quantized {loaded.kind} models is not supported "
+                          "(use `quanta model eval --bits` to measure them)")
+    return loaded
+
+
+def mixed_plan(loaded: Any, windows: Any, method: str, format: str, target_size: str | int | None,
+               target_bpw: float | None, include: tuple[str, ...], exclude: tuple[str, ...],
+               float_dtype: str, phases: Phases | None = None, *, default_bits: int | None = None,
+               embedding: bool = True) -> Any:
+    """Measure every tensor's sensitivity and choose its format under the target — or, with
+    ``default_bits``, among :func:`~quanta.model.mixed.default_candidates` within the bytes of
+    the uniform ``default_bits`` file. ``embedding``: the token embedding is one of the units."""
+    phases = phases or Phases(None)
+    from quanta.model import mixed
+    from quanta.model.apply import find_targets
+
+    names = [n for n, _ in find_targets(loaded.model, include, exclude)]
+    gguf = format == "gguf"
+    weights = mixed.unit_weights(loaded.model, names, embedding=embedding)
+    if gguf:
+        cands: mixed.Candidates = {n: mixed.gguf_candidates(method, w.shape[1]) for n, w in weights.items()}
+    else:
+        cands = {n: mixed.quanta_candidates(w.shape[1]) if default_bits is None else
+                 mixed.default_candidates(default_bits, w.shape[1]) for n, w in weights.items()} | {
+            mixed.EMBEDDING: mixed.quanta_embedding_candidates()}
+    sens = mixed.measure(loaded.model, windows[:SENSITIVITY_WINDOWS], names, progress=phases.next())
+    table = mixed.loss_table(loaded.model, sens, weights, cands, progress=phases.next())
+    budget = mixed.uniform_bytes(weights, default_bits) if default_bits is not None else \
+        _budget(loaded, weights, target_size, target_bpw, gguf, float_dtype)
+    return mixed.choose(table, weights, cands, budget)
+
+
+#: calibration windows the sensitivity pass uses (it back-propagates: 4× a forward pass)
+SENSITIVITY_WINDOWS = 16
+
+
+def _budget(loaded: Any, weights: dict, target_size: str | int | None, target_bpw: float | None,
+            gguf: bool, float_dtype: str) -> int:
+    """Bytes left for the units: the target minus what the output holds besides them."""
+    from quanta.errors import ConfigError
+    from quanta.units import parse_size
+
+    if target_size is not None and target_bpw is not None:
+        raise ConfigError("give --target-size or --target-bpw, not both")
+    n = sum(w.numel() for w in weights.values())
+    if target_bpw is not None:
+        if not 1.0 <= float(target_bpw) <= 32.0:
+            raise ConfigError(f"--target-bpw {target_bpw}: give 1 to 32 bits per weight")
+        return int(float(target_bpw) * n / 8)
+    return parse_size(target_size) - _fixed_bytes(loaded, weights, gguf, float_dtype)
+
+
+def _fixed_bytes(loaded: Any, weights: dict, gguf: bool, float_dtype: str) -> int:
+    """What the output holds besides the units: GGUF metadata, tokenizer and float tensors as
+    the source stores them; a quanta folder's tokenizer, float tensors and configuration."""
+    import torch
+
+    ptrs = {w.data_ptr() for w in weights.values()}
+    if gguf:
+        from gguf import GGUFReader
+
+        from quanta.model.gguf_load import hf_name
+
+        def unit(name: str) -> bool:
+            return name == "token_embd.weight" or (hf_name(name)[0] or "").removesuffix(".weight") in weights
+
+        tensors = GGUFReader(loaded.source).tensors
+        unit_bytes = sum(int(t.n_bytes) for t in tensors if unit(t.name))
+        # quanta's mark, and up to one alignment's padding per tensor
+        return Path(loaded.source).stat().st_size - unit_bytes + 256 + 32 * len(tensors)
+    size = torch.empty((), dtype=getattr(torch, float_dtype)).element_size()
+    floats = sum(p.numel() * size for p in loaded.model.parameters() if p.data_ptr() not in ptrs)
+    return floats + len(loaded.tokenizer.to_str()) + 256 * 1024
+
+
+def embedding_label(spec: dict | None) -> str:
+    if spec is None:
+        return "float"
+    rows = spec["group_size"] == spec["in"]
+    return f"{spec['bits']}-bit " + ("per row" if rows else f"g{spec['group_size']}")
+
+
+def embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: bool,
+                        method: str = "mse") -> Any:
+    """The token embedding's quantizer for a quanta folder (None: it stays float); ``method``
+    rounds it (:func:`embedding_method`)."""
+    from quanta.model.mixed import EMBEDDING
+    from quanta.model.quantizers import make_quantizer
+
+    if plan is not None:
+        return plan.choice[EMBEDDING].quantizer(method) if EMBEDDING in plan.choice else None
+    from quanta.core._checks import check_bits
+
+    eb = 8 if embedding_bits is None else int(embedding_bits)
+    if eb == 0:
+        return None
+    check_bits(eb, 2, 8, "embedding bits")
+    if eb == 8:  # one symmetric scale per row: a tied head runs PyTorch's int8 kernel
+        return make_quantizer(method, bits=8, group_size=0, sym=True)
+    return make_quantizer(method, bits=eb, group_size=32)
+
+
+#: how a token embedding rounds when nothing calibrates it (a lookup has no input statistics)
+EMBEDDING_METHOD = "mse"
+#: the rounding of a tied embedding under each calibrated method, with the output head's input
+#: statistics (:func:`quanta.model.apply.head_stats`); AWQ's input scales have no layer to fold into
+TIED_EMBEDDING_METHODS = {"gptq": "gptq", "awq+gptq": "gptq", "imatrix": "imatrix", "awq": "imatrix"}
+
+
+def embedding_method(method: str, model: Any, windows: Any) -> str:
+    """How the token embedding rounds: a tied embedding is the output head too, and with
+    calibration windows it rounds as the layers' method does on the head's inputs (GPTQ's error
+    feedback or the importance-weighted search); otherwise by the clipping search alone."""
+    from quanta.model.qembed import ties_head
+
+    if windows is None or not ties_head(model):
+        return EMBEDDING_METHOD
+    return TIED_EMBEDDING_METHODS.get(method, EMBEDDING_METHOD)
+
+
+def mixed_json(plan: Any) -> dict | None:
+    """The plan as the report and the config carry it."""
+    from quanta.model.mixed import describe
+
+    return None if plan is None else describe(plan)
+
+
+def calibration_for(loaded: Any, quantizer: Any, calib: str | Path | None, samples: int | None,
+                    length: int | None, seed: int, *, force: bool = False) -> Any:
+    """Calibration windows for a quantizer that needs them, or for any with ``force``
+    (None otherwise)."""
+    from quanta.errors import InputError
+    from quanta.model.calibrate import DEFAULT_LENGTH, DEFAULT_SAMPLES, calibration_windows, read_text
+
+    if not (quantizer.needs_calibration or force):
+        return None
+    context = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
+    if context and length and length > context:
+        raise InputError(f"--calib-len {length} exceeds the model's context of {context} tokens")
+    if loaded.tokenizer is None:
+        raise InputError(f"{loaded.source}: no tokenizer to cut calibration windows with "
+                         "(--method rtn needs no calibration)")
+    text = None if calib is None else read_text(calib)
+    return calibration_windows(loaded.tokenizer, text, samples=samples or DEFAULT_SAMPLES,
+                               length=length or DEFAULT_LENGTH, bos_id=loaded.bos_id, seed=seed)
