@@ -22,64 +22,15 @@ norms stay F32. Every matrix may have its own type (:mod:`quanta.model.mixed`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from quanta.core.codebook import IQ4_NL
 from quanta.errors import ConfigError
+from quanta.model.formats import BLOCK, BLOCK_TYPES, K_FACTOR
 
-BLOCK = 32
 MARK = ("quanta.format", "quanta-gguf/1")  # how quanta recognises a GGUF file it wrote
-
-
-@dataclass(frozen=True)
-class BlockType:
-    """A GGML block type quanta writes: its grid (bits, symmetric), bytes per block of ``block``
-    weights, and the weights per scale (``group``)."""
-
-    name: str
-    bits: int
-    sym: bool
-    type_size: int
-    codebook: np.ndarray | None = None  # levels ``w = d · codebook[q]`` instead of a grid
-    block: int = BLOCK
-    group: int = BLOCK
-
-    @property
-    def bits_per_weight(self) -> float:
-        return 8.0 * self.type_size / self.block
-
-    def nbytes(self, n_weights: int) -> int:
-        """Bytes of ``n_weights`` weights (a multiple of the block) in this type."""
-        return n_weights // self.block * self.type_size
-
-    def fits(self, width: int) -> bool:
-        """Whether rows ``width`` weights wide are whole blocks of this type."""
-        return width % self.block == 0
-
-
-#: name → type, smallest first
-BLOCK_TYPES = {t.name: t for t in (BlockType("Q4_0", 4, True, 18), BlockType("IQ4_NL", 4, True, 18, IQ4_NL),
-                                   BlockType("Q4_1", 4, False, 20),
-                                   BlockType("Q5_0", 5, True, 22), BlockType("Q5_1", 5, False, 24),
-                                   BlockType("Q6_K", 6, True, 210, block=256, group=16),
-                                   BlockType("Q8_0", 8, True, 34))}
-#: the largest integer factor of a K-quant's group scale (int8)
-K_FACTOR = 127
-
-
-def gguf_type(bits: int, sym: bool, group_size: int) -> str:
-    """The GGML type for a quanta grid, or a :class:`ConfigError` naming what is supported."""
-    kind = next((t.name for t in BLOCK_TYPES.values() if t.bits == bits and t.block == BLOCK
-                 and t.sym == (sym or bits == 8) and t.codebook is None), None)
-    if kind is None or group_size != BLOCK:
-        raise ConfigError("--format gguf writes Q8_0 (--bits 8), Q5_0/Q4_0 (--bits 5/4 --sym) or "
-                          f"Q5_1/Q4_1 (--bits 5/4) in groups of {BLOCK}; got {bits} bits in groups of "
-                          f"{group_size}")
-    return kind
 
 
 def _f16(x: np.ndarray) -> bytes:
@@ -130,8 +81,9 @@ def _pack_q6_k(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 def _k_factors(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The float16 ``d`` (per super-block) and integer factors (per group) of scales ``s``
-    (``(…, groups)``) that :func:`_k_scales` put on the grid: ``d`` is the largest scale ÷ 127
-    (÷ its factor, below 127 only when ``d`` is a float16 subnormal); refuses other scales."""
+    (``(…, groups)``) that :func:`quanta.model.formats.storage_grid` put on the grid: ``d`` is
+    the largest scale ÷ 127 (÷ its factor, below 127 only when ``d`` is a float16 subnormal);
+    refuses other scales."""
     d = np.zeros(s.shape[:-1], np.float16)
     f = np.zeros(s.shape, np.float32)
     todo = np.ones(s.shape[:-1], bool)
@@ -147,38 +99,6 @@ def _k_factors(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not todo.any():
             return d, f
     raise ConfigError("a K-quant's scales are not on its super-block's grid (quantize with storage=)")
-
-
-def _k_scales(scale: Any, t: BlockType) -> Any:
-    """Positive group scales as a K-quant's super-block keeps them: ``d · f``, float16 ``d``
-    (the largest scale ÷ 127) and an integer factor ``f`` in 1..127 per group."""
-    import torch
-
-    s = scale.to(torch.float32).reshape(scale.shape[0], -1, t.block // t.group)
-    top = s.amax(-1, keepdim=True)
-    d = (top / K_FACTOR).to(torch.float16).to(torch.float32)
-    d = torch.where(d > 0, d, torch.full_like(d, 2.0**-24))
-    f = torch.where(top > 0, torch.round(s / d).clamp(1, K_FACTOR), torch.full_like(s, K_FACTOR))
-    return (d * f).reshape(scale.shape)
-
-
-def storage_grid(scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
-    """The grid as the file stores it: ``d`` rounded to float16 (never to zero; a codebook
-    type's scale keeps its sign), and for the asymmetric types the zero point that the float16
-    ``m = −d·z`` implies; a K-quant's scales on its super-block's grid."""
-    import torch
-
-    if BLOCK_TYPES[kind].block != BLOCK:
-        return _k_scales(scale, BLOCK_TYPES[kind]), zero
-
-    s = scale.to(torch.float16).to(torch.float32)
-    tiny = torch.where(scale < 0, -(2.0**-24), 2.0**-24).to(torch.float32)
-    s = torch.where(s != 0, s, tiny) if BLOCK_TYPES[kind].codebook is not None else \
-        torch.where(s > 0, s, tiny.abs())
-    if BLOCK_TYPES[kind].sym:
-        return s, zero
-    m = (-s * zero).to(torch.float16).to(torch.float32)
-    return s, -m / s
 
 
 def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Path | str, *,

@@ -109,7 +109,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     (unless ``uniform``): the bytes of that uniform file — every layer at ``bits`` in the
     default groups, the embedding at 8 bits per row — are shared out by the same sensitivity:
     each layer at ``bits`` in groups of 128, 64 or 32 or at 5 to 8 bits per row
-    (:func:`quanta.model.mixed.default_candidates`), the embedding at 4 bits in groups of 64 or
+    (:func:`quanta.model.formats.default_formats`), the embedding at 4 bits in groups of 64 or
     32 or 5 to 8 bits per row (unless ``embedding_bits`` fixes it).
 
     embedding_bits: the token embedding's bits in a quanta folder (default 8, one symmetric
@@ -124,7 +124,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     from quanta.core._checks import check_choice
     from quanta.model.apply import count_by_path, quantize_model
     from quanta.model.files import write_folder
-    from quanta.model.gguf_export import BLOCK_TYPES
+    from quanta.model.formats import BLOCK_TYPES
     from quanta.model.mixed import plan_quantizers
     from quanta.model.quantizers import make_quantizer
     from quanta.model.recipe import (
@@ -237,7 +237,7 @@ def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool, group_size: i
     """The GGML type of a GGUF export (None for the quanta format); with mixed precision the
     types come from the plan and this is only the default grid's."""
     from quanta.errors import ConfigError
-    from quanta.model.gguf_export import BLOCK, gguf_type
+    from quanta.model.formats import BLOCK, gguf_type
 
     if format != "gguf":
         return None
@@ -253,7 +253,8 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
     plan's type, else on the layers' block type, or on Q8_0 when it is tied to the output head
     (then it is the most sensitive matrix of all, which llama.cpp also keeps at 6–8 bits)."""
     from quanta.model.apply import count_by_path, head_stats
-    from quanta.model.gguf_export import BLOCK_TYPES, export
+    from quanta.model.formats import BLOCK_TYPES
+    from quanta.model.gguf_export import export
     from quanta.model.mixed import EMBEDDING
     from quanta.model.qembed import ties_head
     from quanta.model.quantizers import make_quantizer

@@ -31,102 +31,33 @@ import torch
 from torch import nn
 
 from quanta.errors import ConfigError
+from quanta.model.formats import EMBEDDING_ROWS, WeightFormat
 from quanta.model.qembed import ties_head
-from quanta.model.quantizers import LayerStats, WeightQuantizer, make_quantizer
+from quanta.model.quantizers import LayerStats, WeightQuantizer, quantizer_for
 from quanta.progress import Progress
 
 EMBEDDING = "token_embd"  # the unit name of the token embedding (and a tied output head)
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One format a tensor may take: a grid (bits, group size, symmetric) and, for GGUF, the
-    GGML block type that stores it."""
-
-    label: str
-    bits: int
-    group_size: int
-    sym: bool = False
-    storage: str | None = None
-
-    def nbytes(self, rows: int, cols: int) -> int:
-        """Bytes of a ``rows × cols`` weight in this format (codes, scales, zero points)."""
-        if self.storage:
-            from quanta.model.gguf_export import BLOCK_TYPES
-
-            return BLOCK_TYPES[self.storage].nbytes(rows * cols)
-        if self.group_size in (0, -1):  # one group per row: the codes and one scale
-            return rows * (-(-cols * self.bits // 8) + 2)
-        groups = -(-cols // self.group_size)
-        return rows * groups * (self.bits * self.group_size // 8 + 4)  # float16 scale + zero
-
-    def quantizer(self, method: str) -> WeightQuantizer:
-        return make_quantizer(method, bits=self.bits, group_size=self.group_size, sym=self.sym,
-                              storage=self.storage)
-
-
-def gguf_candidates(method: str = "rtn", width: int | None = None) -> list[Candidate]:
-    """llama.cpp's block types quanta writes — the codebook types only for methods that can
-    round onto a codebook, the K-quants only for rows ``width`` wide that hold whole
-    super-blocks (every type when ``width`` is None)."""
-    from quanta.model.gguf_export import BLOCK_TYPES
-    from quanta.model.quantizers import QUANTIZERS
-
-    levels = QUANTIZERS[method].takes_levels
-    return [Candidate(t.name, t.bits, t.group, t.sym, t.name) for t in BLOCK_TYPES.values()
-            if (levels or t.codebook is None) and (width is None or t.fits(width))]
-
-
-def quanta_candidates(width: int | None = None) -> list[Candidate]:
-    """quanta's own grids (asymmetric, groups of 128, 64 or 32 — those no wider than ``width``):
-    3, 4, 5, 6 and 8 bits, and 5 to 8 bits with one symmetric scale per row (PyTorch's int8
-    kernel; 4 bits take the int4 kernel)."""
-    return [Candidate(f"{b}-bit g{g}", b, g) for b, g in
-            ((3, 64), (3, 32), (4, 128), (4, 64), (4, 32), (5, 64), (5, 32), (6, 32), (8, 32))
-            if width is None or g <= width] + row_candidates()
-
-
-def row_candidates() -> list[Candidate]:
-    """5 to 8 bits with one symmetric scale per row: PyTorch's int8 kernel runs them all (a
-    folder stores the narrower codes packed)."""
-    return [Candidate(f"{b}-bit row", b, 0, sym=True) for b in (5, 6, 7, 8)]
-
-
-def default_candidates(bits: int, width: int | None = None) -> list[Candidate]:
-    """What a quanta folder's ``--bits B`` (no group size, no target) chooses among for a layer
-    ``width`` inputs wide: ``B`` bits in groups of 128, 64 or 32 (no wider than the layer), or
-    5 to 8 bits per row (:func:`row_candidates`) — at 4 bits each runs a PyTorch kernel
-    (int4, int8)."""
-    return [Candidate(f"{bits}-bit g{g}", bits, g) for g in (128, 64, 32) if width is None or g <= width] + \
-        row_candidates()
-
-
 def uniform_bytes(weights: dict[str, torch.Tensor], bits: int) -> int:
     """Bytes of the units at ``bits`` in a quanta folder's default groups (the largest of 128, 64
     and 32 that divides a layer's inputs), the token embedding at 8 bits per row — the budget
-    that :func:`default_candidates` share out."""
+    that :func:`~quanta.model.formats.default_formats` share out."""
     from quanta.model.quantizers import auto_group
 
     def one(name: str, w: torch.Tensor) -> int:
         rows, cols = w.shape
         if name == EMBEDDING:
-            return Candidate("8-bit row", 8, 0, sym=True).nbytes(rows, cols)
-        return Candidate("", bits, auto_group(cols)).nbytes(rows, cols)
+            return EMBEDDING_ROWS.nbytes(rows, cols)
+        return WeightFormat("", bits, auto_group(cols)).nbytes(rows, cols)
 
     return sum(one(n, w) for n, w in weights.items())
 
 
-def quanta_embedding_candidates() -> list[Candidate]:
-    """The grids a quanta folder's token embedding may take: those on which a tied output head
-    runs PyTorch's int4 or int8 kernel (4 bits in groups of 64 or 32; 5 to 8 bits, one
-    symmetric scale per row)."""
-    return [Candidate("4-bit g64", 4, 64), Candidate("4-bit g32", 4, 32), *row_candidates()]
+Candidates = Sequence[WeightFormat] | dict[str, Sequence[WeightFormat]]
 
 
-Candidates = Sequence[Candidate] | dict[str, Sequence[Candidate]]
-
-
-def _for(candidates: Candidates, name: str) -> Sequence[Candidate]:
+def _for(candidates: Candidates, name: str) -> Sequence[WeightFormat]:
     """The candidates of unit ``name`` (one list for all units, or a list per unit name)."""
     return candidates[name] if isinstance(candidates, dict) else candidates
 
@@ -234,7 +165,7 @@ def loss_table(model: nn.Module, sens: Sensitivity, weights: dict[str, torch.Ten
     for k, (name, w) in enumerate(weights.items()):
         row = []
         for c in _for(candidates, name):
-            q = c.quantizer("rtn").quantize(w, name=name)
+            q = quantizer_for("rtn", c).quantize(w, name=name)
             err = w.float() - q.dequantize()
             row.append(sens.embedding_loss(err, tied=tied) if name == EMBEDDING
                        else sens.layer_loss(name, err))
@@ -248,7 +179,7 @@ def loss_table(model: nn.Module, sens: Sensitivity, weights: dict[str, torch.Ten
 class MixedPlan:
     """The chosen format per unit, with the predicted loss increase and the bytes."""
 
-    choice: dict[str, Candidate]
+    choice: dict[str, WeightFormat]
     predicted_loss: float
     nbytes: int
     budget: int
@@ -345,7 +276,7 @@ def plot_map(mixed: dict, path: Path | str, title: str = "") -> Path:
 
 def plan_quantizers(plan: MixedPlan, method: str) -> dict[str, WeightQuantizer]:
     """The quantizer of each Linear unit (``method`` on the unit's chosen grid)."""
-    return {n: c.quantizer(method) for n, c in plan.choice.items() if n != EMBEDDING}
+    return {n: quantizer_for(method, c) for n, c in plan.choice.items() if n != EMBEDDING}
 
 
 def describe(plan: MixedPlan) -> dict[str, Any]:
@@ -358,21 +289,15 @@ def describe(plan: MixedPlan) -> dict[str, Any]:
 
 __all__ = [
     "EMBEDDING",
-    "Candidate",
     "MixedPlan",
     "Sensitivity",
     "bit_grid",
     "choose",
-    "default_candidates",
     "describe",
-    "gguf_candidates",
     "loss_table",
     "measure",
     "plan_quantizers",
     "plot_map",
-    "quanta_candidates",
-    "quanta_embedding_candidates",
-    "row_candidates",
     "uniform_bytes",
     "unit_weights",
 ]

@@ -26,7 +26,7 @@ Registered here:
 * "awq", "awq+gptq" (calibrated): activation-aware input scales per group of layers
   (:mod:`quanta.model.awq`, run by the engine before each block), then "imatrix" or "gptq".
 
-With ``storage=`` a GGML block type (:mod:`quanta.model.gguf_export`), the grid's scales are
+With ``storage=`` a GGML block type (:mod:`quanta.model.formats`), the grid's scales are
 those the file can hold (float16); for a codebook type (IQ4_NL) "rtn", "mse", "imatrix" and
 "gptq" round onto its levels, each group's scale searched (:func:`quanta.core.codebook.search_scales`).
 
@@ -50,6 +50,7 @@ from quanta.core.codebook import NF4 as NF4_LEVELS
 from quanta.core.codebook import dequantize_scaled, quantize_scaled
 from quanta.core.grid import Grid, QParams, choose_qparams, dequantize, quantize
 from quanta.errors import ConfigError
+from quanta.model.formats import WeightFormat
 
 #: the group sizes ``group_size=None`` chooses from, per layer, largest first
 AUTO_GROUPS = (128, 64, 32)
@@ -196,7 +197,7 @@ class WeightQuantizer:
         """``qp`` as the storage format keeps it (float16 scales for GGML types)."""
         if not self.storage:
             return qp
-        from quanta.model.gguf_export import storage_grid
+        from quanta.model.formats import storage_grid
 
         s, z = storage_grid(qp.scale, qp.zero_point, self.storage)
         return QParams(qp.grid, s, z, qp.shape)
@@ -207,7 +208,7 @@ class WeightQuantizer:
     def group_for(self, in_features: int, name: str = "") -> int:
         """The effective group size for a layer with ``in_features`` inputs."""
         if self.storage:
-            from quanta.model.gguf_export import BLOCK_TYPES
+            from quanta.model.formats import BLOCK_TYPES
 
             t = BLOCK_TYPES[self.storage]
             if not t.fits(in_features):
@@ -279,7 +280,7 @@ class WeightQuantizer:
 
     def stored_scales(self, scale: torch.Tensor) -> tuple[torch.Tensor, None]:
         """Signed codebook scales as the storage type keeps them (float16, never zero)."""
-        from quanta.model.gguf_export import storage_grid
+        from quanta.model.formats import storage_grid
 
         return storage_grid(scale, None, self.storage)
 
@@ -429,7 +430,7 @@ def importance(mean_sq: torch.Tensor, width: int) -> torch.Tensor:
 def _storage_levels(storage: str | None) -> np.ndarray | None:
     if storage is None:
         return None
-    from quanta.model.gguf_export import BLOCK_TYPES
+    from quanta.model.formats import BLOCK_TYPES
 
     if storage not in BLOCK_TYPES:
         raise ConfigError(f"unknown GGML storage type {storage!r} (choose from {', '.join(BLOCK_TYPES)})")
@@ -472,6 +473,11 @@ def make_quantizer(method: str = "rtn", *, bits: int = 4, group_size: int | None
     """The registered quantizer ``method`` with these settings."""
     check_choice(method, QUANTIZERS, "method")
     return QUANTIZERS[method](bits=bits, group_size=group_size, sym=sym, storage=storage)
+
+
+def quantizer_for(method: str, fmt: WeightFormat) -> WeightQuantizer:
+    """The rounding ``method`` on the storage format ``fmt``'s grid."""
+    return make_quantizer(method, bits=fmt.bits, group_size=fmt.group_size, sym=fmt.sym, storage=fmt.ggml)
 
 
 def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, method: str = "rtn",

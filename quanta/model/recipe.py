@@ -50,21 +50,23 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, target_size:
                float_dtype: str, phases: Phases | None = None, *, default_bits: int | None = None,
                embedding: bool = True) -> Any:
     """Measure every tensor's sensitivity and choose its format under the target — or, with
-    ``default_bits``, among :func:`~quanta.model.mixed.default_candidates` within the bytes of
+    ``default_bits``, among :func:`~quanta.model.formats.default_formats` within the bytes of
     the uniform ``default_bits`` file. ``embedding``: the token embedding is one of the units."""
     phases = phases or Phases(None)
-    from quanta.model import mixed
+    from quanta.model import formats, mixed
     from quanta.model.apply import find_targets
+    from quanta.model.quantizers import QUANTIZERS
 
     names = [n for n, _ in find_targets(loaded.model, include, exclude)]
     gguf = format == "gguf"
     weights = mixed.unit_weights(loaded.model, names, embedding=embedding)
     if gguf:
-        cands: mixed.Candidates = {n: mixed.gguf_candidates(method, w.shape[1]) for n, w in weights.items()}
+        levels = QUANTIZERS[method].takes_levels
+        cands: mixed.Candidates = {n: formats.gguf_formats(levels, w.shape[1]) for n, w in weights.items()}
     else:
-        cands = {n: mixed.quanta_candidates(w.shape[1]) if default_bits is None else
-                 mixed.default_candidates(default_bits, w.shape[1]) for n, w in weights.items()} | {
-            mixed.EMBEDDING: mixed.quanta_embedding_candidates()}
+        cands = {n: formats.quanta_formats(w.shape[1]) if default_bits is None else
+                 formats.default_formats(default_bits, w.shape[1]) for n, w in weights.items()} | {
+            mixed.EMBEDDING: formats.embedding_formats()}
     sens = mixed.measure(loaded.model, windows[:SENSITIVITY_WINDOWS], names, progress=phases.next())
     table = mixed.loss_table(loaded.model, sens, weights, cands, progress=phases.next())
     budget = mixed.uniform_bytes(weights, default_bits) if default_bits is not None else \
@@ -127,10 +129,10 @@ def embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: 
     """The token embedding's quantizer for a quanta folder (None: it stays float); ``method``
     rounds it (:func:`embedding_method`)."""
     from quanta.model.mixed import EMBEDDING
-    from quanta.model.quantizers import make_quantizer
+    from quanta.model.quantizers import make_quantizer, quantizer_for
 
     if plan is not None:
-        return plan.choice[EMBEDDING].quantizer(method) if EMBEDDING in plan.choice else None
+        return quantizer_for(method, plan.choice[EMBEDDING]) if EMBEDDING in plan.choice else None
     from quanta.core._checks import check_bits
 
     eb = 8 if embedding_bits is None else int(embedding_bits)

@@ -20,8 +20,8 @@ from quanta.errors import InputError
 
 NAME = "smollm2-unbinned"
 SEED = 0
-#: GGML block types whose block starts with its float16 scale ``d``: elements per block, bytes.
-_BLOCKS = {"Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24), "Q8_0": (32, 34)}
+#: GGML block types whose block starts with its float16 scale ``d`` (sizes from GGML's table)
+_STARTS_WITH_D = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
 
 
 def cache_dir() -> Path:
@@ -42,12 +42,14 @@ def block_scales(t: Any) -> np.ndarray | None:
     """The float16 scale ``d`` of every block of a block-quantized tensor (None for floats)."""
     from gguf import GGMLQuantizationType
 
+    from quanta.model.formats import BLOCK_TYPES
+
     kind = GGMLQuantizationType(t.tensor_type).name
     if kind in ("F32", "F16", "BF16"):
         return None
-    if kind not in _BLOCKS:
-        raise InputError(f"tensor {t.name}: unbinning supports {', '.join(_BLOCKS)}, not {kind}")
-    raw = np.ascontiguousarray(t.data).view(np.uint8).reshape(-1, _BLOCKS[kind][1])
+    if kind not in _STARTS_WITH_D:
+        raise InputError(f"tensor {t.name}: unbinning supports {', '.join(_STARTS_WITH_D)}, not {kind}")
+    raw = np.ascontiguousarray(t.data).view(np.uint8).reshape(-1, BLOCK_TYPES[kind].type_size)
     return raw[:, :2].copy().view(np.float16).astype(np.float32)[:, 0]
 
 

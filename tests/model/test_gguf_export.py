@@ -110,7 +110,8 @@ def test_q6_k_super_blocks_are_quantas_weights(method):
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 
-    from quanta.model.gguf_export import BLOCK_TYPES, pack_blocks
+    from quanta.model.formats import BLOCK_TYPES
+    from quanta.model.gguf_export import pack_blocks
     from quanta.model.quantizers import LayerStats, make_quantizer
 
     g = torch.Generator().manual_seed(3)
@@ -137,15 +138,15 @@ def test_q6_k_layers_in_an_exported_file(tmp_path):
     dequantizes to quanta's weights and quanta loads it."""
     from quanta.model.apply import quantize_model
     from quanta.model.calibrate import calibration_windows
+    from quanta.model.formats import gguf_formats
     from quanta.model.gguf_export import export
-    from quanta.model.mixed import gguf_candidates
     from quanta.model.quantizers import make_quantizer
     from quanta.model.tiny import byte_tokenizer, tiny_llama
     from tests.model.conftest import write_tiny_gguf
 
     src = write_tiny_gguf(tiny_llama(hidden=128), tmp_path / "t.gguf")
-    assert "Q6_K" in [c.label for c in gguf_candidates("gptq", 256)]
-    assert "Q6_K" not in [c.label for c in gguf_candidates("gptq", 128)]
+    assert "Q6_K" in [c.label for c in gguf_formats(True, 256)]
+    assert "Q6_K" not in [c.label for c in gguf_formats(True, 128)]
     g = load_gguf(src)
     downs = [n for n, _ in g.model.named_modules() if n.endswith("mlp.down_proj")]
     plan = {n: make_quantizer("gptq", bits=6, group_size=16, sym=True, storage="Q6_K") for n in downs}

@@ -11,7 +11,7 @@ import torch
 
 from quanta.errors import ConfigError
 from quanta.media import get
-from quanta.model import mixed
+from quanta.model import formats, mixed
 from quanta.model.apply import find_targets
 from quanta.model.calibrate import calibration_windows
 from quanta.model.gguf_load import load_gguf
@@ -72,7 +72,7 @@ def test_sensitivity_ranks_layers_as_measured(measured):
 
 def test_allocation_spends_the_budget_where_it_pays(measured):
     model, _, names, sens = measured
-    cands = mixed.gguf_candidates(width=64)  # the tiny model's rows: no K-quant fits
+    cands = formats.gguf_formats(width=64)  # the tiny model's rows: no K-quant fits
     weights = mixed.unit_weights(model, names, embedding=True)
     table = mixed.loss_table(model, sens, weights, cands)
     assert [c.label for c in cands] == ["Q4_0", "IQ4_NL", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
@@ -175,8 +175,8 @@ def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
     # the plan's predicted loss is at most that of the uniform choice, measured the same way
     wins = calibration_windows(g.tokenizer, samples=8, length=32, bos_id=g.bos_id, seed=0)
     sens = mixed.measure(g.model, wins[:16], names)
-    cands = {n: mixed.default_candidates(4, weights[n].shape[1]) for n in names} | {
-        mixed.EMBEDDING: mixed.quanta_embedding_candidates()}
+    cands = {n: formats.default_formats(4, weights[n].shape[1]) for n in names} | {
+        mixed.EMBEDDING: formats.embedding_formats()}
     q_cands = [c.label for c in cands["model.layers.0.self_attn.q_proj"]]
     rows = ["5-bit row", "6-bit row", "7-bit row", "8-bit row"]
     assert q_cands == ["4-bit g64", "4-bit g32", *rows]  # 64 inputs: no groups of 128
