@@ -68,6 +68,8 @@ def quantize(
                                        "runs the int8 kernel; 2..7 in groups of 32; 0: keep float)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder quanta wrote."),
     no_verify: bool = NO_VERIFY,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan — each tensor's format, "
+                                 "method and why, the predicted size — and write nothing."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Quantize MODEL's Linear layers into a quanta folder (safetensors + JSON) or, with --format
@@ -79,20 +81,49 @@ def quantize(
         raise ConfigError(f"{out}: a .gguf name needs --format gguf (otherwise a quanta folder is "
                           "written: name it without .gguf)")
     mixed = target_size is not None or target_bpw is not None
+    options = dict(bits=bits, group_size=group_size, method=method, sym=sym, include=_patterns(include),
+                   exclude=_patterns(exclude), head=head, float_dtype=float_dtype, calib=calib,
+                   calib_samples=calib_samples, calib_len=calib_len, format=format, target_size=target_size,
+                   target_bpw=target_bpw, embedding_bits=embedding_bits, uniform=uniform)
+    if dry_run:
+        _dry_run(model, options, json_out)
+        return
     plot = _plot_target(plot, mixed, force, (out, Path(model)))
     label = f"quantize {method} " + (f"to {target_size or f'{target_bpw} bpw'}" if mixed else f"{bits}-bit")
     rep = run_file_command("model", Path(model), out, force=force, json_out=json_out, seed=seed,
-                           label=label, bits=bits, group_size=group_size, method=method, sym=sym,
-                           include=_patterns(include), exclude=_patterns(exclude), head=head,
-                           float_dtype=float_dtype, calib=calib, calib_samples=calib_samples,
-                           calib_len=calib_len, format=format, target_size=target_size,
-                           target_bpw=target_bpw, embedding_bits=embedding_bits, uniform=uniform,
-                           verify=not no_verify)
+                           label=label, verify=not no_verify, **options)
     if plot is not None:
         from quanta.model.mixed import plot_map
 
         with atomic_output(plot) as tmp:
             plot_map(rep.mixed, tmp, title=f"{out.name}: bits per weight by tensor")
+
+
+def _dry_run(model: str, options: dict, json_out: bool) -> None:
+    """``quantize --dry-run``: every option checked, the plan made from the source's metadata
+    and printed (a table of tensors grouped by role, format and reason, or ``--json``)."""
+    from quanta.model.medium import check_options
+    from quanta.model.plan import Options, plan_for, read_layout
+
+    check_options(**options)
+    fields = {k: v for k, v in options.items() if k in Options.__dataclass_fields__}
+    plan = plan_for(read_layout(model), Options(**fields))
+    if json_out:
+        print_json(plan)
+        return
+    groups: dict[tuple, list] = {}
+    for e in plan.entries:
+        groups.setdefault((e.role, e.format, e.method or "—", e.reason), []).append(e)
+    rows = [[*key[:3], len(es), f"{sum(e.nbytes for e in es) / 1e6:.2f}", key[3]]
+            for key, es in groups.items()]
+    print_table(f"plan: {plan.source} ({plan.architecture}) → {plan.format}", ["role", "format", "method",
+                "tensors", "MB", "why"], rows, left=(0, 1, 2, 5))
+    bound = "at most " if plan.refine else ""
+    refine = {"target": "the measured sensitivity chooses each tensor's format within the target",
+              "default sharing": "the uniform file's bytes are shared out by measured sensitivity"}
+    print(f"predicted size: {bound}{plan.predicted_bytes:,} bytes"
+          + (f"; {refine[plan.refine]}" if plan.refine else "")
+          + ("; calibration windows are read first" if plan.needs_calibration else ""))
 
 
 def _plot_target(plot: Path | None, mixed: bool, force: bool, others: tuple[Path, ...]) -> Path | None:

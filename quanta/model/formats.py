@@ -25,6 +25,14 @@ from quanta.errors import ConfigError
 BLOCK = 32
 #: the largest integer factor of a K-quant's group scale (int8)
 K_FACTOR = 127
+#: the group sizes a quanta folder's layers take by default, largest first
+AUTO_GROUPS = (128, 64, 32)
+
+
+def auto_group(in_features: int) -> int:
+    """The group size of ``group_size=None``: the largest of :data:`AUTO_GROUPS` that divides
+    the layer's inputs, else 128 (zero-padded), or the whole row when it is narrower."""
+    return next((g for g in AUTO_GROUPS if in_features % g == 0), min(AUTO_GROUPS[0], in_features))
 
 
 def _ggml_size(name: str) -> tuple[int, int]:
@@ -133,12 +141,14 @@ class WeightFormat:
     def block_type(self) -> BlockType | None:
         return BLOCK_TYPES[self.ggml] if self.ggml else None
 
-    def nbytes(self, rows: int, cols: int) -> int:
-        """Bytes of a ``rows × cols`` weight in this format (codes, scales, zero points)."""
+    def nbytes(self, rows: int, cols: int, *, embedding: bool = False) -> int:
+        """Bytes of a ``rows × cols`` weight in this format (codes, scales, zero points).
+        ``embedding``: as a quanta folder stores a token embedding, whose rows keep a zero point
+        too (2 bytes more per row than a Linear layer's rows)."""
         if self.ggml:
             return BLOCK_TYPES[self.ggml].nbytes(rows * cols)
-        if self.group_size in (0, -1):  # one group per row: the codes and one scale
-            return rows * (-(-cols * self.bits // 8) + 2)
+        if self.group_size in (0, -1):  # one group per row: the codes and one scale (and zero)
+            return rows * (-(-cols * self.bits // 8) + (4 if embedding else 2))
         groups = -(-cols // self.group_size)
         return rows * groups * (self.bits * self.group_size // 8 + 4)  # 16-bit scale + zero
 

@@ -61,6 +61,7 @@ class ModelFileReport(Report):
     peak_rss_mb: float = 0.0
     mixed: dict | None = None
     embedding: str = "float"
+    planned_bytes: int = 0  # the plan's prediction, made before any weight was read
 
     def rows(self) -> list[tuple[str, str]]:
         return [("input", self.input), ("output", self.output),
@@ -71,7 +72,7 @@ class ModelFileReport(Report):
                 ("bits per weight", f"{self.bits_per_weight:.2f} overall, "
                  f"{self.bits_per_quantized_weight or 0:.3f} in quantized layers"),
                 *self._mixed_rows(),
-                ("on disk", f"{self.folder_bytes / 1e6:.1f} MB"),
+                ("on disk", f"{self.folder_bytes / 1e6:.1f} MB (planned: {self.planned_bytes / 1e6:.1f} MB)"),
                 ("time, peak memory", f"{self.wall_s:.1f} s, {self.peak_rss_mb:.0f} MB peak RSS")]
 
 
@@ -122,10 +123,12 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     import torch
 
     from quanta.core._checks import check_choice
+    from quanta.errors import ConfigError
     from quanta.model.apply import count_by_path, quantize_model
     from quanta.model.files import write_folder
-    from quanta.model.formats import BLOCK_TYPES
     from quanta.model.mixed import plan_quantizers
+    from quanta.model.plan import Options as PlanOptions
+    from quanta.model.plan import plan_for, read_layout
     from quanta.model.quantizers import make_quantizer
     from quanta.model.recipe import (
         Phases,
@@ -146,13 +149,14 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     check_choice(float_dtype, FLOAT_DTYPES, "float dtype")
     check_choice(format, FORMATS, "format")
     check_source(src)
-    mixed = target_size is not None or target_bpw is not None
-    kind = _gguf_kind(format, dst, bits, sym, group_size, mixed)
-    sym = sym or bool(kind and BLOCK_TYPES[kind].sym)  # llama.cpp's symmetric types
-    group_size = 32 if kind else group_size  # llama.cpp's blocks
-    quantizer = make_quantizer(method, bits=bits, group_size=group_size, sym=sym, storage=kind)
-    shared = not (mixed or uniform or kind or group_size is not None or sym or bits >= 8) \
-        and quantizer.needs_calibration  # the default: the uniform file's bytes shared out
+    qplan = plan_for(read_layout(src), PlanOptions(
+        bits=bits, group_size=group_size, method=method, sym=sym, include=include, exclude=exclude,
+        head=head, float_dtype=float_dtype, format=format, target_size=target_size, target_bpw=target_bpw,
+        embedding_bits=embedding_bits, uniform=uniform))
+    mixed, kind, shared = qplan.mixed, qplan.kind, qplan.shared
+    if kind and Path(dst).suffix.lower() != ".gguf":
+        raise ConfigError(f"{dst}: --format gguf writes one .gguf file (use a .gguf name)")
+    quantizer = make_quantizer(method, bits=bits, group_size=qplan.group_size, sym=qplan.sym, storage=kind)
     loaded = load_for_saving(src, format, verify)
     windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed, force=mixed)
     phases = Phases(progress)
@@ -171,7 +175,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     mix = mixed_json(plan)
     if kind:
         return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst, plan, mix, emb_method,
-                               windows), t0)
+                               windows), t0, qplan.predicted_bytes)
     from quanta.model.generate import chat_template
 
     extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded))) if v}
@@ -183,7 +187,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
         paths=count_by_path(loaded.model),
         bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
         weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()),
-        mixed=mix, embedding=embedding_label(rep.layers.get("embedding"))), t0)
+        mixed=mix, embedding=embedding_label(rep.layers.get("embedding"))), t0, qplan.predicted_bytes)
 
 
 def check_options(*, bits: int = 4, group_size: int | None = None, method: str = "gptq",
@@ -216,34 +220,22 @@ def check_options(*, bits: int = 4, group_size: int | None = None, method: str =
             raise ConfigError(f"{name} {value}: give at least 1")
     if calib is not None and not Path(calib).is_file():
         raise InputError(f"{calib}: no such calibration text file")
-    from quanta.model.quantizers import QUANTIZERS  # imports torch: the last check
+    from quanta.model.methods import METHODS
 
-    check_choice(method, tuple(QUANTIZERS), "method")
+    check_choice(method, tuple(METHODS), "method")
     del bits  # checked by the quantizer, which knows its range
 
 
-def _timed(report: ModelFileReport, t0: float) -> ModelFileReport:
-    """The report with the command's wall time and this process's peak resident memory."""
+def _timed(report: ModelFileReport, t0: float, planned: int = 0) -> ModelFileReport:
+    """The report with the command's wall time, this process's peak resident memory and the
+    plan's predicted size."""
     import dataclasses
     import time
 
     from quanta.model.evaluate import peak_rss_mb
 
-    return dataclasses.replace(report, wall_s=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb())
-
-
-def _gguf_kind(format: str, dst: Path | str, bits: int, sym: bool, group_size: int | None,
-               mixed: bool = False) -> str | None:
-    """The GGML type of a GGUF export (None for the quanta format); with mixed precision the
-    types come from the plan and this is only the default grid's."""
-    from quanta.errors import ConfigError
-    from quanta.model.formats import BLOCK, gguf_type
-
-    if format != "gguf":
-        return None
-    if Path(dst).suffix.lower() != ".gguf":
-        raise ConfigError(f"{dst}: --format gguf writes one .gguf file (use a .gguf name)")
-    return gguf_type(bits, sym, BLOCK if mixed or group_size is None else group_size)
+    return dataclasses.replace(report, wall_s=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(),
+                               planned_bytes=planned)
 
 
 def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: Path | str,

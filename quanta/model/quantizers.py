@@ -50,10 +50,10 @@ from quanta.core.codebook import NF4 as NF4_LEVELS
 from quanta.core.codebook import dequantize_scaled, quantize_scaled
 from quanta.core.grid import Grid, QParams, choose_qparams, dequantize, quantize
 from quanta.errors import ConfigError
-from quanta.model.formats import WeightFormat
+from quanta.model.formats import AUTO_GROUPS, WeightFormat, auto_group
+from quanta.model.methods import METHODS
 
 #: the group sizes ``group_size=None`` chooses from, per layer, largest first
-AUTO_GROUPS = (128, 64, 32)
 #: rows quantized at once: larger matrices (a token embedding) go in slices of this many rows
 ROW_CHUNK = 8192
 
@@ -153,8 +153,9 @@ def dequantize_codes(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Ten
 class WeightQuantizer:
     """Base of every weight quantizer: validates the request, pads, and dispatches.
 
-    Subclasses set ``name`` (by ``class X(WeightQuantizer, name="x")``), optionally
-    ``needs_calibration`` / ``needs_hessian`` / ``codebook`` / the bit range, and implement
+    Subclasses set ``name`` (by ``class X(WeightQuantizer, name="x")``), which brings their
+    traits — ``needs_calibration``, ``needs_hessian``, the bit range, … — from
+    :data:`quanta.model.methods.METHODS`; optionally a ``codebook``; and implement
     :meth:`quantize_padded`.
     """
 
@@ -173,7 +174,12 @@ class WeightQuantizer:
         if name:
             if name in QUANTIZERS and QUANTIZERS[name].__qualname__ != cls.__qualname__:
                 raise ConfigError(f"a quantizer named {name!r} is already registered")
+            if name not in METHODS:
+                raise ConfigError(f"quantizer {name!r} has no row in quanta.model.methods.METHODS")
             cls.name = name
+            for trait, value in vars(METHODS[name]).items():  # the traits from the one table
+                if trait != "name":
+                    setattr(cls, trait, value)
             QUANTIZERS[name] = cls
 
     def __init__(self, bits: int = 4, group_size: int | None = 128, sym: bool = False,
@@ -294,10 +300,8 @@ class WeightQuantizer:
 class RTN(WeightQuantizer, name="rtn"):
     """Round to nearest on each group's min/max grid."""
 
-    summary = "round to nearest on a min/max grid"
     scale_method: ClassVar[str] = "minmax"
 
-    takes_levels = True
 
     def quantize_padded(self, w, group_size, in_features, stats):
         if self.levels is not None:
@@ -309,14 +313,12 @@ class RTN(WeightQuantizer, name="rtn"):
 class MSEClip(RTN, name="mse"):
     """Round to nearest after searching each group's clipping for the least squared error."""
 
-    summary = "clipping searched per group for the least squared error"
     scale_method = "mse"
 
 
 class HQQ(WeightQuantizer, name="hqq"):
     """Asymmetric grid with HQQ's half-quadratic zero-point refinement (always asymmetric)."""
 
-    summary = "HQQ half-quadratic zero-point refinement"
     iters: ClassVar[int] = 20
 
     def quantize_padded(self, w, group_size, in_features, stats):
@@ -329,9 +331,7 @@ class HQQ(WeightQuantizer, name="hqq"):
 class NF4(WeightQuantizer, name="nf4"):
     """QLoRA's NormalFloat4 codebook, scaled by each group's absolute maximum (4 bits only)."""
 
-    summary = "NormalFloat4 codebook (4 bits)"
     codebook = NF4_LEVELS
-    min_bits = max_bits = 4
 
     def quantize_padded(self, w, group_size, in_features, stats):
         grid = Grid(bits=4, granularity="group", axis=1, group_size=group_size)
@@ -345,12 +345,9 @@ class IMatrix(WeightQuantizer, name="imatrix"):
     input channel weighted by its mean squared activation on the calibration data (the diagonal
     of llama.cpp's importance matrix). Seconds, not minutes."""
 
-    summary = "importance-weighted clipping search (llama.cpp's imatrix diagonal)"
-    needs_calibration = True
     #: the clipping ratios searched (None: the core's default, 1.0 down to 0.5 in 51 steps)
     clip_ratios: ClassVar[Any] = None
 
-    takes_levels = True
 
     def quantize_padded(self, w, group_size, in_features, stats):
         imp = importance(stats.mean_sq, w.shape[1])
@@ -366,14 +363,10 @@ class GPTQ(WeightQuantizer, name="gptq"):
     the Hessian's diagonal — the importance matrix), then columns rounded in activation order
     with their error fed onto the rest through the calibration Hessian (static groups)."""
 
-    summary = "GPTQ: Hessian-aware rounding on calibration data (act-order, static groups)"
-    needs_calibration = True
-    needs_hessian = True
     scale_method: ClassVar[str] = "weighted"  # or "minmax": each group's min and max
     damp: ClassVar[float] = 0.01
     act_order: ClassVar[bool] = True
 
-    takes_levels = True
 
     def quantize_padded(self, w, group_size, in_features, stats):
         from quanta.core.hessian import gptq_quantize
@@ -401,22 +394,11 @@ class AWQ(IMatrix, name="awq"):
     folded into the layer before (:mod:`quanta.model.awq`), then the importance-weighted
     clipping search of "imatrix" on the scaled weights."""
 
-    summary = "AWQ activation-aware input scales, then importance-weighted clipping"
-    needs_hessian = True  # the scale search measures each group's output error with it
-    scales_activations = True
 
 
 class AWQGPTQ(GPTQ, name="awq+gptq"):
     """AWQ's input scales, then GPTQ on the scaled weights."""
 
-    summary = "AWQ input scales, then GPTQ"
-    scales_activations = True
-
-
-def auto_group(in_features: int) -> int:
-    """The group size of ``group_size=None``: the largest of :data:`AUTO_GROUPS` that divides
-    the layer's inputs, else 128 (zero-padded), or the whole row when it is narrower."""
-    return next((g for g in AUTO_GROUPS if in_features % g == 0), min(AUTO_GROUPS[0], in_features))
 
 
 def importance(mean_sq: torch.Tensor, width: int) -> torch.Tensor:

@@ -28,6 +28,16 @@ def test_a_quanta_formats_size_is_the_bytes_its_layer_stores(rows, cols):
         assert _stored_bytes(ql) == fmt.nbytes(rows, cols), fmt.label
 
 
+def test_an_embeddings_size_is_the_bytes_it_stores():
+    from quanta.model.formats import embedding_formats
+    from quanta.model.qembed import QuantEmbedding
+
+    w = torch.randn(300, 64, generator=torch.Generator().manual_seed(1))
+    for fmt in [EMBEDDING_ROWS, *embedding_formats()]:
+        st = QuantEmbedding.from_quantized(quantizer_for("mse", fmt).quantize(w)).state_dict()
+        assert sum(v.numel() * v.element_size() for v in st.values()) == fmt.nbytes(300, 64, embedding=True)
+
+
 @pytest.mark.parametrize("cols", [256, 512])
 def test_a_ggml_formats_size_is_the_bytes_of_its_packed_blocks(cols):
     rows = 8

@@ -1,0 +1,101 @@
+"""The plan of ``quanta model quantize`` (issue 22, deliverable 3): made from metadata alone,
+one ordered decision per tensor, the predicted size against the file the same command writes,
+``--dry-run`` writing nothing, unknown architectures refused before any weight is read."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from quanta.cli.main import main
+from quanta.errors import InputError
+from quanta.model.plan import Options, plan_for, read_layout
+
+
+@pytest.fixture(scope="module")
+def hf(tmp_path_factory):
+    from quanta.model.tiny import write_hf_folder
+
+    return write_hf_folder(tmp_path_factory.mktemp("hf") / "tiny-llama", hidden=128)
+
+
+def _size(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*")) if p.is_dir() else p.stat().st_size
+
+
+def test_the_layout_comes_from_metadata_without_torch(tiny):
+    import subprocess
+
+    _, path = tiny
+    code = (f"import sys; from quanta.model.plan import read_layout, plan_for, Options; "
+            f"l = read_layout({str(path)!r}); p = plan_for(l, Options()); "
+            "print(len(l.tensors), l.tied, p.refine, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["20", "True", "default", "sharing", "False"]
+
+
+def test_each_tensor_gets_one_format_and_a_reason(tiny):
+    _, path = tiny
+    plan = plan_for(read_layout(path), Options(method="rtn", exclude=("*.mlp.down_proj",)))
+    by = {e.name: e for e in plan.entries}
+    assert by["model.embed_tokens"].format == "8-bit row"
+    assert by["model.layers.0.self_attn.q_proj"].format == "4-bit g64" and "groups of 64" in \
+        by["model.layers.0.self_attn.q_proj"].reason
+    assert by["model.layers.1.mlp.down_proj"].format == "float32" and "--exclude" in by[
+        "model.layers.1.mlp.down_proj"].reason
+    assert "lm_head" not in by  # tied: the embedding is the head
+    gguf = plan_for(read_layout(path), Options(method="rtn", format="gguf"))
+    assert gguf.kind == "Q4_1" and {e.format for e in gguf.entries if e.role == "embedding"} == {"Q8_0"}
+
+
+@pytest.mark.parametrize("args,name", [(["--method", "rtn", "--uniform"], "q"),
+                                       (["--method", "rtn", "--format", "gguf"], "q.gguf"),
+                                       (["--method", "gptq", "--bits", "8", "--format", "gguf"], "q8.gguf")])
+def test_the_predicted_size_is_the_written_size(tiny, tmp_path, capsys, args, name):
+    _, path = tiny
+    out = tmp_path / name
+    assert main(["model", "quantize", str(path), "-o", str(out), "--dry-run", "--json", *args]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert not out.exists()  # a dry run writes nothing
+    assert main(["model", "quantize", str(path), "-o", str(out), "--json", *args,
+                 "--calib-samples", "4", "--calib-len", "32"]) == 0
+    actual = _size(out)
+    # exact but for metadata text (the config's and the headers' lengths): within 2 % on a model
+    # this small, within 0.5 % on SmolLM2 (docs/BENCHMARKS.md)
+    assert abs(plan["predicted_bytes"] - actual) / actual < 0.02, (plan["predicted_bytes"], actual)
+
+
+def test_the_plain_default_and_a_target_are_upper_bounds(hf, tmp_path, capsys):
+    for args in (["--method", "gptq"], ["--method", "rtn", "--target-bpw", "5"]):
+        out = tmp_path / f"o{len(args)}"
+        assert main(["model", "quantize", str(hf), "-o", str(out), "--dry-run", "--json", *args]) == 0
+        plan = json.loads(capsys.readouterr().out)
+        assert plan["refine"] in ("default sharing", "target")
+        assert main(["model", "quantize", str(hf), "-o", str(out), *args, "--calib-samples", "4",
+                     "--calib-len", "32"]) == 0
+        capsys.readouterr()
+        assert _size(out) <= plan["predicted_bytes"] * 1.02
+
+
+def test_an_unknown_architecture_is_refused_before_any_weight_is_read(hf, tmp_path, capsys):
+    import shutil
+
+    qwen = tmp_path / "qwen3"
+    shutil.copytree(hf, qwen)
+    cfg = json.loads((qwen / "config.json").read_text())
+    cfg["architectures"] = ["Qwen3ForCausalLM"]
+    (qwen / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"Qwen3ForCausalLM.*not supported"):
+        read_layout(qwen)
+    assert main(["model", "quantize", str(qwen), "-o", str(tmp_path / "out"), "--method", "rtn"]) == 2
+    assert "supported: LlamaForCausalLM" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_dry_run_prints_the_plan_as_a_table(tiny, capsys):
+    _, path = tiny
+    assert main(["model", "quantize", str(path), "-o", "unused", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted size: at most" in out and "shared out" in out and "norms stay float" in out
