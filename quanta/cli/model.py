@@ -118,7 +118,7 @@ def _dry_run(model: str, options: dict, json_out: bool) -> None:
             for key, es in groups.items()]
     print_table(f"plan: {plan.source} ({plan.architecture}) → {plan.format}", ["role", "format", "method",
                 "tensors", "MB", "why"], rows, left=(0, 1, 2, 5))
-    bound = "at most " if plan.refine else ""
+    bound = "about " if plan.refine else ""
     refine = {"target": "the measured sensitivity chooses each tensor's format within the target",
               "default sharing": "the uniform file's bytes are shared out by measured sensitivity"}
     print(f"predicted size: {bound}{plan.predicted_bytes:,} bytes"

@@ -17,8 +17,9 @@ one order of precedence, what each becomes and why:
    / ``--target-bpw``, or the plain calibrated default (the uniform file's bytes shared out),
    that is the starting point the sensitivity pass refines.
 
-The plan carries the predicted output size (exact for uniform formats; the budget, an upper
-bound, when the sensitivity pass chooses) and is what ``--dry-run`` prints. Everything here runs
+The plan carries the predicted output size (exact for uniform formats but for the lengths of
+metadata text; the budget when the sensitivity pass chooses, which spends about all of it) and
+is what ``--dry-run`` prints. Everything here runs
 without torch, so a plan of SmolLM2 takes a fraction of a second.
 """
 
@@ -329,6 +330,8 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
         embedding = sum(e.method is not None and e.role == "embedding" for e in entries)
         stored = len(entries) + linear + 2 * embedding
         fixed = layout.tokenizer_bytes + 1700 + 200 * linear + 110 * stored + 8
+        if refine:  # the config also carries the chosen map: ~64 bytes a unit
+            fixed += 300 + 64 * (linear + embedding)
     budget = None
     if opts.target_size is not None:
         budget = parse_size(opts.target_size)

@@ -68,7 +68,7 @@ def test_the_predicted_size_is_the_written_size(tiny, tmp_path, capsys, args, na
     assert abs(plan["predicted_bytes"] - actual) / actual < 0.02, (plan["predicted_bytes"], actual)
 
 
-def test_the_plain_default_and_a_target_are_upper_bounds(hf, tmp_path, capsys):
+def test_the_plain_default_and_a_target_spend_about_the_predicted_bytes(hf, tmp_path, capsys):
     for args in (["--method", "gptq"], ["--method", "rtn", "--target-bpw", "5"]):
         out = tmp_path / f"o{len(args)}"
         assert main(["model", "quantize", str(hf), "-o", str(out), "--dry-run", "--json", *args]) == 0
@@ -77,7 +77,7 @@ def test_the_plain_default_and_a_target_are_upper_bounds(hf, tmp_path, capsys):
         assert main(["model", "quantize", str(hf), "-o", str(out), *args, "--calib-samples", "4",
                      "--calib-len", "32"]) == 0
         capsys.readouterr()
-        assert _size(out) <= plan["predicted_bytes"] * 1.02
+        assert abs(_size(out) - plan["predicted_bytes"]) < 0.05 * plan["predicted_bytes"]
 
 
 def test_an_unknown_architecture_is_refused_before_any_weight_is_read(hf, tmp_path, capsys):
@@ -98,4 +98,4 @@ def test_dry_run_prints_the_plan_as_a_table(tiny, capsys):
     _, path = tiny
     assert main(["model", "quantize", str(path), "-o", "unused", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "predicted size: at most" in out and "shared out" in out and "norms stay float" in out
+    assert "predicted size: about" in out and "shared out" in out and "norms stay float" in out
