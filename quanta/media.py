@@ -8,9 +8,7 @@ A medium is a package with a module that keeps the **medium contract**:
     :class:`quanta.errors.QuantaError`.
 ``example(folder, *, seed=0) -> Path``
     Write a small valid input into ``folder`` and return its path (the contract tests and the
-    demo use it; it needs no shared data).
-``demo(*, quick=True) -> DemoSection``
-    The medium's section of ``quanta demo``: a measured table.
+    tour use it; it needs no shared data).
 ``tour(*, quick, progress, **settings) -> TourSection`` (optional)
     The medium's part of ``quanta tour`` (:mod:`quanta.report.tour`): a measured sweep over
     precision, with figures, tables, players or crops, and its summary rows.
@@ -21,7 +19,7 @@ A medium is a package with a module that keeps the **medium contract**:
     Whether an existing output folder is one this medium wrote (``--force`` replaces only those).
 
 The CLI (one command group per medium), ``quanta info`` (each medium's optional packages),
-``quanta demo`` and the contract tests (``tests/test_media_contract.py``) all iterate over
+``quanta tour`` and the contract tests (``tests/test_media_contract.py``) all iterate over
 :data:`MEDIA`. Adding a medium: write its package with a contract module, then one
 ``register(...)`` line below.
 """

@@ -92,14 +92,3 @@ class Report:
 def private(**kw: Any) -> Any:
     """A dataclass field kept out of JSON and tables (a live object a caller may still use)."""
     return dataclasses.field(repr=False, compare=False, metadata={"private": True}, **kw)
-
-
-@dataclasses.dataclass(frozen=True)
-class DemoSection(Report):
-    """One medium's section of ``quanta demo``: a measured table and notes under it."""
-
-    heading: str
-    columns: tuple[str, ...]
-    table: tuple[tuple[Any, ...], ...]
-    notes: tuple[str, ...] = ()
-    data: dict = dataclasses.field(default_factory=dict)  # the raw measurements, for --json

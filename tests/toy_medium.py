@@ -1,6 +1,6 @@
 """A toy medium for the tests: text files of numbers, requantized to 4 bits with seeded TPDF
 dither through the core. Registered by one line (see tests/test_media_contract.py) and then
-reached by the CLI, ``quanta info``, the demo and the contract tests with no other edit."""
+reached by the CLI, ``quanta info`` and the contract tests with no other edit."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from quanta.core.dither import dither_noise
 from quanta.core.grid import Grid, QParams, dequantize, quantize
 from quanta.errors import InputError
 from quanta.media import Medium
-from quanta.reports import DemoSection, Report
+from quanta.reports import Report
 
 MEDIUM = Medium("toy", "Toy: numbers in a text file to 4 bits (a test medium).", "tests.toy_medium",
                 extras=("numpy",), suffix=".txt")
@@ -53,6 +53,3 @@ def example(folder, *, seed=0):
     p.write_text(" ".join(f"{v:.6f}" for v in np.random.default_rng(seed).normal(size=100)))
     return p
 
-
-def demo(*, quick=True):
-    return DemoSection("toy: nothing to see", ("a",), (("b",),))

@@ -1,14 +1,12 @@
 """Audio's side of the medium contract (:mod:`quanta.media`): requantize a file, make an
-example input, and the demo section."""
+example input, and the tour."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from quanta.progress import Progress
-from quanta.reports import DemoSection
 
 
 def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
@@ -46,45 +44,6 @@ def example(folder: Path | str, *, seed: int = 0) -> Path:
     p = Path(folder) / "example.wav"
     write(p, "music", seconds=0.5, rate_hz=44100, channels=2, seed=seed)
     return p
-
-
-METHODS = (("plain rounding", "none", "none"), ("RPDF", "rpdf", "none"), ("TPDF", "tpdf", "none"),
-           ("TPDF + shibata", "tpdf", "shibata"), ("TPDF + designed (auto)", "tpdf", "auto"))
-
-
-def demo(*, quick: bool = True, seconds: float | None = None) -> DemoSection:
-    """A generated music-like signal at 48 kHz to 16 bits: each method's measured residual,
-    and the AES17 dynamic range against theory."""
-    from quanta.audio.analyze import analyze_file, dynamic_range_db, theory_dynamic_range_db
-    from quanta.audio.generate import write
-    from quanta.audio.requantize import requantize_file
-
-    seconds = seconds or (4.0 if quick else 10.0)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "music.wav"
-        write(src, "music", seconds=seconds, rate_hz=48000, channels=2)
-        for label, dither, shape in METHODS:
-            dst = Path(tmp) / f"{dither}-{shape}.wav"
-            rep = requantize_file(src, dst, 16, dither=dither, shape=shape, force_dither=True)
-            lv = analyze_file(dst, src).residual
-            rows.append({"method": label, "filter": rep.shape, **{k: lv[k] for k in
-                         ("threshold_db", "a_db", "unweighted_db", "peak_db")}})
-    tpdf = next(r for r in rows if r["method"] == "TPDF")["threshold_db"]
-    table = tuple((r["method"], f"{r['threshold_db']:.2f}", f"{r['threshold_db'] - tpdf:+.2f}",
-                   f"{r['a_db']:.2f}", f"{r['unweighted_db']:.2f}", f"{r['peak_db']:.2f}") for r in rows)
-    dr = {d: dynamic_range_db(16, dither=d)["dynamic_range_db"] for d in ("none", "rpdf", "tpdf")}
-    theory = {d: theory_dynamic_range_db(16, d) for d in dr}
-    note = ("AES17 dynamic range at 16 bits (20 Hz–20 kHz), measured (theory): " + ", ".join(
-        f"{name} {dr[d]:.2f} ({theory[d]:.2f}) dB" for name, d in
-        (("rounding", "none"), ("RPDF", "rpdf"), ("TPDF", "tpdf"))))
-    return DemoSection(
-        heading=f"audio: {seconds:g} s of music-like stereo at 48 kHz → 16 bits; residual in dB re "
-                "full scale",
-        columns=("method", "threshold-weighted", "vs TPDF", "A-weighted", "unweighted", "peak"),
-        table=table, notes=(note,),
-        data={"seconds": seconds, "rows": rows, "aes17_dynamic_range_db": dr,
-              "theory_dynamic_range_db": theory})
 
 
 def tour(**settings: Any) -> Any:

@@ -1,6 +1,6 @@
 """``quanta`` — the command-line entry point.
 
-The command groups, ``quanta info`` and ``quanta demo`` come from the media registry
+The command groups, ``quanta info`` and ``quanta tour`` come from the media registry
 (:data:`quanta.media.MEDIA`). Exit codes: 0 success; 2 bad input or usage (one line on stderr), or
 the environment refused (a read-only folder, an unreachable cluster); 3 the output was written but
 its target was missed; 1 a bug (one line saying so; ``--debug``, anywhere on the line, shows the
@@ -15,6 +15,7 @@ import importlib.util
 import platform
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -80,33 +81,23 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     print_table("Parts", ["part", "usable", "packages"], rows, left=(0, 1, 2))
 
 
-def demo(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-         skip: str = typer.Option("", help="Comma-separated sections to skip (e.g. model)."),
-         model: bool = typer.Option(True, "--model/--no-model",
-                                    help="Include the SmolLM2 section (about a minute).")) -> None:
-    """The main job on built-in defaults: the core's check and each medium's measured table."""
-    from quanta.errors import ConfigError
-    from quanta.report.demo import sections
+def demo(
+    out: Path = typer.Option(Path("quanta-tour"), "--out", "--output", "-o", help="Folder to write the "
+                             "tour's index.html and results.json into."),
+    skip: str = typer.Option("", help="Comma-separated media to leave out (e.g. model)."),
+    force: bool = typer.Option(False, "--force", help="Replace a tour folder quanta wrote."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Retired: runs `quanta tour --quick` (the measured tables are the tour's now)."""
+    from quanta.cli.tour import tour
 
-    skipped = tuple(s.strip().lower() for s in skip.split(",") if s.strip()) + (() if model else ("model",))
-    unknown = [s for s in skipped if s not in MEDIA]
-    if unknown:
-        raise ConfigError(f"--skip {','.join(unknown)}: no such medium (choose from {', '.join(MEDIA)})")
-    results = {}
-    for name, run in sections(skip=skipped).items():
-        section = run()
-        results[name] = section
-        if not json_out:
-            print_table(section.heading, list(section.columns), [list(r) for r in section.table])
-            for note in section.notes:
-                console.print(note)
-            console.print()
-    if json_out:
-        print_json({k: v.to_json() for k, v in results.items()})
+    print("quanta: `quanta demo` is retired; running `quanta tour --quick`", file=sys.stderr)
+    tour(out=out, quick=True, open_page=False, skip=skip, force=force, json_out=json_out)
 
 
 def build_app() -> typer.Typer:
-    """The typer app: root options, info, demo, tour, then one group per registered medium."""
+    """The typer app: root options, info, tour (and demo, its retired alias), then one group per
+    registered medium."""
     app = typer.Typer(help="Quantize audio, images and neural networks, and measure what it costs.",
                       no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
     app.callback()(_root)

@@ -1,5 +1,5 @@
 """Images' side of the medium contract (:mod:`quanta.media`): encode a file as JPEG, make an
-example input, and the demo section."""
+example input, and the tour."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from quanta.progress import Progress
-from quanta.reports import DemoSection, Report, target_text
+from quanta.reports import Report, target_text
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".jpe")
 
@@ -134,31 +134,6 @@ def example(folder: Path | str, *, seed: int = 0) -> Path:
     p = Path(folder) / "example.png"
     Image.fromarray(synthetic_image(seed)).save(p)
     return p
-
-
-def demo(*, quick: bool = True) -> DemoSection:
-    """Kodak image 23 (a synthetic image without the shared data) at qualities 50/75/90:
-    quanta's encoder against Pillow's."""
-    from PIL import Image
-
-    from quanta.data import data_dir
-    from quanta.image.curve import curve
-    from quanta.image.io import synthetic_image
-
-    src = data_dir() / "kodak" / "kodim23.png"
-    if src.exists():
-        img, name = np.asarray(Image.open(src).convert("RGB")), src.name
-    else:  # no shared data: a synthetic image, so the demo still measures something real
-        img, name = synthetic_image(0, (256, 384)), "synthetic image"
-    res = curve(img, [50, 75, 90], fast=True)
-    table = tuple((q["quality"], f"{q['bpp']:.3f}", f"{q['psnr_db']:.2f}", f"{p['bpp']:.3f}",
-                   f"{p['psnr_db']:.2f}", f"{100 * (q['bytes'] / p['bytes'] - 1):+.2f}%",
-                   f"{q['encode_s'] * 1000:.0f} ms") for q, p in zip(res["quanta"], res["pillow"]))
-    return DemoSection(
-        heading=f"image: {name} as JPEG, 4:2:0, the same choices as libjpeg (--fast) — quanta vs Pillow",
-        columns=("quality", "quanta bpp", "quanta PSNR", "Pillow bpp", "Pillow PSNR", "size Δ",
-                 "quanta time"),
-        table=table, data={"image": name, **res})
 
 
 def tour(**settings: Any) -> Any:

@@ -1,16 +1,15 @@
 """Models' side of the medium contract (:mod:`quanta.media`): quantize a model into a quanta
-folder, make an example input, and the demo section."""
+folder, make an example input, and the tour."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from quanta.model.recipe import EMBEDDING_METHOD
 from quanta.progress import Progress
-from quanta.reports import DemoSection, Report
+from quanta.reports import Report
 
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -34,7 +33,6 @@ __all__ = [
     "FLOAT_DTYPES",
     "FORMATS",
     "ModelFileReport",
-    "demo",
     "example",
     "output_is_folder",
     "owns",
@@ -277,39 +275,6 @@ def example(folder: Path | str, *, seed: int = 0) -> Path:
     from quanta.model.tiny import write_hf_folder
 
     return write_hf_folder(Path(folder) / "tiny-llama", seed=seed)
-
-
-CONFIGS = (("int8 g32 RTN", {"bits": 8, "group_size": 32}),
-           ("int4 g128 RTN", {"bits": 4, "group_size": 128}),
-           ("NF4 g128", {"bits": 4, "group_size": 128, "quantizer": "nf4"}))
-
-
-def demo(*, quick: bool = True, chunks: int = 4) -> DemoSection:
-    """SmolLM2-135M (the dequantized GGUF as reference) against int8 and int4 copies."""
-    from quanta.model.apply import quantize_model, weight_stats
-    from quanta.model.evaluate import evaluate_causal_lm, wikitext2_test_text, windows
-    from quanta.model.load import load_model
-
-    ref = load_model("smollm2")
-    wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.bos_id, n_chunks=chunks)
-    base = evaluate_causal_lm(ref.model, wins, keep_logprobs=True)
-    lp = base.pop("logprobs")
-    rows = [{"model": "float32 reference (Q4_1 file dequantized)", **base, **weight_stats(ref.model)}]
-    for name, cfg in CONFIGS:
-        m = copy.deepcopy(ref.model)
-        rep = quantize_model(m, **cfg)
-        rows.append({"model": name, **evaluate_causal_lm(m, wins, reference=lp),
-                     **{k: v for k, v in rep.to_json().items() if k != "layers"}})
-        del m
-    table = tuple((r["model"], f"{r['perplexity']:.2f}", f"{r['kld']:.5f}" if "kld" in r else "—",
-                   f"{100 * r['top1_agreement']:.1f}%" if "kld" in r else "—",
-                   f"{r['bits_per_weight']:.2f}", f"{r['weight_bytes'] / 1e6:.0f}",
-                   f"{r['prefill_tokens_per_s']:.0f}") for r in rows)
-    return DemoSection(
-        heading=f"model: SmolLM2-135M-Instruct (stored as Q4_1, 4.9 bits/weight on disk; dequantized "
-                f"= reference), WikiText-2 test, {chunks}×512 tokens (`quanta model eval` uses 40)",
-        columns=("model", "PPL", "KLD", "top-1", "bits/weight", "MB", "prefill tok/s"),
-        table=table, data={"chunks": chunks, "rows": rows})
 
 
 def tour(**settings: Any) -> Any:

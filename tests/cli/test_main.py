@@ -19,24 +19,14 @@ def test_info_json(capsys):
     assert set(data["parts"]) >= {"core", "audio", "image", "model"}
 
 
-def test_demo_json_is_measured(capsys):
-    assert main(["demo", "--json", "--no-model"]) == 0
-    res = json.loads(capsys.readouterr().out)
-    rows = res["core"]["data"]["rows"]
-    assert [r["bits"] for r in rows] == list(range(2, 17))
-    for r in rows:
-        if r["bits"] >= 4:
-            assert abs(r["rounding_db"] - r["law_db"]) < 0.2
-        assert abs(r["tpdf_db"] - r["tpdf_expected_db"]) < 0.2
-    audio = {r["method"]: r for r in res["audio"]["data"]["rows"]}
-    assert audio["TPDF + designed (auto)"]["threshold_db"] < audio["TPDF"]["threshold_db"] - 20
-    assert audio["TPDF"]["unweighted_db"] > audio["plain rounding"]["unweighted_db"]
-    dr, theory = (res["audio"]["data"][k] for k in ("aes17_dynamic_range_db", "theory_dynamic_range_db"))
-    assert abs(dr["tpdf"] - 94.1) < 0.3 and abs(theory["tpdf"] - 94.12) < 0.05
-    img = res["image"]["data"]
-    assert img["image"] == "kodim23.png"
-    for q, p in zip(img["quanta"], img["pillow"]):
-        assert abs(q["psnr_db"] - p["psnr_db"]) < 0.1 and abs(q["bytes"] / p["bytes"] - 1) < 0.02
+def test_demo_is_the_quick_tour_and_says_so(tmp_path, capsys):
+    # retired (issue 22): the measured tables are the tour's; its checks live in tests/core,
+    # tests/audio and tests/image
+    out = tmp_path / "t"
+    assert main(["demo", "--skip", "image,model", "--out", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "retired" in captured.err and json.loads(captured.out)["quick"] is True
+    assert (out / "index.html").exists()
 
 
 def test_no_arguments_prints_help_and_exits_cleanly(capsys):

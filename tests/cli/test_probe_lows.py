@@ -31,8 +31,8 @@ def test_tour_takes_skip_in_any_case_with_spaces_and_refuses_an_html_name(tmp_pa
     assert "writes a folder" in capsys.readouterr().err
 
 
-def test_demo_refuses_an_unknown_section(capsys):
-    assert main(["demo", "--skip", "bogus"]) == 2
+def test_demo_refuses_an_unknown_section(capsys, tmp_path):
+    assert main(["demo", "--skip", "bogus", "--out", str(tmp_path / "t")]) == 2
     assert "no such medium" in capsys.readouterr().err
 
 
