@@ -55,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     ref = load_model("smollm2")
-    wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.info["metadata"]["bos_token_id"],
+    wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.bos_id,
                    n_chunks=args.chunks)
     rows, results = [], []
     t0 = time.perf_counter()

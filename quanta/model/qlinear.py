@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from quanta.core.grid import Grid
 from quanta.core.packing import pack, unpack_torch
 from quanta.model.quantizers import QuantizedWeight, dequantize_codes
 
@@ -154,5 +155,5 @@ class QuantLinear(nn.Module):
 
 
 def _zero(bits: int) -> int:
-    """The zero point of a symmetric grid of unsigned ``bits``-bit codes."""
-    return 1 << (bits - 1)
+    """The zero point of a symmetric grid of unsigned ``bits``-bit codes (the core's one rule)."""
+    return int(Grid(bits=bits, signed=False).default_zero_point)

@@ -13,7 +13,7 @@ from quanta.model.load import load_model
 @pytest.fixture(scope="module")
 def smollm2():
     ref = load_model("smollm2")
-    wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.info["metadata"]["bos_token_id"],
+    wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.bos_id,
                    n_chunks=2)
     return ref, wins
 
