@@ -149,6 +149,8 @@ def _check_spec(name: str, spec: Any, state: dict) -> None:
             {"packed": (packed_size(out * pad, bits),), "scales": (out,)}
     elif path == "packed":
         expect["scales"] = (out, pad // g)
+    else:  # int4pack: the group size must match the stored scales (a changed spec is refused)
+        expect["scales_zeros"] = (pad // g, out, 2)
     if scale_key not in have or any(have.get(k) != v for k, v in expect.items()):
         raise InputError(f"layer {name}: tensors {have} do not fit the spec {spec}")
     if "input_scale" in have and have["input_scale"] != (inp,):

@@ -74,6 +74,31 @@ def test_a_changed_group_size_or_bit_width_is_refused(written, tmp_path):
             load_model(folder)
 
 
+def test_a_changed_group_size_is_refused_even_without_the_checksum(written, tmp_path):
+    folder = _copy(written[0], tmp_path / "g")
+    cfg = json.loads((folder / "quant_config.json").read_text())
+    for spec in cfg["layers"].values():
+        spec["group_size"] = spec["group_size"] // 2
+    (folder / "quant_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="do not fit the spec"):
+        load_model(folder, verify=False)
+
+
+def test_an_encoder_or_another_vocabulary_is_no_reference():
+    from types import SimpleNamespace
+
+    from quanta.cli.model import _reference
+
+    ours = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(vocab_size=259)))
+    encoder = SimpleNamespace(kind="hf-encoder", source="minilm", model=SimpleNamespace())
+    with pytest.raises(InputError, match="encoder"):
+        _reference(encoder, ours)
+    other = SimpleNamespace(kind="gguf", source="big", model=SimpleNamespace(
+        lm_head=None, config=SimpleNamespace(vocab_size=49152)))
+    with pytest.raises(InputError, match="vocabulary"):
+        _reference(other, ours)
+
+
 def test_a_damaged_gguf_that_quanta_wrote_is_refused(written, tmp_path):
     gguf = _copy(written[1], tmp_path / "d.gguf")
     _flip(gguf, 2000)
