@@ -71,8 +71,19 @@ class Medium:
         return self.module().quantize_file(src, dst, seed=seed, progress=progress, **options)
 
     def check_options(self, options: dict) -> None:
-        """Refuse options that are wrong for every input (the contract module's
-        ``check_options(**options)`` where it has one): a batch asks once, before any work."""
+        """Refuse options that are wrong for every input: a name ``quantize_file`` does not take
+        (a misspelt option is an error naming it, never swallowed), then the contract module's
+        ``check_options(**options)`` where it has one. A batch asks once, before any work."""
+        import inspect
+
+        params = inspect.signature(self.module().quantize_file).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(set(options) - set(params) - {"seed", "progress"})
+            if unknown:
+                takes = ", ".join(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY
+                                  and n not in ("seed", "progress"))
+                raise ConfigError(f"{self.name}: unknown option {', '.join(map(repr, unknown))} "
+                                  f"(it takes {takes})")
         fn = getattr(self.module(), "check_options", None)
         if fn is not None:
             fn(**options)
@@ -95,6 +106,7 @@ class Medium:
         Nothing is left behind on failure or interruption; an existing ``dst`` is replaced only
         with ``force`` and only if this medium wrote it.
         """
+        self.check_options(options)
         folder = self.output_folder(options)
         dst = check_output(dst, force=force, inputs=(Path(src),), folder=folder, owns=self.owns)
         with atomic_output(dst, folder=folder) as tmp:

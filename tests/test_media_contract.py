@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quanta.errors import OutputError, QuantaError
+from quanta.errors import ConfigError, OutputError, QuantaError
 from quanta.media import MEDIA, register
 from quanta.outputs import leftovers
 from tests.toy_medium import MEDIUM as TOY
@@ -78,6 +78,16 @@ def test_interrupted_write_leaves_no_partial_output_and_keeps_the_old(name, exam
 def test_output_equal_to_input_is_refused(name, examples):
     with pytest.raises(OutputError):
         MEDIA[name].write(examples[name], examples[name], force=True)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "toy"])
+def test_a_misspelt_option_is_an_error_naming_it(name, examples, tmp_path):
+    # issue 22: options are never swallowed by a **kwargs; the toy medium keeps one on purpose
+    m = MEDIA[name]
+    dst = tmp_path / f"out{m.suffix}"
+    with pytest.raises(ConfigError, match="unknown option 'qualtiy'"):
+        m.write(examples[name], dst, qualtiy=90)
+    assert not dst.exists()
 
 
 def test_toy_medium_appears_in_cli_help_and_info(capsys, examples, tmp_path):

@@ -10,12 +10,16 @@ from quanta.progress import Progress
 
 
 def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
-                  progress: Progress | None = None, **options: Any):
-    """Requantize ``src`` into ``dst`` (options: bits, dither, shape, force_dither, chunk_frames,
-    out_format): :func:`quanta.audio.requantize.requantize_file`."""
-    from quanta.audio.requantize import requantize_file
+                  progress: Progress | None = None, bits: int = 16, dither: str = "tpdf",
+                  shape: Any = "auto", force_dither: bool = False, chunk_frames: int | None = None,
+                  out_format: str | None = None) -> Any:
+    """Requantize ``src`` into ``dst``: :func:`quanta.audio.requantize.requantize_file` (a
+    chunk of ``None``: its default)."""
+    from quanta.audio.requantize import DEFAULT_CHUNK, requantize_file
 
-    return requantize_file(src, dst, seed=seed, progress=progress, **options)
+    return requantize_file(src, dst, bits, dither=dither, shape=shape, seed=seed, force_dither=force_dither,
+                           chunk_frames=DEFAULT_CHUNK if chunk_frames is None else chunk_frames,
+                           out_format=out_format, progress=progress)
 
 
 def check_options(*, bits: int = 16, dither: str = "tpdf", shape: Any = "auto",

@@ -52,7 +52,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                   tables: str | tuple[np.ndarray, np.ndarray] | None = None, optimize: bool = True,
                   restart_interval: int = 0, progressive: bool | None = None, fast: bool = False,
                   target: tuple[str, float] | None = None, optimize_tables: bool = False,
-                  **_: Any) -> EncodeReport:
+                  ) -> EncodeReport:
     """Encode the image ``src`` as a JPEG into ``dst`` (the encoder is deterministic: ``seed``
     is accepted for the contract and unused). target: ``(kind, value)`` — size in bytes, PSNR
     in dB or a SSIMULACRA2 score (:mod:`quanta.image.jpeg.target`) instead of ``quality``.

@@ -94,7 +94,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                   calib_samples: int | None = None, calib_len: int | None = None,
                   format: str = "quanta", target_size: str | int | None = None,
                   target_bpw: float | None = None, embedding_bits: int | None = None,
-                  uniform: bool = False, verify: bool = True, **_: Any) -> ModelFileReport:
+                  uniform: bool = False, verify: bool = True) -> ModelFileReport:
     """Quantize the model ``src`` (GGUF, HF folder, bundled name) into the folder ``dst``
     (safetensors + JSON, no pickle) or, with ``format="gguf"``, the GGUF file ``dst``.
     ``progress(done, total)``. Calibrated methods read windows of ``calib`` (a text file;
