@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quanta.cores import ENV, cpus
 from quanta.errors import ConfigError, InputError, QuantaError
 from quanta.outputs import temporary_prefix
 from quanta.reports import jsonable
+from quanta.threads import ENV, cpus
 from quanta.walk import Found, find, inode_key
 
 

@@ -23,10 +23,10 @@ from quanta.audio.shaping import ShapingFilter, predicted, select
 from quanta.core.dither import DitherKind, DitherSource
 from quanta.core.feedback import FeedbackState, error_feedback_quantize
 from quanta.core.measures import db_amplitude
-from quanta.cores import threads
 from quanta.errors import ConfigError, InputError
 from quanta.progress import Progress
 from quanta.reports import Report, fmt
+from quanta.threads import threads
 
 DEFAULT_CHUNK = 1 << 18  # frames per chunk: ~5.5 s at 48 kHz
 

@@ -117,7 +117,7 @@ def tour(
         """Every image × quality, measured in threads (the metric's array work releases the GIL)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from quanta.cores import threads
+        from quanta.threads import threads
 
         def one(img: np.ndarray, q: int) -> dict:
             point = {"quality": q, **_point(img, fn(img, q))}

@@ -141,7 +141,7 @@ def run_tour(
 
 
 def _cores() -> int:
-    from quanta.cores import cpus
+    from quanta.threads import cpus
 
     return cpus()
 

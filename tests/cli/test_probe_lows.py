@@ -71,10 +71,10 @@ def test_model_folder_files_all_take_the_umask(tiny, tmp_path):
 
 
 def test_a_bad_quanta_threads_is_said_not_ignored(monkeypatch, capsys):
-    from quanta import cores
+    from quanta import threads
 
     monkeypatch.setenv("QUANTA_THREADS", "abc")
-    assert cores.threads() == cores.cpus()
+    assert threads.threads() == threads.cpus()
     assert "QUANTA_THREADS='abc' ignored" in capsys.readouterr().err
 
 

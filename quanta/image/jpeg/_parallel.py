@@ -12,9 +12,9 @@ PARALLEL_BLOCKS = 16384
 
 
 def threads_for(blocks: int) -> int:
-    """Threads for the work on ``blocks`` 8×8 blocks: the process's (:func:`quanta.cores.threads`)
+    """Threads for the work on ``blocks`` 8×8 blocks: the process's (:func:`quanta.threads.threads`)
     from :data:`PARALLEL_BLOCKS` on, else one."""
-    from quanta.cores import threads
+    from quanta.threads import threads
 
     return threads() if blocks >= PARALLEL_BLOCKS else 1
 
