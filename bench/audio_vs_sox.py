@@ -32,7 +32,7 @@ import soundfile as sf  # noqa: E402
 from bench._util import OUT, machine, write_json  # noqa: E402
 from quanta.audio import generate as gen  # noqa: E402
 from quanta.audio.analyze import analyze_file  # noqa: E402
-from quanta.report.tables import console, print_table  # noqa: E402
+from quanta.render.tables import console, print_table  # noqa: E402
 
 QUANTA = [str(Path(sys.executable).parent / "quanta")]
 SOX_FILTERS = ["lipshitz", "f-weighted", "modified-e-weighted", "improved-e-weighted", "gesemann",

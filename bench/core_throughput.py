@@ -26,7 +26,7 @@ from quanta.core import (
     quantize,
     unpack,
 )
-from quanta.report.tables import print_table
+from quanta.render.tables import print_table
 
 E9 = [1.0, -2.412, 3.370, -3.937, 4.174, -3.353, 2.205, -1.281, 0.569]
 

@@ -40,7 +40,7 @@ from bench._util import machine, megapixels_per_s, write_json  # noqa: E402
 from quanta.image import metrics  # noqa: E402
 from quanta.image.curve import decode, pillow_encode  # noqa: E402
 from quanta.image.jpeg import encode  # noqa: E402
-from quanta.report.tables import console, print_table  # noqa: E402
+from quanta.render.tables import console, print_table  # noqa: E402
 
 PEERS = Path.home() / ".cache" / "quanta" / "bench-peers"
 

@@ -26,7 +26,7 @@ from bench._util import machine, megapixels_per_s, write_json  # noqa: E402
 from quanta.image.curve import pillow_encode  # noqa: E402
 from quanta.image.jpeg import encode  # noqa: E402
 from quanta.image.metrics import psnr_rgb_db  # noqa: E402
-from quanta.report.tables import console, print_table  # noqa: E402
+from quanta.render.tables import console, print_table  # noqa: E402
 
 
 def kodak() -> list[tuple[str, np.ndarray]]:

@@ -34,7 +34,7 @@ from quanta.model.files import save_quantized  # noqa: E402
 from quanta.model.gguf_write import requantize_gguf  # noqa: E402
 from quanta.model.load import load_model  # noqa: E402
 from quanta.model.sources import bundled  # noqa: E402
-from quanta.report.tables import console, print_table  # noqa: E402
+from quanta.render.tables import console, print_table  # noqa: E402
 
 CONFIGS = [
     ("int8 per-channel, RTN, sym", dict(bits=8, group_size=0, quantizer="rtn", sym=True)),

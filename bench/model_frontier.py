@@ -37,7 +37,7 @@ from quanta.model import unbinned  # noqa: E402
 from quanta.model.calibrate import default_text  # noqa: E402
 from quanta.model.evaluate import evaluate_causal_lm, wikitext2_test_text, windows  # noqa: E402
 from quanta.model.load import load_model  # noqa: E402
-from quanta.report.tables import console, print_table  # noqa: E402
+from quanta.render.tables import console, print_table  # noqa: E402
 
 QUANTA = (("quanta Q8_0 (GPTQ)", ["--bits", "8", "--sym", "--group-size", "32"]),
           ("quanta Q4_1 (GPTQ)", ["--bits", "4", "--group-size", "32"]))

@@ -39,7 +39,7 @@ from quanta.model.evaluate import (  # noqa: E402
     windows,
 )
 from quanta.model.load import load_model  # noqa: E402
-from quanta.report.tables import console, print_table  # noqa: E402
+from quanta.render.tables import console, print_table  # noqa: E402
 
 GRIDS = ((4, 128), (3, 128))
 METHODS = ("rtn", "imatrix", "gptq", "awq", "awq+gptq")

@@ -170,7 +170,7 @@ def main() -> None:
         print(json.dumps(one(args.one or str(args.folder), args.repeat)))
         return
     from bench._util import machine, write_json
-    from quanta.report.tables import console, print_table
+    from quanta.render.tables import console, print_table
 
     rows = []
     for config in CONFIGS:

@@ -45,7 +45,7 @@ import soundfile as sf  # noqa: E402
 from bench._util import machine, write_json  # noqa: E402
 from bench.audio_vs_sox import ensure_sox, make_signal  # noqa: E402
 from quanta.data import data_dir  # noqa: E402
-from quanta.report.tables import console, print_table  # noqa: E402
+from quanta.render.tables import console, print_table  # noqa: E402
 
 QUANTA = [str(Path(sys.executable).parent / "quanta")]
 CORES = 2

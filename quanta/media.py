@@ -10,7 +10,7 @@ A medium is a package with a module that keeps the **medium contract**:
     Write a small valid input into ``folder`` and return its path (the contract tests and the
     tour use it; it needs no shared data).
 ``tour(*, quick, progress, **settings) -> TourSection`` (optional)
-    The medium's part of ``quanta tour`` (:mod:`quanta.report.tour`): a measured sweep over
+    The medium's part of ``quanta tour`` (:mod:`quanta.render.tour`): a measured sweep over
     precision, with figures, tables, players or crops, and its summary rows.
 ``check_options(**options)`` (optional)
     Refuse options that are wrong for every input, before any file is read (a batch calls it

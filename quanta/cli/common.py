@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quanta.report.tables import console, err_console, print_report, print_table, progress_bar
+from quanta.render.tables import console, err_console, print_report, print_table, progress_bar
 from quanta.reports import Report, dumps, target_text
 
 __all__ = ["BatchOptions", "console", "err_console", "print_json", "print_report", "print_table",
@@ -144,7 +144,7 @@ def _run_batch(medium: str, inputs: list[Path], batch: BatchOptions, *, force: b
 
     from quanta import batch as b
     from quanta.media import get
-    from quanta.report.tables import batch_bar
+    from quanta.render.tables import batch_bar
 
     m = get(medium)
     jobs = _plan_batch(m, inputs, batch, suffix_for, options)

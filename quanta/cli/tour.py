@@ -23,8 +23,8 @@ def tour(
     from quanta.errors import ConfigError
     from quanta.media import MEDIA
     from quanta.outputs import atomic_output, check_output
-    from quanta.report.tables import phase_bars
-    from quanta.report.tour import owns, run_tour, tour_media
+    from quanta.render.tables import phase_bars
+    from quanta.render.tour import owns, run_tour, tour_media
 
     skipped = tuple(s.strip().lower() for s in skip.split(",") if s.strip())
     unknown = [s for s in skipped if s not in MEDIA]

@@ -18,8 +18,8 @@ from quanta.image.jpeg import encode
 from quanta.image.jpeg.encoder import TABLES
 from quanta.image.jpeg.tables import PRESETS
 from quanta.progress import Progress
-from quanta.report.plots import Series, rd_plot
-from quanta.report.tour import ImageRow, SummaryRow, Table, TourSection, counter, num
+from quanta.render.plots import Series, rd_plot
+from quanta.render.tour import ImageRow, SummaryRow, Table, TourSection, counter, num
 
 IMAGES = ("kodim05.png", "kodim14.png", "kodim23.png")
 QUALITIES = {True: (30, 50, 75, 95), False: (30, 40, 50, 60, 70, 75, 80, 85, 90, 95)}

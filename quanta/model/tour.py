@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 from quanta.progress import Progress
-from quanta.report.plots import Series, heat_map, rd_plot
-from quanta.report.tour import SummaryRow, Table, TourSection, counter, num
+from quanta.render.plots import Series, heat_map, rd_plot
+from quanta.render.tour import SummaryRow, Table, TourSection, counter, num
 
 BITS = (8, 4, 3, 2)
 #: method → the bit widths it runs at: quick (round to nearest; with the budgeted mixed precision

@@ -29,7 +29,7 @@ def small_tour(tmp_path_factory, tiny):  # noqa: F811
     from PIL import Image
 
     from quanta.image.io import synthetic_image
-    from quanta.report.tour import run_tour
+    from quanta.render.tour import run_tour
 
     _, model_path = tiny
     folder = tmp_path_factory.mktemp("tour-in")

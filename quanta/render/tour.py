@@ -167,7 +167,7 @@ def _asset(name: str) -> str:
     """The page's style sheet or script, shipped beside this module."""
     from importlib.resources import files
 
-    return files("quanta.report").joinpath(name).read_text()
+    return files("quanta.render").joinpath(name).read_text()
 
 
 def _esc(text: str) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from quanta.cli.main import main
-from tests.report.conftest import ARTIFACTS
+from tests.render.conftest import ARTIFACTS
 
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
 

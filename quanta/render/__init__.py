@@ -1,0 +1,2 @@
+"""quanta.render — what sits above the media: tables for terminals and benchmarks, and the demo
+that measures every registered medium."""

@@ -1,2 +1,0 @@
-"""quanta.report — what sits above the media: tables for terminals and benchmarks, and the demo
-that measures every registered medium."""
