@@ -150,7 +150,8 @@ def test_quanta_folder_with_a_4tb_layer_spec_is_refused(tiny, tmp_path, capsys):
     t0 = time.perf_counter()
     assert main(["model", "info", str(out), "--no-verify"]) == 2  # and the spec check behind it
     assert time.perf_counter() - t0 < 5.0
-    assert "does not fit out 1000000000000" in capsys.readouterr().err
+    err = capsys.readouterr().err  # refused by the spec check, before anything is allocated
+    assert "do not fit" in err or "does not fit out 1000000000000" in err
 
 
 def test_nan_weights_are_refused(tmp_path, capsys):
