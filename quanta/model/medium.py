@@ -180,7 +180,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
                        float_dtype=getattr(torch, float_dtype), extra=extra or None)
     return _timed(ModelFileReport(
-        input=str(src), output=str(dst), method=rep.method, bits=quantizer.bits,
+        input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,
         group_size=quantizer.group_size, layers=len(rep.layers) - ("embedding" in rep.layers),
         paths=count_by_path(loaded.model),
         bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
@@ -224,6 +224,13 @@ def check_options(*, bits: int = 4, group_size: int | None = None, method: str =
     del bits  # checked by the quantizer, which knows its range
 
 
+def layers_method(rep: Any) -> str:
+    """The rounding of the quantized layers, as the user asked for it (the token embedding's own
+    rounding — the clipping search "mse" when nothing calibrates it — is in its label)."""
+    names = sorted({spec["method"] for name, spec in rep.layers.items() if name != "embedding"})
+    return "+".join(names) or rep.method
+
+
 def _timed(report: ModelFileReport, t0: float, planned: int = 0) -> ModelFileReport:
     """The report with the command's wall time, this process's peak resident memory and the
     plan's predicted size."""
@@ -262,7 +269,7 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
            heads=(cfg.num_attention_heads, cfg.num_key_value_heads), floats=norms)
     size = Path(dst).stat().st_size
     return ModelFileReport(
-        input=str(src), output=str(dst), method=rep.method, bits=quantizer.bits,
+        input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,
         group_size=quantizer.group_size, layers=len(rep.layers) - ("embedding" in rep.layers),
         paths=count_by_path(loaded.model),
         bits_per_weight=8.0 * size / max(rep.params, 1),

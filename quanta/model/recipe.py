@@ -118,10 +118,12 @@ def _fixed_bytes(loaded: Any, weights: dict, gguf: bool, float_dtype: str) -> in
 
 
 def embedding_label(spec: dict | None) -> str:
+    """The token embedding's format and rounding for the report: ``8-bit per row (mse)``."""
     if spec is None:
         return "float"
     rows = spec["group_size"] == spec["in"]
-    return f"{spec['bits']}-bit " + ("per row" if rows else f"g{spec['group_size']}")
+    grid = f"{spec['bits']}-bit " + ("per row" if rows else f"g{spec['group_size']}")
+    return f"{grid} ({spec['method']})" if spec.get("method") else grid
 
 
 def embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: bool,

@@ -159,7 +159,7 @@ def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
     m = get("model")
     rep = m.write(path, tmp_path / "a", bits=4, calib_samples=8, calib_len=32)
     uni = m.write(path, tmp_path / "b", bits=4, calib_samples=8, calib_len=32, uniform=True)
-    assert uni.mixed is None and uni.embedding == "8-bit per row"
+    assert uni.mixed is None and uni.embedding == "8-bit per row (gptq)"
     plan = rep.mixed
     kernels = {"4-bit g128", "4-bit g64", "4-bit g32", "5-bit row", "6-bit row", "7-bit row", "8-bit row"}
     assert set(plan["summary"]) <= kernels

@@ -71,7 +71,7 @@ def test_defaults_quantize_the_embedding_to_8_bits_per_row(tiny, tmp_path):
     m = get("model")
     rep = m.write(path, tmp_path / "a", bits=4, group_size=32, calib_samples=8, calib_len=32)
     assert rep.method == "gptq"  # calibrated layers by default, and the tied embedding with them
-    assert rep.embedding == "8-bit per row" and rep.layers == 14
+    assert rep.embedding == "8-bit per row (gptq)" and rep.layers == 14
     cfg = json.loads((tmp_path / "a" / "quant_config.json").read_text())
     assert cfg["embedding"]["bits"] == 8 and cfg["embedding"]["group_size"] == 64
     assert cfg["embedding"]["method"] == "gptq"
