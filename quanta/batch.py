@@ -244,16 +244,34 @@ class _Records:
         if m is not None and outcome.status == "done" and job.dst.exists():
             m.record(job.src, job.dst, self.digest)
 
+    def reporter(self, todo: list[Job], outcomes: list[Outcome],
+                 on_outcome: Callable[[Outcome], None] | None) -> Callable[[Outcome], None]:
+        """``report(outcome)`` for a finished job of ``todo``: recorded, kept in ``outcomes``,
+        passed on to ``on_outcome``; the outcomes decided before running are passed on first."""
+        by_src = {str(j.src): j for j in todo}
+        tell = on_outcome or (lambda o: None)
+        for o in outcomes:
+            tell(o)
+
+        def report(o: Outcome) -> None:
+            if o.src in by_src:
+                self.record(by_src[o.src], o)
+            outcomes.append(o)
+            tell(o)
+
+        return report
+
 
 def _pending(jobs: list[Job], force: bool, records: _Records) -> tuple[list[Job], list[Outcome]]:
     """Jobs still to do, and the outcomes decided without running: unreadable inputs, complete
     outputs (skipped), and outputs that may not be replaced."""
     todo, decided = [], []
     for j in jobs:
-        state = "absent" if j.error else records.state(j)
         if j.error:
             decided.append(_failed(j, j.error))
-        elif state == "absent" or (force and state in ("current", "stale")):
+            continue
+        state = records.state(j)
+        if state == "absent" or (force and state in ("current", "stale")):
             todo.append(j)
         elif state == "current":
             decided.append(Outcome(str(j.src), str(j.dst), "skipped", size_of(j.src), size_of(j.dst)))
@@ -279,18 +297,7 @@ def run(jobs: list[Job], medium: str, *, workers: int | None = None, force: bool
     opts = dict(options or {})
     records = _Records(medium, opts, seed)
     todo, outcomes = _pending(jobs, force, records)
-    by_src = {str(j.src): j for j in todo}
-
-    def report(o: Outcome) -> None:
-        if o.src in by_src:
-            records.record(by_src[o.src], o)
-        outcomes.append(o)
-        if on_outcome is not None:
-            on_outcome(o)
-
-    for o in list(outcomes):
-        if on_outcome is not None:
-            on_outcome(o)
+    report = records.reporter(todo, outcomes, on_outcome)
     n = max(1, min(workers or cpus(), len(todo) or 1))
     try:
         if n == 1:
@@ -314,7 +321,7 @@ def _run_pool(todo: list[Job], n: int, call: Callable[[Job], tuple],
     from collections import deque
     from concurrent.futures.process import BrokenProcessPool
 
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ctx = mp.get_context(start_method())
     queue: deque[Job] = deque(todo)
     suspects: deque[Job] = deque()
     while queue or suspects:
@@ -397,11 +404,12 @@ def check_address(address: str) -> str:
 CONNECT_TIMEOUT_S = 5
 
 
-def mp_methods() -> list[str]:
-    """The process start methods this platform offers."""
+def start_method() -> str:
+    """How worker processes start: forked where the platform can (they begin with this
+    process's imports, the medium's modules included), else spawned."""
     import multiprocessing as mp
 
-    return mp.get_all_start_methods()
+    return "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 
 
 def _connect(address: str, workers: int | None, scratch: str) -> tuple[Any, Any]:
@@ -416,10 +424,8 @@ def _connect(address: str, workers: int | None, scratch: str) -> tuple[Any, Any]
     if address == "local":
         import dask
 
-        # forked workers start with this process's imports (the medium's modules included), as
-        # the pool's do; spawned ones spend their first second importing them again
-        method = "fork" if "fork" in mp_methods() else "spawn"
-        with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+        # as the pool's: spawned workers spend their first second importing everything again
+        with dask.config.set({"distributed.worker.multiprocessing-method": start_method()}):
             cluster = LocalCluster(n_workers=max(1, workers or cpus()), threads_per_worker=1,
                                    processes=True, dashboard_address=None, env={ENV: "1"},
                                    local_directory=scratch)
@@ -450,9 +456,7 @@ def run_on_cluster(jobs: list[Job], medium: str, address: str, *, workers: int |
     opts = dict(options or {})
     records = _Records(medium, opts, seed)
     todo, outcomes = _pending(jobs, force, records)
-    for o in outcomes:
-        if on_outcome is not None:
-            on_outcome(o)
+    report = records.reporter(todo, outcomes, on_outcome)
     with tempfile.TemporaryDirectory(prefix="quanta-dask-") as scratch:
         client, cluster = _connect(address, workers, scratch)
         try:
@@ -469,12 +473,8 @@ def run_on_cluster(jobs: list[Job], medium: str, address: str, *, workers: int |
             group_of = {f.key: g for f, g in zip(futures, groups)}
             try:
                 for f, results in as_completed(futures, with_results=True):
-                    for j, result in zip(group_of[f.key], results):
-                        o = dataclasses.replace(result, src=str(j.src), dst=str(j.dst))
-                        records.record(j, o)
-                        outcomes.append(o)
-                        if on_outcome is not None:
-                            on_outcome(o)
+                    for j, result in zip(group_of[f.key], results):  # the paths as the user gave them
+                        report(dataclasses.replace(result, src=str(j.src), dst=str(j.dst)))
             except BaseException:
                 client.cancel(futures)  # a remote worker must not write after quanta has stopped
                 raise

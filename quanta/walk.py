@@ -82,26 +82,36 @@ def walk(root: Path, *, depth: int | None, hidden: bool, skip: set[tuple[int, in
         except OSError as e:
             out.append(Found(folder, rel, f"{folder}: cannot list the folder ({_reason(e)})"))
             continue
-        subfolders = []
-        for entry in entries:
-            if TMP_TAG in entry.name or (entry.name.startswith(".") and not hidden):
-                continue
-            path = folder / entry.name
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                key = inode_key(path)
-                if (depth is None or level < depth) and key is not None and key not in skip:
-                    skip.add(key)
-                    subfolders.append((path, rel / entry.name, level + 1))
-            elif entry.is_file():
-                readable = os.access(path, os.R_OK)
-                err = None if readable else f"{path}: cannot read the file (permission denied)"
-                out.append(Found(path, rel / entry.name, err))
+        deeper = depth is None or level < depth  # below the depth asked for: not even looked at
+        subfolders = [(f, rel / f.name, level + 1) for f in _scan(folder, rel, entries, hidden, deeper,
+                                                                    skip, out)]
         stack.extend(reversed(subfolders))
     return sorted(out, key=lambda f: f.rel.parts)
+
+
+def _scan(folder: Path, rel: Path, entries: list, hidden: bool, deeper: bool,
+          skip: set[tuple[int, int]], out: list[Found]) -> list[Path]:
+    """One folder's files appended to ``out``; its subfolders to enter returned (each one
+    entered at most once: its (device, inode) joins ``skip``)."""
+    subfolders = []
+    for entry in entries:
+        if TMP_TAG in entry.name or (entry.name.startswith(".") and not hidden):
+            continue
+        path = folder / entry.name
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            key = inode_key(path) if deeper else None
+            if key is not None and key not in skip:
+                skip.add(key)
+                subfolders.append(path)
+        elif entry.is_file():
+            readable = os.access(path, os.R_OK)
+            err = None if readable else f"{path}: cannot read the file (permission denied)"
+            out.append(Found(path, rel / entry.name, err))
+    return subfolders
 
 
 def _matches(parts: tuple[str, ...], pat: tuple[str, ...]) -> bool:

@@ -170,10 +170,11 @@ def _run_batch(medium: str, inputs: list[Path], batch: BatchOptions, *, force: b
         if not isinstance(e, Exception):  # interrupted: say what was finished
             _report_batch(outcomes, jobs, t0, title + " (interrupted)", json_out)
         raise
-    if _report_batch(outcomes, jobs, t0, title, json_out):
+    status = _report_batch(outcomes, jobs, t0, title, json_out)
+    if status:
         import typer
 
-        raise typer.Exit(_batch_status(outcomes))
+        raise typer.Exit(status)
 
 
 def _plan_batch(m: Any, inputs: list[Path], batch: BatchOptions, suffix_for: Callable[[Path], str] | None,

@@ -106,8 +106,7 @@ def _dry_run(model: str, options: dict, json_out: bool) -> None:
     from quanta.model.plan import Options, plan_for, read_layout
 
     check_options(**options)
-    fields = {k: v for k, v in options.items() if k in Options.__dataclass_fields__}
-    plan = plan_for(read_layout(model), Options(**fields))
+    plan = plan_for(read_layout(model), Options.of(options))
     if json_out:
         print_json(plan)
         return

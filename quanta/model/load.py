@@ -153,14 +153,16 @@ def stored_weight_stats(loaded: Loaded) -> dict | None:
     float32 and would report 32 bits per weight. None for other sources."""
     if loaded.kind != "gguf":
         return None
-    from gguf import GGUFReader
+    import math
 
-    mats = [t for t in GGUFReader(loaded.source).tensors if len(t.shape) == 2]
-    quant = [t for t in mats if t.tensor_type.name not in FLOAT_TYPES]
-    params = sum(int(t.n_elements) for t in mats)
-    qparams = sum(int(t.n_elements) for t in quant)
-    size = sum(int(t.n_bytes) for t in mats)
-    qsize = sum(int(t.n_bytes) for t in quant)
+    from quanta.model.gguf_header import read_header
+
+    mats = [t for t in read_header(loaded.source).tensors if len(t.shape) == 2]
+    quant = [t for t in mats if t.ggml_type not in FLOAT_TYPES]
+    params = sum(math.prod(t.shape) for t in mats)
+    qparams = sum(math.prod(t.shape) for t in quant)
+    size = sum(t.n_bytes for t in mats)
+    qsize = sum(t.n_bytes for t in quant)
     return {"weight_bytes": size, "params": params, "bits_per_weight": 8.0 * size / max(params, 1),
             "quantized_params": qparams,
             "bits_per_quantized_weight": 8.0 * qsize / qparams if qparams else None}

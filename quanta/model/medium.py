@@ -120,10 +120,10 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
 
     import torch
 
-    from quanta.core._checks import check_choice
     from quanta.errors import ConfigError
     from quanta.model.apply import count_by_path, quantize_model
     from quanta.model.files import write_folder
+    from quanta.model.load import load_model
     from quanta.model.mixed import plan_quantizers
     from quanta.model.plan import Options as PlanOptions
     from quanta.model.plan import plan_for, read_layout
@@ -134,28 +134,24 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
         embedding_label,
         embedding_method,
         embedding_quantizer,
-        load_for_saving,
         mixed_json,
         mixed_plan,
     )
-    from quanta.model.sources import check_source
 
     t0 = time.perf_counter()
-    check_options(bits=bits, group_size=group_size, method=method, float_dtype=float_dtype,
-                  calib=calib, calib_samples=calib_samples, calib_len=calib_len, format=format,
-                  target_size=target_size, target_bpw=target_bpw, embedding_bits=embedding_bits)
-    check_choice(float_dtype, FLOAT_DTYPES, "float dtype")
-    check_choice(format, FORMATS, "format")
-    check_source(src)
-    qplan = plan_for(read_layout(src), PlanOptions(
-        bits=bits, group_size=group_size, method=method, sym=sym, include=include, exclude=exclude,
-        head=head, float_dtype=float_dtype, format=format, target_size=target_size, target_bpw=target_bpw,
-        embedding_bits=embedding_bits, uniform=uniform))
+    options = dict(bits=bits, group_size=group_size, method=method, sym=sym, include=include,
+                   exclude=exclude, head=head, float_dtype=float_dtype, calib=calib,
+                   calib_samples=calib_samples, calib_len=calib_len, format=format,
+                   target_size=target_size, target_bpw=target_bpw, embedding_bits=embedding_bits,
+                   uniform=uniform)
+    check_options(**options)
+    # the plan refuses a source, an architecture or a format it cannot honour before the load
+    qplan = plan_for(read_layout(src), PlanOptions.of(options))
     mixed, kind, shared = qplan.mixed, qplan.kind, qplan.shared
     if kind and Path(dst).suffix.lower() != ".gguf":
         raise ConfigError(f"{dst}: --format gguf writes one .gguf file (use a .gguf name)")
     quantizer = make_quantizer(method, bits=bits, group_size=qplan.group_size, sym=qplan.sym, storage=kind)
-    loaded = load_for_saving(src, format, verify)
+    loaded = load_model(src, verify=verify)
     windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed, force=mixed)
     phases = Phases(progress)
     plan = mixed_plan(loaded, windows, method, format, target_size, target_bpw, include, exclude,

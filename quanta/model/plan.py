@@ -242,6 +242,11 @@ class Options:
     embedding_bits: int | None = None
     uniform: bool = False
 
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> Options:
+        """The plan's options out of a command's (the others — calibration, seed — ignored)."""
+        return cls(**{k: v for k, v in options.items() if k in cls.__dataclass_fields__})
+
 
 def _layer_format(opts: Options, kind: str | None, cols: int) -> tuple[WeightFormat, str]:
     if kind:

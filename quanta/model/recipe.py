@@ -31,20 +31,6 @@ class Phases:
         return report
 
 
-def load_for_saving(src: Path | str, format: str, verify: bool = True) -> Any:
-    from quanta.errors import ConfigError
-    from quanta.model.load import load_model
-
-    loaded = load_model(src, verify=verify)
-    if format == "gguf" and loaded.kind != "gguf":
-        raise ConfigError(f"{src}: --format gguf copies the tokenizer and metadata of a GGUF "
-                          "source; this model is not one")
-    if loaded.kind not in ("gguf", "hf-causal-lm"):
-        raise ConfigError(f"{src}: saving quantized {loaded.kind} models is not supported "
-                          "(use `quanta model eval --bits` to measure them)")
-    return loaded
-
-
 def mixed_plan(loaded: Any, windows: Any, method: str, format: str, target_size: str | int | None,
                target_bpw: float | None, include: tuple[str, ...], exclude: tuple[str, ...],
                float_dtype: str, phases: Phases | None = None, *, default_bits: int | None = None,
