@@ -173,6 +173,7 @@ def eval_(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Evaluate MODEL with the quanta-ppl/1 protocol (encoders: embedding cosine similarity)."""
+    _check_eval(model, reference, chunks, ctx, calib, calib_samples, calib_len)  # before torch loads
     import copy
 
     from quanta.model.apply import quantize_model
@@ -181,7 +182,6 @@ def eval_(
     from quanta.model.quantizers import make_quantizer
     from quanta.model.recipe import calibration_for
 
-    _check_eval(model, reference, chunks, ctx, calib, calib_samples, calib_len)
     quantizer = None if bits is None else make_quantizer(method, bits=bits, group_size=group_size, sym=sym)
     with progress_bar("load", enabled=not json_out):
         loaded = load_model(model, verify=not no_verify)

@@ -185,7 +185,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
 
 
 def check_options(*, bits: int = 4, group_size: int | None = None, method: str = "gptq",
-                  float_dtype: str = "float32", calib: str | Path | None = None,
+                  sym: bool = False, float_dtype: str = "float32", calib: str | Path | None = None,
                   calib_samples: int | None = None, calib_len: int | None = None, format: str = "quanta",
                   target_size: str | int | None = None, target_bpw: float | None = None,
                   embedding_bits: int | None = None, **_: Any) -> None:
@@ -214,10 +214,14 @@ def check_options(*, bits: int = 4, group_size: int | None = None, method: str =
             raise ConfigError(f"{name} {value}: give at least 1")
     if calib is not None and not Path(calib).is_file():
         raise InputError(f"{calib}: no such calibration text file")
+    from quanta.model.formats import BLOCK, gguf_type
     from quanta.model.methods import METHODS
 
     check_choice(method, tuple(METHODS), "method")
-    del bits  # checked by the quantizer, which knows its range
+    m = METHODS[method]
+    check_bits(bits, m.min_bits, m.max_bits, f"{method} bits")  # as the quantizer checks it
+    if format == "gguf" and target_size is None and target_bpw is None:
+        gguf_type(bits, sym, BLOCK if group_size is None else group_size)  # a type llama.cpp has
 
 
 def layers_method(rep: Any) -> str:

@@ -20,7 +20,8 @@ QUANTA = [sys.executable, "-m", "quanta.cli"]
 @pytest.mark.parametrize("bad", [["--target-size", "95XB"], ["--target-size", "0"], ["--target-bpw", "nan"],
                                  ["--target-bpw", "1e12"], ["--target-size", "1MB", "--target-bpw", "4"],
                                  ["--embedding-bits", "9"], ["--calib", "nonexist.txt"],
-                                 ["--calib-samples", "0"], ["--calib-len", "0"]])
+                                 ["--calib-samples", "0"], ["--calib-len", "0"], ["--bits", "9"],
+                                 ["--bits", "3"], ["--method", "foo"]])
 def test_a_bad_quantize_option_fails_at_once_before_the_model_is_read(bad, tmp_path):
     # smollm2 takes > 10 s to load: an answer within 2 s shows nothing was loaded
     t0 = time.perf_counter()
