@@ -116,6 +116,11 @@ def unpack_torch(data, bits: int, n: int):
     _check_bits(bits)
     if bits == 8:
         return data[:n].clone()
+    if 8 % bits == 0:  # 1, 2, 4 bits: whole codes per byte, split with byte shifts
+        per = 8 // bits
+        shifts = torch.arange(per, dtype=torch.uint8, device=data.device) * bits
+        flat = data[: packed_size(n, bits)]
+        return ((flat[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)[:n]
     groups = -(-n // 8)
     flat = data[: packed_size(n, bits)]
     buf = torch.zeros((groups, 8), dtype=torch.uint8, device=data.device)

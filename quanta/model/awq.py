@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from quanta.model.arch import ARCHITECTURES
 from quanta.model.quantizers import LayerStats, WeightQuantizer, make_quantizer
 
 #: exponents tried: 0, 0.05, …, 0.95
@@ -55,13 +56,8 @@ class Fold:
     consumers: tuple[str, ...]
 
 
-FOLDS = (
-    Fold("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
-    Fold("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
-    Fold("self_attn.v_proj", ("self_attn.o_proj",)),
-    Fold("mlp.up_proj", ("mlp.down_proj",)),
-    Fold("attention.self.value", ("attention.output.dense",)),  # BERT
-)
+#: every family's folds, from the architecture tables
+FOLDS = tuple(Fold(p, c) for a in ARCHITECTURES.values() for p, c in a.folds)
 
 
 def activation_scales(stats: LayerStats, alpha: float, tie: torch.Tensor | None = None) -> torch.Tensor:

@@ -58,11 +58,13 @@ _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _modules(model: Any) -> tuple:
-    inner = model.model
-    per = [(b.input_layernorm, b.post_attention_layernorm, b.self_attn.q_proj, b.self_attn.k_proj,
-            b.self_attn.v_proj, b.self_attn.o_proj, b.mlp.gate_proj, b.mlp.up_proj, b.mlp.down_proj)
-           for b in inner.layers]
-    return (inner.embed_tokens, inner.norm, model.lm_head, *(m for t in per for m in t))
+    """The modules the decoder was built from (the architecture table's, in its order)."""
+    from quanta.model.arch import LLAMA
+
+    n = len(model.get_submodule(LLAMA.blocks))
+    names = (LLAMA.embedding, LLAMA.final_norm, LLAMA.head,
+             *(f"{LLAMA.blocks}.{i}.{m}" for i in range(n) for m in (*LLAMA.norms, *LLAMA.linears)))
+    return tuple(model.get_submodule(x) for x in names)
 
 
 def _fuse(layers: list[nn.Module]) -> nn.Module | None:

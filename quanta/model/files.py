@@ -12,13 +12,16 @@ import torch
 from torch import nn
 
 from quanta.errors import ConfigError, InputError
+from quanta.model import folder_v1
 from quanta.model.apply import set_submodule
 from quanta.model.integrity import FOLDER_KEY, check_folder, folder_digest
 from quanta.model.qembed import QuantEmbedding, tie_head
 from quanta.model.qlinear import QuantLinear
 from quanta.outputs import atomic_output, check_only_ours, check_output, umask
 
-FORMAT = "quanta-quantized/1"
+#: version 2: kernel-neutral codes and scales (:mod:`quanta.model.stored`); folders of version 1
+#: (PyTorch's int4 packing stored as is) still load (:mod:`quanta.model.folder_v1`)
+FORMAT = "quanta-quantized/2"
 CONFIG = "quant_config.json"
 
 
@@ -33,7 +36,7 @@ def owns(folder: Path | str) -> bool:
         cfg = json.loads((Path(folder) / CONFIG).read_text())
     except (OSError, ValueError):
         return False
-    if not (isinstance(cfg, dict) and cfg.get("format") == FORMAT):
+    if not (isinstance(cfg, dict) and cfg.get("format") in (FORMAT, folder_v1.FORMAT)):
         return False
     check_only_ours(folder, WRITES)
     return True
@@ -69,19 +72,17 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
             v = v.to(float_dtype)
         return v.detach().contiguous()
 
-    state = {k: stored(k, v) for k, v in model.state_dict().items()}
-    for n, m in model.named_modules():  # narrow int8-kernel rows keep their packed width
-        if isinstance(m, QuantLinear) and m.path == "int8pack" and m.bits < 8:
-            state.pop(f"{n}.w_int8")
-            state.update({f"{n}.{k}": v.contiguous() for k, v in m.disk_state().items()})
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
-    if tied:  # re-tied on load (a quantized head is rebuilt from the embedding's codes)
+    state = {k: stored(k, v) for k, v in model.state_dict().items() if k.rpartition(".")[0] not in qnames}
+    layers = {}
+    for n, m in model.named_modules():
+        if isinstance(m, QuantLinear | QuantEmbedding) and not (tied and n == "lm_head"):
+            # the tied head is rebuilt on load from the embedding's codes
+            state.update({f"{n}.{k}": v.contiguous() for k, v in m.disk_state().items()})
+        if isinstance(m, QuantLinear) and not (tied and n == "lm_head"):
+            layers[n] = {**m.spec(), "bias": m.bias is not None}
+    if tied:
         state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}
-    layers = {n: {"in": m.in_features, "padded_in": m.padded_in, "out": m.out_features, "bits": m.bits,
-                  "group_size": m.group_size, "method": m.method, "path": m.path,
-                  "bias": m.bias is not None}
-              for n, m in model.named_modules()
-              if isinstance(m, QuantLinear) and not (tied and n == "lm_head")}
     emb = model.get_input_embeddings()
     cfg = {"format": FORMAT, "source": source, "architecture": type(model).__name__,
            "model_config": model.config.to_dict(), "layers": layers,
@@ -101,10 +102,14 @@ def _read_config(d: Path) -> dict:
     from quanta.model.sources import read_json
 
     cfg = read_json(d / CONFIG)
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+    if not isinstance(cfg, dict) or cfg.get("format") not in (FORMAT, folder_v1.FORMAT):
         raise InputError(f"{d}: unknown format {cfg.get('format') if isinstance(cfg, dict) else None!r}")
-    if cfg.get("architecture") != "LlamaForCausalLM":
-        raise InputError(f"{d}: architecture {cfg.get('architecture')!r} is not supported")
+    from quanta.model.arch import for_hf
+
+    try:
+        for_hf(cfg.get("architecture"), str(d))
+    except ConfigError as e:
+        raise InputError(str(e)) from None
     return cfg
 
 
@@ -124,86 +129,47 @@ def _read_state(d: Path, cfg: dict, verify: bool) -> dict:
         raise InputError(f"{where}: cannot read ({e})") from None
 
 
-_PATHS = ("int4pack", "int8pack", "packed")
+def _install_layers(model: nn.Module, layers: Any, state: dict) -> None:
+    """Build each :class:`QuantLinear` from its spec and its folder tensors (moved out of
+    ``state``), the kernel path chosen now (:mod:`quanta.model.stored`)."""
+    from quanta.model import stored
 
-
-def _check_spec(name: str, spec: Any, state: dict) -> None:
-    """Refuse a layer spec that disagrees with its tensors, before anything is allocated."""
-    from quanta.core.packing import packed_size
-
-    if not isinstance(spec, dict):
-        raise InputError(f"layer {name}: spec is not an object")
-    try:
-        inp, pad, out = int(spec["in"]), int(spec.get("padded_in") or spec["in"]), int(spec["out"])
-        bits, g, path = int(spec["bits"]), int(spec["group_size"]), spec["path"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(f"layer {name}: malformed spec ({e})") from None
-    if path not in _PATHS or not 1 <= bits <= 8 or g < 1 or pad % g or not 0 < inp <= pad or out < 1:
-        raise InputError(f"layer {name}: inconsistent spec (in {inp}, padded {pad}, out {out}, "
-                         f"bits {bits}, group {g}, path {path!r})")
-    scale_key = "scales_zeros" if path == "int4pack" else "scales"
-    have = {k[len(name) + 1:]: tuple(v.shape) for k, v in state.items() if k.startswith(name + ".")}
-    expect = {"packed": (packed_size(out * pad, bits),)} if path == "packed" else {}
-    if path == "int8pack":  # fewer than 8 bits: stored packed, widened on load
-        expect = {"w_int8": (out, pad), "scales": (out,)} if bits == 8 else \
-            {"packed": (packed_size(out * pad, bits),), "scales": (out,)}
-    elif path == "packed":
-        expect["scales"] = (out, pad // g)
-    else:  # int4pack: the group size must match the stored scales (a changed spec is refused)
-        expect["scales_zeros"] = (pad // g, out, 2)
-    if scale_key not in have or any(have.get(k) != v for k, v in expect.items()):
-        raise InputError(f"layer {name}: tensors {have} do not fit the spec {spec}")
-    if "input_scale" in have and have["input_scale"] != (inp,):
-        raise InputError(f"layer {name}: input scale of shape {have['input_scale']} does not fit in {inp}")
-    if spec.get("bias") and have.get("bias") != (out,):
-        raise InputError(f"layer {name}: bias of shape {have.get('bias')} does not fit out {out}")
-
-
-def _install_layers(model: nn.Module, layers: dict, state: dict) -> None:
-    """Build each :class:`QuantLinear` from its spec and move its tensors out of ``state``."""
     if not isinstance(layers, dict):
         raise InputError("quant_config.json: 'layers' is not an object")
     modules = dict(model.named_modules())
-    for name, spec in layers.items():
+    for name, raw in layers.items():
         if not isinstance(modules.get(name), nn.Linear):
             raise InputError(f"layer {name}: no such Linear layer in the model")
-        _check_spec(name, spec, state)
-        ql = QuantLinear(spec["in"], spec["out"], bits=spec["bits"], group_size=spec["group_size"],
-                         method=spec["method"], path=spec["path"], bias=spec["bias"],
-                         padded_in=spec.get("padded_in"))
-        for key in [k for k in state if k.startswith(name + ".")]:
-            attr = key[len(name) + 1:]
-            if attr == "bias":
-                ql.bias = nn.Parameter(state.pop(key), requires_grad=False)
-            elif attr == "packed" and ql.path == "int8pack":
-                ql.widen(state.pop(key))
-            else:
-                ql.register_buffer(attr, state.pop(key))
+        spec = stored.check_spec(raw, f"layer {name}")
+        mine = {k[len(name) + 1:]: state.pop(k) for k in [k for k in state if k.startswith(name + ".")]}
+        bias, scale = mine.pop("bias", None), mine.pop("input_scale", None)
+        if bool(raw.get("bias")) != (bias is not None) or \
+                (bias is not None and tuple(bias.shape) != (spec["out"],)):
+            raise InputError(f"layer {name}: bias of shape {None if bias is None else tuple(bias.shape)} "
+                             f"does not fit out {spec['out']}")
+        if scale is not None and tuple(scale.shape) != (spec["in"],):
+            raise InputError(f"layer {name}: input scale of shape {tuple(scale.shape)} does not fit in "
+                             f"{spec['in']}")
+        ql = QuantLinear.from_quantized(stored.restore(spec, mine, f"layer {name}"), bias, keep=False)
+        if scale is not None:
+            ql.set_input_scale(scale)
         set_submodule(model, name, ql)
 
 
 def _install_embedding(model: nn.Module, spec: Any, state: dict) -> QuantEmbedding | None:
     """Build the quantized token embedding from its spec, its tensors moved out of ``state``."""
-    from quanta.core.packing import packed_size
+    from quanta.model import stored
 
     if spec is None:
         return None
     name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
-    try:
-        num, dim, pad = int(spec["num"]), int(spec["dim"]), int(spec["padded_dim"])
-        bits, g = int(spec["bits"]), int(spec["group_size"])
-        qe = QuantEmbedding(num, dim, bits=bits, group_size=g, padded_dim=pad, method=str(spec["method"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(f"embedding: malformed spec ({e})") from None
-    except ConfigError as e:
-        raise InputError(str(e)) from None
-    expect = {"packed": (packed_size(num * pad, bits),), "scales": (num, pad // g), "zeros": (num, pad // g)}
-    have = {k: tuple(state[f"{name}.{k}"].shape) for k in expect if f"{name}.{k}" in state}
-    if have != expect or not 1 <= bits <= 8:
-        raise InputError(f"embedding: tensors {have} do not fit the spec {spec}")
-    for k in expect:
-        qe.register_buffer(k, state.pop(f"{name}.{k}"))
+    spec = stored.check_spec(spec, "embedding")
+    mine = {k: state.pop(f"{name}.{k}") for k in ("codes", "scales", "zeros") if f"{name}.{k}" in state}
     state.pop(f"{name}.weight", None)
+    try:
+        qe = QuantEmbedding.from_spec(spec, mine, "embedding")
+    except ConfigError as e:
+        raise InputError(f"embedding: {e}") from None
     model.set_input_embeddings(qe)
     return qe
 
@@ -216,6 +182,7 @@ def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = Tru
     lite: where the configuration allows, a :class:`~quanta.model.lite.LiteLlama` (no
     transformers import; it runs only on the lean decode path) instead of transformers' model."""
     from quanta.model import lite as lite_model
+    from quanta.model.arch import for_hf
     from quanta.model.sources import check_declared_size, read_tokenizer
 
     d = Path(folder)
@@ -226,13 +193,15 @@ def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = Tru
     state = _read_state(d, cfg, verify)
     lite = lite and lite_model.supported(cfg["model_config"])
     try:
-        mcfg = cfg["model_config"] if lite else _hf_config(cfg["model_config"])
+        model_class, config_class = (None, None) if lite else for_hf(cfg["architecture"]).hf_classes()
+        mcfg = cfg["model_config"] if lite else config_class.from_dict(cfg["model_config"])
         with torch.device("meta"):  # no memory: every tensor comes from the file, checked first
-            model = lite_model.LiteLlama(mcfg) if lite else _hf_model(mcfg)
+            model = lite_model.LiteLlama(mcfg) if lite else model_class(mcfg)
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{d}: malformed model_config ({e})") from None
-    _install_layers(model, cfg["layers"], state)
-    qe = _install_embedding(model, cfg.get("embedding"), state)
+    v1 = cfg["format"] == folder_v1.FORMAT
+    (folder_v1.install_layers if v1 else _install_layers)(model, cfg["layers"], state)
+    qe = (folder_v1.install_embedding if v1 else _install_embedding)(model, cfg.get("embedding"), state)
     try:
         res = model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:
@@ -247,14 +216,3 @@ def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = Tru
     model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config)
     return model.eval(), read_tokenizer(d / "tokenizer.json"), cfg
 
-
-def _hf_config(d: dict) -> Any:
-    from transformers import LlamaConfig
-
-    return LlamaConfig.from_dict(d)
-
-
-def _hf_model(cfg: Any) -> nn.Module:
-    from transformers import LlamaForCausalLM
-
-    return LlamaForCausalLM(cfg)

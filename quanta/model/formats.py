@@ -123,13 +123,43 @@ def storage_grid(scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
     return s, -m / s
 
 
+#: the tensors of one quantized weight in a quanta folder (format 2), in this order: name →
+#: (dtype, what it holds). Kernel-neutral: a loader re-lays them for the kernel that runs them.
+FOLDER_TENSORS = {
+    "codes": ("uint8", "the codes of the rows × width matrix, row-major, bit-packed by "
+                       "quanta.core.packing.pack (width: the inputs padded to whole groups)"),
+    "scales": ("float16", "rows × groups: each group's scale"),
+    "zeros": ("float16", "rows × groups: each group's zero point in code units (asymmetric grids "
+                         "only; a symmetric grid's is 2**(bits − 1))"),
+    "codebook": ("float32", "the levels of a codebook grid (weight = scale · codebook[code])"),
+}
+
+
+def folder_layout(rows: int, width: int, bits: int, groups: int, *, zeros: bool,
+                  levels: int = 0) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The shapes and dtypes of a quantized weight's tensors in a quanta folder
+    (:data:`FOLDER_TENSORS`): ``rows × width`` codes of ``bits`` bits, ``groups`` groups per row,
+    zero points when the grid is asymmetric (``zeros``), a codebook of ``levels`` levels."""
+    out = {"codes": ((-(-rows * width * bits // 8),), "uint8"), "scales": ((rows, groups), "float16")}
+    if zeros:
+        out["zeros"] = ((rows, groups), "float16")
+    if levels:
+        out["codebook"] = ((levels,), "float32")
+    return out
+
+
+def layout_bytes(layout: dict[str, tuple[tuple[int, ...], str]]) -> int:
+    """Bytes of the tensors of a :func:`folder_layout`."""
+    return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in layout.values())
+
+
 @dataclass(frozen=True)
 class WeightFormat:
     """One storage format of a weight matrix: a grid (bits, group size — 0 for one group per
     row —, symmetric) and, for GGUF, the GGML block type that stores it (``ggml``).
 
-    A quanta folder stores asymmetric groups as codes plus a 16-bit scale and zero point per
-    group, and rows as codes plus one 16-bit scale; a GGML type stores its blocks."""
+    A quanta folder stores the tensors of :func:`folder_layout` (codes, float16 scales, and
+    float16 zero points for an asymmetric grid); a GGML type stores its blocks."""
 
     label: str
     bits: int
@@ -141,16 +171,27 @@ class WeightFormat:
     def block_type(self) -> BlockType | None:
         return BLOCK_TYPES[self.ggml] if self.ggml else None
 
+    def width(self, cols: int, *, embedding: bool = False) -> int:
+        """The stored width of rows ``cols`` wide: whole groups (zero-padded); a token
+        embedding's rows are also whole bytes (a multiple of 8 codes: rows are read alone)."""
+        if self.group_size in (0, -1):
+            return -(-cols // 8) * 8 if embedding else cols
+        return -(-cols // self.group_size) * self.group_size
+
+    def layout(self, rows: int, cols: int, *,
+               embedding: bool = False) -> dict[str, tuple[tuple[int, ...], str]]:
+        """The folder tensors of a ``rows × cols`` weight in this format (:func:`folder_layout`)."""
+        width = self.width(cols, embedding=embedding)
+        groups = 1 if self.group_size in (0, -1) else width // self.group_size
+        return folder_layout(rows, width, self.bits, groups, zeros=not self.sym)
+
     def nbytes(self, rows: int, cols: int, *, embedding: bool = False) -> int:
-        """Bytes of a ``rows × cols`` weight in this format (codes, scales, zero points).
-        ``embedding``: as a quanta folder stores a token embedding, whose rows keep a zero point
-        too (2 bytes more per row than a Linear layer's rows)."""
+        """Bytes of a ``rows × cols`` weight in this format (codes, scales, zero points), exact:
+        a GGML type's blocks, or the tensors a quanta folder stores (``embedding``: as a token
+        embedding, rows padded to whole bytes)."""
         if self.ggml:
             return BLOCK_TYPES[self.ggml].nbytes(rows * cols)
-        if self.group_size in (0, -1):  # one group per row: the codes and one scale (and zero)
-            return rows * (-(-cols * self.bits // 8) + (4 if embedding else 2))
-        groups = -(-cols // self.group_size)
-        return rows * groups * (self.bits * self.group_size // 8 + 4)  # 16-bit scale + zero
+        return layout_bytes(self.layout(rows, cols, embedding=embedding))
 
     def fits(self, cols: int) -> bool:
         """Whether rows ``cols`` wide can be stored (a GGML type needs whole blocks)."""

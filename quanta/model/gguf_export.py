@@ -113,20 +113,21 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
     floats = floats or {}
     from gguf import GGMLQuantizationType
 
-    from quanta.model.gguf_load import hf_name, permute
+    from quanta.model.arch import LLAMA
+    from quanta.model.gguf_load import permute
     from quanta.model.gguf_write import rewrite_gguf
 
-    n_heads = {"attn_q": heads[0], "attn_k": heads[1]}
+    n_heads = dict(zip((k for k, _ in LLAMA.rope_rows), heads))
 
     def rewrite(name: str, t: Any, arr: np.ndarray) -> tuple[np.ndarray, Any]:
-        hf, layer_kind = hf_name(name)
+        hf, layer_kind = LLAMA.hf_name(name)
         module = "token_embd" if name == "token_embd.weight" else (hf or "").removesuffix(".weight")
         qw = embedding if module == "token_embd" else qweights.get(module)
         if qw is None:
             return (np.ascontiguousarray(floats[hf], np.float32) if hf in floats else arr), None
         data = pack_blocks(qw.codes.numpy(), qw.scales.numpy(),
                            None if qw.zeros is None else qw.zeros.numpy(), kinds[module])
-        if layer_kind in ("attn_q", "attn_k"):
+        if layer_kind in n_heads:
             data = permute(data, n_heads[layer_kind])
         return data, GGMLQuantizationType[kinds[module]]
 

@@ -16,13 +16,6 @@ import numpy as np
 
 from quanta.errors import InputError
 
-_LAYER_MAP = {
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
-}
-
 
 @dataclass
 class GGUFModel:
@@ -92,11 +85,13 @@ def build_tokenizer(r, path: Path):
 
 def _config(r: Any, p: Path, tensors: dict) -> Any:
     """A LlamaConfig from the file's metadata (only llama is read)."""
-    from transformers import LlamaConfig
+    from quanta.errors import ConfigError
+    from quanta.model.arch import for_gguf
 
-    arch = _field(r, "general.architecture")
-    if arch != "llama":
-        raise InputError(f"{p}: architecture {arch!r} is not supported (supported: llama)")
+    try:
+        LlamaConfig = for_gguf(_field(r, "general.architecture"), str(p)).hf_classes()[1]
+    except ConfigError as e:
+        raise InputError(str(e)) from None
 
     def g(k: str, d: Any = None) -> Any:
         return _field(r, f"llama.{k}", d)
@@ -139,14 +134,13 @@ def _dequantized(p: Path, name: str, t: Any) -> np.ndarray:
 
 def _expected_shapes(cfg: Any) -> dict[str, tuple[int, ...]]:
     """Every tensor a llama file of this config must hold, in PyTorch's (out, in) order."""
-    h, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
-    hd = h // cfg.num_attention_heads
-    kv = cfg.num_key_value_heads * hd
-    per = {"attn_q": (h, h), "attn_k": (kv, h), "attn_v": (kv, h), "attn_output": (h, h),
-           "ffn_gate": (inter, h), "ffn_up": (inter, h), "ffn_down": (h, inter),
-           "attn_norm": (h,), "ffn_norm": (h,)}
+    from quanta.model.arch import LLAMA
+
+    h = cfg.hidden_size
+    kinds = LLAMA.kinds()
+    per = {kinds[m]: shape for m, shape in LLAMA.block_shapes(cfg.to_dict()).items()}
     out = {"token_embd.weight": (cfg.vocab_size, h), "output_norm.weight": (h,)}
-    out.update({f"blk.{i}.{k}.weight": v for i in range(layers) for k, v in per.items()})
+    out.update({f"blk.{i}.{k}.weight": v for i in range(cfg.num_hidden_layers) for k, v in per.items()})
     return out
 
 
@@ -175,27 +169,13 @@ def check_consistent(cfg: Any, tensors: dict, p: Path) -> None:
             raise InputError(f"{p}: tensor {name} has shape {got}, the header implies {shape}")
 
 
-_GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight",
-                 "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
-
-
-def hf_name(name: str) -> tuple[str | None, str | None]:
-    """The Hugging Face parameter for a GGUF tensor name, and its layer kind (None: skipped)."""
-    if name in _GLOBAL_NAMES:
-        return _GLOBAL_NAMES[name], None
-    if name.startswith("blk."):
-        _, layer, kind, _ = name.split(".", 3)
-        if kind in _LAYER_MAP:
-            return f"model.layers.{layer}.{_LAYER_MAP[kind]}.weight", kind
-    return None, None
-
-
 def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GGUFModel:
     """Read a llama-architecture GGUF into a float ``LlamaForCausalLM`` (float32 by default);
     ``verify``: check the tensors against the checksum quanta wrote into its own files."""
     import torch
     from gguf import GGMLQuantizationType
-    from transformers import LlamaForCausalLM
+
+    from quanta.model.arch import LLAMA
 
     p = Path(path)
     r = _reader(p)
@@ -206,10 +186,10 @@ def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GG
         from quanta.model.integrity import check_gguf
 
         check_gguf(r, str(p))
-    heads = {"attn_q": cfg.num_attention_heads, "attn_k": cfg.num_key_value_heads}
+    heads = LLAMA.rope_heads(cfg.to_dict())
     state, types = {}, {}
     for name, t in tensors.items():
-        key, kind = hf_name(name)
+        key, kind = LLAMA.hf_name(name)
         if key is None:
             continue
         arr = _dequantized(p, name, t)
@@ -217,7 +197,7 @@ def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GG
         if kind in heads:  # llama.cpp stores Q and K rows permuted for its rotary layout
             arr = _unpermute(arr, heads[kind])
         state[key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C"))
-    model = LlamaForCausalLM(cfg)
+    model = LLAMA.hf_classes()[0](cfg)
     tied = {"lm_head.weight"} if cfg.tie_word_embeddings else set()
     missing = set(model.state_dict()) - set(state) - tied
     if missing:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from quanta.errors import ConfigError
+from quanta.model.arch import ARCHITECTURES
 from quanta.model.formats import EMBEDDING_ROWS, WeightFormat
 from quanta.model.qembed import ties_head
 from quanta.model.quantizers import LayerStats, WeightQuantizer, quantizer_for
@@ -229,8 +230,7 @@ def choose(table: dict[str, np.ndarray], weights: dict[str, torch.Tensor],
                      {n: tuple(weights[n].shape) for n in names})
 
 
-_KINDS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-          "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+_KINDS = tuple(k for a in ARCHITECTURES.values() for k in a.linears)
 _LAYER = re.compile(r"\.(\d+)\.")
 
 

@@ -33,16 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from quanta.errors import ConfigError, InputError
+from quanta.model.arch import Architecture, for_gguf, for_hf
 from quanta.model.formats import BLOCK, EMBEDDING_ROWS, WeightFormat, auto_group, ggml_format, gguf_type
 
-#: architectures whose quantized output quanta reads back (folder and GGUF); others are refused
-#: at plan time, so that quanta never writes what it cannot read
-ARCHITECTURES = {"llama": "LlamaForCausalLM"}
-#: the roles of a GGUF tensor kind
-_ROLES = {"attn_q": "attention", "attn_k": "attention", "attn_v": "attention", "attn_output": "attention",
-          "ffn_gate": "mlp", "ffn_up": "mlp", "ffn_down": "mlp", "attn_norm": "norm", "ffn_norm": "norm"}
-EMBEDDING_NAME = "model.embed_tokens"
-HEAD_NAME = "lm_head"
 #: bytes of a float dtype
 _FLOAT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -75,26 +68,23 @@ class Layout:
 
 def _gguf_layout(p: Path) -> Layout:
     from quanta.model.gguf_header import read_header
-    from quanta.model.gguf_load import build_tokenizer, hf_name
+    from quanta.model.gguf_load import build_tokenizer
 
     h = read_header(p)
     arch = h.fields.get("general.architecture")
     arch = arch.contents() if arch else None
-    if arch not in ARCHITECTURES:
-        raise InputError(f"{p}: architecture {arch!r} is not supported (supported: "
-                         f"{', '.join(ARCHITECTURES)})")
+    a = _family(lambda: for_gguf(arch, str(p)))
     specs = []
     for t in h.tensors:
-        param, kind = hf_name(t.name)
+        param, _ = a.hf_name(t.name)
         if param is None:
             continue
         module = param.removesuffix(".weight")
-        role = _ROLES.get(kind or "", "embedding" if module == EMBEDDING_NAME else
-                          "head" if module == HEAD_NAME else "norm")
+        role = a.role(module)
         specs.append(TensorSpec(module if role != "norm" else param, t.shape, role, t.n_bytes))
     ctx = h.fields.get(f"{arch}.context_length")
     tied = not any(s.role == "head" for s in specs)
-    return Layout(str(p), "gguf", ARCHITECTURES[arch], tuple(specs), tied=tied,
+    return Layout(str(p), "gguf", a.hf_class, tuple(specs), tied=tied,
                   context=int(ctx.contents()) if ctx else 0, source_bytes=p.stat().st_size,
                   tokenizer_bytes=_tokenizer_bytes(build_tokenizer(h, p)))
 
@@ -117,14 +107,16 @@ def _safetensors_shapes(p: Path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _hf_role(name: str) -> str:
-    if "norm" in name:
-        return "norm"
-    if "embed_tokens" in name:
-        return "embedding"
-    if name.startswith(HEAD_NAME):
-        return "head"
-    return "attention" if "self_attn" in name else "mlp"
+def _family(find: Any) -> Architecture:
+    """The family ``find()`` names, if quanta writes it (a causal LM whose output it reads back)."""
+    try:
+        a = find()
+    except ConfigError as e:
+        raise InputError(f"{e}; quanta writes only what it reads back") from None
+    if not a.causal:
+        raise InputError(f"architecture {a.hf_class!r} is not supported for quantizing (an encoder: "
+                         "`quanta model eval` measures it); quanta writes only what it reads back")
+    return a
 
 
 def _hf_layout(p: Path) -> Layout:
@@ -132,14 +124,13 @@ def _hf_layout(p: Path) -> Layout:
 
     cfg = read_json(p / "config.json")
     arch = (cfg.get("architectures") or [None])[0] if isinstance(cfg, dict) else None
-    if arch not in ARCHITECTURES.values():
-        raise InputError(f"{p}: architecture {arch!r} is not supported for quantizing (supported: "
-                         f"{', '.join(ARCHITECTURES.values())}); quanta writes only what it reads back")
+    a = _family(lambda: for_hf(arch, str(p), causal=True))
     try:
         shapes = _safetensors_shapes(p)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{p}: cannot read the safetensors headers ({e})") from None
-    specs = tuple(TensorSpec(k.removesuffix(".weight") if len(s) == 2 else k, s, _hf_role(k))
+    specs = tuple(TensorSpec(k.removesuffix(".weight") if len(s) == 2 else k, s,
+                             a.role(k.removesuffix(".weight")))
                   for k, s in shapes.items() if k.endswith(".weight"))
     tok = p / "tokenizer.json"
     tied = bool(cfg.get("tie_word_embeddings", False)) or not any(s.role == "head" for s in specs)

@@ -13,6 +13,7 @@ from torch import nn
 
 from quanta.core.packing import pack, unpack_torch
 from quanta.errors import ConfigError
+from quanta.model import stored
 from quanta.model.quantizers import QuantizedWeight, dequantize_codes
 
 
@@ -21,33 +22,51 @@ class QuantEmbedding(nn.Module):
     :meth:`from_quantized` or from a saved spec and its buffers."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, *, bits: int, group_size: int,
-                 padded_dim: int, method: str) -> None:
+                 padded_dim: int, method: str, sym: bool = False) -> None:
         super().__init__()
         if padded_dim % 8 or padded_dim % group_size or padded_dim < embedding_dim:
             raise ConfigError(f"embedding: stored width {padded_dim} must hold {embedding_dim} and be a "
                               f"multiple of 8 and of the group size {group_size}")
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.bits, self.group_size, self.padded_dim, self.method = bits, group_size, padded_dim, method
+        self.sym = sym
 
     @classmethod
     def from_quantized(cls, qw: QuantizedWeight) -> QuantEmbedding:
         if qw.codebook is not None or qw.zeros is None:
             raise ConfigError("a quantized embedding takes a grid with zero points (not a codebook)")
+        qw = stored.canonical(qw)
         rows, width = qw.codes.shape
         m = cls(rows, qw.in_features, bits=qw.bits, group_size=qw.group_size, padded_dim=width,
-                method=qw.method)
+                method=qw.method, sym=qw.sym)
         m.register_buffer("packed", torch.from_numpy(pack(qw.codes.numpy().astype("uint8").ravel(), qw.bits)))
         m.register_buffer("scales", qw.scales.to(torch.float16).contiguous())
         m.register_buffer("zeros", qw.zeros.to(torch.float16).contiguous())
         return m
 
     def spec(self) -> dict:
-        """What the folder's config records to rebuild this module."""
-        return {"num": self.num_embeddings, "dim": self.embedding_dim, "bits": self.bits,
-                "group_size": self.group_size, "padded_dim": self.padded_dim, "method": self.method}
+        """The folder's spec of the table (:mod:`quanta.model.stored`)."""
+        return {"out": self.num_embeddings, "in": self.embedding_dim, "padded_in": self.padded_dim,
+                "bits": self.bits, "group_size": self.group_size, "sym": self.sym, "method": self.method,
+                "levels": 0}
+
+    def disk_state(self) -> dict[str, torch.Tensor]:
+        """The folder tensors of the table (:mod:`quanta.model.stored`): the packed codes as
+        held, the float16 scales, the zero points of an asymmetric grid."""
+        return {"codes": self.packed, "scales": self.scales, **({} if self.sym else {"zeros": self.zeros})}
+
+    @classmethod
+    def from_spec(cls, spec: dict, tensors: dict[str, torch.Tensor], where: str) -> QuantEmbedding:
+        """The table a folder stores (its spec checked by :func:`~quanta.model.stored.check_spec`)."""
+        from quanta.errors import InputError
+
+        if spec["levels"] or spec["padded_in"] % 8:
+            raise InputError(f"{where}: an embedding takes a grid of rows of whole bytes, not {spec}")
+        return cls.from_quantized(stored.restore(spec, tensors, where))
 
     def weight_bytes(self) -> int:
-        return sum(b.numel() * b.element_size() for b in self.buffers())
+        """Bytes a folder stores for the table."""
+        return stored.nbytes(self.spec())
 
     def _rows(self, ids: torch.Tensor) -> torch.Tensor:
         """Dequantized rows ``ids`` (1-D), float32, stored width."""
@@ -62,7 +81,7 @@ class QuantEmbedding(nn.Module):
         codes = unpack_torch(self.packed, self.bits, self.num_embeddings * self.padded_dim)
         return QuantizedWeight(codes.view(self.num_embeddings, self.padded_dim).clone(), self.scales.float(),
                                self.zeros.float(), self.bits, self.group_size, self.method,
-                               self.embedding_dim)
+                               self.embedding_dim, sym=self.sym)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = ids.reshape(-1)
@@ -96,7 +115,7 @@ def quantize_embedding(model: nn.Module, quantizer: object,
     model.set_input_embeddings(qe)
     head = None
     if tied:  # from the stored codes and float16 scales, exactly as a loaded folder rebuilds it
-        head = QuantLinear.from_quantized(qe.quantized_weight())
+        head = QuantLinear.from_quantized(qe.quantized_weight(), keep=False)
         model.lm_head = head
     return qe, head
 
@@ -105,4 +124,4 @@ def tie_head(model: nn.Module, qe: QuantEmbedding) -> None:
     """Rebuild the output head from a loaded quantized embedding (a tied model)."""
     from quanta.model.qlinear import QuantLinear
 
-    model.lm_head = QuantLinear.from_quantized(qe.quantized_weight())
+    model.lm_head = QuantLinear.from_quantized(qe.quantized_weight(), keep=False)

@@ -7,10 +7,13 @@ Three forward paths, chosen per layer at construction:
 * "int8pack": up to 8 bits, one group per row (per output channel, symmetric) and
   ``in_features % 16 == 0`` → ``_weight_int8pack_mm`` (bf16 activations; a 5- or 6-bit row's
   codes minus its zero point are int8 too). torch 2.13's kernel gives wrong results for other
-  K, so those layers take the fallback. A folder stores such a layer's codes bit-packed at its
-  own width (:meth:`QuantLinear.disk_state`) and widens them to int8 when it loads.
+  K, so those layers take the fallback.
 * "packed": anything else (2, 3, 5–7 bits in groups, NF4, odd shapes) → codes bit-packed with
   :mod:`quanta.core.packing`, unpacked and dequantized on the fly, then a float matmul.
+
+These buffers are the kernel's layout, held in memory only: a folder stores every layer in the
+kernel-neutral form of :mod:`quanta.model.stored` (:meth:`QuantLinear.disk_state`), and the path
+is chosen again when it is loaded.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from quanta.core.grid import Grid
 from quanta.core.packing import pack, unpack_torch
-from quanta.model.quantizers import QuantizedWeight, dequantize_codes
+from quanta.model import stored
+from quanta.model.quantizers import QuantizedWeight, default_zero, dequantize_codes
 
 
 def choose_path(qw: QuantizedWeight) -> str:
@@ -32,7 +35,8 @@ def choose_path(qw: QuantizedWeight) -> str:
     if on_grid and qw.bits == 4 and qw.group_size in (32, 64, 128, 256) \
             and out % 16 == 0 and inp % qw.group_size == 0:
         return "int4pack"
-    if on_grid and qw.group_size == inp and inp % 16 == 0 and bool(torch.all(qw.zeros == _zero(qw.bits))):
+    if on_grid and qw.group_size == inp and inp % 16 == 0 \
+            and bool(torch.all(qw.zeros == default_zero(qw.bits))):
         return "int8pack"
     return "packed"
 
@@ -41,21 +45,32 @@ class QuantLinear(nn.Module):
     """A quantized ``nn.Linear`` (weight ``(out, in)``), built with :meth:`from_quantized`."""
 
     def __init__(self, in_features: int, out_features: int, *, bits: int, group_size: int,
-                 method: str, path: str, bias: bool = False, padded_in: int | None = None) -> None:
+                 method: str, path: str, bias: bool = False, padded_in: int | None = None,
+                 sym: bool = False, levels: int = 0) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.padded_in = padded_in or in_features  # codes' width: a multiple of group_size
         self.bits, self.group_size, self.method, self.path = bits, group_size, method, path
+        self.sym, self.levels = sym, levels
         self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
+        #: the folder tensors (:mod:`quanta.model.stored`) of a layer quantized in this process
+        self.stored: dict[str, torch.Tensor] | None = None
 
     @classmethod
     def from_quantized(cls, qw: QuantizedWeight, bias: torch.Tensor | None = None,
-                       path: str | None = None) -> QuantLinear:
-        """Build the layer from a :class:`QuantizedWeight` (``path``: force a forward path)."""
+                       path: str | None = None, *, keep: bool = True) -> QuantLinear:
+        """Build the layer from a :class:`QuantizedWeight`, its scales and zero points first
+        rounded as a folder keeps them (:func:`~quanta.model.stored.canonical`); ``path``: force
+        a forward path; ``keep``: hold the folder tensors for :meth:`disk_state` (a layer loaded
+        from a folder needs not)."""
+        qw = stored.canonical(qw)
+        spec = stored.spec_of(qw)
         out, inp = qw.codes.shape
         path = path or choose_path(qw)
         m = cls(qw.in_features, out, bits=qw.bits, group_size=qw.group_size, method=qw.method,
-                path=path, bias=bias is not None, padded_in=inp)
+                path=path, bias=bias is not None, padded_in=inp, sym=spec["sym"], levels=spec["levels"])
+        if keep:
+            m.stored = stored.store(qw)
         if bias is not None:
             m.bias.data.copy_(bias.detach().float())
         if path == "int4pack":
@@ -66,7 +81,7 @@ class QuantLinear(nn.Module):
             sz = torch.stack([qw.scales.t(), z.t()], dim=-1).to(torch.bfloat16).contiguous()
             m.register_buffer("scales_zeros", sz)
         elif path == "int8pack":
-            w8 = (qw.codes.to(torch.int16) - _zero(qw.bits)).to(torch.int8)
+            w8 = (qw.codes.to(torch.int16) - default_zero(qw.bits)).to(torch.int8)
             m.register_buffer("w_int8", w8.contiguous())
             m.register_buffer("scales", qw.scales[:, 0].to(torch.bfloat16).contiguous())
         else:
@@ -79,21 +94,27 @@ class QuantLinear(nn.Module):
                 m.register_buffer("codebook", torch.as_tensor(qw.codebook, dtype=torch.float32))
         return m
 
+    def spec(self) -> dict:
+        """The folder's spec of this layer's weight (:mod:`quanta.model.stored`)."""
+        return {"out": self.out_features, "in": self.in_features, "padded_in": self.padded_in,
+                "bits": self.bits, "group_size": self.group_size, "sym": self.sym, "method": self.method,
+                "levels": self.levels}
+
     def disk_state(self) -> dict[str, torch.Tensor]:
-        """The tensors a folder stores for the weight (names relative to the layer): the
-        buffers, except that an int8-kernel layer of fewer than 8 bits keeps its codes packed
-        at their width ("packed") instead of the int8 matrix (:meth:`widen` undoes it)."""
-        out = dict(self.named_buffers())
-        if self.path == "int8pack" and self.bits < 8:
-            codes = (out.pop("w_int8").to(torch.int16) + _zero(self.bits)).to(torch.uint8)
-            out["packed"] = torch.from_numpy(pack(codes.numpy().ravel(), self.bits))
-        return out
+        """The tensors a folder stores for this layer (names relative to it): the weight's
+        kernel-neutral tensors (:mod:`quanta.model.stored`), the bias and AWQ's input scale."""
+        if self.stored is None:
+            raise RuntimeError("this layer was loaded, not quantized here: it keeps no folder tensors")
+        extra = {k: getattr(self, k) for k in ("bias", "input_scale") if getattr(self, k, None) is not None}
+        return {**self.stored, **{k: v.detach().contiguous() for k, v in extra.items()}}
 
     def widen(self, packed: torch.Tensor) -> None:
-        """Install the int8 matrix of an int8-kernel layer from its stored packed codes."""
+        """Install the int8 matrix of an int8-kernel layer from packed codes (a folder of
+        format 1 stored a narrow layer's codes so)."""
         n = self.out_features * self.padded_in
         codes = unpack_torch(packed, self.bits, n).view(self.out_features, self.padded_in)
-        self.register_buffer("w_int8", (codes.to(torch.int16) - _zero(self.bits)).to(torch.int8).contiguous())
+        w8 = (codes.to(torch.int16) - default_zero(self.bits)).to(torch.int8)
+        self.register_buffer("w_int8", w8.contiguous())
 
     def set_input_scale(self, scale: torch.Tensor) -> None:
         """Multiply every input by ``scale`` (``(in_features,)``) before the matmul: AWQ's
@@ -101,8 +122,8 @@ class QuantLinear(nn.Module):
         self.register_buffer("input_scale", scale.detach().to(torch.float32).reshape(self.in_features))
 
     def weight_bytes(self) -> int:
-        """Bytes held for the weight (codes, scales, zero points; bias excluded)."""
-        return sum(b.numel() * b.element_size() for n, b in self.named_buffers())
+        """Bytes a folder stores for the weight (codes, scales, zero points; bias excluded)."""
+        return stored.nbytes(self.spec())
 
     def dequantize_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The float weight this layer stores (for tests and the fallback path)."""
@@ -153,7 +174,3 @@ class QuantLinear(nn.Module):
         return (f"in={self.in_features} (stored {self.padded_in}), out={self.out_features}, "
                 f"bits={self.bits}, group={self.group_size}, method={self.method}, path={self.path}")
 
-
-def _zero(bits: int) -> int:
-    """The zero point of a symmetric grid of unsigned ``bits``-bit codes (the core's one rule)."""
-    return int(Grid(bits=bits, signed=False).default_zero_point)

@@ -122,6 +122,7 @@ class QuantizedWeight:
     method: str
     in_features: int = 0  # the true input width (codes may carry zero-padding columns)
     codebook: np.ndarray | None = None
+    sym: bool = False  # a symmetric grid: every zero point is default_zero(bits)
 
     def __post_init__(self) -> None:
         if not self.in_features:
@@ -138,6 +139,11 @@ def weight_grid(bits: int, group_size: int, symmetric: bool) -> Grid:
     ``2**(bits-1)``), one group of ``group_size`` inputs per scale, along axis 1."""
     return Grid(bits=bits, signed=False, symmetric=symmetric, granularity="group", axis=1,
                 group_size=group_size)
+
+
+def default_zero(bits: int) -> int:
+    """The zero point of a symmetric grid of unsigned ``bits``-bit codes (the core's one rule)."""
+    return int(weight_grid(bits, 1, symmetric=True).default_zero_point)
 
 
 def dequantize_codes(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, *,
@@ -253,7 +259,8 @@ class WeightQuantizer:
         first = parts[0]
         return QuantizedWeight(torch.cat([q.codes for q in parts]), torch.cat([q.scales for q in parts]),
                                None if first.zeros is None else torch.cat([q.zeros for q in parts]),
-                               first.bits, first.group_size, first.method, first.in_features, first.codebook)
+                               first.bits, first.group_size, first.method, first.in_features, first.codebook,
+                               first.sym)
 
     def quantize_padded(self, w: torch.Tensor, group_size: int, in_features: int,
                         stats: LayerStats | None) -> QuantizedWeight:
@@ -294,7 +301,7 @@ class WeightQuantizer:
         codes = quantize(w, qp)
         return QuantizedWeight(codes.to(torch.uint8), qp.scale.to(torch.float32),
                                qp.zero_point.to(torch.float32), self.bits, qp.grid.group_size,
-                               self.name, in_features)
+                               self.name, in_features, sym=qp.grid.symmetric)
 
 
 class RTN(WeightQuantizer, name="rtn"):
@@ -386,7 +393,7 @@ class GPTQ(WeightQuantizer, name="gptq"):
                               group_size=group_size, act_order=self.act_order, damp=self.damp)
         return QuantizedWeight(torch.from_numpy(codes).to(torch.uint8), qp.scale.to(torch.float32),
                                qp.zero_point.to(torch.float32), self.bits, group_size, self.name,
-                               in_features)
+                               in_features, sym=grid.symmetric)
 
 
 class AWQ(IMatrix, name="awq"):

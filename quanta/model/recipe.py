@@ -89,10 +89,11 @@ def _fixed_bytes(loaded: Any, weights: dict, gguf: bool, float_dtype: str) -> in
     if gguf:
         from gguf import GGUFReader
 
-        from quanta.model.gguf_load import hf_name
+        from quanta.model.arch import LLAMA
 
         def unit(name: str) -> bool:
-            return name == "token_embd.weight" or (hf_name(name)[0] or "").removesuffix(".weight") in weights
+            module = (LLAMA.hf_name(name)[0] or "").removesuffix(".weight")
+            return name == "token_embd.weight" or module in weights
 
         tensors = GGUFReader(loaded.source).tensors
         unit_bytes = sum(int(t.n_bytes) for t in tensors if unit(t.name))

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 
@@ -44,13 +45,13 @@ def write_tiny_gguf(model, path: Path, qtype: str = "F32", chat_template: str | 
 
     add("token_embd.weight", sd["model.embed_tokens.weight"])
     add("output_norm.weight", sd["model.norm.weight"])
-    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
-             "post_attention_layernorm": "ffn_norm"}
+    # names from gguf-py's own map (what llama.cpp's converter uses), not from quanta's table:
+    # this file is the independent oracle that quanta's GGUF reader and exporter are tested on
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
     for i in range(cfg.num_hidden_layers):
-        for hf, gg in names.items():
-            arr = sd[f"model.layers.{i}.{hf}.weight"]
+        for key in [k for k in sd if k.startswith(f"model.layers.{i}.")]:
+            arr = sd[key]
+            gg = tmap.get_name(key, try_suffixes=(".weight",)).split(".")[2]
             if gg == "attn_q":
                 arr = _permute(arr, cfg.num_attention_heads)
             elif gg == "attn_k":

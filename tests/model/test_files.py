@@ -19,8 +19,8 @@ def test_quantize_save_load_gives_identical_logits(tiny, tmp_path):
                                                      "tokenizer.json"]
     with pytest.raises(OutputError, match="exists"):
         save_quantized(g.model, g.tokenizer, tmp_path / "q", report=rep, source=str(path))
-    m2, tok, cfg = load_quantized(out)
-    assert cfg["layers"]["model.layers.0.mlp.down_proj"]["path"] == "int4pack"
+    m2, tok, _ = load_quantized(out)
+    assert m2.model.layers[0].mlp.down_proj.path == "int4pack"  # chosen again on load
     x = torch.tensor([[256, 5, 77, 100, 3, 9]])
     with torch.no_grad():
         torch.testing.assert_close(m2(x).logits, g.model(x).logits)
@@ -60,7 +60,8 @@ def test_folder_stores_what_the_model_holds(tmp_path, embedding_bits):
 @pytest.mark.parametrize("bits", [5, 6, 7])
 def test_narrow_int8_kernel_rows_are_stored_packed(tiny, tmp_path, bits):
     """5- to 7-bit rows run on the int8 kernel in memory but a folder keeps their codes packed
-    at their own width; loading widens them again to the same logits."""
+    at their own width (as every layer: the kernel-neutral form); loading re-lays them for the
+    int8 kernel, to the same logits."""
     from safetensors import safe_open
 
     _, path = tiny
@@ -70,8 +71,9 @@ def test_narrow_int8_kernel_rows_are_stored_packed(tiny, tmp_path, bits):
     out = save_quantized(g.model, g.tokenizer, tmp_path / "q", report=rep, source=str(path))
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         keys = set(f.keys())
-        packed = f.get_tensor("model.layers.0.mlp.up_proj.packed")
+        packed = f.get_tensor("model.layers.0.mlp.up_proj.codes")
     assert "model.layers.0.mlp.up_proj.w_int8" not in keys
+    assert "model.layers.0.mlp.up_proj.zeros" not in keys  # symmetric rows: no zero points stored
     up = g.model.model.layers[0].mlp.up_proj
     assert packed.numel() == up.out_features * up.in_features * bits // 8
     m2, _, _ = load_quantized(out)

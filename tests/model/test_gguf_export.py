@@ -3,6 +3,7 @@ quanta's loader reads it back; --force replaces only a GGUF quanta wrote."""
 
 from __future__ import annotations
 
+import gguf
 import numpy as np
 import pytest
 import torch
@@ -50,11 +51,10 @@ def test_exported_tensors_are_quantas_weights(tiny, tmp_path, bits, sym, kind, m
         apply.quantize_model = real
     got = _dequantized(out)
     n_head, n_kv = 4, 2
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
     for hf, qw in kept.items():
         layer = hf.split(".")[2]
-        short = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-                 "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-                 "mlp.down_proj": "ffn_down"}[hf.split(".", 3)[3]]
+        short = tmap.get_name(hf + ".weight", try_suffixes=(".weight",)).split(".")[2]  # gguf-py's map
         arr, typ = got[f"blk.{layer}.{short}.weight"]
         assert typ == kind
         if short in ("attn_q", "attn_k"):

@@ -60,7 +60,7 @@ def test_a_malformed_embedding_spec_is_refused(tiny, tmp_path):
     out = tmp_path / "q"
     get("model").write(path, out, method="rtn", bits=4, group_size=32)
     cfg = json.loads((out / "quant_config.json").read_text())
-    cfg["embedding"]["num"] += 1
+    cfg["embedding"]["out"] += 1
     (out / "quant_config.json").write_text(json.dumps(cfg))
     with pytest.raises(InputError, match="embedding"):
         load_quantized(out)

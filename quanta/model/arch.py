@@ -1,0 +1,217 @@
+"""Architectures as data: one table per model family, read by the planner, the loaders, the
+GGUF exporter, the mixed-precision allocator and the decode path.
+
+An :class:`Architecture` names a family's Hugging Face classes, its GGUF ``general.architecture``,
+where its blocks sit, each block's Linear layers in order (and which of them are fed the same
+input), its norms, embedding and head, and which GGUF tensors llama.cpp stores with the rotary
+rows permuted. Hugging Face ↔ GGUF tensor names come from the ``gguf`` package's
+``tensor_mapping`` (llama.cpp's converter's own table), never from a copy: :meth:`Architecture.kinds`
+asks it once per family.
+
+Adding a family is one :class:`Architecture` entry in :data:`ARCHITECTURES` (see
+docs/ARCHITECTURE.md, "Add an architecture"). No torch at import: planning reads it before any
+weight.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from quanta.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One model family.
+
+    linears: each block's Linear layers (Hugging Face names relative to the block), in the
+    order the block runs them; shared_inputs: groups of them fed the same tensor (one set of
+    calibration statistics, one AWQ scale); norms: each block's norm weights; rope_rows: GGUF
+    kinds whose rows llama.cpp permutes for its rotary layout, with the config key of their
+    head count; dims: each linear's (out, in) as names of :meth:`Architecture.sizes`; folds:
+    (producer, consumers) pairs where the producer (a norm or a Linear) computes the consumers'
+    one input, so that AWQ can fold input scales into it (:mod:`quanta.model.awq`)."""
+
+    name: str
+    gguf_arch: str
+    hf_class: str
+    hf_config: str
+    model_type: str
+    blocks: str
+    linears: tuple[str, ...]
+    shared_inputs: tuple[tuple[str, ...], ...]
+    norms: tuple[str, ...]
+    embedding: str
+    final_norm: str | None = None
+    head: str | None = None
+    rope_rows: tuple[tuple[str, str], ...] = ()
+    dims: tuple[tuple[str, str], ...] = ()
+    folds: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    causal: bool = True
+
+    @staticmethod
+    def sizes(config: dict) -> dict[str, int]:
+        """The named sizes of a Hugging Face config: hidden, inter (the MLP's), kv (the
+        key/value projections' outputs), vocab."""
+        h, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+        kv = int(config.get("num_key_value_heads") or heads) * (h // heads)
+        return {"hidden": h, "inter": int(config["intermediate_size"]), "kv": kv,
+                "vocab": int(config["vocab_size"])}
+
+    def block_shapes(self, config: dict) -> dict[str, tuple[int, ...]]:
+        """Each block module's weight shape, PyTorch's (out, in) order (norms: (hidden,))."""
+        n = self.sizes(config)
+        out: dict[str, tuple[int, ...]] = {m: (n[o], n[i]) for m, (o, i) in zip(self.linears, self.dims)}
+        return out | {m: (n["hidden"],) for m in self.norms}
+
+    @property
+    def gguf_constant(self) -> object:
+        """The ``gguf`` package's ``MODEL_ARCH`` member of this family."""
+        from gguf.constants import MODEL_ARCH, MODEL_ARCH_NAMES
+
+        return next(a for a, n in MODEL_ARCH_NAMES.items() if n == self.gguf_arch and a in MODEL_ARCH)
+
+    def hf_classes(self) -> tuple[type, type]:
+        """transformers' (model class, config class) of this family (imports transformers)."""
+        import transformers
+
+        return getattr(transformers, self.hf_class), getattr(transformers, self.hf_config)
+
+    def kinds(self) -> dict[str, str]:
+        """Each block module (linears and norms, Hugging Face names relative to the block) →
+        its GGUF tensor kind ("self_attn.q_proj" → "attn_q"), from gguf-py's tensor mapping."""
+        return _kinds(self)
+
+    def global_names(self) -> dict[str, str]:
+        """GGUF name → Hugging Face parameter of the tensors outside the blocks."""
+        return _globals(self)
+
+    def gguf_name(self, param: str) -> str | None:
+        """The GGUF tensor of a Hugging Face parameter ("model.layers.3.mlp.up_proj.weight" →
+        "blk.3.ffn_up.weight"); None for what the GGUF file does not hold."""
+        back = {v: k for k, v in self.global_names().items()}
+        if param in back:
+            return back[param]
+        m = re.fullmatch(re.escape(self.blocks) + r"\.(\d+)\.(.+)\.(weight|bias)", param)
+        kind = self.kinds().get(m.group(2)) if m else None
+        return f"blk.{m.group(1)}.{kind}.{m.group(3)}" if kind else None
+
+    def hf_name(self, name: str) -> tuple[str | None, str | None]:
+        """The Hugging Face parameter of a GGUF tensor and its kind ("blk.3.ffn_up.weight" →
+        ("model.layers.3.mlp.up_proj.weight", "ffn_up")); (None, None) for one it skips."""
+        glob = self.global_names()
+        if name in glob:
+            return glob[name], None
+        m = re.fullmatch(r"blk\.(\d+)\.([a-z_0-9]+)\.(weight|bias)", name)
+        module = {k: hf for hf, k in self.kinds().items()}.get(m.group(2)) if m else None
+        if module is None:
+            return None, None
+        return f"{self.blocks}.{m.group(1)}.{module}.{m.group(3)}", m.group(2)
+
+    def role(self, module: str) -> str:
+        """The role of a Hugging Face module: attention, mlp, norm, embedding or head."""
+        if module == self.embedding:
+            return "embedding"
+        if module == self.head:
+            return "head"
+        kind = self.kinds().get(module.split(".", 3)[-1] if module.startswith(self.blocks + ".") else "", "")
+        if kind.endswith("norm") or module == self.final_norm:
+            return "norm"
+        return "attention" if kind.startswith("attn") else "mlp" if kind.startswith("ffn") else "other"
+
+    def block_linears(self, n_blocks: int) -> list[str]:
+        """Every block's Linear modules, in order (Hugging Face names)."""
+        return [f"{self.blocks}.{i}.{s}" for i in range(n_blocks) for s in self.linears]
+
+    def rope_heads(self, config: dict) -> dict[str, int]:
+        """GGUF kind → head count for the kinds whose rows llama.cpp permutes."""
+        return {kind: int(config.get(key) or config[self.rope_rows[0][1]]) for kind, key in self.rope_rows}
+
+
+@functools.cache
+def _kinds(a: Architecture) -> dict[str, str]:
+    from gguf.tensor_mapping import get_tensor_name_map
+
+    tmap = get_tensor_name_map(a.gguf_constant, 1)
+    out = {}
+    for module in (*a.linears, *a.norms):
+        name = tmap.get_name(f"{a.blocks}.0.{module}.weight", try_suffixes=(".weight",))
+        if name is None:
+            raise ConfigError(f"{a.name}: gguf's tensor map has no name for {module}")
+        out[module] = name.split(".")[2]
+    return out
+
+
+@functools.cache
+def _globals(a: Architecture) -> dict[str, str]:
+    from gguf.tensor_mapping import get_tensor_name_map
+
+    tmap = get_tensor_name_map(a.gguf_constant, 1)
+    out = {}
+    for module in (a.embedding, a.final_norm, a.head):
+        if module:
+            name = tmap.get_name(f"{module}.weight", try_suffixes=(".weight",))
+            if name is None:
+                raise ConfigError(f"{a.name}: gguf's tensor map has no name for {module}")
+            out[name] = f"{module}.weight"
+    return out
+
+
+LLAMA = Architecture(
+    name="llama", gguf_arch="llama", hf_class="LlamaForCausalLM", hf_config="LlamaConfig", model_type="llama",
+    blocks="model.layers",
+    linears=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
+    shared_inputs=(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+                   ("mlp.gate_proj", "mlp.up_proj")),
+    norms=("input_layernorm", "post_attention_layernorm"),
+    embedding="model.embed_tokens", final_norm="model.norm", head="lm_head",
+    rope_rows=(("attn_q", "num_attention_heads"), ("attn_k", "num_key_value_heads")),
+    dims=(("hidden", "hidden"), ("kv", "hidden"), ("kv", "hidden"), ("hidden", "hidden"), ("inter", "hidden"),
+          ("inter", "hidden"), ("hidden", "inter")),
+    folds=(("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+           ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
+           ("self_attn.v_proj", ("self_attn.o_proj",)), ("mlp.up_proj", ("mlp.down_proj",))))
+
+BERT = Architecture(
+    name="bert", gguf_arch="bert", hf_class="BertModel", hf_config="BertConfig", model_type="bert",
+    blocks="encoder.layer",
+    linears=("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+             "intermediate.dense", "output.dense"),
+    shared_inputs=(("attention.self.query", "attention.self.key", "attention.self.value"),),
+    norms=("attention.output.LayerNorm", "output.LayerNorm"),
+    embedding="embeddings.word_embeddings", causal=False,
+    dims=(("hidden", "hidden"), ("hidden", "hidden"), ("hidden", "hidden"), ("hidden", "hidden"),
+          ("inter", "hidden"), ("hidden", "inter")),
+    folds=(("attention.self.value", ("attention.output.dense",)),))
+
+#: the families quanta reads and writes, by name
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (LLAMA, BERT)}
+
+
+def _causal() -> list[Architecture]:
+    return [a for a in ARCHITECTURES.values() if a.causal]
+
+
+def for_gguf(arch: str, where: str = "") -> Architecture:
+    """The family of a GGUF file's ``general.architecture`` (a causal LM quanta writes)."""
+    found = next((a for a in _causal() if a.gguf_arch == arch), None)
+    if found is None:
+        raise ConfigError(f"{where}{': ' if where else ''}architecture {arch!r} is not supported "
+                          f"(supported: {', '.join(a.gguf_arch for a in _causal())})")
+    return found
+
+
+def for_hf(class_name: str | None, where: str = "", *, causal: bool = False) -> Architecture:
+    """The family of a Hugging Face ``architectures`` class name (``causal``: a causal LM)."""
+    known = [a for a in ARCHITECTURES.values() if a.causal or not causal]
+    found = next((a for a in known if a.hf_class == class_name), None)
+    if found is None:
+        raise ConfigError(f"{where}{': ' if where else ''}architecture {class_name!r} is not supported "
+                          f"(supported: {', '.join(a.hf_class for a in known)})")
+    return found
+
+
+__all__ = ["ARCHITECTURES", "BERT", "LLAMA", "Architecture", "for_gguf", "for_hf"]
