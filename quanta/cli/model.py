@@ -123,6 +123,9 @@ def _dry_run(model: str, options: dict, json_out: bool) -> None:
     print(f"predicted size: {bound}{plan.predicted_bytes:,} bytes"
           + (f"; {refine[plan.refine]}" if plan.refine else "")
           + ("; calibration windows are read first" if plan.needs_calibration else ""))
+    cost = plan.cost
+    print(f"predicted cost (estimate, ± 30 %): ~{cost.seconds:.0f} s, ~{cost.peak_bytes / 1e9:.2f} GB "
+          "peak resident memory on this machine class (quanta.model.cost)")
 
 
 def _plot_target(plot: Path | None, mixed: bool, force: bool, others: tuple[Path, ...]) -> Path | None:

@@ -22,6 +22,7 @@ norms stay F32. Every matrix may have its own type (:mod:`quanta.model.mixed`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +104,15 @@ def _k_factors(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Path | str, *,
            kinds: dict[str, str], heads: tuple[int, int],
-           floats: dict[str, np.ndarray] | None = None) -> Path:
+           floats: dict[str, np.ndarray] | None = None, plan: dict | None = None) -> Path:
     """Write ``dst``: ``source``'s metadata and tokenizer, every quantized matrix from
     ``qweights`` (Hugging Face names → :class:`QuantizedWeight`), the embedding ``embedding``.
     kinds: each matrix's block type by the same names, the embedding's under "token_embd".
     heads: (attention heads, key/value heads), for llama.cpp's Q/K row order.
     floats: float tensors by Hugging Face parameter name that replace the source's (norms that
-    took AWQ's scales), written as float32."""
+    took AWQ's scales), written as float32.
+    plan: the command's plan (:meth:`~quanta.model.plan.QuantPlan.record`), kept as the JSON
+    string ``quanta.plan``."""
     floats = floats or {}
     from gguf import GGMLQuantizationType
 
@@ -131,7 +134,8 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
             data = permute(data, n_heads[layer_kind])
         return data, GGMLQuantizationType[kinds[module]]
 
-    return rewrite_gguf(source, dst, rewrite, extra=dict([MARK]), checksum=True)
+    extra = dict([MARK]) | ({"quanta.plan": json.dumps(plan)} if plan else {})
+    return rewrite_gguf(source, dst, rewrite, extra=extra, checksum=True)
 
 
 def wrote(path: Path | str) -> bool:

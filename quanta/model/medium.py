@@ -59,7 +59,9 @@ class ModelFileReport(Report):
     peak_rss_mb: float = 0.0
     mixed: dict | None = None
     embedding: str = "float"
-    planned_bytes: int = 0  # the plan's prediction, made before any weight was read
+    planned_bytes: int = 0  # the plan's predictions, made before any weight was read
+    planned_s: float = 0.0
+    planned_peak_mb: float = 0.0
 
     def rows(self) -> list[tuple[str, str]]:
         return [("input", self.input), ("output", self.output),
@@ -71,7 +73,8 @@ class ModelFileReport(Report):
                  f"{self.bits_per_quantized_weight or 0:.3f} in quantized layers"),
                 *self._mixed_rows(),
                 ("on disk", f"{self.folder_bytes / 1e6:.1f} MB (planned: {self.planned_bytes / 1e6:.1f} MB)"),
-                ("time, peak memory", f"{self.wall_s:.1f} s, {self.peak_rss_mb:.0f} MB peak RSS")]
+                ("time, peak memory", f"{self.wall_s:.1f} s, {self.peak_rss_mb:.0f} MB peak RSS (planned: "
+                 f"~{self.planned_s:.0f} s, ~{self.planned_peak_mb:.0f} MB)")]
 
 
     def _mixed_rows(self) -> list[tuple[str, str]]:
@@ -154,8 +157,8 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     loaded = load_model(src, verify=verify)
     windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed, force=mixed)
     phases = Phases(progress)
-    plan = mixed_plan(loaded, windows, method, format, target_size, target_bpw, include, exclude,
-                      float_dtype, phases, default_bits=bits if shared else None,
+    plan = mixed_plan(loaded, windows, method, format, include, exclude, phases, budget=qplan.unit_budget,
+                      default_bits=bits if shared else None,
                       embedding=embedding_bits is None) if mixed or shared else None
     emb_method = embedding_method(method, loaded.model, windows)
     kept: dict[str, Any] = {}
@@ -169,10 +172,11 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     mix = mixed_json(plan)
     if kind:
         return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst, plan, mix, emb_method,
-                               windows), t0, qplan.predicted_bytes)
+                               windows, qplan.record(mix and mix["map"])), t0, qplan)
     from quanta.model.generate import chat_template
 
-    extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded))) if v}
+    extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded)),
+                               ("plan", qplan.record(mix and mix["map"]))) if v}
     out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
                        float_dtype=getattr(torch, float_dtype), extra=extra or None)
     return _timed(ModelFileReport(
@@ -181,7 +185,7 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
         paths=count_by_path(loaded.model),
         bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
         weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()),
-        mixed=mix, embedding=embedding_label(rep.layers.get("embedding"))), t0, qplan.predicted_bytes)
+        mixed=mix, embedding=embedding_label(rep.layers.get("embedding"))), t0, qplan)
 
 
 def check_options(*, bits: int = 4, group_size: int | None = None, method: str = "gptq",
@@ -231,21 +235,22 @@ def layers_method(rep: Any) -> str:
     return "+".join(names) or rep.method
 
 
-def _timed(report: ModelFileReport, t0: float, planned: int = 0) -> ModelFileReport:
+def _timed(report: ModelFileReport, t0: float, plan: Any) -> ModelFileReport:
     """The report with the command's wall time, this process's peak resident memory and the
-    plan's predicted size."""
+    plan's predictions of size, time and memory."""
     import dataclasses
     import time
 
     from quanta.model.evaluate import peak_rss_mb
 
     return dataclasses.replace(report, wall_s=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(),
-                               planned_bytes=planned)
+                               planned_bytes=plan.predicted_bytes, planned_s=plan.cost.seconds,
+                               planned_peak_mb=plan.cost.peak_bytes / 1e6)
 
 
 def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: Path | str,
             dst: Path | str, plan: Any, mix: dict | None, emb_method: str = EMBEDDING_METHOD,
-            windows: Any = None) -> ModelFileReport:
+            windows: Any = None, plan_record: dict | None = None) -> ModelFileReport:
     """Write the GGUF file: the kept layers in their types, and the token embedding — on the
     plan's type, else on the layers' block type, or on Q8_0 when it is tied to the output head
     (then it is the most sensitive matrix of all, which llama.cpp also keeps at 6–8 bits)."""
@@ -266,7 +271,7 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
     cfg = loaded.model.config
     norms = {n: p.detach().float().numpy() for n, p in loaded.model.named_parameters() if p.ndim == 1}
     export(kept, emb, loaded.source, dst, kinds=kinds,
-           heads=(cfg.num_attention_heads, cfg.num_key_value_heads), floats=norms)
+           heads=(cfg.num_attention_heads, cfg.num_key_value_heads), floats=norms, plan=plan_record)
     size = Path(dst).stat().st_size
     return ModelFileReport(
         input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,

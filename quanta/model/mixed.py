@@ -32,27 +32,12 @@ from torch import nn
 
 from quanta.errors import ConfigError
 from quanta.model.arch import ARCHITECTURES
-from quanta.model.formats import EMBEDDING_ROWS, WeightFormat
+from quanta.model.formats import WeightFormat
 from quanta.model.qembed import ties_head
 from quanta.model.quantizers import LayerStats, WeightQuantizer, quantizer_for
 from quanta.progress import Progress
 
 EMBEDDING = "token_embd"  # the unit name of the token embedding (and a tied output head)
-
-
-def uniform_bytes(weights: dict[str, torch.Tensor], bits: int) -> int:
-    """Bytes of the units at ``bits`` in a quanta folder's default groups (the largest of 128, 64
-    and 32 that divides a layer's inputs), the token embedding at 8 bits per row — the budget
-    that :func:`~quanta.model.formats.default_formats` share out."""
-    from quanta.model.quantizers import auto_group
-
-    def one(name: str, w: torch.Tensor) -> int:
-        rows, cols = w.shape
-        if name == EMBEDDING:
-            return EMBEDDING_ROWS.nbytes(rows, cols)
-        return WeightFormat("", bits, auto_group(cols)).nbytes(rows, cols)
-
-    return sum(one(n, w) for n, w in weights.items())
 
 
 Candidates = Sequence[WeightFormat] | dict[str, Sequence[WeightFormat]]
@@ -298,6 +283,5 @@ __all__ = [
     "measure",
     "plan_quantizers",
     "plot_map",
-    "uniform_bytes",
     "unit_weights",
 ]

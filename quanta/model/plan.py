@@ -25,6 +25,7 @@ without torch, so a plan of SmolLM2 takes a fraction of a second.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import Any
 
 from quanta.errors import ConfigError, InputError
 from quanta.model.arch import Architecture, for_gguf, for_hf
+from quanta.model.cost import Cost, for_plan
 from quanta.model.formats import BLOCK, EMBEDDING_ROWS, WeightFormat, auto_group, ggml_format, gguf_type
 
 #: bytes of a float dtype
@@ -198,6 +200,31 @@ class QuantPlan:
     budget_bytes: int | None
     predicted_bytes: int
     entries: tuple[PlanEntry, ...] = field(default_factory=tuple)
+    cost: Cost | None = None
+    #: the bytes the sensitivity pass may give its units (the layers it chooses for and the
+    #: embedding): the uniform file's units (the default's sharing), bits per weight × units, or
+    #: the target less an upper bound of everything else the output holds
+    unit_budget: int | None = None
+
+    def record(self, chosen: dict[str, str] | None = None) -> dict:
+        """The plan as the output keeps it (a folder's config, a GGUF's ``quanta.plan``): the
+        decisions, the predictions, and per tensor [format, method, reason] — with ``chosen``
+        (unit name → format label, the sensitivity pass's map) for the formats it chose."""
+        chosen = chosen or {}
+        reasons: list[str] = []
+        tensors = {}
+        for e in self.entries:
+            fmt, why = e.format, e.reason
+            unit = "token_embd" if e.role == "embedding" else e.name
+            if unit in chosen:
+                fmt, why = chosen[unit], f"chosen by measured sensitivity ({self.refine})"
+            if why not in reasons:
+                reasons.append(why)
+            tensors[e.name] = [fmt, e.method, reasons.index(why)]
+        return {"format": self.format, "method": self.method, "refine": self.refine,
+                "budget_bytes": self.budget_bytes, "predicted_bytes": self.predicted_bytes,
+                "predicted_cost": self.cost.to_json() if self.cost else None, "reasons": reasons,
+                "tensors": tensors}
 
     @property
     def mixed(self) -> bool:
@@ -232,11 +259,15 @@ class Options:
     target_bpw: float | None = None
     embedding_bits: int | None = None
     uniform: bool = False
+    calib_samples: int = 64
+    calib_len: int = 256
 
     @classmethod
     def of(cls, options: dict[str, Any]) -> Options:
-        """The plan's options out of a command's (the others — calibration, seed — ignored)."""
-        return cls(**{k: v for k, v in options.items() if k in cls.__dataclass_fields__})
+        """The plan's options out of a command's (the others — the calibration file, the seed —
+        ignored; a calibration size left None takes the default)."""
+        return cls(**{k: v for k, v in options.items() if k in cls.__dataclass_fields__
+                      and not (k.startswith("calib_") and v is None)})
 
 
 def _layer_format(opts: Options, kind: str | None, cols: int) -> tuple[WeightFormat, str]:
@@ -328,15 +359,33 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
         fixed = layout.tokenizer_bytes + 1700 + 200 * linear + 110 * stored + 8
         if refine:  # the config also carries the chosen map: ~64 bytes a unit
             fixed += 300 + 64 * (linear + embedding)
-    budget = None
+    budget = unit_budget = None
+    # the units the sensitivity pass chooses for: the quantized layers, and the embedding unless
+    # --embedding-bits fixes it; ``floats``: the bytes of every other tensor
+    unit = [e.method is not None and (e.role != "embedding" or opts.embedding_bits is None) for e in entries]
+    units = sum(math.prod(e.shape) for e, u in zip(entries, unit) if u)
+    floats = sum(e.nbytes for e, u in zip(entries, unit) if not u)
     if opts.target_size is not None:
         budget = parse_size(opts.target_size)
     elif opts.target_bpw is not None:
-        units = sum(math.prod(e.shape) for e in entries if e.method is not None)
-        floats = sum(e.nbytes for e in entries if e.method is None)
-        budget = int(float(opts.target_bpw) * units / 8) + fixed + floats
-    predicted = budget if budget is not None else tensor_bytes + fixed
-    return QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
+        unit_budget = int(float(opts.target_bpw) * units / 8)
+        budget = unit_budget + fixed + floats
+    elif refine:  # the default's sharing: the bytes of the plan's uniform units
+        unit_budget = sum(e.nbytes for e, u in zip(entries, unit) if u)
+    cost = for_plan(layout, entries, opts.method, calibrated=needs or refine is not None,
+                    sensitivity=refine is not None, windows=opts.calib_samples, tokens=opts.calib_len)
+    plan = QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
                      opts.sym or bool(kind and ggml_format(kind).sym), BLOCK if kind else opts.group_size,
-                     refine, budget if budget is not None else (predicted if refine else None), predicted,
-                     entries)
+                     refine, budget, 0, entries, cost)
+    # the output keeps the plan: its record's bytes (as JSON in the config or a GGUF string)
+    text = json.dumps(plan.record(), indent=None if kind else 2)
+    fixed += len(text) + (0 if kind else 4 * text.count("\n"))
+    if opts.target_size is not None:  # an upper bound of the rest: alignment, lengths of text
+        most = fixed + 16 * len(entries) + 64 if opts.format == "gguf" else int(fixed * 1.02) + 4096
+        unit_budget = budget - most - floats
+        if unit_budget <= 0:
+            raise ConfigError(f"--target-size {opts.target_size}: the output's float tensors, tokenizer "
+                              f"and metadata alone take about {(most + floats) / 1e6:.2f} MB")
+    predicted = budget if budget is not None else tensor_bytes + fixed
+    return dataclasses.replace(plan, predicted_bytes=predicted, unit_budget=unit_budget,
+                               budget_bytes=budget if budget is not None else (predicted if refine else None))

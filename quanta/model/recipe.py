@@ -31,22 +31,22 @@ class Phases:
         return report
 
 
-def mixed_plan(loaded: Any, windows: Any, method: str, format: str, target_size: str | int | None,
-               target_bpw: float | None, include: tuple[str, ...], exclude: tuple[str, ...],
-               float_dtype: str, phases: Phases | None = None, *, default_bits: int | None = None,
+def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tuple[str, ...],
+               exclude: tuple[str, ...], phases: Phases | None = None, *, budget: int | None = None,
+               target_bpw: float | None = None, default_bits: int | None = None,
                embedding: bool = True) -> Any:
-    """Measure every tensor's sensitivity and choose its format under the target — or, with
-    ``default_bits``, among :func:`~quanta.model.formats.default_formats` within the bytes of
-    the uniform ``default_bits`` file. ``embedding``: the token embedding is one of the units."""
+    """Measure every tensor's sensitivity and choose its format within ``budget`` bytes for the
+    units (the plan's :attr:`~quanta.model.plan.QuantPlan.unit_budget`), or ``target_bpw`` bits
+    per unit weight — with ``default_bits``, among :func:`~quanta.model.formats.default_formats`.
+    ``embedding``: the token embedding is one of the units."""
     phases = phases or Phases(None)
     from quanta.model import formats, mixed
     from quanta.model.apply import find_targets
     from quanta.model.quantizers import QUANTIZERS
 
     names = [n for n, _ in find_targets(loaded.model, include, exclude)]
-    gguf = format == "gguf"
     weights = mixed.unit_weights(loaded.model, names, embedding=embedding)
-    if gguf:
+    if format == "gguf":
         levels = QUANTIZERS[method].takes_levels
         cands: mixed.Candidates = {n: formats.gguf_formats(levels, w.shape[1]) for n, w in weights.items()}
     else:
@@ -55,53 +55,13 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, target_size:
             mixed.EMBEDDING: formats.embedding_formats()}
     sens = mixed.measure(loaded.model, windows[:SENSITIVITY_WINDOWS], names, progress=phases.next())
     table = mixed.loss_table(loaded.model, sens, weights, cands, progress=phases.next())
-    budget = mixed.uniform_bytes(weights, default_bits) if default_bits is not None else \
-        _budget(loaded, weights, target_size, target_bpw, gguf, float_dtype)
+    if budget is None:
+        budget = int(float(target_bpw) * sum(w.numel() for w in weights.values()) / 8)
     return mixed.choose(table, weights, cands, budget)
 
 
 #: calibration windows the sensitivity pass uses (it back-propagates: 4× a forward pass)
 SENSITIVITY_WINDOWS = 16
-
-
-def _budget(loaded: Any, weights: dict, target_size: str | int | None, target_bpw: float | None,
-            gguf: bool, float_dtype: str) -> int:
-    """Bytes left for the units: the target minus what the output holds besides them."""
-    from quanta.errors import ConfigError
-    from quanta.units import parse_size
-
-    if target_size is not None and target_bpw is not None:
-        raise ConfigError("give --target-size or --target-bpw, not both")
-    n = sum(w.numel() for w in weights.values())
-    if target_bpw is not None:
-        if not 1.0 <= float(target_bpw) <= 32.0:
-            raise ConfigError(f"--target-bpw {target_bpw}: give 1 to 32 bits per weight")
-        return int(float(target_bpw) * n / 8)
-    return parse_size(target_size) - _fixed_bytes(loaded, weights, gguf, float_dtype)
-
-
-def _fixed_bytes(loaded: Any, weights: dict, gguf: bool, float_dtype: str) -> int:
-    """What the output holds besides the units: GGUF metadata, tokenizer and float tensors as
-    the source stores them; a quanta folder's tokenizer, float tensors and configuration."""
-    import torch
-
-    ptrs = {w.data_ptr() for w in weights.values()}
-    if gguf:
-        from gguf import GGUFReader
-
-        from quanta.model.arch import LLAMA
-
-        def unit(name: str) -> bool:
-            module = (LLAMA.hf_name(name)[0] or "").removesuffix(".weight")
-            return name == "token_embd.weight" or module in weights
-
-        tensors = GGUFReader(loaded.source).tensors
-        unit_bytes = sum(int(t.n_bytes) for t in tensors if unit(t.name))
-        # quanta's mark, and up to one alignment's padding per tensor
-        return Path(loaded.source).stat().st_size - unit_bytes + 256 + 32 * len(tensors)
-    size = torch.empty((), dtype=getattr(torch, float_dtype)).element_size()
-    floats = sum(p.numel() * size for p in loaded.model.parameters() if p.data_ptr() not in ptrs)
-    return floats + len(loaded.tokenizer.to_str()) + 256 * 1024
 
 
 def embedding_label(spec: dict | None) -> str:

@@ -97,17 +97,7 @@ def _budgeted(
     from quanta.model.mixed import describe, plan_quantizers
     from quanta.model.recipe import embedding_quantizer, mixed_plan
 
-    plan = mixed_plan(
-        loaded,
-        calib[:sensitivity_windows],
-        "rtn",
-        "folder",
-        None,
-        target_bpw,
-        ("*",),
-        (),
-        "float32",
-    )
+    plan = mixed_plan(loaded, calib[:sensitivity_windows], "rtn", "folder", ("*",), (), target_bpw=target_bpw)
     m = copy.deepcopy(loaded.model)
     rep = quantize_model(
         m,

@@ -115,7 +115,7 @@ def test_target_size_prints_the_map_and_draws_it(tiny, tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--plot", "x.png"], "--target-size or --target-bpw"),
     (["--target-size", "5 parsecs"], "size"),
-    (["--target-size", "1kB"], "smallest formats"),
+    (["--target-size", "1kB"], "alone take about"),  # refused by the plan, before the load
     (["--target-size", "1MB", "--target-bpw", "4"], "not both"),
     (["--target-bpw", "4", "--plot", "x.jpg"], "PNG"),
 ])

@@ -99,3 +99,39 @@ def test_dry_run_prints_the_plan_as_a_table(tiny, capsys):
     assert main(["model", "quantize", str(path), "-o", "unused", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "predicted size: about" in out and "shared out" in out and "norms stay float" in out
+
+
+def test_the_final_plan_is_kept_in_the_output(hf, tiny, tmp_path):
+    """A folder's config and a GGUF's ``quanta.plan`` keep the plan: each tensor's format, method
+    and reason — the sensitivity pass's choices where it chose."""
+    from gguf import GGUFReader
+
+    from quanta.media import get
+
+    rep = get("model").write(hf, tmp_path / "q", calib_samples=8, calib_len=32)
+    plan = json.loads((tmp_path / "q" / "quant_config.json").read_text())["plan"]
+    layers = json.loads((tmp_path / "q" / "quant_config.json").read_text())["layers"]
+    assert plan["refine"] == "default sharing" and plan["predicted_cost"]["seconds"] > 0
+    for name, spec in layers.items():
+        fmt, method, why = plan["tensors"][name]
+        assert fmt == rep.mixed["map"][name] and fmt.startswith(f"{spec['bits']}-bit") and method == "gptq"
+        assert "measured sensitivity" in plan["reasons"][why]
+    assert plan["tensors"]["model.layers.0.input_layernorm.weight"][0] == "float32"
+    _, path = tiny
+    get("model").write(path, tmp_path / "q.gguf", method="rtn", format="gguf")
+    kept = json.loads(GGUFReader(tmp_path / "q.gguf").fields["quanta.plan"].contents())
+    assert kept["tensors"]["model.layers.1.mlp.down_proj"][:2] == ["Q4_1", "rtn"]
+
+
+def test_the_plan_predicts_time_and_memory(hf):
+    from quanta.model.cost import predict
+
+    plain = plan_for(read_layout(hf), Options(method="rtn", uniform=True))
+    calibrated = plan_for(read_layout(hf), Options())
+    assert 0 < plain.cost.seconds < calibrated.cost.seconds
+    assert plain.cost.peak_bytes < calibrated.cost.peak_bytes
+    small = predict(10**8, 8 * 10**7, 8 * 10**7, 576, "gptq", calibrated=True, sensitivity=True,
+                    windows=64, tokens=256)
+    big = predict(10**9, 8 * 10**8, 8 * 10**8, 2048, "gptq", calibrated=True, sensitivity=True,
+                  windows=64, tokens=256)
+    assert 9 < big.seconds / small.seconds < 11 and 5 < big.peak_bytes / small.peak_bytes < 10

@@ -1,0 +1,83 @@
+"""What a plan will cost: peak resident memory and wall time, predicted from the layout alone.
+
+A first model, fitted on this project's measured runs (x86-64, 2 cores, 2026-12-05; SmolLM2,
+134.5 M parameters: RTN folder 11.6 s / 2.20 GB, GPTQ default 176 s / 2.32 GB; a 0.3 M-parameter
+test model: 3.5 s / 0.44 GB). It holds for today's engine, which loads the whole model in
+float32; the streaming engine of the next issue replaces the memory term. The figures are
+estimates (± 30 % on those runs), printed as such; ``bench/golden_smollm2.py`` prints them
+beside the measured ones.
+
+* memory: the interpreter with torch and transformers (:data:`BASE_BYTES`), the float model and
+  the copies of its weights made while loading and quantizing (:data:`BYTES_PER_PARAM`), and for
+  a calibrated method the cached inputs of one block (windows × tokens × hidden, float32, twice);
+* time: start-up and imports, loading (:data:`LOAD_S_PER_PARAM`), rounding (per weight, by
+  method), and for calibrated methods the forward passes over the calibration tokens
+  (2 flops per weight per token, at :data:`FLOPS` — plus 4 passes per sensitivity window when
+  the formats are chosen by measured sensitivity).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+#: resident bytes of a process that imported torch and transformers and read a tokenizer
+BASE_BYTES = 420e6
+#: resident bytes per source parameter: the float32 model, plus the copies made while loading
+#: (a GGUF dequantized, then copied into the model) and quantizing (codes, scales, kernel layout)
+BYTES_PER_PARAM = 13.4
+#: start-up: interpreter, imports, reading the tokenizer
+START_S = 2.5
+#: seconds per parameter to load a source into a float model
+LOAD_S_PER_PARAM = 20e-9
+#: seconds per quantized weight to round, by method (calibrated methods add their passes)
+ROUND_S_PER_WEIGHT = {"rtn": 40e-9, "mse": 150e-9, "nf4": 60e-9, "hqq": 400e-9, "imatrix": 150e-9,
+                      "gptq": 150e-9, "awq": 400e-9, "awq+gptq": 400e-9}
+#: multiply-adds per second of the calibration passes on this machine's 2 cores (bf16/float32)
+FLOPS = 42e9
+#: windows of the sensitivity pass, and its cost in forward passes (forward + backward)
+SENSITIVITY_WINDOWS, SENSITIVITY_PASSES = 16, 4
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Predicted peak resident memory (bytes) and wall time (seconds) of a command."""
+
+    peak_bytes: int
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"peak_bytes": self.peak_bytes, "seconds": round(self.seconds, 1)}
+
+
+def predict(params: int, linear_params: int, quantized: int, hidden: int, method: str, *,
+            calibrated: bool, sensitivity: bool, windows: int, tokens: int) -> Cost:
+    """The cost of quantizing a model of ``params`` parameters, ``linear_params`` of them in the
+    blocks' Linear layers, ``quantized`` of them rounded by ``method``; ``calibrated``: the
+    method reads ``windows`` × ``tokens`` calibration tokens; ``sensitivity``: the formats are
+    chosen by a measured-sensitivity pass."""
+    peak = BASE_BYTES + BYTES_PER_PARAM * params
+    seconds = START_S + LOAD_S_PER_PARAM * params + ROUND_S_PER_WEIGHT.get(method, 150e-9) * quantized
+    passes = 0
+    if calibrated:
+        peak += 2 * 4 * windows * tokens * hidden
+        passes += windows * tokens
+    if sensitivity:
+        passes += SENSITIVITY_PASSES * SENSITIVITY_WINDOWS * tokens
+    seconds += 2 * linear_params * passes / FLOPS
+    return Cost(int(peak), seconds)
+
+
+def for_plan(layout: Any, entries: Any, method: str, *, calibrated: bool, sensitivity: bool,
+             windows: int, tokens: int) -> Cost:
+    """:func:`predict` for a plan's tensors (:mod:`quanta.model.plan`)."""
+    params = sum(math.prod(s.shape) for s in layout.tensors)
+    linear = sum(math.prod(s.shape) for s in layout.tensors if s.role in ("attention", "mlp"))
+    quantized = sum(math.prod(e.shape) for e in entries if e.method is not None)
+    hidden = next((s.shape[1] for s in layout.tensors if s.role == "embedding"), 0)
+    return predict(params, linear, quantized, hidden, method, calibrated=calibrated,
+                   sensitivity=sensitivity, windows=windows, tokens=tokens)
+
+
+__all__ = ["Cost", "for_plan", "predict"]
