@@ -7,6 +7,8 @@ tiny model; too slow for ``make test``).
 
 Cases: RTN 4-bit ``--uniform`` to a quanta folder; RTN to a GGUF (Q4_1); the plain default
 (GPTQ, the uniform file's bytes shared out by sensitivity) with ``--full``, about 4 minutes.
+Each line also shows the plan's predictions (size, time, peak memory: :mod:`quanta.model.cost`)
+beside what the command measured.
 """
 
 from __future__ import annotations
@@ -47,13 +49,17 @@ def main() -> None:
             if name == "smollm2-gptq-default" and not args.full:
                 continue
             t0 = time.perf_counter()
-            subprocess.run([*QUANTA, "model", "quantize", "smollm2", "-o", str(Path(tmp) / out), *options,
-                            "--json"], check=True, stdout=subprocess.DEVNULL)
+            cmd = [*QUANTA, "model", "quantize", "smollm2", "-o", str(Path(tmp) / out), *options, "--json"]
+            run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            rep = json.loads(run.stdout)
             got[name] = digest(Path(tmp) / out)
             same = pinned.get(name) == got[name]
             failed += [] if same or args.update else [name]
             state = "same" if same else ("new" if name not in pinned else "CHANGED")
-            print(f"{name}: {got[name][:16]}… {state} ({time.perf_counter() - t0:.1f} s)")
+            print(f"{name}: {got[name][:16]}… {state} ({time.perf_counter() - t0:.1f} s); size "
+                  f"{rep['folder_bytes']:,} planned {rep['planned_bytes']:,}; time {rep['wall_s']:.1f} s "
+                  f"planned ~{rep['planned_s']:.0f} s; peak {rep['peak_rss_mb']:.0f} MB planned "
+                  f"~{rep['planned_peak_mb']:.0f} MB")
     if args.update:
         PINNED.write_text(json.dumps({**pinned, **got}, indent=2) + "\n")
         print(f"wrote {PINNED}")

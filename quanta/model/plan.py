@@ -373,7 +373,8 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
     elif refine:  # the default's sharing: the bytes of the plan's uniform units
         unit_budget = sum(e.nbytes for e, u in zip(entries, unit) if u)
     cost = for_plan(layout, entries, opts.method, calibrated=needs or refine is not None,
-                    sensitivity=refine is not None, windows=opts.calib_samples, tokens=opts.calib_len)
+                    sensitivity=refine is not None, windows=opts.calib_samples, tokens=opts.calib_len,
+                    gguf=kind is not None)
     plan = QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
                      opts.sym or bool(kind and ggml_format(kind).sym), BLOCK if kind else opts.group_size,
                      refine, budget, 0, entries, cost)
