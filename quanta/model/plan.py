@@ -208,8 +208,9 @@ class QuantPlan:
 
     def record(self, chosen: dict[str, str] | None = None) -> dict:
         """The plan as the output keeps it (a folder's config, a GGUF's ``quanta.plan``): the
-        decisions, the predictions, and per tensor [format, method, reason] — with ``chosen``
-        (unit name → format label, the sensitivity pass's map) for the formats it chose."""
+        decisions, the predicted size, and per tensor [format, method, reason] — with ``chosen``
+        (unit name → format label, the sensitivity pass's map) for the formats it chose. The
+        time and memory estimates stay out: a refitted cost model must not change output bytes."""
         chosen = chosen or {}
         reasons: list[str] = []
         tensors = {}
@@ -223,8 +224,7 @@ class QuantPlan:
             tensors[e.name] = [fmt, e.method, reasons.index(why)]
         return {"format": self.format, "method": self.method, "refine": self.refine,
                 "budget_bytes": self.budget_bytes, "predicted_bytes": self.predicted_bytes,
-                "predicted_cost": self.cost.to_json() if self.cost else None, "reasons": reasons,
-                "tensors": tensors}
+                "reasons": reasons, "tensors": tensors}
 
     @property
     def mixed(self) -> bool:
