@@ -91,7 +91,7 @@ class Architecture:
     def gguf_name(self, param: str) -> str | None:
         """The GGUF tensor of a Hugging Face parameter ("model.layers.3.mlp.up_proj.weight" →
         "blk.3.ffn_up.weight"); None for what the GGUF file does not hold."""
-        back = {v: k for k, v in self.global_names().items()}
+        back = _inverse(self)[0]
         if param in back:
             return back[param]
         m = re.fullmatch(re.escape(self.blocks) + r"\.(\d+)\.(.+)\.(weight|bias)", param)
@@ -105,7 +105,7 @@ class Architecture:
         if name in glob:
             return glob[name], None
         m = re.fullmatch(r"blk\.(\d+)\.([a-z_0-9]+)\.(weight|bias)", name)
-        module = {k: hf for hf, k in self.kinds().items()}.get(m.group(2)) if m else None
+        module = _inverse(self)[1].get(m.group(2)) if m else None
         if module is None:
             return None, None
         return f"{self.blocks}.{m.group(1)}.{module}.{m.group(3)}", m.group(2)
@@ -157,6 +157,12 @@ def _globals(a: Architecture) -> dict[str, str]:
                 raise ConfigError(f"{a.name}: gguf's tensor map has no name for {module}")
             out[name] = f"{module}.weight"
     return out
+
+
+@functools.cache
+def _inverse(a: Architecture) -> tuple[dict[str, str], dict[str, str]]:
+    """(Hugging Face parameter → GGUF name outside the blocks, GGUF kind → block module)."""
+    return {v: k for k, v in _globals(a).items()}, {k: m for m, k in _kinds(a).items()}
 
 
 LLAMA = Architecture(

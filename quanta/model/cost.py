@@ -51,9 +51,6 @@ class Cost:
     peak_bytes: int
     seconds: float
 
-    def to_json(self) -> dict:
-        return {"peak_bytes": self.peak_bytes, "seconds": round(self.seconds, 1)}
-
 
 def predict(params: int, linear_params: int, quantized: int, hidden: int, method: str, *,
             calibrated: bool, sensitivity: bool, windows: int, tokens: int, gguf: bool = False,

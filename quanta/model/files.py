@@ -76,10 +76,10 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
     state = {k: stored(k, v) for k, v in model.state_dict().items() if k.rpartition(".")[0] not in qnames}
     layers = {}
     for n, m in model.named_modules():
-        if isinstance(m, QuantLinear | QuantEmbedding) and not (tied and n == "lm_head"):
-            # the tied head is rebuilt on load from the embedding's codes
-            state.update({f"{n}.{k}": v.contiguous() for k, v in m.disk_state().items()})
-        if isinstance(m, QuantLinear) and not (tied and n == "lm_head"):
+        if not isinstance(m, QuantLinear | QuantEmbedding) or (tied and n == "lm_head"):
+            continue  # (the tied head is rebuilt on load from the embedding's codes)
+        state.update({f"{n}.{k}": v.contiguous() for k, v in m.disk_state().items()})
+        if isinstance(m, QuantLinear):
             layers[n] = {**m.spec(), "bias": m.bias is not None}
     if tied:
         state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}

@@ -103,12 +103,13 @@ def _k_factors(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Path | str, *,
-           kinds: dict[str, str], heads: tuple[int, int],
+           kinds: dict[str, str], family: Any, config: dict,
            floats: dict[str, np.ndarray] | None = None, plan: dict | None = None) -> Path:
     """Write ``dst``: ``source``'s metadata and tokenizer, every quantized matrix from
     ``qweights`` (Hugging Face names → :class:`QuantizedWeight`), the embedding ``embedding``.
     kinds: each matrix's block type by the same names, the embedding's under "token_embd".
-    heads: (attention heads, key/value heads), for llama.cpp's Q/K row order.
+    family: the source's :class:`~quanta.model.arch.Architecture` (names, the rows llama.cpp
+    permutes); config: its Hugging Face config (the head counts of those rows).
     floats: float tensors by Hugging Face parameter name that replace the source's (norms that
     took AWQ's scales), written as float32.
     plan: the command's plan (:meth:`~quanta.model.plan.QuantPlan.record`), kept as the JSON
@@ -116,14 +117,13 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
     floats = floats or {}
     from gguf import GGMLQuantizationType
 
-    from quanta.model.arch import LLAMA
     from quanta.model.gguf_load import permute
     from quanta.model.gguf_write import rewrite_gguf
 
-    n_heads = dict(zip((k for k, _ in LLAMA.rope_rows), heads))
+    n_heads = family.rope_heads(config)
 
     def rewrite(name: str, t: Any, arr: np.ndarray) -> tuple[np.ndarray, Any]:
-        hf, layer_kind = LLAMA.hf_name(name)
+        hf, layer_kind = family.hf_name(name)
         module = "token_embd" if name == "token_embd.weight" else (hf or "").removesuffix(".weight")
         qw = embedding if module == "token_embd" else qweights.get(module)
         if qw is None:

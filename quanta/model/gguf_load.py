@@ -84,12 +84,13 @@ def build_tokenizer(r, path: Path):
 
 
 def _config(r: Any, p: Path, tensors: dict) -> Any:
-    """A LlamaConfig from the file's metadata (only llama is read)."""
+    """The file's family (:mod:`quanta.model.arch`) and its transformers config, from the
+    metadata (only llama's keys are read yet)."""
     from quanta.errors import ConfigError
     from quanta.model.arch import for_gguf
 
     try:
-        LlamaConfig = for_gguf(_field(r, "general.architecture"), str(p)).hf_classes()[1]
+        family = for_gguf(_field(r, "general.architecture"), str(p))
     except ConfigError as e:
         raise InputError(str(e)) from None
 
@@ -98,7 +99,7 @@ def _config(r: Any, p: Path, tensors: dict) -> Any:
 
     try:
         n_head = int(g("attention.head_count"))
-        return _llama_config(LlamaConfig, r, g, n_head, tensors)
+        return family, _llama_config(family.hf_classes()[1], r, g, n_head, tensors)
     except (TypeError, ValueError) as e:
         raise InputError(f"{p}: missing or malformed llama metadata ({e})") from None
 
@@ -132,13 +133,11 @@ def _dequantized(p: Path, name: str, t: Any) -> np.ndarray:
         raise InputError(f"{p}: tensor {name} holds {arr.size} values, not {shape}") from None
 
 
-def _expected_shapes(cfg: Any) -> dict[str, tuple[int, ...]]:
-    """Every tensor a llama file of this config must hold, in PyTorch's (out, in) order."""
-    from quanta.model.arch import LLAMA
-
+def _expected_shapes(family: Any, cfg: Any) -> dict[str, tuple[int, ...]]:
+    """Every tensor a file of this family and config must hold, in PyTorch's (out, in) order."""
     h = cfg.hidden_size
-    kinds = LLAMA.kinds()
-    per = {kinds[m]: shape for m, shape in LLAMA.block_shapes(cfg.to_dict()).items()}
+    kinds = family.kinds()
+    per = {kinds[m]: shape for m, shape in family.block_shapes(cfg.to_dict()).items()}
     out = {"token_embd.weight": (cfg.vocab_size, h), "output_norm.weight": (h,)}
     out.update({f"blk.{i}.{k}.weight": v for i in range(cfg.num_hidden_layers) for k, v in per.items()})
     return out
@@ -147,7 +146,7 @@ def _expected_shapes(cfg: Any) -> dict[str, tuple[int, ...]]:
 MAX_LAYERS = 4096  # far beyond any llama; a larger count is a corrupt or hostile header
 
 
-def check_consistent(cfg: Any, tensors: dict, p: Path) -> None:
+def check_consistent(family: Any, cfg: Any, tensors: dict, p: Path) -> None:
     """Refuse a header whose sizes disagree with the tensors the file really holds — before
     anything is allocated (a 1 KB file declaring a million layers fails here at once)."""
     dims = (cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.vocab_size)
@@ -156,7 +155,7 @@ def check_consistent(cfg: Any, tensors: dict, p: Path) -> None:
                          f"hidden {cfg.hidden_size}, heads {cfg.num_attention_heads})")
     if cfg.hidden_size % cfg.num_attention_heads or cfg.num_attention_heads % max(cfg.num_key_value_heads, 1):
         raise InputError(f"{p}: head counts do not divide the hidden size")
-    expected = _expected_shapes(cfg)
+    expected = _expected_shapes(family, cfg)
     if "output.weight" in tensors:
         expected["output.weight"] = (cfg.vocab_size, cfg.hidden_size)
     for name, shape in expected.items():
@@ -175,21 +174,19 @@ def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GG
     import torch
     from gguf import GGMLQuantizationType
 
-    from quanta.model.arch import LLAMA
-
     p = Path(path)
     r = _reader(p)
     tensors = {t.name: t for t in r.tensors}
-    cfg = _config(r, p, tensors)
-    check_consistent(cfg, tensors, p)
+    family, cfg = _config(r, p, tensors)
+    check_consistent(family, cfg, tensors, p)
     if verify:
         from quanta.model.integrity import check_gguf
 
         check_gguf(r, str(p))
-    heads = LLAMA.rope_heads(cfg.to_dict())
+    heads = family.rope_heads(cfg.to_dict())
     state, types = {}, {}
     for name, t in tensors.items():
-        key, kind = LLAMA.hf_name(name)
+        key, kind = family.hf_name(name)
         if key is None:
             continue
         arr = _dequantized(p, name, t)
@@ -197,7 +194,7 @@ def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GG
         if kind in heads:  # llama.cpp stores Q and K rows permuted for its rotary layout
             arr = _unpermute(arr, heads[kind])
         state[key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C"))
-    model = LLAMA.hf_classes()[0](cfg)
+    model = family.hf_classes()[0](cfg)
     tied = {"lm_head.weight"} if cfg.tie_word_embeddings else set()
     missing = set(model.state_dict()) - set(state) - tied
     if missing:

@@ -255,6 +255,7 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
     plan's type, else on the layers' block type, or on Q8_0 when it is tied to the output head
     (then it is the most sensitive matrix of all, which llama.cpp also keeps at 6–8 bits)."""
     from quanta.model.apply import count_by_path, head_stats
+    from quanta.model.arch import for_hf
     from quanta.model.formats import BLOCK_TYPES
     from quanta.model.gguf_export import export
     from quanta.model.mixed import EMBEDDING
@@ -270,8 +271,8 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
     emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name=EMBEDDING, stats=stats)
     cfg = loaded.model.config
     norms = {n: p.detach().float().numpy() for n, p in loaded.model.named_parameters() if p.ndim == 1}
-    export(kept, emb, loaded.source, dst, kinds=kinds,
-           heads=(cfg.num_attention_heads, cfg.num_key_value_heads), floats=norms, plan=plan_record)
+    export(kept, emb, loaded.source, dst, kinds=kinds, family=for_hf(type(loaded.model).__name__),
+           config=cfg.to_dict(), floats=norms, plan=plan_record)
     size = Path(dst).stat().st_size
     return ModelFileReport(
         input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,

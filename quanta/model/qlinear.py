@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from quanta.core.packing import pack, unpack_torch
+from quanta.core.packing import unpack_torch
 from quanta.model import stored
 from quanta.model.quantizers import QuantizedWeight, default_zero, dequantize_codes
 
@@ -54,7 +54,7 @@ class QuantLinear(nn.Module):
         self.sym, self.levels = sym, levels
         self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
         #: the folder tensors (:mod:`quanta.model.stored`) of a layer quantized in this process
-        self.stored: dict[str, torch.Tensor] | None = None
+        self.folder_tensors: dict[str, torch.Tensor] | None = None
 
     @classmethod
     def from_quantized(cls, qw: QuantizedWeight, bias: torch.Tensor | None = None,
@@ -69,8 +69,8 @@ class QuantLinear(nn.Module):
         path = path or choose_path(qw)
         m = cls(qw.in_features, out, bits=qw.bits, group_size=qw.group_size, method=qw.method,
                 path=path, bias=bias is not None, padded_in=inp, sym=spec["sym"], levels=spec["levels"])
-        if keep:
-            m.stored = stored.store(qw)
+        tensors = stored.store(qw) if keep or path == "packed" else None
+        m.folder_tensors = tensors if keep else None
         if bias is not None:
             m.bias.data.copy_(bias.detach().float())
         if path == "int4pack":
@@ -84,14 +84,13 @@ class QuantLinear(nn.Module):
             w8 = (qw.codes.to(torch.int16) - default_zero(qw.bits)).to(torch.int8)
             m.register_buffer("w_int8", w8.contiguous())
             m.register_buffer("scales", qw.scales[:, 0].to(torch.bfloat16).contiguous())
-        else:
-            data = pack(qw.codes.numpy().astype("uint8").ravel(), qw.bits)
-            m.register_buffer("packed", torch.from_numpy(data))
-            m.register_buffer("scales", qw.scales.to(torch.float16).contiguous())
+        else:  # the folder's own tensors: packed codes, float16 scales (and zero points), levels
+            m.register_buffer("packed", tensors["codes"])
+            m.register_buffer("scales", tensors["scales"])
             if qw.zeros is not None:
-                m.register_buffer("zeros", qw.zeros.to(torch.float16).contiguous())
+                m.register_buffer("zeros", tensors.get("zeros", qw.zeros.to(torch.float16)))
             if qw.codebook is not None:
-                m.register_buffer("codebook", torch.as_tensor(qw.codebook, dtype=torch.float32))
+                m.register_buffer("codebook", tensors["codebook"])
         return m
 
     def spec(self) -> dict:
@@ -103,10 +102,10 @@ class QuantLinear(nn.Module):
     def disk_state(self) -> dict[str, torch.Tensor]:
         """The tensors a folder stores for this layer (names relative to it): the weight's
         kernel-neutral tensors (:mod:`quanta.model.stored`), the bias and AWQ's input scale."""
-        if self.stored is None:
+        if self.folder_tensors is None:
             raise RuntimeError("this layer was loaded, not quantized here: it keeps no folder tensors")
         extra = {k: getattr(self, k) for k in ("bias", "input_scale") if getattr(self, k, None) is not None}
-        return {**self.stored, **{k: v.detach().contiguous() for k, v in extra.items()}}
+        return {**self.folder_tensors, **{k: v.detach().contiguous() for k, v in extra.items()}}
 
     def widen(self, packed: torch.Tensor) -> None:
         """Install the int8 matrix of an int8-kernel layer from packed codes (a folder of

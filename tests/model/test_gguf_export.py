@@ -10,6 +10,7 @@ import torch
 
 from quanta.errors import ConfigError, OutputError
 from quanta.media import get
+from quanta.model.arch import LLAMA
 from quanta.model.gguf_load import _unpermute, load_gguf
 
 
@@ -157,7 +158,8 @@ def test_q6_k_layers_in_an_exported_file(tmp_path):
     emb = make_quantizer("mse", bits=8, group_size=32, sym=True, storage="Q8_0").quantize(
         g.model.get_input_embeddings().weight.data)
     kinds = {n: "Q6_K" if n in downs else "Q8_0" for n in kept} | {"token_embd": "Q8_0"}
-    out = export(kept, emb, src, tmp_path / "q6k.gguf", kinds=kinds, heads=(4, 2))
+    out = export(kept, emb, src, tmp_path / "q6k.gguf", kinds=kinds, family=LLAMA,
+                 config={"num_attention_heads": 4, "num_key_value_heads": 2})
     got = _dequantized(out)
     for layer in range(2):
         arr, typ = got[f"blk.{layer}.ffn_down.weight"]
