@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from quanta.model.unbinned import cache_dir  # noqa: E402
+from quanta.model.sources.unbinned import cache_dir  # noqa: E402
 
 VERSION = "0.3.36"
 TOOLS = ("llama-quantize", "llama-imatrix", "llama-perplexity")

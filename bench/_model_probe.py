@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 import transformers  # noqa: F401  (imported before the baseline reading)
 
-from quanta.model.evaluate import decode_speed, peak_rss_mb, rss_mb
+from quanta.model.eval.evaluate import decode_speed, peak_rss_mb, rss_mb
 
 
 def main() -> None:
@@ -31,9 +31,9 @@ def main() -> None:
     import tokenizers  # noqa: F401
     from transformers import LlamaForCausalLM  # noqa: F401
 
-    import quanta.model.files
-    import quanta.model.gguf_load  # noqa: F401
-    from quanta.model.load import load_model
+    import quanta.model.formats.folder
+    import quanta.model.formats.gguf_read  # noqa: F401
+    from quanta.model.sources.load import load_model
 
     gc.collect()
     before = rss_mb()

@@ -7,7 +7,7 @@ tiny model; too slow for ``make test``).
 
 Cases: RTN 4-bit ``--uniform`` to a quanta folder; RTN to a GGUF (Q4_1); the plain default
 (GPTQ, the uniform file's bytes shared out by sensitivity) with ``--full``, about 4 minutes.
-Each line also shows the plan's predictions (size, time, peak memory: :mod:`quanta.model.cost`)
+Each line also shows the plan's predictions (size, time, peak memory: :mod:`quanta.model.quantize.cost`)
 beside what the command measured.
 """
 

@@ -40,6 +40,7 @@ from bench._util import machine, megapixels_per_s, write_json  # noqa: E402
 from quanta.image import metrics  # noqa: E402
 from quanta.image.curve import decode, pillow_encode  # noqa: E402
 from quanta.image.jpeg import encode  # noqa: E402
+from quanta.image.rd import RDCurve  # noqa: E402
 from quanta.render.tables import console, print_table  # noqa: E402
 
 PEERS = Path.home() / ".cache" / "quanta" / "bench-peers"
@@ -129,8 +130,7 @@ def targets(job: tuple[str, Path]) -> dict:
 
 
 def bd(ref: list[dict], test: list[dict], key: str) -> float:
-    return metrics.bd_rate([p["bytes"] for p in ref], [p[key] for p in ref],
-                           [p["bytes"] for p in test], [p[key] for p in test])
+    return RDCurve.of(test).bd_rate(RDCurve.of(ref), key)
 
 
 def large_image(fn, img: np.ndarray, repeat: int = 3) -> float:

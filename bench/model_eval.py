@@ -28,12 +28,13 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench._util import machine, write_json  # noqa: E402
-from quanta.model.apply import quantize_model, weight_stats  # noqa: E402
-from quanta.model.evaluate import evaluate_causal_lm, wikitext2_test_text, windows  # noqa: E402
-from quanta.model.files import save_quantized  # noqa: E402
-from quanta.model.gguf_write import requantize_gguf  # noqa: E402
-from quanta.model.load import load_model  # noqa: E402
-from quanta.model.sources import bundled  # noqa: E402
+from quanta.model.eval.evaluate import wikitext2_test_text, windows  # noqa: E402
+from quanta.model.eval.harness import Reference  # noqa: E402
+from quanta.model.formats.folder import save_quantized  # noqa: E402
+from quanta.model.formats.gguf_rewrite import requantize_gguf  # noqa: E402
+from quanta.model.quantize.apply import quantize_model, weight_stats  # noqa: E402
+from quanta.model.sources.load import load_model  # noqa: E402
+from quanta.model.sources.reading import bundled  # noqa: E402
 from quanta.render.tables import console, print_table  # noqa: E402
 
 CONFIGS = [
@@ -61,18 +62,20 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.speed_only:
         wins = wins[:1]  # the quality tables need the full run; keep the reference pass short
-    base = evaluate_causal_lm(ref.model, wins, keep_logprobs=True)
-    ref_lp = base.pop("logprobs")  # float16 reference distributions, reused below
+    reference = Reference(ref.model, wins)  # float16 reference distributions, reused below
+    base = reference.measured
     stats = weight_stats(ref.model)
-    results.append({"name": "float32 reference (dequantized Q4_1 GGUF)", **base, **stats})
-    rows.append(["float32 reference", f"{base['perplexity']:.3f}", "—", "—",
+    results.append({"name": "float32 reference (dequantized Q4_1 GGUF)", "protocol": base.protocol,
+                    "tokens_scored": base.tokens, "perplexity": base.perplexity,
+                    "prefill_tokens_per_s": base.prefill_tokens_per_s, **stats})
+    rows.append(["float32 reference", f"{base.perplexity:.3f}", "—", "—",
                  f"{stats['bits_per_weight']:.2f}"])
     console.print(f"reference evaluated in {time.perf_counter() - t0:.0f} s")
     tmp = Path(tempfile.mkdtemp())
     for qtype in () if args.speed_only else ("Q8_0", "Q4_0"):
         path = requantize_gguf(bundled("smollm2"), tmp / f"peer_{qtype}.gguf", qtype)
         peer = load_model(path)
-        r = evaluate_causal_lm(peer.model, wins, reference=ref_lp)
+        r = reference.score(peer.model).figures()
         bpw = 8.0 * path.stat().st_size / stats["params"]
         results.append({"name": f"llama.cpp {qtype} (gguf numpy quantizer)", **r,
                         "file_bits_per_weight": bpw})
@@ -85,7 +88,7 @@ def main() -> None:
             continue
         m = copy.deepcopy(ref.model)
         rep = quantize_model(m, **cfg)
-        r = evaluate_causal_lm(m, wins, reference=ref_lp)
+        r = reference.score(m).figures()
         results.append({"name": name, **cfg, **r,
                         **{k: v for k, v in rep.to_json().items() if k != "layers"}})
         rows.append([name, f"{r['perplexity']:.3f}", f"{r['kld']:.5f}",

@@ -34,9 +34,10 @@ import torch  # noqa: E402
 from bench._llama_cpp import ensure_built  # noqa: E402
 from bench._util import OUT, machine, write_json  # noqa: E402
 from quanta.model import unbinned  # noqa: E402
-from quanta.model.calibrate import default_text  # noqa: E402
-from quanta.model.evaluate import evaluate_causal_lm, wikitext2_test_text, windows  # noqa: E402
-from quanta.model.load import load_model  # noqa: E402
+from quanta.model.eval.evaluate import wikitext2_test_text, windows  # noqa: E402
+from quanta.model.eval.harness import Reference  # noqa: E402
+from quanta.model.quantize.calibrate import default_text  # noqa: E402
+from quanta.model.sources.load import load_model  # noqa: E402
 from quanta.render.tables import console, print_table  # noqa: E402
 
 QUANTA = (("quanta Q8_0 (GPTQ)", ["--bits", "8", "--sym", "--group-size", "32"]),
@@ -125,19 +126,18 @@ def main() -> None:
                       (f"; {rep['mixed']['summary']}" if rep.get("mixed") else ""))
     ref = load_model(ref_path)
     wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.bos_id, n_chunks=args.chunks)
-    base = evaluate_causal_lm(ref.model, wins, keep_logprobs=True)
-    lp = base.pop("logprobs")
+    reference = Reference(ref.model, wins)
     del ref
     rows = []
     for name, path, side in files:
         m = load_model(path)
-        r = evaluate_causal_lm(m.model, wins, reference=lp)
-        rows.append({"name": name, "side": side, "bytes": nbytes(path), "kld": r["kld"],
-                     "top1": r["top1_agreement"], "perplexity": r["perplexity"],
+        s = reference.score(m.model)
+        rows.append({"name": name, "side": side, "bytes": nbytes(path), "kld": s.kld,
+                     "top1": s.top1, "perplexity": s.perplexity,
                      "quantize_s": times.get(name),
                      "peak_rss_mb": reports[name]["peak_rss_mb"] if name in reports else None,
                      "mixed": reports[name].get("mixed") if name in reports else None})
-        console.print(f"{name}: {nbytes(path) / 1e6:.1f} MB, KLD {r['kld']:.4f}")
+        console.print(f"{name}: {nbytes(path) / 1e6:.1f} MB, KLD {s.kld:.4f}")
         del m
     # llama.cpp's own measurement of quanta's file at Q4_K_M's size and of llama.cpp's Q4_K_M
     kbase = tmp / "base.kld"
@@ -174,7 +174,7 @@ def main() -> None:
                       + ("met" if targets["met"] else "missed"))
     plot(rows)
     write_json("model_frontier", {"rows": rows, "frontier": frontier, "defaults_target": targets,
-                                  "reference_perplexity": base["perplexity"]})
+                                  "reference_perplexity": reference.perplexity})
 
 
 def defaults_target(rows: list[dict]) -> dict | None:

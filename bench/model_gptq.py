@@ -18,9 +18,8 @@ model, every method at 4 bits in groups of 128. Prints a table, writes bench/out
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,16 +28,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench._util import machine, write_json  # noqa: E402
-from quanta.model.apply import quantize_model  # noqa: E402
-from quanta.model.calibrate import calibration_windows  # noqa: E402
-from quanta.model.evaluate import (  # noqa: E402
-    evaluate_causal_lm,
-    evaluate_encoder,
-    peak_rss_mb,
-    wikitext2_test_text,
-    windows,
-)
-from quanta.model.load import load_model  # noqa: E402
+from quanta.model.eval.evaluate import peak_rss_mb, wikitext2_test_text, windows  # noqa: E402
+from quanta.model.eval.harness import EncoderReference, Reference, sweep  # noqa: E402
+from quanta.model.quantize.apply import quantize_model  # noqa: E402
+from quanta.model.quantize.calibrate import calibration_windows  # noqa: E402
+from quanta.model.sources.load import load_model  # noqa: E402
 from quanta.render.tables import console, print_table  # noqa: E402
 
 GRIDS = ((4, 128), (3, 128))
@@ -48,23 +42,19 @@ METHODS = ("rtn", "imatrix", "gptq", "awq", "awq+gptq")
 def smollm2(args: argparse.Namespace) -> list[dict]:
     ref = load_model("smollm2-unbinned")
     wins = windows(ref.tokenizer, wikitext2_test_text(), bos_id=ref.bos_id, n_chunks=args.chunks)
-    base = evaluate_causal_lm(ref.model, wins, keep_logprobs=True)
-    lp = base.pop("logprobs")
-    console.print(f"smollm2-unbinned reference: PPL {base['perplexity']:.3f}")
+    reference = Reference(ref.model, wins)
+    console.print(f"smollm2-unbinned reference: PPL {reference.perplexity:.3f}")
     calib = calibration_windows(ref.tokenizer, samples=args.samples, length=args.length,
                                 bos_id=ref.bos_id)
-    rows = [{"model": "smollm2-unbinned", "method": "float32", **base}]
-    for bits, group in GRIDS:
-        for method in METHODS:
-            m = copy.deepcopy(ref.model)
-            t0 = time.perf_counter()
-            quantize_model(m, method, bits=bits, group_size=group, calib=calib)
-            dt = time.perf_counter() - t0
-            r = evaluate_causal_lm(m, wins, reference=lp)
-            rows.append({"model": "smollm2-unbinned", "method": method, "bits": bits,
-                         "group_size": group, "quantize_s": dt, "peak_rss_mb": peak_rss_mb(), **r})
-            console.print(f"{method} {bits}-bit g{group}: KLD {r['kld']:.4f} in {dt:.0f} s")
-            del m
+    rows = [{"model": "smollm2-unbinned", "method": "float32", "perplexity": reference.perplexity}]
+    candidates = [((method, bits, group), partial(quantize_model, quantizer=method, bits=bits,
+                                                  group_size=group, calib=calib))
+                  for bits, group in GRIDS for method in METHODS]
+    for t in sweep(reference, ref.model, candidates):
+        method, bits, group = t.name
+        rows.append({"model": "smollm2-unbinned", "method": method, "bits": bits, "group_size": group,
+                     "quantize_s": t.seconds, "peak_rss_mb": t.peak_rss_mb, **t.score.figures()})
+        console.print(f"{method} {bits}-bit g{group}: KLD {t.score.kld:.4f} in {t.seconds:.0f} s")
     return rows
 
 
@@ -73,15 +63,11 @@ def minilm(args: argparse.Namespace) -> list[dict]:
     text = wikitext2_test_text()
     calib = calibration_windows(ref.tokenizer, samples=args.samples, length=128,
                                 bos_id=ref.tokenizer.token_to_id("[CLS]"))
-    rows = []
-    for method in METHODS:
-        m = copy.deepcopy(ref.model)
-        t0 = time.perf_counter()
-        quantize_model(m, method, bits=4, group_size=128, calib=calib)
-        r = evaluate_encoder(m, ref.tokenizer, text, reference=ref.model)
-        rows.append({"model": "minilm", "method": method, "bits": 4, "group_size": 128,
-                     "quantize_s": time.perf_counter() - t0, **r})
-    return rows
+    candidates = [(method, partial(quantize_model, quantizer=method, bits=4, group_size=128, calib=calib))
+                  for method in METHODS]
+    return [{"model": "minilm", "method": t.name, "bits": 4, "group_size": 128, "quantize_s": t.seconds,
+             **t.score.figures()}
+            for t in sweep(EncoderReference(ref.model, ref.tokenizer, text), ref.model, candidates)]
 
 
 def _args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,9 +14,9 @@ file's bytes out by sensitivity — int4 layers in groups of 128/64/32 and some 
 
 * prefill: one forward pass over 512 tokens (best of ``--repeat``), tokens/s;
 * decode: 128 greedy tokens after a 64-token prompt with the KV cache
-  (:func:`quanta.model.generate.generate_ids`), best of ``--repeat``: on the model's own forward
+  (:func:`quanta.model.runtime.generate.generate_ids`), best of ``--repeat``: on the model's own forward
   ("eager") and on quanta's lean decode path (``quanta model generate``'s default,
-  :mod:`quanta.model.fastpath`), with whether both gave the same tokens;
+  :mod:`quanta.model.runtime.fastpath`), with whether both gave the same tokens;
 * memory: resident set size after the runs (``VmRSS``) and the process's peak.
 
 llama.cpp: ``llama-quantize`` of the F32 file to Q8_0 and Q4_0, then ``llama-bench -p 512 -n 128
@@ -70,7 +70,7 @@ def prepare(config: str, tmp: str):
     from its folder, as users run it."""
     import torch
 
-    from quanta.model.load import load_model
+    from quanta.model.sources.load import load_model
 
     if Path(config).is_dir():  # a folder written before (--folder)
         loaded = load_model(config)
@@ -88,9 +88,9 @@ def one(config: str, repeat: int) -> dict:
 
     import torch
 
-    from quanta.model.apply import count_by_path
-    from quanta.model.evaluate import peak_rss_mb, wikitext2_test_text
-    from quanta.model.generate import generate_ids
+    from quanta.model.eval.evaluate import peak_rss_mb, wikitext2_test_text
+    from quanta.model.quantize.apply import count_by_path
+    from quanta.model.runtime.generate import generate_ids
 
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +121,7 @@ def one(config: str, repeat: int) -> dict:
 def first_token() -> dict:
     """Whole-process time of ``quanta model generate`` on a quanta int4 folder (the default
     quantization's kernels; made once with RTN) for a prompt of about 64 tokens, one new token."""
-    from quanta.model.evaluate import wikitext2_test_text
+    from quanta.model.eval.evaluate import wikitext2_test_text
 
     words = " ".join(wikitext2_test_text().split()[:48])
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +136,7 @@ def first_token() -> dict:
 
 def llama_cpp(repeat: int) -> list[dict]:
     from bench._llama_cpp import ensure_built
-    from quanta.model import unbinned
+    from quanta.model.sources import unbinned
 
     bins = ensure_built(("llama-quantize", "llama-bench"))
     src = unbinned.ensure()

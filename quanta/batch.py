@@ -164,8 +164,14 @@ def _init_worker(threads: int, parent: int) -> None:
     _die_with_parent()
 
 
-def work(medium: str, src: str, dst: str, force: bool, seed: int,
-         options: dict[str, Any]) -> Outcome:
+def _options(medium: str, options: Any) -> Any:
+    """The medium's ``Options`` (None: its defaults)."""
+    from quanta.media import get
+
+    return get(medium).options() if options is None else options
+
+
+def work(medium: str, src: str, dst: str, force: bool, seed: int, options: Any) -> Outcome:
     """Process one file (in whichever process runs it); errors become a failed outcome."""
     global _busy
     from quanta.media import get
@@ -179,7 +185,7 @@ def work(medium: str, src: str, dst: str, force: bool, seed: int,
     _busy = True
     try:
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
-        report = get(medium).write(src, dst, force=force, seed=seed, **options)
+        report = get(medium).write(src, dst, options, force=force, seed=seed)
     except QuantaError as e:
         msg = str(e) if str(e).startswith(src) else f"{src}: {e}"
         return Outcome(src, dst, "failed", size_in, 0, time.perf_counter() - t0, msg)
@@ -218,7 +224,7 @@ def _failed(job: Job, error: str) -> Outcome:
 class _Records:
     """The output folders' records (:mod:`quanta.manifest`) of one batch."""
 
-    def __init__(self, medium: str, options: dict[str, Any], seed: int) -> None:
+    def __init__(self, medium: str, options: Any, seed: int) -> None:
         from quanta.manifest import options_digest
 
         self.digest = options_digest(medium, options, seed)
@@ -285,7 +291,7 @@ def _pending(jobs: list[Job], force: bool, records: _Records) -> tuple[list[Job]
 
 
 def run(jobs: list[Job], medium: str, *, workers: int | None = None, force: bool = False,
-        seed: int = 0, options: dict[str, Any] | None = None,
+        seed: int = 0, options: Any = None,
         on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Process ``jobs`` in ``workers`` processes (default: one per core); outcomes in job order.
 
@@ -294,7 +300,7 @@ def run(jobs: list[Job], medium: str, *, workers: int | None = None, force: bool
     could have been running one at a time. On Ctrl-C or SIGTERM the queued jobs are dropped,
     the running ones interrupted (their temporary files removed), and the interrupt re-raised.
     """
-    opts = dict(options or {})
+    opts = _options(medium, options)
     records = _Records(medium, opts, seed)
     todo, outcomes = _pending(jobs, force, records)
     report = records.reporter(todo, outcomes, on_outcome)
@@ -438,7 +444,7 @@ def _connect(address: str, workers: int | None, scratch: str) -> tuple[Any, Any]
 
 
 def run_on_cluster(jobs: list[Job], medium: str, address: str, *, workers: int | None = None,
-                   force: bool = False, seed: int = 0, options: dict[str, Any] | None = None,
+                   force: bool = False, seed: int = 0, options: Any = None,
                    on_outcome: Callable[[Outcome], None] | None = None,
                    on_client: Callable[[Any], None] | None = None) -> list[Outcome]:
     """:func:`run` on a Dask distributed scheduler at ``address`` (``"local"``: a
@@ -453,7 +459,7 @@ def run_on_cluster(jobs: list[Job], medium: str, address: str, *, workers: int |
     from dask.distributed import as_completed
 
     check_address(address)
-    opts = dict(options or {})
+    opts = _options(medium, options)
     records = _Records(medium, opts, seed)
     todo, outcomes = _pending(jobs, force, records)
     report = records.reporter(todo, outcomes, on_outcome)
@@ -497,7 +503,7 @@ def _groups(jobs: list[Job], workers: int) -> list[list[Job]]:
 
 
 def work_group(medium: str, pairs: list[tuple[str, str]], force: bool, seed: int,
-               options: dict[str, Any]) -> list[Outcome]:
+               options: Any) -> list[Outcome]:
     """:func:`work` on each ``(src, dst)`` in turn (one cluster task); a retried group finds the
     outputs its lost worker finished already complete."""
     return [work(medium, src, dst, force, seed, options) for src, dst in pairs]

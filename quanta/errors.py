@@ -1,7 +1,9 @@
-"""Errors that quanta raises on bad input.
+"""Errors that quanta raises on bad input, and the stop signals turn into.
 
 Library code raises these with a one-line message; only the CLI turns them into exit code 2.
 """
+
+import signal
 
 
 class QuantaError(Exception):
@@ -18,3 +20,24 @@ class ConfigError(QuantaError):
 
 class OutputError(QuantaError):
     """An output cannot be written (exists without --force, same as the input, ...)."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM or SIGHUP (the terminal closed, the ssh session
+    dropped), so that clean-up runs as for Ctrl-C; the exit status is 128 + the signal."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+
+
+#: the stop signals received by this process, first first (set by the CLI's handlers; read by
+#: :func:`quanta.outputs.atomic_output` before it commits an output)
+STOPS: list[int] = []
+
+
+def raise_stop(signum: int) -> None:
+    """Raise what a stop signal means: ``KeyboardInterrupt`` for SIGINT, else :class:`Terminated`."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum)

@@ -23,9 +23,13 @@ from typing import Any
 NAME = ".quanta-batch.jsonl"
 
 
-def options_digest(medium: str, options: dict[str, Any], seed: int) -> str:
-    """A short digest of what decides an output's bytes: the medium, its options and the seed."""
-    text = json.dumps({"medium": medium, "options": options, "seed": seed}, sort_keys=True, default=str)
+def options_digest(medium: str, options: Any, seed: int) -> str:
+    """A short digest of what decides an output's bytes: the medium, its options (a medium's
+    ``Options``) and the seed."""
+    import dataclasses
+
+    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    text = json.dumps({"medium": medium, "options": values, "seed": seed}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

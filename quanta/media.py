@@ -2,21 +2,25 @@
 
 A medium is a package with a module that keeps the **medium contract**:
 
-``quantize_file(src, dst, *, seed=0, progress=None, **options) -> Report``
-    Quantize the file (or folder) ``src`` into ``dst``, written in place; ``progress(done,
-    total)``; the same seed gives the same bytes. Bad input raises a
-    :class:`quanta.errors.QuantaError`.
+``Options`` (a frozen dataclass)
+    Every option of ``quantize_file``, typed, with its defaults; built and checked by the CLI
+    (units parsed there, once), its ``__post_init__`` refuses a value that is wrong for every
+    input before any file is read (a batch builds it once instead of failing every file alike).
+    :meth:`Medium.options` builds one from keywords and names any it does not know.
+``quantize_file(src, dst, options, *, seed=0, progress=None) -> Report``
+    Quantize the file (or folder) ``src`` into ``dst`` with ``options`` (an ``Options``),
+    written in place; ``progress(done, total)``; the same seed gives the same bytes. Bad input
+    raises a :class:`quanta.errors.QuantaError`.
 ``example(folder, *, seed=0) -> Path``
     Write a small valid input into ``folder`` and return its path (the contract tests and the
     tour use it; it needs no shared data).
 ``tour(*, quick, progress, **settings) -> TourSection`` (optional)
     The medium's part of ``quanta tour`` (:mod:`quanta.render.tour`): a measured sweep over
     precision, with figures, tables, players or crops, and its summary rows.
-``check_options(**options)`` (optional)
-    Refuse options that are wrong for every input, before any file is read (a batch calls it
-    once instead of failing every file alike).
 ``owns(path) -> bool`` (folder media only)
     Whether an existing output folder is one this medium wrote (``--force`` replaces only those).
+    A medium whose options decide between a file and a folder gives its ``Options`` a
+    ``writes_folder`` property.
 
 The CLI (one command group per medium), ``quanta info`` (each medium's optional packages),
 ``quanta tour`` and the contract tests (``tests/test_media_contract.py``) all iterate over
@@ -65,52 +69,55 @@ class Medium:
         """The contract module (imported on first use, so registering costs nothing)."""
         return importlib.import_module(self.contract)
 
-    def quantize_file(self, src: Path | str, dst: Path | str, *, seed: int = 0,
-                      progress: Progress | None = None, **options: Any) -> Report:
-        """The medium's ``quantize_file``, writing ``dst`` in place."""
-        return self.module().quantize_file(src, dst, seed=seed, progress=progress, **options)
+    def options(self, **values: Any) -> Any:
+        """The medium's ``Options`` from keyword values: a name it does not take is an error
+        naming it (a misspelt option is never swallowed); the values are checked as it is built."""
+        import dataclasses
 
-    def check_options(self, options: dict) -> None:
-        """Refuse options that are wrong for every input: a name ``quantize_file`` does not take
-        (a misspelt option is an error naming it, never swallowed), then the contract module's
-        ``check_options(**options)`` where it has one. A batch asks once, before any work."""
-        import inspect
+        cls = self.module().Options
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(f"{self.name}: unknown option {', '.join(map(repr, unknown))} "
+                              f"(it takes {', '.join(names)})")
+        return cls(**values)
 
-        params = inspect.signature(self.module().quantize_file).parameters
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            unknown = sorted(set(options) - set(params) - {"seed", "progress"})
-            if unknown:
-                takes = ", ".join(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY
-                                  and n not in ("seed", "progress"))
-                raise ConfigError(f"{self.name}: unknown option {', '.join(map(repr, unknown))} "
-                                  f"(it takes {takes})")
-        fn = getattr(self.module(), "check_options", None)
-        if fn is not None:
-            fn(**options)
+    def quantize_file(self, src: Path | str, dst: Path | str, options: Any = None, *, seed: int = 0,
+                      progress: Progress | None = None) -> Report:
+        """The medium's ``quantize_file``, writing ``dst`` in place (``options`` None: the defaults)."""
+        return self.module().quantize_file(src, dst, self._checked(options), seed=seed, progress=progress)
 
-    def output_folder(self, options: dict) -> bool:
-        """Whether these options make the output a folder (the contract module's
-        ``output_is_folder(**options)`` where it has one, else the registered default)."""
-        fn = getattr(self.module(), "output_is_folder", None)
-        return bool(fn(**options)) if fn else self.folder
+    def _checked(self, options: Any) -> Any:
+        cls = self.module().Options
+        if options is None:
+            return cls()
+        if not isinstance(options, cls):
+            raise ConfigError(f"{self.name}: options must be a {cls.__module__}.Options, "
+                              f"not {type(options).__name__}")
+        return options
+
+    def output_folder(self, options: Any) -> bool:
+        """Whether these options make the output a folder (the options' ``writes_folder`` where
+        they have one, else the registered default)."""
+        return bool(getattr(options, "writes_folder", self.folder))
 
     def owns(self, path: Path) -> bool:
         """Whether ``path`` (an existing output) is one this medium wrote."""
         fn: Callable[[Path], bool] | None = getattr(self.module(), "owns", None)
         return bool(fn(path)) if fn else path.is_file()
 
-    def write(self, src: Path | str, dst: Path | str, *, force: bool = False, seed: int = 0,
-              progress: Progress | None = None, **options: Any) -> Report:
+    def write(self, src: Path | str, dst: Path | str, options: Any = None, *, force: bool = False,
+              seed: int = 0, progress: Progress | None = None) -> Report:
         """Check the output, run ``quantize_file`` into a temporary path, move it into place.
 
         Nothing is left behind on failure or interruption; an existing ``dst`` is replaced only
         with ``force`` and only if this medium wrote it.
         """
-        self.check_options(options)
+        options = self._checked(options)
         folder = self.output_folder(options)
         dst = check_output(dst, force=force, inputs=(Path(src),), folder=folder, owns=self.owns)
         with atomic_output(dst, folder=folder) as tmp:
-            report = self.quantize_file(src, tmp, seed=seed, progress=progress, **options)
+            report = self.module().quantize_file(src, tmp, options, seed=seed, progress=progress)
         return report.with_output(dst)
 
 

@@ -10,7 +10,8 @@ Every file command goes through here (via :meth:`quanta.media.Medium.write`):
   only when the work succeeded. On any exception — ``KeyboardInterrupt`` and the CLI's SIGTERM
   included — the temporary file or folder is removed and an existing target is left as it was.
   A folder replaces an older one by an atomic exchange (``renameat2(RENAME_EXCHANGE)`` on
-  Linux), so there is no moment when neither exists.
+  Linux), so there is no moment when neither exists. A stop signal the CLI received
+  (:data:`quanta.errors.STOPS`) cancels the move even if its exception was swallowed on the way.
 Outputs get the user's umask like any other tool's (temporary files start private).
 """
 
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from quanta.errors import OutputError
+from quanta.errors import STOPS, OutputError, raise_stop
 
 TMP_TAG = ".quanta-tmp-"
 
@@ -153,6 +154,8 @@ def atomic_output(out: Path | str, *, folder: bool = False) -> Iterator[Path]:
         tmp = Path(name)
     try:
         yield tmp
+        if STOPS:
+            raise_stop(STOPS[0])
         os.chmod(tmp, (0o777 if folder else 0o666) & ~umask())
         _move_into_place(tmp, out, folder)
     finally:

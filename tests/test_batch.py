@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 
 from quanta import batch
+from quanta.audio.medium import Options as AudioOptions
 from quanta.cli.main import main
 from quanta.errors import ConfigError, InputError
 from quanta.outputs import TMP_TAG
@@ -89,7 +90,7 @@ def _bytes(folder: Path) -> dict[str, bytes]:
 
 
 def test_workers_give_the_bytes_of_one_process_and_of_the_single_file_command(tree, tmp_path):
-    opts = {"bits": 16, "shape": "auto"}
+    opts = AudioOptions(bits=16, shape="auto")
     jobs1 = batch.plan([tree], tmp_path / "one", suffix_for=lambda p: ".flac", reads=READS, recursive=True)
     jobs2 = batch.plan([tree], tmp_path / "two", suffix_for=lambda p: ".flac", reads=READS, recursive=True)
     seen = []
@@ -191,7 +192,7 @@ def test_dask_cluster_survives_a_killed_worker_with_identical_outputs(tmp_path):
     src = tmp_path / "in"
     for i in range(10):
         _wav(src / f"f{i:02d}.wav", seconds=8, seed=i, rate=48000)
-    opts = {"bits": 16, "shape": "auto"}
+    opts = AudioOptions(bits=16, shape="auto")
     ref = batch.run(batch.plan([src], tmp_path / "ref", suffix_for=lambda p: ".flac", reads=READS),
                     "audio", workers=1, seed=3, options=opts)
     assert all(o.status == "done" for o in ref)

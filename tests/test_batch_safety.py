@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,12 @@ def test_each_files_notes_reach_the_batch_summary_and_json(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- dying workers (M5)
 
-def quantize_file(src, dst, *, seed=0, progress=None, **_):
+@dataclass(frozen=True)
+class Options:
+    """The dying medium takes no options."""
+
+
+def quantize_file(src, dst, options: Options, *, seed=0, progress=None):
     """A medium whose worker dies (SIGKILL, as the OOM killer does) on files named die*: once
     for die-once (a marker beside it remembers), always for die-always."""
     from tests.toy_medium import ToyReport

@@ -45,7 +45,7 @@ def mutate(data: bytes, rng: np.random.Generator, protect: int = 0) -> bytes:
 
 def _seeds(tmp: Path) -> dict[str, tuple[Path, list[str], int]]:
     """Valid inputs, the command to run on each (with IN/OUT placeholders), and bytes to keep."""
-    from quanta.model.tiny import write_hf_folder
+    from quanta.model.sources.tiny import write_hf_folder
     from tests.model.conftest import tiny_llama, write_tiny_gguf
 
     x = np.random.default_rng(0).normal(0, 0.2, (2400, 2))

@@ -78,3 +78,22 @@ def test_the_finder_sees_a_circle():
 
 def test_no_import_circle():
     assert _circles(_graph()) == []
+
+
+def _private_imports() -> list[str]:
+    """``from quanta.x import _name`` where ``_name`` is not a module (a private helper used
+    from another file: it belongs in a public place)."""
+    modules = {".".join(f.relative_to(ROOT.parent).with_suffix("").parts).split(".cpython")[0]
+               for f in [*ROOT.rglob("*.py"), *ROOT.rglob("*.pyx"), *ROOT.rglob("*.so")]}
+    out = []
+    for f in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("quanta"):
+                out += [f"{f.relative_to(ROOT.parent)}: {node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_") and f"{node.module}.{a.name}" not in modules]
+    return out
+
+
+def test_no_private_name_is_imported_across_files():
+    # issue 22: e.g. gguf_load._hf_name was imported by the exporter and the contract
+    assert _private_imports() == []

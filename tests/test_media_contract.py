@@ -4,6 +4,7 @@ strict JSON; bad input → a QuantaError and no output; an interrupted write lea
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -80,14 +81,21 @@ def test_output_equal_to_input_is_refused(name, examples):
         MEDIA[name].write(examples[name], examples[name], force=True)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "toy"])
+@pytest.mark.parametrize("name", NAMES)
 def test_a_misspelt_option_is_an_error_naming_it(name, examples, tmp_path):
-    # issue 22: options are never swallowed by a **kwargs; the toy medium keeps one on purpose
+    # issue 22: every medium's options are a frozen dataclass; a name it does not take is an
+    # error naming it, and options of another type are refused before anything is written
     m = MEDIA[name]
     dst = tmp_path / f"out{m.suffix}"
     with pytest.raises(ConfigError, match="unknown option 'qualtiy'"):
-        m.write(examples[name], dst, qualtiy=90)
+        m.options(qualtiy=90)
+    with pytest.raises(ConfigError, match="options must be"):
+        m.write(examples[name], dst, {"bits": 4})
     assert not dst.exists()
+    opts = m.options()
+    assert dataclasses.is_dataclass(opts) and repr(opts) == repr(m.module().Options())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.seed = 3
 
 
 def test_toy_medium_appears_in_cli_help_and_info(capsys, examples, tmp_path):

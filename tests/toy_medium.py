@@ -27,7 +27,13 @@ class ToyReport(Report):
     snr_db: float
 
 
-def quantize_file(src, dst, *, seed=0, progress=None, bits: int = 4, **_):
+@dataclass(frozen=True)
+class Options:
+    bits: int = 4
+
+
+def quantize_file(src, dst, options: Options, *, seed=0, progress=None):
+    bits = options.bits
     try:
         x = np.array([float(v) for v in Path(src).read_text().split()])
     except (OSError, ValueError, UnicodeDecodeError) as e:

@@ -248,30 +248,17 @@ def theory_dynamic_range_db(bits: int, dither: str, rate_hz: float = 48000.0) ->
 
 
 def plot_spectrum(meter: SpectrumMeter, out: Path, *, title: str = "") -> None:
-    """Residual spectrum (dB per Hz) against the hearing-threshold curve, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Residual spectrum (dB per Hz) against the hearing-threshold curve's shape (aligned at
+    1 kHz), as PNG (:func:`quanta.render.plots.spectrum_plot`)."""
     from quanta.audio.weighting import threshold_weighting_db
+    from quanta.render.plots import Series, spectrum_plot
 
     f, p = meter.spectrum()
     df = f[1] - f[0]
     keep = f > 0
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    ax.semilogx(f[keep], 10 * np.log10(np.maximum(p[keep] / df, 1e-30)), lw=0.8,
-                label="residual (dB re FS² per Hz)")
     ref = 10 * np.log10(np.maximum(np.median(p[keep & (f > 900) & (f < 1100)] / df), 1e-30))
-    ax.semilogx(f[keep], ref - threshold_weighting_db(f[keep]), "k--", lw=1,
-                label="hearing threshold (shape, aligned at 1 kHz)")
-    ax.set_xlim(20, meter.rate_hz / 2)
-    ax.set_ylim(ref - 60, ref + 60)
-    ax.set_xlabel("frequency (Hz)")
-    ax.set_ylabel("dB")
-    ax.set_title(title or "residual spectrum")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(out, format="png")
-    plt.close(fig)
+    spectrum_plot([Series("residual (dB re FS² per Hz)", f[keep],
+                          10 * np.log10(np.maximum(p[keep] / df, 1e-30)), "quanta")],
+                  Series("hearing threshold (shape, aligned at 1 kHz)", f[keep],
+                         ref - threshold_weighting_db(f[keep]), "reference"),
+                  title=title or "residual spectrum", rate_hz=meter.rate_hz, png=out)

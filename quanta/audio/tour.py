@@ -13,9 +13,9 @@ import numpy as np
 from quanta.audio.analyze import SpectrumMeter, dynamic_range_db, residual_levels
 from quanta.audio.levels import codes_per_unit
 from quanta.audio.requantize import requantize
-from quanta.progress import Progress
+from quanta.progress import Progress, counter
 from quanta.render.plots import Series, rd_plot, spectrum_plot
-from quanta.render.tour import Player, SummaryRow, Table, TourSection, counter, num
+from quanta.render.tour import Player, SummaryRow, Table, TourSection, num
 
 BITS = (24, 16, 12, 8, 4)
 #: (label, dither, shaping, plot role)

@@ -13,11 +13,13 @@ from quanta.cli.common import (
     OUTPUT,
     RECURSIVE,
     BatchOptions,
+    plot_path,
     print_json,
     print_table,
     progress_bar,
     run_files,
     show,
+    write_plot,
 )
 
 app = typer.Typer(help="Audio: requantize with dither and noise shaping; measure the result.",
@@ -46,10 +48,12 @@ def requantize(
                                    "aiff (default: each input's own)."),
 ) -> None:
     """Requantize SRC into DST at --bits, with dither and noise shaping (or many files: -o)."""
-    run_files("audio", paths, BatchOptions(output, recursive, jobs, cluster), force=force,
+    from quanta.audio.medium import Options
+
+    options = Options(bits=bits, dither=dither, shape=shape, force_dither=force_dither, chunk_frames=chunk)
+    run_files("audio", paths, BatchOptions(output, recursive, jobs, cluster), options, force=force,
               json_out=json_out, seed=seed, label=f"requantize → {bits} bits",
-              suffix_for=_suffix_for(out_format, output), bits=bits, dither=dither, shape=shape,
-              force_dither=force_dither, chunk_frames=chunk)
+              suffix_for=_suffix_for(out_format, output))
 
 
 def _suffix_for(out_format: str | None, output: Path | None) -> Any:
@@ -82,19 +86,14 @@ def analyze(
     (threshold-weighted first, then unweighted, A-weighted, ITU-R 468) and SNR."""
     from quanta.audio.analyze import analyze_file, plot_spectrum
     from quanta.errors import ConfigError
-    from quanta.outputs import atomic_output, check_output, check_suffix
-
-    if plot is not None:
-        if reference is None:
-            raise ConfigError("--plot needs --reference (it draws the residual)")
-        check_suffix(plot, (".png",), "the plot")
-        check_output(plot, force=force, inputs=(path, reference))
+    if plot is not None and reference is None:
+        raise ConfigError("--plot needs --reference (it draws the residual)")
+    plot = plot_path(plot, force=force, inputs=(path, reference))
     with progress_bar("analyze", enabled=not json_out) as progress:
         rep = analyze_file(path, reference, dynamic_range_bits=bits, dither=dither, shape=shape,
                            progress=progress)
-    if plot is not None:
-        with atomic_output(plot) as tmp:
-            plot_spectrum(rep.meter, tmp, title=f"residual of {path.name} vs {reference.name}")
+    write_plot(plot, lambda tmp: plot_spectrum(rep.meter, tmp, title=f"residual of {path.name} vs "
+                                                                  f"{reference.name}"))
     show(rep, json_out, title=f"analyze {path.name}")
 
 

@@ -28,10 +28,12 @@ def show(report: Report, json_out: bool, title: str | None = None) -> None:
         print_report(report, title)
 
 
-def run_file_command(medium: str, src: Path, dst: Path, *, force: bool, json_out: bool,
-                     seed: int = 0, label: str | None = None, **options: Any) -> Report:
+def run_file_command(medium: str, src: Path, dst: Path, options: Any = None, *, force: bool,
+                     json_out: bool, seed: int = 0, label: str | None = None) -> Report:
     """The one flow of every file command: output checks, a progress bar, the medium's
-    ``quantize_file`` into a temporary path, the atomic move, and the printed report.
+    ``quantize_file`` into a temporary path, the atomic move, and the printed report. ``options``:
+    the medium's ``Options``, built by the command (every option that is wrong for any input
+    was refused then, before any work; None: the defaults).
 
     ``-`` as SRC reads standard input; ``-`` as DST writes the result to standard output (in the
     medium's default format; the report is then not printed)."""
@@ -40,7 +42,6 @@ def run_file_command(medium: str, src: Path, dst: Path, *, force: bool, json_out
     from quanta.media import get
 
     m = get(medium)
-    m.check_options(options)  # every option that is wrong for any input, before any work
     with tempfile.TemporaryDirectory(prefix="quanta-") as tmp:
         src = _stdin(Path(tmp), m) if str(src) == "-" else src
         to_stdout = str(dst) == "-"
@@ -48,7 +49,7 @@ def run_file_command(medium: str, src: Path, dst: Path, *, force: bool, json_out
             _check_stdout(m, json_out)
             dst = Path(tmp) / f"stdout{m.suffix}"
         with progress_bar(label or f"{medium} {m.command}", enabled=not json_out) as progress:
-            report = m.write(src, dst, force=force, seed=seed, progress=progress, **options)
+            report = m.write(src, dst, options, force=force, seed=seed, progress=progress)
         if to_stdout:
             sys.stdout.buffer.write(Path(dst).read_bytes())
             sys.stdout.flush()
@@ -56,6 +57,27 @@ def run_file_command(medium: str, src: Path, dst: Path, *, force: bool, json_out
     show(report, json_out, title=f"{medium} {m.command}")
     _check_target(report)
     return report
+
+
+def plot_path(plot: Path | None, *, force: bool, inputs: tuple[Path, ...]) -> Path | None:
+    """A ``--plot`` file's path, checked before any work: a PNG, not one of ``inputs``, an
+    existing file replaced only with ``--force``."""
+    from quanta.outputs import check_output, check_suffix
+
+    if plot is None:
+        return None
+    check_suffix(plot, (".png",), "the plot")
+    return check_output(plot, force=force, inputs=inputs)
+
+
+def write_plot(plot: Path | None, draw: Callable[[Path], Any]) -> None:
+    """``draw(path)`` into a temporary file moved onto ``plot`` (checked by :func:`plot_path`;
+    nothing when None): a plot, like every output, is whole or absent."""
+    from quanta.outputs import atomic_output
+
+    if plot is not None:
+        with atomic_output(plot) as tmp:
+            draw(tmp)
 
 
 #: the exit status of a command whose output was written but whose target was missed
@@ -102,9 +124,9 @@ class BatchOptions:
     cluster: str | None = None
 
 
-def run_files(medium: str, inputs: list[Path], batch: BatchOptions, *, force: bool, json_out: bool,
-              seed: int = 0, label: str | None = None,
-              suffix_for: Callable[[Path], str] | None = None, **options: Any) -> None:
+def run_files(medium: str, inputs: list[Path], batch: BatchOptions, options: Any = None, *, force: bool,
+              json_out: bool, seed: int = 0, label: str | None = None,
+              suffix_for: Callable[[Path], str] | None = None) -> None:
     """A file command with one input (``SRC DST``) or many (``INPUTS... -o OUTDIR``).
 
     Many: files, folders and patterns become jobs (:func:`quanta.batch.plan`) run in worker
@@ -127,8 +149,8 @@ def run_files(medium: str, inputs: list[Path], batch: BatchOptions, *, force: bo
         if not force and dst.exists() and dst.suffix.lower() in get(medium).reads:
             raise ConfigError(f"{dst} exists; pass --force to overwrite it (two inputs? write them "
                               "into a folder with -o OUTDIR)")
-        run_file_command(medium, inputs[0], inputs[1], force=force, json_out=json_out, seed=seed,
-                         label=label, **options)
+        run_file_command(medium, inputs[0], inputs[1], options, force=force, json_out=json_out,
+                         seed=seed, label=label)
         return
     _run_batch(medium, inputs, batch, force=force, json_out=json_out, seed=seed, label=label,
                suffix_for=suffix_for, options=options)
@@ -136,8 +158,8 @@ def run_files(medium: str, inputs: list[Path], batch: BatchOptions, *, force: bo
 
 def _run_batch(medium: str, inputs: list[Path], batch: BatchOptions, *, force: bool, json_out: bool,
                seed: int, label: str | None, suffix_for: Callable[[Path], str] | None,
-               options: dict[str, Any]) -> None:
-    """Plan (every option and input checked, once), run, and account: the summary and
+               options: Any) -> None:
+    """Plan (every input checked, once), run, and account: the summary and
     ``--json`` are printed on interruption too; the exit status is 0 only when every file did
     what was asked (2: a file failed; 3: a target was missed)."""
     import time
@@ -147,7 +169,7 @@ def _run_batch(medium: str, inputs: list[Path], batch: BatchOptions, *, force: b
     from quanta.render.tables import batch_bar
 
     m = get(medium)
-    jobs = _plan_batch(m, inputs, batch, suffix_for, options)
+    jobs = _plan_batch(m, inputs, batch, suffix_for)
     created = _make_output_folder(batch.output)
     t0 = time.perf_counter()
     total = sum(b.size_of(j.src) for j in jobs)
@@ -177,10 +199,10 @@ def _run_batch(medium: str, inputs: list[Path], batch: BatchOptions, *, force: b
         raise typer.Exit(status)
 
 
-def _plan_batch(m: Any, inputs: list[Path], batch: BatchOptions, suffix_for: Callable[[Path], str] | None,
-                options: dict[str, Any]) -> list[Any]:
-    """Everything a batch can refuse before any work: its options, the cluster's address, the
-    inputs (:func:`quanta.batch.plan`)."""
+def _plan_batch(m: Any, inputs: list[Path], batch: BatchOptions,
+                suffix_for: Callable[[Path], str] | None) -> list[Any]:
+    """Everything a batch can refuse before any work (its options were checked as they were
+    built): the cluster's address, the inputs (:func:`quanta.batch.plan`)."""
     from quanta import batch as b
     from quanta.errors import ConfigError
 
@@ -190,7 +212,6 @@ def _plan_batch(m: Any, inputs: list[Path], batch: BatchOptions, suffix_for: Cal
         raise ConfigError("'-' (standard input) cannot be part of a batch")
     if batch.cluster is not None:
         b.check_address(batch.cluster)
-    m.check_options(options)
     return b.plan(inputs, batch.output, suffix_for=suffix_for or (lambda p: m.suffix),
                   recursive=batch.recursive, reads=m.reads)
 

@@ -13,10 +13,12 @@ from quanta.cli.common import (
     RECURSIVE,
     BatchOptions,
     console,
+    plot_path,
     print_json,
     print_table,
     run_files,
     show,
+    write_plot,
 )
 
 app = typer.Typer(help="Images: a JPEG encoder whose quantization is ours; posterize; metrics.",
@@ -60,6 +62,7 @@ def encode(
     tables and the smaller scan structure unless --fast."""
     from quanta.errors import ConfigError
     from quanta.image.jpeg.tables import resolve_tables
+    from quanta.image.medium import Options
     from quanta.units import parse_size
 
     targets = [(k, v) for k, v in (("size", target_size), ("ssimulacra2", target_ssimulacra2),
@@ -70,11 +73,12 @@ def encode(
     if targets:
         kind, value = targets[0]
         target = (kind, float(parse_size(value)) if kind == "size" else float(value))
-    run_files("image", paths, BatchOptions(output, recursive, jobs, cluster), force=force,
-              json_out=json_out, label="encode", quality=quality, subsampling=subsampling,
-              tables=None if tables is None else resolve_tables(tables), optimize=optimize,
-              restart_interval=restart, progressive=progressive, fast=fast, target=target,
-              optimize_tables=optimize_tables)
+    options = Options(quality=quality, subsampling=subsampling,
+                      tables=None if tables is None else resolve_tables(tables), optimize=optimize,
+                      restart_interval=restart, progressive=progressive, fast=fast, target=target,
+                      optimize_tables=optimize_tables)
+    run_files("image", paths, BatchOptions(output, recursive, jobs, cluster), options, force=force,
+              json_out=json_out, label="encode")
 
 
 @app.command()
@@ -109,20 +113,14 @@ def curve(
     from quanta.image.curve import curve as rd_curve
     from quanta.image.curve import curve_bd_rate, plot_curve
     from quanta.image.io import load_image
-    from quanta.outputs import atomic_output, check_output, check_suffix
-
     try:
         qs = [int(q) for q in qualities.split(",")]
     except ValueError:
         raise ConfigError(f"bad --qualities {qualities!r}: comma-separated integers") from None
-    if plot is not None:
-        check_suffix(plot, (".png",), "the plot")
-        check_output(plot, force=force, inputs=(src,))
+    plot = plot_path(plot, force=force, inputs=(src,))
     res = rd_curve(load_image(src)[0], qs, subsampling=subsampling, fast=fast)
     bd = curve_bd_rate(res)
-    if plot is not None:
-        with atomic_output(plot) as tmp:
-            plot_curve(res, tmp, title=f"{src.name}: quanta vs Pillow ({subsampling})")
+    write_plot(plot, lambda tmp: plot_curve(res, tmp, title=f"{src.name}: quanta vs Pillow ({subsampling})"))
     if json_out:
         print_json({**res, "bd_rate_percent": bd})
         return

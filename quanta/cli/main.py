@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import platform
 import signal
 import sys
@@ -22,19 +23,10 @@ import typer
 
 import quanta
 from quanta.cli.common import console, generic_app, print_json, print_table
-from quanta.errors import QuantaError
+from quanta.errors import STOPS, QuantaError, Terminated, raise_stop
 from quanta.media import MEDIA
 
 CORE_PACKAGES = ("numpy", "scipy", "rich", "typer", "matplotlib")
-
-
-class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM or SIGHUP (the terminal closed, the ssh session
-    dropped), so that clean-up runs as for Ctrl-C; the exit status is 128 + the signal."""
-
-    def __init__(self, signum: int = signal.SIGTERM) -> None:
-        super().__init__(signum)
-        self.signum = int(signum)
 
 
 def _version(value: bool) -> None:
@@ -124,8 +116,15 @@ def _normalise(args: list[str]) -> tuple[list[str], bool]:
     return (["--debug", *rest] if debug else rest), debug
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated(signum)
+def _on_stop(signum: int, frame: Any) -> None:
+    """The first stop signal (Ctrl-C, SIGTERM, SIGHUP) is noted and raised in the main thread;
+    later ones are only noted, so that clean-up is never cut short. An output not yet moved into
+    place is dropped even where the exception was swallowed on its way (an exception raised in a
+    generator's or object's finaliser is printed and ignored by Python): ``atomic_output`` checks
+    :data:`quanta.errors.STOPS` before it commits."""
+    STOPS.append(signum)
+    if len(STOPS) == 1:
+        raise_stop(signum)
 
 
 def _usage_error(e: Exception) -> int:
@@ -146,14 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         args = ["--help"]
     # SIGTERM raises Terminated and SIGINT KeyboardInterrupt (even where a background shell
     # started us with SIGINT ignored), so that temporary outputs are removed either way.
-    handlers = {signal.SIGTERM: _on_sigterm, signal.SIGHUP: _on_sigterm,
-                signal.SIGINT: signal.default_int_handler}
-    previous = {s: signal.signal(s, h) for s, h in handlers.items()} if _main_thread() else {}
+    stops = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    STOPS.clear()
+    previous = {s: signal.signal(s, _on_stop) for s in stops} if _main_thread() else {}
     try:
         return _run(args, debug)
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        if not STOPS:  # after a stop signal ours stay: a late second one must not cut the exit short
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 def _main_thread() -> bool:
@@ -260,9 +260,21 @@ def _closed_pipe() -> int:
 
 def main_exit() -> None:
     """Console-script entry point."""
-    rc = main()
+    try:
+        rc = main()
+    except KeyboardInterrupt:  # a stop that landed outside the command's own handling
+        rc = _interrupted(None)
+    except Terminated as e:
+        rc = _interrupted(e.signum)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         rc = _closed_pipe()
+    if STOPS or rc in (129, 130, 143):
+        # Interrupted, and everything is cleaned up: leave now with our status. Python's own exit
+        # would re-kill the process with SIGINT (status -2, not 130) when the interrupt had
+        # landed inside a string it exec'd — e.g. a dataclass being made at import time — even
+        # though the exception was handled (CPython's "unhandled KeyboardInterrupt" flag stays set).
+        sys.stderr.flush()
+        os._exit(rc)
     sys.exit(rc)

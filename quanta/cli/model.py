@@ -7,7 +7,15 @@ from typing import Any
 
 import typer
 
-from quanta.cli.common import print_json, print_table, progress_bar, run_file_command, show
+from quanta.cli.common import (
+    plot_path,
+    print_json,
+    print_table,
+    progress_bar,
+    run_file_command,
+    show,
+    write_plot,
+)
 
 app = typer.Typer(help="Neural networks: quantize weights, run them on the CPU, measure the cost.",
                   no_args_is_help=True)
@@ -20,7 +28,7 @@ MODEL_HELP = ("A .gguf file, a quanta folder, a Hugging Face folder, or smollm2 
 
 
 def _method_help() -> str:
-    from quanta.model.quantizers import QUANTIZERS
+    from quanta.model.quantize.quantizers import QUANTIZERS
 
     return "; ".join(f"{n}: {c.summary or c.__doc__.splitlines()[0]}" for n, c in QUANTIZERS.items())
 
@@ -75,38 +83,39 @@ def quantize(
     """Quantize MODEL's Linear layers into a quanta folder (safetensors + JSON) or, with --format
     gguf, one GGUF file."""
     from quanta.errors import ConfigError
-    from quanta.outputs import atomic_output
+    from quanta.model.options import Options
+    from quanta.units import parse_size
 
     if format != "gguf" and out.suffix.lower() == ".gguf":
         raise ConfigError(f"{out}: a .gguf name needs --format gguf (otherwise a quanta folder is "
                           "written: name it without .gguf)")
-    mixed = target_size is not None or target_bpw is not None
-    options = dict(bits=bits, group_size=group_size, method=method, sym=sym, include=_patterns(include),
-                   exclude=_patterns(exclude), head=head, float_dtype=float_dtype, calib=calib,
-                   calib_samples=calib_samples, calib_len=calib_len, format=format, target_size=target_size,
-                   target_bpw=target_bpw, embedding_bits=embedding_bits, uniform=uniform)
+    options = Options(bits=bits, group_size=group_size, method=method, sym=sym, include=_patterns(include),
+                      exclude=_patterns(exclude), head=head, float_dtype=float_dtype, calib=calib,
+                      calib_samples=calib_samples, calib_len=calib_len, format=format,
+                      target_size=None if target_size is None else parse_size(target_size),
+                      target_bpw=target_bpw, embedding_bits=embedding_bits, uniform=uniform,
+                      verify=not no_verify)
     if dry_run:
         _dry_run(model, options, json_out)
         return
-    plot = _plot_target(plot, mixed, force, (out, Path(model)))
-    label = f"quantize {method} " + (f"to {target_size or f'{target_bpw} bpw'}" if mixed else f"{bits}-bit")
-    rep = run_file_command("model", Path(model), out, force=force, json_out=json_out, seed=seed,
-                           label=label, verify=not no_verify, **options)
+    plot = _plot_target(plot, options.mixed, force, (out, Path(model)))
+    label = f"quantize {method} " + (f"to {target_size or f'{target_bpw} bpw'}" if options.mixed
+                                     else f"{bits}-bit")
+    rep = run_file_command("model", Path(model), out, options, force=force, json_out=json_out, seed=seed,
+                           label=label)
     if plot is not None:
-        from quanta.model.mixed import plot_map
+        from quanta.model.quantize.mixed import plot_map
 
-        with atomic_output(plot) as tmp:
-            plot_map(rep.mixed, tmp, title=f"{out.name}: bits per weight by tensor")
+        write_plot(plot, lambda tmp: plot_map(rep.mixed, tmp, title=f"{out.name}: bits per weight by tensor"))
 
 
-def _dry_run(model: str, options: dict, json_out: bool) -> None:
-    """``quantize --dry-run``: every option checked, the plan made from the source's metadata
-    and printed (a table of tensors grouped by role, format and reason, or ``--json``)."""
-    from quanta.model.medium import check_options
-    from quanta.model.plan import Options, plan_for, read_layout
+def _dry_run(model: str, options: Any, json_out: bool) -> None:
+    """``quantize --dry-run``: the plan made from the source's metadata (the options were
+    checked as they were built) and printed (a table of tensors grouped by role, format and
+    reason, or ``--json``)."""
+    from quanta.model.quantize.plan import plan_for, read_layout
 
-    check_options(**options)
-    plan = plan_for(read_layout(model), Options.of(options))
+    plan = plan_for(read_layout(model), options)
     if json_out:
         print_json(plan)
         return
@@ -125,27 +134,23 @@ def _dry_run(model: str, options: dict, json_out: bool) -> None:
           + ("; calibration windows are read first" if plan.needs_calibration else ""))
     cost = plan.cost
     print(f"predicted cost (estimate, ± 30 %): ~{cost.seconds:.0f} s, ~{cost.peak_bytes / 1e9:.2f} GB "
-          "peak resident memory on this machine class (quanta.model.cost)")
+          "peak resident memory on this machine class (quanta.model.quantize.cost)")
 
 
 def _plot_target(plot: Path | None, mixed: bool, force: bool, others: tuple[Path, ...]) -> Path | None:
     """``--plot``'s path, checked before any work (it needs a target; it is replaced only with
     --force)."""
     from quanta.errors import ConfigError
-    from quanta.outputs import check_output, check_suffix
 
-    if plot is None:
-        return None
-    if not mixed:
+    if plot is not None and not mixed:
         raise ConfigError("--plot draws the mixed-precision map: give --target-size or --target-bpw")
-    check_suffix(plot, (".png",), "the plot")
-    return check_output(plot, force=force, inputs=others)
+    return plot_path(plot, force=force, inputs=others)
 
 
 @app.command()
 def methods(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """The registered weight quantizers."""
-    from quanta.model.quantizers import QUANTIZERS
+    from quanta.model.quantize.quantizers import QUANTIZERS
 
     rows = [{"method": n, "bits": f"{c.min_bits}..{c.max_bits}", "calibration": c.needs_calibration,
              "summary": c.summary or (c.__doc__ or "").splitlines()[0]} for n, c in QUANTIZERS.items()]
@@ -179,11 +184,11 @@ def eval_(
     _check_eval(model, reference, chunks, ctx, calib, calib_samples, calib_len)  # before torch loads
     import copy
 
-    from quanta.model.apply import quantize_model
-    from quanta.model.evaluate import evaluate_loaded
-    from quanta.model.load import load_model
-    from quanta.model.quantizers import make_quantizer
-    from quanta.model.recipe import calibration_for
+    from quanta.model.eval.harness import evaluate_loaded
+    from quanta.model.quantize.apply import quantize_model
+    from quanta.model.quantize.quantizers import make_quantizer
+    from quanta.model.quantize.recipe import calibration_for
+    from quanta.model.sources.load import load_model
 
     quantizer = None if bits is None else make_quantizer(method, bits=bits, group_size=group_size, sym=sym)
     with progress_bar("load", enabled=not json_out):
@@ -204,7 +209,7 @@ def _check_eval(model: str, reference: str | None, chunks: int, ctx: int, calib:
                 calib_samples: int, calib_len: int) -> None:
     """``eval``'s options, refused before any model is loaded."""
     from quanta.errors import ConfigError, InputError
-    from quanta.model.sources import check_source
+    from quanta.model.sources.reading import check_source
 
     check_source(model)
     if reference is not None:
@@ -257,9 +262,9 @@ def generate(
     import sys
 
     from quanta.errors import InputError
-    from quanta.model.generate import check_sampling
-    from quanta.model.generate import generate as run
-    from quanta.model.load import load_model
+    from quanta.model.runtime.generate import check_sampling
+    from quanta.model.runtime.generate import generate as run
+    from quanta.model.sources.load import load_model
 
     check_sampling(max_tokens, temperature, top_p)
     if prompt is None:
@@ -296,7 +301,7 @@ def info(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Architecture, parameters, weight bytes and quantization of MODEL."""
-    from quanta.model.load import describe, load_model
+    from quanta.model.sources.load import describe, load_model
 
     with progress_bar("load", enabled=not json_out):
         rep = describe(load_model(model, verify=not no_verify))

@@ -65,28 +65,19 @@ def curve(img: np.ndarray, qualities: list[int], *, subsampling: str = "4:2:0",
 
 def curve_bd_rate(res: dict[str, list[dict]]) -> float | None:
     """BD-rate (%, PSNR, VCEG-M33) of quanta's curve against Pillow's; None under 4 points."""
-    q, p = res["quanta"], res["pillow"]
-    if min(len(q), len(p)) < 4:
+    from quanta.image.rd import RDCurve
+
+    q, p = RDCurve.of(res["quanta"]), RDCurve.of(res["pillow"])
+    if min(len(q.points), len(p.points)) < 4:
         return None
-    return metrics.bd_rate([x["bpp"] for x in p], [x["psnr_db"] for x in p],
-                           [x["bpp"] for x in q], [x["psnr_db"] for x in q])
+    return q.bd_rate(p, "psnr_db", rate="bpp")
 
 
 def plot_curve(res: dict[str, list[dict]], path, title: str = "") -> None:
-    """Draw the curves (bits per pixel against PSNR) as a PNG at ``path``."""
-    import matplotlib
+    """Draw the curves (bits per pixel against PSNR) as a PNG at ``path``
+    (:func:`quanta.render.plots.rd_plot`: quanta's curve in its role, the others as peers)."""
+    from quanta.render.plots import Series, rd_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=110)
-    for name, pts in res.items():
-        ax.plot([p["bpp"] for p in pts], [p["psnr_db"] for p in pts], "o-", ms=3, label=name)
-    ax.set_xlabel("bits per pixel")
-    ax.set_ylabel("PSNR (dB, RGB)")
-    ax.set_title(title or "rate–distortion")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    rd_plot([Series(name, [p["bpp"] for p in pts], [p["psnr_db"] for p in pts],
+                    "quanta" if name == "quanta" else "peer") for name, pts in res.items()],
+            xlabel="bits per pixel", ylabel="PSNR (dB, RGB)", title=title or "rate–distortion", png=path)

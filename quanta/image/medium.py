@@ -47,16 +47,57 @@ class EncodeReport(Report):
         return rows + [("note", n) for n in self.notes]
 
 
-def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
-                  progress: Progress | None = None, quality: int = 75, subsampling: str = "auto",
-                  tables: str | tuple[np.ndarray, np.ndarray] | None = None, optimize: bool = True,
-                  restart_interval: int = 0, progressive: bool | None = None, fast: bool = False,
-                  target: tuple[str, float] | None = None, optimize_tables: bool = False,
-                  ) -> EncodeReport:
+@dataclass(frozen=True, eq=False)
+class Options:
+    """``quanta image encode``'s options. quality: 1–100 (libjpeg's scale). subsampling:
+    ``auto``, ``gray``, ``4:4:4``, ``4:2:2``, ``4:2:0``. tables: a table set's name, or a pair of
+    8×8 arrays (luma, chroma), or None for the path's own. optimize: Huffman tables per image.
+    restart_interval: MCUs between restart markers (0: none). progressive: None lets the
+    encoder choose. fast: the fast path (no trellis, no scan search). target: ``(kind, value)``
+    — size in bytes, PSNR in dB or a SSIMULACRA2 score (:mod:`quanta.image.jpeg.target`) — chosen
+    instead of ``quality``. optimize_tables: design the tables for this image.
+
+    Built, it has refused what is wrong for every image: the quality, the subsampling, the
+    target."""
+
+    quality: int = 75
+    subsampling: str = "auto"
+    tables: str | tuple[np.ndarray, np.ndarray] | None = None
+    optimize: bool = True
+    restart_interval: int = 0
+    progressive: bool | None = None
+    fast: bool = False
+    target: tuple[str, float] | None = None
+    optimize_tables: bool = False
+
+    def __post_init__(self) -> None:
+        from quanta.core._checks import check_choice
+        from quanta.errors import ConfigError
+        from quanta.image.jpeg.color import SUBSAMPLING
+        from quanta.image.jpeg.tables import quality_scaling
+
+        quality_scaling(self.quality)
+        check_choice(self.subsampling, (*SUBSAMPLING, "auto", "gray"), "subsampling")
+        if self.target is not None:
+            from quanta.image.jpeg.target import KINDS
+
+            kind, value = self.target
+            if kind not in KINDS or not math.isfinite(value) or (kind != "ssimulacra2" and not value > 0):
+                raise ConfigError(f"bad target {kind} {value!r}: a positive number is needed")
+            if kind == "ssimulacra2" and value > 100:
+                raise ConfigError(f"--target-ssimulacra2 {value:g}: scores go up to 100 (identical)")
+
+    def encoder_settings(self) -> dict[str, Any]:
+        """The keywords :func:`quanta.image.jpeg.encode` takes from these options."""
+        return dict(quality=self.quality, subsampling=self.subsampling, tables=self.tables,
+                    optimize=self.optimize, restart_interval=self.restart_interval,
+                    progressive=self.progressive, fast=self.fast, optimize_tables=self.optimize_tables)
+
+
+def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: int = 0,
+                  progress: Progress | None = None) -> EncodeReport:
     """Encode the image ``src`` as a JPEG into ``dst`` (the encoder is deterministic: ``seed``
-    is accepted for the contract and unused). target: ``(kind, value)`` — size in bytes, PSNR
-    in dB or a SSIMULACRA2 score (:mod:`quanta.image.jpeg.target`) instead of ``quality``.
-    ``progress(stage, 3)``: read, encoded, written."""
+    is accepted for the contract and unused). ``progress(stage, 3)``: read, encoded, written."""
     from quanta.errors import ConfigError
     from quanta.image.io import load_image, read_metadata
     from quanta.image.jpeg import encode
@@ -65,15 +106,13 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     if Path(dst).suffix.lower() not in JPEG_SUFFIXES:
         raise ConfigError(f"encode writes JPEG: name the output .jpg or .jpeg "
                           f"(not {Path(dst).suffix or 'without an extension'})")
-    check_options(quality=quality, subsampling=subsampling, target=target)
+    quality, target, fast = options.quality, options.target, options.fast
     img, icc, notes = load_image(src, check_size=check_dimensions)
     if target is not None and quality != 75:
         notes.append(f"-q {quality} ignored: the {target[0]} target chooses the tables' scale")
     exif, dpi = read_metadata(src, notes)
     _tick(progress, 1)
-    kw = dict(quality=quality, subsampling=subsampling, tables=tables, optimize=optimize,
-              restart_interval=restart_interval, progressive=progressive, fast=fast,
-              optimize_tables=optimize_tables)
+    kw = options.encoder_settings()
     reached = None
     if target is None:
         enc = encode(img, **kw, icc_profile=icc, exif=exif, dpi=dpi)
@@ -97,27 +136,6 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
                         "progressive" if enc.progressive else "baseline", "fast" if fast else "best",
                         None if reached is None else dict(reached.__dict__),
                         notes)
-
-
-def check_options(*, quality: int = 75, subsampling: str = "auto",
-                  target: tuple[str, float] | None = None, **_: Any) -> None:
-    """Refuse options that are wrong for every image (a batch checks them once, before any
-    work): the quality, the subsampling, the target."""
-    from quanta.core._checks import check_choice
-    from quanta.errors import ConfigError
-    from quanta.image.jpeg.color import SUBSAMPLING
-    from quanta.image.jpeg.tables import quality_scaling
-
-    quality_scaling(quality)
-    check_choice(subsampling, (*SUBSAMPLING, "auto", "gray"), "subsampling")
-    if target is not None:
-        from quanta.image.jpeg.target import KINDS
-
-        kind, value = target
-        if kind not in KINDS or not math.isfinite(value) or (kind != "ssimulacra2" and not value > 0):
-            raise ConfigError(f"bad target {kind} {value!r}: a positive number is needed")
-        if kind == "ssimulacra2" and value > 100:
-            raise ConfigError(f"--target-ssimulacra2 {value:g}: scores go up to 100 (identical)")
 
 
 def _tick(progress: Progress | None, done: int) -> None:

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from quanta.errors import ConfigError
-from quanta.image import metrics
 from quanta.image.curve import decode, pillow_encode, rd_point
 from quanta.image.jpeg import encode
 from quanta.image.jpeg.encoder import TABLES
 from quanta.image.jpeg.tables import PRESETS
-from quanta.progress import Progress
+from quanta.image.rd import RDCurve, mean_bd_rate, mean_curve
+from quanta.progress import Progress, counter
 from quanta.render.plots import Series, rd_plot
-from quanta.render.tour import ImageRow, SummaryRow, Table, TourSection, counter, num
+from quanta.render.tour import ImageRow, SummaryRow, Table, TourSection, num
 
 IMAGES = ("kodim05.png", "kodim14.png", "kodim23.png")
 QUALITIES = {True: (30, 50, 75, 95), False: (30, 40, 50, 60, 70, 75, 80, 85, 90, 95)}
@@ -47,23 +46,14 @@ def _ours(preset: str | None = None, fast: bool = False):
 
 
 def _mean_curve(points: list[list[dict]], key: str) -> list[float]:
-    return [float(np.mean([p[i][key] for p in points])) for i in range(len(points[0]))]
+    return mean_curve([RDCurve.of(p) for p in points], key)
 
 
 def _bd(ref: list[list[dict]], test: list[list[dict]]) -> float | None:
-    """Mean over images of the BD-rate (%) of ``test`` against ``ref`` on SSIMULACRA2."""
-    vals = []
-    for r, t in zip(ref, test):
-        try:
-            vals.append(metrics.bd_rate(
-                [p["bpp"] for p in r],
-                [p["ssimulacra2"] for p in r],
-                [p["bpp"] for p in t],
-                [p["ssimulacra2"] for p in t],
-            ))
-        except ConfigError:  # the curves' qualities do not overlap: no BD-rate for this image
-            continue
-    return float(np.mean(vals)) if vals else None
+    """Mean over images of the BD-rate (%) of ``test`` against ``ref`` on SSIMULACRA2 (an image
+    whose curves' qualities do not overlap has none and is left out)."""
+    return mean_bd_rate([RDCurve.of(r) for r in ref], [RDCurve.of(t) for t in test], "ssimulacra2",
+                        skip_disjoint=True)
 
 
 def _png(a: np.ndarray) -> bytes:

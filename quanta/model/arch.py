@@ -32,7 +32,7 @@ class Architecture:
     kinds whose rows llama.cpp permutes for its rotary layout, with the config key of their
     head count; dims: each linear's (out, in) as names of :meth:`Architecture.sizes`; folds:
     (producer, consumers) pairs where the producer (a norm or a Linear) computes the consumers'
-    one input, so that AWQ can fold input scales into it (:mod:`quanta.model.awq`)."""
+    one input, so that AWQ can fold input scales into it (:mod:`quanta.model.quantize.awq`)."""
 
     name: str
     gguf_arch: str

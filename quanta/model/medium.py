@@ -3,115 +3,47 @@ folder, make an example input, and the tour."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quanta.model.recipe import EMBEDDING_METHOD
-from quanta.progress import Progress
-from quanta.reports import Report
-
-FLOAT_DTYPES = ("float32", "bfloat16", "float16")
-
-FORMATS = ("quanta", "gguf")
-
-
-def output_is_folder(*, format: str = "quanta", **_: Any) -> bool:
-    """A quanta model is a folder; ``format="gguf"`` writes one file."""
-    return format != "gguf"
+from quanta.model.options import Options
+from quanta.model.quantize.recipe import EMBEDDING_METHOD
+from quanta.model.reports import ModelFileReport
+from quanta.progress import Phases, Progress
 
 
 def owns(path: Path) -> bool:
     """An existing output quanta wrote: a quanta model folder, or a GGUF file with its mark."""
-    from quanta.model.files import owns as owns_folder
-    from quanta.model.gguf_export import wrote
+    from quanta.model.formats.folder import owns as owns_folder
+    from quanta.model.formats.gguf_export import wrote
 
     return owns_folder(path) if path.is_dir() else (path.suffix == ".gguf" and wrote(path))
 
 
 __all__ = [
-    "FLOAT_DTYPES",
-    "FORMATS",
-    "ModelFileReport",
+    "Options",
     "example",
-    "output_is_folder",
     "owns",
     "quantize_file",
 ]
 
 
-@dataclass(frozen=True)
-class ModelFileReport(Report):
-    """A quantized model folder: what went in, how, and the sizes."""
-
-    input: str
-    output: str
-    method: str
-    bits: int
-    group_size: int | None
-    layers: int
-    paths: dict
-    bits_per_weight: float
-    bits_per_quantized_weight: float | None
-    weight_bytes: int
-    folder_bytes: int
-    wall_s: float = 0.0
-    peak_rss_mb: float = 0.0
-    mixed: dict | None = None
-    embedding: str = "float"
-    planned_bytes: int = 0  # the plan's predictions, made before any weight was read
-    planned_s: float = 0.0
-    planned_peak_mb: float = 0.0
-
-    def rows(self) -> list[tuple[str, str]]:
-        return [("input", self.input), ("output", self.output),
-                ("method", f"{self.method}, mixed precision" if self.mixed else
-                 f"{self.method}, {self.bits} bits, groups of "
-                 f"{self.group_size or 'the largest of 128/64/32 that divides each layer'}"),
-                ("layers quantized", f"{self.layers} ({self.paths}); token embedding: {self.embedding}"),
-                ("bits per weight", f"{self.bits_per_weight:.2f} overall, "
-                 f"{self.bits_per_quantized_weight or 0:.3f} in quantized layers"),
-                *self._mixed_rows(),
-                ("on disk", f"{self.folder_bytes / 1e6:.1f} MB (planned: {self.planned_bytes / 1e6:.1f} MB)"),
-                ("time, peak memory", f"{self.wall_s:.1f} s, {self.peak_rss_mb:.0f} MB peak RSS (planned: "
-                 f"~{self.planned_s:.0f} s, ~{self.planned_peak_mb:.0f} MB)")]
-
-
-    def _mixed_rows(self) -> list[tuple[str, str]]:
-        if not self.mixed:
-            return []
-        kinds = "; ".join(f"{k.split('.')[-1]} " + ", ".join(f"{n}×{c}" for c, n in v.items())
-                          for k, v in self.mixed["by_kind"].items())
-        return [("formats chosen", ", ".join(f"{n}×{c}" for c, n in self.mixed["summary"].items())),
-                ("by tensor kind", kinds),
-                ("predicted loss rise", f"{self.mixed['predicted_loss_increase']:.4f} nats/token "
-                 f"({self.mixed['tensor_bytes'] / 1e6:.1f} MB of {self.mixed['budget_bytes'] / 1e6:.1f} MB "
-                 "budget)")]
-
-
-def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
-                  progress: Progress | None = None, bits: int = 4, group_size: int | None = None,
-                  method: str = "gptq", sym: bool = False, include: tuple[str, ...] = ("*",),
-                  exclude: tuple[str, ...] = ("lm_head",), head: bool = False,
-                  float_dtype: str = "float32", calib: str | Path | None = None,
-                  calib_samples: int | None = None, calib_len: int | None = None,
-                  format: str = "quanta", target_size: str | int | None = None,
-                  target_bpw: float | None = None, embedding_bits: int | None = None,
-                  uniform: bool = False, verify: bool = True) -> ModelFileReport:
+def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: int = 0,
+                  progress: Progress | None = None) -> ModelFileReport:
     """Quantize the model ``src`` (GGUF, HF folder, bundled name) into the folder ``dst``
     (safetensors + JSON, no pickle) or, with ``format="gguf"``, the GGUF file ``dst``.
     ``progress(done, total)``. Calibrated methods read windows of ``calib`` (a text file;
     default: the shipped WikiText-2 valid slice) at offsets drawn from ``seed``.
 
-    target_size (bytes, or "95MB", "90.5MiB") or target_bpw (bits per weight over the tensors
+    target_size (bytes) or target_bpw (bits per weight over the tensors
     it chooses for): mixed precision — each tensor's format chosen from its measured sensitivity
-    (:mod:`quanta.model.mixed`); the report's ``mixed`` holds the map.
+    (:mod:`quanta.model.quantize.mixed`); the report's ``mixed`` holds the map.
 
     The plain ``bits`` with a calibrated method, a quanta folder, no group size and no target
     (unless ``uniform``): the bytes of that uniform file — every layer at ``bits`` in the
     default groups, the embedding at 8 bits per row — are shared out by the same sensitivity:
     each layer at ``bits`` in groups of 128, 64 or 32 or at 5 to 8 bits per row
-    (:func:`quanta.model.formats.default_formats`), the embedding at 4 bits in groups of 64 or
+    (:func:`quanta.model.formats.weight.default_formats`), the embedding at 4 bits in groups of 64 or
     32 or 5 to 8 bits per row (unless ``embedding_bits`` fixes it).
 
     embedding_bits: the token embedding's bits in a quanta folder (default 8, one symmetric
@@ -124,15 +56,12 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
     import torch
 
     from quanta.errors import ConfigError
-    from quanta.model.apply import count_by_path, quantize_model
-    from quanta.model.files import write_folder
-    from quanta.model.load import load_model
-    from quanta.model.mixed import plan_quantizers
-    from quanta.model.plan import Options as PlanOptions
-    from quanta.model.plan import plan_for, read_layout
-    from quanta.model.quantizers import make_quantizer
-    from quanta.model.recipe import (
-        Phases,
+    from quanta.model.formats.folder import write_folder
+    from quanta.model.quantize.apply import count_by_path, quantize_model
+    from quanta.model.quantize.mixed import plan_quantizers
+    from quanta.model.quantize.plan import plan_for, read_layout
+    from quanta.model.quantize.quantizers import make_quantizer
+    from quanta.model.quantize.recipe import (
         calibration_for,
         embedding_label,
         embedding_method,
@@ -140,45 +69,42 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
         mixed_json,
         mixed_plan,
     )
+    from quanta.model.sources.load import load_model
 
     t0 = time.perf_counter()
-    options = dict(bits=bits, group_size=group_size, method=method, sym=sym, include=include,
-                   exclude=exclude, head=head, float_dtype=float_dtype, calib=calib,
-                   calib_samples=calib_samples, calib_len=calib_len, format=format,
-                   target_size=target_size, target_bpw=target_bpw, embedding_bits=embedding_bits,
-                   uniform=uniform)
-    check_options(**options)
+    o = options
     # the plan refuses a source, an architecture or a format it cannot honour before the load
-    qplan = plan_for(read_layout(src), PlanOptions.of(options))
+    qplan = plan_for(read_layout(src), o)
     mixed, kind, shared = qplan.mixed, qplan.kind, qplan.shared
     if kind and Path(dst).suffix.lower() != ".gguf":
         raise ConfigError(f"{dst}: --format gguf writes one .gguf file (use a .gguf name)")
-    quantizer = make_quantizer(method, bits=bits, group_size=qplan.group_size, sym=qplan.sym, storage=kind)
-    loaded = load_model(src, verify=verify)
-    windows = calibration_for(loaded, quantizer, calib, calib_samples, calib_len, seed, force=mixed)
+    quantizer = make_quantizer(o.method, bits=o.bits, group_size=qplan.group_size, sym=qplan.sym,
+                               storage=kind)
+    loaded = load_model(src, verify=o.verify)
+    windows = calibration_for(loaded, quantizer, o.calib, o.calib_samples, o.calib_len, seed, force=mixed)
     phases = Phases(progress)
-    plan = mixed_plan(loaded, windows, method, format, include, exclude, phases, budget=qplan.unit_budget,
-                      default_bits=bits if shared else None,
-                      embedding=embedding_bits is None) if mixed or shared else None
-    emb_method = embedding_method(method, loaded.model, windows)
+    plan = mixed_plan(loaded, windows, o.method, o.format, o.include, o.exclude, phases,
+                      budget=qplan.unit_budget, default_bits=o.bits if shared else None,
+                      embedding=o.embedding_bits is None) if mixed or shared else None
+    emb_method = embedding_method(o.method, loaded.model, windows)
     kept: dict[str, Any] = {}
-    rep = quantize_model(loaded.model, quantizer, include=include, exclude=exclude, head=head,
+    rep = quantize_model(loaded.model, quantizer, include=o.include, exclude=o.exclude, head=o.head,
                          calib=windows if quantizer.needs_calibration or mixed else None,
                          progress=phases.next(), on_layer=kept.__setitem__ if kind else None,
-                         plan=None if plan is None else plan_quantizers(plan, method),
+                         plan=None if plan is None else plan_quantizers(plan, o.method),
                          embedding=None if kind else embedding_quantizer(
-                             plan if mixed or embedding_bits is None else None, quantizer.bits,
-                             embedding_bits, head, emb_method))
+                             plan if mixed or o.embedding_bits is None else None, quantizer.bits,
+                             o.embedding_bits, o.head, emb_method))
     mix = mixed_json(plan)
     if kind:
         return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst, plan, mix, emb_method,
                                windows, qplan.record(mix and mix["map"])), t0, qplan)
-    from quanta.model.generate import chat_template
+    from quanta.model.runtime.generate import chat_template
 
     extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded)),
                                ("plan", qplan.record(mix and mix["map"]))) if v}
     out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
-                       float_dtype=getattr(torch, float_dtype), extra=extra or None)
+                       float_dtype=getattr(torch, o.float_dtype), extra=extra or None)
     return _timed(ModelFileReport(
         input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,
         group_size=quantizer.group_size, layers=len(rep.layers) - ("embedding" in rep.layers),
@@ -186,46 +112,6 @@ def quantize_file(src: Path | str, dst: Path | str, *, seed: int = 0,
         bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
         weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()),
         mixed=mix, embedding=embedding_label(rep.layers.get("embedding"))), t0, qplan)
-
-
-def check_options(*, bits: int = 4, group_size: int | None = None, method: str = "gptq",
-                  sym: bool = False, float_dtype: str = "float32", calib: str | Path | None = None,
-                  calib_samples: int | None = None, calib_len: int | None = None, format: str = "quanta",
-                  target_size: str | int | None = None, target_bpw: float | None = None,
-                  embedding_bits: int | None = None, **_: Any) -> None:
-    """Every option that can be wrong whatever the model is, refused in one line before the
-    model is read (sizes parsed, ranges and combinations checked, the calibration file found)."""
-    import math
-
-    from quanta.core._checks import check_bits, check_choice
-    from quanta.errors import ConfigError, InputError
-    from quanta.units import parse_size
-
-    check_choice(float_dtype, FLOAT_DTYPES, "float dtype")
-    check_choice(format, FORMATS, "format")
-    if target_size is not None and target_bpw is not None:
-        raise ConfigError("give --target-size or --target-bpw, not both")
-    if target_size is not None:
-        parse_size(target_size)
-    if target_bpw is not None and not (math.isfinite(float(target_bpw)) and 1.0 <= float(target_bpw) <= 32.0):
-        raise ConfigError(f"--target-bpw {target_bpw}: give 1 to 32 bits per weight")
-    if embedding_bits is not None and embedding_bits != 0:
-        check_bits(int(embedding_bits), 2, 8, "embedding bits")
-    if group_size is not None and group_size < 0:
-        raise ConfigError(f"--group-size {group_size}: give 0 (one group per row) or a positive number")
-    for name, value in (("--calib-samples", calib_samples), ("--calib-len", calib_len)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} {value}: give at least 1")
-    if calib is not None and not Path(calib).is_file():
-        raise InputError(f"{calib}: no such calibration text file")
-    from quanta.model.formats import BLOCK, gguf_type
-    from quanta.model.methods import METHODS
-
-    check_choice(method, tuple(METHODS), "method")
-    m = METHODS[method]
-    check_bits(bits, m.min_bits, m.max_bits, f"{method} bits")  # as the quantizer checks it
-    if format == "gguf" and target_size is None and target_bpw is None:
-        gguf_type(bits, sym, BLOCK if group_size is None else group_size)  # a type llama.cpp has
 
 
 def layers_method(rep: Any) -> str:
@@ -241,7 +127,7 @@ def _timed(report: ModelFileReport, t0: float, plan: Any) -> ModelFileReport:
     import dataclasses
     import time
 
-    from quanta.model.evaluate import peak_rss_mb
+    from quanta.model.eval.evaluate import peak_rss_mb
 
     return dataclasses.replace(report, wall_s=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(),
                                planned_bytes=plan.predicted_bytes, planned_s=plan.cost.seconds,
@@ -254,13 +140,13 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
     """Write the GGUF file: the kept layers in their types, and the token embedding — on the
     plan's type, else on the layers' block type, or on Q8_0 when it is tied to the output head
     (then it is the most sensitive matrix of all, which llama.cpp also keeps at 6–8 bits)."""
-    from quanta.model.apply import count_by_path, head_stats
     from quanta.model.arch import for_hf
-    from quanta.model.formats import BLOCK_TYPES
-    from quanta.model.gguf_export import export
-    from quanta.model.mixed import EMBEDDING
-    from quanta.model.qembed import ties_head
-    from quanta.model.quantizers import make_quantizer
+    from quanta.model.formats.gguf_export import export
+    from quanta.model.formats.weight import BLOCK_TYPES
+    from quanta.model.quantize.apply import count_by_path, head_stats
+    from quanta.model.quantize.mixed import EMBEDDING
+    from quanta.model.quantize.quantizers import make_quantizer
+    from quanta.model.runtime.qembed import ties_head
 
     tied = ties_head(loaded.model)
     kinds = {n: spec.get("type", kind) for n, spec in rep.layers.items()}
@@ -285,13 +171,13 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
 
 def example(folder: Path | str, *, seed: int = 0) -> Path:
     """A tiny seeded Llama as a Hugging Face folder (2 layers, hidden size 64)."""
-    from quanta.model.tiny import write_hf_folder
+    from quanta.model.sources.tiny import write_hf_folder
 
     return write_hf_folder(Path(folder) / "tiny-llama", seed=seed)
 
 
 def tour(**settings: Any) -> Any:
-    """This medium's part of ``quanta tour`` (:mod:`quanta.model.tour`)."""
-    from quanta.model.tour import tour as run
+    """This medium's part of ``quanta tour`` (:mod:`quanta.model.eval.tour`)."""
+    from quanta.model.eval.tour import tour as run
 
     return run(**settings)

@@ -3,7 +3,8 @@ and sizes in every medium, rendered as self-contained SVG text (no fonts or file
 
 Roles: ``reference`` (the unquantized original), ``plain`` (round to nearest, no tricks),
 ``peer`` (another tool), ``quanta`` (quanta's best method) and ``quanta-alt`` (its other
-methods). Functions return SVG strings for embedding in a page.
+methods). Functions return SVG strings for embedding in a page, or, given ``png=PATH``, write a
+PNG there (the CLI's ``--plot`` files) and return the path.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +60,18 @@ def to_svg(fig: Any) -> str:
     return text[text.index("<svg") :]
 
 
+def _finish(fig: Any, png: Path | str | None) -> Any:
+    """SVG text, or with ``png`` the figure written there as a PNG (110 dpi) and its path."""
+    if png is None:
+        return to_svg(fig)
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(png, format="png", dpi=110)
+    plt.close(fig)
+    return Path(png)
+
+
 def rd_plot(
     series: Sequence[Series],
     *,
@@ -67,7 +81,8 @@ def rd_plot(
     logx: bool = False,
     logy: bool = False,
     invert_x: bool = False,
-) -> str:
+    png: Path | str | None = None,
+) -> Any:
     """A rate–distortion plot: one line per series, styled by its role."""
     fig, ax = _figure()
     for s in series:
@@ -93,10 +108,11 @@ def rd_plot(
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, frameon=False)
-    return to_svg(fig)
+    return _finish(fig, png)
 
 
-def spectrum_plot(curves: Sequence[Series], threshold: Series, *, title: str, rate_hz: float) -> str:
+def spectrum_plot(curves: Sequence[Series], threshold: Series, *, title: str, rate_hz: float,
+                  png: Path | str | None = None) -> Any:
     """Noise spectra (dB per Hz, log frequency) against the hearing threshold's shape."""
     fig, ax = _figure((6.4, 3.6))
     for s in curves:
@@ -119,10 +135,11 @@ def spectrum_plot(curves: Sequence[Series], threshold: Series, *, title: str, ra
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, frameon=False, loc="lower left")
-    return to_svg(fig)
+    return _finish(fig, png)
 
 
-def heat_map(grid: Any, *, rows: Sequence[str], xlabel: str, title: str, label: str) -> str:
+def heat_map(grid: Any, *, rows: Sequence[str], xlabel: str, title: str, label: str,
+             png: Path | str | None = None) -> Any:
     """A matrix of values (rows × columns) as a colour map with a scale bar."""
     fig, ax = _figure((max(6.0, 0.22 * grid.shape[1] + 2.5), 0.42 * len(rows) + 1.6))
     im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
@@ -130,4 +147,4 @@ def heat_map(grid: Any, *, rows: Sequence[str], xlabel: str, title: str, label: 
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label=label)
-    return to_svg(fig)
+    return _finish(fig, png)

@@ -74,21 +74,6 @@ class TourSection:
     seconds: float = 0.0
 
 
-def counter(progress: Progress | None, total: int) -> Callable[[], None]:
-    """A ``tick()`` that reports one more of ``total`` steps done to ``progress`` (thread-safe)."""
-    import threading
-
-    lock, done = threading.Lock(), [0]
-
-    def tick() -> None:
-        with lock:
-            done[0] += 1
-            if progress:
-                progress(done[0], total)
-
-    return tick
-
-
 def num(value: float | int | None, digits: int = 2) -> str:
     """A number as the page shows it (``digits`` decimals; ``—`` for none)."""
     if value is None:

@@ -46,7 +46,7 @@ def test_force_on_dot_deletes_nothing(tiny, tmp_path, capsys, monkeypatch):
 
 
 def test_output_folder_holding_the_input_is_refused(tmp_path, capsys):
-    from quanta.model.tiny import write_hf_folder
+    from quanta.model.sources.tiny import write_hf_folder
 
     models = tmp_path / "models"
     src = write_hf_folder(models / "tiny")
@@ -80,7 +80,7 @@ def test_include_matching_nothing_writes_nothing(tiny, tmp_path, capsys):
 # ---------------------------------------------------------------- strangers' code and headers
 
 def test_auto_map_folder_is_refused_and_its_code_never_runs(tmp_path, capsys, monkeypatch):
-    from quanta.model.tiny import write_hf_folder
+    from quanta.model.sources.tiny import write_hf_folder
 
     d = write_hf_folder(tmp_path / "evil")
     cfg = json.loads((d / "config.json").read_text())
@@ -125,7 +125,7 @@ def test_gguf_declaring_a_million_layers_is_refused_at_once(tmp_path, capsys):
 
 
 def test_hf_config_declaring_100000_layers_is_refused_at_once(tmp_path, capsys):
-    from quanta.model.tiny import write_hf_folder
+    from quanta.model.sources.tiny import write_hf_folder
 
     d = write_hf_folder(tmp_path / "big")
     cfg = json.loads((d / "config.json").read_text())
@@ -158,7 +158,7 @@ def test_nan_weights_are_refused(tmp_path, capsys):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from quanta.model.tiny import write_hf_folder
+    from quanta.model.sources.tiny import write_hf_folder
 
     d = write_hf_folder(tmp_path / "nan")
     st = load_file(d / "model.safetensors")

@@ -50,7 +50,7 @@ def test_float_dtype_bfloat16_stores_smaller(q4, tmp_path, capsys):
     assert main(["model", "quantize", str(path), "-o", str(bf), "--group-size", "32", "--method", "rtn",
                  "--embedding-bits", "0", "--float-dtype", "bfloat16", "--json"]) == 0
     capsys.readouterr()
-    from quanta.model.files import load_quantized
+    from quanta.model.formats.folder import load_quantized
 
     m_bf, _, _ = load_quantized(bf)
     assert m_bf.model.embed_tokens.weight.dtype == torch.bfloat16  # kept float: --embedding-bits 0
@@ -79,7 +79,7 @@ def test_missing_model_is_one_line(tmp_path, capsys):
 
 
 def test_methods_lists_the_registry(capsys):
-    from quanta.model.quantizers import QUANTIZERS
+    from quanta.model.quantize.quantizers import QUANTIZERS
 
     assert main(["model", "methods", "--json"]) == 0
     assert [r["method"] for r in json.loads(capsys.readouterr().out)] == list(QUANTIZERS)

@@ -71,7 +71,7 @@ def test_bad_eval_options_fail_before_loading(bad, tmp_path):
 
 
 def test_a_reference_with_another_vocabulary_is_exit_2(tiny, tmp_path, capsys):
-    from quanta.model.tiny import write_hf_folder
+    from quanta.model.sources.tiny import write_hf_folder
 
     _, path = tiny
     other = write_hf_folder(tmp_path / "v300", hidden=64, vocab=300)

@@ -52,7 +52,7 @@ def _jpeg(**options) -> Callable[[Path], Path]:
         from quanta.media import get
 
         dst = folder / "out.jpg"
-        get("image").write(_image(folder), dst, force=True, **options)
+        get("image").write(_image(folder), dst, get("image").options(**options), force=True)
         return dst
     return case
 
@@ -69,7 +69,7 @@ def _audio(**options) -> Callable[[Path], Path]:
 
             write(src, "music", seconds=0.5, rate_hz=44100, channels=2, seed=1)
         dst = folder / "out.wav"
-        get("audio").write(src, dst, force=True, seed=7, **options)
+        get("audio").write(src, dst, get("audio").options(**options), force=True, seed=7)
         return dst
     return case
 
@@ -77,14 +77,14 @@ def _audio(**options) -> Callable[[Path], Path]:
 # ----------------------------------------------------------------------------- models
 
 def _tiny_hf(folder: Path) -> Path:
-    from quanta.model.tiny import write_hf_folder
+    from quanta.model.sources.tiny import write_hf_folder
 
     p = folder / "tiny-llama"
     return p if p.exists() else write_hf_folder(p, seed=0)
 
 
 def _tiny_gguf(folder: Path) -> Path:
-    from quanta.model.tiny import tiny_llama
+    from quanta.model.sources.tiny import tiny_llama
     from tests.model.conftest import write_tiny_gguf
 
     p = folder / "tiny.gguf"
@@ -96,8 +96,9 @@ def _model(source: Callable[[Path], Path], name: str, **options) -> Callable[[Pa
         from quanta.media import get
 
         dst = folder / name
-        get("model").write(source(folder), dst, force=True, seed=0,
-                           **{"calib_samples": 8, "calib_len": 64, **options})
+        m = get("model")
+        m.write(source(folder), dst, m.options(**{"calib_samples": 8, "calib_len": 64, **options}),
+                force=True, seed=0)
         return dst
     return case
 

@@ -4,8 +4,8 @@ import gguf
 import numpy as np
 import pytest
 
-from quanta.model.gguf_load import permute as _permute
-from quanta.model.tiny import bytes_to_unicode, tiny_llama
+from quanta.model.formats.gguf_read import permute as _permute
+from quanta.model.sources.tiny import bytes_to_unicode, tiny_llama
 
 
 def write_tiny_gguf(model, path: Path, qtype: str = "F32", chat_template: str | None = None) -> Path:

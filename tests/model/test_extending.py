@@ -8,10 +8,10 @@ import dataclasses
 
 import torch
 
-from quanta.model import stored
-from quanta.model.formats import WeightFormat
-from quanta.model.qlinear import QuantLinear
-from quanta.model.quantizers import QUANTIZERS, RTN, QuantizedWeight, make_quantizer, quantizer_for
+from quanta.model.formats import stored
+from quanta.model.formats.weight import WeightFormat
+from quanta.model.quantize.quantizers import QUANTIZERS, RTN, QuantizedWeight, make_quantizer, quantizer_for
+from quanta.model.runtime.qlinear import QuantLinear
 
 W = torch.randn(32, 80, generator=torch.Generator().manual_seed(5))
 
@@ -32,7 +32,7 @@ def test_add_a_storage_format():
 def test_add_a_method(monkeypatch):
     """A rounding method is one class plus its row of traits (methods.METHODS): the class
     statement registers it; make_quantizer, the formats and the folder take it as they are."""
-    from quanta.model import methods
+    from quanta.model.quantize import methods
 
     monkeypatch.setitem(methods.METHODS, "toy", methods.Method("toy", "round half away from zero"))
 

@@ -1,0 +1,247 @@
+"""Storage formats of weights: what is stored, apart from how it is rounded.
+
+A format answers, for a ``rows × cols`` matrix, how many bytes it takes (:meth:`WeightFormat.nbytes`,
+exact), which shapes it accepts (:meth:`WeightFormat.fits`) and, for a GGML block type, the grid
+its file keeps (:func:`storage_grid`: float16 scales, a K-quant's super-block factors). Rounding
+methods (:mod:`quanta.model.quantize.quantizers`) receive a format; the exporter, the mixed-precision
+allocator and the size predictions all read the same numbers from here.
+
+GGML block types take their block size and bytes per block from the ``gguf`` package's
+``GGML_QUANT_SIZES`` (llama.cpp's own table), never from a copy. No torch at import: planning
+and ``--dry-run`` use this module before any weight is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from quanta.core.codebook import IQ4_NL
+from quanta.errors import ConfigError
+
+#: weights per block of llama.cpp's legacy types (Q4_0 … Q8_0, IQ4_NL)
+BLOCK = 32
+#: the largest integer factor of a K-quant's group scale (int8)
+K_FACTOR = 127
+#: the group sizes a quanta folder's layers take by default, largest first
+AUTO_GROUPS = (128, 64, 32)
+
+
+def auto_group(in_features: int) -> int:
+    """The group size of ``group_size=None``: the largest of :data:`AUTO_GROUPS` that divides
+    the layer's inputs, else 128 (zero-padded), or the whole row when it is narrower."""
+    return next((g for g in AUTO_GROUPS if in_features % g == 0), min(AUTO_GROUPS[0], in_features))
+
+
+def _ggml_size(name: str) -> tuple[int, int]:
+    """(weights per block, bytes per block) of a GGML type, from gguf-py's table."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    return GGML_QUANT_SIZES[GGMLQuantizationType[name]]
+
+
+@dataclass(frozen=True)
+class BlockType:
+    """A GGML block type quanta writes: its grid (bits, symmetric, or a codebook's levels) and
+    the weights per scale (``group``); the block and its bytes come from GGML's table."""
+
+    name: str
+    bits: int
+    sym: bool
+    codebook: np.ndarray | None = None  # levels ``w = d · codebook[q]`` instead of a grid
+    group: int = BLOCK
+    block: int = field(init=False)
+    type_size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        block, size = _ggml_size(self.name)
+        object.__setattr__(self, "block", block)
+        object.__setattr__(self, "type_size", size)
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.type_size / self.block
+
+    def nbytes(self, n_weights: int) -> int:
+        """Bytes of ``n_weights`` weights (a multiple of the block) in this type."""
+        return n_weights // self.block * self.type_size
+
+    def fits(self, width: int) -> bool:
+        """Whether rows ``width`` weights wide are whole blocks of this type."""
+        return width % self.block == 0
+
+
+#: name → type, smallest first
+BLOCK_TYPES = {t.name: t for t in (BlockType("Q4_0", 4, True), BlockType("IQ4_NL", 4, True, IQ4_NL),
+                                   BlockType("Q4_1", 4, False), BlockType("Q5_0", 5, True),
+                                   BlockType("Q5_1", 5, False), BlockType("Q6_K", 6, True, group=16),
+                                   BlockType("Q8_0", 8, True))}
+
+
+def gguf_type(bits: int, sym: bool, group_size: int) -> str:
+    """The GGML type for a quanta grid, or a :class:`ConfigError` naming what is supported."""
+    kind = next((t.name for t in BLOCK_TYPES.values() if t.bits == bits and t.block == BLOCK
+                 and t.sym == (sym or bits == 8) and t.codebook is None), None)
+    if kind is None or group_size != BLOCK:
+        raise ConfigError("--format gguf writes Q8_0 (--bits 8), Q5_0/Q4_0 (--bits 5/4 --sym) or "
+                          f"Q5_1/Q4_1 (--bits 5/4) in groups of {BLOCK}; got {bits} bits in groups of "
+                          f"{group_size}")
+    return kind
+
+
+def _k_scales(scale: Any, t: BlockType) -> Any:
+    """Positive group scales as a K-quant's super-block keeps them: ``d · f``, float16 ``d``
+    (the largest scale ÷ 127) and an integer factor ``f`` in 1..127 per group."""
+    import torch
+
+    s = scale.to(torch.float32).reshape(scale.shape[0], -1, t.block // t.group)
+    top = s.amax(-1, keepdim=True)
+    d = (top / K_FACTOR).to(torch.float16).to(torch.float32)
+    d = torch.where(d > 0, d, torch.full_like(d, 2.0**-24))
+    f = torch.where(top > 0, torch.round(s / d).clamp(1, K_FACTOR), torch.full_like(s, K_FACTOR))
+    return (d * f).reshape(scale.shape)
+
+
+def storage_grid(scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
+    """The grid as the file stores it: ``d`` rounded to float16 (never to zero; a codebook
+    type's scale keeps its sign), and for the asymmetric types the zero point that the float16
+    ``m = −d·z`` implies; a K-quant's scales on its super-block's grid."""
+    import torch
+
+    if BLOCK_TYPES[kind].block != BLOCK:
+        return _k_scales(scale, BLOCK_TYPES[kind]), zero
+
+    s = scale.to(torch.float16).to(torch.float32)
+    tiny = torch.where(scale < 0, -(2.0**-24), 2.0**-24).to(torch.float32)
+    s = torch.where(s != 0, s, tiny) if BLOCK_TYPES[kind].codebook is not None else \
+        torch.where(s > 0, s, tiny.abs())
+    if BLOCK_TYPES[kind].sym:
+        return s, zero
+    m = (-s * zero).to(torch.float16).to(torch.float32)
+    return s, -m / s
+
+
+#: the tensors of one quantized weight in a quanta folder (format 2), in this order: name →
+#: (dtype, what it holds). Kernel-neutral: a loader re-lays them for the kernel that runs them.
+FOLDER_TENSORS = {
+    "codes": ("uint8", "the codes of the rows × width matrix, row-major, bit-packed by "
+                       "quanta.core.packing.pack (width: the inputs padded to whole groups)"),
+    "scales": ("float16", "rows × groups: each group's scale"),
+    "zeros": ("float16", "rows × groups: each group's zero point in code units (asymmetric grids "
+                         "only; a symmetric grid's is 2**(bits − 1))"),
+    "codebook": ("float32", "the levels of a codebook grid (weight = scale · codebook[code])"),
+}
+
+
+def folder_layout(rows: int, width: int, bits: int, groups: int, *, zeros: bool,
+                  levels: int = 0) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The shapes and dtypes of a quantized weight's tensors in a quanta folder
+    (:data:`FOLDER_TENSORS`): ``rows × width`` codes of ``bits`` bits, ``groups`` groups per row,
+    zero points when the grid is asymmetric (``zeros``), a codebook of ``levels`` levels."""
+    out = {"codes": ((-(-rows * width * bits // 8),), "uint8"), "scales": ((rows, groups), "float16")}
+    if zeros:
+        out["zeros"] = ((rows, groups), "float16")
+    if levels:
+        out["codebook"] = ((levels,), "float32")
+    return out
+
+
+def layout_bytes(layout: dict[str, tuple[tuple[int, ...], str]]) -> int:
+    """Bytes of the tensors of a :func:`folder_layout`."""
+    return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in layout.values())
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """One storage format of a weight matrix: a grid (bits, group size — 0 for one group per
+    row —, symmetric) and, for GGUF, the GGML block type that stores it (``ggml``).
+
+    A quanta folder stores the tensors of :func:`folder_layout` (codes, float16 scales, and
+    float16 zero points for an asymmetric grid); a GGML type stores its blocks."""
+
+    label: str
+    bits: int
+    group_size: int
+    sym: bool = False
+    ggml: str | None = None
+
+    @property
+    def block_type(self) -> BlockType | None:
+        return BLOCK_TYPES[self.ggml] if self.ggml else None
+
+    def width(self, cols: int, *, embedding: bool = False) -> int:
+        """The stored width of rows ``cols`` wide: whole groups (zero-padded); a token
+        embedding's rows are also whole bytes (a multiple of 8 codes: rows are read alone)."""
+        if self.group_size in (0, -1):
+            return -(-cols // 8) * 8 if embedding else cols
+        return -(-cols // self.group_size) * self.group_size
+
+    def layout(self, rows: int, cols: int, *,
+               embedding: bool = False) -> dict[str, tuple[tuple[int, ...], str]]:
+        """The folder tensors of a ``rows × cols`` weight in this format (:func:`folder_layout`)."""
+        width = self.width(cols, embedding=embedding)
+        groups = 1 if self.group_size in (0, -1) else width // self.group_size
+        return folder_layout(rows, width, self.bits, groups, zeros=not self.sym)
+
+    def nbytes(self, rows: int, cols: int, *, embedding: bool = False) -> int:
+        """Bytes of a ``rows × cols`` weight in this format (codes, scales, zero points), exact:
+        a GGML type's blocks, or the tensors a quanta folder stores (``embedding``: as a token
+        embedding, rows padded to whole bytes)."""
+        if self.ggml:
+            return BLOCK_TYPES[self.ggml].nbytes(rows * cols)
+        return layout_bytes(self.layout(rows, cols, embedding=embedding))
+
+    def fits(self, cols: int) -> bool:
+        """Whether rows ``cols`` wide can be stored (a GGML type needs whole blocks)."""
+        return self.block_type.fits(cols) if self.ggml else True
+
+
+def ggml_format(name: str) -> WeightFormat:
+    """The format of GGML type ``name``."""
+    t = BLOCK_TYPES[name]
+    return WeightFormat(t.name, t.bits, t.group, t.sym, t.name)
+
+
+def gguf_formats(takes_levels: bool = True, width: int | None = None) -> list[WeightFormat]:
+    """llama.cpp's block types quanta writes — the codebook types only for methods that round
+    onto a codebook (``takes_levels``), the K-quants only for rows ``width`` wide that hold whole
+    super-blocks (every type when ``width`` is None)."""
+    return [ggml_format(t.name) for t in BLOCK_TYPES.values()
+            if (takes_levels or t.codebook is None) and (width is None or t.fits(width))]
+
+
+def row_formats() -> list[WeightFormat]:
+    """5 to 8 bits with one symmetric scale per row: PyTorch's int8 kernel runs them all (a
+    folder stores the narrower codes packed)."""
+    return [WeightFormat(f"{b}-bit row", b, 0, sym=True) for b in (5, 6, 7, 8)]
+
+
+def quanta_formats(width: int | None = None) -> list[WeightFormat]:
+    """quanta's own grids (asymmetric, groups of 128, 64 or 32 — those no wider than ``width``):
+    3, 4, 5, 6 and 8 bits, and 5 to 8 bits with one symmetric scale per row (PyTorch's int8
+    kernel; 4 bits take the int4 kernel)."""
+    return [WeightFormat(f"{b}-bit g{g}", b, g) for b, g in
+            ((3, 64), (3, 32), (4, 128), (4, 64), (4, 32), (5, 64), (5, 32), (6, 32), (8, 32))
+            if width is None or g <= width] + row_formats()
+
+
+def default_formats(bits: int, width: int | None = None) -> list[WeightFormat]:
+    """What a quanta folder's ``--bits B`` (no group size, no target) chooses among for a layer
+    ``width`` inputs wide: ``B`` bits in groups of 128, 64 or 32 (no wider than the layer), or
+    5 to 8 bits per row — at 4 bits each runs a PyTorch kernel (int4, int8)."""
+    return [WeightFormat(f"{bits}-bit g{g}", bits, g) for g in (128, 64, 32)
+            if width is None or g <= width] + row_formats()
+
+
+def embedding_formats() -> list[WeightFormat]:
+    """The grids a quanta folder's token embedding may take: those on which a tied output head
+    runs PyTorch's int4 or int8 kernel (4 bits in groups of 64 or 32; 5 to 8 bits, one
+    symmetric scale per row)."""
+    return [WeightFormat("4-bit g64", 4, 64), WeightFormat("4-bit g32", 4, 32), *row_formats()]
+
+
+#: the token embedding's format in a quanta folder by default: 8 bits, one symmetric scale per
+#: row (a tied output head runs PyTorch's int8 kernel)
+EMBEDDING_ROWS = WeightFormat("8-bit row", 8, 0, sym=True)

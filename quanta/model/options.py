@@ -1,0 +1,104 @@
+"""The options of ``quanta model quantize``, typed and checked once (no torch at import).
+
+The CLI builds an :class:`Options` (sizes already parsed to bytes); its ``__post_init__``
+refuses every value that is wrong whatever the model is — ranges, choices, combinations, a
+missing calibration file — before any weight is read. The plan (:mod:`quanta.model.quantize.plan`)
+then refuses what is wrong for this model's layout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+FLOAT_DTYPES = ("float32", "bfloat16", "float16")
+FORMATS = ("quanta", "gguf")
+#: calibration windows and tokens per window, by default
+DEFAULT_SAMPLES = 64
+DEFAULT_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class Options:
+    """bits: the layers' bits. group_size: weights per scale (None: the largest of 128/64/32
+    dividing each layer's inputs; 0: one group per row). method: the rounding method
+    (:data:`quanta.model.quantize.methods.METHODS`). sym: symmetric grids (no zero point).
+    include/exclude: glob patterns of the layers quantized. head: quantize the output head too.
+    float_dtype: the dtype of the tensors kept float. calib: a text file to calibrate on (None:
+    the shipped WikiText-2 valid slice). calib_samples, calib_len: windows and tokens per window.
+    format: ``quanta`` (a folder) or ``gguf`` (one file). target_size (bytes) or target_bpw (bits
+    per weight): mixed precision under that budget. embedding_bits: the token embedding's bits in
+    a quanta folder (None: chosen with the layers; 0: kept float). uniform: every layer at
+    ``bits`` (no sharing out of the bytes). verify: check the checksums of a quanta source."""
+
+    bits: int = 4
+    group_size: int | None = None
+    method: str = "gptq"
+    sym: bool = False
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ("lm_head",)
+    head: bool = False
+    float_dtype: str = "float32"
+    calib: Path | None = None
+    calib_samples: int = DEFAULT_SAMPLES
+    calib_len: int = DEFAULT_LENGTH
+    format: str = "quanta"
+    target_size: int | None = None
+    target_bpw: float | None = None
+    embedding_bits: int | None = None
+    uniform: bool = False
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        from quanta.core._checks import check_bits, check_choice
+        from quanta.errors import ConfigError, InputError
+
+        check_choice(self.float_dtype, FLOAT_DTYPES, "float dtype")
+        check_choice(self.format, FORMATS, "format")
+        self._check_targets()
+        if self.embedding_bits is not None and self.embedding_bits != 0:
+            check_bits(int(self.embedding_bits), 2, 8, "embedding bits")
+        if self.group_size is not None and self.group_size < 0:
+            raise ConfigError(f"--group-size {self.group_size}: give 0 (one group per row) "
+                              "or a positive number")
+        for name, value in (("--calib-samples", self.calib_samples), ("--calib-len", self.calib_len)):
+            if value < 1:
+                raise ConfigError(f"{name} {value}: give at least 1")
+        if self.calib is not None and not Path(self.calib).is_file():
+            raise InputError(f"{self.calib}: no such calibration text file")
+        self._check_method()
+
+    def _check_targets(self) -> None:
+        from quanta.errors import ConfigError
+
+        if self.target_size is not None and self.target_bpw is not None:
+            raise ConfigError("give --target-size or --target-bpw, not both")
+        size = self.target_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ConfigError(f"target size {self.target_size!r}: give a positive number of bytes "
+                              "(the CLI parses '95MB' with quanta.units.parse_size)")
+        bpw = self.target_bpw
+        if bpw is not None and not (math.isfinite(float(bpw)) and 1.0 <= float(bpw) <= 32.0):
+            raise ConfigError(f"--target-bpw {bpw}: give 1 to 32 bits per weight")
+
+    def _check_method(self) -> None:
+        from quanta.core._checks import check_bits, check_choice
+        from quanta.model.formats.weight import BLOCK, gguf_type
+        from quanta.model.quantize.methods import METHODS
+
+        check_choice(self.method, tuple(METHODS), "method")
+        m = METHODS[self.method]
+        check_bits(self.bits, m.min_bits, m.max_bits, f"{self.method} bits")  # as the quantizer checks it
+        if self.format == "gguf" and not self.mixed:
+            gguf_type(self.bits, self.sym, BLOCK if self.group_size is None else self.group_size)
+
+    @property
+    def mixed(self) -> bool:
+        """Mixed precision under a budget: a size or bits-per-weight target."""
+        return self.target_size is not None or self.target_bpw is not None
+
+    @property
+    def writes_folder(self) -> bool:
+        """A quanta model is a folder; ``format="gguf"`` writes one file."""
+        return self.format != "gguf"

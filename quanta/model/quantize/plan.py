@@ -1,0 +1,371 @@
+"""The plan of ``quanta model quantize``, made before one weight is read.
+
+As llama.cpp's quantizer does in its preliminary pass, :func:`read_layout` reads only the
+source's metadata — a GGUF header (:mod:`quanta.model.formats.gguf_header`), or a Hugging Face folder's
+``config.json`` and safetensors headers — and :func:`plan_for` decides, tensor by tensor and in
+one order of precedence, what each becomes and why:
+
+1. norms stay float (a GGUF keeps them F32);
+2. a tied output head is the token embedding (no tensor of its own);
+3. the token embedding: ``--embedding-bits``, else (GGUF) Q8_0 when tied to the head or the
+   layers' type, else (quanta folder) 8 bits per row; with a target or the default's sharing it
+   is one of the units whose format the measured sensitivity chooses;
+4. a Linear layer outside ``--include``/inside ``--exclude`` (the head unless ``--head``) stays
+   float;
+5. every other Linear layer: ``--bits`` on the format's grid — GGML blocks of 32 in a GGUF,
+   else ``--group-size`` or the largest of 128/64/32 dividing its inputs; with ``--target-size``
+   / ``--target-bpw``, or the plain calibrated default (the uniform file's bytes shared out),
+   that is the starting point the sensitivity pass refines.
+
+The plan carries the predicted output size (exact for uniform formats but for the lengths of
+metadata text; the budget when the sensitivity pass chooses, which spends about all of it) and
+is what ``--dry-run`` prints. Everything here runs
+without torch, so a plan of SmolLM2 takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from quanta.errors import ConfigError, InputError
+from quanta.model.arch import Architecture, for_gguf, for_hf
+from quanta.model.formats.weight import (
+    BLOCK,
+    EMBEDDING_ROWS,
+    WeightFormat,
+    auto_group,
+    ggml_format,
+    gguf_type,
+)
+from quanta.model.options import Options
+from quanta.model.quantize.cost import Cost, for_plan
+
+#: bytes of a float dtype
+_FLOAT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A weight of the source: its module name (Hugging Face's), shape and role (attention,
+    mlp, embedding, head, norm)."""
+
+    name: str
+    shape: tuple[int, ...]
+    role: str
+    source_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the source's metadata says: its kind (gguf, hf-causal-lm), architecture, tensors,
+    whether the head is tied, the context, and the bytes a quanta folder's tokenizer takes."""
+
+    source: str
+    kind: str
+    architecture: str
+    tensors: tuple[TensorSpec, ...]
+    tied: bool
+    context: int
+    source_bytes: int
+    tokenizer_bytes: int
+
+
+def _gguf_layout(p: Path) -> Layout:
+    from quanta.model.formats.gguf_header import read_header
+    from quanta.model.formats.gguf_read import build_tokenizer
+
+    h = read_header(p)
+    arch = h.fields.get("general.architecture")
+    arch = arch.contents() if arch else None
+    a = _family(lambda: for_gguf(arch, str(p)))
+    specs = []
+    for t in h.tensors:
+        param, _ = a.hf_name(t.name)
+        if param is None:
+            continue
+        module = param.removesuffix(".weight")
+        role = a.role(module)
+        specs.append(TensorSpec(module if role != "norm" else param, t.shape, role, t.n_bytes))
+    ctx = h.fields.get(f"{arch}.context_length")
+    tied = not any(s.role == "head" for s in specs)
+    return Layout(str(p), "gguf", a.hf_class, tuple(specs), tied=tied,
+                  context=int(ctx.contents()) if ctx else 0, source_bytes=p.stat().st_size,
+                  tokenizer_bytes=_tokenizer_bytes(build_tokenizer(h, p)))
+
+
+def _tokenizer_bytes(tok: Any) -> int:
+    """Bytes of ``tokenizer.json`` as a quanta folder writes it (``Tokenizer.save``: pretty)."""
+    return len(tok.to_str(pretty=True).encode())
+
+
+def _safetensors_shapes(p: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name → shape from every safetensors header of folder ``p`` (no data read)."""
+    shapes = {}
+    for f in sorted(p.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if n > 100 * 2**20:
+                raise InputError(f"{f}: a safetensors header of {n:,} bytes")
+            header = json.loads(fh.read(n))
+        shapes.update({k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"})
+    return shapes
+
+
+def _family(find: Any) -> Architecture:
+    """The family ``find()`` names, if quanta writes it (a causal LM whose output it reads back)."""
+    try:
+        a = find()
+    except ConfigError as e:
+        raise InputError(f"{e}; quanta writes only what it reads back") from None
+    if not a.causal:
+        raise InputError(f"architecture {a.hf_class!r} is not supported for quantizing (an encoder: "
+                         "`quanta model eval` measures it); quanta writes only what it reads back")
+    return a
+
+
+def _hf_layout(p: Path) -> Layout:
+    from quanta.model.sources.reading import read_json, read_tokenizer
+
+    cfg = read_json(p / "config.json")
+    arch = (cfg.get("architectures") or [None])[0] if isinstance(cfg, dict) else None
+    a = _family(lambda: for_hf(arch, str(p), causal=True))
+    try:
+        shapes = _safetensors_shapes(p)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{p}: cannot read the safetensors headers ({e})") from None
+    specs = tuple(TensorSpec(k.removesuffix(".weight") if len(s) == 2 else k, s,
+                             a.role(k.removesuffix(".weight")))
+                  for k, s in shapes.items() if k.endswith(".weight"))
+    tok = p / "tokenizer.json"
+    tied = bool(cfg.get("tie_word_embeddings", False)) or not any(s.role == "head" for s in specs)
+    return Layout(str(p), "hf-causal-lm", arch, specs, tied=tied,
+                  context=int(cfg.get("max_position_embeddings") or 0),
+                  source_bytes=sum(f.stat().st_size for f in p.iterdir() if f.is_file()),
+                  tokenizer_bytes=_tokenizer_bytes(read_tokenizer(tok)) if tok.exists() else 0)
+
+
+def read_layout(src: str | Path) -> Layout:
+    """The :class:`Layout` of a model source (a GGUF file, a Hugging Face folder, or a bundled
+    name), from its metadata alone."""
+    from quanta.model.sources.reading import NAMES, bundled, check_source
+
+    check_source(src)
+    if str(src) in NAMES:
+        if str(src) == "minilm":
+            raise ConfigError("minilm: saving quantized encoders is not supported (use `quanta model eval "
+                              "minilm --bits 4` to measure them)")
+        if str(src) == "smollm2-unbinned":
+            from quanta.model.sources import unbinned
+
+            src = unbinned.ensure()
+        else:
+            src = bundled(str(src))
+    p = Path(src)
+    if p.is_file():
+        return _gguf_layout(p)
+    if (p / "quant_config.json").exists():
+        raise ConfigError(f"{p}: a quanta folder is quantized already (quantize its source instead)")
+    if (p / "config.json").exists():
+        return _hf_layout(p)
+    raise InputError(f"{p}: neither a .gguf file nor a Hugging Face folder")
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One tensor's fate: its format (a :class:`WeightFormat` label, or a float dtype), the
+    rounding method, the bytes it will take and why."""
+
+    name: str
+    shape: tuple[int, ...]
+    role: str
+    format: str
+    method: str | None
+    nbytes: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class QuantPlan:
+    """What ``quanta model quantize`` will do (see the module's docstring). ``kind``: the layers'
+    GGML type (GGUF output); ``sym``/``group_size``: the layers' grid; ``refine``: "target" or
+    "default sharing" when the measured sensitivity chooses the formats within ``budget_bytes``."""
+
+    source: str
+    architecture: str
+    format: str
+    method: str
+    needs_calibration: bool
+    kind: str | None
+    sym: bool
+    group_size: int | None
+    refine: str | None
+    budget_bytes: int | None
+    predicted_bytes: int
+    entries: tuple[PlanEntry, ...] = field(default_factory=tuple)
+    cost: Cost | None = None
+    #: the bytes the sensitivity pass may give its units (the layers it chooses for and the
+    #: embedding): the uniform file's units (the default's sharing), bits per weight × units, or
+    #: the target less an upper bound of everything else the output holds
+    unit_budget: int | None = None
+
+    def record(self, chosen: dict[str, str] | None = None) -> dict:
+        """The plan as the output keeps it (a folder's config, a GGUF's ``quanta.plan``): the
+        decisions, the predicted size, and per tensor [format, method, reason] — with ``chosen``
+        (unit name → format label, the sensitivity pass's map) for the formats it chose. The
+        time and memory estimates stay out: a refitted cost model must not change output bytes."""
+        chosen = chosen or {}
+        reasons: list[str] = []
+        tensors = {}
+        for e in self.entries:
+            fmt, why = e.format, e.reason
+            unit = "token_embd" if e.role == "embedding" else e.name
+            if unit in chosen:
+                fmt, why = chosen[unit], f"chosen by measured sensitivity ({self.refine})"
+            if why not in reasons:
+                reasons.append(why)
+            tensors[e.name] = [fmt, e.method, reasons.index(why)]
+        return {"format": self.format, "method": self.method, "refine": self.refine,
+                "budget_bytes": self.budget_bytes, "predicted_bytes": self.predicted_bytes,
+                "reasons": reasons, "tensors": tensors}
+
+    @property
+    def mixed(self) -> bool:
+        return self.refine == "target"
+
+    @property
+    def shared(self) -> bool:
+        return self.refine == "default sharing"
+
+    def to_json(self) -> dict:
+        import dataclasses
+
+        from quanta.reports import jsonable
+
+        return {**jsonable(dataclasses.asdict(self)), "mixed": self.mixed, "shared": self.shared}
+
+
+def _layer_format(opts: Options, kind: str | None, cols: int) -> tuple[WeightFormat, str]:
+    if kind:
+        return ggml_format(kind), f"--bits {opts.bits}: {kind}, blocks of {BLOCK}"
+    if opts.group_size is not None:
+        g = opts.group_size or cols
+        return WeightFormat(f"{opts.bits}-bit g{g}", opts.bits, opts.group_size, opts.sym), \
+            f"--bits {opts.bits} --group-size {opts.group_size}"
+    g = auto_group(cols)
+    return WeightFormat(f"{opts.bits}-bit g{g}", opts.bits, g, opts.sym), \
+        f"--bits {opts.bits}, groups of {g} (the largest of 128/64/32 dividing {cols} inputs)"
+
+
+def _embedding_format(opts: Options, kind: str | None, tied: bool) -> tuple[WeightFormat | None, str]:
+    eb = opts.embedding_bits
+    if kind:
+        return (ggml_format("Q8_0"), "tied to the output head, the most sensitive matrix: Q8_0") if tied \
+            else (ggml_format(kind), "the layers' type")
+    if eb == 0:
+        return None, "--embedding-bits 0"
+    if eb is not None:
+        g = 0 if eb == 8 else 32
+        label = f"{eb}-bit {'row' if g == 0 else 'g32'}"
+        return WeightFormat(label, eb, g, eb == 8), f"--embedding-bits {eb}"
+    return EMBEDDING_ROWS, "8 bits per row: a tied head runs PyTorch's int8 kernel"
+
+
+def _decide(spec: TensorSpec, opts: Options, layout: Layout, kind: str | None) -> PlanEntry | None:
+    """One tensor's entry, by the module docstring's order of precedence (None: no tensor)."""
+    rows, cols = (*spec.shape, 1)[:2]
+    floats = "float32" if kind else opts.float_dtype
+    as_float = math.prod(spec.shape) * _FLOAT_BYTES[floats]
+    if spec.role == "norm":
+        return PlanEntry(spec.name, spec.shape, spec.role, floats, None, as_float, "norms stay float")
+    if spec.role == "head" and layout.tied:
+        return None
+    if spec.role == "embedding":
+        fmt, why = _embedding_format(opts, kind, layout.tied)
+        if fmt is None:
+            return PlanEntry(spec.name, spec.shape, spec.role, floats, None, as_float, why)
+        return PlanEntry(spec.name, spec.shape, spec.role, fmt.label, opts.method,
+                         fmt.nbytes(rows, cols, embedding=not kind), why)
+    excluded = not any(fnmatch(spec.name, p) for p in opts.include) or \
+        any(fnmatch(spec.name, p) for p in opts.exclude) or (spec.role == "head" and not opts.head)
+    if excluded:
+        kept = spec.source_bytes if kind else as_float
+        why = "left out by --include/--exclude" + ("" if opts.head else " (the head needs --head)")
+        return PlanEntry(spec.name, spec.shape, spec.role, "source" if kind else floats, None, kept, why)
+    fmt, why = _layer_format(opts, kind, cols)
+    if not fmt.fits(cols):
+        raise ConfigError(f"layer {spec.name}: {fmt.label} needs rows of a multiple of its block, "
+                          f"not {cols}")
+    return PlanEntry(spec.name, spec.shape, spec.role, fmt.label, opts.method, fmt.nbytes(rows, cols), why)
+
+
+def _refine(opts: Options, kind: str | None, needs_calibration: bool) -> str | None:
+    """Whether the sensitivity pass chooses the formats: under a target, or for the plain
+    calibrated default in a quanta folder (the uniform file's bytes shared out)."""
+    if opts.target_size is not None or opts.target_bpw is not None:
+        return "target"
+    plain = not (opts.uniform or kind or opts.group_size is not None or opts.sym or opts.bits >= 8)
+    return "default sharing" if plain and needs_calibration else None
+
+
+def plan_for(layout: Layout, opts: Options) -> QuantPlan:
+    """The :class:`QuantPlan` of ``opts`` on ``layout`` (see the module's docstring)."""
+    from quanta.model.quantize.methods import METHODS
+
+    if opts.format == "gguf" and layout.kind != "gguf":
+        raise ConfigError(f"{layout.source}: --format gguf copies the tokenizer and metadata of a GGUF "
+                          "source; this model is not one")
+    mixed = opts.target_size is not None or opts.target_bpw is not None
+    group = BLOCK if mixed or opts.group_size is None else opts.group_size
+    kind = gguf_type(opts.bits, opts.sym, group) if opts.format == "gguf" else None
+    needs = METHODS[opts.method].needs_calibration
+    refine = _refine(opts, kind, needs)
+    decided = (_decide(s, opts, layout, kind) for s in layout.tensors)
+    entries = tuple(e for e in decided if e is not None)
+    tensor_bytes = sum(e.nbytes for e in entries)
+    if kind:  # the source's metadata and tokenizer, quanta's mark and checksum, alignment padding
+        fixed = layout.source_bytes - sum(s.source_bytes for s in layout.tensors) + 192 + 16 * len(entries)
+    else:  # the tokenizer; quant_config.json: ~1.7 kB and ~200 bytes a layer's spec; the
+        # safetensors header: ~110 bytes a tensor (a layer stores two, an embedding three)
+        linear = sum(e.method is not None and e.role != "embedding" for e in entries)
+        embedding = sum(e.method is not None and e.role == "embedding" for e in entries)
+        stored = len(entries) + linear + 2 * embedding
+        fixed = layout.tokenizer_bytes + 1700 + 200 * linear + 110 * stored + 8
+        if refine:  # the config also carries the chosen map: ~64 bytes a unit
+            fixed += 300 + 64 * (linear + embedding)
+    budget = unit_budget = None
+    # the units the sensitivity pass chooses for: the quantized layers, and the embedding unless
+    # --embedding-bits fixes it; ``floats``: the bytes of every other tensor
+    unit = [e.method is not None and (e.role != "embedding" or opts.embedding_bits is None) for e in entries]
+    units = sum(math.prod(e.shape) for e, u in zip(entries, unit) if u)
+    floats = sum(e.nbytes for e, u in zip(entries, unit) if not u)
+    if opts.target_size is not None:
+        budget = opts.target_size
+    elif opts.target_bpw is not None:
+        unit_budget = int(float(opts.target_bpw) * units / 8)
+        budget = unit_budget + fixed + floats
+    elif refine:  # the default's sharing: the bytes of the plan's uniform units
+        unit_budget = sum(e.nbytes for e, u in zip(entries, unit) if u)
+    cost = for_plan(layout, entries, opts.method, calibrated=needs or refine is not None,
+                    sensitivity=refine is not None, windows=opts.calib_samples, tokens=opts.calib_len,
+                    gguf=kind is not None)
+    plan = QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
+                     opts.sym or bool(kind and ggml_format(kind).sym), BLOCK if kind else opts.group_size,
+                     refine, budget, 0, entries, cost)
+    # the output keeps the plan: its record's bytes (as JSON in the config or a GGUF string)
+    text = json.dumps(plan.record(), indent=None if kind else 2)
+    fixed += len(text) + (0 if kind else 4 * text.count("\n"))
+    if opts.target_size is not None:  # an upper bound of the rest: alignment, lengths of text
+        most = fixed + 16 * len(entries) + 64 if opts.format == "gguf" else int(fixed * 1.02) + 4096
+        unit_budget = budget - most - floats
+        if unit_budget <= 0:
+            raise ConfigError(f"--target-size {opts.target_size}: the output's float tensors, tokenizer "
+                              f"and metadata alone take about {(most + floats) / 1e6:.2f} MB")
+    predicted = budget if budget is not None else tensor_bytes + fixed
+    return dataclasses.replace(plan, predicted_bytes=predicted, unit_budget=unit_budget,
+                               budget_bytes=budget if budget is not None else (predicted if refine else None))

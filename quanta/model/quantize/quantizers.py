@@ -1,0 +1,499 @@
+"""Weight quantizers as registered strategies (after gguf-py's type registry and quanto's
+injected optimizers).
+
+A quantizer is a :class:`WeightQuantizer` subclass registered by name in one line::
+
+    class HQQ(WeightQuantizer, name="hqq"): ...
+
+It turns a 2-D weight ``(out_features, in_features)`` into a :class:`QuantizedWeight`: integer
+codes plus scales (and zero points) per group of ``group_size`` consecutive inputs
+(``group_size`` 0 or -1: one group per output row). A quantizer that wants calibration data sets
+``needs_calibration`` and receives the layer's :class:`LayerStats` (mean squared input per
+channel and, with ``needs_hessian``, the input's second-moment matrix ``XᵀX/n``).
+
+Registered here:
+
+* "rtn": round to nearest on a min/max grid (symmetric or asymmetric).
+* "mse": the grid's clipping searched per group for the least squared error.
+* "hqq": asymmetric grid whose zero point is refined by HQQ's half-quadratic solver
+  (Badri & Shaji, 2023): alternate a sparsity-promoting shrinkage of the error (an lp "norm",
+  p < 1) with the closed-form zero-point update.
+* "nf4": QLoRA's NormalFloat codebook scaled by each group's absolute maximum.
+* "imatrix" (calibrated): the clipping search of "mse", each input weighted by its mean squared
+  activation.
+* "gptq" (calibrated): the grid fixed first (clipping searched with the importance weights),
+  then rounding with Hessian-aware error feedback (:mod:`quanta.core.hessian`).
+* "awq", "awq+gptq" (calibrated): activation-aware input scales per group of layers
+  (:mod:`quanta.model.quantize.awq`, run by the engine before each block), then "imatrix" or "gptq".
+
+With ``storage=`` a GGML block type (:mod:`quanta.model.formats.weight`), the grid's scales are
+those the file can hold (float16); for a codebook type (IQ4_NL) "rtn", "mse", "imatrix" and
+"gptq" round onto its levels, each group's scale searched (:func:`quanta.core.codebook.search_scales`).
+
+Every weight dequantizes through the core (:func:`dequantize_codes`: ``core.grid.dequantize``
+or ``core.codebook.dequantize_scaled``). When ``group_size`` does not divide ``in_features``
+(SmolLM2's 576 with groups of 128), the weight is padded with zero columns to the next multiple;
+:class:`~quanta.model.runtime.qlinear.QuantLinear` pads the activations to match. The padding is counted
+in the stored bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from quanta.core._checks import check_bits, check_choice, check_finite_array
+from quanta.core.codebook import NF4 as NF4_LEVELS
+from quanta.core.codebook import dequantize_scaled, quantize_scaled
+from quanta.core.grid import Grid, QParams, choose_qparams, dequantize, quantize
+from quanta.errors import ConfigError
+from quanta.model.formats.weight import AUTO_GROUPS, WeightFormat, auto_group
+from quanta.model.quantize.methods import METHODS
+
+#: the group sizes ``group_size=None`` chooses from, per layer, largest first
+#: rows quantized at once: larger matrices (a token embedding) go in slices of this many rows
+ROW_CHUNK = 8192
+
+#: name → quantizer class, filled by ``class X(WeightQuantizer, name="x")``
+QUANTIZERS: dict[str, type[WeightQuantizer]] = {}
+
+
+def methods() -> tuple[str, ...]:
+    """Registered quantizer names (the CLI's ``--method`` choices), in registration order."""
+    return tuple(QUANTIZERS)
+
+
+@dataclass
+class LayerStats:
+    """Calibration statistics of one Linear layer's input, accumulated row by row.
+
+    n: rows (tokens) seen; sum_sq: ``Σ x²`` per input channel; xtx: ``Σ x xᵀ`` (``(in, in)``,
+    in ``dtype``, only when the quantizer asked for a Hessian).
+    """
+
+    in_features: int
+    with_hessian: bool = False
+    n: int = 0
+    sum_sq: torch.Tensor = field(default=None)  # type: ignore[assignment]
+    xtx: torch.Tensor | None = None
+    dtype: torch.dtype = torch.float64  # of the sums (float32 halves the Hessian's memory)
+
+    def __post_init__(self) -> None:
+        self.sum_sq = torch.zeros(self.in_features, dtype=torch.float64)
+        if self.with_hessian:
+            self.xtx = torch.zeros(self.in_features, self.in_features, dtype=self.dtype)
+
+    def add(self, x: torch.Tensor) -> None:
+        """Accumulate a batch of inputs ``(..., in_features)``."""
+        x2 = x.detach().reshape(-1, self.in_features).to(torch.float32)
+        self.n += x2.shape[0]
+        self.sum_sq += (x2 * x2).sum(0, dtype=torch.float64)
+        if self.xtx is not None:  # float32 products of one batch, summed over batches in float64
+            self.xtx += (x2.t() @ x2).to(self.dtype)
+
+    @property
+    def mean_sq(self) -> torch.Tensor:
+        """Mean squared input per channel (llama.cpp's importance-matrix diagonal)."""
+        return self.sum_sq / max(self.n, 1)
+
+    @property
+    def hessian(self) -> torch.Tensor:
+        """``XᵀX / n`` (the layer-wise least-squares Hessian, up to a factor 2)."""
+        if self.xtx is None:
+            raise ConfigError("these statistics were gathered without the Hessian")
+        return self.xtx / max(self.n, 1)
+
+
+@dataclass
+class QuantizedWeight:
+    """Codes ``(out, in)`` (unsigned: 0..2**bits−1), scales and zero points ``(out, in/G)``.
+
+    The weight is ``scale · (code − zero)`` on a grid, ``scale · codebook[code]`` with a codebook.
+    """
+
+    codes: torch.Tensor
+    scales: torch.Tensor
+    zeros: torch.Tensor | None
+    bits: int
+    group_size: int
+    method: str
+    in_features: int = 0  # the true input width (codes may carry zero-padding columns)
+    codebook: np.ndarray | None = None
+    sym: bool = False  # a symmetric grid: every zero point is default_zero(bits)
+
+    def __post_init__(self) -> None:
+        if not self.in_features:
+            self.in_features = self.codes.shape[1]
+
+    def dequantize(self) -> torch.Tensor:
+        """The ``(out, in_features)`` float32 weight."""
+        return dequantize_codes(self.codes, self.scales, self.zeros, bits=self.bits,
+                                group_size=self.group_size, codebook=self.codebook)[:, : self.in_features]
+
+
+def weight_grid(bits: int, group_size: int, symmetric: bool) -> Grid:
+    """The grid of model weights: unsigned codes (a symmetric grid is centred on
+    ``2**(bits-1)``), one group of ``group_size`` inputs per scale, along axis 1."""
+    return Grid(bits=bits, signed=False, symmetric=symmetric, granularity="group", axis=1,
+                group_size=group_size)
+
+
+def default_zero(bits: int) -> int:
+    """The zero point of a symmetric grid of unsigned ``bits``-bit codes (the core's one rule)."""
+    return int(weight_grid(bits, 1, symmetric=True).default_zero_point)
+
+
+def dequantize_codes(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, *,
+                     bits: int, group_size: int, codebook: np.ndarray | None = None) -> torch.Tensor:
+    """The one dequantizer of model weights (padded width), through the core, float32."""
+    grid = weight_grid(bits, group_size, symmetric=False)
+    if codebook is not None:
+        return dequantize_scaled(codes, scales.float(), codebook, grid)
+    qp = QParams(grid, scales.float(), zeros.float(), tuple(codes.shape))
+    return dequantize(codes.to(torch.int32), qp)
+
+
+class WeightQuantizer:
+    """Base of every weight quantizer: validates the request, pads, and dispatches.
+
+    Subclasses set ``name`` (by ``class X(WeightQuantizer, name="x")``), which brings their
+    traits — ``needs_calibration``, ``needs_hessian``, the bit range, … — from
+    :data:`quanta.model.quantize.methods.METHODS`; optionally a ``codebook``; and implement
+    :meth:`quantize_padded`.
+    """
+
+    name: ClassVar[str] = ""
+    needs_calibration: ClassVar[bool] = False
+    needs_hessian: ClassVar[bool] = False
+    codebook: ClassVar[np.ndarray | None] = None
+    min_bits: ClassVar[int] = 2
+    max_bits: ClassVar[int] = 8
+    summary: ClassVar[str] = ""
+    takes_levels: ClassVar[bool] = False  # can round onto a storage type's codebook (IQ4_NL)
+    scales_activations: ClassVar[bool] = False  # AWQ: input scales chosen per block first
+
+    def __init_subclass__(cls, name: str | None = None, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if name:
+            if name in QUANTIZERS and QUANTIZERS[name].__qualname__ != cls.__qualname__:
+                raise ConfigError(f"a quantizer named {name!r} is already registered")
+            if name not in METHODS:
+                raise ConfigError(f"quantizer {name!r} has no row in quanta.model.quantize.methods.METHODS")
+            cls.name = name
+            for trait, value in vars(METHODS[name]).items():  # the traits from the one table
+                if trait != "name":
+                    setattr(cls, trait, value)
+            QUANTIZERS[name] = cls
+
+    def __init__(self, bits: int = 4, group_size: int | None = 128, sym: bool = False,
+                 storage: str | None = None) -> None:
+        self.bits = check_bits(bits, self.min_bits, self.max_bits, f"{self.name} bits")
+        #: inputs per group; 0 or -1: one group per row; None: per layer, the largest of 128,
+        #: 64 and 32 that divides its inputs (no padding), else 128
+        self.group_size = None if group_size is None else int(group_size)
+        self.sym = bool(sym)
+        if storage is not None and self.codebook is not None:
+            raise ConfigError(f"{self.name} is a codebook; it has no GGML block type")
+        #: a GGML block type ("Q4_1", ...) whose float16 scales the grid must use, or None
+        self.storage = storage
+        #: the storage type's codebook (IQ4_NL), which then replaces the uniform grid
+        self.levels = _storage_levels(storage)
+        if self.levels is not None and not self.takes_levels:
+            raise ConfigError(f"method {self.name!r} cannot write {storage} (a codebook type); "
+                              "use rtn, mse, imatrix or gptq")
+
+    def stored(self, qp: QParams) -> QParams:
+        """``qp`` as the storage format keeps it (float16 scales for GGML types)."""
+        if not self.storage:
+            return qp
+        from quanta.model.formats.weight import storage_grid
+
+        s, z = storage_grid(qp.scale, qp.zero_point, self.storage)
+        return QParams(qp.grid, s, z, qp.shape)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(bits={self.bits}, group_size={self.group_size}, sym={self.sym})"
+
+    def group_for(self, in_features: int, name: str = "") -> int:
+        """The effective group size for a layer with ``in_features`` inputs."""
+        if self.storage:
+            from quanta.model.formats.weight import BLOCK_TYPES
+
+            t = BLOCK_TYPES[self.storage]
+            if not t.fits(in_features):
+                where = f"layer {name}: " if name else ""
+                raise ConfigError(f"{where}{t.name} needs rows of a multiple of {t.block} weights; "
+                                  f"this one has {in_features}")
+            return t.group
+        if self.group_size is None:
+            return auto_group(in_features)
+        g = in_features if self.group_size in (0, -1) else self.group_size
+        if g < 1 or g > in_features:
+            where = f"layer {name}: " if name else ""
+            raise ConfigError(f"{where}group size {self.group_size} does not fit in_features {in_features}")
+        return g
+
+    def quantize(self, w: torch.Tensor, *, stats: LayerStats | None = None,
+                 name: str = "") -> QuantizedWeight:
+        """Quantize one ``(out, in)`` weight (``stats``: its calibration statistics)."""
+        where = f"layer {name}" if name else "weight"
+        if w.ndim != 2:
+            raise ConfigError(f"{where}: expected a 2-D weight, got shape {tuple(w.shape)}")
+        check_finite_array(w, where)
+        if self.needs_calibration and stats is None:
+            raise ConfigError(f"{where}: method {self.name!r} needs calibration data")
+        k = w.shape[1]
+        g = self.group_for(k, name)
+        wf = w.detach().to(torch.float32)
+        if k % g:
+            wf = torch.nn.functional.pad(wf, (0, g - k % g))
+        if wf.shape[0] <= ROW_CHUNK:
+            return self.quantize_padded(wf, g, k, stats)
+        # rows are independent (their own scales; GPTQ's feedback runs along a row): a large
+        # matrix — a token embedding — is quantized in slices of rows, its peak memory bounded
+        parts = [self.quantize_padded(wf[i:i + ROW_CHUNK], g, k, stats)
+                 for i in range(0, wf.shape[0], ROW_CHUNK)]
+        first = parts[0]
+        return QuantizedWeight(torch.cat([q.codes for q in parts]), torch.cat([q.scales for q in parts]),
+                               None if first.zeros is None else torch.cat([q.zeros for q in parts]),
+                               first.bits, first.group_size, first.method, first.in_features, first.codebook,
+                               first.sym)
+
+    def quantize_padded(self, w: torch.Tensor, group_size: int, in_features: int,
+                        stats: LayerStats | None) -> QuantizedWeight:
+        """Quantize a weight whose width is a multiple of ``group_size``."""
+        raise NotImplementedError
+
+    def _on_levels(self, w: torch.Tensor, group_size: int, in_features: int,
+                   importance: torch.Tensor | None = None,
+                   hessian: torch.Tensor | None = None) -> QuantizedWeight:
+        """Quantize onto the storage type's codebook: per-group scales searched for the least
+        (importance-weighted) error, then nearest levels — or GPTQ's rounding with ``hessian``."""
+        from quanta.core.codebook import nearest, search_scales
+        from quanta.core.grid import from_blocks, to_blocks
+
+        grid = Grid(bits=4, granularity="group", axis=1, group_size=group_size)
+        imp = None if importance is None else importance.expand_as(w)
+        d, _ = self.stored_scales(search_scales(w, self.levels, grid, weights=imp))
+        if hessian is None:
+            b = to_blocks(w, grid) / d.reshape(-1, 1)
+            codes = from_blocks(nearest(b, self.levels), grid, tuple(w.shape))
+        else:
+            from quanta.core.hessian import gptq_quantize
+
+            codes = torch.from_numpy(gptq_quantize(
+                w.double().numpy(), hessian.numpy(), d.double().numpy(), torch.zeros_like(d).double().numpy(),
+                qmin=0, qmax=len(self.levels) - 1, group_size=group_size, act_order=self.act_order,
+                damp=self.damp, levels=self.levels))
+        return QuantizedWeight(codes.to(torch.uint8), d.to(torch.float32), None, 4, group_size, self.name,
+                               in_features, np.asarray(self.levels, np.float32))
+
+    def stored_scales(self, scale: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """Signed codebook scales as the storage type keeps them (float16, never zero)."""
+        from quanta.model.formats.weight import storage_grid
+
+        return storage_grid(scale, None, self.storage)
+
+    def _on_grid(self, w: torch.Tensor, qp: QParams, in_features: int) -> QuantizedWeight:
+        codes = quantize(w, qp)
+        return QuantizedWeight(codes.to(torch.uint8), qp.scale.to(torch.float32),
+                               qp.zero_point.to(torch.float32), self.bits, qp.grid.group_size,
+                               self.name, in_features, sym=qp.grid.symmetric)
+
+
+class RTN(WeightQuantizer, name="rtn"):
+    """Round to nearest on each group's min/max grid."""
+
+    scale_method: ClassVar[str] = "minmax"
+
+
+    def quantize_padded(self, w, group_size, in_features, stats):
+        if self.levels is not None:
+            return self._on_levels(w, group_size, in_features)
+        qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method=self.scale_method)
+        return self._on_grid(w, self.stored(qp), in_features)
+
+
+class MSEClip(RTN, name="mse"):
+    """Round to nearest after searching each group's clipping for the least squared error."""
+
+    scale_method = "mse"
+
+
+class HQQ(WeightQuantizer, name="hqq"):
+    """Asymmetric grid with HQQ's half-quadratic zero-point refinement (always asymmetric)."""
+
+    iters: ClassVar[int] = 20
+
+    def quantize_padded(self, w, group_size, in_features, stats):
+        grid = weight_grid(self.bits, group_size, symmetric=False)
+        qp = choose_qparams(w, grid)
+        qp = QParams(grid, qp.scale, hqq_zero_points(w, qp, iters=self.iters), qp.shape)
+        return self._on_grid(w, self.stored(qp), in_features)
+
+
+class NF4(WeightQuantizer, name="nf4"):
+    """QLoRA's NormalFloat4 codebook, scaled by each group's absolute maximum (4 bits only)."""
+
+    codebook = NF4_LEVELS
+
+    def quantize_padded(self, w, group_size, in_features, stats):
+        grid = Grid(bits=4, granularity="group", axis=1, group_size=group_size)
+        codes, scales = quantize_scaled(w, self.codebook, grid)
+        return QuantizedWeight(codes.to(torch.uint8), scales.to(torch.float32), None, 4, group_size,
+                               self.name, in_features, self.codebook)
+
+
+class IMatrix(WeightQuantizer, name="imatrix"):
+    """Round to nearest on grids chosen for the least *importance-weighted* squared error: each
+    input channel weighted by its mean squared activation on the calibration data (the diagonal
+    of llama.cpp's importance matrix). Seconds, not minutes."""
+
+    #: the clipping ratios searched (None: the core's default, 1.0 down to 0.5 in 51 steps)
+    clip_ratios: ClassVar[Any] = None
+
+
+    def quantize_padded(self, w, group_size, in_features, stats):
+        imp = importance(stats.mean_sq, w.shape[1])
+        if self.levels is not None:
+            return self._on_levels(w, group_size, in_features, importance=imp)
+        qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method="mse",
+                            weights=imp.expand_as(w), clip_ratios=self.clip_ratios)
+        return self._on_grid(w, self.stored(qp), in_features)
+
+
+class GPTQ(WeightQuantizer, name="gptq"):
+    """GPTQ: each group's grid fixed first (clipping searched for the least error weighted by
+    the Hessian's diagonal — the importance matrix), then columns rounded in activation order
+    with their error fed onto the rest through the calibration Hessian (static groups)."""
+
+    scale_method: ClassVar[str] = "weighted"  # or "minmax": each group's min and max
+    damp: ClassVar[float] = 0.01
+    act_order: ClassVar[bool] = True
+
+
+    def quantize_padded(self, w, group_size, in_features, stats):
+        from quanta.core.hessian import gptq_quantize
+
+        grid = weight_grid(self.bits, group_size, self.sym)
+        h = torch.zeros(w.shape[1], w.shape[1], dtype=torch.float64)
+        h[:in_features, :in_features] = stats.hessian  # padding columns are dead inputs
+        imp = importance(stats.mean_sq, w.shape[1])  # the Hessian's diagonal
+        if self.levels is not None:
+            return self._on_levels(w, group_size, in_features, importance=imp, hessian=h)
+        if self.scale_method == "minmax":
+            qp = self.stored(choose_qparams(w, grid, method="minmax"))
+        else:  # clipping searched for the least error weighted by the Hessian's diagonal
+            qp = self.stored(choose_qparams(w, grid, method="mse", weights=imp.expand_as(w)))
+        codes = gptq_quantize(w.double().numpy(), h.numpy(), qp.scale.double().numpy(),
+                              qp.zero_point.double().numpy(), qmin=grid.qmin, qmax=grid.qmax,
+                              group_size=group_size, act_order=self.act_order, damp=self.damp)
+        return QuantizedWeight(torch.from_numpy(codes).to(torch.uint8), qp.scale.to(torch.float32),
+                               qp.zero_point.to(torch.float32), self.bits, group_size, self.name,
+                               in_features, sym=grid.symmetric)
+
+
+class AWQ(IMatrix, name="awq"):
+    """AWQ: per-input-channel scales from the activations, searched per group of layers and
+    folded into the layer before (:mod:`quanta.model.quantize.awq`), then the importance-weighted
+    clipping search of "imatrix" on the scaled weights."""
+
+
+
+class AWQGPTQ(GPTQ, name="awq+gptq"):
+    """AWQ's input scales, then GPTQ on the scaled weights."""
+
+
+
+def importance(mean_sq: torch.Tensor, width: int) -> torch.Tensor:
+    """Per-input weights of the clipping searches: the mean squared activation (the Hessian's
+    diagonal) over its mean, zero on padding columns, plus 10⁻³ so that no input weighs nothing."""
+    imp = torch.zeros(width, dtype=torch.float32)
+    imp[: mean_sq.numel()] = mean_sq.to(torch.float32)
+    return imp / imp.mean().clamp_min(1e-30) + 1e-3
+
+
+def _storage_levels(storage: str | None) -> np.ndarray | None:
+    if storage is None:
+        return None
+    from quanta.model.formats.weight import BLOCK_TYPES
+
+    if storage not in BLOCK_TYPES:
+        raise ConfigError(f"unknown GGML storage type {storage!r} (choose from {', '.join(BLOCK_TYPES)})")
+    return BLOCK_TYPES[storage].codebook
+
+
+# Proximal solver: min over z of ‖W − dequantize(quantize(W; s, z))‖_p^p, p < 1 (Badri & Shaji).
+def hqq_zero_points(w: torch.Tensor, qp: QParams, *, iters: int = 20, p: float = 0.7,
+                    beta: float = 10.0, kappa: float = 1.01) -> torch.Tensor:
+    """HQQ zero-point refinement: improved zero points (same shape as ``qp.zero_point``).
+
+    Each step rounds on the core grid with the current zero points, shrinks the error
+    (generalised soft-thresholding for the lp "norm"), and solves for the zero points in closed
+    form; the best zero points seen (by the lp error) are kept.
+    """
+    out, inp = w.shape
+    g = qp.grid.group_size
+    wg = w.view(out, inp // g, g)
+    s = qp.scale[..., None]
+    z = qp.zero_point.clone()
+    best_z, best_err = z.clone(), None
+    for _ in range(iters):
+        step = QParams(qp.grid, qp.scale, z, qp.shape)
+        q = quantize(w, step)
+        e = (w - dequantize(q, step)).view(out, inp // g, g)
+        err = e.abs().pow(p).sum(-1)
+        if best_err is None:
+            best_err = err
+        better = err < best_err
+        best_z = torch.where(better, z, best_z)
+        best_err = torch.where(better, err, best_err)
+        we = torch.sign(e) * torch.relu(e.abs() - (1.0 / beta) * e.abs().clamp_min(1e-8).pow(p - 1))
+        z = (q.view(out, inp // g, g).float() - (wg - we) / s).mean(-1)
+        beta *= kappa
+    return best_z
+
+
+def make_quantizer(method: str = "rtn", *, bits: int = 4, group_size: int | None = 128,
+                   sym: bool = False, storage: str | None = None) -> WeightQuantizer:
+    """The registered quantizer ``method`` with these settings."""
+    check_choice(method, QUANTIZERS, "method")
+    return QUANTIZERS[method](bits=bits, group_size=group_size, sym=sym, storage=storage)
+
+
+def quantizer_for(method: str, fmt: WeightFormat) -> WeightQuantizer:
+    """The rounding ``method`` on the storage format ``fmt``'s grid."""
+    return make_quantizer(method, bits=fmt.bits, group_size=fmt.group_size, sym=fmt.sym, storage=fmt.ggml)
+
+
+def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, method: str = "rtn",
+                    sym: bool = False, name: str = "", stats: LayerStats | None = None) -> QuantizedWeight:
+    """Quantize one ``(out, in)`` weight with the registered quantizer ``method``."""
+    return make_quantizer(method, bits=bits, group_size=group_size, sym=sym).quantize(
+        w, stats=stats, name=name)
+
+
+__all__ = [
+    "AUTO_GROUPS",
+    "AWQ",
+    "AWQGPTQ",
+    "GPTQ",
+    "HQQ",
+    "NF4",
+    "QUANTIZERS",
+    "RTN",
+    "IMatrix",
+    "LayerStats",
+    "MSEClip",
+    "QuantizedWeight",
+    "WeightQuantizer",
+    "auto_group",
+    "dequantize_codes",
+    "make_quantizer",
+    "methods",
+    "quantize_weight",
+    "weight_grid",
+]

@@ -1,0 +1,120 @@
+"""The recipe of ``quanta model quantize``, shared by the contract (:mod:`quanta.model.medium`)
+and the tour (:mod:`quanta.model.eval.tour`): calibration windows, the mixed-precision plan under a
+target or the default's shared-out bytes, and how the token embedding is quantized and rounded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from quanta.progress import Phases
+
+
+def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tuple[str, ...],
+               exclude: tuple[str, ...], phases: Phases | None = None, *, budget: int | None = None,
+               target_bpw: float | None = None, default_bits: int | None = None,
+               embedding: bool = True) -> Any:
+    """Measure every tensor's sensitivity and choose its format within ``budget`` bytes for the
+    units (the plan's :attr:`~quanta.model.quantize.plan.QuantPlan.unit_budget`), or ``target_bpw`` bits
+    per unit weight — with ``default_bits``, among :func:`~quanta.model.formats.weight.default_formats`.
+    ``embedding``: the token embedding is one of the units."""
+    phases = phases or Phases(None)
+    from quanta.model.formats import weight as formats
+    from quanta.model.quantize import mixed
+    from quanta.model.quantize.apply import find_targets
+    from quanta.model.quantize.quantizers import QUANTIZERS
+
+    names = [n for n, _ in find_targets(loaded.model, include, exclude)]
+    weights = mixed.unit_weights(loaded.model, names, embedding=embedding)
+    if format == "gguf":
+        levels = QUANTIZERS[method].takes_levels
+        cands: mixed.Candidates = {n: formats.gguf_formats(levels, w.shape[1]) for n, w in weights.items()}
+    else:
+        cands = {n: formats.quanta_formats(w.shape[1]) if default_bits is None else
+                 formats.default_formats(default_bits, w.shape[1]) for n, w in weights.items()} | {
+            mixed.EMBEDDING: formats.embedding_formats()}
+    sens = mixed.measure(loaded.model, windows[:SENSITIVITY_WINDOWS], names, progress=phases.next())
+    table = mixed.loss_table(loaded.model, sens, weights, cands, progress=phases.next())
+    if budget is None:
+        budget = int(float(target_bpw) * sum(w.numel() for w in weights.values()) / 8)
+    return mixed.choose(table, weights, cands, budget)
+
+
+#: calibration windows the sensitivity pass uses (it back-propagates: 4× a forward pass)
+SENSITIVITY_WINDOWS = 16
+
+
+def embedding_label(spec: dict | None) -> str:
+    """The token embedding's format and rounding for the report: ``8-bit per row (mse)``."""
+    if spec is None:
+        return "float"
+    rows = spec["group_size"] == spec["in"]
+    grid = f"{spec['bits']}-bit " + ("per row" if rows else f"g{spec['group_size']}")
+    return f"{grid} ({spec['method']})" if spec.get("method") else grid
+
+
+def embedding_quantizer(plan: Any, bits: int, embedding_bits: int | None, head: bool,
+                        method: str = "mse") -> Any:
+    """The token embedding's quantizer for a quanta folder (None: it stays float); ``method``
+    rounds it (:func:`embedding_method`)."""
+    from quanta.model.quantize.mixed import EMBEDDING
+    from quanta.model.quantize.quantizers import make_quantizer, quantizer_for
+
+    if plan is not None:
+        return quantizer_for(method, plan.choice[EMBEDDING]) if EMBEDDING in plan.choice else None
+    from quanta.core._checks import check_bits
+
+    eb = 8 if embedding_bits is None else int(embedding_bits)
+    if eb == 0:
+        return None
+    check_bits(eb, 2, 8, "embedding bits")
+    if eb == 8:  # one symmetric scale per row: a tied head runs PyTorch's int8 kernel
+        return make_quantizer(method, bits=8, group_size=0, sym=True)
+    return make_quantizer(method, bits=eb, group_size=32)
+
+
+#: how a token embedding rounds when nothing calibrates it (a lookup has no input statistics)
+EMBEDDING_METHOD = "mse"
+#: the rounding of a tied embedding under each calibrated method, with the output head's input
+#: statistics (:func:`quanta.model.quantize.apply.head_stats`); AWQ's input scales have no layer to fold into
+TIED_EMBEDDING_METHODS = {"gptq": "gptq", "awq+gptq": "gptq", "imatrix": "imatrix", "awq": "imatrix"}
+
+
+def embedding_method(method: str, model: Any, windows: Any) -> str:
+    """How the token embedding rounds: a tied embedding is the output head too, and with
+    calibration windows it rounds as the layers' method does on the head's inputs (GPTQ's error
+    feedback or the importance-weighted search); otherwise by the clipping search alone."""
+    from quanta.model.runtime.qembed import ties_head
+
+    if windows is None or not ties_head(model):
+        return EMBEDDING_METHOD
+    return TIED_EMBEDDING_METHODS.get(method, EMBEDDING_METHOD)
+
+
+def mixed_json(plan: Any) -> dict | None:
+    """The plan as the report and the config carry it."""
+    from quanta.model.quantize.mixed import describe
+
+    return None if plan is None else describe(plan)
+
+
+def calibration_for(loaded: Any, quantizer: Any, calib: str | Path | None, samples: int | None,
+                    length: int | None, seed: int, *, force: bool = False) -> Any:
+    """Calibration windows for a quantizer that needs them, or for any with ``force``
+    (None otherwise)."""
+    from quanta.errors import InputError
+    from quanta.model.options import DEFAULT_LENGTH, DEFAULT_SAMPLES
+    from quanta.model.quantize.calibrate import calibration_windows, read_text
+
+    if not (quantizer.needs_calibration or force):
+        return None
+    context = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
+    if context and length and length > context:
+        raise InputError(f"--calib-len {length} exceeds the model's context of {context} tokens")
+    if loaded.tokenizer is None:
+        raise InputError(f"{loaded.source}: no tokenizer to cut calibration windows with "
+                         "(--method rtn needs no calibration)")
+    text = None if calib is None else read_text(calib)
+    return calibration_windows(loaded.tokenizer, text, samples=samples or DEFAULT_SAMPLES,
+                               length=length or DEFAULT_LENGTH, bos_id=loaded.bos_id, seed=seed)

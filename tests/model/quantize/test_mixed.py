@@ -1,0 +1,197 @@
+"""Mixed precision: the sensitivity pass, the per-tensor choice under a budget, and the files it
+writes (GGUF with several block types, quanta folders with several grids)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from quanta.errors import ConfigError
+from quanta.media import get
+from quanta.model.formats import weight as formats
+from quanta.model.formats.gguf_read import load_gguf
+from quanta.model.options import Options
+from quanta.model.quantize import mixed
+from quanta.model.quantize.apply import find_targets
+from quanta.model.quantize.calibrate import calibration_windows
+
+
+@pytest.fixture(scope="module")
+def measured(tiny):
+    from quanta.model.sources.load import load_model
+
+    _, path = tiny
+    g = load_model(path)
+    wins = calibration_windows(g.tokenizer, samples=8, length=32, bos_id=g.bos_id, seed=0)
+    names = [n for n, _ in find_targets(g.model, ("*",), ("lm_head",))]
+    return g.model, wins, names, mixed.measure(g.model, wins, names)
+
+
+def test_sensitivity_is_a_quadratic_form(measured):
+    model, _, names, sens = measured
+    w = dict(model.named_modules())[names[0]].weight.data
+    err = torch.randn(w.shape, generator=torch.Generator().manual_seed(1)) * 1e-3
+    assert sens.layer_loss(names[0], torch.zeros_like(w)) == 0.0
+    one, two = sens.layer_loss(names[0], err), sens.layer_loss(names[0], 2 * err)
+    assert one > 0 and two == pytest.approx(4 * one, rel=1e-5)
+    assert sens.tokens == 8 * 32
+    assert set(sens.inputs) == set(names) | {"lm_head"}  # the tied head is measured too
+    # Q, K and V read one input: one set of statistics, shared
+    assert sens.inputs["model.layers.0.self_attn.q_proj"] is sens.inputs["model.layers.0.self_attn.v_proj"]
+    assert sens.inputs["model.layers.0.mlp.gate_proj"] is not sens.inputs["model.layers.0.self_attn.q_proj"]
+
+
+def _kld(model, wins, ref):
+    with torch.no_grad():
+        lp = torch.log_softmax(model(wins).logits[:, :-1].float(), -1)
+    return float((ref.exp() * (ref - lp)).sum(-1).mean())
+
+
+def test_sensitivity_ranks_layers_as_measured(measured):
+    """The predicted loss rise of the same relative error on each layer ranks the layers as the
+    KL divergence measured with that one layer perturbed does."""
+    from scipy.stats import spearmanr
+
+    model, wins, names, sens = measured
+    mods = dict(model.named_modules())
+    with torch.no_grad():
+        ref = torch.log_softmax(model(wins).logits[:, :-1].float(), -1)
+    predicted, actual = [], []
+    g = torch.Generator().manual_seed(0)
+    for n in names:
+        w = mods[n].weight.data
+        err = torch.randn(w.shape, generator=g) * 0.05 * w.std()
+        predicted.append(sens.layer_loss(n, err))
+        w += err
+        actual.append(_kld(model, wins, ref))
+        w -= err
+    rho = spearmanr(predicted, actual).statistic
+    assert rho > 0.7, (rho, predicted, actual)
+
+
+def test_allocation_spends_the_budget_where_it_pays(measured):
+    model, _, names, sens = measured
+    cands = formats.gguf_formats(width=64)  # the tiny model's rows: no K-quant fits
+    weights = mixed.unit_weights(model, names, embedding=True)
+    table = mixed.loss_table(model, sens, weights, cands)
+    assert [c.label for c in cands] == ["Q4_0", "IQ4_NL", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+    assert all(t[0] > t[-1] > 0 for t in table.values())  # Q4_0 costs more loss than Q8_0
+    sizes = {n: [c.nbytes(*w.shape) for c in cands] for n, w in weights.items()}
+    small, large = (sum(s[i] for s in sizes.values()) for i in (0, -1))
+    plans = [mixed.choose(table, weights, cands, int(small + f * (large - small)))
+             for f in (0.0, 0.3, 0.6, 1.0)]
+    for p in plans:
+        assert p.nbytes <= p.budget
+        assert p.nbytes == sum(c.nbytes(*weights[n].shape) for n, c in p.choice.items())
+    losses = [p.predicted_loss for p in plans]
+    assert losses == sorted(losses, reverse=True) and losses[0] > losses[-1]
+    # the smallest budget leaves the 4.5-bit types only, where IQ4_NL's levels beat Q4_0's grid
+    assert set(plans[0].summary()) <= {"Q4_0", "IQ4_NL"} and set(plans[-1].summary()) == {"Q8_0"}
+    assert sum(table[n][1] < table[n][0] for n in table) > 0.8 * len(table)
+    with pytest.raises(ConfigError, match="smallest formats need"):
+        mixed.choose(table, weights, cands, small - 1)
+
+
+def _dequantized(path):
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    return {t.name: t.tensor_type.name for t in GGUFReader(path).tensors}, {
+        t.name: np.asarray(dequantize(t.data, t.tensor_type), np.float32) for t in GGUFReader(path).tensors}
+
+
+def test_mixed_gguf_fits_the_target_and_mixes_types(tiny, tmp_path):
+    _, path = tiny
+    m = get("model")
+    uniform = tmp_path / "q41.gguf"
+    m.write(path, uniform, Options(bits=4, group_size=32, format="gguf", method="gptq", calib_samples=8,
+                                   calib_len=32))
+    target = uniform.stat().st_size + 12_000
+    out = tmp_path / "mixed.gguf"
+    rep = m.write(path, out, Options(method="gptq", format="gguf", target_size=target, calib_samples=8,
+                                     calib_len=32))
+    types, _ = _dequantized(out)
+    assert out.stat().st_size <= target
+    assert len({t for n, t in types.items() if n.endswith(".weight") and "norm" not in n}) >= 2
+    assert rep.mixed["map"]["token_embd"] == types["token_embd.weight"]
+    assert rep.mixed["map"]["model.layers.1.mlp.down_proj"] == types["blk.1.ffn_down.weight"]
+    again = load_gguf(out)  # quanta reads its own mixed file
+    assert again.tensor_types["blk.0.attn_v.weight"] == rep.mixed["map"]["model.layers.0.self_attn.v_proj"]
+
+
+def test_mixed_quanta_folder_records_the_map(tiny, tmp_path):
+    from quanta.model.formats.folder import load_quantized
+
+    _, path = tiny
+    out = tmp_path / "mixed"
+    rep = get("model").write(path, out, Options(method="rtn", target_bpw=5.0, calib_samples=8, calib_len=32))
+    cfg = json.loads((out / "quant_config.json").read_text())
+    assert cfg["mixed"]["map"] == rep.mixed["map"]
+    assert len(set(cfg["mixed"]["map"].values())) >= 2
+    bits = {n: spec["bits"] for n, spec in cfg["layers"].items()} | {"token_embd": cfg["embedding"]["bits"]}
+    assert {n: f"{b}-bit" for n, b in bits.items()} == {
+        n: lab.split(" ")[0] for n, lab in cfg["mixed"]["map"].items()}
+    assert rep.mixed["tensor_bytes"] <= rep.mixed["budget_bytes"]
+    model, _, _ = load_quantized(out)
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.tensor([[256, 3, 4, 5]])).logits).all()
+
+
+def test_mixed_rules(tiny, tmp_path):
+    _, path = tiny
+    m = get("model")
+    with pytest.raises(ConfigError, match="not both"):
+        m.write(path, tmp_path / "a", Options(target_size=1_000_000, target_bpw=4.0, calib_samples=4,
+                                              calib_len=16))
+    with pytest.raises(ConfigError, match="smallest formats"):
+        m.write(path, tmp_path / "b.gguf", Options(format="gguf", target_size=10_000, calib_samples=4,
+                                                   calib_len=16))
+    with pytest.raises(ConfigError, match="target-bpw"):
+        m.write(path, tmp_path / "c", Options(target_bpw=0.5, calib_samples=4, calib_len=16))
+    assert not any(tmp_path.iterdir())
+
+
+def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
+    """``--bits 4`` with a calibrated method (the default) spends the bytes of the uniform 4-bit
+    folder (8-bit embedding) by sensitivity: within its budget, among the kernel-backed grids,
+    with less predicted loss than the uniform choice; ``--uniform`` keeps every layer at 4 bits."""
+    from quanta.model.formats.folder import load_quantized
+    from quanta.model.sources.load import load_model
+
+    _, path = tiny
+    m = get("model")
+    rep = m.write(path, tmp_path / "a", Options(bits=4, calib_samples=8, calib_len=32))
+    uni = m.write(path, tmp_path / "b", Options(bits=4, calib_samples=8, calib_len=32, uniform=True))
+    assert uni.mixed is None and uni.embedding == "8-bit per row (gptq)"
+    plan = rep.mixed
+    kernels = {"4-bit g128", "4-bit g64", "4-bit g32", "5-bit row", "6-bit row", "7-bit row", "8-bit row"}
+    assert set(plan["summary"]) <= kernels
+    g = load_model(path)
+    names = [n for n, _ in find_targets(g.model, ("*",), ("lm_head",))]
+    weights = mixed.unit_weights(g.model, names, embedding=True)
+    uniform = sum(formats.EMBEDDING_ROWS.nbytes(*w.shape) if n == mixed.EMBEDDING else
+                  formats.WeightFormat("", 4, formats.auto_group(w.shape[1])).nbytes(*w.shape)
+                  for n, w in weights.items())  # the uniform 4-bit folder's units
+    assert plan["budget_bytes"] == uniform >= plan["tensor_bytes"]
+
+    def tensors(d):
+        return (d / "model.safetensors").stat().st_size
+
+    assert tensors(tmp_path / "a") <= tensors(tmp_path / "b")
+    # the plan's predicted loss is at most that of the uniform choice, measured the same way
+    wins = calibration_windows(g.tokenizer, samples=8, length=32, bos_id=g.bos_id, seed=0)
+    sens = mixed.measure(g.model, wins[:16], names)
+    cands = {n: formats.default_formats(4, weights[n].shape[1]) for n in names} | {
+        mixed.EMBEDDING: formats.embedding_formats()}
+    q_cands = [c.label for c in cands["model.layers.0.self_attn.q_proj"]]
+    rows = ["5-bit row", "6-bit row", "7-bit row", "8-bit row"]
+    assert q_cands == ["4-bit g64", "4-bit g32", *rows]  # 64 inputs: no groups of 128
+    table = mixed.loss_table(g.model, sens, weights, cands)
+    uniform_loss = sum(t[0] for n, t in table.items() if n != mixed.EMBEDDING) + table[mixed.EMBEDDING][-1]
+    assert plan["predicted_loss_increase"] <= uniform_loss + 1e-12
+    model, _, _ = load_quantized(tmp_path / "a")
+    mods = dict(model.named_modules())
+    assert {mods[n].path for n in names} <= {"int4pack", "int8pack"}  # every layer on a PyTorch kernel

@@ -1,0 +1,140 @@
+"""The plan of ``quanta model quantize`` (issue 22, deliverable 3): made from metadata alone,
+one ordered decision per tensor, the predicted size against the file the same command writes,
+``--dry-run`` writing nothing, unknown architectures refused before any weight is read."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from quanta.cli.main import main
+from quanta.errors import InputError
+from quanta.model.options import Options
+from quanta.model.quantize.plan import plan_for, read_layout
+
+
+@pytest.fixture(scope="module")
+def hf(tmp_path_factory):
+    from quanta.model.sources.tiny import write_hf_folder
+
+    return write_hf_folder(tmp_path_factory.mktemp("hf") / "tiny-llama", hidden=128)
+
+
+def _size(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*")) if p.is_dir() else p.stat().st_size
+
+
+def test_the_layout_comes_from_metadata_without_torch(tiny):
+    import subprocess
+
+    _, path = tiny
+    code = (f"import sys; from quanta.model.quantize.plan import read_layout, plan_for; "
+            "from quanta.model.options import Options; "
+            f"l = read_layout({str(path)!r}); p = plan_for(l, Options()); "
+            "print(len(l.tensors), l.tied, p.refine, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["20", "True", "default", "sharing", "False"]
+
+
+def test_each_tensor_gets_one_format_and_a_reason(tiny):
+    _, path = tiny
+    plan = plan_for(read_layout(path), Options(method="rtn", exclude=("*.mlp.down_proj",)))
+    by = {e.name: e for e in plan.entries}
+    assert by["model.embed_tokens"].format == "8-bit row"
+    assert by["model.layers.0.self_attn.q_proj"].format == "4-bit g64" and "groups of 64" in \
+        by["model.layers.0.self_attn.q_proj"].reason
+    assert by["model.layers.1.mlp.down_proj"].format == "float32" and "--exclude" in by[
+        "model.layers.1.mlp.down_proj"].reason
+    assert "lm_head" not in by  # tied: the embedding is the head
+    gguf = plan_for(read_layout(path), Options(method="rtn", format="gguf"))
+    assert gguf.kind == "Q4_1" and {e.format for e in gguf.entries if e.role == "embedding"} == {"Q8_0"}
+
+
+@pytest.mark.parametrize("args,name", [(["--method", "rtn", "--uniform"], "q"),
+                                       (["--method", "rtn", "--format", "gguf"], "q.gguf"),
+                                       (["--method", "gptq", "--bits", "8", "--format", "gguf"], "q8.gguf")])
+def test_the_predicted_size_is_the_written_size(tiny, tmp_path, capsys, args, name):
+    _, path = tiny
+    out = tmp_path / name
+    assert main(["model", "quantize", str(path), "-o", str(out), "--dry-run", "--json", *args]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert not out.exists()  # a dry run writes nothing
+    assert main(["model", "quantize", str(path), "-o", str(out), "--json", *args,
+                 "--calib-samples", "4", "--calib-len", "32"]) == 0
+    actual = _size(out)
+    # exact but for metadata text (the config's and the headers' lengths): within 2 % on a model
+    # this small, within 0.5 % on SmolLM2 (docs/BENCHMARKS.md)
+    assert abs(plan["predicted_bytes"] - actual) / actual < 0.02, (plan["predicted_bytes"], actual)
+
+
+def test_the_plain_default_and_a_target_spend_about_the_predicted_bytes(hf, tmp_path, capsys):
+    for args in (["--method", "gptq"], ["--method", "rtn", "--target-bpw", "5"]):
+        out = tmp_path / f"o{len(args)}"
+        assert main(["model", "quantize", str(hf), "-o", str(out), "--dry-run", "--json", *args]) == 0
+        plan = json.loads(capsys.readouterr().out)
+        assert plan["refine"] in ("default sharing", "target")
+        assert main(["model", "quantize", str(hf), "-o", str(out), *args, "--calib-samples", "4",
+                     "--calib-len", "32"]) == 0
+        capsys.readouterr()
+        assert abs(_size(out) - plan["predicted_bytes"]) < 0.05 * plan["predicted_bytes"]
+
+
+def test_an_unknown_architecture_is_refused_before_any_weight_is_read(hf, tmp_path, capsys):
+    import shutil
+
+    qwen = tmp_path / "qwen3"
+    shutil.copytree(hf, qwen)
+    cfg = json.loads((qwen / "config.json").read_text())
+    cfg["architectures"] = ["Qwen3ForCausalLM"]
+    (qwen / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"Qwen3ForCausalLM.*not supported"):
+        read_layout(qwen)
+    assert main(["model", "quantize", str(qwen), "-o", str(tmp_path / "out"), "--method", "rtn"]) == 2
+    assert "supported: LlamaForCausalLM" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_dry_run_prints_the_plan_as_a_table(tiny, capsys):
+    _, path = tiny
+    assert main(["model", "quantize", str(path), "-o", "unused", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted size: about" in out and "shared out" in out and "norms stay float" in out
+
+
+def test_the_final_plan_is_kept_in_the_output(hf, tiny, tmp_path):
+    """A folder's config and a GGUF's ``quanta.plan`` keep the plan: each tensor's format, method
+    and reason — the sensitivity pass's choices where it chose."""
+    from gguf import GGUFReader
+
+    from quanta.media import get
+
+    rep = get("model").write(hf, tmp_path / "q", Options(calib_samples=8, calib_len=32))
+    plan = json.loads((tmp_path / "q" / "quant_config.json").read_text())["plan"]
+    layers = json.loads((tmp_path / "q" / "quant_config.json").read_text())["layers"]
+    assert plan["refine"] == "default sharing" and plan["predicted_bytes"] > 0
+    assert rep.planned_s > 0 and rep.planned_peak_mb > 0  # the estimates: in the report only
+    for name, spec in layers.items():
+        fmt, method, why = plan["tensors"][name]
+        assert fmt == rep.mixed["map"][name] and fmt.startswith(f"{spec['bits']}-bit") and method == "gptq"
+        assert "measured sensitivity" in plan["reasons"][why]
+    assert plan["tensors"]["model.layers.0.input_layernorm.weight"][0] == "float32"
+    _, path = tiny
+    get("model").write(path, tmp_path / "q.gguf", Options(method="rtn", format="gguf"))
+    kept = json.loads(GGUFReader(tmp_path / "q.gguf").fields["quanta.plan"].contents())
+    assert kept["tensors"]["model.layers.1.mlp.down_proj"][:2] == ["Q4_1", "rtn"]
+
+
+def test_the_plan_predicts_time_and_memory(hf):
+    from quanta.model.quantize.cost import predict
+
+    plain = plan_for(read_layout(hf), Options(method="rtn", uniform=True))
+    calibrated = plan_for(read_layout(hf), Options())
+    assert 0 < plain.cost.seconds < calibrated.cost.seconds
+    assert plain.cost.peak_bytes < calibrated.cost.peak_bytes
+    small = predict(10**8, 8 * 10**7, 8 * 10**7, 576, "gptq", calibrated=True, sensitivity=True,
+                    windows=64, tokens=256)
+    big = predict(10**9, 8 * 10**8, 8 * 10**8, 2048, "gptq", calibrated=True, sensitivity=True,
+                  windows=64, tokens=256)
+    assert 9 < big.seconds / small.seconds < 11 and 5 < big.peak_bytes / small.peak_bytes < 10
