@@ -33,10 +33,10 @@ import torch  # noqa: E402
 
 from bench._llama_cpp import ensure_built  # noqa: E402
 from bench._util import OUT, machine, write_json  # noqa: E402
-from quanta.model import unbinned  # noqa: E402
 from quanta.model.eval.evaluate import wikitext2_test_text, windows  # noqa: E402
 from quanta.model.eval.harness import Reference  # noqa: E402
 from quanta.model.quantize.calibrate import default_text  # noqa: E402
+from quanta.model.sources import unbinned  # noqa: E402
 from quanta.model.sources.load import load_model  # noqa: E402
 from quanta.render.tables import console, print_table  # noqa: E402
 
