@@ -49,12 +49,15 @@ class RMSNorm(nn.Module):
 
 
 class Rotary(nn.Module):
-    """The rotary embedding's inverse frequencies (default rope)."""
+    """The rotary embedding's inverse frequencies (default rope). Computed on the CPU even when
+    the model is built on the meta device: arithmetic on meta tensors runs torch's Python
+    reference ops, whose first use imports its compiler (0.85 s of a 2 s folder load)."""
 
     def __init__(self, config: Any) -> None:
         super().__init__()
         hd = config.head_dim
-        inv = 1.0 / (config.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+        steps = torch.arange(0, hd, 2, dtype=torch.int64, device="cpu").float()
+        inv = 1.0 / (config.rope_theta ** (steps / hd))
         self.register_buffer("inv_freq", inv, persistent=False)
         self.attention_scaling = 1.0
 
