@@ -156,16 +156,22 @@ def layout_bytes(layout: dict[str, tuple[tuple[int, ...], str]]) -> int:
 @dataclass(frozen=True)
 class WeightFormat:
     """One storage format of a weight matrix: a grid (bits, group size — 0 for one group per
-    row —, symmetric) and, for GGUF, the GGML block type that stores it (``ggml``).
+    row, None for the largest of :data:`AUTO_GROUPS` dividing each layer's inputs —, symmetric)
+    and, for GGUF, the GGML block type that stores it (``ggml``). A rounding method
+    (:class:`quanta.model.quantize.quantizers.WeightQuantizer`) is built on one.
 
     A quanta folder stores the tensors of :func:`folder_layout` (codes, float16 scales, and
     float16 zero points for an asymmetric grid); a GGML type stores its blocks."""
 
     label: str
     bits: int
-    group_size: int
+    group_size: int | None
     sym: bool = False
     ggml: str | None = None
+
+    def group_for(self, cols: int) -> int:
+        """The group size on rows ``cols`` wide (None resolved by :func:`auto_group`)."""
+        return auto_group(cols) if self.group_size is None else self.group_size
 
     @property
     def block_type(self) -> BlockType | None:
@@ -174,15 +180,16 @@ class WeightFormat:
     def width(self, cols: int, *, embedding: bool = False) -> int:
         """The stored width of rows ``cols`` wide: whole groups (zero-padded); a token
         embedding's rows are also whole bytes (a multiple of 8 codes: rows are read alone)."""
-        if self.group_size in (0, -1):
+        g = self.group_for(cols)
+        if g in (0, -1):
             return -(-cols // 8) * 8 if embedding else cols
-        return -(-cols // self.group_size) * self.group_size
+        return -(-cols // g) * g
 
     def layout(self, rows: int, cols: int, *,
                embedding: bool = False) -> dict[str, tuple[tuple[int, ...], str]]:
         """The folder tensors of a ``rows × cols`` weight in this format (:func:`folder_layout`)."""
-        width = self.width(cols, embedding=embedding)
-        groups = 1 if self.group_size in (0, -1) else width // self.group_size
+        width, g = self.width(cols, embedding=embedding), self.group_for(cols)
+        groups = 1 if g in (0, -1) else width // g
         return folder_layout(rows, width, self.bits, groups, zeros=not self.sym)
 
     def nbytes(self, rows: int, cols: int, *, embedding: bool = False) -> int:
@@ -196,6 +203,12 @@ class WeightFormat:
     def fits(self, cols: int) -> bool:
         """Whether rows ``cols`` wide can be stored (a GGML type needs whole blocks)."""
         return self.block_type.fits(cols) if self.ggml else True
+
+
+def grid_format(bits: int, group_size: int | None = None, sym: bool = False) -> WeightFormat:
+    """quanta's grid of ``bits`` in groups of ``group_size`` (0: one per row; None: per layer)."""
+    g = "auto" if group_size is None else ("row" if group_size in (0, -1) else group_size)
+    return WeightFormat(f"{bits}-bit g{g}" + (" sym" if sym else ""), bits, group_size, sym)
 
 
 def ggml_format(name: str) -> WeightFormat:

@@ -50,7 +50,7 @@ from quanta.core.codebook import NF4 as NF4_LEVELS
 from quanta.core.codebook import dequantize_scaled, quantize_scaled
 from quanta.core.grid import Grid, QParams, choose_qparams, dequantize, quantize
 from quanta.errors import ConfigError
-from quanta.model.formats.weight import AUTO_GROUPS, WeightFormat, auto_group
+from quanta.model.formats.weight import AUTO_GROUPS, WeightFormat, auto_group, grid_format
 from quanta.model.quantize.methods import METHODS
 
 #: the group sizes ``group_size=None`` chooses from, per layer, largest first
@@ -188,13 +188,15 @@ class WeightQuantizer:
                     setattr(cls, trait, value)
             QUANTIZERS[name] = cls
 
-    def __init__(self, bits: int = 4, group_size: int | None = 128, sym: bool = False,
-                 storage: str | None = None) -> None:
-        self.bits = check_bits(bits, self.min_bits, self.max_bits, f"{self.name} bits")
+    def __init__(self, fmt: WeightFormat) -> None:
+        #: the storage format this method rounds onto (what is stored, apart from how it is rounded)
+        self.format = fmt
+        self.bits = check_bits(fmt.bits, self.min_bits, self.max_bits, f"{self.name} bits")
         #: inputs per group; 0 or -1: one group per row; None: per layer, the largest of 128,
         #: 64 and 32 that divides its inputs (no padding), else 128
-        self.group_size = None if group_size is None else int(group_size)
-        self.sym = bool(sym)
+        self.group_size = None if fmt.group_size is None else int(fmt.group_size)
+        self.sym = bool(fmt.sym)
+        storage = fmt.ggml
         if storage is not None and self.codebook is not None:
             raise ConfigError(f"{self.name} is a codebook; it has no GGML block type")
         #: a GGML block type ("Q4_1", ...) whose float16 scales the grid must use, or None
@@ -457,16 +459,20 @@ def hqq_zero_points(w: torch.Tensor, qp: QParams, *, iters: int = 20, p: float =
     return best_z
 
 
+def quantizer_for(method: str, fmt: WeightFormat) -> WeightQuantizer:
+    """The registered rounding ``method`` on the storage format ``fmt`` — the one way a
+    quantizer is made."""
+    check_choice(method, QUANTIZERS, "method")
+    return QUANTIZERS[method](fmt)
+
+
 def make_quantizer(method: str = "rtn", *, bits: int = 4, group_size: int | None = 128,
                    sym: bool = False, storage: str | None = None) -> WeightQuantizer:
-    """The registered quantizer ``method`` with these settings."""
-    check_choice(method, QUANTIZERS, "method")
-    return QUANTIZERS[method](bits=bits, group_size=group_size, sym=sym, storage=storage)
-
-
-def quantizer_for(method: str, fmt: WeightFormat) -> WeightQuantizer:
-    """The rounding ``method`` on the storage format ``fmt``'s grid."""
-    return make_quantizer(method, bits=fmt.bits, group_size=fmt.group_size, sym=fmt.sym, storage=fmt.ggml)
+    """:func:`quantizer_for` on the format these numbers name (the CLI's and the tests' way to
+    say it): quanta's grid, or with ``storage`` the GGML block type whose scales it keeps."""
+    fmt = WeightFormat(storage, bits, group_size, sym, storage) if storage else \
+        grid_format(bits, group_size, sym)
+    return quantizer_for(method, fmt)
 
 
 def quantize_weight(w: torch.Tensor, *, bits: int = 4, group_size: int = 128, method: str = "rtn",

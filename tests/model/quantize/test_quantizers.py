@@ -9,6 +9,7 @@ import torch
 from quanta.core.codebook import dequantize_scaled
 from quanta.core.grid import QParams, dequantize
 from quanta.errors import ConfigError, InputError
+from quanta.model.formats.weight import grid_format
 from quanta.model.quantize.quantizers import (
     QUANTIZERS,
     WeightQuantizer,
@@ -120,7 +121,7 @@ class _Toy(WeightQuantizer):
 
 def test_calibrated_quantizer_without_data_is_refused():
     with pytest.raises(ConfigError, match="calibration"):
-        _Toy(bits=4, group_size=32).quantize(torch.zeros(4, 32))
+        _Toy(grid_format(4, 32)).quantize(torch.zeros(4, 32))
 
 
 @pytest.mark.parametrize("method", ["rtn", "gptq"])
@@ -139,3 +140,22 @@ def test_a_tall_matrix_is_quantized_in_slices_of_rows_with_the_same_result(metho
     sliced = make_quantizer(method, bits=4, group_size=32).quantize(w, stats=stats)
     assert torch.equal(sliced.codes, whole.codes) and torch.equal(sliced.scales, whole.scales)
     assert torch.equal(sliced.zeros, whole.zeros) and sliced.codes.shape == (100, 64)
+
+
+def test_a_method_is_built_on_a_format_and_rounds_onto_it():
+    """What is stored (a format) apart from how it is rounded (a method): every registered method
+    takes the format whole; make_quantizer only names one from numbers first."""
+    from quanta.model.formats.weight import ggml_format
+    from quanta.model.quantize.quantizers import QUANTIZERS, quantizer_for
+
+    w = torch.randn(16, 96, generator=torch.Generator().manual_seed(3))
+    fmt = grid_format(3, None, sym=True)  # per layer: 96 inputs → groups of 32
+    assert fmt.group_for(96) == 32 and fmt.nbytes(16, 96) == grid_format(3, 32, True).nbytes(16, 96)
+    for name in ("rtn", "mse", "hqq"):
+        q = quantizer_for(name, fmt)
+        assert isinstance(q, QUANTIZERS[name]) and q.format is fmt and (q.bits, q.sym) == (3, True)
+        qw = q.quantize(w)
+        assert qw.group_size == 32 and int(qw.codes.max()) <= 7
+    q41 = quantizer_for("rtn", ggml_format("Q4_1"))
+    assert q41.storage == "Q4_1" and q41.group_for(96) == 32
+    assert repr(make_quantizer("rtn", bits=4, group_size=64)) == repr(quantizer_for("rtn", grid_format(4, 64)))
