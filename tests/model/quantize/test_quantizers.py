@@ -158,4 +158,5 @@ def test_a_method_is_built_on_a_format_and_rounds_onto_it():
         assert qw.group_size == 32 and int(qw.codes.max()) <= 7
     q41 = quantizer_for("rtn", ggml_format("Q4_1"))
     assert q41.storage == "Q4_1" and q41.group_for(96) == 32
-    assert repr(make_quantizer("rtn", bits=4, group_size=64)) == repr(quantizer_for("rtn", grid_format(4, 64)))
+    named = make_quantizer("rtn", bits=4, group_size=64)
+    assert repr(named) == repr(quantizer_for("rtn", grid_format(4, 64))) and named.format.label == "4-bit g64"
