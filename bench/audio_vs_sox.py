@@ -7,7 +7,9 @@ Signals are quanta's music-like generator (chords over pink noise, fading to −
 stereo: a long file at 48 kHz and shorter ones at 44.1, 96 and 192 kHz. Every method turns them
 into 16-bit WAV; each output is measured against the float original: threshold-weighted
 (Terhardt, 20 Hz–20 kHz), A-weighted and unweighted residual levels and the peak residual,
-all in dB re full-scale amplitude. On the long file, whole-process wall time (medians of
+all in dB re full-scale amplitude, and the noise-to-mask ratio per frame against the original's
+masking threshold (:mod:`quanta.audio.masking`: median, 95th percentile, share of frames
+above 0 dB). On the long file, whole-process wall time (medians of
 ``--repeat`` alternating runs) compares `quanta audio requantize` with `sox`.
 ``--memory`` also requantizes a 2-hour 96 kHz 24-bit stereo file (made by SoX) and reports the
 peak RSS. Prints tables, writes bench/out/audio_vs_sox.json.
@@ -99,7 +101,8 @@ def measure_rate(rate: int, src: Path, folder: Path) -> list[dict]:
         lv = analyze_file(dst, src).residual
         rows.append({"rate_hz": rate, "method": label, "threshold_db": lv["threshold_db"],
                      "a_db": lv["a_db"], "unweighted_db": lv["unweighted_db"],
-                     "peak_db": lv["peak_db"]})
+                     "peak_db": lv["peak_db"], "nmr_median_db": lv["nmr_median_db"],
+                     "nmr_p95_db": lv["nmr_p95_db"], "nmr_above_0db": lv["nmr_frames_above_0db"]})
         dst.unlink()
     tpdf = next(r["threshold_db"] for r in rows if r["method"] == "quanta tpdf (no shaping)")
     for r in rows:
@@ -176,9 +179,12 @@ def main() -> None:
         quality += rows
         print_table(f"{rate} Hz → 16 bits, music-like, {sf.info(src).duration:.0f} s "
                     "(dB re full-scale amplitude)",
-                    ["method", "threshold-wtd", "vs TPDF", "A-wtd", "unweighted", "peak"],
+                    ["method", "threshold-wtd", "vs TPDF", "A-wtd", "unweighted", "peak", "NMR median",
+                     "NMR p95", "> 0 dB"],
                     [[r["method"], f"{r['threshold_db']:.2f}", f"{r['vs_tpdf_db']:+.2f}",
-                      f"{r['a_db']:.2f}", f"{r['unweighted_db']:.2f}", f"{r['peak_db']:.2f}"]
+                      f"{r['a_db']:.2f}", f"{r['unweighted_db']:.2f}", f"{r['peak_db']:.2f}",
+                      f"{r['nmr_median_db']:.2f}", f"{r['nmr_p95_db']:.2f}",
+                      f"{100 * r['nmr_above_0db']:.1f}%"]
                      for r in rows])
     timing = speed(long48, folder, args.repeat)
     print_table(f"whole-process wall time, {args.minutes:g} min 48 kHz stereo float → 16 bit "
@@ -192,12 +198,15 @@ def main() -> None:
         ours = next(r for r in rows if r["method"] == "quanta --shape auto")
         sox_rows = [r for r in rows if r["method"].startswith("sox") and r["method"] != "sox dither"]
         best = min(sox_rows, key=lambda r: r["threshold_db"])
+        best_nmr = min(sox_rows, key=lambda r: r["nmr_median_db"])
         summary.append([rate, f"{ours['threshold_db']:.2f}", f"{ours['vs_tpdf_db']:+.2f}",
                         best["method"], f"{best['threshold_db']:.2f}",
-                        f"{ours['threshold_db'] - best['threshold_db']:+.2f}"])
+                        f"{ours['threshold_db'] - best['threshold_db']:+.2f}",
+                        f"{ours['nmr_median_db'] - best_nmr['nmr_median_db']:+.2f} ({best_nmr['method']})"])
     if summary:
         print_table("threshold-weighted residual: quanta auto vs SoX's best at each rate",
-                    ["rate", "quanta auto", "vs TPDF", "SoX best", "SoX dB", "quanta − SoX"],
+                    ["rate", "quanta auto", "vs TPDF", "SoX best", "SoX dB", "quanta − SoX",
+                     "NMR median: quanta − SoX's best"],
                     summary)
     mem = memory(folder) if args.memory else None
     if mem:

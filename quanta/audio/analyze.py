@@ -3,7 +3,9 @@
 Levels are in dB re full-scale amplitude: a signal of RMS ``r`` has level ``20·log10(r)``
 (a full-scale sine is −3.01 dB). Weighted residual levels integrate the residual's power
 spectrum times a weighting (:mod:`quanta.audio.weighting`) over 20 Hz–20 kHz; the unweighted
-total covers the whole band.
+total covers the whole band. Against a reference, the residual's noise-to-mask ratio per frame
+(:mod:`quanta.audio.masking`: the masking threshold of the *reference*, never of the file
+measured), the worst channel of each frame counted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from quanta.audio import io
 from quanta.audio.levels import clip_top, codes_per_unit, effective_bits
+from quanta.audio.masking import nmr_frames, nmr_summary
 from quanta.audio.weighting import WEIGHTINGS
 from quanta.core.dither import total_error_variance_lsb2
 from quanta.core.measures import db_amplitude
@@ -139,6 +142,8 @@ class AnalysisReport(Report):
     residual: dict | None = None
     dynamic_range: dict | None = None
     meter: SpectrumMeter | None = private(default=None)  # noqa: RUF009 (a field spec)
+    #: per-frame NMR: (frame centres in s, dB), for a plot over time
+    nmr_series: tuple | None = private(default=None)
 
     def rows(self) -> list[tuple[str, str]]:
         rows = [("file", f"{self.file}: {self.rate_hz} Hz, {self.channels} ch, "
@@ -155,6 +160,11 @@ class AnalysisReport(Report):
         for k, label in labels.items():
             if self.residual and k in self.residual:
                 rows.append((label, f"{fmt(self.residual[k])} dB"))
+        if self.residual and "nmr_median_db" in self.residual:
+            r = self.residual
+            rows.append(("noise-to-mask ratio", f"median {fmt(r['nmr_median_db'])} dB, 95th percentile "
+                         f"{fmt(r['nmr_p95_db'])} dB, {100 * r['nmr_frames_above_0db']:.1f} % of "
+                         f"{r['nmr_frames']} frames above 0 dB"))
         if self.dynamic_range:
             d = self.dynamic_range
             rows.append(("AES17 dynamic range", f"{d['dynamic_range_db']:.2f} dB unweighted, "
@@ -175,15 +185,39 @@ def analyze_file(path: Path | str, reference: Path | str | None = None, *,
     tick = (lambda done: progress(done, total)) if progress else (lambda done: None)
     x, _ = io.read(path)
     tick(src_info.frames)
-    residual, meter = None, None
+    residual, meter, series = None, None, None
     if reference is not None:
         meter, residual = _residual(Path(path), Path(reference), src_info, chunk_frames,
                                     lambda done: tick(src_info.frames + done))
+        series = nmr(x, io.read(reference)[0], src_info.rate_hz)
+        residual.update(nmr_summary(series[1]))
     dr = None if dynamic_range_bits is None else dynamic_range_db(
         dynamic_range_bits, dither=dither, shape=shape, rate_hz=src_info.rate_hz)
     return AnalysisReport(str(path), src_info.rate_hz, src_info.channels, src_info.frames,
                           src_info.seconds, src_info.subtype, channel_stats(x, src_info.bits),
-                          residual, dr, meter)
+                          residual, dr, meter, series)
+
+
+def nmr(x: np.ndarray, reference: np.ndarray, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the noise-to-mask ratio (dB) of ``x − reference`` against the reference's
+    masking threshold (:func:`quanta.audio.masking.nmr_frames`), the worst channel of each
+    frame: (frame centres in s, NMR in dB)."""
+    x = x[:, None] if x.ndim == 1 else x
+    reference = reference[:, None] if reference.ndim == 1 else reference
+    per_channel = [nmr_frames(x[:, c] - reference[:, c], reference[:, c], rate_hz)
+                   for c in range(x.shape[1])]
+    return per_channel[0][0], np.max([v for _, v in per_channel], axis=0)
+
+
+def plot_nmr(series: tuple[np.ndarray, np.ndarray], out: Path, *, title: str = "") -> None:
+    """Per-frame noise-to-mask ratio over time, as PNG (:func:`quanta.render.plots.rd_plot`)."""
+    from quanta.render.plots import Series, rd_plot
+
+    times, values = series
+    rd_plot([Series("NMR per frame (worst channel)", times, values, "quanta"),
+             Series("0 dB: the edge of audibility", [times[0], times[-1]], [0.0, 0.0], "reference")],
+            xlabel="time (s)", ylabel="noise-to-mask ratio (dB)", title=title or "noise-to-mask ratio",
+            png=out)
 
 
 def _residual(path: Path, reference: Path, src_info: io.AudioInfo, chunk_frames: int,

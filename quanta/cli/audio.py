@@ -79,21 +79,31 @@ def analyze(
     dither: str = typer.Option("tpdf", help="...with this dither..."),
     shape: str = typer.Option("none", help="...and this noise shaping (at the file's rate)."),
     plot: Path = typer.Option(None, help="Write the residual spectrum as PNG (needs --reference)."),
+    nmr_plot: Path = typer.Option(None, "--nmr-plot", help="Write the noise-to-mask ratio per frame "
+                                  "over time as PNG (needs --reference)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing plot."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Peak, RMS, DC, clips, effective depth; with --reference, the residual's levels
-    (threshold-weighted first, then unweighted, A-weighted, ITU-R 468) and SNR."""
-    from quanta.audio.analyze import analyze_file, plot_spectrum
+    (threshold-weighted first, then unweighted, A-weighted, ITU-R 468), SNR and its
+    noise-to-mask ratio against the reference's masking threshold (per frame: median, 95th
+    percentile, share above 0 dB)."""
+    from quanta.audio.analyze import analyze_file, plot_nmr, plot_spectrum
     from quanta.errors import ConfigError
-    if plot is not None and reference is None:
-        raise ConfigError("--plot needs --reference (it draws the residual)")
+    for name, value in (("--plot", plot), ("--nmr-plot", nmr_plot)):
+        if value is not None and reference is None:
+            raise ConfigError(f"{name} needs --reference (it draws the residual)")
     plot = plot_path(plot, force=force, inputs=(path, reference))
+    nmr_plot = plot_path(nmr_plot, force=force, inputs=(path, reference))
+    if plot is not None and plot == nmr_plot:
+        raise ConfigError("--plot and --nmr-plot name the same file")
     with progress_bar("analyze", enabled=not json_out) as progress:
         rep = analyze_file(path, reference, dynamic_range_bits=bits, dither=dither, shape=shape,
                            progress=progress)
     write_plot(plot, lambda tmp: plot_spectrum(rep.meter, tmp, title=f"residual of {path.name} vs "
                                                                   f"{reference.name}"))
+    write_plot(nmr_plot, lambda tmp: plot_nmr(rep.nmr_series, tmp, title=f"noise-to-mask ratio of "
+                                              f"{path.name} against {reference.name}"))
     show(rep, json_out, title=f"analyze {path.name}")
 
 

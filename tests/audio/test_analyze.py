@@ -87,3 +87,24 @@ def test_generator_rejects_bad_requests():
         generate("noise", seconds=1)
     with pytest.raises(ConfigError):
         generate("sine", seconds=-1)
+
+
+def test_noise_to_mask_ratio_against_the_reference(tmp_path):
+    """The NMR of a requantized file is measured against the reference's masking threshold:
+    8 bits leave noise about 48 dB (8 bits × 6.02) above 16 bits' against the same mask."""
+    import soundfile as sf
+
+    from quanta.audio.requantize import requantize_file
+
+    x = generate("music", seconds=2, rate_hz=44100, channels=2, seed=2, level_db=-3)
+    sf.write(tmp_path / "ref.wav", x, 44100, subtype="DOUBLE")
+    nmr = {}
+    for bits in (8, 16):
+        requantize_file(tmp_path / "ref.wav", tmp_path / f"q{bits}.wav", bits, shape="none", seed=1)
+        rep = analyze_file(tmp_path / f"q{bits}.wav", tmp_path / "ref.wav")
+        nmr[bits] = rep.residual
+        times, values = rep.nmr_series
+        assert len(times) == len(values) == rep.residual["nmr_frames"] and "nmr_series" not in rep.to_json()
+    assert nmr[8]["nmr_median_db"] - nmr[16]["nmr_median_db"] == pytest.approx(48.2, abs=1.0)
+    assert nmr[16]["nmr_median_db"] < -20 and nmr[16]["nmr_frames_above_0db"] == 0.0
+    assert nmr[8]["nmr_p95_db"] >= nmr[8]["nmr_median_db"]

@@ -101,6 +101,14 @@ def test_analyze_with_reference_and_plot(tmp_path, src, capsys):
     assert rep["dynamic_range"]["dynamic_range_db"] == pytest.approx(93.75, abs=0.3)
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["audio", "analyze", str(out), "--plot", str(tmp_path / "x.png")]) == 2
+    # the noise-to-mask ratio against the reference's masking threshold, and its plot over time
+    assert rep["residual"]["nmr_median_db"] < -10 and 0 <= rep["residual"]["nmr_frames_above_0db"] <= 1
+    nmr_png = tmp_path / "nmr.png"
+    assert main(["audio", "analyze", str(out), "-r", str(src), "--nmr-plot", str(nmr_png)]) == 0
+    assert nmr_png.read_bytes()[:4] == b"\x89PNG" and "noise-to-mask ratio" in capsys.readouterr().out
+    assert main(["audio", "analyze", str(out), "--nmr-plot", str(tmp_path / "y.png")]) == 2
+    assert main(["audio", "analyze", str(out), "-r", str(src), "--plot", str(png), "--nmr-plot", str(png),
+                 "--force"]) == 2 and not (tmp_path / "y.png").exists()
 
 
 def test_filters_listing(capsys):
