@@ -70,36 +70,37 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def methods(rate: int, src: Path, folder: Path) -> list[tuple[str, list[str], Path]]:
+def methods(rate: int, src: Path, folder: Path, bits: int = 16) -> list[tuple[str, list[str], Path]]:
     out = []
-    stem = src.stem
+    stem, b = src.stem, str(bits)
     for label, extra in [("quanta tpdf (no shaping)", ["--shape", "none"]),
-                         ("quanta --shape auto", ["--shape", "auto"])]:
+                         ("quanta --shape auto", ["--shape", "auto"]),
+                         ("quanta --shape adaptive", ["--shape", "adaptive"])]:
         dst = folder / f"{stem}.q.{extra[1]}.wav"
-        out.append((label, [*QUANTA, "audio", "requantize", str(src), str(dst), "--bits", "16",
+        out.append((label, [*QUANTA, "audio", "requantize", str(src), str(dst), "--bits", b,
                             "--force", "--json", *extra], dst))
     sox = shutil.which("sox")
-    out.append(("sox dither", [sox, "-V1", str(src), "-b", "16", str(folder / f"{stem}.s.tpdf.wav"),
+    out.append(("sox dither", [sox, "-V1", str(src), "-b", b, str(folder / f"{stem}.s.tpdf.wav"),
                                "dither"], folder / f"{stem}.s.tpdf.wav"))
-    out.append(("sox dither -s", [sox, "-V1", str(src), "-b", "16", str(folder / f"{stem}.s.s.wav"),
+    out.append(("sox dither -s", [sox, "-V1", str(src), "-b", b, str(folder / f"{stem}.s.s.wav"),
                                   "dither", "-s"], folder / f"{stem}.s.s.wav"))
     for name in SOX_FILTERS:
         dst = folder / f"{stem}.s.{name}.wav"
-        out.append((f"sox dither -f {name}", [sox, "-V2", str(src), "-b", "16", str(dst), "dither",
+        out.append((f"sox dither -f {name}", [sox, "-V2", str(src), "-b", b, str(dst), "dither",
                                               "-f", name], dst))
     return out
 
 
-def measure_rate(rate: int, src: Path, folder: Path) -> list[dict]:
+def measure_rate(rate: int, src: Path, folder: Path, bits: int = 16) -> list[dict]:
     rows = []
-    for label, cmd, dst in methods(rate, src, folder):
+    for label, cmd, dst in methods(rate, src, folder, bits):
         dst.unlink(missing_ok=True)
         r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if r.returncode != 0 or "filter is available" in r.stderr:
             dst.unlink(missing_ok=True)
             continue  # SoX has no such filter at this rate (it then falls back to plain TPDF)
         lv = analyze_file(dst, src).residual
-        rows.append({"rate_hz": rate, "method": label, "threshold_db": lv["threshold_db"],
+        rows.append({"rate_hz": rate, "bits": bits, "method": label, "threshold_db": lv["threshold_db"],
                      "a_db": lv["a_db"], "unweighted_db": lv["unweighted_db"],
                      "peak_db": lv["peak_db"], "nmr_median_db": lv["nmr_median_db"],
                      "nmr_p95_db": lv["nmr_p95_db"], "nmr_above_0db": lv["nmr_frames_above_0db"]})
@@ -119,6 +120,9 @@ def speed(src: Path, folder: Path, repeat: int) -> list[dict]:
         ("quanta tpdf", [*QUANTA, "audio", "requantize", str(src), str(folder / "t.q.wav"),
                          "--force", "--json", "--shape", "none"],
          "sox dither", [sox, "-V1", str(src), "-b", "16", str(folder / "t.s.wav"), "dither"]),
+        ("quanta --shape adaptive", [*QUANTA, "audio", "requantize", str(src), str(folder / "t.q.wav"),
+                                     "--force", "--json", "--shape", "adaptive"],
+         "sox dither -s", [sox, "-V1", str(src), "-b", "16", str(folder / "t.s.wav"), "dither", "-s"]),
     ]
     rows = []
     for qlabel, qcmd, slabel, scmd in pairs:
@@ -174,10 +178,12 @@ def main() -> None:
              96000: make_signal(96000, args.short, folder),
              192000: make_signal(192000, args.short, folder)}
     quality = []
-    for rate, src in ({} if args.speed_only else files).items():
-        rows = measure_rate(rate, src, folder)
+    runs = [(rate, src, 16) for rate, src in files.items()] + \
+        [(rate, files[rate], 8) for rate in (44100, 48000)]
+    for rate, src, bits in [] if args.speed_only else runs:
+        rows = measure_rate(rate, src, folder, bits)
         quality += rows
-        print_table(f"{rate} Hz → 16 bits, music-like, {sf.info(src).duration:.0f} s "
+        print_table(f"{rate} Hz → {bits} bits, music-like, {sf.info(src).duration:.0f} s "
                     "(dB re full-scale amplitude)",
                     ["method", "threshold-wtd", "vs TPDF", "A-wtd", "unweighted", "peak", "NMR median",
                      "NMR p95", "> 0 dB"],
@@ -194,20 +200,35 @@ def main() -> None:
                   f"{r['ratio']:.2f}"] for r in timing])
     summary = []
     for rate in ({} if args.speed_only else files):
-        rows = [r for r in quality if r["rate_hz"] == rate]
+        rows = [r for r in quality if r["rate_hz"] == rate and r["bits"] == 16]
         ours = next(r for r in rows if r["method"] == "quanta --shape auto")
+        adaptive = next(r for r in rows if r["method"] == "quanta --shape adaptive")
         sox_rows = [r for r in rows if r["method"].startswith("sox") and r["method"] != "sox dither"]
         best = min(sox_rows, key=lambda r: r["threshold_db"])
         best_nmr = min(sox_rows, key=lambda r: r["nmr_median_db"])
         summary.append([rate, f"{ours['threshold_db']:.2f}", f"{ours['vs_tpdf_db']:+.2f}",
                         best["method"], f"{best['threshold_db']:.2f}",
                         f"{ours['threshold_db'] - best['threshold_db']:+.2f}",
-                        f"{ours['nmr_median_db'] - best_nmr['nmr_median_db']:+.2f} ({best_nmr['method']})"])
+                        f"{ours['nmr_median_db'] - best_nmr['nmr_median_db']:+.2f} ({best_nmr['method']})",
+                        f"{adaptive['nmr_median_db'] - best_nmr['nmr_median_db']:+.2f}",
+                        f"{adaptive['nmr_median_db'] - ours['nmr_median_db']:+.2f}"])
     if summary:
         print_table("threshold-weighted residual: quanta auto vs SoX's best at each rate",
                     ["rate", "quanta auto", "vs TPDF", "SoX best", "SoX dB", "quanta − SoX",
-                     "NMR median: quanta − SoX's best"],
+                     "NMR median: quanta auto − SoX's best", "adaptive − SoX's best", "adaptive − auto"],
                     summary)
+    eight = []
+    for rate in () if args.speed_only else (44100, 48000):
+        rows = {r["method"]: r for r in quality if r["rate_hz"] == rate and r["bits"] == 8}
+        sox_best = min((r for m, r in rows.items() if m.startswith("sox")), key=lambda r: r["nmr_above_0db"])
+        eight.append([rate, *(f"{100 * rows[m]['nmr_above_0db']:.1f}% ({rows[m]['nmr_median_db']:+.1f})"
+                              for m in ("quanta tpdf (no shaping)", "quanta --shape auto",
+                                        "quanta --shape adaptive")),
+                      f"{100 * sox_best['nmr_above_0db']:.1f}% ({sox_best['nmr_median_db']:+.1f}, "
+                      f"{sox_best['method']})"])
+    if eight:
+        print_table("8 bits: share of frames with NMR > 0 dB (median NMR, dB)",
+                    ["rate", "TPDF", "quanta auto", "quanta adaptive", "SoX's best"], eight)
     mem = memory(folder) if args.memory else None
     if mem:
         console.print(f"memory: {mem['file']} ({mem['bytes'] / 1e9:.2f} GB) requantized in "

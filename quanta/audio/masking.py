@@ -173,14 +173,15 @@ def _spread(level_db: np.ndarray, index_db: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Lattice:
-    """Per rate and frame length: each line's Bark and lattice cell, the lines → cells and
-    lines → critical bands sums as matrices, each band's noise-masker cell, the threshold in
-    quiet per line and per cell, and each line's tonal neighbourhood."""
+    """Per rate and frame length: each line's Bark, the runs of lines in each lattice cell and
+    each critical band, each band's noise-masker cell, the threshold in quiet per line and per
+    cell, and each line's tonal neighbourhood."""
 
     z_line: np.ndarray
-    to_cell: np.ndarray  # (lines, cells) 0/1
-    to_band: np.ndarray  # (lines, bands) 0/1
-    band_to_cell: np.ndarray  # (bands, cells) 0/1: a band's noise masker sits at its mean Bark
+    cell_starts: np.ndarray  # first line of each lattice cell that has lines (z rises with f)
+    cell_of_start: np.ndarray  # which cell each of those runs is
+    band_starts: np.ndarray  # first line of each critical band
+    band_cell: np.ndarray  # the cell of each band's noise masker (its lines' mean Bark)
     z_cell: np.ndarray
     quiet_db: np.ndarray  # threshold in quiet per line (dB SPL)
     quiet_cell_db: np.ndarray
@@ -192,20 +193,16 @@ class _Lattice:
         cells = int(np.ceil(z[-1] / LATTICE_BARK)) + 2
         cell = np.round(z / LATTICE_BARK).astype(int)
         band = np.floor(z).astype(int)
-        bands = int(band.max()) + 1
         # above 20 kHz nothing is heard: a threshold of 200 dB (Terhardt's formula grows as f⁴)
         quiet = np.where(freqs_hz > 20000, 200.0, np.minimum(threshold_db(np.maximum(freqs_hz, 20.0)), 200.0))
-        to_cell = np.zeros((z.size, cells))
-        to_cell[np.arange(z.size), cell] = 1.0
-        to_band = np.zeros((z.size, bands))
-        to_band[np.arange(z.size), band] = 1.0
-        centre = (z @ to_band) / np.maximum(to_band.sum(0), 1)
-        band_to_cell = np.zeros((bands, cells))
-        band_to_cell[np.arange(bands), np.round(centre / LATTICE_BARK).astype(int)] = 1.0
+        cell_starts = np.flatnonzero(np.r_[True, np.diff(cell) != 0])
+        band_starts = np.flatnonzero(np.r_[True, np.diff(band) != 0])
+        centre = np.add.reduceat(z, band_starts) / np.diff(np.r_[band_starts, z.size])
         quiet_cell = np.full(cells, np.inf)
         np.minimum.at(quiet_cell, cell, quiet)
-        z_cell = np.arange(cells) * LATTICE_BARK
-        return cls(z, to_cell, to_band, band_to_cell, z_cell, quiet, quiet_cell, _neighbourhood(freqs_hz))
+        band_cell = np.round(centre / LATTICE_BARK).astype(int)
+        return cls(z, cell_starts, cell[cell_starts], band_starts, band_cell, np.arange(cells) * LATTICE_BARK,
+                   quiet, quiet_cell, _neighbourhood(freqs_hz))
 
 
 def masking_threshold_db(p_db: np.ndarray, freqs_hz: np.ndarray) -> np.ndarray:
@@ -224,8 +221,13 @@ def _threshold_block(p_db: np.ndarray, lat: _Lattice) -> np.ndarray:
     near = power.copy()  # a tonal component's level: the peak and its two neighbours
     near[:, 1:] += power[:, :-1]
     near[:, :-1] += power[:, 1:]
-    tonal = np.where(peak, near, 0.0) @ lat.to_cell
-    noise = (np.where(taken, 0.0, power) @ lat.to_band) @ lat.band_to_cell
+    # sums over runs of lines (reduceat, not a matrix product: a frame's numbers must not depend
+    # on how many frames are computed together — the streaming shaper relies on it)
+    frames, cells = p_db.shape[0], lat.z_cell.size
+    tonal = np.zeros((frames, cells))
+    tonal[:, lat.cell_of_start] = np.add.reduceat(np.where(peak, near, 0.0), lat.cell_starts, axis=1)
+    noise = np.zeros((frames, cells))
+    noise[:, lat.band_cell] = np.add.reduceat(np.where(taken, 0.0, power), lat.band_starts, axis=1)
     with np.errstate(divide="ignore"):
         t_db, n_db = 10 * np.log10(tonal), 10 * np.log10(noise)
     t_db[t_db < lat.quiet_cell_db] = -np.inf  # decimation: maskers below the threshold in quiet go
@@ -260,11 +262,9 @@ def nmr_frames(noise: np.ndarray, reference: np.ndarray, rate_hz: float, *,
     f = fr.freqs_hz
     keep = (f >= 20.0) & (f <= 20000.0)
     band = np.floor(bark(f[keep])).astype(int)
-    to_band = np.zeros((band.size, int(band.max()) + 1))
-    to_band[np.arange(band.size), band] = 1.0
-    to_band = to_band[:, to_band.sum(0) > 0]
-    n = (10 ** (noise_db[:, keep] / 10)) @ to_band
-    m = (10 ** (mask_db[:, keep] / 10)) @ to_band / to_band.sum(axis=0)
+    starts = np.flatnonzero(np.r_[True, np.diff(band) != 0])
+    n = np.add.reduceat(10 ** (noise_db[:, keep] / 10), starts, axis=1)
+    m = np.add.reduceat(10 ** (mask_db[:, keep] / 10), starts, axis=1) / np.diff(np.r_[starts, band.size])
     ratio = (n / m).mean(axis=1)
     return fr.times_s, 10 * np.log10(np.maximum(ratio, 1e-30))
 

@@ -14,8 +14,9 @@ from quanta.progress import Progress
 class Options:
     """``quanta audio requantize``'s options. bits: the output's bit depth (8–24, or 32).
     dither: ``tpdf``, ``rpdf``, ``none`` … (:data:`quanta.core.dither.KINDS`). shape: ``auto``,
-    ``none``, ``designed[-ORDER]``, a classic filter's name (:data:`quanta.audio.shaping.CLASSIC`)
-    or a :class:`quanta.audio.shaping.ShapingFilter`. force_dither: dither even where the input
+    ``adaptive`` (masking-driven, :mod:`quanta.audio.adaptive`), ``none``, ``designed[-ORDER]``,
+    a classic filter's name (:data:`quanta.audio.shaping.CLASSIC`) or a
+    :class:`quanta.audio.shaping.ShapingFilter`. force_dither: dither even where the input
     already sits on the output grid. chunk_frames: frames per chunk (None: the default).
     out_format: the container (None: from the output's name).
 
@@ -41,7 +42,7 @@ class Options:
         if self.chunk_frames is not None and self.chunk_frames < 1:
             raise ConfigError("chunk size must be positive")
         s = self.shape
-        if isinstance(s, str) and not (s in ("auto", "none") or s.startswith("designed")
+        if isinstance(s, str) and not (s in ("auto", "none", "adaptive") or s.startswith("designed")
                                        or any(f.name == s for f in CLASSIC)):
             raise ConfigError(f"unknown noise-shaping filter {s!r}")
 

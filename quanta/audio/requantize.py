@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from quanta.audio import io
+from quanta.audio.adaptive import ADAPTIVE, AdaptiveShaper
 from quanta.audio.levels import check_bits, codes_per_unit, fits_grid, full_scale
 from quanta.audio.shaping import ShapingFilter, predicted, select
 from quanta.core.dither import DitherKind, DitherSource
-from quanta.core.feedback import FeedbackState, error_feedback_quantize
+from quanta.core.feedback import FeedbackState, error_feedback_quantize, error_feedback_segments
 from quanta.core.measures import db_amplitude
 from quanta.errors import ConfigError, InputError
 from quanta.progress import Progress
@@ -52,12 +53,17 @@ class Requantizer:
         if self.channels < 1:
             raise ConfigError("need at least one channel")
         self._dither = DitherSource(self.dither, self.channels, seed=self.seed)  # validates
-        self.shaping_filter = select(self.shaper, self.rate_hz, self.bits)
+        #: per channel, the masking-driven shapers of ``shaper="adaptive"`` (:mod:`quanta.audio.adaptive`)
+        self.adaptive = [AdaptiveShaper(self.rate_hz) for _ in range(self.channels)] \
+            if self.shaper == ADAPTIVE else None
+        self.shaping_filter = select("auto" if self.adaptive else self.shaper, self.rate_hz, self.bits)
         flt = self.shaping_filter
         b = np.array(flt.b if flt else (1.0,))
         a = np.array(flt.a if flt else (1.0,))
         self._b, self._a = b, a
-        self._states = [FeedbackState.zeros(b, a) for _ in range(self.channels)]
+        if self.adaptive:  # an FIR of the adaptive order, no poles
+            self._b, self._a = np.zeros(self.adaptive[0].order + 1), np.array([1.0])
+        self._states = [FeedbackState.zeros(self._b, self._a) for _ in range(self.channels)]
         grid = full_scale(self.bits).grid
         self._gain = codes_per_unit(self.bits)
         self._qmin, self._qmax = grid.qmin, grid.qmax
@@ -71,6 +77,12 @@ class Requantizer:
 
     def _channel(self, x: np.ndarray, c: int, out: np.ndarray) -> None:
         d = None if self.dither == "none" else self._dither.draw_channel(c, x.shape[0])
+        if self.adaptive:
+            taps, ends = self.adaptive[c].plan(x[:, c])
+            self._states[c] = error_feedback_segments(
+                x[:, c], taps, ends, gain=self._gain, qmin=self._qmin, qmax=self._qmax, dither=d,
+                state=self._states[c], out=out[:, c])
+            return
         _, self._states[c] = error_feedback_quantize(
             x[:, c], gain=self._gain, b=self._b, a=self._a, qmin=self._qmin, qmax=self._qmax,
             dither=d, state=self._states[c], out=out[:, c])
@@ -85,6 +97,8 @@ class Requantizer:
         if not np.isfinite(x).all():
             raise InputError("non-finite sample (NaN or Inf) in the input")
         out = np.empty(x.shape, dtype=np.int32 if self.bits > 16 else np.int16)
+        if x.shape[0] == 0:
+            return out
         if self._pool is None:
             for c in range(self.channels):
                 self._channel(x, c, out)
@@ -191,6 +205,8 @@ def requantize_file(
 
         copy_tags(src, dst)
     flt = None if rq is None else rq.shaping_filter
+    if rq is not None and rq.adaptive:
+        return _report(src, dst, src_info, bits, rq, dither, peak, t0)
     return RequantizeReport(
         input=str(src), output=str(dst), rate_hz=src_info.rate_hz, channels=src_info.channels,
         frames=src_info.frames, seconds=src_info.seconds, input_subtype=src_info.subtype, bits=bits,
@@ -199,6 +215,17 @@ def requantize_file(
         clipped=[0] * src_info.channels if rq is None else rq.clipped,
         input_peak_dbfs=db_amplitude(peak), wall_s=time.perf_counter() - t0,
         predicted_vs_unshaped_db=None if flt is None else predicted(flt, src_info.rate_hz))
+
+
+def _report(src: Path | str, dst: Path | str, src_info: io.AudioInfo, bits: int, rq: Requantizer,
+            dither: str, peak: float, t0: float) -> RequantizeReport:
+    """The report of an adaptive requantizing: the shaping changes every hop, so no prediction."""
+    return RequantizeReport(
+        input=str(src), output=str(dst), rate_hz=src_info.rate_hz, channels=src_info.channels,
+        frames=src_info.frames, seconds=src_info.seconds, input_subtype=src_info.subtype, bits=bits,
+        exact_copy=False, dither=dither, shape=f"{ADAPTIVE} (masking-driven, every {rq.adaptive[0].hop} "
+        "samples)", filter_order=rq.adaptive[0].order, clipped=rq.clipped,
+        input_peak_dbfs=db_amplitude(peak), wall_s=time.perf_counter() - t0)
 
 
 def _stream(src: Path | str, dst: Path | str, src_info: io.AudioInfo, bits: int, fmt_out: str,

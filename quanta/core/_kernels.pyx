@@ -46,17 +46,30 @@ cdef inline double _dot_older(const double* cr, const double* buf, Py_ssize_t n)
     return (s0 + s1) + (s2 + s3)
 
 
-def feedback(const real_t[:] x, double gain, const double[::1] d, const double[::1] br,
-             const double[::1] ar, double[::1] e_hist, double[::1] s_hist, double qmin, double qmax,
-             code_t[:] out) -> int:
+cdef inline double _clip(double q, double qmin, double qmax, long* clipped) noexcept nogil:
+    """``q`` within ``[qmin, qmax]``, counting a clip (the error fed back stays the rounding's)."""
+    if q > qmax:
+        clipped[0] += 1
+        return qmax
+    if q < qmin:
+        clipped[0] += 1
+        return qmin
+    return q
+
+
+def feedback(const real_t[:] x, double gain, const double[::1] d, const double[:, ::1] br,
+             const long long[::1] ends, const double[::1] ar, double[::1] e_hist, double[::1] s_hist,
+             double qmin, double qmax, code_t[:] out) -> int:
     """Error-feedback rounding of ``x * gain`` (+ dither ``d``, or none if ``d`` is empty).
 
-    ``br = b[1:][::-1]``, ``ar = a[1:][::-1]``; ``e_hist``/``s_hist`` hold the last errors and
-    shaped errors (oldest first) and are updated in place. ``x`` and ``out`` may be strided.
-    Returns the number of clipped samples.
+    The noise filter's numerator may change along the signal: samples ``ends[s-1] <= i <
+    ends[s]`` use ``br[s] = b[1:][::-1]`` of segment ``s`` (one segment: a fixed filter);
+    ``ar = a[1:][::-1]`` holds throughout. ``e_hist``/``s_hist`` hold the last errors and shaped
+    errors (oldest first) and are updated in place. ``x`` and ``out`` may be strided. Returns
+    the number of clipped samples.
     """
-    cdef Py_ssize_t nb = br.shape[0], na = ar.shape[0], n = x.shape[0]
-    cdef Py_ssize_t pos = 0, m, j, i
+    cdef Py_ssize_t nb = br.shape[1], na = ar.shape[0], n = x.shape[0], nseg = br.shape[0]
+    cdef Py_ssize_t pos = 0, m, j, i, seg = 0
     cdef bint dithered = d.shape[0] > 0
     cdef long clipped = 0
     cdef double acc, v, q, e
@@ -75,9 +88,11 @@ def feedback(const real_t[:] x, double gain, const double[::1] d, const double[:
             m = min(<Py_ssize_t> BLOCK, n - pos)
             for j in range(m):
                 i = pos + j
+                while seg < nseg - 1 and ends[seg] <= i:
+                    seg += 1
                 acc = 0.0
                 if nb:
-                    acc = _dot_older(&br[0], ebuf + j, nb) + br[nb - 1] * ebuf[j + nb - 1]
+                    acc = _dot_older(&br[seg, 0], ebuf + j, nb) + br[seg, nb - 1] * ebuf[j + nb - 1]
                 if na:
                     acc -= _dot_older(&ar[0], sbuf + j, na) + ar[na - 1] * sbuf[j + na - 1]
                 v = x[i] * gain + acc
@@ -86,13 +101,7 @@ def feedback(const real_t[:] x, double gain, const double[::1] d, const double[:
                 ebuf[nb + j] = e
                 if na:
                     sbuf[na + j] = e + acc
-                if q > qmax:
-                    q = qmax
-                    clipped += 1
-                elif q < qmin:
-                    q = qmin
-                    clipped += 1
-                out[i] = <code_t> q
+                out[i] = <code_t> _clip(q, qmin, qmax, &clipped)
             if nb:
                 memcpy(ebuf, ebuf + m, nb * sizeof(double))
             if na:

@@ -88,10 +88,42 @@ def error_feedback_quantize(
         raise ConfigError("out must be a 1-D integer array as long as x")
     new = FeedbackState(st.e_hist.astype(np.float64).copy(), st.s_hist.astype(np.float64).copy(),
                         st.clipped)
-    br, ar = np.ascontiguousarray(bb[1:][::-1]), np.ascontiguousarray(aa[1:][::-1])
-    new.clipped += int(_kernels.feedback(u, float(gain), d, br, ar, new.e_hist, new.s_hist,
-                               float(qmin), float(qmax), out))
+    br, ar = np.ascontiguousarray(bb[None, 1:][:, ::-1]), np.ascontiguousarray(aa[1:][::-1])
+    new.clipped += int(_kernels.feedback(u, float(gain), d, br, np.array([u.size], dtype=np.int64), ar,
+                                         new.e_hist, new.s_hist, float(qmin), float(qmax), out))
     return out, new
+
+
+def error_feedback_segments(
+    x: np.ndarray,
+    taps: np.ndarray,
+    ends: np.ndarray,
+    *,
+    qmin: int = -32768,
+    qmax: int = 32767,
+    dither: np.ndarray | None = None,
+    state: FeedbackState,
+    gain: float = 1.0,
+    out: np.ndarray,
+) -> FeedbackState:
+    """:func:`error_feedback_quantize` through an FIR noise filter that changes along ``x``:
+    ``taps[s]`` (``b[1:]`` of segment ``s``, every segment one order) holds for the samples
+    before ``ends[s]`` (increasing; the last one ``len(x)``). Codes go to ``out``; returns the
+    state to pass with the next chunk. One segment gives :func:`error_feedback_quantize`'s codes
+    exactly (the same arithmetic in the same order)."""
+    taps = np.asarray(taps, dtype=np.float64)
+    ends = np.ascontiguousarray(ends, dtype=np.int64)
+    u = np.asarray(x)
+    if taps.ndim != 2 or taps.shape[0] != ends.size or not 1 <= taps.shape[1] == state.e_hist.size:
+        raise ConfigError("segment taps must be (segments, order) with the state's order")
+    if not np.all(np.isfinite(taps)) or ends.size == 0 or ends[-1] != u.size or np.any(np.diff(ends) < 0):
+        raise ConfigError("segment taps must be finite and the segments must end at len(x), in order")
+    d = np.zeros(0) if dither is None else np.ascontiguousarray(dither, dtype=np.float64).ravel()
+    new = FeedbackState(state.e_hist.astype(np.float64).copy(), np.zeros(0), state.clipped)
+    br = np.ascontiguousarray(taps[:, ::-1])
+    new.clipped += int(_kernels.feedback(u, float(gain), d, br, ends, np.zeros(0), new.e_hist, new.s_hist,
+                                         float(qmin), float(qmax), out))
+    return new
 
 
 def noise_gain_db(b: np.ndarray | list[float], a: np.ndarray | list[float] | None = None,

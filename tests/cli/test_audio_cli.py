@@ -29,6 +29,18 @@ def test_requantize_json_report(tmp_path, src, capsys):
     assert info.subtype == "PCM_16" and info.samplerate == 44100 and info.frames == 88200
 
 
+def test_requantize_adaptive_shaping(tmp_path, src, capsys):
+    capsys.readouterr()
+    out = tmp_path / "out.flac"
+    assert main(["audio", "requantize", str(src), str(out), "--shape", "adaptive", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["shape"].startswith("adaptive") and rep["filter_order"] == 32
+    assert rep["predicted_vs_unshaped_db"] is None and sf.info(out).frames == 88200
+    assert main(["audio", "analyze", str(out), "-r", str(src), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["residual"]["nmr_median_db"] < -30
+    assert main(["audio", "requantize", str(src), str(tmp_path / "x.flac"), "--shape", "adaptiv"]) == 2
+
+
 def test_requantize_table(tmp_path, src, capsys):
     assert main(["audio", "requantize", str(src), str(tmp_path / "o.wav"), "--bits", "8",
                  "--shape", "lipshitz"]) == 0

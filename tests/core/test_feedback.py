@@ -78,3 +78,30 @@ def test_bad_filters_and_state():
         error_feedback_quantize(np.zeros(4), b=[1.0, 0.5], state=FeedbackState(np.zeros(3), np.zeros(0)))
     with pytest.raises(ConfigError):
         error_feedback_quantize(np.zeros(4), dither=np.zeros(3))
+
+
+def test_segments_with_one_filter_are_the_plain_kernel_and_switch_where_told():
+    """``error_feedback_segments``: one set of taps gives ``error_feedback_quantize``'s codes
+    exactly, however the segments are cut; different taps take effect at each segment's end."""
+    from quanta.core.feedback import FeedbackState, error_feedback_segments
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(9000) * 50
+    d = rng.random(9000) - rng.random(9000)
+    b = np.array([1.0, -1.4, 0.7, -0.1])
+    ref, ref_state = error_feedback_quantize(x, b=b, dither=d)
+    for ends in ([9000], [1, 4096, 4097, 8999, 9000]):
+        out = np.empty(9000, dtype=np.int32)
+        st = error_feedback_segments(x, np.repeat(b[None, 1:], len(ends), 0), np.array(ends), dither=d,
+                                     state=FeedbackState.zeros(b, np.ones(1)), out=out)
+        np.testing.assert_array_equal(out, ref)
+        np.testing.assert_array_equal(st.e_hist, ref_state.e_hist)
+    flat = np.zeros(3)  # second half unshaped: plain dithered rounding there
+    out = np.empty(9000, dtype=np.int32)
+    error_feedback_segments(x, np.stack([b[1:], flat]), np.array([4500, 9000]), dither=d,
+                            state=FeedbackState.zeros(b, np.ones(1)), out=out)
+    np.testing.assert_array_equal(out[:4500], ref[:4500])
+    np.testing.assert_array_equal(out[4500:], np.floor(x[4500:] + d[4500:] + 0.5).astype(np.int32))
+    with pytest.raises(ConfigError):
+        error_feedback_segments(x, b[None, 1:], np.array([8000]), state=FeedbackState.zeros(b, np.ones(1)),
+                                out=out)
