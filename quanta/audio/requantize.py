@@ -54,7 +54,7 @@ class Requantizer:
             raise ConfigError("need at least one channel")
         self._dither = DitherSource(self.dither, self.channels, seed=self.seed)  # validates
         #: per channel, the masking-driven shapers of ``shaper="adaptive"`` (:mod:`quanta.audio.adaptive`)
-        self.adaptive = [AdaptiveShaper(self.rate_hz) for _ in range(self.channels)] \
+        self.adaptive = [AdaptiveShaper(self.rate_hz, self.bits) for _ in range(self.channels)] \
             if self.shaper == ADAPTIVE else None
         self.shaping_filter = select("auto" if self.adaptive else self.shaper, self.rate_hz, self.bits)
         flt = self.shaping_filter

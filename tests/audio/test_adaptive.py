@@ -63,6 +63,12 @@ def test_it_lowers_the_noise_to_mask_ratio_against_the_fixed_filter(music):
     assert thr["adaptive"] <= thr["auto"] + 0.5
 
 
+def test_eight_bits_keep_the_noise_bound_lower():
+    """Noise 32 dB over an 8-bit step clips (a sixth of full scale): at 8 bits the bound is 24 dB."""
+    assert total_gain_db(44100, 8) == 24.0 and total_gain_db(44100, 16) == 32.0
+    assert AdaptiveShaper(44100, 8).max_total_gain_db == 24.0
+
+
 def test_the_shaper_plans_every_sample_of_a_chunk():
     s = AdaptiveShaper(44100)
     assert s.hop == 512 and s.order == ORDER
