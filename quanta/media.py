@@ -82,11 +82,6 @@ class Medium:
                               f"(it takes {', '.join(names)})")
         return cls(**values)
 
-    def quantize_file(self, src: Path | str, dst: Path | str, options: Any = None, *, seed: int = 0,
-                      progress: Progress | None = None) -> Report:
-        """The medium's ``quantize_file``, writing ``dst`` in place (``options`` None: the defaults)."""
-        return self.module().quantize_file(src, dst, self._checked(options), seed=seed, progress=progress)
-
     def _checked(self, options: Any) -> Any:
         cls = self.module().Options
         if options is None:

@@ -43,6 +43,10 @@ SUBBLOCKS = 4
 MAX_PEAK_GAIN_DB = 50.0
 #: the noise filter's order (taps after the leading 1): 12 → 32 moves the median NMR by 3 dB
 ORDER = 32
+#: points of the frequency grid the gains are checked on
+_GAIN_FFT = 512
+_MU_RANGE = (-12.0, 2.0)  # log10 μ searched
+_MU_STEPS = 10  # bisection steps: 14 decades to 0.014 of one
 
 
 def total_gain_db(rate_hz: float, bits: int = 16) -> float:
@@ -52,16 +56,14 @@ def total_gain_db(rate_hz: float, bits: int = 16) -> float:
     at 8 bits and below, where noise 32 dB over an 8-bit step reaches a sixth of full scale and
     clips (measured: 155 and 227 clips per channel in 60 s at 32 dB; the shaping collapses at 40)."""
     return min(32.0 if rate_hz < 46_000 else 24.0, 24.0 if bits <= 8 else np.inf)
-#: points of the frequency grid the gains are checked on
-_GAIN_FFT = 512
-_MU_RANGE = (-12.0, 2.0)  # log10 μ searched
-_MU_STEPS = 10  # bisection steps: 14 decades to 0.014 of one
 
 
 def levinson(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Levinson–Durbin over the last axis of autocorrelations ``r`` (``(…, order + 1)``): the
     monic prediction-error filters ``a`` (``(…, order + 1)``) and reflection coefficients
-    ``k`` (``(…, order)``)."""
+    ``k`` (``(…, order)``). The recursion of :func:`quanta.audio.shaping.design`'s 1-D loop, over
+    many frames at once; that loop stays as it is because its ``np.dot`` sums in another order,
+    and the fixed filters' output bytes are pinned (``tests/golden``)."""
     shape = r.shape[:-1]
     order = r.shape[-1] - 1
     a = np.zeros((*shape, order + 1))
@@ -167,14 +169,13 @@ class AdaptiveShaper:
             self._k_prev = self._k_cur = ks[0]
         steps = self.hop // SUBBLOCKS
         taps, ends = [], []
-        # the rest of the hop in progress (if the chunk starts inside one)
-        bounds = [(self._pos - self._pos % self.hop, self._k_prev, self._k_cur)]
+        # the rest of the hop in progress when the chunk starts inside one, then each hop it starts
+        inside = self._pos % self.hop
+        bounds = [(self._pos - inside, self._k_prev, self._k_cur)] if inside else []
         prev, cur = self._k_prev, self._k_cur
         for h, k in zip(hop_starts, ks, strict=True):
             prev, cur = cur, k
             bounds.append((int(h), prev, cur))
-        if bounds[0][0] == (hop_starts[0] if hop_starts.size else None):
-            bounds = bounds[1:]
         for start, kp, kc in bounds:
             for j in range(SUBBLOCKS):
                 end = start + (self.hop if j == SUBBLOCKS - 1 else (j + 1) * steps)

@@ -187,9 +187,9 @@ def analyze_file(path: Path | str, reference: Path | str | None = None, *,
     tick(src_info.frames)
     residual, meter, series = None, None, None
     if reference is not None:
-        meter, residual = _residual(Path(path), Path(reference), src_info, chunk_frames,
-                                    lambda done: tick(src_info.frames + done))
-        series = nmr(x, io.read(reference)[0], src_info.rate_hz)
+        meter, residual, ref = _residual(Path(path), Path(reference), src_info, chunk_frames,
+                                         lambda done: tick(src_info.frames + done))
+        series = nmr(x, ref, src_info.rate_hz)
         residual.update(nmr_summary(series[1]))
     dr = None if dynamic_range_bits is None else dynamic_range_db(
         dynamic_range_bits, dither=dither, shape=shape, rate_hz=src_info.rate_hz)
@@ -221,21 +221,25 @@ def plot_nmr(series: tuple[np.ndarray, np.ndarray], out: Path, *, title: str = "
 
 
 def _residual(path: Path, reference: Path, src_info: io.AudioInfo, chunk_frames: int,
-              tick: Callable[[int], None]) -> tuple[SpectrumMeter, dict]:
+              tick: Callable[[int], None]) -> tuple[SpectrumMeter, dict, np.ndarray]:
+    """The residual's spectrum and levels, and the reference's samples (read once, kept for the
+    noise-to-mask ratio, which needs them whole as the file measured is already)."""
     ref_info = io.info(reference)
     if (ref_info.rate_hz, ref_info.channels, ref_info.frames) != \
             (src_info.rate_hz, src_info.channels, src_info.frames):
         raise InputError(f"{path} and {reference} differ in rate, channels or length")
     res, sig = SpectrumMeter(src_info.rate_hz), SpectrumMeter(src_info.rate_hz)
-    done = 0
+    done, blocks = 0, []
     for xt, xr in _paired(path, reference, chunk_frames):
         res.add(xt - xr)
         sig.add(xr)
+        blocks.append(xr)
         done += xt.shape[0]
         tick(done)
     lv = res.levels()
     lv["snr_db"] = _db(sig.mean_square()) - lv["unweighted_db"]
-    return res, lv
+    ref = np.concatenate(blocks) if blocks else np.zeros((0, ref_info.channels))
+    return res, lv, ref.astype(np.float64)
 
 
 def residual_levels(x: np.ndarray, ref: np.ndarray, rate_hz: float) -> dict:

@@ -56,13 +56,13 @@ class Requantizer:
         #: per channel, the masking-driven shapers of ``shaper="adaptive"`` (:mod:`quanta.audio.adaptive`)
         self.adaptive = [AdaptiveShaper(self.rate_hz, self.bits) for _ in range(self.channels)] \
             if self.shaper == ADAPTIVE else None
-        self.shaping_filter = select("auto" if self.adaptive else self.shaper, self.rate_hz, self.bits)
+        #: the fixed filter (None: no shaping, or the adaptive shapers)
+        self.shaping_filter = None if self.adaptive else select(self.shaper, self.rate_hz, self.bits)
         flt = self.shaping_filter
-        b = np.array(flt.b if flt else (1.0,))
-        a = np.array(flt.a if flt else (1.0,))
-        self._b, self._a = b, a
         if self.adaptive:  # an FIR of the adaptive order, no poles
             self._b, self._a = np.zeros(self.adaptive[0].order + 1), np.array([1.0])
+        else:
+            self._b, self._a = np.array(flt.b if flt else (1.0,)), np.array(flt.a if flt else (1.0,))
         self._states = [FeedbackState.zeros(self._b, self._a) for _ in range(self.channels)]
         grid = full_scale(self.bits).grid
         self._gain = codes_per_unit(self.bits)
@@ -204,28 +204,26 @@ def requantize_file(
         from quanta.audio.flac_meta import copy_tags
 
         copy_tags(src, dst)
-    flt = None if rq is None else rq.shaping_filter
-    if rq is not None and rq.adaptive:
-        return _report(src, dst, src_info, bits, rq, dither, peak, t0)
+    shape, order, prediction = _shaping(rq, src_info.rate_hz)
     return RequantizeReport(
         input=str(src), output=str(dst), rate_hz=src_info.rate_hz, channels=src_info.channels,
         frames=src_info.frames, seconds=src_info.seconds, input_subtype=src_info.subtype, bits=bits,
-        exact_copy=exact, dither="none" if exact else dither,
-        shape="none" if flt is None else flt.name, filter_order=0 if flt is None else flt.order,
+        exact_copy=exact, dither="none" if exact else dither, shape=shape, filter_order=order,
         clipped=[0] * src_info.channels if rq is None else rq.clipped,
         input_peak_dbfs=db_amplitude(peak), wall_s=time.perf_counter() - t0,
-        predicted_vs_unshaped_db=None if flt is None else predicted(flt, src_info.rate_hz))
+        predicted_vs_unshaped_db=prediction)
 
 
-def _report(src: Path | str, dst: Path | str, src_info: io.AudioInfo, bits: int, rq: Requantizer,
-            dither: str, peak: float, t0: float) -> RequantizeReport:
-    """The report of an adaptive requantizing: the shaping changes every hop, so no prediction."""
-    return RequantizeReport(
-        input=str(src), output=str(dst), rate_hz=src_info.rate_hz, channels=src_info.channels,
-        frames=src_info.frames, seconds=src_info.seconds, input_subtype=src_info.subtype, bits=bits,
-        exact_copy=False, dither=dither, shape=f"{ADAPTIVE} (masking-driven, every {rq.adaptive[0].hop} "
-        "samples)", filter_order=rq.adaptive[0].order, clipped=rq.clipped,
-        input_peak_dbfs=db_amplitude(peak), wall_s=time.perf_counter() - t0)
+def _shaping(rq: Requantizer | None, rate_hz: float) -> tuple[str, int, dict | None]:
+    """The report's noise shaping: its name, its order and the predicted gains of a fixed filter
+    (an adaptive one changes every hop: no prediction)."""
+    if rq is not None and rq.adaptive:
+        s = rq.adaptive[0]
+        return f"{ADAPTIVE} (masking-driven, every {s.hop} samples)", s.order, None
+    flt = None if rq is None else rq.shaping_filter
+    if flt is None:
+        return "none", 0, None
+    return flt.name, flt.order, predicted(flt, rate_hz)
 
 
 def _stream(src: Path | str, dst: Path | str, src_info: io.AudioInfo, bits: int, fmt_out: str,

@@ -72,14 +72,19 @@ class Reference:
                  progress: Progress | None = None) -> None:
         self.windows = windows
         self.model = None if keep else model  # kept log-probabilities need no model
-        self.perplexity: float | None = None
+        #: the reference's own score (None when it runs beside each candidate instead)
+        self.measured: Score | None = None
         self._logprobs: list[torch.Tensor] | None = None
         if keep:
             r = evaluate_causal_lm(model, windows, keep_logprobs=True, progress=progress)
             self._logprobs = r.pop("logprobs")
-            self.perplexity = r["perplexity"]
             self.measured = Score(r["protocol"], r["tokens_scored"], r["perplexity"],
                                   r["prefill_tokens_per_s"])
+
+    @property
+    def perplexity(self) -> float | None:
+        """The reference's perplexity on the windows (None when it was not kept)."""
+        return None if self.measured is None else self.measured.perplexity
 
     def score(self, model: Any, progress: Progress | None = None) -> Score:
         """``model`` on the same windows against the reference."""
