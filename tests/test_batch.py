@@ -230,3 +230,20 @@ def test_cli_cluster_local_gives_the_files_of_the_pool(tmp_path, capsys):
                  "-j", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["totals"]["done"] == 3
     assert _bytes(tmp_path / "pool") == _bytes(tmp_path / "dask") and len(_bytes(tmp_path / "dask")) == 3
+
+
+def test_adaptive_shaping_gives_the_same_bytes_alone_in_a_pool_and_on_dask(tmp_path, capsys):
+    pytest.importorskip("dask.distributed", reason="quanta[cluster] is installed by make test")
+    src = tmp_path / "in"
+    for i in range(3):
+        _wav(src / f"f{i}.wav", seconds=2, seed=i, rate=44100)
+    common = ["--bits", "16", "--shape", "adaptive", "--seed", "5", "--json"]
+    (tmp_path / "alone").mkdir()
+    for f in sorted(src.iterdir()):
+        assert main(["audio", "requantize", str(f), str(tmp_path / "alone" / f.name), *common]) == 0
+    assert main(["audio", "requantize", str(src), "-o", str(tmp_path / "pool"), "-j", "2", *common]) == 0
+    assert main(["audio", "requantize", str(src), "-o", str(tmp_path / "dask"), "--cluster", "local",
+                 "-j", "1", *common]) == 0
+    capsys.readouterr()
+    alone = _bytes(tmp_path / "alone")
+    assert len(alone) == 3 and _bytes(tmp_path / "pool") == alone == _bytes(tmp_path / "dask")

@@ -112,8 +112,10 @@ def rd_plot(
 
 
 def spectrum_plot(curves: Sequence[Series], threshold: Series, *, title: str, rate_hz: float,
+                  ylabel: str = "dB re full scale² per Hz", fit_threshold: bool = False,
                   png: Path | str | None = None) -> Any:
-    """Noise spectra (dB per Hz, log frequency) against the hearing threshold's shape."""
+    """Noise spectra (log frequency) against a threshold's shape (hearing, or masking); the
+    vertical range fits the spectra, and the threshold too with ``fit_threshold``."""
     fig, ax = _figure((6.4, 3.6))
     for s in curves:
         st = ROLE_STYLE[s.role]
@@ -127,11 +129,12 @@ def spectrum_plot(curves: Sequence[Series], threshold: Series, *, title: str, ra
         label=threshold.label,
     )
     ax.set_xlim(20, rate_hz / 2)
-    ys = np.concatenate([np.asarray(s.ys, dtype=float) for s in curves])
+    fitted = [*curves, threshold] if fit_threshold else list(curves)
+    ys = np.concatenate([np.asarray(s.ys, dtype=float) for s in fitted])
     lo, hi = np.percentile(ys[np.isfinite(ys)], [1, 99.5])
     ax.set_ylim(lo - 10, hi + 10)
     ax.set_xlabel("frequency (Hz)")
-    ax.set_ylabel("dB re full scale² per Hz")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, frameon=False, loc="lower left")

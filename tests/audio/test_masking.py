@@ -3,17 +3,23 @@
 import numpy as np
 import pytest
 
+from quanta.audio.generate import generate
 from quanta.audio.masking import (
     FULL_SCALE_SPL,
     bark,
     frame_length,
+    frames_of,
+    line_power,
     line_power_db,
     masking_threshold,
+    masking_threshold_db,
     nmr_frames,
     nmr_summary,
     spreading,
+    threshold_power,
 )
 from quanta.audio.weighting import threshold_db
+from tests.audio import pm1_reference
 
 RATE = 48000
 
@@ -96,3 +102,19 @@ def test_nmr_follows_the_noise_level_and_uses_the_reference_threshold():
     s = nmr_summary(np.array([-3.0, -1.0, 2.0, 4.0]))
     assert s == {"nmr_median_db": 0.5, "nmr_p95_db": pytest.approx(3.7), "nmr_frames_above_0db": 0.5,
                  "nmr_frames": 4}
+
+
+@pytest.mark.parametrize("rate", [44100, 48000, 96000])
+def test_the_compiled_model_is_the_numpy_transliteration(rate):
+    """The compiled frame loop against the module's first, whole-array numpy implementation
+    (``tests/audio/pm1_reference.py``) on music, a tone and silence: the same threshold, to
+    rounding; and a frame's threshold the same whether computed alone or with others."""
+    music = generate("music", seconds=2, rate_hz=rate, channels=1, seed=7, level_db=-3)
+    for x in (np.ravel(music), _tone(3000, -6, 0.5)[: rate // 2], np.zeros(rate // 4)):
+        fr = frames_of(len(x), rate)
+        p = line_power(x, fr)
+        got = 10 * np.log10(threshold_power(p, fr.freqs_hz))
+        np.testing.assert_allclose(got, pm1_reference.threshold_db(10 * np.log10(p), fr.freqs_hz), atol=1e-9)
+        alone = threshold_power(p[3:5], fr.freqs_hz)
+        np.testing.assert_array_equal(alone, threshold_power(p, fr.freqs_hz)[3:5])
+        assert np.allclose(masking_threshold_db(10 * np.log10(p), fr.freqs_hz), got, atol=1e-9)
