@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from quanta.errors import ConfigError
 
@@ -30,9 +30,10 @@ class Architecture:
     order the block runs them; shared_inputs: groups of them fed the same tensor (one set of
     calibration statistics, one AWQ scale); norms: each block's norm weights; rope_rows: GGUF
     kinds whose rows llama.cpp permutes for its rotary layout, with the config key of their
-    head count; dims: each linear's (out, in) as names of :meth:`Architecture.sizes`; folds:
-    (producer, consumers) pairs where the producer (a norm or a Linear) computes the consumers'
-    one input, so that AWQ can fold input scales into it (:mod:`quanta.model.quantize.awq`)."""
+    head count; dims: each linear's (out, in) as names of :meth:`Architecture.sizes`; norm_dims:
+    each norm's size by the same names (default: all "hidden"); folds: (producer, consumers)
+    pairs where the producer (a norm or a Linear) computes the consumers' one input, so that AWQ
+    can fold input scales into it (:mod:`quanta.model.quantize.awq`)."""
 
     name: str
     gguf_arch: str
@@ -48,23 +49,27 @@ class Architecture:
     head: str | None = None
     rope_rows: tuple[tuple[str, str], ...] = ()
     dims: tuple[tuple[str, str], ...] = ()
+    norm_dims: tuple[str, ...] = ()
     folds: tuple[tuple[str, tuple[str, ...]], ...] = ()
     causal: bool = True
 
     @staticmethod
     def sizes(config: dict) -> dict[str, int]:
-        """The named sizes of a Hugging Face config: hidden, inter (the MLP's), kv (the
-        key/value projections' outputs), vocab."""
+        """The named sizes of a Hugging Face config: hidden, inter (the MLP's), head (one
+        attention head's width: ``head_dim``, or hidden / heads), q and kv (the query's and the
+        key/value projections' outputs), qkv and inter2 (fused projections' outputs), vocab."""
         h, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
-        kv = int(config.get("num_key_value_heads") or heads) * (h // heads)
-        return {"hidden": h, "inter": int(config["intermediate_size"]), "kv": kv,
-                "vocab": int(config["vocab_size"])}
+        head = int(config.get("head_dim") or h // heads)
+        q, kv = heads * head, int(config.get("num_key_value_heads") or heads) * head
+        inter = int(config["intermediate_size"])
+        return {"hidden": h, "inter": inter, "head": head, "q": q, "kv": kv, "qkv": q + 2 * kv,
+                "inter2": 2 * inter, "vocab": int(config["vocab_size"])}
 
     def block_shapes(self, config: dict) -> dict[str, tuple[int, ...]]:
-        """Each block module's weight shape, PyTorch's (out, in) order (norms: (hidden,))."""
+        """Each block module's weight shape, PyTorch's (out, in) order (norms: (size,))."""
         n = self.sizes(config)
         out: dict[str, tuple[int, ...]] = {m: (n[o], n[i]) for m, (o, i) in zip(self.linears, self.dims)}
-        return out | {m: (n["hidden"],) for m in self.norms}
+        return out | {m: (n[d],) for m, d in zip(self.norms, self.norm_dims or ("hidden",) * len(self.norms))}
 
     @property
     def gguf_constant(self) -> object:
@@ -175,11 +180,39 @@ LLAMA = Architecture(
     norms=("input_layernorm", "post_attention_layernorm"),
     embedding="model.embed_tokens", final_norm="model.norm", head="lm_head",
     rope_rows=(("attn_q", "num_attention_heads"), ("attn_k", "num_key_value_heads")),
-    dims=(("hidden", "hidden"), ("kv", "hidden"), ("kv", "hidden"), ("hidden", "hidden"), ("inter", "hidden"),
+    dims=(("q", "hidden"), ("kv", "hidden"), ("kv", "hidden"), ("hidden", "q"), ("inter", "hidden"),
           ("inter", "hidden"), ("hidden", "inter")),
     folds=(("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
            ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
            ("self_attn.v_proj", ("self_attn.o_proj",)), ("mlp.up_proj", ("mlp.down_proj",))))
+
+#: Mistral: Llama's blocks (its sliding window is transformers' business); llama.cpp's converter
+#: writes it as a "llama" GGUF, so a GGUF file reads back as Llama
+MISTRAL = replace(LLAMA, name="mistral", hf_class="MistralForCausalLM", hf_config="MistralConfig",
+                  model_type="mistral")
+
+#: Qwen2: Llama's blocks with biases on q, k and v (AWQ's v → o fold scales v's bias too), and
+#: rotary rows in the NeoX order, which llama.cpp keeps as they are
+QWEN2 = replace(LLAMA, name="qwen2", gguf_arch="qwen2", hf_class="Qwen2ForCausalLM", hf_config="Qwen2Config",
+                model_type="qwen2", rope_rows=())
+
+#: Qwen3: Qwen2 without the biases, with an RMS norm on each head of q and k (``head_dim`` may
+#: differ from hidden / heads: q's rows are heads × head_dim)
+QWEN3 = replace(QWEN2, name="qwen3", gguf_arch="qwen3", hf_class="Qwen3ForCausalLM", hf_config="Qwen3Config",
+                model_type="qwen3",
+                norms=("input_layernorm", "post_attention_layernorm", "self_attn.q_norm", "self_attn.k_norm"),
+                norm_dims=("hidden", "hidden", "head", "head"))
+
+#: Phi-3: q, k, v fused into one projection, gate and up into another (llama.cpp keeps both
+#: fused: attn_qkv, ffn_up); AWQ folds into the norms only (v and up are parts of fused rows)
+PHI3 = Architecture(
+    name="phi3", gguf_arch="phi3", hf_class="Phi3ForCausalLM", hf_config="Phi3Config", model_type="phi3",
+    blocks="model.layers",
+    linears=("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"),
+    shared_inputs=(), norms=("input_layernorm", "post_attention_layernorm"),
+    embedding="model.embed_tokens", final_norm="model.norm", head="lm_head",
+    dims=(("qkv", "hidden"), ("hidden", "q"), ("inter2", "hidden"), ("hidden", "inter")),
+    folds=(("input_layernorm", ("self_attn.qkv_proj",)), ("post_attention_layernorm", ("mlp.gate_up_proj",))))
 
 BERT = Architecture(
     name="bert", gguf_arch="bert", hf_class="BertModel", hf_config="BertConfig", model_type="bert",
@@ -194,7 +227,7 @@ BERT = Architecture(
     folds=(("attention.self.value", ("attention.output.dense",)),))
 
 #: the families quanta reads and writes, by name
-ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (LLAMA, BERT)}
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (LLAMA, MISTRAL, QWEN2, QWEN3, PHI3, BERT)}
 
 
 def _causal() -> list[Architecture]:
@@ -206,7 +239,7 @@ def for_gguf(arch: str, where: str = "") -> Architecture:
     found = next((a for a in _causal() if a.gguf_arch == arch), None)
     if found is None:
         raise ConfigError(f"{where}{': ' if where else ''}architecture {arch!r} is not supported "
-                          f"(supported: {', '.join(a.gguf_arch for a in _causal())})")
+                          f"(supported: {', '.join(dict.fromkeys(a.gguf_arch for a in _causal()))})")
     return found
 
 
@@ -220,4 +253,5 @@ def for_hf(class_name: str | None, where: str = "", *, causal: bool = False) -> 
     return found
 
 
-__all__ = ["ARCHITECTURES", "BERT", "LLAMA", "Architecture", "for_gguf", "for_hf"]
+__all__ = ["ARCHITECTURES", "BERT", "LLAMA", "MISTRAL", "PHI3", "QWEN2", "QWEN3", "Architecture", "for_gguf",
+           "for_hf"]

@@ -157,8 +157,11 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: P
     emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name=EMBEDDING, stats=stats)
     cfg = loaded.model.config
     norms = {n: p.detach().float().numpy() for n, p in loaded.model.named_parameters() if p.ndim == 1}
+    from quanta.model.runtime.generate import chat_template
+
     export(kept, emb, loaded.source, dst, kinds=kinds, family=for_hf(type(loaded.model).__name__),
-           config=cfg.to_dict(), floats=norms, plan=plan_record)
+           config=cfg.to_dict(), floats=norms, plan=plan_record, model=loaded.model,
+           chat_template=chat_template(loaded))
     size = Path(dst).stat().st_size
     return ModelFileReport(
         input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,

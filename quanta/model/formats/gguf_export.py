@@ -104,8 +104,11 @@ def _k_factors(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Path | str, *,
            kinds: dict[str, str], family: Any, config: dict,
-           floats: dict[str, np.ndarray] | None = None, plan: dict | None = None) -> Path:
-    """Write ``dst``: ``source``'s metadata and tokenizer, every quantized matrix from
+           floats: dict[str, np.ndarray] | None = None, plan: dict | None = None,
+           model: Any = None, chat_template: str | None = None) -> Path:
+    """Write ``dst``: ``source``'s metadata and tokenizer — a GGUF file's, or, for a Hugging
+    Face folder, those :mod:`quanta.model.formats.gguf_hf` makes from its config, tokenizer and
+    ``model`` (with ``chat_template``) —, every quantized matrix from
     ``qweights`` (Hugging Face names → :class:`QuantizedWeight`), the embedding ``embedding``.
     kinds: each matrix's block type by the same names, the embedding's under "token_embd".
     family: the source's :class:`~quanta.model.arch.Architecture` (names, the rows llama.cpp
@@ -135,7 +138,14 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
         return data, GGMLQuantizationType[kinds[module]]
 
     extra = dict([MARK]) | ({"quanta.plan": json.dumps(plan)} if plan else {})
-    return rewrite_gguf(source, dst, rewrite, extra=extra, checksum=True)
+    if Path(source).is_file():
+        return rewrite_gguf(source, dst, rewrite, extra=extra, checksum=True)
+    from quanta.model.formats import gguf_hf
+    from quanta.model.formats.gguf_rewrite import write_gguf
+
+    fields = gguf_hf.metadata(source, config, family, chat_template)
+    stream = ((name, None, arr) for name, arr in gguf_hf.tensors(model, family))
+    return write_gguf(dst, family.gguf_arch, fields, stream, rewrite, extra=extra, checksum=True)
 
 
 def wrote(path: Path | str) -> bool:

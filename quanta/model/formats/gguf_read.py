@@ -1,4 +1,4 @@
-"""Load a GGUF file (llama architecture) as a float PyTorch model plus its tokenizer.
+"""Load a GGUF file (a family of :mod:`quanta.model.arch`) as a float PyTorch model plus its tokenizer.
 
 Every tensor is dequantized with the ``gguf`` package (any GGML type: F32, F16, Q8_0, Q4_0,
 Q4_1, K-quants, ...), so a file written by llama.cpp or by ``gguf``'s own quantizer becomes a
@@ -67,7 +67,7 @@ def build_tokenizer(r, path: Path):
     if kind != "gpt2":
         raise InputError(f"{path}: tokenizer type {kind!r} is not supported (byte-level BPE 'gpt2')")
     tokens = _field(r, "tokenizer.ggml.tokens")
-    merges = _field(r, "tokenizer.ggml.merges")
+    merges = _field(r, "tokenizer.ggml.merges") or []
     types = _field(r, "tokenizer.ggml.token_type", [1] * len(tokens))
     vocab = {t: i for i, t in enumerate(tokens)}
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges],
@@ -85,7 +85,7 @@ def build_tokenizer(r, path: Path):
 
 def _config(r: Any, p: Path, tensors: dict) -> Any:
     """The file's family (:mod:`quanta.model.arch`) and its transformers config, from the
-    metadata (only llama's keys are read yet)."""
+    metadata under the family's GGUF architecture (llama, qwen2, qwen3, phi3: the same keys)."""
     from quanta.errors import ConfigError
     from quanta.model.arch import for_gguf
 
@@ -93,19 +93,22 @@ def _config(r: Any, p: Path, tensors: dict) -> Any:
         family = for_gguf(_field(r, "general.architecture"), str(p))
     except ConfigError as e:
         raise InputError(str(e)) from None
+    if any(name.startswith("rope_factors") or name == "rope_freqs.weight" for name in tensors):
+        raise InputError(f"{p}: rotary scaling factors (rope_factors/rope_freqs tensors) are not read yet")
 
     def g(k: str, d: Any = None) -> Any:
-        return _field(r, f"llama.{k}", d)
+        return _field(r, f"{family.gguf_arch}.{k}", d)
 
     try:
         n_head = int(g("attention.head_count"))
-        return family, _llama_config(family.hf_classes()[1], r, g, n_head, tensors)
+        return family, _hf_config(family.hf_classes()[1], r, g, n_head, tensors)
     except (TypeError, ValueError) as e:
-        raise InputError(f"{p}: missing or malformed llama metadata ({e})") from None
+        raise InputError(f"{p}: missing or malformed {family.gguf_arch} metadata ({e})") from None
 
 
-def _llama_config(LlamaConfig: Any, r: Any, g: Any, n_head: int, tensors: dict) -> Any:
-    return LlamaConfig(
+def _hf_config(config_class: Any, r: Any, g: Any, n_head: int, tensors: dict) -> Any:
+    head_dim = g("attention.key_length")
+    return config_class(
         vocab_size=int(g("vocab_size", len(_field(r, "tokenizer.ggml.tokens") or []))),
         hidden_size=int(g("embedding_length")), intermediate_size=int(g("feed_forward_length")),
         num_hidden_layers=int(g("block_count")), num_attention_heads=n_head,
@@ -115,7 +118,9 @@ def _llama_config(LlamaConfig: Any, r: Any, g: Any, n_head: int, tensors: dict) 
         rope_theta=float(g("rope.freq_base", 10000.0)),
         tie_word_embeddings="output.weight" not in tensors,
         bos_token_id=_field(r, "tokenizer.ggml.bos_token_id"),
-        eos_token_id=_field(r, "tokenizer.ggml.eos_token_id"))
+        eos_token_id=_field(r, "tokenizer.ggml.eos_token_id"),
+        pad_token_id=_field(r, "tokenizer.ggml.padding_token_id"),
+        **({"head_dim": int(head_dim)} if head_dim is not None else {}))
 
 
 def _dequantized(p: Path, name: str, t: Any) -> np.ndarray:
@@ -169,7 +174,8 @@ def check_consistent(family: Any, cfg: Any, tensors: dict, p: Path) -> None:
 
 
 def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GGUFModel:
-    """Read a llama-architecture GGUF into a float ``LlamaForCausalLM`` (float32 by default);
+    """Read a GGUF of a family in the architecture table into its float transformers model
+    (float32 by default);
     ``verify``: check the tensors against the checksum quanta wrote into its own files."""
     import torch
     from gguf import GGMLQuantizationType
@@ -203,7 +209,7 @@ def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GG
     if cfg.tie_word_embeddings:
         model.tie_weights()
     model = model.to(dtype or torch.float32).eval()
-    meta = {"architecture": "llama", "name": _field(r, "general.name"),
+    meta = {"architecture": family.gguf_arch, "name": _field(r, "general.name"),
             "file_type": _field(r, "general.file_type"), "bos_token_id": cfg.bos_token_id,
             "eos_token_id": cfg.eos_token_id, "chat_template": _field(r, "tokenizer.chat_template")}
     return GGUFModel(model, build_tokenizer(r, p), meta, types)

@@ -1,10 +1,12 @@
-"""Write GGUF files by rewriting another one tensor by tensor (metadata and tokenizer copied):
-re-quantize its matrices to another GGML type with the ``gguf`` package's numpy quantizer (how
-the benchmarks make llama.cpp-format peers, e.g. Q8_0), or redraw them (``unbinned``)."""
+"""Write GGUF files tensor by tensor through a rewrite: from another GGUF file (metadata and
+tokenizer copied) — re-quantize its matrices to another GGML type with the ``gguf`` package's
+numpy quantizer (how the benchmarks make llama.cpp-format peers, e.g. Q8_0), or redraw them
+(``unbinned``) — or from metadata and tensors made elsewhere (:func:`write_gguf`; a Hugging Face
+model's: :mod:`quanta.model.formats.gguf_hf`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +24,52 @@ def rewrite_gguf(src: Path | str, dst: Path | str, rewrite: Rewrite, *,
     """Copy ``src``'s metadata to ``dst`` and each tensor through ``rewrite`` (written in place);
     ``extra``: string metadata added; ``checksum``: add the tensors' sha256
     (:func:`quanta.model.formats.integrity.gguf_digest`, verified when quanta reads the file)."""
-    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+    from gguf import GGUFReader, GGUFValueType
     from gguf.quants import dequantize
 
-    src, dst = Path(src), Path(dst)
+    src = Path(src)
     if not src.exists():
         raise InputError(f"{src}: no such file")
     r = GGUFReader(src)
-    w = GGUFWriter(dst, r.fields["general.architecture"].contents())
+    fields = []
     for key, f in r.fields.items():
         if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
             continue
         vtype = GGUFValueType(f.types[0])
         sub = GGUFValueType(f.types[-1]) if vtype == GGUFValueType.ARRAY and len(f.types) > 1 else None
-        w.add_key_value(key, f.contents(), vtype, sub_type=sub)
+        fields.append((key, f.contents(), vtype, sub))
+
+    def tensors() -> Iterator[tuple[str, Any, np.ndarray]]:
+        for t in r.tensors:
+            arr = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
+            yield t.name, t, arr.reshape(tuple(int(s) for s in reversed(t.shape)))
+
+    return write_gguf(dst, r.fields["general.architecture"].contents(), fields, tensors(), rewrite,
+                      count=len(r.tensors), progress=progress, extra=extra, checksum=checksum)
+
+
+def write_gguf(dst: Path | str, arch: str, fields: list[tuple],
+               tensors: Iterable[tuple[str, Any, np.ndarray]], rewrite: Rewrite, *, count: int = 0,
+               progress: Callable[[int, int], None] | None = None, extra: dict[str, str] | None = None,
+               checksum: bool = False) -> Path:
+    """Write ``dst``: metadata ``fields`` (``(key, value, GGUFValueType, item type or None)``)
+    and each of ``tensors`` (name, a reader's tensor or None, float32 values) through
+    ``rewrite``; ``extra``/``checksum`` as :func:`rewrite_gguf`'s."""
+    from gguf import GGUFValueType, GGUFWriter
+
+    dst = Path(dst)
+    w = GGUFWriter(dst, arch)
+    for key, value, vtype, sub in fields:
+        w.add_key_value(key, value, vtype, sub_type=sub)
     for key, value in (extra or {}).items():
         w.add_key_value(key, value, GGUFValueType.STRING)
     written = []
-    for i, t in enumerate(r.tensors):
-        arr = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
-        arr = arr.reshape(tuple(int(s) for s in reversed(t.shape)))
-        out, raw = rewrite(t.name, t, arr)
-        w.add_tensor(t.name, out, raw_dtype=raw) if raw is not None else w.add_tensor(t.name, out)
-        written.append((t.name, out))
+    for i, (name, t, arr) in enumerate(tensors):
+        out, raw = rewrite(name, t, arr)
+        w.add_tensor(name, out, raw_dtype=raw) if raw is not None else w.add_tensor(name, out)
+        written.append((name, out))
         if progress:
-            progress(i + 1, len(r.tensors))
+            progress(i + 1, count)
     if checksum:
         from quanta.model.formats.integrity import GGUF_KEY, gguf_digest
 

@@ -74,6 +74,7 @@ class Layout:
     context: int
     source_bytes: int
     tokenizer_bytes: int
+    bias_bytes: int = 0  # float32 bytes of the biases (a Hugging Face folder's; written as they are)
 
 
 def _gguf_layout(p: Path) -> Layout:
@@ -144,10 +145,23 @@ def _hf_layout(p: Path) -> Layout:
                   for k, s in shapes.items() if k.endswith(".weight"))
     tok = p / "tokenizer.json"
     tied = bool(cfg.get("tie_word_embeddings", False)) or not any(s.role == "head" for s in specs)
+    biases = sum(4 * math.prod(s) for k, s in shapes.items() if k.endswith(".bias"))
     return Layout(str(p), "hf-causal-lm", arch, specs, tied=tied,
                   context=int(cfg.get("max_position_embeddings") or 0),
                   source_bytes=sum(f.stat().st_size for f in p.iterdir() if f.is_file()),
-                  tokenizer_bytes=_tokenizer_bytes(read_tokenizer(tok)) if tok.exists() else 0)
+                  tokenizer_bytes=_tokenizer_bytes(read_tokenizer(tok)) if tok.exists() else 0,
+                  bias_bytes=biases)
+
+
+def _gguf_fields(layout: Layout) -> list[tuple]:
+    """The GGUF metadata a Hugging Face folder's file will carry (refused in one line where
+    quanta cannot write it: :func:`quanta.model.formats.gguf_hf.check`)."""
+    from quanta.model.formats import gguf_hf
+    from quanta.model.sources.reading import folder_chat_template, read_json
+
+    p = Path(layout.source)
+    cfg = read_json(p / "config.json")
+    return gguf_hf.metadata(p, cfg, for_hf(layout.architecture), folder_chat_template(p))
 
 
 def read_layout(src: str | Path) -> Layout:
@@ -294,9 +308,10 @@ def _decide(spec: TensorSpec, opts: Options, layout: Layout, kind: str | None) -
     excluded = not any(fnmatch(spec.name, p) for p in opts.include) or \
         any(fnmatch(spec.name, p) for p in opts.exclude) or (spec.role == "head" and not opts.head)
     if excluded:
-        kept = spec.source_bytes if kind else as_float
+        kept = spec.source_bytes if kind and layout.kind == "gguf" else as_float
         why = "left out by --include/--exclude" + ("" if opts.head else " (the head needs --head)")
-        return PlanEntry(spec.name, spec.shape, spec.role, "source" if kind else floats, None, kept, why)
+        kept_as = "source" if kind and layout.kind == "gguf" else floats
+        return PlanEntry(spec.name, spec.shape, spec.role, kept_as, None, kept, why)
     fmt, why = _layer_format(opts, kind, cols)
     if not fmt.fits(cols):
         raise ConfigError(f"layer {spec.name}: {fmt.label} needs rows of a multiple of its block, "
@@ -317,9 +332,7 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
     """The :class:`QuantPlan` of ``opts`` on ``layout`` (see the module's docstring)."""
     from quanta.model.quantize.methods import METHODS
 
-    if opts.format == "gguf" and layout.kind != "gguf":
-        raise ConfigError(f"{layout.source}: --format gguf copies the tokenizer and metadata of a GGUF "
-                          "source; this model is not one")
+    gguf_fields = _gguf_fields(layout) if opts.format == "gguf" and layout.kind != "gguf" else None
     mixed = opts.target_size is not None or opts.target_bpw is not None
     group = BLOCK if mixed or opts.group_size is None else opts.group_size
     kind = gguf_type(opts.bits, opts.sym, group) if opts.format == "gguf" else None
@@ -328,7 +341,12 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
     decided = (_decide(s, opts, layout, kind) for s in layout.tensors)
     entries = tuple(e for e in decided if e is not None)
     tensor_bytes = sum(e.nbytes for e in entries)
-    if kind:  # the source's metadata and tokenizer, quanta's mark and checksum, alignment padding
+    if kind and gguf_fields is not None:  # metadata and tokenizer made from the folder; each tensor's
+        # header entry (~60 bytes) and alignment (~16); the biases the plan does not list
+        from quanta.model.formats.gguf_hf import metadata_bytes
+
+        fixed = metadata_bytes(gguf_fields) + 192 + 76 * len(entries) + layout.bias_bytes
+    elif kind:  # the source's metadata and tokenizer, quanta's mark and checksum, alignment padding
         fixed = layout.source_bytes - sum(s.source_bytes for s in layout.tensors) + 192 + 16 * len(entries)
     else:  # the tokenizer; quant_config.json: ~1.7 kB and ~200 bytes a layer's spec; the
         # safetensors header: ~110 bytes a tensor (a layer stores two, an embedding three)

@@ -10,7 +10,6 @@ rights.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -151,16 +150,9 @@ def chat_template(loaded: Any) -> str | None:
         return loaded.info.get("metadata", {}).get("chat_template")
     if loaded.kind == "quanta":
         return loaded.info.get("quant_config", {}).get("chat_template")
-    folder = Path(loaded.source)
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    try:
-        cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    t = cfg.get("chat_template") if isinstance(cfg, dict) else None
-    return t if isinstance(t, str) else None
+    from quanta.model.sources.reading import folder_chat_template
+
+    return folder_chat_template(Path(loaded.source))
 
 
 def render_chat(template: str, prompt: str, *, bos: str = "", eos: str = "") -> str:

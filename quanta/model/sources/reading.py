@@ -8,6 +8,7 @@ the quanta folder format (:mod:`quanta.model.formats.folder`) and the data recip
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,17 @@ def check_declared_size(p: Path, raw: dict) -> None:
     if declared > 4 * held:
         raise InputError(f"{p}: config.json declares about {declared:,} parameters but the weight "
                          f"files hold only {held:,} bytes")
+
+
+def folder_chat_template(folder: Path) -> str | None:
+    """A Hugging Face folder's chat template (``chat_template.jinja``, or ``tokenizer_config.json``'s
+    ``chat_template``), or None."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    try:
+        cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    t = cfg.get("chat_template") if isinstance(cfg, dict) else None
+    return t if isinstance(t, str) else None

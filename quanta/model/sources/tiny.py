@@ -1,5 +1,6 @@
-"""A tiny, seeded Llama with a byte-level tokenizer: the model medium's example input (for the
-contract tests and offline checks; no download, no global random state)."""
+"""Tiny, seeded causal LMs of every family in the architecture table, with a byte-level
+tokenizer: the model medium's example input and the families' test models (no download, no
+global random state). Random weights: they measure plumbing, never quality."""
 
 from __future__ import annotations
 
@@ -12,15 +13,23 @@ import torch
 BOS, EOS = 256, 257
 
 
-def tiny_llama(seed: int = 0, vocab: int = 259, hidden: int = 64) -> Any:
-    """A 2-layer Llama (``hidden`` wide, MLP twice that, 4 heads, 2 KV heads) with N(0, 0.05)
-    weights from ``seed``."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_model(family: str = "llama", seed: int = 0, vocab: int = 259, hidden: int = 64) -> Any:
+    """A 2-layer causal LM of ``family`` (a causal entry of :data:`quanta.model.arch.ARCHITECTURES`:
+    ``hidden`` wide, MLP twice that, 4 heads, 2 KV heads — real grouped-query shapes — and the
+    family's own parts: Qwen2's q/k/v biases, Qwen3's head norms on heads of ``hidden / 2``,
+    Phi-3's fused projections) with N(0, 0.05) weights and biases from ``seed``, norms 1."""
+    import transformers
 
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=True, bos_token_id=BOS, eos_token_id=EOS)
-    m = LlamaForCausalLM(cfg).eval()
+    from quanta.model.arch import ARCHITECTURES
+
+    arch = ARCHITECTURES[family]
+    extra = {"qwen3": {"head_dim": hidden // 2}, "phi3": {"pad_token_id": EOS},
+             "mistral": {"sliding_window": 64}}.get(family, {})
+    cfg = getattr(transformers, arch.hf_config)(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+        bos_token_id=BOS, eos_token_id=EOS, **extra)
+    m = getattr(transformers, arch.hf_class)(cfg).eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for n, p in m.named_parameters():
@@ -29,6 +38,11 @@ def tiny_llama(seed: int = 0, vocab: int = 259, hidden: int = 64) -> Any:
             else:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
     return m
+
+
+def tiny_llama(seed: int = 0, vocab: int = 259, hidden: int = 64) -> Any:
+    """:func:`tiny_model` of the Llama family."""
+    return tiny_model("llama", seed, vocab, hidden)
 
 
 def byte_tokenizer() -> Any:
@@ -60,17 +74,18 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-def write_hf_folder(folder: Path | str, *, seed: int = 0, hidden: int = 128, vocab: int = 259) -> Path:
-    """A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of the tiny Llama
-    (128 wide by default, so that the default groups of 128 fit; ``vocab`` rows in the
-    embedding, of which the tokenizer uses the first 258)."""
+def write_hf_folder(folder: Path | str, *, seed: int = 0, hidden: int = 128, vocab: int = 259,
+                    family: str = "llama") -> Path:
+    """A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of the tiny model
+    of ``family`` (128 wide by default, so that the default groups of 128 fit; ``vocab`` rows in
+    the embedding, of which the tokenizer uses the first 258)."""
     from safetensors.torch import save_file
 
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
-    m = tiny_llama(seed, vocab=vocab, hidden=hidden)
+    m = tiny_model(family, seed, vocab=vocab, hidden=hidden)
     cfg = m.config.to_dict()
-    cfg["architectures"] = ["LlamaForCausalLM"]
+    cfg["architectures"] = [type(m).__name__]
     (d / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
     state = {k: v.contiguous() for k, v in m.state_dict().items() if k != "lm_head.weight"}
     save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})

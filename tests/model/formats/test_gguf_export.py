@@ -77,9 +77,10 @@ def test_gguf_export_rules(tiny, tmp_path):
         m.write(path, tmp_path / "a.gguf", Options(bits=4, group_size=128, format="gguf"))
     with pytest.raises(ConfigError, match=r"\.gguf name"):
         m.write(path, tmp_path / "a.bin", Options(bits=4, group_size=32, format="gguf"))
-    with pytest.raises(ConfigError, match="not one"):
-        m.write(write_hf_folder(tmp_path / "hf"), tmp_path / "b.gguf", Options(bits=4, group_size=32,
-                                                                               format="gguf"))
+    hf = write_hf_folder(tmp_path / "hf")
+    (hf / "tokenizer.json").unlink()  # a Hugging Face folder is written as GGUF with its tokenizer
+    with pytest.raises(ConfigError, match=r"needs tokenizer\.json"):
+        m.write(hf, tmp_path / "b.gguf", Options(bits=4, group_size=32, format="gguf"))
     out = tmp_path / "c.gguf"
     m.write(path, out, Options(bits=8, group_size=32, format="gguf"))
     m.write(path, out, Options(bits=4, group_size=32, format="gguf"), force=True)  # ours: replaced

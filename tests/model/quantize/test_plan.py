@@ -85,15 +85,17 @@ def test_the_plain_default_and_a_target_spend_about_the_predicted_bytes(hf, tmp_
 def test_an_unknown_architecture_is_refused_before_any_weight_is_read(hf, tmp_path, capsys):
     import shutil
 
-    qwen = tmp_path / "qwen3"
-    shutil.copytree(hf, qwen)
-    cfg = json.loads((qwen / "config.json").read_text())
-    cfg["architectures"] = ["Qwen3ForCausalLM"]
-    (qwen / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(InputError, match=r"Qwen3ForCausalLM.*not supported"):
-        read_layout(qwen)
-    assert main(["model", "quantize", str(qwen), "-o", str(tmp_path / "out"), "--method", "rtn"]) == 2
-    assert "supported: LlamaForCausalLM" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    other = tmp_path / "gemma3"
+    shutil.copytree(hf, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["architectures"] = ["Gemma3ForCausalLM"]
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"Gemma3ForCausalLM.*not supported"):
+        read_layout(other)
+    assert main(["model", "quantize", str(other), "-o", str(tmp_path / "out"), "--method", "rtn"]) == 2
+    err = capsys.readouterr().err
+    assert "supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, " \
+        "Phi3ForCausalLM" in err and not (tmp_path / "out").exists()
 
 
 def test_dry_run_prints_the_plan_as_a_table(tiny, capsys):

@@ -1,0 +1,175 @@
+"""A GGUF file from a Hugging Face causal LM, as llama.cpp's converter would lay it out: the
+hyper-parameters under the family's GGUF architecture, the tokenizer (tokens by id, their types,
+merges, special ids, the chat template) from ``tokenizer.json``, and the tensors under gguf-py's
+names (:class:`quanta.model.arch.Architecture`), Q/K rows permuted where llama.cpp expects them.
+
+Written with the ``gguf`` package's writer and constants, not llama.cpp's script. What is not
+written yet is refused at plan time in one line (:func:`check`): tokenizers other than byte-level
+BPE (SentencePiece ``tokenizer.model`` folders) and rotary scaling (Llama 3's ``llama3`` rope,
+which llama.cpp stores as a ``rope_freqs`` tensor).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quanta.errors import ConfigError
+
+#: token types (llama.cpp's): a normal token, a control (special) token, a user-defined added
+#: token, an unused padding row
+NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
+
+
+def _rope_type(config: dict) -> str:
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    if not isinstance(rope, dict):
+        return "default"
+    return str(rope.get("rope_type") or rope.get("type") or "default")
+
+
+def _rope_theta(config: dict) -> float:
+    rope = config.get("rope_parameters")
+    theta = rope.get("rope_theta") if isinstance(rope, dict) else None
+    return float(theta or config.get("rope_theta") or 10000.0)
+
+
+def check(folder: Path | str, config: dict) -> dict:
+    """The folder's ``tokenizer.json``, if quanta can write this model as GGUF; otherwise a
+    one-line :class:`ConfigError` saying what is missing."""
+    folder = Path(folder)
+    tok = folder / "tokenizer.json"
+    if not tok.is_file():
+        raise ConfigError(f"{folder}: --format gguf needs tokenizer.json (a byte-level BPE tokenizer)")
+    try:
+        data = json.loads(tok.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{tok}: not readable JSON ({e})") from None
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
+        raise ConfigError(f"{tok}: --format gguf writes byte-level BPE tokenizers only, not "
+                          f"{(model or {}).get('type')!r}")
+    if _rope_type(config) != "default":
+        raise ConfigError(f"{folder}: --format gguf does not write {_rope_type(config)!r} rotary scaling yet "
+                          "(write a quanta folder, or start from a GGUF file)")
+    return data
+
+
+def _pre(family: Any, tokenizer: dict) -> str:
+    """llama.cpp's pre-tokenizer name: Qwen's for Qwen; SmolLM's for digits split one by one
+    before byte-level BPE; else llama.cpp's default (GPT-2's)."""
+    if family.gguf_arch in ("qwen2", "qwen3"):
+        return "qwen2"
+    pre = json.dumps(tokenizer.get("pre_tokenizer"))
+    return "smollm" if '"individual_digits": true' in pre else "default"
+
+
+def _tokens(tokenizer: dict, vocab_size: int) -> tuple[list[str], list[int]]:
+    """Tokens by id and their types, padded to the embedding's rows with unused ``[PADn]``."""
+    by_id = {int(i): t for t, i in tokenizer["model"]["vocab"].items()}
+    types = {}
+    for a in tokenizer.get("added_tokens") or []:
+        by_id[int(a["id"])] = a["content"]
+        types[int(a["id"])] = CONTROL if a.get("special") else USER_DEFINED
+    n = max(vocab_size, max(by_id) + 1)
+    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(n)]
+    kinds = [types.get(i, NORMAL if i in by_id else UNUSED) for i in range(n)]
+    return tokens, kinds
+
+
+def _merges(tokenizer: dict) -> list[str]:
+    return [m if isinstance(m, str) else " ".join(m) for m in tokenizer["model"].get("merges") or []]
+
+
+def metadata(folder: Path | str, config: dict, family: Any, chat_template: str | None) -> list[tuple]:
+    """The GGUF key/value pairs, as ``(key, value, GGUFValueType, array item type or None)``."""
+    from gguf import GGUFValueType as T
+    from gguf import Keys
+
+    tok = check(folder, config)
+    n = family.sizes(config)
+    arch = family.gguf_arch
+    llm, att, rope = Keys.LLM, Keys.Attention, Keys.Rope
+    fields: list[tuple] = [
+        (Keys.General.NAME, Path(folder).name, T.STRING, None),
+        (llm.VOCAB_SIZE.format(arch=arch), n["vocab"], T.UINT32, None),
+        (llm.CONTEXT_LENGTH.format(arch=arch), int(config.get("max_position_embeddings") or 2048), T.UINT32,
+         None),
+        (llm.EMBEDDING_LENGTH.format(arch=arch), n["hidden"], T.UINT32, None),
+        (llm.BLOCK_COUNT.format(arch=arch), int(config["num_hidden_layers"]), T.UINT32, None),
+        (llm.FEED_FORWARD_LENGTH.format(arch=arch), n["inter"], T.UINT32, None),
+        (att.HEAD_COUNT.format(arch=arch), int(config["num_attention_heads"]), T.UINT32, None),
+        (att.HEAD_COUNT_KV.format(arch=arch), n["kv"] // n["head"], T.UINT32, None),
+        (att.LAYERNORM_RMS_EPS.format(arch=arch), float(config.get("rms_norm_eps") or 1e-6), T.FLOAT32, None),
+        (rope.FREQ_BASE.format(arch=arch), _rope_theta(config), T.FLOAT32, None),
+        (rope.DIMENSION_COUNT.format(arch=arch), n["head"], T.UINT32, None),
+    ]
+    if n["head"] * int(config["num_attention_heads"]) != n["hidden"] or config.get("head_dim"):
+        fields += [(att.KEY_LENGTH.format(arch=arch), n["head"], T.UINT32, None),
+                   (att.VALUE_LENGTH.format(arch=arch), n["head"], T.UINT32, None)]
+    tokens, kinds = _tokens(tok, n["vocab"])
+    tk = Keys.Tokenizer
+    fields += [(tk.MODEL, "gpt2", T.STRING, None), (tk.PRE, _pre(family, tok), T.STRING, None),
+               (tk.LIST, tokens, T.ARRAY, T.STRING), (tk.TOKEN_TYPE, kinds, T.ARRAY, T.INT32)]
+    merges = _merges(tok)
+    if merges:  # (GGUF has no empty arrays: a vocabulary of bytes alone has none)
+        fields.append((tk.MERGES, merges, T.ARRAY, T.STRING))
+    for key, name in ((tk.BOS_ID, "bos_token_id"), (tk.EOS_ID, "eos_token_id"), (tk.PAD_ID, "pad_token_id")):
+        value = config.get(name)
+        value = value[0] if isinstance(value, list) and value else value
+        if isinstance(value, int) and 0 <= value < len(tokens):
+            fields.append((key, value, T.UINT32, None))
+    if chat_template:
+        fields.append((tk.CHAT_TEMPLATE, chat_template, T.STRING, None))
+    return fields
+
+
+def tensors(model: Any, family: Any) -> Iterator[tuple[str, np.ndarray | None]]:
+    """Every tensor under its GGUF name in the model's module order: float32 in llama.cpp's
+    layout (Q/K rows permuted for the families whose rotary layout llama.cpp permutes), or None
+    for a layer quantized already (its blocks come from the quantizer); the tied head is not
+    written."""
+    from quanta.model.formats.gguf_read import permute
+    from quanta.model.runtime.qembed import QuantEmbedding
+    from quanta.model.runtime.qlinear import QuantLinear
+
+    config = model.config.to_dict()
+    heads = family.rope_heads(config)
+    tied = bool(config.get("tie_word_embeddings"))
+    for module_name, module in model.named_modules():
+        quantized = isinstance(module, QuantLinear | QuantEmbedding)
+        params = list(module.named_parameters(recurse=False))
+        if quantized:  # its float bias, if any, is a parameter; its weight is the quantizer's
+            params = [("weight", None), *((n, p) for n, p in params if n == "bias")]
+        for pname, p in params:
+            name = family.gguf_name(f"{module_name}.{pname}")
+            if name is None or (tied and name == "output.weight"):
+                continue
+            if p is None:
+                yield name, None
+                continue
+            arr = p.detach().float().numpy()
+            kind = name.split(".")[2] if name.startswith("blk.") else None
+            if kind in heads and name.endswith(".weight"):
+                arr = permute(arr, heads[kind])
+            yield name, np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def metadata_bytes(fields: list[tuple]) -> int:
+    """The bytes ``fields`` take in a GGUF header (keys, types, values)."""
+    from gguf import GGUFValueType as T
+
+    def size(v: Any, t: Any) -> int:
+        if t == T.STRING:
+            return 8 + len(str(v).encode())
+        return {T.UINT32: 4, T.INT32: 4, T.FLOAT32: 4, T.UINT64: 8, T.BOOL: 1}.get(t, 8)
+
+    total = 0
+    for key, value, vtype, sub in fields:
+        total += 8 + len(key.encode()) + 4
+        total += 4 + 8 + sum(size(v, sub) for v in value) if vtype == T.ARRAY else size(value, vtype)
+    return total
