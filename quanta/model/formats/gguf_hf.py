@@ -59,13 +59,25 @@ def check(folder: Path | str, config: dict) -> dict:
     return data
 
 
-def _pre(family: Any, tokenizer: dict) -> str:
-    """llama.cpp's pre-tokenizer name: Qwen's for Qwen; SmolLM's for digits split one by one
-    before byte-level BPE; else llama.cpp's default (GPT-2's)."""
-    if family.gguf_arch in ("qwen2", "qwen3"):
-        return "qwen2"
+def pre_tokenizer(tokenizer: dict) -> str:
+    """llama.cpp's name for the tokenizer's pre-tokenization (``tokenizer.ggml.pre``), read from
+    ``tokenizer.json`` itself — the tokenizer decides, not the family (a Qwen-shaped model may
+    carry another model's tokenizer): Llama 3's split (numbers in runs of up to three) →
+    ``llama-bpe``; Qwen2's (digits one by one, in the regex) → ``qwen2``; digits split one by one
+    before GPT-2's byte-level regex → ``smollm``; GPT-2's byte-level regex alone → ``gpt-2``;
+    anything else llama.cpp's ``default``."""
     pre = json.dumps(tokenizer.get("pre_tokenizer"))
-    return "smollm" if '"individual_digits": true' in pre else "default"
+    if '"Split"' in pre:
+        if "\\\\p{N}{1,3}" in pre:
+            return "llama-bpe"
+        if "\\\\p{N}" in pre:
+            return "qwen2"
+        return "default"
+    if '"individual_digits": true' in pre:
+        return "smollm"
+    if '"ByteLevel"' in pre and '"use_regex": true' in pre:
+        return "gpt-2"
+    return "default"
 
 
 def _tokens(tokenizer: dict, vocab_size: int) -> tuple[list[str], list[int]]:
@@ -113,7 +125,7 @@ def metadata(folder: Path | str, config: dict, family: Any, chat_template: str |
                    (att.VALUE_LENGTH.format(arch=arch), n["head"], T.UINT32, None)]
     tokens, kinds = _tokens(tok, n["vocab"])
     tk = Keys.Tokenizer
-    fields += [(tk.MODEL, "gpt2", T.STRING, None), (tk.PRE, _pre(family, tok), T.STRING, None),
+    fields += [(tk.MODEL, "gpt2", T.STRING, None), (tk.PRE, pre_tokenizer(tok), T.STRING, None),
                (tk.LIST, tokens, T.ARRAY, T.STRING), (tk.TOKEN_TYPE, kinds, T.ARRAY, T.INT32)]
     merges = _merges(tok)
     if merges:  # (GGUF has no empty arrays: a vocabulary of bytes alone has none)

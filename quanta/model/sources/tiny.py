@@ -13,11 +13,13 @@ import torch
 BOS, EOS = 256, 257
 
 
-def tiny_model(family: str = "llama", seed: int = 0, vocab: int = 259, hidden: int = 64) -> Any:
+def tiny_model(family: str = "llama", seed: int = 0, vocab: int = 259, hidden: int = 64,
+               **config: Any) -> Any:
     """A 2-layer causal LM of ``family`` (a causal entry of :data:`quanta.model.arch.ARCHITECTURES`:
     ``hidden`` wide, MLP twice that, 4 heads, 2 KV heads — real grouped-query shapes — and the
     family's own parts: Qwen2's q/k/v biases, Qwen3's head norms on heads of ``hidden / 2``,
-    Phi-3's fused projections) with N(0, 0.05) weights and biases from ``seed``, norms 1."""
+    Phi-3's fused projections) with N(0, 0.05) weights and biases from ``seed``, norms 1;
+    ``config``: other settings of the family's config (e.g. ``num_hidden_layers``)."""
     import transformers
 
     from quanta.model.arch import ARCHITECTURES
@@ -25,10 +27,10 @@ def tiny_model(family: str = "llama", seed: int = 0, vocab: int = 259, hidden: i
     arch = ARCHITECTURES[family]
     extra = {"qwen3": {"head_dim": hidden // 2}, "phi3": {"pad_token_id": EOS},
              "mistral": {"sliding_window": 64}}.get(family, {})
-    cfg = getattr(transformers, arch.hf_config)(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
-        bos_token_id=BOS, eos_token_id=EOS, **extra)
+    settings = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                    tie_word_embeddings=True, bos_token_id=BOS, eos_token_id=EOS)
+    cfg = getattr(transformers, arch.hf_config)(**(settings | extra | config))
     m = getattr(transformers, arch.hf_class)(cfg).eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
