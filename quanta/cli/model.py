@@ -61,9 +61,11 @@ def quantize(
     calib_samples: int = typer.Option(64, help="Calibration windows."),
     calib_len: int = typer.Option(256, help="Tokens per calibration window."),
     seed: int = typer.Option(0, help="Seed of the calibration windows' offsets."),
-    format: str = typer.Option("quanta", "--format", help="quanta (a folder of safetensors + JSON) "
-                               "or gguf (one file llama.cpp runs: Q8_0, Q5_0/Q5_1, Q4_0/Q4_1 in groups "
-                               "of 32; with a target also IQ4_NL and, on rows of 256, Q6_K)."),
+    format: str = typer.Option("quanta", "--format", help="quanta (a folder of safetensors + JSON), "
+                               "gguf (one file llama.cpp runs: Q8_0, Q5_0/Q5_1, Q4_0/Q4_1 in groups "
+                               "of 32; with a target also IQ4_NL and, on rows of 256, Q6_K) or "
+                               "compressed-tensors (the folder llm-compressor writes: transformers and "
+                               "vLLM load it; integer grids, one scheme, the embedding float)."),
     target_size: str = typer.Option(None, "--target-size", help="Mixed precision: the output's size "
                                     "(bytes, or 95MB, 90.5MiB); each tensor's format chosen from its "
                                     "measured sensitivity."),
@@ -80,8 +82,8 @@ def quantize(
                                  "method and why, the predicted size — and write nothing."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Quantize MODEL's Linear layers into a quanta folder (safetensors + JSON) or, with --format
-    gguf, one GGUF file."""
+    """Quantize MODEL's Linear layers into a quanta folder (safetensors + JSON), or, with --format,
+    one GGUF file or a compressed-tensors folder."""
     from quanta.errors import ConfigError
     from quanta.model.options import Options
     from quanta.units import parse_size

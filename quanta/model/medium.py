@@ -13,11 +13,15 @@ from quanta.progress import Phases, Progress
 
 
 def owns(path: Path) -> bool:
-    """An existing output quanta wrote: a quanta model folder, or a GGUF file with its mark."""
+    """An existing output quanta wrote: a quanta model folder, a compressed-tensors folder with
+    quanta's mark, or a GGUF file with its mark."""
+    from quanta.model.formats import compressed
     from quanta.model.formats.folder import owns as owns_folder
     from quanta.model.formats.gguf_export import wrote
 
-    return owns_folder(path) if path.is_dir() else (path.suffix == ".gguf" and wrote(path))
+    if path.is_dir():
+        return owns_folder(path) or compressed.owns(path)
+    return path.suffix == ".gguf" and wrote(path)
 
 
 __all__ = [
@@ -88,11 +92,12 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
                       embedding=o.embedding_bits is None) if mixed or shared else None
     emb_method = embedding_method(o.method, loaded.model, windows)
     kept: dict[str, Any] = {}
+    compressed = o.format == "compressed-tensors"
     rep = quantize_model(loaded.model, quantizer, include=o.include, exclude=o.exclude, head=o.head,
                          calib=windows if quantizer.needs_calibration or mixed else None,
-                         progress=phases.next(), on_layer=kept.__setitem__ if kind else None,
+                         progress=phases.next(), on_layer=kept.__setitem__ if kind or compressed else None,
                          plan=None if plan is None else plan_quantizers(plan, o.method),
-                         embedding=None if kind else embedding_quantizer(
+                         embedding=None if kind or compressed else embedding_quantizer(
                              plan if mixed or o.embedding_bits is None else None, quantizer.bits,
                              o.embedding_bits, o.head, emb_method))
     mix = mixed_json(plan)
@@ -101,10 +106,16 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
                                windows, qplan.record(mix and mix["map"])), t0, qplan)
     from quanta.model.runtime.generate import chat_template
 
-    extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded)),
-                               ("plan", qplan.record(mix and mix["map"]))) if v}
-    out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
-                       float_dtype=getattr(torch, o.float_dtype), extra=extra or None)
+    if compressed:
+        from quanta.model.formats import compressed as ct
+
+        out = ct.write(loaded.model, kept, loaded.tokenizer, dst, float_dtype=getattr(torch, o.float_dtype),
+                       chat_template=chat_template(loaded))
+    else:
+        extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded)),
+                                   ("plan", qplan.record(mix and mix["map"]))) if v}
+        out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
+                           float_dtype=getattr(torch, o.float_dtype), extra=extra or None)
     return _timed(ModelFileReport(
         input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,
         group_size=quantizer.group_size, layers=len(rep.layers) - ("embedding" in rep.layers),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
-FORMATS = ("quanta", "gguf")
+FORMATS = ("quanta", "gguf", "compressed-tensors")
 #: calibration windows and tokens per window, by default
 DEFAULT_SAMPLES = 64
 DEFAULT_LENGTH = 256
@@ -27,7 +27,8 @@ class Options:
     include/exclude: glob patterns of the layers quantized. head: quantize the output head too.
     float_dtype: the dtype of the tensors kept float. calib: a text file to calibrate on (None:
     the shipped WikiText-2 valid slice). calib_samples, calib_len: windows and tokens per window.
-    format: ``quanta`` (a folder) or ``gguf`` (one file). target_size (bytes) or target_bpw (bits
+    format: ``quanta`` (a folder), ``gguf`` (one file) or ``compressed-tensors`` (the Hugging Face
+    folder llm-compressor writes: transformers and vLLM load it). target_size (bytes) or target_bpw (bits
     per weight): mixed precision under that budget. embedding_bits: the token embedding's bits in
     a quanta folder (None: chosen with the layers; 0: kept float). uniform: every layer at
     ``bits`` (no sharing out of the bytes). verify: check the checksums of a quanta source."""
@@ -92,6 +93,18 @@ class Options:
         check_bits(self.bits, m.min_bits, m.max_bits, f"{self.method} bits")  # as the quantizer checks it
         if self.format == "gguf" and not self.mixed:
             gguf_type(self.bits, self.sym, BLOCK if self.group_size is None else self.group_size)
+        if self.format == "compressed-tensors":
+            from quanta.errors import ConfigError
+
+            if self.mixed:
+                raise ConfigError("--format compressed-tensors writes one scheme for every layer: "
+                                  "--target-size/--target-bpw are for quanta folders and GGUF files")
+            if self.method in ("nf4", "hqq"):
+                raise ConfigError(f"--format compressed-tensors stores integer grids: {self.method} "
+                                  "(a codebook or fractional zero points) cannot be written there")
+            if self.embedding_bits:
+                raise ConfigError("--format compressed-tensors keeps the embedding float "
+                                  "(--embedding-bits is for quanta folders)")
 
     @property
     def mixed(self) -> bool:
@@ -100,5 +113,6 @@ class Options:
 
     @property
     def writes_folder(self) -> bool:
-        """A quanta model is a folder; ``format="gguf"`` writes one file."""
+        """A quanta model and a compressed-tensors model are folders; ``format="gguf"`` writes
+        one file."""
         return self.format != "gguf"

@@ -128,3 +128,61 @@ def test_what_gguf_cannot_carry_yet_is_refused_before_any_weight(tmp_path, capsy
     (src / "config.json").write_text(json.dumps(cfg))
     assert main(["model", "quantize", str(src), "-o", str(tmp_path / "m.gguf"), "--format", "gguf"]) == 2
     assert "'llama3' rotary scaling" in capsys.readouterr().err and not (tmp_path / "m.gguf").exists()
+
+
+@pytest.mark.parametrize("family", ["llama", *FAMILIES])
+def test_compressed_tensors_folders_load_in_transformers_with_quantas_weights(family, tmp_path, capsys):
+    """``--format compressed-tensors``: the folder llm-compressor writes (int4 codes packed into
+    int32, group scales, the scheme in config.json), checked with the compressed-tensors package
+    (the oracle, installed for the tests only): its unpacking of every layer gives quanta's own
+    folder's weights of the same codes (round-to-nearest: deterministic; within the folder's
+    16-bit scale rounding), and transformers, loading the folder through it, gives the logits of
+    the float model carrying those weights (the scheme, group size and float modules read right)."""
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    from quanta.model.runtime.qlinear import QuantLinear
+
+    src = write_hf_folder(tmp_path / "hf", seed=6, family=family)
+    common = ["--bits", "4", "--sym", "--method", "rtn", "--uniform", "--group-size", "64"]
+    ct, ours = tmp_path / "ct", tmp_path / "quanta"
+    fmt = ["--format", "compressed-tensors"]
+    assert main(["model", "quantize", str(src), "-o", str(ct), *fmt, *common, "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert main(["model", "quantize", str(src), "-o", str(ct), *fmt, *common]) == 0
+    assert main(["model", "quantize", str(src), "-o", str(ours), *common]) == 0
+    capsys.readouterr()
+    assert abs(plan["predicted_bytes"] - _size(ct)) / _size(ct) < 0.02
+    cfg = json.loads((ct / "config.json").read_text())["quantization_config"]
+    scheme = cfg["config_groups"]["group_0"]["weights"]
+    assert cfg["format"] == "pack-quantized" and scheme["group_size"] == 64 and scheme["symmetric"]
+    reference = load_model(src).model
+    layers = [(n, m) for n, m in load_model(ours).model.named_modules()
+              if isinstance(m, QuantLinear) and n.startswith("model.layers.")]  # (not the tied head)
+    assert len(layers) == 2 * len(ARCHITECTURES[family].linears)
+    f = safe_open(str(ct / "model.safetensors"), "pt")
+    with torch.no_grad():
+        for name, layer in layers:
+            shape = torch.Size(f.get_tensor(f"{name}.weight_shape").tolist())
+            q = unpack_from_int32(f.get_tensor(f"{name}.weight_packed"), 4, shape).float()
+            scale = f.get_tensor(f"{name}.weight_scale")
+            w = (q.reshape(shape[0], -1, 64) * scale[:, :, None]).reshape(shape)
+            mine = layer.dequantize_weight()
+            assert float((w - mine).abs().max()) <= 2 ** -7 * float(mine.abs().max())
+            reference.get_submodule(name).weight.copy_(w)
+    loaded = AutoModelForCausalLM.from_pretrained(ct, dtype=torch.float32)
+    ids = torch.tensor([[256, *range(40, 90)]])
+    torch.testing.assert_close(_logits(loaded, ids), _logits(reference, ids), rtol=1e-4, atol=1e-4)
+    # --force replaces a folder quanta wrote, and only that
+    assert main(["model", "quantize", str(src), "-o", str(ct), *fmt, *common, "--force"]) == 0
+    assert main(["model", "quantize", str(src), "-o", str(src), *fmt, *common, "--force"]) == 2
+
+
+def test_compressed_tensors_refuses_what_it_cannot_hold(tmp_path, capsys):
+    src = write_hf_folder(tmp_path / "hf", seed=6)
+    for args, why in ((["--method", "nf4"], "codebook"), (["--target-bpw", "4.5"], "one scheme"),
+                      (["--embedding-bits", "8"], "embedding float")):
+        assert main(["model", "quantize", str(src), "-o", str(tmp_path / "o"), "--format",
+                     "compressed-tensors", *args]) == 2
+        assert why in capsys.readouterr().err

@@ -278,6 +278,8 @@ def _layer_format(opts: Options, kind: str | None, cols: int) -> tuple[WeightFor
 
 def _embedding_format(opts: Options, kind: str | None, tied: bool) -> tuple[WeightFormat | None, str]:
     eb = opts.embedding_bits
+    if opts.format == "compressed-tensors":
+        return None, "compressed-tensors quantizes Linear layers: the embedding stays float"
     if kind:
         return (ggml_format("Q8_0"), "tied to the output head, the most sensitive matrix: Q8_0") if tied \
             else (ggml_format(kind), "the layers' type")
@@ -316,7 +318,12 @@ def _decide(spec: TensorSpec, opts: Options, layout: Layout, kind: str | None) -
     if not fmt.fits(cols):
         raise ConfigError(f"layer {spec.name}: {fmt.label} needs rows of a multiple of its block, "
                           f"not {cols}")
-    return PlanEntry(spec.name, spec.shape, spec.role, fmt.label, opts.method, fmt.nbytes(rows, cols), why)
+    size = fmt.nbytes(rows, cols)
+    if opts.format == "compressed-tensors":
+        from quanta.model.formats.compressed import nbytes
+
+        size = nbytes(rows, cols, fmt.bits, fmt.group_size or cols, fmt.sym, _FLOAT_BYTES[opts.float_dtype])
+    return PlanEntry(spec.name, spec.shape, spec.role, fmt.label, opts.method, size, why)
 
 
 def _refine(opts: Options, kind: str | None, needs_calibration: bool) -> str | None:
@@ -324,7 +331,8 @@ def _refine(opts: Options, kind: str | None, needs_calibration: bool) -> str | N
     calibrated default in a quanta folder (the uniform file's bytes shared out)."""
     if opts.target_size is not None or opts.target_bpw is not None:
         return "target"
-    plain = not (opts.uniform or kind or opts.group_size is not None or opts.sym or opts.bits >= 8)
+    plain = not (opts.uniform or kind or opts.format != "quanta" or opts.group_size is not None or opts.sym
+                 or opts.bits >= 8)
     return "default sharing" if plain and needs_calibration else None
 
 
@@ -348,6 +356,10 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
         fixed = metadata_bytes(gguf_fields) + 192 + 76 * len(entries) + layout.bias_bytes
     elif kind:  # the source's metadata and tokenizer, quanta's mark and checksum, alignment padding
         fixed = layout.source_bytes - sum(s.source_bytes for s in layout.tensors) + 192 + 16 * len(entries)
+    elif opts.format == "compressed-tensors":  # the tokenizer; config.json with its scheme and the
+        # float modules' names; the safetensors header: ~110 bytes a tensor (a layer stores three)
+        linear = sum(e.method is not None for e in entries)
+        fixed = layout.tokenizer_bytes + 2500 + 110 * (len(entries) + 2 * linear) + 8
     else:  # the tokenizer; quant_config.json: ~1.7 kB and ~200 bytes a layer's spec; the
         # safetensors header: ~110 bytes a tensor (a layer stores two, an embedding three)
         linear = sum(e.method is not None and e.role != "embedding" for e in entries)
