@@ -1,4 +1,5 @@
-"""A lean decode path for Llama-family models: the same arithmetic as Hugging Face's eager
+"""A lean decode path for Llama-family models — Llama, Mistral (within its sliding window), Qwen2
+(q/k/v biases) and Qwen3 (per-head q/k norms): the same arithmetic as Hugging Face's eager
 forward, without its per-module machinery.
 
 One preallocated key/value cache per layer (``(kv_heads, max_len, head_dim)``), rotary tables
@@ -31,8 +32,11 @@ def decoder_for(model: Any, max_len: int) -> tuple[FastDecoder | None, str]:
         kept.reset(max_len)
         return kept, "fast"
     cfg = getattr(model, "config", None)
-    if type(model).__name__ not in ("LlamaForCausalLM", "LiteLlama") or cfg is None:
+    if type(model).__name__ not in FAMILIES or cfg is None:
         return None, f"{type(model).__name__} is not a Llama-family causal LM"
+    window = getattr(cfg, "sliding_window", None)
+    if window and getattr(cfg, "use_sliding_window", True) and max_len > window:
+        return None, f"{max_len} tokens pass the sliding window of {window}"
     why = unsupported(cfg)
     if why:
         return None, why
@@ -53,6 +57,9 @@ def unsupported(cfg: Any) -> str | None:
     return None
 
 
+#: the model classes this path runs (their blocks are Llama's, give or take biases and head norms)
+FAMILIES = ("LlamaForCausalLM", "LiteLlama", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
+
 #: each model's decoder (weakly held: it goes with the model, and a copy of a model builds its own)
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -70,15 +77,20 @@ def _modules(model: Any) -> tuple:
 def _fuse(layers: list[nn.Module]) -> nn.Module | None:
     """One module computing ``cat([l(x) for l in layers], -1)``, or None when their layouts
     differ."""
-    if all(type(m) is nn.Linear and m.bias is None for m in layers):
+    biased = [m.bias is not None for m in layers]
+    if any(biased) and not all(biased):
+        return None
+    if all(type(m) is nn.Linear for m in layers):
         w = torch.cat([m.weight.detach() for m in layers], 0)
-        lin = nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=w.dtype)
+        lin = nn.Linear(w.shape[1], w.shape[0], bias=all(biased), dtype=w.dtype)
         lin.weight = nn.Parameter(w, requires_grad=False)
         for m, part in zip(layers, _rows(w, layers)):  # the originals become views: no copy kept
             m.weight = nn.Parameter(part, requires_grad=False)
+        if all(biased):
+            lin.bias = nn.Parameter(torch.cat([m.bias.detach() for m in layers]), requires_grad=False)
         return lin
-    if all(isinstance(m, QuantLinear) and m.path == "int4pack" and m.bias is None
-           and not hasattr(m, "input_scale") for m in layers):
+    if all(isinstance(m, QuantLinear) and m.path == "int4pack" and not hasattr(m, "input_scale")
+           for m in layers):
         first = layers[0]
         # the CPU kernel's packed layout interleaves rows in blocks of 64: whole blocks concatenate
         if any(m.group_size != first.group_size or m.padded_in != first.padded_in
@@ -89,6 +101,8 @@ def _fuse(layers: list[nn.Module]) -> nn.Module | None:
                         path="int4pack", padded_in=first.padded_in)
         q.register_buffer("packed", torch.cat([m.packed for m in layers], 0))
         q.register_buffer("scales_zeros", torch.cat([m.scales_zeros for m in layers], 1))
+        if all(biased):  # (a biased layer runs its forward: the kernel adds no bias)
+            q.bias = nn.Parameter(torch.cat([m.bias.detach() for m in layers]), requires_grad=False)
         for m, part in zip(layers, _rows(q.packed, layers)):
             m.packed = part
         return q
@@ -128,6 +142,9 @@ class _Block:
     def __init__(self, layer: nn.Module) -> None:
         a, m = layer.self_attn, layer.mlp
         self.norm1, self.norm2 = _norm(layer.input_layernorm), _norm(layer.post_attention_layernorm)
+        # Qwen3: an RMS norm over each query and key head, before the rotation
+        self.q_norm = _norm(a.q_norm) if hasattr(a, "q_norm") else None
+        self.k_norm = _norm(a.k_norm) if hasattr(a, "k_norm") else None
         self.qkv = _fuse([a.q_proj, a.k_proj, a.v_proj])
         self.q, self.k, self.v, self.o = a.q_proj, a.k_proj, a.v_proj, a.o_proj
         self.sizes = (a.q_proj.out_features, a.k_proj.out_features, a.v_proj.out_features)
@@ -209,7 +226,7 @@ class FastDecoder:
         end = start + t
         for i, b in enumerate(self.blocks):
             h = b.norm1(x)
-            if b.qkv is not None:  # one rotation over the query and key heads together
+            if b.qkv is not None and b.q_norm is None:  # one rotation over the query and key heads
                 qkv = b.linear(b.qkv, h)
                 nq = self.n_heads + self.n_kv
                 qk = self._rope(qkv[..., :nq * self.head_dim].view(1, t, nq, self.head_dim).transpose(1, 2),
@@ -217,8 +234,11 @@ class FastDecoder:
                 q, k, v = qk[:, :self.n_heads], qk[:, self.n_heads:], qkv[..., nq * self.head_dim:]
             else:
                 q, k, v = b.project_qkv(h)
-                q = self._rope(q.view(1, t, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
-                k = self._rope(k.view(1, t, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
+                q, k = q.view(1, t, self.n_heads, self.head_dim), k.view(1, t, self.n_kv, self.head_dim)
+                if b.q_norm is not None:
+                    q, k = b.q_norm(q), b.k_norm(k)
+                q = self._rope(q.transpose(1, 2), cos, sin)
+                k = self._rope(k.transpose(1, 2), cos, sin)
             self.k_cache[i, :, start:end] = k[0]
             self.v_cache[i, :, start:end] = v.view(t, self.n_kv, self.head_dim).transpose(0, 1)
             keys, values = self.k_cache[i, None, :, :end], self.v_cache[i, None, :, :end]
@@ -236,4 +256,4 @@ class FastDecoder:
         return j <= i
 
 
-__all__ = ["FastDecoder", "decoder_for", "unsupported"]
+__all__ = ["FAMILIES", "FastDecoder", "decoder_for", "unsupported"]

@@ -102,3 +102,33 @@ def test_the_cache_grows_for_a_longer_sequence():
         dec.forward([1, 2, 3])
     again, _ = decoder_for(m, 40)  # the same decoder, a longer cache, a new sequence
     assert again is dec and again.pos == 0 and again.max_len == 40
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen2", "qwen3"])
+@pytest.mark.parametrize("kind", ["float", "int4"])
+def test_the_other_llama_shaped_families_decode_on_the_lean_path(family, kind):
+    """Mistral (inside its sliding window), Qwen2 (q/k/v biases, fused with their biases) and
+    Qwen3 (q/k head norms before the rotation, heads wider than hidden / heads): the eager
+    model's greedy tokens, and its logits step by step in float."""
+    from quanta.model.sources.tiny import tiny_model
+
+    m = tiny_model(family, seed=4, hidden=128)
+    if kind == "int4":
+        quantize_model(m, "rtn", bits=4, group_size=32)
+    eager = generate_ids(m, PROMPT, max_tokens=24, temperature=0, fast=False)
+    fast = generate_ids(m, PROMPT, max_tokens=24, temperature=0)
+    assert fast.path.startswith("fast"), fast.path
+    assert fast.ids == eager.ids
+    if kind == "float":
+        dec, _ = decoder_for(m, 40)
+        ids = list(PROMPT)
+        got = dec.forward(ids)
+        with torch.no_grad():
+            torch.testing.assert_close(got, m(torch.tensor([ids])).logits[0, -1], rtol=1e-4, atol=1e-4)
+
+
+def test_mistral_beyond_its_sliding_window_runs_the_eager_model():
+    from quanta.model.sources.tiny import tiny_model
+
+    dec, why = decoder_for(tiny_model("mistral", seed=4, hidden=128), 65)  # the tiny window: 64
+    assert dec is None and "sliding window of 64" in why
