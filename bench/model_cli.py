@@ -4,7 +4,9 @@
 
 Each row is the wall time of a fresh process (start-up, imports and the work), every run kept:
 ``quantize smollm2 --dry-run`` (the plan from metadata; target < 2 s); a bad option,
-``--target-size 95XB`` on a GGUF output (target < 1 s, exit 2, one line, nothing written);
+``--target-size 95XB`` on a GGUF output (target < 1 s, exit 2, one line, nothing written); a
+Hugging Face folder of an architecture quanta does not write (issue 24's target: one line naming
+it and the supported ones, < 1 s, before any weight is read);
 loading an RTN 4-bit ``--uniform`` SmolLM2 folder with the lite model; and
 ``generate … --max-tokens 128 --temperature 0`` from it. ``--source`` runs the same commands
 against another checkout of quanta (a ``git worktree`` of an older commit, its compiled kernels
@@ -47,6 +49,21 @@ def _loader(src: Path) -> str:
     return "quanta.model.formats.folder" if new.exists() else "quanta.model.files"
 
 
+def _unknown_family(work: Path) -> Path:
+    """A Hugging Face folder whose config names a family quanta does not write (a tiny Llama's
+    weights under Gemma 3's class name): refused at plan time, before torch or a weight."""
+    import json
+
+    folder = work / "gemma3"
+    if not folder.exists():
+        from quanta.model.sources.tiny import write_hf_folder
+
+        write_hf_folder(folder, seed=1)
+        cfg = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(cfg | {"architectures": ["Gemma3ForCausalLM"]}))
+    return folder
+
+
 def commands(src: Path, work: Path) -> dict[str, tuple[list[str], int]]:
     folder = work / f"fold-{abs(hash(str(src)))}"
     if not folder.exists():
@@ -54,12 +71,15 @@ def commands(src: Path, work: Path) -> dict[str, tuple[list[str], int]]:
                    "--uniform", "--json"])
     cli = ["-m", "quanta.cli", "model"]
     bad = ["quantize", "smollm2", "-o", str(work / "x.gguf"), "--format", "gguf", "--target-size", "95XB"]
+    other = _unknown_family(work)
     load = f"from {_loader(src)} import load_quantized; load_quantized({str(folder)!r}, lite=True)"
     gen = ["generate", str(folder), "Once upon a time", "--max-tokens", "128", "--temperature", "0", "--json"]
     return {
         "quantize smollm2 --dry-run": ([*cli, "quantize", "smollm2", "-o", str(work / "dry"),
                                         "--dry-run"], 0),
         "bad option (--target-size 95XB)": ([*cli, *bad], 2),
+        "unknown architecture (Gemma3ForCausalLM)": ([*cli, "quantize", str(other), "-o", str(work / "x")],
+                                                     2),
         "load the RTN folder (lite)": (["-c", load], 0),
         "generate 128 tokens from it": ([*cli, *gen], 0),
     }
@@ -78,7 +98,8 @@ def main() -> None:
             for side, src in sides.items():
                 for name, (cmd, code) in cmds[side].items():
                     times[side].setdefault(name, []).append(_run(src, cmd, code))
-        assert not (Path(tmp) / "x.gguf").exists(), "a refused command wrote its output"
+        assert not (Path(tmp) / "x.gguf").exists() and not (Path(tmp) / "x").exists(), \
+            "a refused command wrote its output"
     names = list(cmds["this"])
     rows = [[n, *(" / ".join(f"{t:.2f}" for t in times[s][n]) for s in sides)] for n in names]
     print_table(f"model commands, whole process, s per run ({machine()})", ["command", *sides], rows,

@@ -57,13 +57,20 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
     the plan chooses."""
     import time
 
+    from quanta.model.quantize.plan import plan_for, read_layout
+
+    t0 = time.perf_counter()
+    o = options
+    # the plan refuses a source, an architecture or a format it cannot honour before torch is
+    # imported and before the load (a refusal is a fraction of a second)
+    qplan = plan_for(read_layout(src), o)
+
     import torch
 
     from quanta.errors import ConfigError
     from quanta.model.formats.folder import write_folder
     from quanta.model.quantize.apply import count_by_path, quantize_model
     from quanta.model.quantize.mixed import plan_quantizers
-    from quanta.model.quantize.plan import plan_for, read_layout
     from quanta.model.quantize.quantizers import make_quantizer
     from quanta.model.quantize.recipe import (
         calibration_for,
@@ -75,10 +82,6 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
     )
     from quanta.model.sources.load import load_model
 
-    t0 = time.perf_counter()
-    o = options
-    # the plan refuses a source, an architecture or a format it cannot honour before the load
-    qplan = plan_for(read_layout(src), o)
     mixed, kind, shared = qplan.mixed, qplan.kind, qplan.shared
     if kind and Path(dst).suffix.lower() != ".gguf":
         raise ConfigError(f"{dst}: --format gguf writes one .gguf file (use a .gguf name)")

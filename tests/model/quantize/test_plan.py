@@ -140,3 +140,21 @@ def test_the_plan_predicts_time_and_memory(hf):
     big = predict(10**9, 8 * 10**8, 8 * 10**8, 2048, "gptq", calibrated=True, sensitivity=True,
                   windows=64, tokens=256)
     assert 9 < big.seconds / small.seconds < 11 and 5 < big.peak_bytes / small.peak_bytes < 10
+
+
+def test_an_unknown_architecture_is_refused_without_torch(hf, tmp_path):
+    """The refusal comes from the plan, before torch is imported (a fresh process: under a
+    second, as bench/model_cli.py measures) and before any weight is read."""
+    import shutil
+    import subprocess
+
+    other = tmp_path / "gemma3"
+    shutil.copytree(hf, other)
+    cfg = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(cfg | {"architectures": ["Gemma3ForCausalLM"]}))
+    code = ("import sys; from quanta.cli.main import main; "
+            f"rc = main(['model', 'quantize', {str(other)!r}, '-o', {str(tmp_path / 'out')!r}]); "
+            "print(rc, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.split()[-2:] == ["2", "False"] and "Gemma3ForCausalLM" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
