@@ -51,16 +51,16 @@ def _loader(src: Path) -> str:
 
 def _unknown_family(work: Path) -> Path:
     """A Hugging Face folder whose config names a family quanta does not write (a tiny Llama's
-    weights under Gemma 3's class name): refused at plan time, before torch or a weight."""
+    weights under GPT-NeoX's class name): refused at plan time, before torch or a weight."""
     import json
 
-    folder = work / "gemma3"
+    folder = work / "gptneox"
     if not folder.exists():
         from quanta.model.sources.tiny import write_hf_folder
 
         write_hf_folder(folder, seed=1)
         cfg = json.loads((folder / "config.json").read_text())
-        (folder / "config.json").write_text(json.dumps(cfg | {"architectures": ["Gemma3ForCausalLM"]}))
+        (folder / "config.json").write_text(json.dumps(cfg | {"architectures": ["GPTNeoXForCausalLM"]}))
     return folder
 
 
@@ -78,7 +78,7 @@ def commands(src: Path, work: Path) -> dict[str, tuple[list[str], int]]:
         "quantize smollm2 --dry-run": ([*cli, "quantize", "smollm2", "-o", str(work / "dry"),
                                         "--dry-run"], 0),
         "bad option (--target-size 95XB)": ([*cli, *bad], 2),
-        "unknown architecture (Gemma3ForCausalLM)": ([*cli, "quantize", str(other), "-o", str(work / "x")],
+        "unknown architecture (GPTNeoXForCausalLM)": ([*cli, "quantize", str(other), "-o", str(work / "x")],
                                                      2),
         "load the RTN folder (lite)": (["-c", load], 0),
         "generate 128 tokens from it": ([*cli, *gen], 0),

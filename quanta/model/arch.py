@@ -33,7 +33,8 @@ class Architecture:
     head count; dims: each linear's (out, in) as names of :meth:`Architecture.sizes`; norm_dims:
     each norm's size by the same names (default: all "hidden"); folds: (producer, consumers)
     pairs where the producer (a norm or a Linear) computes the consumers' one input, so that AWQ
-    can fold input scales into it (:mod:`quanta.model.quantize.awq`)."""
+    can fold input scales into it (:mod:`quanta.model.quantize.awq`); gguf_io: whether quanta
+    reads and writes the family's GGUF files yet."""
 
     name: str
     gguf_arch: str
@@ -52,6 +53,8 @@ class Architecture:
     norm_dims: tuple[str, ...] = ()
     folds: tuple[tuple[str, tuple[str, ...]], ...] = ()
     causal: bool = True
+    gguf_io: bool = True  # quanta reads and writes this family's GGUF files
+    scaled_embedding: bool = False  # the embedding module scales its output (kept float)
 
     @staticmethod
     def sizes(config: dict) -> dict[str, int]:
@@ -214,6 +217,25 @@ PHI3 = Architecture(
     dims=(("qkv", "hidden"), ("hidden", "q"), ("inter2", "hidden"), ("hidden", "inter")),
     folds=(("input_layernorm", ("self_attn.qkv_proj",)), ("post_attention_layernorm", ("mlp.gate_up_proj",))))
 
+#: Gemma 2: Llama's linears with heads of ``head_dim``, norms around both halves of the block
+#: (pre and post attention, pre and post MLP), GeGLU, soft-capped logits and local/global layers —
+#: transformers' business. Its RMS norms scale by ``1 + weight``: AWQ cannot divide them, so
+#: only v → o and up → down fold (q/k/v and gate/up keep explicit input scales). Its embedding
+#: multiplies its rows by √hidden itself: it stays float. GGUF is not read or written yet
+#: (llama.cpp stores those norms as 1 + weight, and more keys).
+GEMMA2 = replace(LLAMA, name="gemma2", gguf_arch="gemma2", hf_class="Gemma2ForCausalLM",
+                 hf_config="Gemma2Config", model_type="gemma2", rope_rows=(), gguf_io=False,
+                 scaled_embedding=True,
+                 norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                        "post_feedforward_layernorm"),
+                 folds=(("self_attn.v_proj", ("self_attn.o_proj",)), ("mlp.up_proj", ("mlp.down_proj",))))
+
+#: Gemma 3 (text): Gemma 2's block with q/k head norms
+GEMMA3 = replace(GEMMA2, name="gemma3", gguf_arch="gemma3", hf_class="Gemma3ForCausalLM",
+                 hf_config="Gemma3TextConfig", model_type="gemma3_text",
+                 norms=(*GEMMA2.norms, "self_attn.q_norm", "self_attn.k_norm"),
+                 norm_dims=("hidden", "hidden", "hidden", "hidden", "head", "head"))
+
 BERT = Architecture(
     name="bert", gguf_arch="bert", hf_class="BertModel", hf_config="BertConfig", model_type="bert",
     blocks="encoder.layer",
@@ -227,7 +249,8 @@ BERT = Architecture(
     folds=(("attention.self.value", ("attention.output.dense",)),))
 
 #: the families quanta reads and writes, by name
-ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (LLAMA, MISTRAL, QWEN2, QWEN3, PHI3, BERT)}
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a for a in (LLAMA, MISTRAL, QWEN2, QWEN3, PHI3, GEMMA2, GEMMA3, BERT)}
 
 
 def _causal() -> list[Architecture]:
@@ -235,11 +258,13 @@ def _causal() -> list[Architecture]:
 
 
 def for_gguf(arch: str, where: str = "") -> Architecture:
-    """The family of a GGUF file's ``general.architecture`` (a causal LM quanta writes)."""
-    found = next((a for a in _causal() if a.gguf_arch == arch), None)
+    """The family of a GGUF file's ``general.architecture`` (a causal LM whose GGUF files quanta
+    reads and writes)."""
+    known = [a for a in _causal() if a.gguf_io]
+    found = next((a for a in known if a.gguf_arch == arch), None)
     if found is None:
         raise ConfigError(f"{where}{': ' if where else ''}architecture {arch!r} is not supported "
-                          f"(supported: {', '.join(dict.fromkeys(a.gguf_arch for a in _causal()))})")
+                          f"(supported: {', '.join(dict.fromkeys(a.gguf_arch for a in known))})")
     return found
 
 
@@ -253,5 +278,5 @@ def for_hf(class_name: str | None, where: str = "", *, causal: bool = False) -> 
     return found
 
 
-__all__ = ["ARCHITECTURES", "BERT", "LLAMA", "MISTRAL", "PHI3", "QWEN2", "QWEN3", "Architecture", "for_gguf",
-           "for_hf"]
+__all__ = ["ARCHITECTURES", "BERT", "GEMMA2", "GEMMA3", "LLAMA", "MISTRAL", "PHI3", "QWEN2", "QWEN3",
+           "Architecture", "for_gguf", "for_hf"]

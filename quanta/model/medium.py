@@ -57,13 +57,14 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
     the plan chooses."""
     import time
 
-    from quanta.model.quantize.plan import plan_for, read_layout
+    from quanta.model.quantize.plan import options_for, plan_for, read_layout
 
     t0 = time.perf_counter()
-    o = options
     # the plan refuses a source, an architecture or a format it cannot honour before torch is
     # imported and before the load (a refusal is a fraction of a second)
-    qplan = plan_for(read_layout(src), o)
+    layout = read_layout(src)
+    o = options_for(layout, options)
+    qplan = plan_for(layout, o)
 
     import torch
 

@@ -42,7 +42,8 @@ def test_block_shapes_follow_the_config():
 def test_unknown_families_are_refused_naming_the_known():
     with pytest.raises(ConfigError, match=r"supported: llama, qwen2, qwen3, phi3\)"):
         for_gguf("gemma3")
-    known = r"LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM"
+    known = (r"LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, "
+             r"Gemma2ForCausalLM, Gemma3ForCausalLM")
     with pytest.raises(ConfigError, match=rf"supported: {known}\)$"):
         for_hf("BertModel", causal=True)
     assert for_hf("BertModel") is BERT

@@ -17,7 +17,9 @@ from quanta.model.arch import ARCHITECTURES
 from quanta.model.sources.load import load_model
 from quanta.model.sources.tiny import write_hf_folder
 
-FAMILIES = ["mistral", "qwen2", "qwen3", "phi3"]
+FAMILIES = ["mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"]
+#: the families whose GGUF files quanta reads and writes
+GGUF_FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "phi3"]
 CALIB = ["--calib-samples", "4", "--calib-len", "32"]
 
 
@@ -86,7 +88,7 @@ def test_info_and_generate_read_the_quantized_family(hf, tmp_path, capsys):
     assert gen["generated_tokens"] == 5 and gen["stopped"] == "max_tokens"
 
 
-@pytest.mark.parametrize("family", ["llama", *FAMILIES])
+@pytest.mark.parametrize("family", GGUF_FAMILIES)
 def test_a_hugging_face_folder_becomes_a_complete_gguf_that_reads_back(family, tmp_path, capsys):
     """HF folder → ``--format gguf``: hyper-parameters, the tokenizer (every token by id, types,
     merges, special ids) and the tensors under gguf-py's names, Q/K rows permuted for Llama and
@@ -122,6 +124,9 @@ def test_a_hugging_face_folder_becomes_a_complete_gguf_that_reads_back(family, t
 
 
 def test_what_gguf_cannot_carry_yet_is_refused_before_any_weight(tmp_path, capsys):
+    gemma = write_hf_folder(tmp_path / "gemma", seed=5, family="gemma3")
+    assert main(["model", "quantize", str(gemma), "-o", str(tmp_path / "g.gguf"), "--format", "gguf"]) == 2
+    assert "does not write Gemma3ForCausalLM yet" in capsys.readouterr().err
     src = write_hf_folder(tmp_path / "hf", seed=5, family="llama")
     cfg = json.loads((src / "config.json").read_text())
     cfg["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0}

@@ -209,10 +209,14 @@ def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = Tru
     if model.config.tie_word_embeddings:
         tie_head(model, qe) if qe is not None else model.tie_weights()
     leftover = [n for n, p in list(model.named_parameters()) + list(model.named_buffers())
-                if p.is_meta and "rotary" not in n]
+                if p.is_meta and "rotary" not in n and not n.endswith("embed_scale")]
     if leftover or res.unexpected_keys:
         raise InputError(f"{d}: tensor {(leftover or res.unexpected_keys)[0]} does not fit the model")
-    # the rotary embedding's buffers are not saved: rebuild that module on the CPU
+    # the rotary embedding's buffers are not saved: rebuild that module on the CPU; so is a
+    # scaled embedding's scale (Gemma's √hidden)
     model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config)
+    emb = model.get_input_embeddings()
+    if getattr(emb, "embed_scale", None) is not None and emb.embed_scale.is_meta:
+        emb.register_buffer("embed_scale", torch.tensor(float(emb.scalar_embed_scale)), persistent=False)
     return model.eval(), read_tokenizer(d / "tokenizer.json"), cfg
 

@@ -53,6 +53,12 @@ def check(folder: Path | str, config: dict) -> dict:
     if not isinstance(model, dict) or model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
         raise ConfigError(f"{tok}: --format gguf writes byte-level BPE tokenizers only, not "
                           f"{(model or {}).get('type')!r}")
+    from quanta.model.arch import for_hf
+
+    arch = config.get("architectures") or [None]
+    if arch[0] is not None and not for_hf(arch[0], str(folder), causal=True).gguf_io:
+        raise ConfigError(f"{folder}: --format gguf does not write {arch[0]} yet (write a quanta folder "
+                          "or compressed-tensors)")
     if _rope_type(config) != "default":
         raise ConfigError(f"{folder}: --format gguf does not write {_rope_type(config)!r} rotary scaling yet "
                           "(write a quanta folder, or start from a GGUF file)")

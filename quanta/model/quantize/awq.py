@@ -58,6 +58,14 @@ class Fold:
 
 #: every family's folds, from the architecture tables
 FOLDS = tuple(Fold(p, c) for a in ARCHITECTURES.values() for p, c in a.folds)
+#: each family's own folds, by its Hugging Face class (Gemma's norms take no fold that Llama's do)
+FOLDS_BY_CLASS = {a.hf_class: tuple(Fold(p, c) for p, c in a.folds) for a in ARCHITECTURES.values()}
+
+
+def folds_of(model: nn.Module) -> tuple[Fold, ...]:
+    """The folds of ``model``'s family (every family's for a model outside the table, e.g. the
+    lite Llama)."""
+    return FOLDS_BY_CLASS.get(type(model).__name__, FOLDS)
 
 
 def activation_scales(stats: LayerStats, alpha: float, tie: torch.Tensor | None = None) -> torch.Tensor:
@@ -163,7 +171,7 @@ def _fold_for(model: nn.Module, names: list[str]) -> tuple[nn.Module, Fold] | No
         return None
     prefix = m.group(1)
     rel = sorted(n[len(prefix):] for n in names)
-    for f in FOLDS:
+    for f in folds_of(model):
         if sorted(f.consumers) == rel:
             try:
                 producer = model.get_submodule(prefix + f.producer)

@@ -336,6 +336,15 @@ def _refine(opts: Options, kind: str | None, needs_calibration: bool) -> str | N
     return "default sharing" if plain and needs_calibration else None
 
 
+def options_for(layout: Layout, opts: Options) -> Options:
+    """The options as the source's family needs them: an embedding that scales its own output
+    (Gemma's, by √hidden) stays float in a quanta folder (a quantized embedding does not carry
+    the scale). The command and its ``--dry-run`` both plan with these."""
+    if opts.embedding_bits is None and for_hf(layout.architecture).scaled_embedding:
+        return dataclasses.replace(opts, embedding_bits=0)
+    return opts
+
+
 def plan_for(layout: Layout, opts: Options) -> QuantPlan:
     """The :class:`QuantPlan` of ``opts`` on ``layout`` (see the module's docstring)."""
     from quanta.model.quantize.methods import METHODS

@@ -24,11 +24,12 @@ def _logits(m, x):
         return m(x).logits
 
 
-@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "qwen3", "phi3"])
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"])
 def test_folded_scales_leave_the_float_model_unchanged(family):
     """Every family's folds are exact in float: Llama's four (norms, V into O, up into down),
     Qwen2's with v's bias divided too, Qwen3's past its head norms, Phi-3's into the norms
-    (its fused groups, which fold nowhere else, keep explicit scales)."""
+    (its fused groups, which fold nowhere else, keep explicit scales), Gemma's into v and up
+    only (its norms scale by 1 + weight: q/k/v and gate/up keep explicit scales)."""
     m = tiny_model(family, seed=1)  # grouped-query attention: 4 heads, 2 KV heads
     x = torch.randint(0, 259, (6, 48), generator=torch.Generator().manual_seed(0))
     before = _logits(m, x[:2])
@@ -37,8 +38,14 @@ def test_folded_scales_leave_the_float_model_unchanged(family):
     layerwise(m, find_targets(m, ("*",), ("lm_head",)), x,
               lambda block, stats: explicit.update(prepare_block(m, block, stats, lambda n: q)),
               hessian=True)
-    folded_everywhere = family != "phi3"
+    folded_everywhere = family not in ("phi3", "gemma2", "gemma3")
     assert (explicit == {}) == folded_everywhere, sorted(explicit)
+    if family.startswith("gemma"):
+        v = m.model.layers[0].self_attn.v_proj.weight
+        assert sorted(explicit) == sorted(f"model.layers.{i}.{n}" for i in range(2) for n in (
+            "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj"))
+        assert not torch.allclose(v, tiny_model(family, seed=1).model.layers[0].self_attn.v_proj.weight)
+        return
     norm = m.model.layers[0].input_layernorm.weight
     assert not torch.allclose(norm, torch.ones_like(norm))  # the scales went somewhere
     if folded_everywhere:

@@ -85,17 +85,17 @@ def test_the_plain_default_and_a_target_spend_about_the_predicted_bytes(hf, tmp_
 def test_an_unknown_architecture_is_refused_before_any_weight_is_read(hf, tmp_path, capsys):
     import shutil
 
-    other = tmp_path / "gemma3"
+    other = tmp_path / "gptneox"
     shutil.copytree(hf, other)
     cfg = json.loads((other / "config.json").read_text())
-    cfg["architectures"] = ["Gemma3ForCausalLM"]
+    cfg["architectures"] = ["GPTNeoXForCausalLM"]
     (other / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(InputError, match=r"Gemma3ForCausalLM.*not supported"):
+    with pytest.raises(InputError, match=r"GPTNeoXForCausalLM.*not supported"):
         read_layout(other)
     assert main(["model", "quantize", str(other), "-o", str(tmp_path / "out"), "--method", "rtn"]) == 2
     err = capsys.readouterr().err
     assert "supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, " \
-        "Phi3ForCausalLM" in err and not (tmp_path / "out").exists()
+        "Phi3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM" in err and not (tmp_path / "out").exists()
 
 
 def test_dry_run_prints_the_plan_as_a_table(tiny, capsys):
@@ -148,13 +148,13 @@ def test_an_unknown_architecture_is_refused_without_torch(hf, tmp_path):
     import shutil
     import subprocess
 
-    other = tmp_path / "gemma3"
+    other = tmp_path / "gptneox"
     shutil.copytree(hf, other)
     cfg = json.loads((other / "config.json").read_text())
-    (other / "config.json").write_text(json.dumps(cfg | {"architectures": ["Gemma3ForCausalLM"]}))
+    (other / "config.json").write_text(json.dumps(cfg | {"architectures": ["GPTNeoXForCausalLM"]}))
     code = ("import sys; from quanta.cli.main import main; "
             f"rc = main(['model', 'quantize', {str(other)!r}, '-o', {str(tmp_path / 'out')!r}]); "
             "print(rc, 'torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert r.stdout.split()[-2:] == ["2", "False"] and "Gemma3ForCausalLM" in r.stderr
+    assert r.stdout.split()[-2:] == ["2", "False"] and "GPTNeoXForCausalLM" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
