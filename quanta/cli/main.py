@@ -185,9 +185,21 @@ def _run(args: list[str], debug: bool) -> int:
     return 0
 
 
+def _stopped() -> int | None:
+    """After a stop signal, any failure on the way out is the stop's doing (clean-up of a half-
+    written file raising in place of the Terminated it was cleaning up after, say): the exit is
+    the stop's, 130/143/129, with its one line. None when no stop arrived."""
+    if not STOPS:
+        return None
+    return _interrupted(None if STOPS[0] == signal.SIGINT else STOPS[0])
+
+
 def _input_error(message: str, e: BaseException, debug: bool) -> int:
     """Bad input or an environment that refuses: one line, exit 2 (``--debug``: the traceback
     too, and still exit 2)."""
+    stopped = _stopped()
+    if stopped is not None:
+        return stopped
     if debug:
         import traceback
 
@@ -219,6 +231,9 @@ def _pipe_or_exit(e: BaseException) -> int:
 
 
 def _exit(e: BaseException) -> int:
+    stopped = _stopped()
+    if stopped is not None:
+        return stopped
     if isinstance(e, typer.Exit):
         return e.exit_code
     print("quanta: aborted", file=sys.stderr)
@@ -239,11 +254,17 @@ def _cli_error(e: Exception, debug: bool) -> int:
 
 
 def _show(e: Exception) -> int:
+    stopped = _stopped()
+    if stopped is not None:
+        return stopped
     print(f"quanta: error: {e.format_message()}", file=sys.stderr)
     return int(getattr(e, "exit_code", 1))
 
 
 def _bug(e: Exception, debug: bool) -> int:
+    stopped = _stopped()
+    if stopped is not None:
+        return stopped
     if debug:
         raise e
     print(f"quanta: internal error (a bug, not your input): {type(e).__name__}: {e} — run again "
