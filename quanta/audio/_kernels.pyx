@@ -78,6 +78,10 @@ def threshold(const double[:, ::1] power, const int[::1] cell, const int[::1] ba
     cdef Py_ssize_t bands = band_cell.shape[0]
     if out.shape[0] != frames or out.shape[1] != lines:
         raise ValueError("out must be (frames, lines)")
+    if not (cell.shape[0] == band.shape[0] == reach.shape[0] == quiet_line.shape[0] == lo.shape[0]
+            == w.shape[0] == lines) or tonal_index.shape[0] != cells or noise_index.shape[0] != cells \
+            or spread_a.shape[0] != STEP_HI - STEP_LO + 1:
+        raise ValueError("threshold: the tables do not fit the frames' lines")
     cdef double* scratch = <double*> malloc((3 * cells + bands + lines) * sizeof(double))
     if scratch == NULL:
         raise MemoryError()
@@ -234,7 +238,8 @@ cdef double _peak(const double* a, Py_ssize_t order, const double* cos_grid, Py_
     return best
 
 
-def design(const double[:, ::1] thr, const double[:, ::1] cos_lines, Py_ssize_t first, Py_ssize_t last, double white, const double[:, ::1] cos_grid, double max_total, double max_peak,
+def design(const double[:, ::1] thr, const double[:, ::1] cos_lines, Py_ssize_t first, Py_ssize_t last,
+           double white, const double[:, ::1] cos_grid, double max_total, double max_peak,
            double log_mu_lo, double log_mu_hi, int steps, double[:, ::1] out):
     """Per frame, the reflection coefficients of the monic minimum-phase FIR ``A`` minimising
     ``Σ_f |A(f)|² · (W(f) + μ)`` over lines ``first … last - 1``, with ``W = min T / T`` (``thr``:
@@ -245,7 +250,7 @@ def design(const double[:, ::1] thr, const double[:, ::1] cos_lines, Py_ssize_t 
     white weighting's autocorrelation at lag 0 (``n / 2``)."""
     cdef Py_ssize_t frames = thr.shape[0], order = out.shape[1], points = cos_grid.shape[1]
     if cos_lines.shape[1] != order + 1 or cos_grid.shape[0] != order + 1 or out.shape[0] != frames \
-            or not 0 <= first < last <= thr.shape[1]:
+            or not 0 <= first < last <= min(thr.shape[1], cos_lines.shape[0]):
         raise ValueError("design: shapes disagree")
     cdef double* buf = <double*> malloc((7 * (order + 1) + cos_grid.shape[1]) * sizeof(double))
     if buf == NULL:
