@@ -138,7 +138,7 @@ class AdaptiveShaper:
         self.order = self.order or ORDER
         self.max_total_gain_db = self.max_total_gain_db or total_gain_db(self.rate_hz, self.bits)
         self.length = shaper_length(self.rate_hz)
-        self.hop = self.length  # frames abut: see HOP's note
+        self.hop = self.length  # frames abut (SUBBLOCKS says why a whole frame suffices)
         self._history = np.zeros(self.length)  # the last `length` samples before `pos`
         self._pos = 0  # absolute index of the next sample
         self._k_prev: np.ndarray | None = None  # the filters of the hop in progress and the one before

@@ -32,7 +32,7 @@ def requantize(
                                        "or with -o: input files, folders and patterns (WAV, FLAC, AIFF)."),
     bits: int = typer.Option(16, "--bits", "-b", help="Target depth, 1..24 bits."),
     dither: str = typer.Option("tpdf", help="none, rpdf, tpdf or hp-tpdf."),
-    shape: str = typer.Option("auto", help="auto, adaptive (re-fitted every ~10 ms to the music's "
+    shape: str = typer.Option("auto", help="auto, adaptive (re-fitted every ~21 ms to the music's "
                               "masking threshold), none, designed[-ORDER], or a classic filter "
                               "(lipshitz, f-weighted, shibata, ...: see `quanta audio filters`)."),
     seed: int = typer.Option(0, help="Dither seed: the same seed gives the same bytes."),

@@ -191,3 +191,8 @@ def test_compressed_tensors_refuses_what_it_cannot_hold(tmp_path, capsys):
         assert main(["model", "quantize", str(src), "-o", str(tmp_path / "o"), "--format",
                      "compressed-tensors", *args]) == 2
         assert why in capsys.readouterr().err
+    phi3 = write_hf_folder(tmp_path / "phi3", seed=6, family="phi3")  # AWQ cannot fold o's and down's scales
+    assert main(["model", "quantize", str(phi3), "-o", str(tmp_path / "o"), "--format", "compressed-tensors",
+                 "--method", "awq"]) == 2
+    assert "explicit input scales on self_attn.o_proj, mlp.down_proj" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -50,22 +50,17 @@ def owns(folder: Path | str) -> bool:
 
 def pack(codes: np.ndarray, bits: int) -> np.ndarray:
     """Unsigned ``codes`` (``(rows, n)``, each below ``2**bits``) packed densely into int32 along
-    the last axis: ``ceil(n · bits / 32)`` words a row, code ``i`` at bit ``i · bits`` of the row."""
-    codes = np.asarray(codes, dtype=np.uint64)
+    the last axis: ``ceil(n · bits / 32)`` words a row, code ``i`` at bit ``i · bits`` of the row.
+    That is :func:`quanta.core.packing.pack`'s little-endian bit stream, each row padded to whole
+    groups of 32 codes (``bits`` words each) and cut back to the words its codes reach."""
+    from quanta.core.packing import pack as pack_bits
+
+    codes = np.asarray(codes)
     rows, n = codes.shape
-    groups = -(-n // 32)
-    padded = np.zeros((rows, groups * 32), dtype=np.uint64)
+    padded = np.zeros((rows, -(-n // 32) * 32), dtype=np.int64)
     padded[:, :n] = codes
-    g = padded.reshape(rows, groups, 32)
-    words = np.zeros((rows, groups, bits + 1), dtype=np.uint64)
-    for i in range(32):  # a code may straddle two words: add its low and high parts
-        start = i * bits
-        word, offset = divmod(start, 32)
-        shifted = g[:, :, i] << np.uint64(offset)
-        words[:, :, word] += shifted & np.uint64(0xFFFFFFFF)
-        words[:, :, word + 1] += shifted >> np.uint64(32)
-    out = words[:, :, :bits].reshape(rows, groups * bits)[:, : math.ceil(n * bits / 32)]
-    return out.astype(np.uint32).view(np.int32)
+    words = pack_bits(padded, bits).view("<i4").reshape(rows, -1)
+    return np.ascontiguousarray(words[:, : math.ceil(n * bits / 32)]).astype(np.int32)
 
 
 def nbytes(rows: int, cols: int, bits: int, group_size: int, sym: bool, scale_bytes: int = 2) -> int:
@@ -111,6 +106,7 @@ def write(model: Any, kept: dict[str, Any], tokenizer: Any, out: Path | str, *, 
     """Write the folder ``out`` (existing, empty): ``model``'s float tensors in ``float_dtype``,
     each layer of ``kept`` (module name → QuantizedWeight) packed, ``config.json`` with the
     ``quantization_config``, and the tokenizer."""
+    import torch
     from safetensors.torch import save_file
 
     from quanta.model.runtime.qlinear import QuantLinear
@@ -140,7 +136,8 @@ def write(model: Any, kept: dict[str, Any], tokenizer: Any, out: Path | str, *, 
         key = json.dumps(sch, sort_keys=True)
         schemes.setdefault(key, []).append(name)
         scheme_of[key] = sch
-    floats = sorted(n for n, m in model.named_modules() if _is_linear(m) and n not in quantized)
+    floats = sorted(n for n, m in model.named_modules()
+                    if isinstance(m, torch.nn.Linear) and n not in quantized)
     cfg = model.config.to_dict()
     cfg["architectures"] = [type(model).__name__]
     cfg["torch_dtype"] = str(float_dtype).removeprefix("torch.")
@@ -160,9 +157,3 @@ def write(model: Any, kept: dict[str, Any], tokenizer: Any, out: Path | str, *, 
         tk["chat_template"] = chat_template
     (out / "tokenizer_config.json").write_text(json.dumps(tk, indent=2))
     return out
-
-
-def _is_linear(m: Any) -> bool:
-    import torch
-
-    return isinstance(m, torch.nn.Linear)

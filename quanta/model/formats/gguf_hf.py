@@ -40,21 +40,12 @@ def _rope_theta(config: dict) -> float:
 
 def check(folder: Path | str, config: dict) -> dict:
     """The folder's ``tokenizer.json``, if quanta can write this model as GGUF; otherwise a
-    one-line :class:`ConfigError` saying what is missing."""
-    folder = Path(folder)
-    tok = folder / "tokenizer.json"
-    if not tok.is_file():
-        raise ConfigError(f"{folder}: --format gguf needs tokenizer.json (a byte-level BPE tokenizer)")
-    try:
-        data = json.loads(tok.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{tok}: not readable JSON ({e})") from None
-    model = data.get("model") if isinstance(data, dict) else None
-    if not isinstance(model, dict) or model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
-        raise ConfigError(f"{tok}: --format gguf writes byte-level BPE tokenizers only, not "
-                          f"{(model or {}).get('type')!r}")
+    one-line error saying what is missing (the family and the rotary scaling first: they need
+    no file read)."""
     from quanta.model.arch import for_hf
+    from quanta.model.sources.reading import read_json
 
+    folder = Path(folder)
     arch = config.get("architectures") or [None]
     if arch[0] is not None and not for_hf(arch[0], str(folder), causal=True).gguf_io:
         raise ConfigError(f"{folder}: --format gguf does not write {arch[0]} yet (write a quanta folder "
@@ -62,6 +53,14 @@ def check(folder: Path | str, config: dict) -> dict:
     if _rope_type(config) != "default":
         raise ConfigError(f"{folder}: --format gguf does not write {_rope_type(config)!r} rotary scaling yet "
                           "(write a quanta folder, or start from a GGUF file)")
+    tok = folder / "tokenizer.json"
+    if not tok.is_file():
+        raise ConfigError(f"{folder}: --format gguf needs tokenizer.json (a byte-level BPE tokenizer)")
+    data = read_json(tok)  # bounded, a one-line error when it is not JSON
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
+        raise ConfigError(f"{tok}: --format gguf writes byte-level BPE tokenizers only, not "
+                          f"{(model or {}).get('type')!r}")
     return data
 
 

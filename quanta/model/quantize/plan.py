@@ -336,6 +336,26 @@ def _refine(opts: Options, kind: str | None, needs_calibration: bool) -> str | N
     return "default sharing" if plain and needs_calibration else None
 
 
+def _format_checks(layout: Layout, opts: Options) -> list[tuple] | None:
+    """Refuse what the output format cannot hold for this source; returns the GGUF metadata a
+    Hugging Face folder's file will carry (None for other outputs)."""
+    from quanta.model.quantize.methods import METHODS
+
+    if opts.format == "compressed-tensors" and METHODS[opts.method].scales_activations:
+        _check_folds(for_hf(layout.architecture), opts.method)
+    return _gguf_fields(layout) if opts.format == "gguf" and layout.kind != "gguf" else None
+
+
+def _check_folds(family: Architecture, method: str) -> None:
+    """compressed-tensors has no place for an input scale: AWQ must fold every layer's scales
+    into the layer or norm before it, which the family's table says it can or cannot."""
+    folded = {c for _, consumers in family.folds for c in consumers}
+    loose = [m for m in family.linears if m not in folded]
+    if loose:
+        raise ConfigError(f"--method {method} on {family.hf_class} leaves explicit input scales on "
+                          f"{', '.join(loose)}, which compressed-tensors cannot store (use gptq or imatrix)")
+
+
 def options_for(layout: Layout, opts: Options) -> Options:
     """The options as the source's family needs them: an embedding that scales its own output
     (Gemma's, by √hidden) stays float in a quanta folder (a quantized embedding does not carry
@@ -349,7 +369,7 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
     """The :class:`QuantPlan` of ``opts`` on ``layout`` (see the module's docstring)."""
     from quanta.model.quantize.methods import METHODS
 
-    gguf_fields = _gguf_fields(layout) if opts.format == "gguf" and layout.kind != "gguf" else None
+    gguf_fields = _format_checks(layout, opts)
     mixed = opts.target_size is not None or opts.target_bpw is not None
     group = BLOCK if mixed or opts.group_size is None else opts.group_size
     kind = gguf_type(opts.bits, opts.sym, group) if opts.format == "gguf" else None
