@@ -1,12 +1,14 @@
 """Every family quanta writes as GGUF, read by llama.cpp — and llama.cpp's own converter on the
 same Hugging Face folders as the peer.
 
-    python bench/model_families.py [--families llama,mistral,qwen2,qwen3,phi3] [--hidden 256]
+    python bench/model_families.py [--families llama,llama3,mistral,qwen2,qwen3,phi3] [--hidden 256]
 
 For each family: a Hugging Face folder of a seeded random model of real grouped-query shapes
 (``quanta.model.sources.tiny.tiny_model``: ``--hidden`` wide, 2 layers, 4 heads, 2 KV heads,
 the family's own parts) with SmolLM2's byte-level BPE tokenizer (rebuilt from the bundled
-GGUF). Then:
+GGUF); "llama3" is Llama with Llama 3's rotary scaling (rope theta 500000, factor 8 beyond an
+original context of 256 tokens, so that the 512-token windows reach past it), which GGUF keeps
+as a ``rope_freqs`` tensor. Then:
 
 1. ``quanta model quantize --format gguf --bits 8 --method rtn`` writes quanta's Q8_0 file;
 2. llama.cpp reads it: ``llama-perplexity`` (``-c 512``, ``--chunks``) on WikiText-2 test text
@@ -47,7 +49,10 @@ from bench.model_frontier import llama, llama_kld  # noqa: E402
 from quanta.model.sources.unbinned import cache_dir  # noqa: E402
 from quanta.render.tables import console, print_table  # noqa: E402
 
-FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3")
+FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3")
+#: the "llama3" variant's rotary scaling (transformers' rope_parameters)
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 256}
 
 
 def converter() -> tuple[Path, Path]:
@@ -72,8 +77,10 @@ def hf_folder(family: str, folder: Path, hidden: int) -> Path:
     vocab = tok.get_vocab_size()
     bos = int(r.fields["tokenizer.ggml.bos_token_id"].contents())
     eos = int(r.fields["tokenizer.ggml.eos_token_id"].contents())
-    m = tiny_model(family, seed=7, vocab=vocab, hidden=hidden, max_position_embeddings=2048,
-                   bos_token_id=bos, eos_token_id=eos, **({"pad_token_id": eos} if family == "phi3" else {}))
+    extra = {"pad_token_id": eos} if family == "phi3" else {"rope_parameters": LLAMA3_ROPE} \
+        if family == "llama3" else {}
+    m = tiny_model("llama" if family == "llama3" else family, seed=7, vocab=vocab, hidden=hidden,
+                   max_position_embeddings=2048, bos_token_id=bos, eos_token_id=eos, **extra)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = m.config.to_dict()
     cfg["architectures"] = [type(m).__name__]

@@ -1,17 +1,21 @@
 """quanta's GGUF files against llama.cpp's own, on ``smollm2-unbinned``, in one run.
 
-    python bench/model_frontier.py [--chunks 40] [--types Q8_0,Q6_K,Q4_K_M,Q4_1,Q4_0,IQ4_XS,Q3_K_M,Q2_K]
+    python bench/model_frontier.py [--chunks 40]
+                                   [--types Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_1,Q4_0,IQ4_XS,Q3_K_M,Q3_K_S,Q2_K]
                                    [--no-uniform] [--no-mixed]
 
 Builds llama.cpp's tools on first use (bench/_llama_cpp.py, ~20 min, cached outside the repo),
 makes an importance matrix from quanta's default calibration text (the WikiText-2 *valid* slice
 shipped in the package: 64 chunks of 256 tokens) and quantizes ``smollm2-unbinned`` with it to
 each llama.cpp type. quanta writes its own GGUF files, each with one command as a user runs it
-(``--format gguf --method gptq``, default calibration): uniform Q8_0 and Q4_1, and mixed precision
-with ``--target-size`` set to each llama.cpp file's size. Every file is scored by quanta's
-evaluator (quanta-ppl/1, KL divergence against ``smollm2-unbinned``); quanta's file at Q4_K_M's
-size and llama.cpp's Q4_K_M are also scored by ``llama-perplexity --kl-divergence`` (which also
-rounds activations to 8 bits). Prints the table and the frontier (at each llama.cpp size, quanta's
+(``--format gguf --method gptq``, default calibration): uniform Q8_0 and Q4_1, and ``--type T`` for
+each llama.cpp file type T (the file no larger than llama.cpp's, every tensor's type — K-quants
+included — chosen by the measured sensitivity). Every file is scored by quanta's evaluator
+(quanta-ppl/1, KL divergence against ``smollm2-unbinned``); quanta's ``--type Q4_K_M`` and
+llama.cpp's Q4_K_M are also scored by ``llama-perplexity --kl-divergence`` (which also rounds
+activations to 8 bits). Also checks quanta's table of llama.cpp's rules
+(:mod:`quanta.model.quantize.presets`): ``--type T --uniform --dry-run`` gives every tensor the type
+``llama-quantize`` gave it. Prints the tables and the frontier (at each llama.cpp size, quanta's
 best file of at most that size), writes bench/out/model_frontier.json and the size–KLD plot
 bench/out/model_frontier.png.
 """
@@ -85,7 +89,7 @@ def llama_kld(bin_dir: Path, model: Path, base: Path, text: Path, chunks: int) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--chunks", type=int, default=40)
-    ap.add_argument("--types", default="Q8_0,Q6_K,Q4_K_M,Q4_1,Q4_0,IQ4_XS,Q3_K_M,Q2_K")
+    ap.add_argument("--types", default="Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_1,Q4_0,IQ4_XS,Q3_K_M,Q3_K_S,Q2_K")
     ap.add_argument("--no-uniform", action="store_true",
                     help="skip quanta's uniform Q8_0 and Q4_1 files (the mixed ones and the defaults stay)")
     ap.add_argument("--no-mixed", action="store_true",
@@ -111,9 +115,13 @@ def main() -> None:
     jobs = [] if args.no_uniform else [(name, f"quanta_{name.split()[1]}.gguf", opts)
                                        for name, opts in QUANTA]
     jobs.append((DEFAULTS[0], "quanta_defaults", DEFAULTS[1]))
-    jobs += [] if args.no_mixed else [(f"quanta mixed @ {qt} size", f"quanta_mixed_{qt}.gguf",
-                                       ["--target-size", str(path.stat().st_size)])
-                                      for name, path, _ in list(files) for qt in [name.split()[1]]]
+    rules = [rules_check(path, name.split()[1]) for name, path, _ in files]
+    print_table("llama.cpp's rules: quanta's --type T --uniform plan against llama-quantize's file",
+                ["type", "tensors", "same type", "differ"],
+                [[r["type"], r["tensors"], r["same"], ", ".join(r["differ"][:4]) or "—"] for r in rules],
+                left=(0, 3))
+    jobs += [] if args.no_mixed else [(f"quanta --type {qt}", f"quanta_type_{qt}.gguf", ["--type", qt])
+                                      for name, _, _ in list(files) for qt in [name.split()[1]]]
     reports = {}
     for name, stem, opts in jobs:
         out = tmp / stem
@@ -144,7 +152,7 @@ def main() -> None:
     llama(bin_dir, "llama-perplexity", "-m", str(ref_path), "-f", str(test), "-c", "512", "--chunks",
           str(args.chunks), "-t", "2", "--kl-divergence-base", str(kbase))
     checks = {n: llama_kld(bin_dir, p, kbase, test, args.chunks) for n, p, _ in files
-              if n in ("quanta mixed @ Q4_K_M size", "llama.cpp Q4_K_M + imatrix")}
+              if n in ("quanta --type Q4_K_M", "llama.cpp Q4_K_M + imatrix")}
     for r in rows:
         r["llama_perplexity_kld"] = checks.get(r["name"])
     rows.sort(key=lambda r: r["bytes"])
@@ -167,6 +175,16 @@ def main() -> None:
                 [[f["llama"], f"{f['bytes'] / 1e6:.1f}", f"{f['llama_kld']:.4f}", f["quanta"] or "—",
                   f"{(f['quanta_bytes'] or 0) / 1e6:.1f}", f"{f['quanta_kld'] or 0:.4f}",
                   "—" if f["ratio"] is None else f"{f['ratio']:.2f}×"] for f in frontier], left=(0, 3))
+    by = {r["name"]: r for r in rows}
+    presets = [{"type": t, "llama_bytes": lm["bytes"], "quanta_bytes": q["bytes"], "llama_kld": lm["kld"],
+                "quanta_kld": q["kld"], "types": reports[q["name"]]["mixed"]["summary"]}
+               for t in args.types.split(",") if f"quanta --type {t}" in by
+               for lm, q in [(by[f"llama.cpp {t} + imatrix"], by[f"quanta --type {t}"])]]
+    print_table("--type T against llama.cpp's T + imatrix (no larger; KLD ratio)",
+                ["type", "llama.cpp bytes", "quanta bytes", "no larger", "KLD ratio", "quanta's types"],
+                [[p["type"], f"{p['llama_bytes']:,}", f"{p['quanta_bytes']:,}",
+                  "yes" if p["quanta_bytes"] <= p["llama_bytes"] else "NO",
+                  f"{p['quanta_kld'] / p['llama_kld']:.2f}×", str(p["types"])] for p in presets], left=(0, 5))
     targets = defaults_target(rows)
     if targets:
         console.print(f"defaults target: {targets['bytes']:,} bytes (Q4_0: {targets['q4_0_bytes']:,}), "
@@ -174,7 +192,32 @@ def main() -> None:
                       + ("met" if targets["met"] else "missed"))
     plot(rows)
     write_json("model_frontier", {"rows": rows, "frontier": frontier, "defaults_target": targets,
+                                  "presets": presets, "rules": rules,
                                   "reference_perplexity": reference.perplexity})
+
+
+def rules_check(llama_file: Path, qtype: str) -> dict:
+    """quanta's plan of ``--type qtype --uniform`` (a dry run) against the tensor types of
+    llama.cpp's file of that type."""
+    import json
+
+    from gguf import GGUFReader
+
+    from quanta.model.arch import LLAMA
+
+    r = subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
+                        "x.gguf", "--type", qtype, "--uniform", "--dry-run", "--json"],
+                       capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        raise SystemExit(f"quanta's dry run failed: {r.stderr[-2000:]}")
+    plan = {e["name"]: e["format"] for e in json.loads(r.stdout)["entries"] if e["method"]}
+    theirs = {}
+    for t in GGUFReader(llama_file).tensors:
+        hf = LLAMA.hf_name(t.name)[0]
+        if hf and t.tensor_type.name not in ("F32", "F16"):
+            theirs[hf.removesuffix(".weight")] = t.tensor_type.name
+    differ = [f"{n}: {plan.get(n)} vs {k}" for n, k in theirs.items() if plan.get(n) != k]
+    return {"type": qtype, "tensors": len(theirs), "same": len(theirs) - len(differ), "differ": differ}
 
 
 def defaults_target(rows: list[dict]) -> dict | None:
@@ -197,14 +240,15 @@ def plot(rows: list[dict]) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     series = (("llama.cpp + imatrix", "o--", lambda r: r["side"] == "llama.cpp"),
-              ("quanta mixed precision (--target-size)", "s-", lambda r: "mixed" in r["name"]),
+              ("quanta --type (llama.cpp's size, types chosen by sensitivity)", "s-",
+               lambda r: "--type" in r["name"]),
               ("quanta uniform / plain --bits 4", "D",
-               lambda r: r["side"] == "quanta" and "mixed" not in r["name"]))
+               lambda r: r["side"] == "quanta" and "--type" not in r["name"]))
     for label, style, pick in series:
         pts = sorted((r["bytes"] / 1e6, r["kld"], r["name"]) for r in rows if pick(r))
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
         for x, y, name in pts:
-            if "mixed" not in name:
+            if "--type" not in name:
                 ax.annotate(name.split()[1].split("(")[0] if name.split()[1] != "defaults" else "--bits 4",
                             (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("file size (MB)")

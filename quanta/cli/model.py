@@ -63,9 +63,14 @@ def quantize(
     seed: int = typer.Option(0, help="Seed of the calibration windows' offsets."),
     format: str = typer.Option("quanta", "--format", help="quanta (a folder of safetensors + JSON), "
                                "gguf (one file llama.cpp runs: Q8_0, Q5_0/Q5_1, Q4_0/Q4_1 in groups "
-                               "of 32; with a target also IQ4_NL and, on rows of 256, Q6_K) or "
+                               "of 32; with a target or --type also IQ4_NL and, on rows of 256, the "
+                               "K-quants Q2_K…Q6_K and IQ4_XS) or "
                                "compressed-tensors (the folder llm-compressor writes: transformers and "
                                "vLLM load it; integer grids, one scheme, the embedding float)."),
+    type_: str = typer.Option(None, "--type", help="A llama.cpp file type (Q2_K, Q3_K_S/M/L, IQ4_XS, "
+                              "Q4_0, Q4_K_S/M, Q5_K_S/M, Q6_K, Q8_0, …): a GGUF no larger than llama.cpp's, "
+                              "each tensor's type (K-quants included) chosen by its measured sensitivity; "
+                              "with --uniform, llama.cpp's own type for each tensor. Implies --format gguf."),
     target_size: str = typer.Option(None, "--target-size", help="Mixed precision: the output's size "
                                     "(bytes, or 95MB, 90.5MiB); each tensor's format chosen from its "
                                     "measured sensitivity."),
@@ -88,6 +93,8 @@ def quantize(
     from quanta.model.options import Options
     from quanta.units import parse_size
 
+    if type_ is not None and format == "quanta":
+        format = "gguf"
     if format != "gguf" and out.suffix.lower() == ".gguf":
         raise ConfigError(f"{out}: a .gguf name needs --format gguf (otherwise a quanta folder is "
                           "written: name it without .gguf)")
@@ -96,13 +103,13 @@ def quantize(
                       calib_samples=calib_samples, calib_len=calib_len, format=format,
                       target_size=None if target_size is None else parse_size(target_size),
                       target_bpw=target_bpw, embedding_bits=embedding_bits, uniform=uniform,
-                      verify=not no_verify)
+                      verify=not no_verify, type=type_)
     if dry_run:
         _dry_run(model, options, json_out)
         return
     plot = _plot_target(plot, options.mixed, force, (out, Path(model)))
-    label = f"quantize {method} " + (f"to {target_size or f'{target_bpw} bpw'}" if options.mixed
-                                     else f"{bits}-bit")
+    label = f"quantize {method} " + (type_ or (f"to {target_size or f'{target_bpw} bpw'}" if options.mixed
+                                               else f"{bits}-bit"))
     rep = run_file_command("model", Path(model), out, options, force=force, json_out=json_out, seed=seed,
                            label=label)
     if plot is not None:

@@ -92,7 +92,8 @@ def search_scales(x: Any, codebook: Any, grid: Grid, *, weights: Any = None, tri
     """Per-block scales ``d`` (torch, signed) for ``x ≈ d · codebook[code]`` with the least
     (weighted) squared error: the block's value of largest magnitude put on the codebook's
     longer end, stretched over ``2·tries + 1`` steps, each candidate's codes scored with the
-    least-squares scale they imply (which is the scale kept). Compiled: one pass per block."""
+    least-squares scale they imply (which is the scale kept; 0 for an all-zero block). Compiled:
+    one pass per block."""
     import torch
 
     cbn = _check(codebook)
@@ -101,6 +102,7 @@ def search_scales(x: Any, codebook: Any, grid: Grid, *, weights: Any = None, tri
     end = cbn[0] if abs(cbn[0]) >= abs(cbn[-1]) else cbn[-1]
     step = float(np.min(np.diff(cbn))) / 2 * float(np.sign(end))
     d = _kernels.codebook_scales(b.numpy(), wt.numpy(), cbn, float(end), step, int(tries))
+    d[(b == 0).all(1).numpy()] = 0.0  # an all-zero block: every code gives zero (no level is 0)
     return torch.from_numpy(d).to(torch.float32).reshape(param_shape(grid, tuple(x.shape)))
 
 

@@ -70,9 +70,10 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
 
     from quanta.errors import ConfigError
     from quanta.model.formats.folder import write_folder
+    from quanta.model.formats.weight import ggml_format
     from quanta.model.quantize.apply import count_by_path, quantize_model
-    from quanta.model.quantize.mixed import plan_quantizers
-    from quanta.model.quantize.quantizers import make_quantizer
+    from quanta.model.quantize.mixed import EMBEDDING, plan_quantizers
+    from quanta.model.quantize.quantizers import make_quantizer, quantizer_for
     from quanta.model.quantize.recipe import (
         calibration_for,
         embedding_label,
@@ -86,12 +87,12 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
     mixed, kind, shared = qplan.mixed, qplan.kind, qplan.shared
     if kind and Path(dst).suffix.lower() != ".gguf":
         raise ConfigError(f"{dst}: --format gguf writes one .gguf file (use a .gguf name)")
-    quantizer = make_quantizer(o.method, bits=o.bits, group_size=qplan.group_size, sym=qplan.sym,
-                               storage=kind)
+    quantizer = quantizer_for(o.method, ggml_format(kind)) if kind else \
+        make_quantizer(o.method, bits=o.bits, group_size=qplan.group_size, sym=qplan.sym)
     loaded = load_model(src, verify=o.verify)
     windows = calibration_for(loaded, quantizer, o.calib, o.calib_samples, o.calib_len, seed, force=mixed)
     phases = Phases(progress)
-    plan = mixed_plan(loaded, windows, o.method, o.format, o.include, o.exclude, phases,
+    plan = mixed_plan(loaded, windows, o.method, o.format, o.include, o.excluded, phases,
                       budget=qplan.unit_budget, default_bits=o.bits if shared else None,
                       embedding=o.embedding_bits is None) if mixed or shared else None
     emb_method = embedding_method(o.method, loaded.model, windows)
@@ -100,14 +101,16 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
     rep = quantize_model(loaded.model, quantizer, include=o.include, exclude=o.exclude, head=o.head,
                          calib=windows if quantizer.needs_calibration or mixed else None,
                          progress=phases.next(), on_layer=kept.__setitem__ if kind or compressed else None,
-                         plan=None if plan is None else plan_quantizers(plan, o.method),
+                         plan=plan_quantizers(plan, o.method) if plan is not None else
+                         _preset_quantizers(qplan, o.method) if o.type else None,
                          embedding=None if kind or compressed else embedding_quantizer(
                              plan if mixed or o.embedding_bits is None else None, quantizer.bits,
                              o.embedding_bits, o.head, emb_method))
     mix = mixed_json(plan)
     if kind:
-        return _timed(_export(loaded, kept, rep, quantizer, kind, src, dst, plan, mix, emb_method,
-                               windows, qplan.record(mix and mix["map"])), t0, qplan)
+        emb_kind = plan.choice[EMBEDDING].label if plan else qplan.embedding_format()
+        return _timed(_export(loaded, kept, rep, quantizer, kind, emb_kind, src, dst, mix, emb_method,
+                              windows, qplan.record(mix and mix["map"])), t0, qplan)
     from quanta.model.runtime.generate import chat_template
 
     if compressed:
@@ -127,6 +130,14 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
         bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
         weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()),
         mixed=mix, embedding=embedding_label(rep.layers.get("embedding"))), t0, qplan)
+
+
+def _preset_quantizers(qplan: Any, method: str) -> dict[str, Any]:
+    """``method`` on each layer's type in the plan (``--type … --uniform``: llama.cpp's types)."""
+    from quanta.model.formats.weight import ggml_format
+    from quanta.model.quantize.quantizers import quantizer_for
+
+    return {n: quantizer_for(method, ggml_format(f)) for n, f in qplan.layer_formats().items()}
 
 
 def layers_method(rep: Any) -> str:
@@ -149,24 +160,22 @@ def _timed(report: ModelFileReport, t0: float, plan: Any) -> ModelFileReport:
                                planned_peak_mb=plan.cost.peak_bytes / 1e6)
 
 
-def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, src: Path | str,
-            dst: Path | str, plan: Any, mix: dict | None, emb_method: str = EMBEDDING_METHOD,
+def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, emb_kind: str, src: Path | str,
+            dst: Path | str, mix: dict | None, emb_method: str = EMBEDDING_METHOD,
             windows: Any = None, plan_record: dict | None = None) -> ModelFileReport:
-    """Write the GGUF file: the kept layers in their types, and the token embedding — on the
-    plan's type, else on the layers' block type, or on Q8_0 when it is tied to the output head
-    (then it is the most sensitive matrix of all, which llama.cpp also keeps at 6–8 bits)."""
+    """Write the GGUF file: the kept layers in their types, and the token embedding in
+    ``emb_kind`` — the sensitivity pass's type, else the plan's (the layers' block type, or Q8_0
+    when it is tied to the output head: then it is the most sensitive matrix of all, which
+    llama.cpp also keeps at 6–8 bits)."""
     from quanta.model.arch import for_hf
     from quanta.model.formats.gguf_export import export
     from quanta.model.formats.weight import BLOCK_TYPES
     from quanta.model.quantize.apply import count_by_path, head_stats
     from quanta.model.quantize.mixed import EMBEDDING
     from quanta.model.quantize.quantizers import make_quantizer
-    from quanta.model.runtime.qembed import ties_head
-
-    tied = ties_head(loaded.model)
     kinds = {n: spec.get("type", kind) for n, spec in rep.layers.items()}
-    kinds[EMBEDDING] = plan.choice[EMBEDDING].label if plan else ("Q8_0" if tied else kind)
-    t = BLOCK_TYPES[kinds[EMBEDDING]]
+    kinds[EMBEDDING] = emb_kind
+    t = BLOCK_TYPES[emb_kind]
     emb_q = make_quantizer(emb_method, bits=t.bits, group_size=t.group, sym=t.sym, storage=t.name)
     stats = head_stats(loaded.model, windows) if emb_q.needs_calibration else None
     emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name=EMBEDDING, stats=stats)

@@ -31,7 +31,10 @@ class Options:
     folder llm-compressor writes: transformers and vLLM load it). target_size (bytes) or target_bpw (bits
     per weight): mixed precision under that budget. embedding_bits: the token embedding's bits in
     a quanta folder (None: chosen with the layers; 0: kept float). uniform: every layer at
-    ``bits`` (no sharing out of the bytes). verify: check the checksums of a quanta source."""
+    ``bits`` (no sharing out of the bytes). verify: check the checksums of a quanta source.
+    type: a llama.cpp file type (``Q4_K_M``, :data:`quanta.model.quantize.presets.PRESETS`) for a
+    GGUF output: the file no larger than llama.cpp's, every tensor's type chosen by the measured
+    sensitivity (with ``uniform``: llama.cpp's own type for each tensor, quanta's rounding)."""
 
     bits: int = 4
     group_size: int | None = None
@@ -50,6 +53,7 @@ class Options:
     embedding_bits: int | None = None
     uniform: bool = False
     verify: bool = True
+    type: str | None = None
 
     def __post_init__(self) -> None:
         from quanta.core._checks import check_bits, check_choice
@@ -58,6 +62,7 @@ class Options:
         check_choice(self.float_dtype, FLOAT_DTYPES, "float dtype")
         check_choice(self.format, FORMATS, "format")
         self._check_targets()
+        self._check_type()
         if self.embedding_bits is not None and self.embedding_bits != 0:
             check_bits(int(self.embedding_bits), 2, 8, "embedding bits")
         if self.group_size is not None and self.group_size < 0:
@@ -83,6 +88,23 @@ class Options:
         if bpw is not None and not (math.isfinite(float(bpw)) and 1.0 <= float(bpw) <= 32.0):
             raise ConfigError(f"--target-bpw {bpw}: give 1 to 32 bits per weight")
 
+    def _check_type(self) -> None:
+        from quanta.errors import ConfigError
+
+        if self.type is None:
+            return
+        from quanta.model.quantize.presets import check_preset
+
+        check_preset(self.type)
+        if self.format != "gguf":
+            raise ConfigError(f"--type {self.type} names a llama.cpp file type: it writes --format gguf, "
+                              f"not {self.format}")
+        if self.target_size is not None or self.target_bpw is not None:
+            raise ConfigError(f"--type {self.type} sets the file's size (llama.cpp's {self.type}): "
+                              "give it or --target-size/--target-bpw, not both")
+        if self.group_size is not None or self.sym:
+            raise ConfigError(f"--type {self.type} sets every tensor's grid: drop --group-size/--sym")
+
     def _check_method(self) -> None:
         from quanta.core._checks import check_bits, check_choice
         from quanta.model.formats.weight import BLOCK, gguf_type
@@ -91,7 +113,7 @@ class Options:
         check_choice(self.method, tuple(METHODS), "method")
         m = METHODS[self.method]
         check_bits(self.bits, m.min_bits, m.max_bits, f"{self.method} bits")  # as the quantizer checks it
-        if self.format == "gguf" and not self.mixed:
+        if self.format == "gguf" and not self.mixed and self.type is None:
             gguf_type(self.bits, self.sym, BLOCK if self.group_size is None else self.group_size)
         if self.format == "compressed-tensors":
             from quanta.errors import ConfigError
@@ -108,8 +130,15 @@ class Options:
 
     @property
     def mixed(self) -> bool:
-        """Mixed precision under a budget: a size or bits-per-weight target."""
-        return self.target_size is not None or self.target_bpw is not None
+        """Mixed precision under a budget: a size or bits-per-weight target, or a llama.cpp file
+        type's size (``type`` without ``uniform``)."""
+        return self.target_size is not None or self.target_bpw is not None or \
+            (self.type is not None and not self.uniform)
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        """The ``exclude`` patterns in effect: with ``head``, the output head is not one of them."""
+        return tuple(p for p in self.exclude if p != "lm_head") if self.head else self.exclude
 
     @property
     def writes_folder(self) -> bool:

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from quanta.errors import ConfigError
-from quanta.model.formats.weight import BLOCK, BLOCK_TYPES, K_FACTOR
+from quanta.model.formats import kquant
+from quanta.model.formats.weight import BLOCK, BLOCK_TYPES
 
 MARK = ("quanta.format", "quanta-gguf/1")  # how quanta recognises a GGUF file it wrote
 
@@ -42,8 +42,9 @@ def pack_blocks(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: 
     """Bytes ``(rows, blocks · type_size)`` of ``codes`` (unsigned, ``rows × in``) with one scale
     and zero point per block of 32."""
     rows, n = codes.shape
-    if BLOCK_TYPES[kind].block != BLOCK:
-        return _pack_q6_k(codes, scales)
+    t = BLOCK_TYPES[kind]
+    if t.factors:
+        return kquant.pack(codes, scales, zeros, kind, t.factors, t.min_top)
     q = codes.reshape(rows, n // BLOCK, BLOCK).astype(np.int16)
     d = _f16(scales.astype(np.float16)[..., None]).reshape(rows, n // BLOCK, 2)
     if kind == "Q8_0":
@@ -59,47 +60,6 @@ def pack_blocks(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: 
         parts.append(qh[..., None].view(np.uint8))
     parts.append((lo[..., :16] | (lo[..., 16:] << 4)).astype(np.uint8))
     return np.concatenate(parts, axis=-1).reshape(rows, -1)
-
-
-def _pack_q6_k(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Q6_K super-blocks (ggml's ``block_q6_K``): per 256 weights, the low four bits of each
-    code (two halves of 128: codes ``l`` and ``l + 64`` share byte ``l``, ``l + 32`` and ``l + 96``
-    byte ``l + 32``), the high two bits (four codes ``l + 32k`` per byte, bits ``2k``), the sixteen
-    int8 factors, float16 ``d``."""
-    rows, n = codes.shape
-    t = BLOCK_TYPES["Q6_K"]
-    nb = n // t.block
-    q = codes.reshape(rows, nb, 2, 4, 32).astype(np.uint8)  # (super-block, half, quarter k, l)
-    lo, hi = q & 0xF, q >> 4
-    ql = np.concatenate([lo[..., 0, :] | (lo[..., 2, :] << 4), lo[..., 1, :] | (lo[..., 3, :] << 4)], -1)
-    qh = hi[..., 0, :] | (hi[..., 1, :] << 2) | (hi[..., 2, :] << 4) | (hi[..., 3, :] << 6)
-    s = scales.astype(np.float32).reshape(rows, nb, t.block // t.group)
-    d, f = _k_factors(s)
-    return np.concatenate([ql.reshape(rows, nb, 128), qh.reshape(rows, nb, 64),
-                           f.astype(np.int8).view(np.uint8), _f16(d[..., None]).reshape(rows, nb, 2)],
-                          axis=-1).reshape(rows, -1)
-
-
-def _k_factors(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The float16 ``d`` (per super-block) and integer factors (per group) of scales ``s``
-    (``(…, groups)``) that :func:`quanta.model.formats.weight.storage_grid` put on the grid: ``d`` is
-    the largest scale ÷ 127 (÷ its factor, below 127 only when ``d`` is a float16 subnormal);
-    refuses other scales."""
-    d = np.zeros(s.shape[:-1], np.float16)
-    f = np.zeros(s.shape, np.float32)
-    todo = np.ones(s.shape[:-1], bool)
-    top = s.max(-1)
-    for k in range(K_FACTOR, 0, -1):
-        dk = (top / k).astype(np.float16)
-        with np.errstate(divide="ignore", invalid="ignore"):  # dk = 0: not taken
-            fk = np.rint(s / dk.astype(np.float32)[..., None])
-            ok = todo & (dk > 0) & (fk * dk.astype(np.float32)[..., None] == s).all(-1) & \
-                (fk >= 1).all(-1) & (fk <= K_FACTOR).all(-1)
-        d[ok], f[ok] = dk[ok], fk[ok]
-        todo &= ~ok
-        if not todo.any():
-            return d, f
-    raise ConfigError("a K-quant's scales are not on its super-block's grid (quantize with storage=)")
 
 
 def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Path | str, *,

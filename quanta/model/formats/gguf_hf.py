@@ -5,8 +5,8 @@ names (:class:`quanta.model.arch.Architecture`), Q/K rows permuted where llama.c
 
 Written with the ``gguf`` package's writer and constants, not llama.cpp's script. What is not
 written yet is refused at plan time in one line (:func:`check`): tokenizers other than byte-level
-BPE (SentencePiece ``tokenizer.model`` folders) and rotary scaling (Llama 3's ``llama3`` rope,
-which llama.cpp stores as a ``rope_freqs`` tensor).
+BPE (SentencePiece ``tokenizer.model`` folders) and rotary scaling other than Llama 3's (which
+llama.cpp stores as a ``rope_freqs`` tensor: :mod:`quanta.model.formats.gguf_rope`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
 
 
 def _rope_type(config: dict) -> str:
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    if not isinstance(rope, dict):
-        return "default"
+    rope = _rope_params(config)
     return str(rope.get("rope_type") or rope.get("type") or "default")
+
+
+def _rope_params(config: dict) -> dict:
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    return rope if isinstance(rope, dict) else {}
 
 
 def _rope_theta(config: dict) -> float:
@@ -50,8 +53,10 @@ def check(folder: Path | str, config: dict) -> dict:
     if arch[0] is not None and not for_hf(arch[0], str(folder), causal=True).gguf_io:
         raise ConfigError(f"{folder}: --format gguf does not write {arch[0]} yet (write a quanta folder "
                           "or compressed-tensors)")
-    if _rope_type(config) != "default":
-        raise ConfigError(f"{folder}: --format gguf does not write {_rope_type(config)!r} rotary scaling yet "
+    kind = _rope_type(config)
+    llama3 = kind == "llama3" and arch[0] is not None and for_hf(arch[0]).gguf_arch == "llama"
+    if kind != "default" and not llama3:
+        raise ConfigError(f"{folder}: --format gguf does not write {kind!r} rotary scaling yet "
                           "(write a quanta folder, or start from a GGUF file)")
     tok = folder / "tokenizer.json"
     if not tok.is_file():
@@ -157,6 +162,11 @@ def tensors(model: Any, family: Any) -> Iterator[tuple[str, np.ndarray | None]]:
     config = model.config.to_dict()
     heads = family.rope_heads(config)
     tied = bool(config.get("tie_word_embeddings"))
+    if _rope_type(config) == "llama3":  # llama.cpp's converter writes the factors first
+        from quanta.model.formats import gguf_rope
+
+        yield gguf_rope.NAME, gguf_rope.factors(_rope_params(config), _rope_theta(config),
+                                                family.sizes(config)["head"])
     for module_name, module in model.named_modules():
         quantized = isinstance(module, QuantLinear | QuantEmbedding)
         params = list(module.named_parameters(recurse=False))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from quanta.errors import InputError
+from quanta.model.formats import gguf_rope
 
 
 @dataclass
@@ -93,20 +94,36 @@ def _config(r: Any, p: Path, tensors: dict) -> Any:
         family = for_gguf(_field(r, "general.architecture"), str(p))
     except ConfigError as e:
         raise InputError(str(e)) from None
-    if any(name.startswith("rope_factors") or name == "rope_freqs.weight" for name in tensors):
-        raise InputError(f"{p}: rotary scaling factors (rope_factors/rope_freqs tensors) are not read yet")
+    if any(name.startswith("rope_factors") for name in tensors) or \
+            (gguf_rope.NAME in tensors and family.gguf_arch != "llama"):
+        raise InputError(f"{p}: rotary scaling factors (rope_factors/rope_freqs tensors) of "
+                         f"{family.gguf_arch} are not read yet")
 
     def g(k: str, d: Any = None) -> Any:
         return _field(r, f"{family.gguf_arch}.{k}", d)
 
     try:
         n_head = int(g("attention.head_count"))
-        return family, _hf_config(family.hf_classes()[1], r, g, n_head, tensors)
+        return family, _hf_config(family.hf_classes()[1], r, g, n_head, tensors, _rope(p, g, n_head, tensors))
     except (TypeError, ValueError) as e:
         raise InputError(f"{p}: missing or malformed {family.gguf_arch} metadata ({e})") from None
 
 
-def _hf_config(config_class: Any, r: Any, g: Any, n_head: int, tensors: dict) -> Any:
+def _rope(p: Path, g: Any, n_head: int, tensors: dict) -> dict:
+    """The config's rotary settings: the base, and Llama 3's scaling when the file holds a
+    ``rope_freqs`` tensor (:mod:`quanta.model.formats.gguf_rope`)."""
+    theta = float(g("rope.freq_base", 10000.0))
+    if gguf_rope.NAME not in tensors:
+        return {"rope_theta": theta}
+    head_dim = int(g("attention.key_length") or int(g("embedding_length")) // n_head)
+    found = gguf_rope.parameters(_dequantized(p, gguf_rope.NAME, tensors[gguf_rope.NAME]).reshape(-1),
+                                 theta, head_dim)
+    if found is None:
+        raise InputError(f"{p}: its rope_freqs factors are not Llama 3's rotary scaling (not read yet)")
+    return {"rope_parameters": {**found, "rope_theta": theta}}
+
+
+def _hf_config(config_class: Any, r: Any, g: Any, n_head: int, tensors: dict, rope: dict) -> Any:
     head_dim = g("attention.key_length")
     return config_class(
         vocab_size=int(g("vocab_size", len(_field(r, "tokenizer.ggml.tokens") or []))),
@@ -115,7 +132,7 @@ def _hf_config(config_class: Any, r: Any, g: Any, n_head: int, tensors: dict) ->
         num_key_value_heads=int(g("attention.head_count_kv", n_head)),
         max_position_embeddings=int(g("context_length", 2048)),
         rms_norm_eps=float(g("attention.layer_norm_rms_epsilon", 1e-5)),
-        rope_theta=float(g("rope.freq_base", 10000.0)),
+        **rope,
         tie_word_embeddings="output.weight" not in tensors,
         bos_token_id=_field(r, "tokenizer.ggml.bos_token_id"),
         eos_token_id=_field(r, "tokenizer.ggml.eos_token_id"),

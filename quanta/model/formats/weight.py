@@ -23,8 +23,6 @@ from quanta.errors import ConfigError
 
 #: weights per block of llama.cpp's legacy types (Q4_0 … Q8_0, IQ4_NL)
 BLOCK = 32
-#: the largest integer factor of a K-quant's group scale (int8)
-K_FACTOR = 127
 #: the group sizes a quanta folder's layers take by default, largest first
 AUTO_GROUPS = (128, 64, 32)
 
@@ -45,13 +43,18 @@ def _ggml_size(name: str) -> tuple[int, int]:
 @dataclass(frozen=True)
 class BlockType:
     """A GGML block type quanta writes: its grid (bits, symmetric, or a codebook's levels) and
-    the weights per scale (``group``); the block and its bytes come from GGML's table."""
+    the weights per scale (``group``); the block and its bytes come from GGML's table. A
+    super-block type (:mod:`quanta.model.formats.kquant`) keeps each group's scale as an integer
+    factor in ``factors`` of its float16 ``d``, and, asymmetric, each group's offset as a factor
+    in ``0..min_top`` of its float16 ``dmin``."""
 
     name: str
     bits: int
     sym: bool
     codebook: np.ndarray | None = None  # levels ``w = d · codebook[q]`` instead of a grid
     group: int = BLOCK
+    factors: tuple[int, int] | None = None
+    min_top: int = 0
     block: int = field(init=False)
     type_size: int = field(init=False)
 
@@ -73,11 +76,18 @@ class BlockType:
         return width % self.block == 0
 
 
-#: name → type, smallest first
-BLOCK_TYPES = {t.name: t for t in (BlockType("Q4_0", 4, True), BlockType("IQ4_NL", 4, True, IQ4_NL),
-                                   BlockType("Q4_1", 4, False), BlockType("Q5_0", 5, True),
-                                   BlockType("Q5_1", 5, False), BlockType("Q6_K", 6, True, group=16),
-                                   BlockType("Q8_0", 8, True))}
+#: name → type, smallest first (ggml's factor ranges: Q3_K's and IQ4_XS's 6-bit signed
+#: factors reach −32, Q6_K's int8 factors −128)
+BLOCK_TYPES = {t.name: t for t in (
+    BlockType("Q2_K", 2, False, group=16, factors=(1, 15), min_top=15),
+    BlockType("Q3_K", 3, True, group=16, factors=(-32, 31)),
+    BlockType("IQ4_XS", 4, True, IQ4_NL, factors=(-32, 31)),
+    BlockType("Q4_0", 4, True), BlockType("IQ4_NL", 4, True, IQ4_NL),
+    BlockType("Q4_K", 4, False, factors=(1, 63), min_top=63),
+    BlockType("Q4_1", 4, False), BlockType("Q5_0", 5, True),
+    BlockType("Q5_K", 5, False, factors=(1, 63), min_top=63),
+    BlockType("Q5_1", 5, False), BlockType("Q6_K", 6, True, group=16, factors=(-128, 127)),
+    BlockType("Q8_0", 8, True))}
 
 
 def gguf_type(bits: int, sym: bool, group_size: int) -> str:
@@ -91,27 +101,38 @@ def gguf_type(bits: int, sym: bool, group_size: int) -> str:
     return kind
 
 
-def _k_scales(scale: Any, t: BlockType) -> Any:
-    """Positive group scales as a K-quant's super-block keeps them: ``d · f``, float16 ``d``
-    (the largest scale ÷ 127) and an integer factor ``f`` in 1..127 per group."""
+def refine_grid(w: Any, weights: Any, scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
+    """A super-block type's grid (:func:`storage_grid`'s) with each group's integer factors
+    moved a step where that lowers the (``weights``-weighted) error of round to nearest on ``w``
+    (:func:`quanta.model.formats.kquant.refine`); other types' grids as they are."""
     import torch
 
-    s = scale.to(torch.float32).reshape(scale.shape[0], -1, t.block // t.group)
-    top = s.amax(-1, keepdim=True)
-    d = (top / K_FACTOR).to(torch.float16).to(torch.float32)
-    d = torch.where(d > 0, d, torch.full_like(d, 2.0**-24))
-    f = torch.where(top > 0, torch.round(s / d).clamp(1, K_FACTOR), torch.full_like(s, K_FACTOR))
-    return (d * f).reshape(scale.shape)
+    t = BLOCK_TYPES[kind]
+    if not t.factors or t.codebook is not None:
+        return scale, zero
+    from quanta.model.formats.kquant import refine
+
+    z = zero.detach().float().numpy()
+    s, z2 = refine(w.detach().float().numpy(), None if weights is None else weights.detach().float().numpy(),
+                   scale.detach().float().numpy(), z, t.block // t.group, t.factors, t.min_top, 2**t.bits - 1)
+    return torch.from_numpy(s), torch.from_numpy(z2) if t.min_top else zero
 
 
 def storage_grid(scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
     """The grid as the file stores it: ``d`` rounded to float16 (never to zero; a codebook
     type's scale keeps its sign), and for the asymmetric types the zero point that the float16
-    ``m = −d·z`` implies; a K-quant's scales on its super-block's grid."""
+    ``m = −d·z`` implies; a super-block type's scales and offsets on its grid
+    (:func:`quanta.model.formats.kquant.on_grid`)."""
     import torch
 
-    if BLOCK_TYPES[kind].block != BLOCK:
-        return _k_scales(scale, BLOCK_TYPES[kind]), zero
+    t = BLOCK_TYPES[kind]
+    if t.factors:
+        from quanta.model.formats.kquant import on_grid
+
+        zeros = zero.detach().float().numpy() if t.min_top else None
+        s, z = on_grid(scale.detach().float().numpy(), zeros, t.block // t.group, t.factors, t.min_top,
+                       2**t.bits - 1)
+        return torch.from_numpy(s), torch.from_numpy(z) if t.min_top else zero
 
     s = scale.to(torch.float16).to(torch.float32)
     tiny = torch.where(scale < 0, -(2.0**-24), 2.0**-24).to(torch.float32)

@@ -45,6 +45,7 @@ from quanta.model.formats.weight import (
 )
 from quanta.model.options import Options
 from quanta.model.quantize.cost import Cost, for_plan
+from quanta.model.quantize.presets import PRESETS
 
 #: bytes of a float dtype
 _FLOAT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -75,6 +76,11 @@ class Layout:
     source_bytes: int
     tokenizer_bytes: int
     bias_bytes: int = 0  # float32 bytes of the biases (a Hugging Face folder's; written as they are)
+    gqa: int = 1  # query heads per key/value head
+
+    @property
+    def family(self) -> Architecture:
+        return for_hf(self.architecture)
 
 
 def _gguf_layout(p: Path) -> Layout:
@@ -95,9 +101,11 @@ def _gguf_layout(p: Path) -> Layout:
         specs.append(TensorSpec(module if role != "norm" else param, t.shape, role, t.n_bytes))
     ctx = h.fields.get(f"{arch}.context_length")
     tied = not any(s.role == "head" for s in specs)
+    heads, kv = (h.fields.get(f"{arch}.attention.{k}") for k in ("head_count", "head_count_kv"))
+    gqa = int(heads.contents()) // int(kv.contents()) if heads and kv and int(kv.contents()) else 1
     return Layout(str(p), "gguf", a.hf_class, tuple(specs), tied=tied,
                   context=int(ctx.contents()) if ctx else 0, source_bytes=p.stat().st_size,
-                  tokenizer_bytes=_tokenizer_bytes(build_tokenizer(h, p)))
+                  tokenizer_bytes=_tokenizer_bytes(build_tokenizer(h, p)), gqa=gqa)
 
 
 def _tokenizer_bytes(tok: Any) -> int:
@@ -150,7 +158,12 @@ def _hf_layout(p: Path) -> Layout:
                   context=int(cfg.get("max_position_embeddings") or 0),
                   source_bytes=sum(f.stat().st_size for f in p.iterdir() if f.is_file()),
                   tokenizer_bytes=_tokenizer_bytes(read_tokenizer(tok)) if tok.exists() else 0,
-                  bias_bytes=biases)
+                  bias_bytes=biases, gqa=_gqa(cfg))
+
+
+def _gqa(cfg: dict) -> int:
+    heads = int(cfg.get("num_attention_heads") or 1)
+    return max(1, heads // int(cfg.get("num_key_value_heads") or heads))
 
 
 def _gguf_fields(layout: Layout) -> list[tuple]:
@@ -248,6 +261,14 @@ class QuantPlan:
                 "budget_bytes": self.budget_bytes, "predicted_bytes": self.predicted_bytes,
                 "reasons": reasons, "tensors": tensors}
 
+    def layer_formats(self) -> dict[str, str]:
+        """The format label of every quantized Linear layer (not the embedding), by name."""
+        return {e.name: e.format for e in self.entries if e.method and e.role != "embedding"}
+
+    def embedding_format(self) -> str | None:
+        """The token embedding's format label (None when it stays float)."""
+        return next((e.format for e in self.entries if e.role == "embedding" and e.method), None)
+
     @property
     def mixed(self) -> bool:
         return self.refine == "target"
@@ -265,6 +286,8 @@ class QuantPlan:
 
 
 def _layer_format(opts: Options, kind: str | None, cols: int) -> tuple[WeightFormat, str]:
+    if kind and opts.type:
+        return ggml_format(kind), f"llama.cpp's {opts.type} rules (quanta.model.quantize.presets)"
     if kind:
         return ggml_format(kind), f"--bits {opts.bits}: {kind}, blocks of {BLOCK}"
     if opts.group_size is not None:
@@ -280,6 +303,8 @@ def _embedding_format(opts: Options, kind: str | None, tied: bool) -> tuple[Weig
     eb = opts.embedding_bits
     if opts.format == "compressed-tensors":
         return None, "compressed-tensors quantizes Linear layers: the embedding stays float"
+    if kind and opts.type:
+        return _layer_format(opts, kind, 0)
     if kind:
         return (ggml_format("Q8_0"), "tied to the output head, the most sensitive matrix: Q8_0") if tied \
             else (ggml_format(kind), "the layers' type")
@@ -293,7 +318,8 @@ def _embedding_format(opts: Options, kind: str | None, tied: bool) -> tuple[Weig
 
 
 def _decide(spec: TensorSpec, opts: Options, layout: Layout, kind: str | None) -> PlanEntry | None:
-    """One tensor's entry, by the module docstring's order of precedence (None: no tensor)."""
+    """One tensor's entry, by the module docstring's order of precedence (None: no tensor);
+    ``kind``: the layers' GGML type, or with ``--type`` this tensor's type in llama.cpp's preset."""
     rows, cols = (*spec.shape, 1)[:2]
     floats = "float32" if kind else opts.float_dtype
     as_float = math.prod(spec.shape) * _FLOAT_BYTES[floats]
@@ -308,7 +334,7 @@ def _decide(spec: TensorSpec, opts: Options, layout: Layout, kind: str | None) -
         return PlanEntry(spec.name, spec.shape, spec.role, fmt.label, opts.method,
                          fmt.nbytes(rows, cols, embedding=not kind), why)
     excluded = not any(fnmatch(spec.name, p) for p in opts.include) or \
-        any(fnmatch(spec.name, p) for p in opts.exclude) or (spec.role == "head" and not opts.head)
+        any(fnmatch(spec.name, p) for p in opts.excluded) or (spec.role == "head" and not opts.head)
     if excluded:
         kept = spec.source_bytes if kind and layout.kind == "gguf" else as_float
         why = "left out by --include/--exclude" + ("" if opts.head else " (the head needs --head)")
@@ -327,9 +353,10 @@ def _decide(spec: TensorSpec, opts: Options, layout: Layout, kind: str | None) -
 
 
 def _refine(opts: Options, kind: str | None, needs_calibration: bool) -> str | None:
-    """Whether the sensitivity pass chooses the formats: under a target, or for the plain
-    calibrated default in a quanta folder (the uniform file's bytes shared out)."""
-    if opts.target_size is not None or opts.target_bpw is not None:
+    """Whether the sensitivity pass chooses the formats: under a target (a llama.cpp preset's
+    size too), or for the plain calibrated default in a quanta folder (the uniform file's bytes
+    shared out)."""
+    if opts.mixed:
         return "target"
     plain = not (opts.uniform or kind or opts.format != "quanta" or opts.group_size is not None or opts.sym
                  or opts.bits >= 8)
@@ -359,10 +386,65 @@ def _check_folds(family: Architecture, method: str) -> None:
 def options_for(layout: Layout, opts: Options) -> Options:
     """The options as the source's family needs them: an embedding that scales its own output
     (Gemma's, by √hidden) stays float in a quanta folder (a quantized embedding does not carry
-    the scale). The command and its ``--dry-run`` both plan with these."""
+    the scale); a llama.cpp preset quantizes an untied output head, as llama.cpp does. The
+    command and its ``--dry-run`` both plan with these."""
     if opts.embedding_bits is None and for_hf(layout.architecture).scaled_embedding:
-        return dataclasses.replace(opts, embedding_bits=0)
+        opts = dataclasses.replace(opts, embedding_bits=0)
+    if opts.type and not layout.tied and not opts.head:
+        opts = dataclasses.replace(opts, head=True)
     return opts
+
+
+def _preset_types(layout: Layout, opts: Options) -> dict[str, str]:
+    """Each weight's type in llama.cpp's preset ``opts.type`` (by Hugging Face module name)."""
+    from quanta.model.quantize.presets import tensor_type
+
+    if not opts.type:
+        return {}
+    fam = layout.family
+    where: dict[str, tuple[str, int]] = {}
+    for s in layout.tensors:
+        if s.role == "embedding":
+            where[s.name] = ("output" if layout.tied else "token_embd", 0)
+        elif s.role == "head":
+            where[s.name] = ("output", 0)
+        elif s.role != "norm" and len(s.shape) == 2:
+            _, layer, gguf_kind, _ = fam.gguf_name(s.name + ".weight").split(".")
+            where[s.name] = (gguf_kind, int(layer))
+    n_layers = 1 + max((layer for _, layer in where.values()), default=0)
+    out = {}
+    for s in layout.tensors:
+        if s.name in where:
+            out[s.name] = tensor_type(opts.type, *where[s.name], n_layers, s.shape[1], gqa=layout.gqa)
+            if out[s.name] == "F16":
+                raise ConfigError(f"--type {opts.type}: {s.name} has rows of {s.shape[1]}, which no GGML "
+                                  "block type divides")
+    return out
+
+
+def _fixed_bytes(layout: Layout, opts: Options, entries: tuple[PlanEntry, ...], kind: str | None,
+                 gguf_fields: list[tuple] | None, refine: str | None) -> int:
+    """The output's bytes besides its tensors (but for the plan's own record): metadata,
+    tokenizer, headers, alignment."""
+    if kind and gguf_fields is not None:  # metadata and tokenizer made from the folder; each tensor's
+        # header entry (~60 bytes) and alignment (~16); the biases the plan does not list
+        from quanta.model.formats.gguf_hf import metadata_bytes
+
+        return metadata_bytes(gguf_fields) + 192 + 76 * len(entries) + layout.bias_bytes
+    if kind:  # the source's metadata and tokenizer, quanta's mark and checksum, alignment padding
+        return layout.source_bytes - sum(s.source_bytes for s in layout.tensors) + 192 + 16 * len(entries)
+    if opts.format == "compressed-tensors":  # the tokenizer; config.json with its scheme and the
+        # float modules' names; the safetensors header: ~110 bytes a tensor (a layer stores three)
+        linear = sum(e.method is not None for e in entries)
+        return layout.tokenizer_bytes + 2500 + 110 * (len(entries) + 2 * linear) + 8
+    # the tokenizer; quant_config.json: ~1.7 kB and ~200 bytes a layer's spec; the safetensors
+    # header: ~110 bytes a tensor (a layer stores two, an embedding three); with the sensitivity
+    # pass the config also carries the chosen map: ~64 bytes a unit
+    linear = sum(e.method is not None and e.role != "embedding" for e in entries)
+    embedding = sum(e.method is not None and e.role == "embedding" for e in entries)
+    stored = len(entries) + linear + 2 * embedding
+    return layout.tokenizer_bytes + 1700 + 200 * linear + 110 * stored + 8 + \
+        (300 + 64 * (linear + embedding) if refine else 0)
 
 
 def plan_for(layout: Layout, opts: Options) -> QuantPlan:
@@ -370,41 +452,28 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
     from quanta.model.quantize.methods import METHODS
 
     gguf_fields = _format_checks(layout, opts)
-    mixed = opts.target_size is not None or opts.target_bpw is not None
-    group = BLOCK if mixed or opts.group_size is None else opts.group_size
-    kind = gguf_type(opts.bits, opts.sym, group) if opts.format == "gguf" else None
+    group = BLOCK if opts.mixed or opts.group_size is None else opts.group_size
+    types = _preset_types(layout, opts)
+    kind = (PRESETS[opts.type].base if opts.type else gguf_type(opts.bits, opts.sym, group)) \
+        if opts.format == "gguf" else None
     needs = METHODS[opts.method].needs_calibration
     refine = _refine(opts, kind, needs)
-    decided = (_decide(s, opts, layout, kind) for s in layout.tensors)
+    decided = (_decide(s, opts, layout, types.get(s.name, kind)) for s in layout.tensors)
     entries = tuple(e for e in decided if e is not None)
     tensor_bytes = sum(e.nbytes for e in entries)
-    if kind and gguf_fields is not None:  # metadata and tokenizer made from the folder; each tensor's
-        # header entry (~60 bytes) and alignment (~16); the biases the plan does not list
-        from quanta.model.formats.gguf_hf import metadata_bytes
-
-        fixed = metadata_bytes(gguf_fields) + 192 + 76 * len(entries) + layout.bias_bytes
-    elif kind:  # the source's metadata and tokenizer, quanta's mark and checksum, alignment padding
-        fixed = layout.source_bytes - sum(s.source_bytes for s in layout.tensors) + 192 + 16 * len(entries)
-    elif opts.format == "compressed-tensors":  # the tokenizer; config.json with its scheme and the
-        # float modules' names; the safetensors header: ~110 bytes a tensor (a layer stores three)
-        linear = sum(e.method is not None for e in entries)
-        fixed = layout.tokenizer_bytes + 2500 + 110 * (len(entries) + 2 * linear) + 8
-    else:  # the tokenizer; quant_config.json: ~1.7 kB and ~200 bytes a layer's spec; the
-        # safetensors header: ~110 bytes a tensor (a layer stores two, an embedding three)
-        linear = sum(e.method is not None and e.role != "embedding" for e in entries)
-        embedding = sum(e.method is not None and e.role == "embedding" for e in entries)
-        stored = len(entries) + linear + 2 * embedding
-        fixed = layout.tokenizer_bytes + 1700 + 200 * linear + 110 * stored + 8
-        if refine:  # the config also carries the chosen map: ~64 bytes a unit
-            fixed += 300 + 64 * (linear + embedding)
+    fixed = _fixed_bytes(layout, opts, entries, kind, gguf_fields, refine)
     budget = unit_budget = None
     # the units the sensitivity pass chooses for: the quantized layers, and the embedding unless
     # --embedding-bits fixes it; ``floats``: the bytes of every other tensor
     unit = [e.method is not None and (e.role != "embedding" or opts.embedding_bits is None) for e in entries]
     units = sum(math.prod(e.shape) for e, u in zip(entries, unit) if u)
     floats = sum(e.nbytes for e, u in zip(entries, unit) if not u)
-    if opts.target_size is not None:
-        budget = opts.target_size
+    size_target = opts.target_size
+    if opts.type and refine:  # llama.cpp's file: its tensors in the preset's types, the same
+        # metadata, less quanta's mark and checksum and the alignment padding (a bound from below)
+        size_target = tensor_bytes + fixed - 192 - 16 * len(entries)
+    if size_target is not None:
+        budget = size_target
     elif opts.target_bpw is not None:
         unit_budget = int(float(opts.target_bpw) * units / 8)
         budget = unit_budget + fixed + floats
@@ -414,16 +483,17 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
                     sensitivity=refine is not None, windows=opts.calib_samples, tokens=opts.calib_len,
                     gguf=kind is not None)
     plan = QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
-                     opts.sym or bool(kind and ggml_format(kind).sym), BLOCK if kind else opts.group_size,
+                     opts.sym or bool(kind and ggml_format(kind).sym),
+                     ggml_format(kind).group_size if kind else opts.group_size,
                      refine, budget, 0, entries, cost)
     # the output keeps the plan: its record's bytes (as JSON in the config or a GGUF string)
     text = json.dumps(plan.record(), indent=None if kind else 2)
     fixed += len(text) + (0 if kind else 4 * text.count("\n"))
-    if opts.target_size is not None:  # an upper bound of the rest: alignment, lengths of text
+    if size_target is not None:  # an upper bound of the rest: alignment, lengths of text
         most = fixed + 16 * len(entries) + 64 if opts.format == "gguf" else int(fixed * 1.02) + 4096
         unit_budget = budget - most - floats
         if unit_budget <= 0:
-            raise ConfigError(f"--target-size {opts.target_size}: the output's float tensors, tokenizer "
+            raise ConfigError(f"--target-size {size_target}: the output's float tensors, tokenizer "
                               f"and metadata alone take about {(most + floats) / 1e6:.2f} MB")
     predicted = budget if budget is not None else tensor_bytes + fixed
     return dataclasses.replace(plan, predicted_bytes=predicted, unit_budget=unit_budget,

@@ -207,13 +207,18 @@ class WeightQuantizer:
             raise ConfigError(f"method {self.name!r} cannot write {storage} (a codebook type); "
                               "use rtn, mse, imatrix or gptq")
 
-    def stored(self, qp: QParams) -> QParams:
-        """``qp`` as the storage format keeps it (float16 scales for GGML types)."""
+    def stored(self, qp: QParams, w: torch.Tensor | None = None,
+               weights: torch.Tensor | None = None) -> QParams:
+        """``qp`` as the storage format keeps it (float16 scales for GGML types); given the
+        weights ``w`` (and per-input ``weights`` of their error), a super-block type's group
+        factors are then refined on its grid for the least error."""
         if not self.storage:
             return qp
-        from quanta.model.formats.weight import storage_grid
+        from quanta.model.formats.weight import refine_grid, storage_grid
 
         s, z = storage_grid(qp.scale, qp.zero_point, self.storage)
+        if w is not None:
+            s, z = refine_grid(w, None if weights is None else weights.expand_as(w), s, z, self.storage)
         return QParams(qp.grid, s, z, qp.shape)
 
     def __repr__(self) -> str:
@@ -316,7 +321,7 @@ class RTN(WeightQuantizer, name="rtn"):
         if self.levels is not None:
             return self._on_levels(w, group_size, in_features)
         qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method=self.scale_method)
-        return self._on_grid(w, self.stored(qp), in_features)
+        return self._on_grid(w, self.stored(qp, w), in_features)
 
 
 class MSEClip(RTN, name="mse"):
@@ -364,7 +369,7 @@ class IMatrix(WeightQuantizer, name="imatrix"):
             return self._on_levels(w, group_size, in_features, importance=imp)
         qp = choose_qparams(w, weight_grid(self.bits, group_size, self.sym), method="mse",
                             weights=imp.expand_as(w), clip_ratios=self.clip_ratios)
-        return self._on_grid(w, self.stored(qp), in_features)
+        return self._on_grid(w, self.stored(qp, w, imp), in_features)
 
 
 class GPTQ(WeightQuantizer, name="gptq"):
@@ -389,7 +394,7 @@ class GPTQ(WeightQuantizer, name="gptq"):
         if self.scale_method == "minmax":
             qp = self.stored(choose_qparams(w, grid, method="minmax"))
         else:  # clipping searched for the least error weighted by the Hessian's diagonal
-            qp = self.stored(choose_qparams(w, grid, method="mse", weights=imp.expand_as(w)))
+            qp = self.stored(choose_qparams(w, grid, method="mse", weights=imp.expand_as(w)), w, imp)
         codes = gptq_quantize(w.double().numpy(), h.numpy(), qp.scale.double().numpy(),
                               qp.zero_point.double().numpy(), qmin=grid.qmin, qmax=grid.qmax,
                               group_size=group_size, act_order=self.act_order, damp=self.damp)

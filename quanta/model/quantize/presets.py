@@ -1,0 +1,100 @@
+"""llama.cpp's file types ("presets": ``Q4_K_M``, ``Q3_K_S``, …) as a table: each tensor's GGML
+type by llama.cpp's rules, so quanta can match a preset's file size or its exact recipe.
+
+``llama-quantize`` turns a file type into one type per tensor (``llama_tensor_get_type`` in
+llama.cpp's ``src/llama-quant.cpp``, the 0.3.36 sources the benches build): a base type, some
+tensors raised ("more bits" for part of the ``attn_v`` and ``ffn_down`` layers, the output head
+at Q6_K), and a fallback for rows its blocks do not divide (a K-quant needs rows of a multiple
+of 256). :func:`preset_types` applies the rules that concern the dense families of
+:mod:`quanta.model.arch`, with an importance matrix (quanta always calibrates a preset). The
+allocator then shares out the file's bytes (``--type``), or the types are kept as they are
+(``--type … --uniform``). No torch, no weights: the plan uses it before anything is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quanta.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A llama.cpp file type: its name and base type."""
+
+    name: str
+    base: str
+
+
+#: llama.cpp's file types quanta makes, smallest first (``llama-quantize --help``)
+PRESETS = {p.name: p for p in (
+    Preset("Q2_K", "Q2_K"), Preset("Q2_K_S", "Q2_K"), Preset("Q3_K_S", "Q3_K"), Preset("Q3_K_M", "Q3_K"),
+    Preset("Q3_K_L", "Q3_K"), Preset("IQ4_XS", "IQ4_XS"), Preset("IQ4_NL", "IQ4_NL"), Preset("Q4_0", "Q4_0"),
+    Preset("Q4_K_S", "Q4_K"), Preset("Q4_K_M", "Q4_K"), Preset("Q4_1", "Q4_1"), Preset("Q5_0", "Q5_0"),
+    Preset("Q5_K_S", "Q5_K"), Preset("Q5_K_M", "Q5_K"), Preset("Q5_1", "Q5_1"), Preset("Q6_K", "Q6_K"),
+    Preset("Q8_0", "Q8_0"))}
+
+#: llama.cpp's type for rows a type's blocks do not divide (then F16 if that does not fit either)
+FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "IQ4_XS": "IQ4_NL", "Q4_K": "Q5_0", "Q5_K": "Q5_1",
+            "Q6_K": "Q8_0"}
+
+
+def check_preset(name: str) -> Preset:
+    """The preset ``name``, or a one-line :class:`ConfigError` listing them."""
+    if name not in PRESETS:
+        raise ConfigError(f"--type {name!r}: not a llama.cpp file type quanta makes "
+                          f"(choose from {', '.join(PRESETS)})")
+    return PRESETS[name]
+
+
+def more_bits(i: int, n: int) -> bool:
+    """llama.cpp's ``use_more_bits``: the first and last eighth of the layers, and every third
+    between."""
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def _attn_v(p: str, i: int, n: int, gqa: int) -> str | None:
+    rules = {"Q2_K": "Q4_K" if gqa >= 4 else "Q3_K", "Q2_K_S": "Q4_K" if gqa >= 4 else None,
+             "Q3_K_M": "Q5_K" if i < 2 else "Q4_K", "Q3_K_L": "Q5_K",
+             "IQ4_NL": "Q5_K" if gqa >= 4 else None, "IQ4_XS": "Q5_K" if gqa >= 4 else None,
+             "Q4_K_M": "Q6_K" if more_bits(i, n) else None, "Q5_K_M": "Q6_K" if more_bits(i, n) else None,
+             "Q4_K_S": "Q5_K" if i < 4 else None}
+    return rules.get(p)
+
+
+def _ffn_down(p: str, i: int, n: int) -> str | None:
+    rules = {"Q2_K": "Q3_K", "Q2_K_S": "Q4_K" if i < n // 8 else None,
+             "Q3_K_M": "Q5_K" if i < n // 16 else "Q4_K", "Q3_K_L": "Q5_K",
+             "Q4_K_M": "Q6_K" if more_bits(i, n) else None, "Q5_K_M": "Q6_K" if more_bits(i, n) else None,
+             "Q4_K_S": "Q5_K" if i < n // 8 else None,
+             "Q4_0": "Q4_1" if i < n // 8 else None, "Q5_0": "Q5_1" if i < n // 8 else None}
+    return rules.get(p)
+
+
+_RAISED = {"attn_output": {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"},
+           "attn_qkv": {"Q3_K_M": "Q4_K", "Q3_K_L": "Q4_K", "Q4_K_M": "Q5_K", "Q5_K_M": "Q6_K"}}
+
+
+def tensor_type(preset: str, kind: str, layer: int, n_layers: int, cols: int, *, gqa: int = 1) -> str:
+    """The type llama.cpp's ``preset`` gives one tensor: ``kind`` its GGUF kind ("attn_v",
+    "ffn_down", …, "output" for the output head or a tied token embedding, "token_embd"),
+    ``layer`` its block (of ``n_layers``), ``cols`` its row width, ``gqa`` the query heads per
+    key/value head; then the fallback for rows its blocks do not divide ("F16": none fits)."""
+    from quanta.model.formats.weight import BLOCK_TYPES
+
+    base = check_preset(preset).base
+    t: str | None = base
+    if kind == "output":
+        t = "Q8_0" if cols % BLOCK_TYPES[base].block or base == "Q8_0" else "Q6_K"
+    elif kind == "attn_v":
+        t = _attn_v(preset, layer, n_layers, gqa) or base
+    elif kind == "ffn_down":
+        t = _ffn_down(preset, layer, n_layers) or base
+    elif kind in _RAISED:
+        t = _RAISED[kind].get(preset, base)
+    if cols % BLOCK_TYPES[t].block:
+        t = FALLBACK.get(t, t)
+        if cols % BLOCK_TYPES[t].block:
+            return "F16"
+    return t
+
