@@ -9,7 +9,7 @@ them in parallel threads. Arithmetic is plain IEEE double (built with ``-ffp-con
 results are the same on every machine.
 """
 
-from libc.math cimport floor, fabs
+from libc.math cimport fabs, floor, rint
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
@@ -240,3 +240,62 @@ def codebook_scales(const float[:, ::1] b, const float[:, ::1] wt, const double[
                     best = sxl * sxl / sll
                     o[k] = sxl / sll
     return out
+
+
+cdef inline double _group_error(const float* x, const float* wt, Py_ssize_t n, double s, double z,
+                                double qmax) noexcept nogil:
+    """(``wt``-weighted, when given) squared error of ``n`` weights rounded to nearest on
+    ``s·(q − z)``, q in 0..qmax."""
+    cdef Py_ssize_t j
+    cdef double q, e, inv = 1.0 / s, err = 0.0
+    for j in range(n):
+        q = rint(x[j] * inv + z)
+        q = 0 if q < 0 else (qmax if q > qmax else q)
+        e = s * (q - z) - x[j]
+        err += e * e * (wt[j] if wt != NULL else 1.0)
+    return err
+
+
+def refine_factors(const float[:, ::1] x, const float[:, ::1] wt, const double[::1] d, const double[::1] dm,
+                   double[::1] f, double[::1] g, const double[::1] zfix, double lo, double hi, double min_top,
+                   double qmax, long reach, double flip) -> None:
+    """Per group ``k`` (a row of ``x``): the integer scale factor ``f[k]`` — and with ``min_top``
+    the offset factor ``g[k]`` — within ``reach`` steps of its own (and, with ``flip`` > 0, of
+    ``−rint(f·flip)``) whose round to nearest on ``s = d[k]·f``, ``z = dm[k]·g / s`` (or
+    ``zfix[k]``) has the least (``wt``-weighted, when ``wt`` has columns) squared error; a factor
+    stays in ``lo..hi`` and is never 0. ``f`` and ``g`` are updated in place; the first of equal
+    errors is kept (starts, then factor steps, then offset steps, each from −reach up)."""
+    cdef Py_ssize_t G = x.shape[0], k
+    cdef bint weighted = wt.shape[1] == x.shape[1]
+    cdef long a, df, dg, nstarts = 2 if flip > 0 else 1, gsteps = reach if min_top > 0 else 0
+    cdef double f0, fs, f2, g2, s, z, err, best, bf, bg
+    with nogil:
+        for k in range(G):
+            best = -1.0
+            bf = f[k]
+            bg = g[k]
+            for a in range(nstarts):
+                fs = f[k] if a == 0 else -rint(f[k] * flip)
+                for df in range(-reach, reach + 1):
+                    f2 = fs + df
+                    if f2 < lo:
+                        f2 = lo
+                    elif f2 > hi:
+                        f2 = hi
+                    if f2 == 0:
+                        f2 = f[k]
+                    for dg in range(-gsteps, gsteps + 1):
+                        g2 = g[k] + dg
+                        if g2 < 0:
+                            g2 = 0
+                        elif g2 > min_top:
+                            g2 = min_top
+                        s = d[k] * f2
+                        z = dm[k] * g2 / s if min_top > 0 else zfix[k]
+                        err = _group_error(&x[k, 0], &wt[k, 0] if weighted else NULL, x.shape[1], s, z, qmax)
+                        if best < 0 or err < best:
+                            best = err
+                            bf = f2
+                            bg = g2
+            f[k] = bf
+            g[k] = bg

@@ -113,6 +113,8 @@ class Options:
         check_choice(self.method, tuple(METHODS), "method")
         m = METHODS[self.method]
         check_bits(self.bits, m.min_bits, m.max_bits, f"{self.method} bits")  # as the quantizer checks it
+        if self.format == "gguf":
+            self._check_gguf_method(m)
         if self.format == "gguf" and not self.mixed and self.type is None:
             gguf_type(self.bits, self.sym, BLOCK if self.group_size is None else self.group_size)
         if self.format == "compressed-tensors":
@@ -121,12 +123,23 @@ class Options:
             if self.mixed:
                 raise ConfigError("--format compressed-tensors writes one scheme for every layer: "
                                   "--target-size/--target-bpw are for quanta folders and GGUF files")
-            if self.method in ("nf4", "hqq"):
+            if m.own_codebook or m.fractional_zeros:
                 raise ConfigError(f"--format compressed-tensors stores integer grids: {self.method} "
                                   "(a codebook or fractional zero points) cannot be written there")
             if self.embedding_bits:
                 raise ConfigError("--format compressed-tensors keeps the embedding float "
                                   "(--embedding-bits is for quanta folders)")
+
+    def _check_gguf_method(self, m: object) -> None:
+        from quanta.errors import ConfigError
+
+        if m.own_codebook:
+            raise ConfigError(f"--format gguf stores llama.cpp's block types: {self.method} (its own "
+                              "codebook) cannot be written there (IQ4_NL's levels: rtn, mse, imatrix, gptq)")
+        asymmetric = self.bits in (4, 5) and not (self.sym or self.mixed or self.type)
+        if m.fractional_zeros and not asymmetric:
+            raise ConfigError(f"--format gguf: {self.method}'s fractional zero points need an asymmetric "
+                              "type for every layer (--bits 4 or 5 without --sym: Q4_1, Q5_1)")
 
     @property
     def mixed(self) -> bool:

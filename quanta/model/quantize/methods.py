@@ -15,7 +15,9 @@ from dataclasses import dataclass
 class Method:
     """A rounding method: its name, one line of summary, whether it needs calibration data and
     the input's second moments (Hessian), whether it can round onto a storage codebook (IQ4_NL),
-    whether it chooses input scales per block first (AWQ), and its bit range."""
+    whether it chooses input scales per block first (AWQ), whether its grid is its own codebook
+    (no GGML type or integer scheme stores it), whether its zero points are fractional (only an
+    asymmetric GGML type keeps them), and its bit range."""
 
     name: str
     summary: str
@@ -23,6 +25,8 @@ class Method:
     needs_hessian: bool = False
     takes_levels: bool = False
     scales_activations: bool = False
+    own_codebook: bool = False
+    fractional_zeros: bool = False
     min_bits: int = 2
     max_bits: int = 8
 
@@ -30,8 +34,8 @@ class Method:
 METHODS = {m.name: m for m in (
     Method("rtn", "round to nearest on a min/max grid", takes_levels=True),
     Method("mse", "clipping searched per group for the least squared error", takes_levels=True),
-    Method("hqq", "HQQ half-quadratic zero-point refinement"),
-    Method("nf4", "NormalFloat4 codebook (4 bits)", min_bits=4, max_bits=4),
+    Method("hqq", "HQQ half-quadratic zero-point refinement", fractional_zeros=True),
+    Method("nf4", "NormalFloat4 codebook (4 bits)", own_codebook=True, min_bits=4, max_bits=4),
     Method("imatrix", "importance-weighted clipping search (llama.cpp's imatrix diagonal)",
            needs_calibration=True, takes_levels=True),
     Method("gptq", "GPTQ: Hessian-aware rounding on calibration data (act-order, static groups)",

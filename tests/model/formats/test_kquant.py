@@ -41,9 +41,11 @@ def test_every_super_block_type_is_written():
 def test_super_blocks_dequantize_to_quantas_weights(kind, method):
     t = BLOCK_TYPES[kind]
     w, stats = _weights()
-    qw = make_quantizer(method, bits=t.bits, group_size=t.group, sym=t.sym, storage=kind).quantize(w, stats=stats)
+    q = make_quantizer(method, bits=t.bits, group_size=t.group, sym=t.sym, storage=kind)
+    qw = q.quantize(w, stats=stats)
     assert qw.group_size == t.group and int(qw.codes.max()) < 2**t.bits
-    data = pack_blocks(qw.codes.numpy(), qw.scales.numpy(), None if qw.zeros is None else qw.zeros.numpy(), kind)
+    zeros = None if qw.zeros is None else qw.zeros.numpy()
+    data = pack_blocks(qw.codes.numpy(), qw.scales.numpy(), zeros, kind)
     assert data.shape == (6, 2 * t.type_size)
     back = np.asarray(dequantize(data, GGMLQuantizationType[kind]), np.float32).reshape(6, 512)
     ours = qw.dequantize().numpy()
@@ -102,9 +104,43 @@ def test_offsets_are_never_negative_and_zero_points_follow():
     assert (z >= 0).all() and z[0, 1] == 0.0  # a group of positive weights: no offset …
     np.testing.assert_allclose(s[0, 1] * 15, 0.01 * 17, rtol=0.02)  # … and its top kept
     # offsets on dmin's grid (the largest, 0.15, ÷ 63): within half a step
-    np.testing.assert_allclose(np.delete(s * z, 1, 1), 0.01 * np.delete(zero, 1, 1), rtol=0, atol=0.15 / 63 / 2)
+    np.testing.assert_allclose(np.delete(s * z, 1, 1), 0.01 * np.delete(zero, 1, 1), rtol=0,
+                               atol=0.15 / 63 / 2)
 
 
 def test_values_on_no_grid_are_refused():
     with pytest.raises(ConfigError, match="not on its grid"):
         factors(np.array([[1.0, 0.3333, 0.77]], np.float32), 1, 15)
+
+
+@pytest.mark.parametrize("kind", ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_compiled_factor_search_is_the_oracles(kind, weighted):
+    """The compiled search (one pass per group) finds each group's factors as the numpy oracle
+    does over whole arrays: the same grid, or — where float rounding breaks a tie differently —
+    one whose error is the same to 1e-5."""
+    from quanta.core.grid import choose_qparams
+    from quanta.model.formats.kquant import refine
+    from quanta.model.quantize.quantizers import weight_grid
+    from tests.model.formats.kquant_reference import refine_reference
+
+    t = BLOCK_TYPES[kind]
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(16, 512, generator=g) * torch.linspace(0.1, 2, 512)
+    imp = torch.rand(1, 512, generator=g) + 0.1 if weighted else None
+    qp = choose_qparams(w, weight_grid(t.bits, t.group, t.sym), method="mse")
+    s, z = on_grid(qp.scale.numpy(), qp.zero_point.numpy(),
+                   t.block // t.group, t.factors, t.min_top, 2**t.bits - 1)
+    wts = None if imp is None else imp.expand_as(w).numpy()
+    args = (w.numpy(), wts, s, z, t.block // t.group, t.factors, t.min_top, 2**t.bits - 1)
+    (s1, z1), (s2, z2) = refine(*args), refine_reference(*args)
+
+    def err(sc, zp):
+        sc, zp = sc.repeat(t.group, 1), np.asarray(zp, np.float32).repeat(t.group, 1)
+        q = np.clip(np.rint(w.numpy() / sc + zp), 0, 2**t.bits - 1)
+        e = (sc * (q - zp) - w.numpy()) ** 2
+        return float((e if wts is None else e * wts).sum())
+
+    same = np.mean(s1 == s2)
+    e1, e2 = err(s1, z1), err(s2, z2)
+    assert same > 0.99 and abs(e1 - e2) <= 1e-5 * e2, (same, e1, e2)

@@ -59,9 +59,9 @@ def test_rows_no_super_block_divides_fall_back_as_llama_cpp_does():
     assert tensor_type("Q4_K_M", "output", 0, 30, 576) == "Q8_0"
     assert tensor_type("Q4_K_M", "attn_q", 5, 30, 1536) == "Q4_K"
     assert tensor_type("Q4_K_M", "attn_q", 5, 30, 100) == "F16"
-    with pytest.raises(ConfigError, match="not a llama.cpp file type"):
+    with pytest.raises(ConfigError, match=r"not a llama\.cpp file type"):
         tensor_type("Q4_K_X", "attn_q", 0, 2, 256)
-    assert list(PRESETS)[0] == "Q2_K" and "Q4_K_M" in PRESETS
+    assert next(iter(PRESETS)) == "Q2_K" and "Q4_K_M" in PRESETS
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_preset_shares_out_llama_cpps_bytes(wide, tmp_path):
 
 
 def test_type_options_are_checked_before_anything_is_read(tmp_path):
-    with pytest.raises(ConfigError, match="not a llama.cpp file type"):
+    with pytest.raises(ConfigError, match=r"not a llama\.cpp file type"):
         Options(format="gguf", type="Q4_K_Z")
     with pytest.raises(ConfigError, match="writes --format gguf"):
         Options(format="compressed-tensors", type="Q4_K_M")
@@ -130,6 +130,14 @@ def test_type_options_are_checked_before_anything_is_read(tmp_path):
         Options(format="gguf", type="Q4_K_M", group_size=32)
     assert Options(format="gguf", type="Q4_K_M").mixed and not Options(format="gguf", type="Q4_K_M",
                                                                          uniform=True).mixed
+    # what no GGML type stores is refused before anything is read: a codebook of its own, and
+    # HQQ's fractional zero points wherever a symmetric type (Q8_0, Q6_K, Q4_0, …) may be chosen
+    with pytest.raises(ConfigError, match="its own codebook"):
+        Options(format="gguf", type="Q4_K_M", method="nf4")
+    for kw in ({"type": "Q4_K_M"}, {"bits": 4, "sym": True}, {"bits": 8}, {"bits": 4, "target_bpw": 5.0}):
+        with pytest.raises(ConfigError, match="fractional zero points"):
+            Options(format="gguf", method="hqq", **kw)
+    assert Options(format="gguf", method="hqq", bits=4).method == "hqq"  # Q4_1 keeps them
 
 
 def test_cli_type_implies_gguf(wide, tmp_path, capsys):
@@ -148,3 +156,35 @@ def test_cli_type_implies_gguf(wide, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a llama.cpp file type" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b.gguf").exists()
+
+
+def test_an_untied_head_is_quantized_by_a_preset_and_by_head(tmp_path):
+    """llama.cpp quantizes an untied output head (Q6_K where its rows fit): a preset does too;
+    ``--head`` alone puts the head in the plan (the default exclude of "lm_head" no longer hides it)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from quanta.model.quantize.plan import options_for, plan_for, read_layout
+    from quanta.model.sources.tiny import byte_tokenizer, tiny_model
+
+    m = tiny_model("llama", hidden=256, tie_word_embeddings=False)
+    d = tmp_path / "untied"
+    d.mkdir()
+    cfg = m.config.to_dict() | {"architectures": ["LlamaForCausalLM"]}
+    (d / "config.json").write_text(json.dumps(cfg, default=str))
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(d / "model.safetensors"))
+    byte_tokenizer().save(str(d / "tokenizer.json"))
+    layout = read_layout(d)
+    assert not layout.tied
+    heads = {o: [e for e in plan_for(layout, options_for(layout, o)).entries if e.role == "head"]
+             for o in (Options(format="gguf", type="Q4_K_M", uniform=True), Options(head=True, method="rtn"),
+                       Options(method="rtn"))}
+    (preset,), (head,), (kept,) = heads.values()
+    assert preset.format == "Q6_K" and preset.method
+    assert head.method == "rtn" and head.format.startswith("4-bit")
+    assert kept.method is None
+    out = tmp_path / "u.gguf"
+    get("model").write(d, out, Options(format="gguf", type="Q4_K_M", uniform=True, method="rtn"))
+    types = load_gguf(out).tensor_types
+    assert types["output.weight"] == "Q6_K" and types["token_embd.weight"] == "Q4_K"
