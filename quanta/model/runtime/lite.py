@@ -26,11 +26,28 @@ def _rope(cfg: dict) -> tuple[str, float]:
 
 def supported(cfg: dict) -> bool:
     """Whether a Hugging Face config dict describes a model :class:`LiteLlama` can stand for:
-    a Llama that the lean decode path runs, with the default rotary embedding."""
+    a Llama that the lean decode path runs, with the default rotary embedding or Llama 3's."""
     from quanta.model.runtime.fastpath import unsupported
 
-    return (cfg.get("model_type") == "llama" and _rope(cfg)[0] == "default"
+    return (cfg.get("model_type") == "llama" and _rope(cfg)[0] in ("default", "llama3")
             and unsupported(SimpleNamespace(**cfg)) is None)
+
+
+def llama3_inv_freq(inv: torch.Tensor, params: dict) -> torch.Tensor:
+    """Llama 3's rotary scaling of the inverse frequencies ``inv`` (float32), as transformers
+    computes it: wavelengths beyond ``original / low_freq_factor`` slowed by ``factor``, those
+    below ``original / high_freq_factor`` kept, a smooth blend between."""
+    import math
+
+    factor = float(params["factor"])
+    low, high = float(params["low_freq_factor"]), float(params["high_freq_factor"])
+    old = float(params["original_max_position_embeddings"])
+    wavelen = 2 * math.pi / inv
+    scaled = torch.where(wavelen > old / low, inv / factor, inv)
+    smooth = (old / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < old / high) * ~(wavelen > old / low)
+    return torch.where(medium, blended, scaled)
 
 
 class RMSNorm(nn.Module):
@@ -49,15 +66,17 @@ class RMSNorm(nn.Module):
 
 
 class Rotary(nn.Module):
-    """The rotary embedding's inverse frequencies (default rope). Computed on the CPU even when
-    the model is built on the meta device: arithmetic on meta tensors runs torch's Python
-    reference ops, whose first use imports its compiler (0.85 s of a 2 s folder load)."""
+    """The rotary embedding's inverse frequencies (default rope, or Llama 3's). Computed on the
+    CPU even when the model is built on the meta device: arithmetic on meta tensors runs torch's
+    Python reference ops, whose first use imports its compiler (0.85 s of a 2 s folder load)."""
 
     def __init__(self, config: Any) -> None:
         super().__init__()
         hd = config.head_dim
         steps = torch.arange(0, hd, 2, dtype=torch.int64, device="cpu").float()
         inv = 1.0 / (config.rope_theta ** (steps / hd))
+        if config.rope_parameters.get("rope_type") == "llama3":
+            inv = llama3_inv_freq(inv, config.rope_parameters)
         self.register_buffer("inv_freq", inv, persistent=False)
         self.attention_scaling = 1.0
 
@@ -124,7 +143,9 @@ class LiteLlama(nn.Module):
             num_attention_heads=heads, num_key_value_heads=int(cfg.get("num_key_value_heads") or heads),
             head_dim=int(cfg.get("head_dim") or hidden // heads),
             rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-            rope_theta=_rope(cfg)[1], tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            rope_theta=_rope(cfg)[1],
+            rope_parameters=dict(cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}),
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             bos_token_id=cfg.get("bos_token_id"), eos_token_id=cfg.get("eos_token_id"), hidden_act="silu")
         self.model = _Inner(self.config)
         self.lm_head = _Linear(hidden, self.config.vocab_size, bias=False)

@@ -51,6 +51,31 @@ def test_lite_loading_imports_no_transformers(folder):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_a_llama_3_folder_runs_lite_with_its_rotary_scaling(tmp_path):
+    """Llama 3's rope (its low frequencies slowed, a blend between): the lite model's inverse
+    frequencies are transformers' to the bit, and it generates the same tokens."""
+    import json
+
+    src = write_hf_folder(tmp_path / "hf", seed=4)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                              "original_max_position_embeddings": 64}
+    cfg["max_position_embeddings"] = 1024
+    (src / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "q4"
+    get("model").write(src, out, Options(bits=4, method="rtn"))
+    lite, full = load_model(out, lite=True), load_model(out)
+    assert isinstance(lite.model, LiteLlama)
+    inv = full.model.model.rotary_emb.inv_freq
+    assert torch.equal(lite.model.model.rotary_emb.inv_freq, inv)
+    assert not torch.equal(inv, 1.0 / (500000.0 ** (torch.arange(0, 32, 2).float() / 32)))  # scaled
+    prompt = PROMPT * 12  # past the original 64 positions
+    a = generate_ids(lite.model, prompt, max_tokens=12, temperature=0)
+    b = generate_ids(full.model, prompt, max_tokens=12, temperature=0, fast=False)
+    assert a.path.startswith("fast") and a.ids == b.ids
+
+
 def test_unusual_configs_load_through_transformers():
     base = {"model_type": "llama", "hidden_act": "silu"}
     assert supported(base)
