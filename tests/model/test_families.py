@@ -127,12 +127,20 @@ def test_what_gguf_cannot_carry_yet_is_refused_before_any_weight(tmp_path, capsy
     gemma = write_hf_folder(tmp_path / "gemma", seed=5, family="gemma3")
     assert main(["model", "quantize", str(gemma), "-o", str(tmp_path / "g.gguf"), "--format", "gguf"]) == 2
     assert "does not write Gemma3ForCausalLM yet" in capsys.readouterr().err
-    src = write_hf_folder(tmp_path / "hf", seed=5, family="llama")
-    cfg = json.loads((src / "config.json").read_text())
-    cfg["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0}
-    (src / "config.json").write_text(json.dumps(cfg))
-    assert main(["model", "quantize", str(src), "-o", str(tmp_path / "m.gguf"), "--format", "gguf"]) == 2
-    assert "'llama3' rotary scaling" in capsys.readouterr().err and not (tmp_path / "m.gguf").exists()
+    # Llama 3's rope is written (tests/model/formats/test_gguf_rope.py); YaRN's, and Llama 3's on
+    # another family, are not yet: refused by the plan, nothing written
+    for family, rope in (("llama", {"rope_type": "yarn", "rope_theta": 500000.0, "factor": 4.0,
+                                    "original_max_position_embeddings": 2048}),
+                         ("qwen2", {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                    "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                    "original_max_position_embeddings": 64})):
+        src = write_hf_folder(tmp_path / family, seed=5, family=family)
+        cfg = json.loads((src / "config.json").read_text())
+        cfg["rope_parameters"] = rope
+        (src / "config.json").write_text(json.dumps(cfg))
+        assert main(["model", "quantize", str(src), "-o", str(tmp_path / "m.gguf"), "--format", "gguf"]) == 2
+        assert f"'{rope['rope_type']}' rotary scaling" in capsys.readouterr().err
+        assert not (tmp_path / "m.gguf").exists()
 
 
 @pytest.mark.parametrize("family", ["llama", *FAMILIES])
