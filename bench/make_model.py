@@ -9,7 +9,8 @@ untied head), ``OUT/model-0000N-of-0000M.safetensors`` shards in bfloat16 with
 the bundled GGUF: 49,152 tokens, so ids stay below every shape's vocabulary). Each tensor is drawn
 from its own generator (``seed`` and the tensor's name), N(0, 0.02) for matrices and ones for
 norms, and written shard by shard: memory holds one shard (``--shard-gb``), never the model. The
-same seed gives the same bytes.
+same seed gives the same bytes. The files go to ``OUT.partial`` and the folder is renamed when
+they are all written; ``OUT`` must not exist.
 
 Random weights measure time and memory (bench/model_scale.py, issue 25), never quality.
 """
@@ -26,22 +27,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+def _llama3(factor: float) -> dict:
+    """Llama 3's rotary scaling (rope_parameters) with ``factor``."""
+    return {"rope_type": "llama3", "rope_theta": 500000.0, "factor": factor, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+
+
 #: published shapes (Hugging Face config.json values)
 SHAPES = {
     "llama-3.2-1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
                      "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
-                     "vocab_size": 128256,
-                     "tie_word_embeddings": True, "max_position_embeddings": 131072,
-                     "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
-                                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                         "original_max_position_embeddings": 8192}},
+                     "vocab_size": 128256, "tie_word_embeddings": True, "max_position_embeddings": 131072,
+                     "rope_parameters": _llama3(32.0)},
     "llama-3.1-8b": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
                      "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
-                     "vocab_size": 128256,
-                     "tie_word_embeddings": False, "max_position_embeddings": 131072,
-                     "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
-                                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                         "original_max_position_embeddings": 8192}},
+                     "vocab_size": 128256, "tie_word_embeddings": False, "max_position_embeddings": 131072,
+                     "rope_parameters": _llama3(8.0)},
     "smollm2-135m": {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
                      "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
                      "tie_word_embeddings": True, "max_position_embeddings": 8192,
@@ -80,7 +81,21 @@ def draw(name: str, shape: tuple[int, ...], seed: int):
 
 
 def make(shape: str, out: Path, seed: int = 0, shard_bytes: int = 2 << 30) -> dict:
-    """Write the folder (see the module's docstring); returns its summary."""
+    """Write the folder (see the module's docstring) — into ``OUT.partial``, renamed to ``out``
+    when every file is written, so an interrupted run leaves no folder that looks whole; returns
+    its summary."""
+    import shutil
+
+    if out.exists():
+        raise SystemExit(f"{out} exists: give a new folder")
+    part = out.with_name(out.name + ".partial")
+    shutil.rmtree(part, ignore_errors=True)
+    info = _write(shape, part, seed, shard_bytes)
+    part.rename(out)
+    return info
+
+
+def _write(shape: str, out: Path, seed: int, shard_bytes: int) -> dict:
     from safetensors.torch import save_file
 
     cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",

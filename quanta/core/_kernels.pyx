@@ -268,7 +268,7 @@ def refine_factors(const float[:, ::1] x, const float[:, ::1] wt, const double[:
     cdef Py_ssize_t G = x.shape[0], k
     cdef bint weighted = wt.shape[1] == x.shape[1]
     cdef long a, df, dg, nstarts = 2 if flip > 0 else 1, gsteps = reach if min_top > 0 else 0
-    cdef double f0, fs, f2, g2, s, z, err, best, bf, bg
+    cdef double fs, f2, g2, s, z, err, best, bf, bg
     with nogil:
         for k in range(G):
             best = -1.0

@@ -73,7 +73,7 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
     from quanta.model.formats.weight import ggml_format
     from quanta.model.quantize.apply import count_by_path, quantize_model
     from quanta.model.quantize.mixed import EMBEDDING, plan_quantizers
-    from quanta.model.quantize.quantizers import make_quantizer, quantizer_for
+    from quanta.model.quantize.quantizers import make_quantizer, quantizer_for, quantizers_for
     from quanta.model.quantize.recipe import (
         calibration_for,
         embedding_label,
@@ -98,11 +98,14 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
     emb_method = embedding_method(o.method, loaded.model, windows)
     kept: dict[str, Any] = {}
     compressed = o.format == "compressed-tensors"
+    # --type … --uniform: llama.cpp's type for each layer, as the plan decided it
+    preset = {n: ggml_format(f) for n, f in qplan.layer_formats().items()} \
+        if o.type and plan is None else None
     rep = quantize_model(loaded.model, quantizer, include=o.include, exclude=o.exclude, head=o.head,
                          calib=windows if quantizer.needs_calibration or mixed else None,
                          progress=phases.next(), on_layer=kept.__setitem__ if kind or compressed else None,
                          plan=plan_quantizers(plan, o.method) if plan is not None else
-                         _preset_quantizers(qplan, o.method) if o.type else None,
+                         quantizers_for(o.method, preset) if preset else None,
                          embedding=None if kind or compressed else embedding_quantizer(
                              plan if mixed or o.embedding_bits is None else None, quantizer.bits,
                              o.embedding_bits, o.head, emb_method))
@@ -130,14 +133,6 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
         bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
         weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()),
         mixed=mix, embedding=embedding_label(rep.layers.get("embedding"))), t0, qplan)
-
-
-def _preset_quantizers(qplan: Any, method: str) -> dict[str, Any]:
-    """``method`` on each layer's type in the plan (``--type … --uniform``: llama.cpp's types)."""
-    from quanta.model.formats.weight import ggml_format
-    from quanta.model.quantize.quantizers import quantizer_for
-
-    return {n: quantizer_for(method, ggml_format(f)) for n, f in qplan.layer_formats().items()}
 
 
 def layers_method(rep: Any) -> str:
@@ -173,6 +168,8 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, emb_ki
     from quanta.model.quantize.apply import count_by_path, head_stats
     from quanta.model.quantize.mixed import EMBEDDING
     from quanta.model.quantize.quantizers import make_quantizer
+    from quanta.model.runtime.generate import chat_template
+
     kinds = {n: spec.get("type", kind) for n, spec in rep.layers.items()}
     kinds[EMBEDDING] = emb_kind
     t = BLOCK_TYPES[emb_kind]
@@ -181,8 +178,6 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, emb_ki
     emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name=EMBEDDING, stats=stats)
     cfg = loaded.model.config
     norms = {n: p.detach().float().numpy() for n, p in loaded.model.named_parameters() if p.ndim == 1}
-    from quanta.model.runtime.generate import chat_template
-
     export(kept, emb, loaded.source, dst, kinds=kinds, family=for_hf(type(loaded.model).__name__),
            config=cfg.to_dict(), floats=norms, plan=plan_record, model=loaded.model,
            chat_template=chat_template(loaded))

@@ -11,6 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quanta.model.quantize.methods import Method
 
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
 FORMATS = ("quanta", "gguf", "compressed-tensors")
@@ -130,7 +134,7 @@ class Options:
                 raise ConfigError("--format compressed-tensors keeps the embedding float "
                                   "(--embedding-bits is for quanta folders)")
 
-    def _check_gguf_method(self, m: object) -> None:
+    def _check_gguf_method(self, m: Method) -> None:
         from quanta.errors import ConfigError
 
         if m.own_codebook:

@@ -7,6 +7,11 @@ import pytest
 from quanta.model.formats.gguf_read import permute as _permute
 from quanta.model.sources.tiny import bytes_to_unicode, tiny_llama
 
+#: Llama 3's rotary scaling at a tiny model's sizes: at head_dim 32 and an original context of
+#: 64 positions, a band of frequencies is interpolated (transformers' rope_parameters)
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+
 
 def write_tiny_gguf(model, path: Path, qtype: str = "F32", chat_template: str | None = None) -> Path:
     from gguf import GGMLQuantizationType, GGUFWriter

@@ -7,9 +7,9 @@ The grids map onto llama.cpp's block types (blocks of 32 along each row):
 * Q4_1: ``w = d·q + m`` — the 4-bit asymmetric grid (``m = −d·z``);
 * Q5_0 / Q5_1: the same at 5 bits (``q − 16``; the fifth bit of each code in a 32-bit word);
 * IQ4_NL: ``w = d·levels[q]``, 16 non-uniform levels (:data:`quanta.core.codebook.IQ4_NL`);
-* Q6_K (a "K-quant", super-blocks of 256 along rows whose width allows it): ``w = d·s_j·(q − 32)``,
-  ``q`` in 0..63, one int8 factor ``s_j`` per 16 weights and one float16 ``d`` per 256 — the
-  6-bit symmetric grid in groups of 16, its scales rounded to what the super-block holds.
+* the super-block types Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS (256 weights along rows whose
+  width allows it): each group's scale an integer factor of a float16 ``d`` — and, for Q2_K, Q4_K
+  and Q5_K, its offset a factor of a float16 ``dmin`` — (:mod:`quanta.model.formats.kquant`).
 
 ``d`` and ``m`` are stored as float16, so the quantizers round their grid to float16 first
 (:meth:`WeightQuantizer.quantize` with ``storage=``) and the codes they choose are the codes

@@ -101,37 +101,28 @@ def gguf_type(bits: int, sym: bool, group_size: int) -> str:
     return kind
 
 
-def refine_grid(w: Any, weights: Any, scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
-    """A super-block type's grid (:func:`storage_grid`'s) with each group's integer factors
-    moved a step where that lowers the (``weights``-weighted) error of round to nearest on ``w``
-    (:func:`quanta.model.formats.kquant.refine`); other types' grids as they are."""
-    import torch
-
-    t = BLOCK_TYPES[kind]
-    if not t.factors or t.codebook is not None:
-        return scale, zero
-    from quanta.model.formats.kquant import refine
-
-    z = zero.detach().float().numpy()
-    s, z2 = refine(w.detach().float().numpy(), None if weights is None else weights.detach().float().numpy(),
-                   scale.detach().float().numpy(), z, t.block // t.group, t.factors, t.min_top, 2**t.bits - 1)
-    return torch.from_numpy(s), torch.from_numpy(z2) if t.min_top else zero
-
-
-def storage_grid(scale: Any, zero: Any, kind: str) -> tuple[Any, Any]:
+def storage_grid(scale: Any, zero: Any, kind: str, w: Any = None, weights: Any = None) -> tuple[Any, Any]:
     """The grid as the file stores it: ``d`` rounded to float16 (never to zero; a codebook
     type's scale keeps its sign), and for the asymmetric types the zero point that the float16
     ``m = −d·z`` implies; a super-block type's scales and offsets on its grid
-    (:func:`quanta.model.formats.kquant.on_grid`)."""
+    (:func:`quanta.model.formats.kquant.on_grid`) — given the weights ``w`` (and per-weight
+    ``weights`` of their error), with each group's integer factors then moved where that lowers
+    the error of round to nearest (:func:`quanta.model.formats.kquant.refine`; not for a
+    codebook type)."""
     import torch
 
     t = BLOCK_TYPES[kind]
     if t.factors:
-        from quanta.model.formats.kquant import on_grid
+        from quanta.model.formats import kquant
 
+        per, qmax = t.block // t.group, 2**t.bits - 1
         zeros = zero.detach().float().numpy() if t.min_top else None
-        s, z = on_grid(scale.detach().float().numpy(), zeros, t.block // t.group, t.factors, t.min_top,
-                       2**t.bits - 1)
+        s, z = kquant.on_grid(scale.detach().float().numpy(), zeros, per, t.factors, t.min_top, qmax)
+        if w is not None and t.codebook is None:
+            z = zero.detach().float().numpy() if z is None else z
+            s, z = kquant.refine(w.detach().float().numpy(),
+                                 None if weights is None else weights.detach().float().numpy(),
+                                 s, z, per, t.factors, t.min_top, qmax)
         return torch.from_numpy(s), torch.from_numpy(z) if t.min_top else zero
 
     s = scale.to(torch.float16).to(torch.float32)

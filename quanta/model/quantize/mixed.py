@@ -33,7 +33,7 @@ from torch import nn
 from quanta.errors import ConfigError
 from quanta.model.arch import ARCHITECTURES
 from quanta.model.formats.weight import WeightFormat
-from quanta.model.quantize.quantizers import LayerStats, WeightQuantizer, quantizer_for
+from quanta.model.quantize.quantizers import LayerStats, WeightQuantizer, quantizer_for, quantizers_for
 from quanta.model.runtime.qembed import ties_head
 from quanta.progress import Progress
 
@@ -248,7 +248,7 @@ def plot_map(mixed: dict, path: Path | str, title: str = "") -> Path:
 
 def plan_quantizers(plan: MixedPlan, method: str) -> dict[str, WeightQuantizer]:
     """The quantizer of each Linear unit (``method`` on the unit's chosen grid)."""
-    return {n: quantizer_for(method, c) for n, c in plan.choice.items() if n != EMBEDDING}
+    return quantizers_for(method, {n: c for n, c in plan.choice.items() if n != EMBEDDING})
 
 
 def describe(plan: MixedPlan) -> dict[str, Any]:

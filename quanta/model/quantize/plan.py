@@ -493,7 +493,9 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
         most = fixed + 16 * len(entries) + 64 if opts.format == "gguf" else int(fixed * 1.02) + 4096
         unit_budget = budget - most - floats
         if unit_budget <= 0:
-            raise ConfigError(f"--target-size {size_target}: the output's float tensors, tokenizer "
+            what = f"--target-size {opts.target_size}" if opts.target_size is not None else \
+                f"--type {opts.type} (llama.cpp's file: {size_target:,} bytes)"
+            raise ConfigError(f"{what}: the output's float tensors, tokenizer "
                               f"and metadata alone take about {(most + floats) / 1e6:.2f} MB")
     predicted = budget if budget is not None else tensor_bytes + fixed
     return dataclasses.replace(plan, predicted_bytes=predicted, unit_budget=unit_budget,

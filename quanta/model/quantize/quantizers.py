@@ -214,11 +214,10 @@ class WeightQuantizer:
         factors are then refined on its grid for the least error."""
         if not self.storage:
             return qp
-        from quanta.model.formats.weight import refine_grid, storage_grid
+        from quanta.model.formats.weight import storage_grid
 
-        s, z = storage_grid(qp.scale, qp.zero_point, self.storage)
-        if w is not None:
-            s, z = refine_grid(w, None if weights is None else weights.expand_as(w), s, z, self.storage)
+        s, z = storage_grid(qp.scale, qp.zero_point, self.storage, w,
+                            None if weights is None or w is None else weights.expand_as(w))
         return QParams(qp.grid, s, z, qp.shape)
 
     def __repr__(self) -> str:
@@ -471,6 +470,11 @@ def quantizer_for(method: str, fmt: WeightFormat) -> WeightQuantizer:
     return QUANTIZERS[method](fmt)
 
 
+def quantizers_for(method: str, formats: dict[str, WeightFormat]) -> dict[str, WeightQuantizer]:
+    """:func:`quantizer_for` on each layer's format (layer name → format): a per-layer plan."""
+    return {n: quantizer_for(method, f) for n, f in formats.items()}
+
+
 def make_quantizer(method: str = "rtn", *, bits: int = 4, group_size: int | None = 128,
                    sym: bool = False, storage: str | None = None) -> WeightQuantizer:
     """:func:`quantizer_for` on the format these numbers name (the CLI's and the tests' way to
@@ -506,5 +510,6 @@ __all__ = [
     "make_quantizer",
     "methods",
     "quantize_weight",
+    "quantizers_for",
     "weight_grid",
 ]

@@ -36,7 +36,9 @@ def supported(cfg: dict) -> bool:
 def llama3_inv_freq(inv: torch.Tensor, params: dict) -> torch.Tensor:
     """Llama 3's rotary scaling of the inverse frequencies ``inv`` (float32), as transformers
     computes it: wavelengths beyond ``original / low_freq_factor`` slowed by ``factor``, those
-    below ``original / high_freq_factor`` kept, a smooth blend between."""
+    below ``original / high_freq_factor`` kept, a smooth blend between. (The same curve as
+    :func:`quanta.model.formats.gguf_rope.factors`, in transformers' order of operations: this
+    one must give transformers' frequencies to the bit, that one llama.cpp converter's bytes.)"""
     import math
 
     factor = float(params["factor"])

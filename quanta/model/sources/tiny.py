@@ -79,15 +79,16 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def write_hf_folder(folder: Path | str, *, seed: int = 0, hidden: int = 128, vocab: int = 259,
-                    family: str = "llama") -> Path:
+                    family: str = "llama", **config: Any) -> Path:
     """A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of the tiny model
     of ``family`` (128 wide by default, so that the default groups of 128 fit; ``vocab`` rows in
-    the embedding, of which the tokenizer uses the first 258)."""
+    the embedding, of which the tokenizer uses the first 258); ``config``: other settings of the
+    family's config, as :func:`tiny_model` takes them."""
     from safetensors.torch import save_file
 
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
-    m = tiny_model(family, seed, vocab=vocab, hidden=hidden)
+    m = tiny_model(family, seed, vocab=vocab, hidden=hidden, **config)
     cfg = m.config.to_dict()
     cfg["architectures"] = [type(m).__name__]
     (d / "config.json").write_text(json.dumps(cfg, indent=2, default=str))

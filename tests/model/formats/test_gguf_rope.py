@@ -13,6 +13,7 @@ import torch
 from quanta.errors import ConfigError
 from quanta.model.formats import gguf_rope
 from quanta.model.formats.gguf_hf import check
+from tests.model.conftest import LLAMA3_ROPE
 
 LLAMA31 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
            "original_max_position_embeddings": 8192}
@@ -63,14 +64,9 @@ def test_a_llama_3_folder_round_trips_through_gguf(tmp_path):
     from quanta.model.sources.load import load_model
     from quanta.model.sources.tiny import write_hf_folder
 
-    hf = write_hf_folder(tmp_path / "hf")
+    hf = write_hf_folder(tmp_path / "hf", rope_parameters=LLAMA3_ROPE, max_position_embeddings=1024)
     cfg = json.loads((hf / "config.json").read_text())
-    # head_dim 32: a band of interpolated frequencies at these settings
-    cfg["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
-                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                              "original_max_position_embeddings": 64}
-    cfg["max_position_embeddings"] = 1024
-    (hf / "config.json").write_text(json.dumps(cfg))
+    assert cfg["rope_parameters"]["rope_type"] == "llama3"
     out = tmp_path / "l3.gguf"
     get("model").write(hf, out, Options(format="gguf", bits=8, sym=True, group_size=32, method="rtn"))
     freqs = {t.name: np.asarray(t.data) for t in GGUFReader(out).tensors}[gguf_rope.NAME]

@@ -54,15 +54,9 @@ def test_lite_loading_imports_no_transformers(folder):
 def test_a_llama_3_folder_runs_lite_with_its_rotary_scaling(tmp_path):
     """Llama 3's rope (its low frequencies slowed, a blend between): the lite model's inverse
     frequencies are transformers' to the bit, and it generates the same tokens."""
-    import json
+    from tests.model.conftest import LLAMA3_ROPE
 
-    src = write_hf_folder(tmp_path / "hf", seed=4)
-    cfg = json.loads((src / "config.json").read_text())
-    cfg["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
-                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                              "original_max_position_embeddings": 64}
-    cfg["max_position_embeddings"] = 1024
-    (src / "config.json").write_text(json.dumps(cfg))
+    src = write_hf_folder(tmp_path / "hf", seed=4, rope_parameters=LLAMA3_ROPE, max_position_embeddings=1024)
     out = tmp_path / "q4"
     get("model").write(src, out, Options(bits=4, method="rtn"))
     lite, full = load_model(out, lite=True), load_model(out)
