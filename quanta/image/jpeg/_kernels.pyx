@@ -8,7 +8,7 @@ images encode in parallel threads). Float arithmetic is single precision, as lib
 """
 
 from libc.math cimport rintf
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, int16_t, int8_t
 
 import numpy as np
@@ -71,6 +71,37 @@ def downsample(const uint8_t[:, ::1] plane, int h, int v, uint8_t[:, ::1] out) -
                     s = (plane[2 * i, 2 * j] + plane[2 * i, 2 * j + 1] + plane[2 * i + 1, 2 * j]
                          + plane[2 * i + 1, 2 * j + 1] + 1 + (j & 1))
                     out[i, j] = <uint8_t> (s >> 2)
+
+
+def cell_spread(const uint8_t[:, :, ::1] ycc, Py_ssize_t height, Py_ssize_t width) -> float:
+    """The mean variance of the chroma planes (``ycc[1]``, ``ycc[2]``) inside 2×2 cells over the
+    top-left ``height × width`` samples (even sides): what 4:2:0 subsampling loses, in squared
+    sample steps. Sums of integers (exact) per cell: ``Σ(x − m)² = Σx² − (Σx)²/4``."""
+    cdef Py_ssize_t i, j, k
+    cdef const uint8_t* r0
+    cdef const uint8_t* r1
+    cdef int64_t s, q, a, b, c, d
+    cdef double total = 0
+    if height % 2 or width % 2 or ycc.shape[0] != 3 or height > ycc.shape[1] or width > ycc.shape[2]:
+        raise ValueError("even sides within the three planes are needed")
+    if height == 0 or width == 0:
+        return 0.0
+    with nogil:
+        for k in range(1, 3):
+            for i in range(0, height, 2):
+                r0 = &ycc[k, i, 0]
+                r1 = &ycc[k, i + 1, 0]
+                s = 0
+                q = 0
+                for j in range(0, width, 2):
+                    a = r0[j]
+                    b = r0[j + 1]
+                    c = r1[j]
+                    d = r1[j + 1]
+                    s = a + b + c + d
+                    q = q + 4 * (a * a + b * b + c * c + d * d) - s * s  # 16 × the cell's variance
+                total += <double> q
+    return total / 16.0 / (2 * (height // 2) * (width // 2))
 
 
 cdef inline void _dct_block(const uint8_t* p, Py_ssize_t stride, const float* c,
@@ -299,46 +330,6 @@ def encode_scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
     return buf[:cd.bw.pos]
 
 
-def code_sizes(const int64_t[::1] freq):
-    """Huffman code length per symbol (T.81 K.2 Figure K.1; ties pick the larger symbol)."""
-    cdef Py_ssize_t n = freq.shape[0], i, c1, c2
-    f_arr = np.array(freq, dtype=np.int64)
-    size_arr = np.zeros(n, dtype=np.int64)
-    others_arr = np.full(n, -1, dtype=np.int64)
-    cdef int64_t[::1] f = f_arr
-    cdef int64_t[::1] codesize = size_arr
-    cdef int64_t[::1] others = others_arr
-    cdef int64_t v
-    with nogil:
-        while True:
-            c1 = -1
-            v = 0x7FFFFFFFFFFFFFFF
-            for i in range(n):
-                if f[i] > 0 and f[i] <= v:
-                    v = f[i]
-                    c1 = i
-            c2 = -1
-            v = 0x7FFFFFFFFFFFFFFF
-            for i in range(n):
-                if f[i] > 0 and f[i] <= v and i != c1:
-                    v = f[i]
-                    c2 = i
-            if c2 < 0:
-                break
-            f[c1] += f[c2]
-            f[c2] = 0
-            codesize[c1] += 1
-            while others[c1] >= 0:
-                c1 = others[c1]
-                codesize[c1] += 1
-            others[c1] = c2
-            codesize[c2] += 1
-            while others[c2] >= 0:
-                c2 = others[c2]
-                codesize[c2] += 1
-    return size_arr
-
-
 cdef inline int _nbits_u(int a) noexcept nogil:
     return quanta_bit_length(<unsigned long long> a)
 
@@ -360,17 +351,28 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
     order; everything else as :func:`forward_quantize`.
     """
     cdef Py_ssize_t nbx = plane.shape[1] // 8, nby = plane.shape[0] // 8, by, bx, k, n, row
-    cdef Py_ssize_t i, j, jj, nvalid, end, cand, bj, bv
+    cdef Py_ssize_t i, j, jj, nvalid, end, bj, bj1
     cdef float f[64]
     cdef float x[64]
     cdef double zc[64]
     cdef double cost[64]
     cdef int prev[64]
     cdef int val[64]
-    cdef int valid[64]
-    cdef float q, a, energy, rate, zrl = ac_bits[0xF0], eob = ac_bits[0]
-    cdef double best, total, lb, d
-    cdef int r, s, run, v0, v
+    # the positions that may end a run (0: the DC), with their path costs and zc, contiguous
+    cdef int vpos[64]
+    cdef double vcost[64]
+    cdef double vzc[64]
+    cdef float rates[12 * 64]  # rates[s * 64 + run]: a run of zeros, then a coefficient of size s
+    cdef float q, a, energy, zrl = ac_bits[0xF0], eob = ac_bits[0]
+    cdef double best, best1, total, lb, d, d1, base, zi
+    cdef int r, s, s1, run, v0
+    if scale.shape[0] != 64 or ac_bits.shape[0] != 256 or weight.shape[0] != 64 or order.shape[0] != 64:
+        raise ValueError("64 scales, weights and positions and 256 code lengths are needed")
+    if not 0 < qmax < 2048:
+        raise ValueError("the AC code range must be 1..2047")
+    for s in range(12):
+        for run in range(64):
+            rates[s * 64 + run] = ac_bits[((run & 15) << 4) | s] + (run >> 4) * zrl
     with nogil:
         for by in range(nby):
             for bx in range(nbx):
@@ -389,40 +391,61 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
                 for k in range(1, 64):
                     zc[k] = zc[k - 1] + lb * weight[k] * (<double> x[k]) * x[k]
                 cost[0] = 0
-                valid[0] = 0
+                vpos[0] = 0
+                vcost[0] = 0
+                vzc[0] = 0
                 nvalid = 1
                 for i in range(1, 64):
                     a = x[i] if x[i] >= 0 else -x[i]
                     r = <int> min(rintf(a), qmax)
                     if r == 0:
                         continue
+                    # the value r, and r − 1 when that is not 0: the cheapest path to each over
+                    # every earlier run end (the first minimum kept, r's before r − 1's)
+                    zi = zc[i - 1]
+                    s = _nbits_u(r)
+                    d = lb * weight[i] * (<double> (a - r)) * (a - r) + s
                     best = 1e30
                     bj = 0
-                    bv = r
-                    for cand in range(2):
-                        v = r - cand
-                        if v == 0:
-                            break
-                        s = _nbits_u(v)
-                        d = lb * weight[i] * (<double> (a - v)) * (a - v) + s
+                    best1 = 1e30
+                    bj1 = 0
+                    if r > 1:
+                        s1 = _nbits_u(r - 1)
+                        d1 = lb * weight[i] * (<double> (a - (r - 1))) * (a - (r - 1)) + s1
                         for jj in range(nvalid):
-                            j = valid[jj]
-                            run = <int> (i - 1 - j)
-                            rate = ac_bits[((run & 15) << 4) | s] + (run >> 4) * zrl
-                            total = cost[j] + (zc[i - 1] - zc[j]) + rate + d
+                            run = <int> (i - 1 - vpos[jj])
+                            base = vcost[jj] + (zi - vzc[jj])
+                            total = base + rates[s * 64 + run] + d
                             if total < best:
                                 best = total
-                                bj = j
-                                bv = v
-                    cost[i] = best
-                    prev[i] = <int> bj
-                    val[i] = <int> bv
-                    valid[nvalid] = <int> i
+                                bj = jj
+                            total = base + rates[s1 * 64 + run] + d1
+                            if total < best1:
+                                best1 = total
+                                bj1 = jj
+                    else:
+                        for jj in range(nvalid):
+                            run = <int> (i - 1 - vpos[jj])
+                            total = vcost[jj] + (zi - vzc[jj]) + rates[s * 64 + run] + d
+                            if total < best:
+                                best = total
+                                bj = jj
+                    if best1 < best:
+                        cost[i] = best1
+                        prev[i] = vpos[bj1]
+                        val[i] = r - 1
+                    else:
+                        cost[i] = best
+                        prev[i] = vpos[bj]
+                        val[i] = r
+                    vpos[nvalid] = <int> i
+                    vcost[nvalid] = cost[i]
+                    vzc[nvalid] = zc[i]
                     nvalid += 1
                 end = 0
                 best = zc[63] + eob
                 for jj in range(1, nvalid):
-                    j = valid[jj]
+                    j = vpos[jj]
                     total = cost[j] + (zc[63] - zc[j]) + (eob if j < 63 else 0)
                     if total < best:
                         best = total
@@ -606,17 +629,59 @@ def encode_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, cons
     return buf[:cd.bw.pos]
 
 
+cdef inline void _halves(const float* d, Py_ssize_t cols, double* left, double* right) noexcept nogil:
+    """One row of the horizontal triangle filter, both phases: ``¾·d[j] + ¼·d[j∓1]`` (edges
+    replicated), in double as the upsampling error's expression computes it."""
+    cdef Py_ssize_t j
+    for j in range(cols):
+        left[j] = 0.75 * d[j] + 0.25 * d[j - 1 if j > 0 else 0]
+        right[j] = 0.75 * d[j] + 0.25 * d[j + 1 if j + 1 < cols else cols - 1]
+
+
+cdef inline void _fit_row(const uint8_t* p0, const uint8_t* p1, const double* up, const double* cur,
+                          const double* down, Py_ssize_t stride, int v, float inv, const float* d,
+                          float* nd, Py_ssize_t cols) noexcept nogil:
+    """One Jacobi step on a row of cells: ``nd = clip(d + mean residual)``, the residual of the
+    cell's samples (rows ``p0``, ``p1``) against the upsampled row: ``cur`` horizontally filtered
+    (left phase, then right ``stride`` further on), blended ¾ : ¼ with the row above (``up``)
+    for the cell's top samples and below (``down``) for its bottom ones when ``v`` is 2."""
+    cdef Py_ssize_t j
+    cdef float res, s
+    for j in range(cols):
+        if v == 1:
+            res = (<float> 0) + (p0[2 * j] - <float> (1.0 * cur[j]))
+            res = res + (p0[2 * j + 1] - <float> (1.0 * cur[stride + j]))
+        else:
+            res = (<float> 0) + (p0[2 * j] - <float> ((<float> 0.75) * cur[j] + (<float> 0.25) * up[j]))
+            res = res + (p0[2 * j + 1] - <float> ((<float> 0.75) * cur[stride + j]
+                                                  + (<float> 0.25) * up[stride + j]))
+            res = res + (p1[2 * j] - <float> ((<float> 0.75) * cur[j] + (<float> 0.25) * down[j]))
+            res = res + (p1[2 * j + 1] - <float> ((<float> 0.75) * cur[stride + j]
+                                                  + (<float> 0.25) * down[stride + j]))
+        s = d[j] + res * inv
+        nd[j] = min(max(s, <float> 0.0), <float> 255.0)
+
+
 def downsample_fit(const uint8_t[:, ::1] plane, int h, int v, int iterations, uint8_t[:, ::1] out) -> None:
     """Subsample ``plane`` by ``h×v`` (2×1 or 2×2) to samples whose triangle ("fancy")
     upsampling, as libjpeg decodes, fits the plane: box averages, then ``iterations`` Jacobi
-    steps adding each cell's mean residual; rounded and clipped to 8 bits."""
-    cdef Py_ssize_t rows = out.shape[0], cols = out.shape[1], i, j, a, b, ii, jj, it
+    steps adding each cell's mean residual; rounded and clipped to 8 bits.
+
+    Each step filters every row horizontally once (both phases, three rows kept: the row and
+    its neighbours) and blends rows vertically per output sample: ``¾·row + ¼·neighbour``."""
+    cdef Py_ssize_t rows = out.shape[0], cols = out.shape[1], i, j, a, b, it
+    if h != 2 or v not in (1, 2) or plane.shape[0] < rows * v or plane.shape[1] < cols * h:
+        raise ValueError("2x1 or 2x2 cells of a plane at least rows*v by cols*h are needed")
     d_arr = np.empty((rows, cols), dtype=np.float32)
     n_arr = np.empty((rows, cols), dtype=np.float32)
+    hb_arr = np.empty((3, 2, max(cols, 1)), dtype=np.float64)  # rows i-1, i, i+1; left, right
     cdef float[:, ::1] d = d_arr
     cdef float[:, ::1] nd = n_arr
-    cdef float s, up, res, wv, wn
+    cdef double[:, :, ::1] hb = hb_arr
+    cdef float s
     cdef float inv = 1.0 / (h * v)
+    if rows == 0 or cols == 0:
+        return
     with nogil:
         for i in range(rows):
             for j in range(cols):
@@ -626,21 +691,18 @@ def downsample_fit(const uint8_t[:, ::1] plane, int h, int v, int iterations, ui
                         s = s + plane[i * v + a, j * h + b]
                 d[i, j] = s * inv
         for it in range(iterations):
+            _halves(&d[0, 0], cols, &hb[1, 0, 0], &hb[1, 1, 0])
+            if v == 2:
+                _halves(&d[0, 0], cols, &hb[0, 0, 0], &hb[0, 1, 0])  # row −1: the edge replicated
+                _halves(&d[min(1, rows - 1), 0], cols, &hb[2, 0, 0], &hb[2, 1, 0])
             for i in range(rows):
-                for j in range(cols):
-                    res = 0
-                    for a in range(v):
-                        # the neighbouring row toward this output row (edges replicated)
-                        ii = i if v == 1 else (max(i - 1, 0) if a == 0 else min(i + 1, rows - 1))
-                        wv = 1.0 if v == 1 else 0.75
-                        wn = 0.0 if v == 1 else 0.25
-                        for b in range(h):
-                            jj = max(j - 1, 0) if b == 0 else min(j + 1, cols - 1)
-                            up = (wv * (0.75 * d[i, j] + 0.25 * d[i, jj])
-                                  + wn * (0.75 * d[ii, j] + 0.25 * d[ii, jj]))
-                            res = res + (plane[i * v + a, j * h + b] - up)
-                    s = d[i, j] + res * inv
-                    nd[i, j] = min(max(s, <float> 0.0), <float> 255.0)
+                if i > 0 and v == 1:
+                    _halves(&d[i, 0], cols, &hb[1, 0, 0], &hb[1, 1, 0])
+                elif i > 0:  # the three filtered rows move up by one; the next row filtered
+                    memmove(&hb[0, 0, 0], &hb[1, 0, 0], 4 * hb.shape[2] * sizeof(double))
+                    _halves(&d[min(i + 1, rows - 1), 0], cols, &hb[2, 0, 0], &hb[2, 1, 0])
+                _fit_row(&plane[i * v, 0], &plane[i * v + v - 1, 0], &hb[0, 0, 0], &hb[1, 0, 0],
+                         &hb[2, 0, 0], hb.shape[2], v, inv, &d[i, 0], &nd[i, 0], cols)
             for i in range(rows):
                 for j in range(cols):
                     d[i, j] = nd[i, j]

@@ -101,10 +101,7 @@ def choose_subsampling(rgb: np.ndarray, chroma_table: np.ndarray,
         return "4:4:4", float("inf")
     if ycc is None:
         ycc = rgb_to_ycbcr(np.ascontiguousarray(rgb[:h, :w]))
-    ycc = ycc[1:, :h, :w].astype(np.float32)
-    a, b, c, d = ycc[:, 0::2, 0::2], ycc[:, 0::2, 1::2], ycc[:, 1::2, 0::2], ycc[:, 1::2, 1::2]
-    m = (a + b + c + d) * 0.25
-    spread = float(np.mean(((a - m) ** 2 + (b - m) ** 2 + (c - m) ** 2 + (d - m) ** 2) * 0.25))
+    spread = _kernels.cell_spread(np.ascontiguousarray(ycc), h, w)
     q = float(np.mean(np.asarray(chroma_table, dtype=np.float64)[ZIGZAG[:6]]))
     ratio = spread / (q * q / 12.0)
     return ("4:4:4" if ratio > AUTO_RATIO else "4:2:0"), ratio

@@ -39,12 +39,13 @@ def count_symbols(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, block
     coefs: int16 ``(N, 64)`` zigzag blocks in scan order; comp: each block's component;
     tables: each component's table selector (0 or 1, used for DC and AC alike).
     """
-    dc, ac, _ = _count(coefs, comp, tables, blocks_per_mcu, restart)
+    dc, ac, _ = count(coefs, comp, tables, blocks_per_mcu, restart)
     return dc, ac
 
 
-def _count(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, blocks_per_mcu: int,
-           restart: int) -> tuple[np.ndarray, np.ndarray, int]:
+def count(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, blocks_per_mcu: int,
+          restart: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`count_symbols` and the value bits that follow the symbols."""
     _check_scan(coefs, comp, tables, blocks_per_mcu, restart)
     t = np.ascontiguousarray(tables, dtype=np.int64)
     return _kernels.count_symbols(np.ascontiguousarray(coefs), _comp(comp), t, t, int(blocks_per_mcu),
@@ -57,7 +58,7 @@ def scan_bits(coefs: np.ndarray) -> int:
     from quanta.image.jpeg import huffman
 
     one = np.zeros(coefs.shape[0], dtype=np.int8)
-    dc, ac, extra = _count(coefs, one, np.zeros(1, dtype=np.int64), 1, 0)
+    dc, ac, extra = count(coefs, one, np.zeros(1, dtype=np.int64), 1, 0)
     return extra + sum(int(f[0] @ huffman.code_lengths(huffman.optimal_table(f[0]))) for f in (dc, ac))
 
 

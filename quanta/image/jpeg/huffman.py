@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from quanta.errors import ConfigError
-from quanta.image.jpeg import _kernels
+from quanta.image.jpeg import _scans
 
 DC_LUMA = ([0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0], list(range(12)))
 DC_CHROMA = ([0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0], list(range(12)))
@@ -70,32 +70,9 @@ def optimal_table(freq: np.ndarray) -> tuple[list[int], list[int]]:
     """Optimal Huffman table for symbol counts ``freq`` (256), lengths ≤ 16 (T.81 Annex K.2).
 
     As in libjpeg, a reserved pseudo-symbol 256 with count 1 keeps any real code from being all
-    ones, and ties go to the larger symbol value.
+    ones, and ties go to the larger symbol value (compiled: ``_scans.huffman_table``).
     """
-    f = np.zeros(257, dtype=np.int64)
-    f[:256] = freq
-    if f[:256].sum() == 0:
-        f[0] = 1  # a table must hold at least one symbol
-    f[256] = 1
-    codesize = _kernels.code_sizes(f)
-    if codesize.max() > 32:
+    table = _scans.huffman_table(np.ascontiguousarray(freq, dtype=np.int64))
+    if table is None:
         raise ConfigError("Huffman code length overflow")
-    bits = np.bincount(codesize[codesize > 0], minlength=33).astype(np.int64)
-    # limit to 16 bits (Figure K.3)
-    i = 32
-    while i > 16:
-        while bits[i] > 0:
-            j = i - 2
-            while bits[j] == 0:
-                j -= 1
-            bits[i] -= 2
-            bits[i - 1] += 1
-            bits[j + 1] += 2
-            bits[j] -= 1
-        i -= 1
-    while bits[i] == 0:
-        i -= 1
-    bits[i] -= 1  # remove the reserved symbol's code
-    sym = np.nonzero(codesize[:256])[0]
-    vals = sym[np.lexsort((sym, codesize[sym]))]  # by code length, then symbol value
-    return [int(b) for b in bits[1:17]], [int(v) for v in vals]
+    return table

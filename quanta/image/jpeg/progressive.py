@@ -5,7 +5,9 @@ The frame holds the same quantized coefficients as the baseline encoder's; only 
 the file changes. One interleaved DC scan comes first; each component then gets the AC layout
 (bands and bit planes) that :func:`choose_layout` finds smallest among :data:`LAYOUTS`, every
 candidate scan counted exactly (its Huffman bits with its own optimal table, raw value and
-correction bits, and its header bytes).
+correction bits, and its header bytes) from the blocks' nonzero coefficients by the compiled
+``_scans``. :func:`plan` decides every scan and the file's size before :func:`write` codes it
+(the encoder writes only the structure the counted sizes show smaller).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from itertools import pairwise
 
 import numpy as np
 
-from quanta.image.jpeg import _kernels, huffman, writer
+from quanta.errors import ConfigError
+from quanta.image.jpeg import _kernels, _scans, huffman, writer
 from quanta.image.jpeg._parallel import run_all, threads_for
 
 Table = tuple[list[int], list[int]]
@@ -56,32 +59,32 @@ _NO_INDEX = np.zeros(0, dtype=np.intp)
 _HEADER_BITS = 8 * (2 + 2 + 1 + 2 + 3 + 2 + 1 + 16)  # SOS with one component, DHT with its counts
 
 
+def markers_bits(tables: list[Table], components: int) -> int:
+    """Bits of a DHT holding ``tables`` and an SOS of ``components`` components."""
+    return 8 * (4 + sum(17 + len(t[1]) for t in tables) + 6 + 2 * components)
+
+
 def last_nonzero(coefs: np.ndarray) -> np.ndarray:
     """Each block's last nonzero AC position in zigzag order (0 when it has none), int16."""
     ac = coefs[:, 1:] != 0
     return np.where(ac.any(axis=1), 63 - ac[:, ::-1].argmax(axis=1), 0).astype(np.int16)
 
 
-def _scan_bits(coefs: np.ndarray, last: np.ndarray, idx: np.ndarray, scan: Scan) -> int:
-    """Exact size in bits of an AC scan with its own optimal table (before byte stuffing)."""
-    freq, extra = _kernels.count_progressive(coefs, np.zeros(0, np.int8), np.zeros(1, np.int64), last,
-                                             idx, *scan)
-    table = huffman.optimal_table(freq[2])
-    return int(freq[2] @ huffman.code_lengths(table)) + extra + _HEADER_BITS + 8 * len(table[1])
-
-
-def choose_layout(coefs: np.ndarray, last: np.ndarray, idx: np.ndarray,
-                  layouts: tuple[tuple[Scan, ...], ...] = LAYOUTS) -> tuple[Scan, ...]:
-    """The smallest AC layout for the blocks ``idx`` of one component (each distinct scan
-    counted once); ``last``: :func:`last_nonzero` of ``coefs``."""
-    cache: dict[Scan, int] = {}
-
-    def bits(scan: Scan) -> int:
-        if scan not in cache:
-            cache[scan] = _scan_bits(coefs, last, idx, scan)
-        return cache[scan]
-
-    return min(layouts, key=lambda lay: sum(bits(s) for s in lay))
+def choose_layout(coefs: np.ndarray, idx: np.ndarray, layouts: tuple[tuple[Scan, ...], ...] = LAYOUTS
+                  ) -> tuple[tuple[Scan, ...], list[np.ndarray], int]:
+    """The smallest AC layout for the blocks ``idx`` of one component: its scans, each scan's
+    symbol counts (256) and the layout's size in bits (before stuffing). Every distinct
+    candidate scan is counted once, exactly, from the blocks' nonzero coefficients and sized
+    with its own optimal table (``_scans.scan_bits``); ties keep the earlier layout."""
+    distinct = sorted({s for lay in layouts for s in lay})
+    freq = np.empty((len(distinct), 256), dtype=np.int64)
+    bits = _scans.scan_bits(*_scans.nonzeros(coefs, idx), np.asarray(distinct, dtype=np.int32), freq,
+                            _HEADER_BITS)
+    if (bits < 0).any():
+        raise ConfigError("Huffman code length overflow")
+    row = {s: k for k, s in enumerate(distinct)}
+    best = min(layouts, key=lambda lay: sum(int(bits[row[s]]) for s in lay))
+    return best, [freq[row[s]] for s in best], sum(int(bits[row[s]]) for s in best)
 
 
 def _lookup(dc: list[Table], ac: Table | None) -> tuple[np.ndarray, np.ndarray]:
@@ -94,9 +97,29 @@ def _lookup(dc: list[Table], ac: Table | None) -> tuple[np.ndarray, np.ndarray]:
     return codes, sizes
 
 
-def scans(coefs: np.ndarray, comp: np.ndarray, selectors: np.ndarray, ids: list[int],
-          geometry: list[Geometry], layouts: tuple[tuple[Scan, ...], ...] | None = None) -> list[bytes]:
-    """The DHT + SOS + entropy-coded segments of every scan, in file order.
+@dataclass(frozen=True)
+class Plan:
+    """A progressive file's scans, decided: the DC scan's tables, each component's AC scans
+    with their symbol counts, and the scans' size in bits (markers included, before stuffing)."""
+
+    coefs: np.ndarray
+    comp: np.ndarray
+    selectors: np.ndarray
+    last: np.ndarray
+    ids: list[int]
+    dcs: list[Table]
+    components: list[tuple[np.ndarray, tuple[Scan, ...], list[np.ndarray]]]  # (idx, scans, counts)
+    bits: int
+
+    @property
+    def bytes(self) -> int:
+        """The scans' size in bytes before stuffing (each scan padded to a whole byte)."""
+        return self.bits // 8 + 1 + sum(len(scans) for _, scans, _ in self.components)
+
+
+def plan(coefs: np.ndarray, comp: np.ndarray, selectors: np.ndarray, ids: list[int],
+         geometry: list[Geometry], layouts: tuple[tuple[Scan, ...], ...] | None = None) -> Plan:
+    """Decide every scan of the progressive file (nothing written yet).
 
     coefs: int16 ``(N, 64)`` zigzag blocks in interleaved (MCU) order, ``comp`` each block's
     component; selectors: each component's DC table; ids: each component's id; layouts: the AC
@@ -106,31 +129,45 @@ def scans(coefs: np.ndarray, comp: np.ndarray, selectors: np.ndarray, ids: list[
     coefs = np.ascontiguousarray(coefs, dtype=np.int16)
     comp = np.ascontiguousarray(comp, dtype=np.int8)
     tbl = np.ascontiguousarray(selectors, dtype=np.int64)
-    out = []
     # the DC scan: interleaved for colour; a gray frame's only component is non-interleaved,
     # which for 8×8 MCUs is the same blocks in the same order
     last = last_nonzero(coefs)
-    freq, _ = _kernels.count_progressive(coefs, comp, tbl, last, _NO_INDEX, 0, 0, 0, 0)
+    freq, extra = _kernels.count_progressive(coefs, comp, tbl, last, _NO_INDEX, 0, 0, 0, 0)
     used = int(tbl.max()) + 1
     dcs = [huffman.optimal_table(freq[i]) for i in range(used)]
-    codes, sizes = _lookup(dcs, None)
-    data = _kernels.encode_progressive(coefs, comp, tbl, last, _NO_INDEX, 0, 0, 0, 0, codes, sizes)
-    out.append(writer.dht([(0, i, dcs[i]) for i in range(used)])
-               + writer.sos([(cid, int(s), 0) for cid, s in zip(ids, tbl)], 0, 0, 0, 0)
-               + data.tobytes())
+    bits = extra + markers_bits(dcs, len(ids)) + sum(
+        int(freq[i] @ huffman.code_lengths(dcs[i])) for i in range(used))
 
-    def component(cid: int, geo: Geometry) -> list[bytes]:
-        idx, segments = geo.index(), []
-        for scan in choose_layout(coefs, last, idx, layouts):
-            freq, _ = _kernels.count_progressive(coefs, comp, tbl, last, idx, *scan)
-            ac = huffman.optimal_table(freq[2])
-            codes, sizes = _lookup(dcs, ac)
-            data = _kernels.encode_progressive(coefs, comp, tbl, last, idx, *scan, codes, sizes)
+    def component(geo: Geometry) -> tuple[np.ndarray, tuple[Scan, ...], list[np.ndarray], int]:
+        idx = geo.index()
+        return idx, *choose_layout(coefs, idx, layouts)
+
+    # components are independent: their layout searches run in parallel threads on large images
+    chosen = run_all([partial(component, g) for g in geometry], threads_for(coefs.shape[0]))
+    return Plan(coefs, comp, tbl, last, ids, dcs, [c[:3] for c in chosen],
+                bits + sum(c[3] for c in chosen))
+
+
+def write(p: Plan) -> list[bytes]:
+    """The DHT + SOS + entropy-coded segments of every scan of ``p``, in file order."""
+    codes, sizes = _lookup(p.dcs, None)
+    data = _kernels.encode_progressive(p.coefs, p.comp, p.selectors, p.last, _NO_INDEX, 0, 0, 0, 0,
+                                       codes, sizes)
+    out = [writer.dht([(0, i, t) for i, t in enumerate(p.dcs)])
+           + writer.sos([(cid, int(s), 0) for cid, s in zip(p.ids, p.selectors)], 0, 0, 0, 0)
+           + data.tobytes()]
+
+    def component(cid: int, idx: np.ndarray, chosen: tuple[Scan, ...],
+                  counts: list[np.ndarray]) -> list[bytes]:
+        segments = []
+        for scan, freq in zip(chosen, counts):
+            ac = huffman.optimal_table(freq)
+            codes, sizes = _lookup(p.dcs, ac)
+            data = _kernels.encode_progressive(p.coefs, p.comp, p.selectors, p.last, idx, *scan, codes, sizes)
             segments.append(writer.dht([(1, 0, ac)]) + writer.sos([(cid, 0, 0)], *scan) + data.tobytes())
         return segments
 
-    # components are independent: their layout searches run in parallel threads on large images
-    for segments in run_all([partial(component, c, g) for c, g in zip(ids, geometry)],
-                            threads_for(coefs.shape[0])):
+    for segments in run_all([partial(component, cid, *c) for cid, c in zip(p.ids, p.components)],
+                            threads_for(p.coefs.shape[0])):
         out += segments
     return out
