@@ -3,7 +3,7 @@ SoX, and whole-library batches (audio against SoX under ``xargs -P``, JPEG again
 pool of processes).
 
     python bench/startup_batch.py [--repeat 5] [--files 1000] [--copies 10] [--skip-long]
-                                  [--cluster-files 600] [--only-cluster]
+                                  [--cluster-files 600] [--only-cluster] [--only-images]
 
 Every time is wall-clock of whole processes (start-up, imports, reading, writing), the median of
 ``--repeat`` alternating runs where a row is repeated. Sections:
@@ -19,6 +19,11 @@ Every time is wall-clock of whole processes (start-up, imports, reading, writing
    ``--shape auto`` in one quanta command, against ``sox IN -b 16 OUT dither -s`` run by
    ``xargs -P 2``; the 24 Kodak images × ``--copies`` to JPEG q75 in one quanta command (MP/s),
    against Pillow (``optimize=True``) in a pool of 2 processes.
+4. images alone (``--only-images``, issue 26): quanta's default path and ``--fast`` against Pillow
+   optimize and Pillow progressive — one Kodak image, one 9.4-megapixel image, and the Kodak
+   images × ``--copies`` in one command each (bench/out/startup_images.json).
+
+The commands run without ``PYTHONDONTWRITEBYTECODE`` (a user's Python caches bytecode).
 
 Installs SoX with apt-get when it is missing (a peer, not a runtime dependency). Needs
 ``../shared/data/kodak`` (or ``QUANTA_DATA``). Prints tables; writes bench/out/startup_batch.json.
@@ -51,7 +56,8 @@ QUANTA = [str(Path(sys.executable).parent / "quanta")]
 CORES = 2
 
 PILLOW_ONE = (
-    "from PIL import Image; import sys; Image.open(sys.argv[1]).save(sys.argv[2], quality=75, optimize=True)"
+    "from PIL import Image; import sys; Image.open(sys.argv[1]).save(sys.argv[2], quality=75, optimize=True, "
+    "progressive=sys.argv[3:] == ['progressive'])"
 )
 PILLOW_POOL = """
 import sys
@@ -62,7 +68,7 @@ from PIL import Image
 def one(args):
     src, dst = args
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    Image.open(src).save(dst, quality=75, optimize=True)
+    Image.open(src).save(dst, quality=75, optimize=True, progressive=sys.argv[4:] == ["progressive"])
 
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 jobs = [(p, out / p.relative_to(src).with_suffix(".jpg")) for p in sorted(src.rglob("*.png"))]
@@ -241,9 +247,13 @@ def audio_batch(work: Path, files: int) -> dict:
     }
 
 
-def image_batch(work: Path, kodak: Path, copies: int) -> dict:
+def image_batch(work: Path, kodak: Path, copies: int, options: list[str] | None = None) -> dict:
+    """Every Kodak image ``copies`` times, one quanta command (``options``: ``["--fast"]`` by
+    default, as measured since issue 13) against Pillow optimize in a pool of as many processes
+    (baseline and progressive)."""
     from PIL import Image
 
+    options = ["--fast"] if options is None else options
     src = work / "kodak"
     shutil.rmtree(src, ignore_errors=True)
     pngs = sorted(kodak.glob("kodim*.png"))
@@ -254,25 +264,81 @@ def image_batch(work: Path, kodak: Path, copies: int) -> dict:
                 p, src / f"copy{k:02d}"
             )
     mp = sum(np.prod(Image.open(p).size) for p in pngs) * copies / 1e6
-    q_out, p_out = work / "jpg.q", work / "jpg.p"
-    for d in (q_out, p_out):
+    q_out, p_out, pp_out = work / "jpg.q", work / "jpg.p", work / "jpg.pp"
+    for d in (q_out, p_out, pp_out):
         shutil.rmtree(d, ignore_errors=True)
-    tq = wall(
-        [*QUANTA, "image", "encode", str(src), "-o", str(q_out), "-R", "-q", "75", "--jobs", str(CORES),
-         "--fast"]
-    )
+    tq = wall([*QUANTA, "image", "encode", str(src), "-o", str(q_out), "-R", "-q", "75", "--jobs", str(CORES),
+               *options])
     tp = wall([sys.executable, "-c", PILLOW_POOL, str(src), str(p_out), str(CORES)])
+    tpp = wall([sys.executable, "-c", PILLOW_POOL, str(src), str(pp_out), str(CORES), "progressive"])
     return {
         "images": len(pngs) * copies,
         "megapixels": mp,
+        "options": options,
         "quanta_s": tq,
         "quanta_mp_per_s": mp / tq,
         "quanta_files": len(list(q_out.rglob("*.jpg"))),
         "peer": f"Pillow optimize=True, {CORES} processes",
         "peer_s": tp,
         "peer_mp_per_s": mp / tp,
+        "peer_progressive_s": tpp,
+        "peer_progressive_mp_per_s": mp / tpp,
         "target_mp_per_s": 40.0,
     }
+
+
+def images(work: Path, kodak: Path, repeat: int, copies: int) -> dict:
+    """Issue 26: quanta's default JPEG path (and ``--fast``) against Pillow optimize and Pillow
+    progressive, whole processes: one Kodak image, one 9.4-megapixel image (kodim01 tiled 4×6),
+    and every Kodak image ``copies`` times in one command (2 processes each). The large image's
+    MP/s are given whole and with each command's start-up subtracted (the same command on a
+    16×16 image: interpreter, imports, reading and writing a file)."""
+    from PIL import Image
+
+    one = kodak / "kodim01.png"
+    big, tiny = work / "big.png", work / "tiny.png"
+    img = np.asarray(Image.open(one).convert("RGB"))
+    Image.fromarray(np.ascontiguousarray(np.tile(img, (6, 4, 1)))).save(big)
+    Image.fromarray(img[:16, :16]).save(tiny)
+    big_mp = 3072 * 3072 / 1e6
+
+    def commands(src: Path, tag: str) -> list[tuple[str, list[str]]]:
+        return [
+            ("quanta", [*QUANTA, "image", "encode", str(src), str(work / f"{tag}.q.jpg"), "--force"]),
+            ("quanta --fast", [*QUANTA, "image", "encode", str(src), str(work / f"{tag}.f.jpg"), "--force",
+                               "--fast"]),
+            ("Pillow optimize", [sys.executable, "-c", PILLOW_ONE, str(src), str(work / f"{tag}.p.jpg")]),
+            ("Pillow progressive", [sys.executable, "-c", PILLOW_ONE, str(src), str(work / f"{tag}.pp.jpg"),
+                                    "progressive"]),
+        ]
+
+    single = alternate(commands(one, "one"), repeat)
+    large = alternate(commands(big, "big"), max(1, repeat // 2))
+    start = alternate(commands(tiny, "tiny"), repeat)
+    rows = [{"encoder": k, "one_kodak_s": single[k], "large_s": large[k], "startup_s": start[k],
+             "large_mp_per_s": big_mp / large[k],
+             "large_mp_per_s_startup_subtracted": big_mp / max(large[k] - start[k], 1e-9)} for k in single]
+    batch = {}
+    for label, extra in (("quanta", []), ("quanta --fast", ["--fast"])):
+        b = image_batch(work, kodak, copies, extra)
+        batch[label] = b
+    return {"rows": rows, "batch": batch, "large_shape": [3072, 3072],
+            "targets": {"one_kodak_s": 0.20, "large_mp_per_s": 40.0, "batch_mp_per_s": 40.0}}
+
+
+def print_images(r: dict) -> None:
+    print_table("images (issue 26): whole processes, q75 (s, median; MP/s of the 9.4 MP image)",
+                ["encoder", "one Kodak image", "9.4 MP image", "MP/s", "MP/s minus start-up", "start-up"],
+                [[x["encoder"], f"{x['one_kodak_s']:.3f}", f"{x['large_s']:.3f}",
+                  f"{x['large_mp_per_s']:.1f}", f"{x['large_mp_per_s_startup_subtracted']:.1f}",
+                  f"{x['startup_s']:.3f}"] for x in r["rows"]])
+    first = next(iter(r["batch"].values()))
+    print_table(f"{first['images']} Kodak images in one command, {CORES} processes, whole process",
+                ["encoder", "s", "MP/s"],
+                [*([k, f"{b['quanta_s']:.2f}", f"{b['quanta_mp_per_s']:.1f}"] for k, b in r["batch"].items()),
+                 [first["peer"], f"{first['peer_s']:.2f}", f"{first['peer_mp_per_s']:.1f}"],
+                 [first["peer"] + " progressive", f"{first['peer_progressive_s']:.2f}",
+                  f"{first['peer_progressive_mp_per_s']:.1f}"]])
 
 
 def cluster_batch(work: Path, files: int) -> dict:
@@ -314,13 +380,23 @@ def main() -> None:
     ap.add_argument("--cluster-files", type=int, default=600, help="Clips for --cluster local against "
                     "the pool (0: leave that section out).")
     ap.add_argument("--only-cluster", action="store_true", help="Run only the cluster section.")
+    ap.add_argument("--only-images", action="store_true", help="Run only the images section (issue 26).")
     ap.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temporary one).")
     args = ap.parse_args()
+    # A user's Python caches compiled bytecode; this machine's environment turns that off, which
+    # would have every process compile quanta's modules again (~40 ms): measure as users run it.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     ensure_sox()
     kodak = data_dir() / "kodak"
     work = args.work or Path(tempfile.mkdtemp(prefix="quanta-startup-"))
     work.mkdir(parents=True, exist_ok=True)
     res: dict = {"cores": CORES}
+    if args.only_images:
+        res["images"] = r = images(work, kodak, args.repeat, args.copies)
+        print_images(r)
+        path = write_json("startup_images", res)
+        console.print(f"{machine()}; wrote {path}")
+        return
     if args.cluster_files:
         res["cluster_batch"] = c = cluster_batch(work, args.cluster_files)
         print_table("--cluster local against the process pool, one command each (s, median of 2)",

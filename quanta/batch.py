@@ -22,16 +22,18 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quanta.errors import ConfigError, InputError, QuantaError
 from quanta.outputs import temporary_prefix
 from quanta.reports import jsonable
 from quanta.threads import ENV, cpus
 from quanta.walk import Found, find, inode_key
+
+if TYPE_CHECKING:  # the process pool is imported when a batch starts one
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,7 @@ def _run_pool(todo: list[Job], n: int, call: Callable[[Job], tuple],
     done as usual."""
     import multiprocessing as mp
     from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context(start_method())

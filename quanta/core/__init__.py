@@ -6,20 +6,43 @@ bit packing (:mod:`packing`), measures (:mod:`measures`) and bit allocation unde
 (:mod:`allocate`).
 """
 
+from __future__ import annotations
+
+# bound now: the function shares its module's name, which importing the module would otherwise
+# leave on the package in its place
 from quanta.core.allocate import Allocation, allocate
-from quanta.core.codebook import NF4, dequantize_scaled, lloyd_max, lookup, nearest, quantize_scaled
-from quanta.core.dither import DitherSource, dither_noise
-from quanta.core.feedback import FeedbackState, error_feedback_quantize, noise_gain_db
-from quanta.core.grid import Grid, QParams, choose_qparams, dequantize, fake_quantize, quantize
-from quanta.core.measures import (
-    bits_per_element,
-    mse,
-    psnr_db,
-    snr_db,
-    sqnr_theory_db,
-    storage_bits,
-)
-from quanta.core.packing import pack, packed_size, unpack
+
+#: each other public name and the module that defines it: a medium that needs one module (the JPEG
+#: encoder: the grid) does not import the others
+_WHERE = {
+    "NF4": "codebook",
+    "dequantize_scaled": "codebook",
+    "lloyd_max": "codebook",
+    "lookup": "codebook",
+    "nearest": "codebook",
+    "quantize_scaled": "codebook",
+    "DitherSource": "dither",
+    "dither_noise": "dither",
+    "FeedbackState": "feedback",
+    "error_feedback_quantize": "feedback",
+    "noise_gain_db": "feedback",
+    "Grid": "grid",
+    "QParams": "grid",
+    "choose_qparams": "grid",
+    "dequantize": "grid",
+    "fake_quantize": "grid",
+    "quantize": "grid",
+    "bits_per_element": "measures",
+    "mse": "measures",
+    "psnr_db": "measures",
+    "snr_db": "measures",
+    "sqnr_theory_db": "measures",
+    "storage_bits": "measures",
+    "pack": "packing",
+    "packed_size": "packing",
+    "unpack": "packing",
+}
+
 
 __all__ = [
     "NF4", "Allocation", "DitherSource", "FeedbackState", "Grid", "QParams", "allocate",
@@ -28,3 +51,16 @@ __all__ = [
     "noise_gain_db", "pack", "packed_size", "psnr_db", "quantize", "quantize_scaled", "snr_db",
     "sqnr_theory_db", "storage_bits", "unpack",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The public names, imported from their module on first use (PEP 562)."""
+    if name not in _WHERE:
+        raise AttributeError(f"module 'quanta.core' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"quanta.core.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

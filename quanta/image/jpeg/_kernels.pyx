@@ -19,18 +19,23 @@ import numpy as np
 MAX_BYTES_PER_BLOCK = 420
 
 
-def rgb_to_ycbcr(const uint8_t[:, :, ::1] rgb, uint8_t[:, :, ::1] out) -> None:
+def rgb_to_ycbcr(const uint8_t[:, :, ::1] rgb, uint8_t[:, :, ::1] out, Py_ssize_t first = 0,
+                 Py_ssize_t last = -1) -> None:
     """JFIF BT.601 full range, rounded as libjpeg (+0.5, truncate), into ``out`` (3, H', W'):
-    rows and columns past the image repeat its last ones (padding to whole MCUs)."""
+    rows and columns past the image repeat its last ones (padding to whole MCUs). first, last:
+    convert only the image rows ``first:last`` (−1: to the end; the padding rows with the end)."""
     cdef Py_ssize_t h = rgb.shape[0], w = rgb.shape[1], ph = out.shape[1], pw = out.shape[2]
     cdef Py_ssize_t i, j, k
+    last = h if last < 0 else last
+    if not 0 <= first <= last <= h or ph < h or pw < w:
+        raise ValueError("rows first:last of the image, and an output at least as large, are needed")
     cdef float r, g, b, y, cb, cr
     cdef const uint8_t* src
     cdef uint8_t* o0
     cdef uint8_t* o1
     cdef uint8_t* o2
     with nogil:
-        for i in range(h):
+        for i in range(first, last):
             src = &rgb[i, 0, 0]
             o0 = &out[0, i, 0]
             o1 = &out[1, i, 0]
@@ -51,7 +56,7 @@ def rgb_to_ycbcr(const uint8_t[:, :, ::1] rgb, uint8_t[:, :, ::1] out) -> None:
                 o0[j] = o0[w - 1]
                 o1[j] = o1[w - 1]
                 o2[j] = o2[w - 1]
-        for k in range(3):
+        for k in range(3 if last == h else 0):
             for i in range(h, ph):
                 memcpy(&out[k, i, 0], &out[k, h - 1, 0], pw)
 
@@ -363,6 +368,7 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
     cdef double vcost[64]
     cdef double vzc[64]
     cdef float rates[12 * 64]  # rates[s * 64 + run]: a run of zeros, then a coefficient of size s
+    cdef float cheapest[12]  # the least of rates[s * 64 + run] over the runs
     cdef float q, a, energy, zrl = ac_bits[0xF0], eob = ac_bits[0]
     cdef double best, best1, total, lb, d, d1, base, zi
     cdef int r, s, s1, run, v0
@@ -370,9 +376,13 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
         raise ValueError("64 scales, weights and positions and 256 code lengths are needed")
     if not 0 < qmax < 2048:
         raise ValueError("the AC code range must be 1..2047")
+    if lam < 0 or min(ac_bits) < 0 or min(weight) < 0:  # the path search's bound needs costs ≥ 0
+        raise ValueError("lam, the code lengths and the weights must not be negative")
     for s in range(12):
+        cheapest[s] = 3.4e38
         for run in range(64):
             rates[s * 64 + run] = ac_bits[((run & 15) << 4) | s] + (run >> 4) * zrl
+            cheapest[s] = min(cheapest[s], rates[s * 64 + run])
     with nogil:
         for by in range(nby):
             for bx in range(nbx):
@@ -409,27 +419,27 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
                     bj = 0
                     best1 = 1e30
                     bj1 = 0
-                    if r > 1:
-                        s1 = _nbits_u(r - 1)
-                        d1 = lb * weight[i] * (<double> (a - (r - 1))) * (a - (r - 1)) + s1
-                        for jj in range(nvalid):
-                            run = <int> (i - 1 - vpos[jj])
-                            base = vcost[jj] + (zi - vzc[jj])
-                            total = base + rates[s * 64 + run] + d
-                            if total < best:
-                                best = total
-                                bj = jj
+                    # run ends from the nearest back: every earlier one costs at least the
+                    # zeroing distortion from it (zc only grows, path costs are ≥ 0) plus the
+                    # cheapest rate, so the scan stops once that bound passes both bests;
+                    # ties keep the earliest run end, as a forward scan's first minimum
+                    s1 = _nbits_u(r - 1) if r > 1 else 0
+                    d1 = lb * weight[i] * (<double> (a - (r - 1))) * (a - (r - 1)) + s1 if r > 1 else 0
+                    for jj in range(nvalid - 1, -1, -1):
+                        base = zi - vzc[jj]
+                        if base + cheapest[s] + d > best and (r == 1 or base + cheapest[s1] + d1 > best1):
+                            break
+                        run = <int> (i - 1 - vpos[jj])
+                        base = vcost[jj] + base
+                        total = base + rates[s * 64 + run] + d
+                        if total <= best:
+                            best = total
+                            bj = jj
+                        if r > 1:
                             total = base + rates[s1 * 64 + run] + d1
-                            if total < best1:
+                            if total <= best1:
                                 best1 = total
                                 bj1 = jj
-                    else:
-                        for jj in range(nvalid):
-                            run = <int> (i - 1 - vpos[jj])
-                            total = vcost[jj] + (zi - vzc[jj]) + rates[s * 64 + run] + d
-                            if total < best:
-                                best = total
-                                bj = jj
                     if best1 < best:
                         cost[i] = best1
                         prev[i] = vpos[bj1]

@@ -172,6 +172,20 @@ def huffman_table(const int64_t[::1] freq):
 
 # --- the candidate scans, from each block's nonzero AC coefficients --------------------------
 
+def last_nonzero(const int16_t[:, ::1] coefs):
+    """Each block's last nonzero AC position in zigzag order (0 when it has none), int16."""
+    out = np.empty(coefs.shape[0], dtype=np.int16)
+    cdef int16_t[::1] o = out
+    cdef Py_ssize_t b, k
+    with nogil:
+        for b in range(coefs.shape[0]):
+            k = 63
+            while k > 0 and coefs[b, k] == 0:
+                k -= 1
+            o[b] = <int16_t> k
+    return out
+
+
 def nonzeros(const int16_t[:, ::1] coefs, const Py_ssize_t[::1] idx):
     """Blocks ``idx`` of the zigzag ``coefs`` as lists of their nonzero AC coefficients:
     ``(start, pos, mag)`` — block ``i``'s entries are ``start[i]:start[i + 1]``, positions

@@ -8,6 +8,9 @@ bottom edges to whole MCUs.
 
 from __future__ import annotations
 
+from functools import partial
+from itertools import pairwise
+
 import numpy as np
 
 from quanta.errors import ConfigError
@@ -17,15 +20,22 @@ from quanta.image.jpeg import _kernels
 SUBSAMPLING = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}
 
 
-def rgb_to_ycbcr(rgb: np.ndarray, height: int | None = None, width: int | None = None) -> np.ndarray:
+def rgb_to_ycbcr(rgb: np.ndarray, height: int | None = None, width: int | None = None,
+                 threads: int = 1) -> np.ndarray:
     """uint8 ``(H, W, 3)`` RGB → uint8 ``(3, height, width)`` Y, Cb, Cr (JFIF, full range); a
-    larger ``height``/``width`` (default: the image's) repeats the last row and column."""
+    larger ``height``/``width`` (default: the image's) repeats the last row and column.
+    threads: horizontal strips converted in parallel (the kernel releases the GIL)."""
+    from quanta.image.jpeg._parallel import run_all
+
     h, w = rgb.shape[:2]
     height, width = height or h, width or w
     if height < h or width < w:
         raise ConfigError("the padded size cannot be smaller than the image")
     out = np.empty((3, height, width), dtype=np.uint8)
-    _kernels.rgb_to_ycbcr(np.ascontiguousarray(rgb), out)
+    rgb = np.ascontiguousarray(rgb)
+    cuts = np.linspace(0, h, max(1, min(threads, h)) + 1).round().astype(int)
+    run_all([partial(_kernels.rgb_to_ycbcr, rgb, out, int(a), int(b)) for a, b in pairwise(cuts)],
+            len(cuts) - 1)  # the strip that ends the image also fills the padding rows
     return out
 
 

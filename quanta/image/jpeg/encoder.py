@@ -167,10 +167,11 @@ def _planes(img: np.ndarray, frame: Frame, chroma: str = "box",
     ph, pw = _padded(frame)
     if frame.gray:
         return [pad_to(img, ph, pw)]
-    ycc = rgb_to_ycbcr(img, ph, pw) if ycc is None else ycc[:, :ph, :pw]
+    threads = threads_for(ph * pw // 64)
+    ycc = rgb_to_ycbcr(img, ph, pw, threads) if ycc is None else ycc[:, :ph, :pw]
     c0 = frame.components[0]
     down = DOWNSAMPLERS[chroma]
-    return [ycc[0]] + [down(p, c0.h, c0.v) for p in ycc[1:]]
+    return [ycc[0], *run_all([partial(down, p, c0.h, c0.v) for p in ycc[1:]], threads)]
 
 
 def _scan_order(grids: list[tuple[int, int]], frame: Frame) -> tuple[np.ndarray, np.ndarray]:
@@ -415,7 +416,8 @@ def encode(
         if not fast and img.ndim == 3:
             # converted once, padded for 4:2:0 (the largest MCU), shared with the planes
             widest = _plan(img, quality, subsampling, tables, restart_interval, scale)
-            ycc = rgb_to_ycbcr(img, *_padded(widest))
+            ph, pw = _padded(widest)
+            ycc = rgb_to_ycbcr(img, ph, pw, threads_for(ph * pw // 64))
             subsampling = choose_subsampling(img, widest.qtables[1], ycc)[0]
     frame = _plan(img, quality, subsampling, tables, restart_interval, scale)
     chroma = chroma if chroma is not None else ("box" if fast else CHROMA)

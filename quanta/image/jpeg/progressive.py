@@ -66,8 +66,7 @@ def markers_bits(tables: list[Table], components: int) -> int:
 
 def last_nonzero(coefs: np.ndarray) -> np.ndarray:
     """Each block's last nonzero AC position in zigzag order (0 when it has none), int16."""
-    ac = coefs[:, 1:] != 0
-    return np.where(ac.any(axis=1), 63 - ac[:, ::-1].argmax(axis=1), 0).astype(np.int16)
+    return _scans.last_nonzero(np.ascontiguousarray(coefs, dtype=np.int16))
 
 
 def choose_layout(coefs: np.ndarray, idx: np.ndarray, layouts: tuple[tuple[Scan, ...], ...] = LAYOUTS
