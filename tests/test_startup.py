@@ -28,7 +28,8 @@ def _run(*args: str) -> tuple[int, list[str]]:
     return int(line[1]), (line[2].split(",") if len(line) > 2 and line[2] else [])
 
 
-@pytest.mark.parametrize("kernels", ["quanta.core._kernels", "quanta.image.jpeg._kernels"])
+@pytest.mark.parametrize("kernels", ["quanta.core._kernels", "quanta.image.jpeg._kernels",
+                                     "quanta.image.jpeg._scans", "quanta.audio._kernels"])
 def test_kernels_are_compiled_extensions(kernels):
     import importlib
 

@@ -151,3 +151,39 @@ def test_auto_writes_once_when_the_counts_are_sure_and_keeps_the_smaller_file(ph
             sizes = [len(encode(img, quality=q, progressive=s).data) for s in (False, True)]
             assert len(auto.data) == min(sizes) and auto.progressive == (sizes[1] < sizes[0])
     assert once >= 6, once  # most decisions write one file
+
+
+def _both_builds():
+    from quanta.image.jpeg import _dispatch
+
+    if not _dispatch.portable.cpu_has_avx2():
+        pytest.skip("this processor has no AVX2: only the portable kernels run here")
+    from quanta.image.jpeg import _kernels_avx2
+
+    return _dispatch.portable, _kernels_avx2
+
+
+def test_the_avx2_build_is_the_portable_one_bit_for_bit(monkeypatch, photos):
+    from quanta.image.jpeg import color, dct, quantize
+    from quanta.image.jpeg import entropy as ent
+
+    users = (color, dct, quantize, ent, progressive)
+    outputs = []
+    for build in _both_builds():
+        for mod in users:
+            monkeypatch.setattr(mod, "_kernels", build)
+        files = []
+        for img in photos[:2]:
+            for kw in ({}, {"fast": True}, {"quality": 95, "subsampling": "4:4:4"}, {"quality": 20}):
+                files.append(encode(img, **kw).data)
+            files.append(encode(np.ascontiguousarray(img[:61, :93, 1]), quality=60).data)
+        outputs.append(files)
+    assert outputs[0] == outputs[1]
+
+
+def test_the_kernels_follow_the_setting():
+    from quanta.image.jpeg import _dispatch
+
+    assert _dispatch.choose("portable") is _dispatch.portable
+    chosen = _dispatch.choose("")
+    assert (chosen is not _dispatch.portable) == _dispatch.portable.cpu_has_avx2()

@@ -182,8 +182,22 @@ cdef extern from *:
     static inline int quanta_bit_length(unsigned long long a) {
         return a ? 64 - __builtin_clzll(a) : 0;
     }
+    static int quanta_cpu_has_avx2(void) {
+    #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") != 0;
+    #else
+        return 0;
+    #endif
+    }
     """
     int quanta_bit_length(unsigned long long a) nogil
+    int quanta_cpu_has_avx2()
+
+
+def cpu_has_avx2() -> bool:
+    """Whether this processor (and its operating system) runs AVX2 instructions."""
+    return quanta_cpu_has_avx2() != 0
 
 
 cdef inline int _nbits(int64_t v) noexcept nogil:
@@ -650,24 +664,39 @@ cdef inline void _halves(const float* d, Py_ssize_t cols, double* left, double* 
 
 cdef inline void _fit_row(const uint8_t* p0, const uint8_t* p1, const double* up, const double* cur,
                           const double* down, Py_ssize_t stride, int v, float inv, const float* d,
-                          float* nd, Py_ssize_t cols) noexcept nogil:
+                          float* nd, float* ups, Py_ssize_t cols) noexcept nogil:
     """One Jacobi step on a row of cells: ``nd = clip(d + mean residual)``, the residual of the
     cell's samples (rows ``p0``, ``p1``) against the upsampled row: ``cur`` horizontally filtered
     (left phase, then right ``stride`` further on), blended ¾ : ¼ with the row above (``up``)
-    for the cell's top samples and below (``down``) for its bottom ones when ``v`` is 2."""
+    for the cell's top samples and below (``down``) for its bottom ones when ``v`` is 2.
+    ``ups``: room for 4 × ``cols`` floats (the four upsampled samples of each cell, computed
+    first in plain loops the compiler vectorizes)."""
     cdef Py_ssize_t j
     cdef float res, s
+    cdef float* tl = ups
+    cdef float* tr = ups + cols
+    cdef float* bl = ups + 2 * cols
+    cdef float* br = ups + 3 * cols
+    if v == 1:
+        for j in range(cols):
+            tl[j] = <float> (1.0 * cur[j])
+            tr[j] = <float> (1.0 * cur[stride + j])
+        for j in range(cols):
+            res = (<float> 0) + (p0[2 * j] - tl[j])
+            res = res + (p0[2 * j + 1] - tr[j])
+            s = d[j] + res * inv
+            nd[j] = min(max(s, <float> 0.0), <float> 255.0)
+        return
     for j in range(cols):
-        if v == 1:
-            res = (<float> 0) + (p0[2 * j] - <float> (1.0 * cur[j]))
-            res = res + (p0[2 * j + 1] - <float> (1.0 * cur[stride + j]))
-        else:
-            res = (<float> 0) + (p0[2 * j] - <float> ((<float> 0.75) * cur[j] + (<float> 0.25) * up[j]))
-            res = res + (p0[2 * j + 1] - <float> ((<float> 0.75) * cur[stride + j]
-                                                  + (<float> 0.25) * up[stride + j]))
-            res = res + (p1[2 * j] - <float> ((<float> 0.75) * cur[j] + (<float> 0.25) * down[j]))
-            res = res + (p1[2 * j + 1] - <float> ((<float> 0.75) * cur[stride + j]
-                                                  + (<float> 0.25) * down[stride + j]))
+        tl[j] = <float> ((<float> 0.75) * cur[j] + (<float> 0.25) * up[j])
+        tr[j] = <float> ((<float> 0.75) * cur[stride + j] + (<float> 0.25) * up[stride + j])
+        bl[j] = <float> ((<float> 0.75) * cur[j] + (<float> 0.25) * down[j])
+        br[j] = <float> ((<float> 0.75) * cur[stride + j] + (<float> 0.25) * down[stride + j])
+    for j in range(cols):
+        res = (<float> 0) + (p0[2 * j] - tl[j])
+        res = res + (p0[2 * j + 1] - tr[j])
+        res = res + (p1[2 * j] - bl[j])
+        res = res + (p1[2 * j + 1] - br[j])
         s = d[j] + res * inv
         nd[j] = min(max(s, <float> 0.0), <float> 255.0)
 
@@ -685,6 +714,8 @@ def downsample_fit(const uint8_t[:, ::1] plane, int h, int v, int iterations, ui
     d_arr = np.empty((rows, cols), dtype=np.float32)
     n_arr = np.empty((rows, cols), dtype=np.float32)
     hb_arr = np.empty((3, 2, max(cols, 1)), dtype=np.float64)  # rows i-1, i, i+1; left, right
+    ups_arr = np.empty(4 * max(cols, 1), dtype=np.float32)
+    cdef float[::1] ups = ups_arr
     cdef float[:, ::1] d = d_arr
     cdef float[:, ::1] nd = n_arr
     cdef double[:, :, ::1] hb = hb_arr
@@ -712,7 +743,7 @@ def downsample_fit(const uint8_t[:, ::1] plane, int h, int v, int iterations, ui
                     memmove(&hb[0, 0, 0], &hb[1, 0, 0], 4 * hb.shape[2] * sizeof(double))
                     _halves(&d[min(i + 1, rows - 1), 0], cols, &hb[2, 0, 0], &hb[2, 1, 0])
                 _fit_row(&plane[i * v, 0], &plane[i * v + v - 1, 0], &hb[0, 0, 0], &hb[1, 0, 0],
-                         &hb[2, 0, 0], hb.shape[2], v, inv, &d[i, 0], &nd[i, 0], cols)
+                         &hb[2, 0, 0], hb.shape[2], v, inv, &d[i, 0], &nd[i, 0], &ups[0], cols)
             for i in range(rows):
                 for j in range(cols):
                     d[i, j] = nd[i, j]

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from quanta.core.grid import Grid, QParams, quantize
-from quanta.image.jpeg import _kernels, dct
+from quanta.image.jpeg import dct
+from quanta.image.jpeg._dispatch import _kernels
 from quanta.image.jpeg.tables import ZIGZAG
 
 #: one scale per frequency (axis 1 of the ``(blocks, 64)`` coefficient array)
