@@ -25,4 +25,4 @@ def choose(setting: str | None = None) -> ModuleType:
     return _kernels_avx2
 
 
-_kernels = choose()
+kernels = choose()

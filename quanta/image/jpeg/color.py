@@ -14,7 +14,7 @@ from itertools import pairwise
 import numpy as np
 
 from quanta.errors import ConfigError
-from quanta.image.jpeg._dispatch import _kernels
+from quanta.image.jpeg._dispatch import kernels as _kernels
 
 #: chroma subsampling mode → (horizontal, vertical) luma sampling factors
 SUBSAMPLING = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}

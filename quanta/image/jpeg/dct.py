@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quanta.image.jpeg._dispatch import _kernels
+from quanta.image.jpeg._dispatch import kernels as _kernels
 
 _N = np.arange(8)
 #: 1-D orthonormal DCT matrix: row k is basis function k.

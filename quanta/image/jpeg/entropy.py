@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quanta.image.jpeg._dispatch import _kernels
+from quanta.image.jpeg._dispatch import kernels as _kernels
 
 #: Worst case of one block's entropy-coded bytes (see ``_kernels.pyx``).
 MAX_BYTES_PER_BLOCK: int = _kernels.MAX_BYTES_PER_BLOCK

@@ -20,7 +20,7 @@ import numpy as np
 
 from quanta.errors import ConfigError
 from quanta.image.jpeg import _scans, huffman, writer
-from quanta.image.jpeg._dispatch import _kernels
+from quanta.image.jpeg._dispatch import kernels as _kernels
 from quanta.image.jpeg._parallel import run_all, threads_for
 
 Table = tuple[list[int], list[int]]

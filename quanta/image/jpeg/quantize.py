@@ -12,7 +12,7 @@ import numpy as np
 
 from quanta.core.grid import Grid, QParams, quantize
 from quanta.image.jpeg import dct
-from quanta.image.jpeg._dispatch import _kernels
+from quanta.image.jpeg._dispatch import kernels as _kernels
 from quanta.image.jpeg.tables import ZIGZAG
 
 #: one scale per frequency (axis 1 of the ``(blocks, 64)`` coefficient array)
