@@ -47,3 +47,32 @@ def test_file_commands_import_no_jit_and_nothing_heavy(tmp_path):
                  ["--version"]):
         rc, heavy = _run(*args)
         assert rc == 0 and heavy == [], (args, heavy)
+
+
+BLAS_PROBE = """
+import os, sys
+from quanta.cli.main import main
+rc = main(sys.argv[1:])
+print("BLAS", rc, os.environ.get("OPENBLAS_NUM_THREADS", "unset"))
+"""
+
+
+@pytest.mark.parametrize("user", [None, "3"])
+def test_image_and_audio_commands_run_numpys_blas_on_one_thread(tmp_path, user):
+    import os
+
+    png = tmp_path / "in.png"
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(png)
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if user:
+        env["OPENBLAS_NUM_THREADS"] = user
+    seen = {}
+    for name, args in (("image", ["image", "encode", str(png), str(tmp_path / "o.jpg")]),
+                       ("version", ["--version"])):
+        r = subprocess.run([sys.executable, "-c", BLAS_PROBE, *args], capture_output=True, text=True,
+                           timeout=120, env=env)
+        line = [x for x in r.stdout.splitlines() if x.startswith("BLAS")][-1].split()
+        assert line[1] == "0", r.stderr
+        seen[name] = line[2]
+    assert seen == ({"image": "1", "version": "unset"} if user is None else {"image": "3", "version": "3"})
+

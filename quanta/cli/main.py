@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     args, debug = _normalise(list(sys.argv[1:] if argv is None else argv))
     if not args:
         args = ["--help"]
+    if args[0] in ("image", "audio"):  # their work is quanta's kernels, not numpy's BLAS
+        from quanta.threads import blas_on_one_thread
+
+        blas_on_one_thread()
     # SIGTERM raises Terminated and SIGINT KeyboardInterrupt (even where a background shell
     # started us with SIGINT ignored), so that temporary outputs are removed either way.
     stops = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)

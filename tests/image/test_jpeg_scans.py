@@ -52,7 +52,7 @@ def test_every_candidate_scan_counts_as_the_written_scan_does(n, density, scale)
     last = progressive.last_nonzero(coefs)
     scans = np.asarray(SCANS, dtype=np.int32)
     freq = np.empty((len(SCANS), 256), np.int64)
-    bits = _scans.scan_bits(*_scans.nonzeros(coefs, idx), scans, freq, 100)
+    bits = _scans.scan_bits(*_scans.nonzeros(coefs, idx, last), scans, freq, 100)
     for k, scan in enumerate(SCANS):
         want, extra = _kernels.count_progressive(coefs, np.zeros(0, np.int8), np.zeros(1, np.int64), last,
                                                  idx, *scan)
@@ -70,14 +70,14 @@ def test_long_end_of_band_runs_and_correction_bits_are_flushed_as_written():
     last = progressive.last_nonzero(coefs)
     for scan in [(1, 63, 0, 0), (1, 63, 2, 1), (1, 63, 1, 0), (41, 63, 0, 0)]:
         freq = np.empty((1, 256), np.int64)
-        _scans.scan_bits(*_scans.nonzeros(coefs, idx), np.asarray([scan], np.int32), freq, 0)
+        _scans.scan_bits(*_scans.nonzeros(coefs, idx, last), np.asarray([scan], np.int32), freq, 0)
         want, _ = _kernels.count_progressive(coefs, np.zeros(0, np.int8), np.zeros(1, np.int64), last,
                                              idx, *scan)
         assert np.array_equal(freq[0], want[2]), scan
 
 
 def test_scan_bits_refuses_what_is_not_an_ac_scan():
-    lists = _scans.nonzeros(np.zeros((2, 64), np.int16), np.arange(2, dtype=np.intp))
+    lists = _scans.nonzeros(np.zeros((2, 64), np.int16), np.arange(2, dtype=np.intp), np.zeros(2, np.int16))
     for scan in [(0, 0, 0, 0), (5, 4, 0, 0), (1, 64, 0, 0), (1, 63, 0, 14)]:
         with pytest.raises(ValueError):
             _scans.scan_bits(*lists, np.asarray([scan], np.int32), np.empty((1, 256), np.int64), 0)

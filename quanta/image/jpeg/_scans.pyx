@@ -71,6 +71,7 @@ cdef int _table(const int64_t* freq, int* bits, int* vals) noexcept nogil:
     cdef int n = 0, i, j, c1, c2, top, k, count = 0
     cdef int64_t total = 0
     cdef int hist[33]
+    cdef int first[33]
     for i in range(256):
         f[i] = freq[i]
         total += freq[i]
@@ -131,11 +132,20 @@ cdef int _table(const int64_t* freq, int* bits, int* vals) noexcept nogil:
     hist[i] -= 1  # the reserved symbol's code
     for i in range(1, 17):
         bits[i] = hist[i]
+    # symbols by their unlimited length, then value (a counting sort): the order K.3's lengths go to
+    for k in range(33):
+        first[k] = 0
+    for i in range(256):
+        first[codesize[i]] += 1
+    count = 0
     for k in range(1, 33):
-        for i in range(256):
-            if codesize[i] == k:
-                vals[count] = i
-                count += 1
+        j = first[k]
+        first[k] = count
+        count += j
+    for i in range(256):
+        if codesize[i] > 0:
+            vals[first[codesize[i]]] = i
+            first[codesize[i]] += 1
     return count
 
 
@@ -186,37 +196,37 @@ def last_nonzero(const int16_t[:, ::1] coefs):
     return out
 
 
-def nonzeros(const int16_t[:, ::1] coefs, const Py_ssize_t[::1] idx):
+def nonzeros(const int16_t[:, ::1] coefs, const Py_ssize_t[::1] idx, const int16_t[::1] last):
     """Blocks ``idx`` of the zigzag ``coefs`` as lists of their nonzero AC coefficients:
     ``(start, pos, mag)`` — block ``i``'s entries are ``start[i]:start[i + 1]``, positions
-    (1..63, increasing) and magnitudes ``|v|``."""
-    cdef Py_ssize_t n = idx.shape[0], i, k, b, m = 0
+    (1..63, increasing) and magnitudes ``|v|``. ``last``: each block's last nonzero AC position
+    (:func:`last_nonzero`; nothing after it is read)."""
+    cdef Py_ssize_t n = idx.shape[0], i, k, b, m = 0, room = 0
+    if last.shape[0] != coefs.shape[0]:
+        raise ValueError("one last position per block is needed")
+    for i in range(n):
+        if not 0 <= idx[i] < coefs.shape[0] or not 0 <= last[idx[i]] <= 63:
+            raise ValueError("block indices within coefs and last positions 0..63 are needed")
+        room += last[idx[i]]
     start_arr = np.empty(n + 1, dtype=np.int64)
+    pos_arr = np.empty(max(room, 1), dtype=np.uint8)
+    mag_arr = np.empty(max(room, 1), dtype=np.uint16)
     cdef int64_t[::1] start = start_arr
-    with nogil:
-        for i in range(n):
-            b = idx[i]
-            for k in range(1, 64):
-                if coefs[b, k] != 0:
-                    m += 1
-    pos_arr = np.empty(max(m, 1), dtype=np.uint8)
-    mag_arr = np.empty(max(m, 1), dtype=np.uint16)
     cdef uint8_t[::1] pos = pos_arr
     cdef uint16_t[::1] mag = mag_arr
     cdef int v
-    m = 0
     with nogil:
         for i in range(n):
             start[i] = m
             b = idx[i]
-            for k in range(1, 64):
+            for k in range(1, last[b] + 1):
                 v = coefs[b, k]
                 if v != 0:
                     pos[m] = <uint8_t> k
                     mag[m] = <uint16_t> (v if v > 0 else -v)
                     m += 1
         start[n] = m
-    return start_arr, pos_arr, mag_arr
+    return start_arr, pos_arr[:max(m, 1)], mag_arr[:max(m, 1)]
 
 
 cdef struct Count:
@@ -237,36 +247,41 @@ cdef inline void _flush(Count* c) noexcept nogil:
         c.pending = 0
 
 
-cdef void _first(const int64_t* start, const uint8_t* pos, const uint16_t* mag, Py_ssize_t n,
-                 int ss, int se, int al, Count* c) noexcept nogil:
-    """A first AC scan (band ``ss..se`` of ``|v| >> al``), counted as ``_kernels._ac_first``."""
+cdef void _firsts(const int64_t* start, const uint8_t* pos, const uint16_t* mag, Py_ssize_t n,
+                  int bands, const int* ss, const int* se, int al, Count* c) noexcept nogil:
+    """First AC scans of several bands (``ss[k]..se[k]``) at one point transform ``al``, in one
+    pass over the entries: each counted into ``c[k]`` as ``_kernels._ac_first`` writes it (band
+    ``ss..se`` of ``|v| >> al``; empty band ends joined into EOB runs)."""
     cdef Py_ssize_t i, e
-    cdef int p, prev, run, s, m
+    cdef int p, run, s, m, k
+    cdef int prev[16]
     for i in range(n):
-        prev = ss
+        for k in range(bands):
+            prev[k] = ss[k]
         for e in range(start[i], start[i + 1]):
-            p = pos[e]
-            if p < ss:
-                continue
-            if p > se:
-                break
             m = mag[e] >> al
             if m == 0:
                 continue
-            run = p - prev
-            _flush(c)
-            while run > 15:
-                c.freq[0xF0] += 1
-                run -= 16
+            p = pos[e]
             s = quanta_scan_bit_length(<unsigned long long> m)
-            c.freq[(run << 4) | s] += 1
-            c.extra += s
-            prev = p + 1
-        if prev <= se:  # zeros to the band's end: the block joins the EOB run
-            c.eobrun += 1
-            if c.eobrun == 0x7FFF:
-                _flush(c)
-    _flush(c)
+            for k in range(bands):
+                if p < ss[k] or p > se[k]:
+                    continue
+                run = p - prev[k]
+                _flush(&c[k])
+                while run > 15:
+                    c[k].freq[0xF0] += 1
+                    run -= 16
+                c[k].freq[(run << 4) | s] += 1
+                c[k].extra += s
+                prev[k] = p + 1
+        for k in range(bands):
+            if prev[k] <= se[k]:  # zeros to the band's end: the block joins the EOB run
+                c[k].eobrun += 1
+                if c[k].eobrun == 0x7FFF:
+                    _flush(&c[k])
+    for k in range(bands):
+        _flush(&c[k])
 
 
 cdef void _refine(const int64_t* start, const uint8_t* pos, const uint16_t* mag, Py_ssize_t n,
@@ -351,10 +366,14 @@ def scan_bits(const int64_t[::1] start, const uint8_t[::1] pos, const uint16_t[:
     its symbol counts into ``freq[k]`` (256) and its size in bits — Huffman codes with its own
     optimal table, raw bits, 8 bits per table symbol and ``header_bits`` (before stuffing).
     Scans at the same point transform share one list of the entries they see."""
-    cdef Py_ssize_t k, s, n = start.shape[0] - 1
-    cdef Count c
+    cdef Py_ssize_t k, s, j, n = start.shape[0] - 1
     cdef Lists lists[14]
-    cdef int al, failed = 0
+    cdef int al, nb, failed = 0
+    cdef int member[16]
+    cdef int lo[16]
+    cdef int hi[16]
+    cdef Count group[16]
+    cdef Count* counts
     if freq.shape[0] != scans.shape[0] or freq.shape[1] != 256 or scans.shape[1] != 4:
         raise ValueError("one row of 256 counts per (Ss, Se, Ah, Al) scan is needed")
     if n < 0 or (n > 0 and start[n] > pos.shape[0]) or pos.shape[0] != mag.shape[0]:
@@ -368,6 +387,9 @@ def scan_bits(const int64_t[::1] start, const uint8_t[::1] pos, const uint16_t[:
         lists[al].start = NULL
         lists[al].pos = NULL
         lists[al].mag = NULL
+    counts = <Count*> malloc(max(scans.shape[0], 1) * sizeof(Count))
+    if counts == NULL:
+        raise MemoryError()
     with nogil:
         for k in range(scans.shape[0]):
             al = scans[k, 3]
@@ -376,21 +398,36 @@ def scan_bits(const int64_t[::1] start, const uint8_t[::1] pos, const uint16_t[:
                 break
             for s in range(256):
                 freq[k, s] = 0
-            c.freq = &freq[k, 0]
-            c.extra = 0
-            c.eobrun = 0
-            c.pending = 0
-            if scans[k, 2] == 0:
-                _first(lists[al].start, lists[al].pos, lists[al].mag, n, scans[k, 0], scans[k, 1], al, &c)
-            else:
-                _refine(lists[al].start, lists[al].pos, lists[al].mag, n, scans[k, 0], scans[k, 1], al, &c)
+            counts[k].freq = &freq[k, 0]
+            counts[k].extra = 0
+            counts[k].eobrun = 0
+            counts[k].pending = 0
+            if scans[k, 2] != 0:
+                _refine(lists[al].start, lists[al].pos, lists[al].mag, n, scans[k, 0], scans[k, 1], al,
+                        &counts[k])
+        for al in range(14 if not failed else 0):  # the first scans of each point transform together
+            nb = 0
+            for k in range(scans.shape[0]):
+                if scans[k, 3] == al and scans[k, 2] == 0:
+                    member[nb] = <int> k
+                    lo[nb] = scans[k, 0]
+                    hi[nb] = scans[k, 1]
+                    group[nb] = counts[k]
+                    nb += 1
+                if nb == 16 or (nb > 0 and k == scans.shape[0] - 1):
+                    _firsts(lists[al].start, lists[al].pos, lists[al].mag, n, nb, lo, hi, al, group)
+                    for j in range(nb):
+                        counts[member[j]] = group[j]
+                    nb = 0
+        for k in range(scans.shape[0] if not failed else 0):
             o[k] = _table_bits(&freq[k, 0])
             if o[k] >= 0:
-                o[k] += c.extra + header_bits
+                o[k] += counts[k].extra + header_bits
         for al in range(14):
             free(lists[al].start)
             free(lists[al].pos)
             free(lists[al].mag)
+        free(counts)
     if failed:
         raise MemoryError()
     return out

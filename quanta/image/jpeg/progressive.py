@@ -70,15 +70,17 @@ def last_nonzero(coefs: np.ndarray) -> np.ndarray:
     return _scans.last_nonzero(np.ascontiguousarray(coefs, dtype=np.int16))
 
 
-def choose_layout(coefs: np.ndarray, idx: np.ndarray, layouts: tuple[tuple[Scan, ...], ...] = LAYOUTS
+def choose_layout(coefs: np.ndarray, idx: np.ndarray, last: np.ndarray,
+                  layouts: tuple[tuple[Scan, ...], ...] = LAYOUTS
                   ) -> tuple[tuple[Scan, ...], list[np.ndarray], int]:
-    """The smallest AC layout for the blocks ``idx`` of one component: its scans, each scan's
+    """The smallest AC layout for the blocks ``idx`` of one component (``last``: each block's
+    :func:`last_nonzero`): its scans, each scan's
     symbol counts (256) and the layout's size in bits (before stuffing). Every distinct
     candidate scan is counted once, exactly, from the blocks' nonzero coefficients and sized
     with its own optimal table (``_scans.scan_bits``); ties keep the earlier layout."""
     distinct = sorted({s for lay in layouts for s in lay})
     freq = np.empty((len(distinct), 256), dtype=np.int64)
-    bits = _scans.scan_bits(*_scans.nonzeros(coefs, idx), np.asarray(distinct, dtype=np.int32), freq,
+    bits = _scans.scan_bits(*_scans.nonzeros(coefs, idx, last), np.asarray(distinct, dtype=np.int32), freq,
                             _HEADER_BITS)
     if (bits < 0).any():
         raise ConfigError("Huffman code length overflow")
@@ -140,7 +142,7 @@ def plan(coefs: np.ndarray, comp: np.ndarray, selectors: np.ndarray, ids: list[i
 
     def component(geo: Geometry) -> tuple[np.ndarray, tuple[Scan, ...], list[np.ndarray], int]:
         idx = geo.index()
-        return idx, *choose_layout(coefs, idx, layouts)
+        return idx, *choose_layout(coefs, idx, last, layouts)
 
     # components are independent: their layout searches run in parallel threads on large images
     chosen = run_all([partial(component, g) for g in geometry], threads_for(coefs.shape[0]))
