@@ -182,6 +182,30 @@ cdef extern from *:
     static inline int quanta_bit_length(unsigned long long a) {
         return a ? 64 - __builtin_clzll(a) : 0;
     }
+    static inline int quanta_lowest_bit(unsigned long long a) {
+        return __builtin_ctzll(a);
+    }
+    #include <stdint.h>
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    /* bit k set where the k-th of 64 int16 values is nonzero */
+    static inline unsigned long long quanta_nonzero_mask(const int16_t* c) {
+        unsigned long long m = 0;
+    #if defined(__SSE2__)
+        const __m128i z = _mm_setzero_si128();
+        for (int i = 0; i < 64; i += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i*) (c + i));
+            __m128i b = _mm_loadu_si128((const __m128i*) (c + i + 8));
+            int zero = _mm_movemask_epi8(_mm_packs_epi16(_mm_cmpeq_epi16(a, z), _mm_cmpeq_epi16(b, z)));
+            m |= (unsigned long long) (~zero & 0xFFFF) << i;
+        }
+    #else
+        for (int k = 0; k < 64; k++)
+            m |= (unsigned long long) (c[k] != 0) << k;
+    #endif
+        return m;
+    }
     static int quanta_cpu_has_avx2(void) {
     #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
         __builtin_cpu_init();
@@ -192,6 +216,8 @@ cdef extern from *:
     }
     """
     int quanta_bit_length(unsigned long long a) nogil
+    int quanta_lowest_bit(unsigned long long a) nogil
+    uint64_t quanta_nonzero_mask(const int16_t* c) nogil
     int quanta_cpu_has_avx2()
 
 
@@ -282,8 +308,9 @@ cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
     """One pass over the blocks: DC differences, AC run-lengths, restart intervals; each
     symbol counted or written (``cd.freq``)."""
     cdef int64_t pred[4]
-    cdef Py_ssize_t b, k, c, t
+    cdef Py_ssize_t b, k, c, t, prev
     cdef int64_t v, diff
+    cdef uint64_t mask
     cdef int s, run, rst = 0
     pred[0] = pred[1] = pred[2] = pred[3] = 0
     for b in range(coefs.shape[0]):
@@ -304,20 +331,21 @@ cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
         _symbol(cd, dc_tbl[c], s)
         _value(cd, diff, s)
         t = 2 + ac_tbl[c]
-        run = 0
-        for k in range(1, 64):
-            v = coefs[b, k]
-            if v == 0:
-                run += 1
-                continue
+        prev = 0
+        mask = quanta_nonzero_mask(&coefs[b, 0]) & ~(<uint64_t> 1)  # the AC coefficients only
+        while mask:  # the nonzero coefficients in zigzag order; the zeros between are runs
+            k = quanta_lowest_bit(mask)
+            mask &= mask - 1
+            run = <int> (k - prev - 1)
             while run > 15:
                 _symbol(cd, t, 0xF0)
                 run -= 16
+            v = coefs[b, k]
             s = _nbits(v)
             _symbol(cd, t, (run << 4) | s)
             _value(cd, v, s)
-            run = 0
-        if run > 0:
+            prev = k
+        if prev < 63:
             _symbol(cd, t, 0)
     if cd.freq == NULL and cd.bw.nacc > 0:
         _put(&cd.bw, 0x7F, 7)
@@ -519,25 +547,34 @@ cdef void _dc_scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const in
         _value(cd, diff, s)
 
 
+cdef inline uint64_t _band(int ss, int se) noexcept nogil:
+    """Bits ``ss..se`` of a 64-bit mask."""
+    cdef uint64_t upto = <uint64_t> 0xFFFFFFFFFFFFFFFF if se >= 63 else ((<uint64_t> 1) << (se + 1)) - 1
+    return upto & ~(((<uint64_t> 1) << ss) - 1)
+
+
 cdef void _ac_first(const int16_t[:, ::1] blocks, const int16_t[::1] last, const Py_ssize_t[::1] idx,
                     int ss, int se, int al, Coder* cd) noexcept nogil:
     """A first AC scan of one component: band ``ss..se`` of ``|v| >> al`` (sign kept), runs of
-    empty bands coded as EOBRUN. ``last[b]``: block ``b``'s last nonzero AC position (0: none);
-    the coefficients after it are zeros and are not read."""
-    cdef Py_ssize_t i, b, k, hi
+    empty bands coded as EOBRUN. Only the band's nonzero coefficients are visited (a bit mask
+    per block); ``last`` is not needed here (the refining scan's signature)."""
+    cdef Py_ssize_t i, b, k, prev
     cdef int run, eobrun = 0, s, zero = 0
     cdef int64_t v, m
+    cdef uint64_t bits, band = _band(ss, se)
     cdef char none[1]
     for i in range(idx.shape[0]):
         b = idx[i]
-        run = 0
-        hi = min(<Py_ssize_t> se, <Py_ssize_t> last[b])
-        for k in range(ss, hi + 1):
+        prev = ss
+        bits = quanta_nonzero_mask(&blocks[b, 0]) & band
+        while bits:
+            k = quanta_lowest_bit(bits)
+            bits &= bits - 1
             v = blocks[b, k]
             m = (v if v >= 0 else -v) >> al
             if m == 0:
-                run += 1
                 continue
+            run = <int> (k - prev)
             _eobrun(cd, &eobrun, none, &zero)
             while run > 15:
                 _symbol(cd, 2, 0xF0)
@@ -545,10 +582,8 @@ cdef void _ac_first(const int16_t[:, ::1] blocks, const int16_t[::1] last, const
             s = _nbits(m)
             _symbol(cd, 2, (run << 4) | s)
             _value(cd, m if v >= 0 else -m, s)
-            run = 0
-        if hi < se:
-            run += <int> (se - max(hi, ss - 1))  # the unread zeros after the last nonzero
-        if run > 0:
+            prev = k + 1
+        if prev <= se:  # zeros to the band's end: the block joins the EOB run
             eobrun += 1
             if eobrun == 0x7FFF:
                 _eobrun(cd, &eobrun, none, &zero)
