@@ -165,16 +165,18 @@ def forward_quantize(const uint8_t[:, ::1] plane, const float[:, ::1] c, const f
     :func:`quanta.core.grid.quantize` on that grid (float32, ties to even)."""
     cdef Py_ssize_t nbx = plane.shape[1] // 8, nby = plane.shape[0] // 8, by, bx, k, n, row
     cdef float f[64]
-    cdef float q
+    cdef float qn[64]
+    if scale.shape[0] != 64 or order.shape[0] != 64:
+        raise ValueError("64 scales and 64 positions are needed")
     with nogil:
         for by in range(nby):
             for bx in range(nbx):
                 row = dest[by * nbx + bx]
                 _dct_block(&plane[by * 8, bx * 8], plane.shape[1], &c[0, 0], f)
+                for n in range(64):  # in natural order first (vector lanes), then to zigzag
+                    qn[n] = min(max(rintf(f[n] / scale[n] + (<float> 0.0)), qmin), qmax)
                 for k in range(64):
-                    n = order[k]
-                    q = rintf(f[n] / scale[n] + (<float> 0.0))
-                    out[row, k] = <int16_t> min(max(q, qmin), qmax)
+                    out[row, k] = <int16_t> qn[order[k]]
 
 
 cdef extern from *:
@@ -401,6 +403,7 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
     cdef Py_ssize_t i, j, jj, nvalid, end, bj, bj1
     cdef float f[64]
     cdef float x[64]
+    cdef float xn[64]
     cdef double zc[64]
     cdef double cost[64]
     cdef int prev[64]
@@ -411,7 +414,7 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
     cdef double vzc[64]
     cdef float rates[12 * 64]  # rates[s * 64 + run]: a run of zeros, then a coefficient of size s
     cdef float cheapest[12]  # the least of rates[s * 64 + run] over the runs
-    cdef float q, a, energy, zrl = ac_bits[0xF0], eob = ac_bits[0]
+    cdef float q, a, amax, energy, zrl = ac_bits[0xF0], eob = ac_bits[0]
     cdef double best, best1, total, lb, d, d1, base, zi
     cdef int r, s, s1, run, v0
     if scale.shape[0] != 64 or ac_bits.shape[0] != 256 or weight.shape[0] != 64 or order.shape[0] != 64:
@@ -433,9 +436,18 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
                 q = rintf(f[0] / scale[0] + (<float> 0.0))
                 out[row, 0] = <int16_t> min(max(q, -qmax), qmax)
                 energy = 0
+                amax = 0
+                for n in range(64):  # steps in natural order first (vector lanes)
+                    xn[n] = f[n] / scale[n]
+                for n in range(1, 64):
+                    amax = max(amax, xn[n] if xn[n] >= 0 else -xn[n])
+                if amax <= <float> 0.5:  # every AC coefficient rounds to 0: nothing to choose
+                    for k in range(1, 64):
+                        out[row, k] = 0
+                    continue
                 for k in range(1, 64):
                     n = order[k]
-                    x[k] = f[n] / scale[n]
+                    x[k] = xn[n]
                     energy = energy + f[n] * f[n]
                     out[row, k] = 0
                 lb = lam if e0 <= 0 else lam / (1 + energy / (63 * e0))
