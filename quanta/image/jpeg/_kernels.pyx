@@ -704,9 +704,12 @@ cdef inline void _halves(const float* d, Py_ssize_t cols, double* left, double* 
     """One row of the horizontal triangle filter, both phases: ``¾·d[j] + ¼·d[j∓1]`` (edges
     replicated), in double as the upsampling error's expression computes it."""
     cdef Py_ssize_t j
-    for j in range(cols):
-        left[j] = 0.75 * d[j] + 0.25 * d[j - 1 if j > 0 else 0]
-        right[j] = 0.75 * d[j] + 0.25 * d[j + 1 if j + 1 < cols else cols - 1]
+    left[0] = 0.75 * d[0] + 0.25 * d[0]
+    for j in range(1, cols):
+        left[j] = 0.75 * d[j] + 0.25 * d[j - 1]
+    for j in range(cols - 1):
+        right[j] = 0.75 * d[j] + 0.25 * d[j + 1]
+    right[cols - 1] = 0.75 * d[cols - 1] + 0.25 * d[cols - 1]
 
 
 cdef inline void _fit_row(const uint8_t* p0, const uint8_t* p1, const double* up, const double* cur,
@@ -755,45 +758,61 @@ def downsample_fit(const uint8_t[:, ::1] plane, int h, int v, int iterations, ui
 
     Each step filters every row horizontally once (both phases, three rows kept: the row and
     its neighbours) and blends rows vertically per output sample: ``¾·row + ¼·neighbour``."""
-    cdef Py_ssize_t rows = out.shape[0], cols = out.shape[1], i, j, a, b, it
+    cdef Py_ssize_t rows = out.shape[0], cols = out.shape[1], i, j, it
     if h != 2 or v not in (1, 2) or plane.shape[0] < rows * v or plane.shape[1] < cols * h:
         raise ValueError("2x1 or 2x2 cells of a plane at least rows*v by cols*h are needed")
     d_arr = np.empty((rows, cols), dtype=np.float32)
     n_arr = np.empty((rows, cols), dtype=np.float32)
-    hb_arr = np.empty((3, 2, max(cols, 1)), dtype=np.float64)  # rows i-1, i, i+1; left, right
+    hb_arr = np.empty((3, 2, max(cols, 1)), dtype=np.float64)  # three filtered rows: left, right
     ups_arr = np.empty(4 * max(cols, 1), dtype=np.float32)
     cdef float[::1] ups = ups_arr
-    cdef float[:, ::1] d = d_arr
-    cdef float[:, ::1] nd = n_arr
+    cdef float[:, ::1] dv = d_arr
+    cdef float[:, ::1] nv = n_arr
     cdef double[:, :, ::1] hb = hb_arr
+    cdef float* d = &dv[0, 0] if rows and cols else NULL
+    cdef float* nd = &nv[0, 0] if rows and cols else NULL
+    cdef float* t
+    cdef double* up
+    cdef double* cur
+    cdef double* down
+    cdef double* spare
+    cdef const uint8_t* r0
+    cdef const uint8_t* r1
     cdef float s
     cdef float inv = 1.0 / (h * v)
     if rows == 0 or cols == 0:
         return
     with nogil:
-        for i in range(rows):
+        for i in range(rows):  # box averages, the cell's samples summed in raster order
+            r0 = &plane[i * v, 0]
+            r1 = &plane[i * v + v - 1, 0]
             for j in range(cols):
-                s = 0
-                for a in range(v):
-                    for b in range(h):
-                        s = s + plane[i * v + a, j * h + b]
-                d[i, j] = s * inv
+                s = (<float> 0) + r0[2 * j]
+                s = s + r0[2 * j + 1]
+                if v == 2:
+                    s = s + r1[2 * j]
+                    s = s + r1[2 * j + 1]
+                d[i * cols + j] = s * inv
         for it in range(iterations):
-            _halves(&d[0, 0], cols, &hb[1, 0, 0], &hb[1, 1, 0])
+            up, cur, down = &hb[0, 0, 0], &hb[1, 0, 0], &hb[2, 0, 0]
+            _halves(d, cols, cur, cur + hb.shape[2])
             if v == 2:
-                _halves(&d[0, 0], cols, &hb[0, 0, 0], &hb[0, 1, 0])  # row −1: the edge replicated
-                _halves(&d[min(1, rows - 1), 0], cols, &hb[2, 0, 0], &hb[2, 1, 0])
+                _halves(d, cols, up, up + hb.shape[2])  # row −1: the edge replicated
+                _halves(d + min(1, rows - 1) * cols, cols, down, down + hb.shape[2])
             for i in range(rows):
                 if i > 0 and v == 1:
-                    _halves(&d[i, 0], cols, &hb[1, 0, 0], &hb[1, 1, 0])
+                    _halves(d + i * cols, cols, cur, cur + hb.shape[2])
                 elif i > 0:  # the three filtered rows move up by one; the next row filtered
-                    memmove(&hb[0, 0, 0], &hb[1, 0, 0], 4 * hb.shape[2] * sizeof(double))
-                    _halves(&d[min(i + 1, rows - 1), 0], cols, &hb[2, 0, 0], &hb[2, 1, 0])
-                _fit_row(&plane[i * v, 0], &plane[i * v + v - 1, 0], &hb[0, 0, 0], &hb[1, 0, 0],
-                         &hb[2, 0, 0], hb.shape[2], v, inv, &d[i, 0], &nd[i, 0], &ups[0], cols)
-            for i in range(rows):
-                for j in range(cols):
-                    d[i, j] = nd[i, j]
+                    spare = up
+                    up = cur
+                    cur = down
+                    down = spare
+                    _halves(d + min(i + 1, rows - 1) * cols, cols, down, down + hb.shape[2])
+                _fit_row(&plane[i * v, 0], &plane[i * v + v - 1, 0], up, cur, down, hb.shape[2], v, inv,
+                         d + i * cols, nd + i * cols, &ups[0], cols)
+            t = d  # the new samples become the current ones
+            d = nd
+            nd = t
         for i in range(rows):
             for j in range(cols):
-                out[i, j] = <uint8_t> <int> (d[i, j] + <float> 0.5)
+                out[i, j] = <uint8_t> <int> (d[i * cols + j] + <float> 0.5)
