@@ -12,6 +12,7 @@ correction bits, and its header bytes) from the blocks' nonzero coefficients by 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import partial
 from itertools import pairwise
@@ -74,19 +75,28 @@ def choose_layout(coefs: np.ndarray, idx: np.ndarray, last: np.ndarray,
                   layouts: tuple[tuple[Scan, ...], ...] = LAYOUTS
                   ) -> tuple[tuple[Scan, ...], list[np.ndarray], int]:
     """The smallest AC layout for the blocks ``idx`` of one component (``last``: each block's
-    :func:`last_nonzero`): its scans, each scan's
-    symbol counts (256) and the layout's size in bits (before stuffing). Every distinct
+    :func:`last_nonzero`): its scans, each scan's symbol counts (256) and the layout's size in
+    bits (before stuffing). Every distinct
     candidate scan is counted once, exactly, from the blocks' nonzero coefficients and sized
     with its own optimal table (``_scans.scan_bits``); ties keep the earlier layout."""
-    distinct = sorted({s for lay in layouts for s in lay})
+    distinct, rows = _candidates(layouts)
     freq = np.empty((len(distinct), 256), dtype=np.int64)
-    bits = _scans.scan_bits(*_scans.nonzeros(coefs, idx, last), np.asarray(distinct, dtype=np.int32), freq,
-                            _HEADER_BITS)
+    bits = _scans.scan_bits(*_scans.nonzeros(coefs, idx, last), distinct, freq, _HEADER_BITS)
     if (bits < 0).any():
         raise ConfigError("Huffman code length overflow")
-    row = {s: k for k, s in enumerate(distinct)}
-    best = min(layouts, key=lambda lay: sum(int(bits[row[s]]) for s in lay))
-    return best, [freq[row[s]] for s in best], sum(int(bits[row[s]]) for s in best)
+    sizes = rows @ bits  # each layout's bits (rows: which distinct scans it holds)
+    best = int(np.argmin(sizes))  # the first smallest: ties keep the earlier layout
+    row = {s: k for k, s in enumerate(map(tuple, distinct.tolist()))}
+    return layouts[best], [freq[row[s]] for s in layouts[best]], int(sizes[best])
+
+
+@functools.cache
+def _candidates(layouts: tuple[tuple[Scan, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct scans of ``layouts`` (int32 ``(k, 4)``) and which of them each layout holds
+    (int64 ``(layouts, k)`` of 0/1)."""
+    distinct = sorted({s for lay in layouts for s in lay})
+    rows = np.array([[int(s in lay) for s in distinct] for lay in layouts], dtype=np.int64)
+    return np.asarray(distinct, dtype=np.int32), rows
 
 
 def _lookup(dc: list[Table], ac: Table | None) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ table entry: codes ``round(F / Q)`` in ``[-1024, 1023]`` (the baseline range of 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +80,15 @@ class Trellis:
     high_weight: float = 1.0
 
     def weights(self) -> np.ndarray:
-        return np.linspace(1.0, self.high_weight, 64, dtype=np.float32)
+        return _weights(self.high_weight)
+
+
+@functools.cache
+def _weights(high: float) -> np.ndarray:
+    """The 64 distortion weights from 1 to ``high`` (read-only: shared between calls)."""
+    w = np.linspace(1.0, high, 64, dtype=np.float32)
+    w.flags.writeable = False
+    return w
 
 
 def transform_trellis(plane: np.ndarray, table: np.ndarray, ac_bits: np.ndarray,
