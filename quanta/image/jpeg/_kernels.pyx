@@ -404,6 +404,8 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
     cdef float f[64]
     cdef float x[64]
     cdef float xn[64]
+    cdef float ax[64]
+    cdef int rr[64]
     cdef double zc[64]
     cdef double cost[64]
     cdef int prev[64]
@@ -414,9 +416,9 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
     cdef double vzc[64]
     cdef float rates[12 * 64]  # rates[s * 64 + run]: a run of zeros, then a coefficient of size s
     cdef float cheapest[12]  # the least of rates[s * 64 + run] over the runs
-    cdef float q, a, amax, energy, zrl = ac_bits[0xF0], eob = ac_bits[0]
+    cdef float q, a, energy, zrl = ac_bits[0xF0], eob = ac_bits[0]
     cdef double best, best1, total, lb, d, d1, base, zi
-    cdef int r, s, s1, run, v0
+    cdef int r, s, s1, run, v0, big
     if scale.shape[0] != 64 or ac_bits.shape[0] != 256 or weight.shape[0] != 64 or order.shape[0] != 64:
         raise ValueError("64 scales, weights and positions and 256 code lengths are needed")
     if not 0 < qmax < 2048:
@@ -436,12 +438,12 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
                 q = rintf(f[0] / scale[0] + (<float> 0.0))
                 out[row, 0] = <int16_t> min(max(q, -qmax), qmax)
                 energy = 0
-                amax = 0
+                big = 0
                 for n in range(64):  # steps in natural order first (vector lanes)
                     xn[n] = f[n] / scale[n]
                 for n in range(1, 64):
-                    amax = max(amax, xn[n] if xn[n] >= 0 else -xn[n])
-                if amax <= <float> 0.5:  # every AC coefficient rounds to 0: nothing to choose
+                    big = big | (xn[n] > <float> 0.5) | (xn[n] < <float> -0.5)
+                if not big:  # every AC coefficient rounds to 0: nothing to choose
                     for k in range(1, 64):
                         out[row, k] = 0
                     continue
@@ -449,6 +451,9 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
                     n = order[k]
                     x[k] = xn[n]
                     energy = energy + f[n] * f[n]
+                for k in range(1, 64):  # magnitudes and nearest levels, zigzag order (vector lanes)
+                    ax[k] = x[k] if x[k] >= 0 else -x[k]
+                    rr[k] = <int> min(rintf(ax[k]), qmax)
                     out[row, k] = 0
                 lb = lam if e0 <= 0 else lam / (1 + energy / (63 * e0))
                 zc[0] = 0
@@ -460,10 +465,10 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
                 vzc[0] = 0
                 nvalid = 1
                 for i in range(1, 64):
-                    a = x[i] if x[i] >= 0 else -x[i]
-                    r = <int> min(rintf(a), qmax)
+                    r = rr[i]
                     if r == 0:
                         continue
+                    a = ax[i]
                     # the value r, and r − 1 when that is not 0: the cheapest path to each over
                     # every earlier run end (the first minimum kept, r's before r − 1's)
                     zi = zc[i - 1]
