@@ -208,6 +208,24 @@ cdef extern from *:
     #endif
         return m;
     }
+    /* bit k set where |c[k]| > t (0 <= t < 32767) */
+    static inline unsigned long long quanta_magnitude_mask(const int16_t* c, int t) {
+        unsigned long long m = 0;
+    #if defined(__SSE2__)
+        const __m128i hi = _mm_set1_epi16((short) t), lo = _mm_set1_epi16((short) -t);
+        for (int i = 0; i < 64; i += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i*) (c + i));
+            __m128i b = _mm_loadu_si128((const __m128i*) (c + i + 8));
+            __m128i ba = _mm_or_si128(_mm_cmpgt_epi16(a, hi), _mm_cmplt_epi16(a, lo));
+            __m128i bb = _mm_or_si128(_mm_cmpgt_epi16(b, hi), _mm_cmplt_epi16(b, lo));
+            m |= (unsigned long long) (_mm_movemask_epi8(_mm_packs_epi16(ba, bb)) & 0xFFFF) << i;
+        }
+    #else
+        for (int k = 0; k < 64; k++)
+            m |= (unsigned long long) (c[k] > t || c[k] < -t) << k;
+    #endif
+        return m;
+    }
     static int quanta_cpu_has_avx2(void) {
     #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
         __builtin_cpu_init();
@@ -220,6 +238,7 @@ cdef extern from *:
     int quanta_bit_length(unsigned long long a) nogil
     int quanta_lowest_bit(unsigned long long a) nogil
     uint64_t quanta_nonzero_mask(const int16_t* c) nogil
+    uint64_t quanta_magnitude_mask(const int16_t* c, int t) nogil
     int quanta_cpu_has_avx2()
 
 
@@ -610,29 +629,36 @@ cdef void _ac_first(const int16_t[:, ::1] blocks, const int16_t[::1] last, const
 cdef void _ac_refine(const int16_t[:, ::1] blocks, const int16_t[::1] last, const Py_ssize_t[::1] idx,
                      int ss, int se, int al, Coder* cd) noexcept nogil:
     """A refining AC scan: bit ``al`` of every coefficient already nonzero (correction bits),
-    and the coefficients that become nonzero at this bit (libjpeg's ``encode_mcu_AC_refine``);
-    ``last`` as in :func:`_ac_first`."""
-    cdef Py_ssize_t i, b, k, hi
-    cdef int run, eob, eobrun = 0, nbe = 0, nbr, j
+    and the coefficients that become nonzero at this bit (libjpeg's ``encode_mcu_AC_refine``).
+    Only the band's coefficients of ``|v| >> al`` ≥ 1 are visited (a bit mask per block); the
+    zeros between them are runs. ``last``: the signature shared with :func:`_ac_first`."""
+    cdef Py_ssize_t i, b, k, prev
+    cdef int run, eob, eobrun = 0, nbe = 0, nbr, j, a
     cdef int64_t v
-    cdef int absval[64]
+    cdef uint64_t bits, todo, band = _band(ss, se)
     cdef char be[1100]  # correction bits waiting behind the EOB run
     cdef char br[64]  # this block's correction bits not yet emitted
     for i in range(idx.shape[0]):
         b = idx[i]
+        bits = quanta_magnitude_mask(&blocks[b, 0], (1 << al) - 1) & band
         eob = 0
-        hi = min(<Py_ssize_t> se, <Py_ssize_t> last[b])
-        for k in range(ss, hi + 1):
+        todo = bits
+        while todo:  # the last coefficient that becomes nonzero at this bit
+            k = quanta_lowest_bit(todo)
+            todo &= todo - 1
             v = blocks[b, k]
-            absval[k] = <int> (((v if v >= 0 else -v)) >> al)
-            if absval[k] == 1:
+            if ((v if v >= 0 else -v) >> al) == 1:
                 eob = <int> k
         run = 0
         nbr = 0
-        for k in range(ss, hi + 1):
-            if absval[k] == 0:
-                run += 1
-                continue
+        prev = ss
+        while bits:
+            k = quanta_lowest_bit(bits)
+            bits &= bits - 1
+            v = blocks[b, k]
+            a = <int> ((v if v >= 0 else -v) >> al)
+            run += <int> (k - prev)
+            prev = k + 1
             while run > 15 and k <= eob:
                 _eobrun(cd, &eobrun, be, &nbe)
                 _symbol(cd, 2, 0xF0)
@@ -640,19 +666,18 @@ cdef void _ac_refine(const int16_t[:, ::1] blocks, const int16_t[::1] last, cons
                 for j in range(nbr):
                     _bits(cd, <uint64_t> br[j], 1)
                 nbr = 0
-            if absval[k] > 1:
-                br[nbr] = <char> (absval[k] & 1)
+            if a > 1:
+                br[nbr] = <char> (a & 1)
                 nbr += 1
                 continue
             _eobrun(cd, &eobrun, be, &nbe)
             _symbol(cd, 2, (run << 4) | 1)
-            _bits(cd, 0 if blocks[b, k] < 0 else 1, 1)
+            _bits(cd, 0 if v < 0 else 1, 1)
             for j in range(nbr):
                 _bits(cd, <uint64_t> br[j], 1)
             nbr = 0
             run = 0
-        if hi < se:
-            run += <int> (se - max(hi, ss - 1))  # the unread zeros after the last nonzero
+        run += <int> (se + 1 - prev)  # the zeros after the last coefficient to the band's end
         if run > 0 or nbr > 0:
             eobrun += 1
             for j in range(nbr):
