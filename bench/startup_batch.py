@@ -19,9 +19,9 @@ Every time is wall-clock of whole processes (start-up, imports, reading, writing
    ``--shape auto`` in one quanta command, against ``sox IN -b 16 OUT dither -s`` run by
    ``xargs -P 2``; the 24 Kodak images × ``--copies`` to JPEG q75 in one quanta command (MP/s),
    against Pillow (``optimize=True``) in a pool of 2 processes.
-4. images alone (``--only-images``, issue 26): quanta's default path and ``--fast`` against Pillow
-   optimize and Pillow progressive — one Kodak image, one 9.4-megapixel image, and the Kodak
-   images × ``--copies`` in one command each (bench/out/startup_images.json).
+4. images (issue 26; alone with ``--only-images``, into bench/out/startup_images.json): quanta's
+   default path and ``--fast`` against Pillow optimize and Pillow progressive — one Kodak image,
+   one 9.4-megapixel image, and the Kodak images × ``--copies`` in one command each.
 
 The commands run without ``PYTHONDONTWRITEBYTECODE`` (a user's Python caches bytecode).
 
@@ -452,6 +452,8 @@ def main() -> None:
             ],
         ],
     )
+    res["images"] = r = images(work, kodak, args.repeat, args.copies)
+    print_images(r)
     path = write_json("startup_batch", res)
     console.print(f"{machine()}; wrote {path}")
     if args.work is None:
