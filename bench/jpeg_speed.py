@@ -22,34 +22,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: run by this tree's interpreter and by the baseline's: quanta's rows (JSON on stdout)
+#: run by this tree's interpreter and by the baseline's (timed by this tree's bench/_util.py):
+#: quanta's rows (JSON on stdout)
 QUANTA_ROWS = r"""
-import hashlib, json, sys, time
-from concurrent.futures import ThreadPoolExecutor
+import hashlib, importlib.util, json, sys
 import numpy as np
 from PIL import Image
 from quanta.image.jpeg import encode
-paths, threads, repeat = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+paths, threads, repeat, util = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+spec = importlib.util.spec_from_file_location("bench_util", util)  # this tree's timing helper
+helper = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helper)
 imgs = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
 big = np.ascontiguousarray(np.tile(imgs[0], (6, 4, 1)))
-
-def rate(fn, images, n):
-    mp = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
-    fn(images[0])
-    best = float("inf")
-    with ThreadPoolExecutor(n) as pool:
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            list(pool.map(fn, images))
-            best = min(best, time.perf_counter() - t0)
-    return mp / best
-
 out = {}
 for name, kw in (("quanta", {}), ("quanta --fast", {"fast": True})):
     fn = lambda i, kw=kw: encode(i, quality=75, **kw).data
     digest = hashlib.sha256(b"".join(fn(i) for i in imgs)).hexdigest()[:16]
-    out[name] = {"kodak_mp_s": rate(fn, imgs, threads), "kodak_1_thread_mp_s": rate(fn, imgs, 1),
-                 "large_mp_s": rate(fn, [big], 1), "digest": digest}
+    out[name] = {"kodak_mp_s": helper.megapixels_per_s(imgs, fn, threads, repeat),
+                 "kodak_1_thread_mp_s": helper.megapixels_per_s(imgs, fn, 1, repeat),
+                 "large_mp_s": helper.megapixels_per_s([big], fn, 1, repeat), "digest": digest}
 print(json.dumps(out))
 """
 
@@ -82,8 +74,9 @@ def _peers(imgs: list, threads: int, repeat: int) -> dict:
 
 
 def _quanta(python: str, cwd: Path, paths: list[str], threads: int, repeat: int) -> dict:
-    r = subprocess.run([python, "-c", QUANTA_ROWS, json.dumps(paths), str(threads), str(repeat)], cwd=cwd,
-                       capture_output=True, text=True, check=True)
+    r = subprocess.run([python, "-c", QUANTA_ROWS, json.dumps(paths), str(threads), str(repeat),
+                        str(ROOT / "bench" / "_util.py")], cwd=cwd, capture_output=True, text=True,
+                       check=True)
     return json.loads(r.stdout)
 
 

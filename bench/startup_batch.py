@@ -247,10 +247,11 @@ def audio_batch(work: Path, files: int) -> dict:
     }
 
 
-def image_batch(work: Path, kodak: Path, copies: int, options: list[str] | None = None) -> dict:
+def image_batch(work: Path, kodak: Path, copies: int, options: list[str] | None = None,
+                peers: bool = True) -> dict:
     """Every Kodak image ``copies`` times, one quanta command (``options``: ``["--fast"]`` by
     default, as measured since issue 13) against Pillow optimize in a pool of as many processes
-    (baseline and progressive)."""
+    (baseline and progressive; ``peers=False``: quanta alone)."""
     from PIL import Image
 
     options = ["--fast"] if options is None else options
@@ -269,30 +270,25 @@ def image_batch(work: Path, kodak: Path, copies: int, options: list[str] | None 
         shutil.rmtree(d, ignore_errors=True)
     tq = wall([*QUANTA, "image", "encode", str(src), "-o", str(q_out), "-R", "-q", "75", "--jobs", str(CORES),
                *options])
-    tp = wall([sys.executable, "-c", PILLOW_POOL, str(src), str(p_out), str(CORES)])
-    tpp = wall([sys.executable, "-c", PILLOW_POOL, str(src), str(pp_out), str(CORES), "progressive"])
-    return {
-        "images": len(pngs) * copies,
-        "megapixels": mp,
-        "options": options,
-        "quanta_s": tq,
-        "quanta_mp_per_s": mp / tq,
-        "quanta_files": len(list(q_out.rglob("*.jpg"))),
-        "peer": f"Pillow optimize=True, {CORES} processes",
-        "peer_s": tp,
-        "peer_mp_per_s": mp / tp,
-        "peer_progressive_s": tpp,
-        "peer_progressive_mp_per_s": mp / tpp,
-        "target_mp_per_s": 40.0,
-    }
+    out = {"images": len(pngs) * copies, "megapixels": mp, "options": options, "quanta_s": tq,
+           "quanta_mp_per_s": mp / tq, "quanta_files": len(list(q_out.rglob("*.jpg"))),
+           "target_mp_per_s": 40.0}
+    if peers:
+        tp = wall([sys.executable, "-c", PILLOW_POOL, str(src), str(p_out), str(CORES)])
+        tpp = wall([sys.executable, "-c", PILLOW_POOL, str(src), str(pp_out), str(CORES), "progressive"])
+        out.update({"peer": f"Pillow optimize=True, {CORES} processes", "peer_s": tp,
+                    "peer_mp_per_s": mp / tp, "peer_progressive_s": tpp,
+                    "peer_progressive_mp_per_s": mp / tpp})
+    return out
 
 
-def images(work: Path, kodak: Path, repeat: int, copies: int) -> dict:
+def images(work: Path, kodak: Path, repeat: int, copies: int, fast: dict | None = None) -> dict:
     """Issue 26: quanta's default JPEG path (and ``--fast``) against Pillow optimize and Pillow
     progressive, whole processes: one Kodak image, one 9.4-megapixel image (kodim01 tiled 4×6),
     and every Kodak image ``copies`` times in one command (2 processes each). The large image's
     MP/s are given whole and with each command's start-up subtracted (the same command on a
-    16×16 image: interpreter, imports, reading and writing a file)."""
+    16×16 image: interpreter, imports, reading and writing a file). ``fast``: the ``--fast``
+    batch (with its Pillow pools) already measured in this run, reused."""
     from PIL import Image
 
     one = kodak / "kodim01.png"
@@ -318,10 +314,9 @@ def images(work: Path, kodak: Path, repeat: int, copies: int) -> dict:
     rows = [{"encoder": k, "one_kodak_s": single[k], "large_s": large[k], "startup_s": start[k],
              "large_mp_per_s": big_mp / large[k],
              "large_mp_per_s_startup_subtracted": big_mp / max(large[k] - start[k], 1e-9)} for k in single]
-    batch = {}
-    for label, extra in (("quanta", []), ("quanta --fast", ["--fast"])):
-        b = image_batch(work, kodak, copies, extra)
-        batch[label] = b
+    # the Pillow pools measured once: with the --fast batch when this run has it, else here
+    batch = {"quanta": image_batch(work, kodak, copies, [], peers=fast is None),
+             "quanta --fast": fast or image_batch(work, kodak, copies, ["--fast"], peers=False)}
     return {"rows": rows, "batch": batch, "large_shape": [3072, 3072],
             "targets": {"one_kodak_s": 0.20, "large_mp_per_s": 40.0, "batch_mp_per_s": 40.0}}
 
@@ -332,13 +327,13 @@ def print_images(r: dict) -> None:
                 [[x["encoder"], f"{x['one_kodak_s']:.3f}", f"{x['large_s']:.3f}",
                   f"{x['large_mp_per_s']:.1f}", f"{x['large_mp_per_s_startup_subtracted']:.1f}",
                   f"{x['startup_s']:.3f}"] for x in r["rows"]])
-    first = next(iter(r["batch"].values()))
-    print_table(f"{first['images']} Kodak images in one command, {CORES} processes, whole process",
+    peers = next(b for b in r["batch"].values() if "peer" in b)
+    print_table(f"{peers['images']} Kodak images in one command, {CORES} processes, whole process",
                 ["encoder", "s", "MP/s"],
                 [*([k, f"{b['quanta_s']:.2f}", f"{b['quanta_mp_per_s']:.1f}"] for k, b in r["batch"].items()),
-                 [first["peer"], f"{first['peer_s']:.2f}", f"{first['peer_mp_per_s']:.1f}"],
-                 [first["peer"] + " progressive", f"{first['peer_progressive_s']:.2f}",
-                  f"{first['peer_progressive_mp_per_s']:.1f}"]])
+                 [peers["peer"], f"{peers['peer_s']:.2f}", f"{peers['peer_mp_per_s']:.1f}"],
+                 [peers["peer"] + " progressive", f"{peers['peer_progressive_s']:.2f}",
+                  f"{peers['peer_progressive_mp_per_s']:.1f}"]])
 
 
 def cluster_batch(work: Path, files: int) -> dict:
@@ -452,7 +447,7 @@ def main() -> None:
             ],
         ],
     )
-    res["images"] = r = images(work, kodak, args.repeat, args.copies)
+    res["images"] = r = images(work, kodak, args.repeat, args.copies, fast=b)
     print_images(r)
     path = write_json("startup_batch", res)
     console.print(f"{machine()}; wrote {path}")

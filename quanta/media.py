@@ -53,6 +53,8 @@ class Medium:
     one ``quantize`` command. command: the name of the CLI command that runs ``quantize_file``.
     folder: outputs are folders. suffix: an output name's default extension. reads: the
     extensions a batch picks up in an input folder (explicitly named files are taken as they are).
+    numpy_blas: the medium's heavy work uses numpy's BLAS (else its commands run OpenBLAS on one
+    thread: :func:`quanta.threads.blas_on_one_thread`).
     """
 
     name: str
@@ -64,6 +66,7 @@ class Medium:
     folder: bool = False
     suffix: str = ""
     reads: tuple[str, ...] = ()
+    numpy_blas: bool = True
 
     def module(self) -> ModuleType:
         """The contract module (imported on first use, so registering costs nothing)."""
@@ -137,12 +140,12 @@ def get(name: str) -> Medium:
 register(Medium("audio", "Audio: requantize with dither and noise shaping; measure the result.",
                 "quanta.audio.medium", extras=("soundfile",), cli="quanta.cli.audio:app",
                 command="requantize", suffix=".flac",
-                reads=(".wav", ".flac", ".aif", ".aiff", ".aifc")))
+                reads=(".wav", ".flac", ".aif", ".aiff", ".aifc"), numpy_blas=False))
 register(Medium("image", "Images: a JPEG encoder whose quantization is ours; posterize; metrics.",
                 "quanta.image.medium", extras=("PIL", "skimage", "ssimulacra2"),
                 cli="quanta.cli.image:app", command="encode", suffix=".jpg",
                 reads=(".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".webp",
-                       ".gif", ".tga")))
+                       ".gif", ".tga"), numpy_blas=False))
 register(Medium("model", "Neural networks: quantize weights, run them on the CPU, measure the cost.",
                 "quanta.model.medium", extras=("torch", "safetensors", "transformers", "gguf", "tokenizers"),
                 cli="quanta.cli.model:app", folder=True))

@@ -47,8 +47,9 @@ BLAS_ENV = "OPENBLAS_NUM_THREADS"
 def blas_on_one_thread() -> None:
     """Have numpy's OpenBLAS run on one thread in this process (and the workers it starts),
     unless the user set ``OPENBLAS_NUM_THREADS``: for commands whose heavy loops are quanta's
-    own kernels (images, audio). At load OpenBLAS starts a thread per core that spins for a while
-    — about 0.1 s of CPU taken from the other cores by every process (a shell loop of commands,
-    a batch's workers). Effective only before numpy's first import."""
+    own kernels (the media registered with ``numpy_blas=False``: images, audio). At load
+    OpenBLAS starts a thread per core that spins for a while — about 0.1 s of CPU taken from the
+    other cores by every process (a shell loop of commands, a batch's workers). Effective only
+    before numpy's first import."""
     os.environ.setdefault(BLAS_ENV, "1")
 

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args, debug = _normalise(list(sys.argv[1:] if argv is None else argv))
     if not args:
         args = ["--help"]
-    if args[0] in ("image", "audio"):  # their work is quanta's kernels, not numpy's BLAS
+    if args[0] in MEDIA and not MEDIA[args[0]].numpy_blas:  # before numpy is first imported
         from quanta.threads import blas_on_one_thread
 
         blas_on_one_thread()

@@ -54,8 +54,8 @@ def test_every_candidate_scan_counts_as_the_written_scan_does(n, density, scale)
     freq = np.empty((len(SCANS), 256), np.int64)
     bits = _scans.scan_bits(*_scans.nonzeros(coefs, idx, last), scans, freq, 100)
     for k, scan in enumerate(SCANS):
-        want, extra = _kernels.count_progressive(coefs, np.zeros(0, np.int8), np.zeros(1, np.int64), last,
-                                                 idx, *scan)
+        want, extra = _kernels.count_progressive(coefs, np.zeros(0, np.int8), np.zeros(1, np.int64), idx,
+                                                 *scan)
         assert np.array_equal(freq[k], want[2]), scan
         table = ref.huffman_table(want[2])
         assert bits[k] == int(want[2] @ huffman.code_lengths(table)) + extra + 8 * len(table[1]) + 100
@@ -71,8 +71,8 @@ def test_long_end_of_band_runs_and_correction_bits_are_flushed_as_written():
     for scan in [(1, 63, 0, 0), (1, 63, 2, 1), (1, 63, 1, 0), (41, 63, 0, 0)]:
         freq = np.empty((1, 256), np.int64)
         _scans.scan_bits(*_scans.nonzeros(coefs, idx, last), np.asarray([scan], np.int32), freq, 0)
-        want, _ = _kernels.count_progressive(coefs, np.zeros(0, np.int8), np.zeros(1, np.int64), last,
-                                             idx, *scan)
+        want, _ = _kernels.count_progressive(coefs, np.zeros(0, np.int8), np.zeros(1, np.int64), idx,
+                                             *scan)
         assert np.array_equal(freq[0], want[2]), scan
 
 
@@ -157,7 +157,9 @@ def _both_builds():
     from quanta.image.jpeg import _dispatch
 
     if not _dispatch.portable.cpu_has_avx2():
-        pytest.skip("this processor has no AVX2: only the portable kernels run here")
+        # the AVX2 build cannot execute here; test_the_kernels_follow_the_setting checks that the
+        # portable build is the one chosen on such a processor
+        pytest.skip("this processor has no AVX2, so the AVX2 build cannot run to be compared")
     from quanta.image.jpeg import _kernels_avx2
 
     return _dispatch.portable, _kernels_avx2

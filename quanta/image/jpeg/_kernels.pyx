@@ -191,23 +191,6 @@ cdef extern from *:
     #if defined(__SSE2__)
     #include <emmintrin.h>
     #endif
-    /* bit k set where the k-th of 64 int16 values is nonzero */
-    static inline unsigned long long quanta_nonzero_mask(const int16_t* c) {
-        unsigned long long m = 0;
-    #if defined(__SSE2__)
-        const __m128i z = _mm_setzero_si128();
-        for (int i = 0; i < 64; i += 16) {
-            __m128i a = _mm_loadu_si128((const __m128i*) (c + i));
-            __m128i b = _mm_loadu_si128((const __m128i*) (c + i + 8));
-            int zero = _mm_movemask_epi8(_mm_packs_epi16(_mm_cmpeq_epi16(a, z), _mm_cmpeq_epi16(b, z)));
-            m |= (unsigned long long) (~zero & 0xFFFF) << i;
-        }
-    #else
-        for (int k = 0; k < 64; k++)
-            m |= (unsigned long long) (c[k] != 0) << k;
-    #endif
-        return m;
-    }
     /* bit k set where |c[k]| > t (0 <= t < 32767) */
     static inline unsigned long long quanta_magnitude_mask(const int16_t* c, int t) {
         unsigned long long m = 0;
@@ -237,7 +220,6 @@ cdef extern from *:
     """
     int quanta_bit_length(unsigned long long a) nogil
     int quanta_lowest_bit(unsigned long long a) nogil
-    uint64_t quanta_nonzero_mask(const int16_t* c) nogil
     uint64_t quanta_magnitude_mask(const int16_t* c, int t) nogil
     int quanta_cpu_has_avx2()
 
@@ -353,7 +335,7 @@ cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
         _value(cd, diff, s)
         t = 2 + ac_tbl[c]
         prev = 0
-        mask = quanta_nonzero_mask(&coefs[b, 0]) & ~(<uint64_t> 1)  # the AC coefficients only
+        mask = quanta_magnitude_mask(&coefs[b, 0], 0) & ~(<uint64_t> 1)  # the AC coefficients only
         while mask:  # the nonzero coefficients in zigzag order; the zeros between are runs
             k = quanta_lowest_bit(mask)
             mask &= mask - 1
@@ -589,11 +571,11 @@ cdef inline uint64_t _band(int ss, int se) noexcept nogil:
     return upto & ~(((<uint64_t> 1) << ss) - 1)
 
 
-cdef void _ac_first(const int16_t[:, ::1] blocks, const int16_t[::1] last, const Py_ssize_t[::1] idx,
-                    int ss, int se, int al, Coder* cd) noexcept nogil:
+cdef void _ac_first(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int ss, int se, int al,
+                    Coder* cd) noexcept nogil:
     """A first AC scan of one component: band ``ss..se`` of ``|v| >> al`` (sign kept), runs of
     empty bands coded as EOBRUN. Only the band's nonzero coefficients are visited (a bit mask
-    per block); ``last`` is not needed here (the refining scan's signature)."""
+    per block)."""
     cdef Py_ssize_t i, b, k, prev
     cdef int run, eobrun = 0, s, zero = 0
     cdef int64_t v, m
@@ -602,7 +584,7 @@ cdef void _ac_first(const int16_t[:, ::1] blocks, const int16_t[::1] last, const
     for i in range(idx.shape[0]):
         b = idx[i]
         prev = ss
-        bits = quanta_nonzero_mask(&blocks[b, 0]) & band
+        bits = quanta_magnitude_mask(&blocks[b, 0], 0) & band
         while bits:
             k = quanta_lowest_bit(bits)
             bits &= bits - 1
@@ -626,12 +608,12 @@ cdef void _ac_first(const int16_t[:, ::1] blocks, const int16_t[::1] last, const
     _eobrun(cd, &eobrun, none, &zero)
 
 
-cdef void _ac_refine(const int16_t[:, ::1] blocks, const int16_t[::1] last, const Py_ssize_t[::1] idx,
-                     int ss, int se, int al, Coder* cd) noexcept nogil:
+cdef void _ac_refine(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int ss, int se, int al,
+                     Coder* cd) noexcept nogil:
     """A refining AC scan: bit ``al`` of every coefficient already nonzero (correction bits),
     and the coefficients that become nonzero at this bit (libjpeg's ``encode_mcu_AC_refine``).
     Only the band's coefficients of ``|v| >> al`` ≥ 1 are visited (a bit mask per block); the
-    zeros between them are runs. ``last``: the signature shared with :func:`_ac_first`."""
+    zeros between them are runs."""
     cdef Py_ssize_t i, b, k, prev
     cdef int run, eob, eobrun = 0, nbe = 0, nbr, j, a
     cdef int64_t v
@@ -689,35 +671,33 @@ cdef void _ac_refine(const int16_t[:, ::1] blocks, const int16_t[::1] last, cons
 
 
 cdef void _prog(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
-                const int16_t[::1] last, const Py_ssize_t[::1] idx, int ss, int se, int ah, int al,
-                Coder* cd) noexcept nogil:
+                const Py_ssize_t[::1] idx, int ss, int se, int ah, int al, Coder* cd) noexcept nogil:
     if ss == 0:
         _dc_scan(coefs, comp, tbl, ah, al, cd)
     elif ah == 0:
-        _ac_first(coefs, last, idx, ss, se, al, cd)
+        _ac_first(coefs, idx, ss, se, al, cd)
     else:
-        _ac_refine(coefs, last, idx, ss, se, al, cd)
+        _ac_refine(coefs, idx, ss, se, al, cd)
     if cd.freq == NULL and cd.bw.nacc > 0:
         _put(&cd.bw, 0x7F, 7)
 
 
 def count_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
-                      const int16_t[::1] last, const Py_ssize_t[::1] idx, int ss, int se, int ah, int al):
+                      const Py_ssize_t[::1] idx, int ss, int se, int ah, int al):
     """One progressive scan counted: ``(freq (4, 256), raw bits)``. DC scans (``ss == 0``) run
     over all of ``coefs`` in MCU order with each block's component ``comp`` and table ``tbl``;
-    AC scans over the blocks ``idx`` of one component, ``last`` each block's last nonzero AC
-    position (0 when none)."""
+    AC scans over the blocks ``idx`` of one component."""
     freq = np.zeros((4, 256), dtype=np.int64)
     cdef int64_t[:, ::1] f = freq
     cdef Coder cd
     _counting(&cd, &f[0, 0])
     with nogil:
-        _prog(coefs, comp, tbl, last, idx, ss, se, ah, al, &cd)
+        _prog(coefs, comp, tbl, idx, ss, se, ah, al, &cd)
     return freq, int(cd.extra)
 
 
 def encode_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
-                       const int16_t[::1] last, const Py_ssize_t[::1] idx, int ss, int se, int ah, int al,
+                       const Py_ssize_t[::1] idx, int ss, int se, int ah, int al,
                        const uint32_t[:, ::1] codes, const uint8_t[:, ::1] sizes):
     """One progressive scan written (see :func:`count_progressive`): stuffed bytes."""
     cdef Py_ssize_t n = coefs.shape[0] if ss == 0 else idx.shape[0]
@@ -726,7 +706,7 @@ def encode_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, cons
     cdef Coder cd
     _writing(&cd, &codes[0, 0], &sizes[0, 0], &o[0])
     with nogil:
-        _prog(coefs, comp, tbl, last, idx, ss, se, ah, al, &cd)
+        _prog(coefs, comp, tbl, idx, ss, se, ah, al, &cd)
     return buf[:cd.bw.pos]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from quanta.errors import ConfigError
 from quanta.image.jpeg._dispatch import kernels as _kernels
+from quanta.image.jpeg._parallel import run_all
 
 #: chroma subsampling mode → (horizontal, vertical) luma sampling factors
 SUBSAMPLING = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}
@@ -25,8 +26,6 @@ def rgb_to_ycbcr(rgb: np.ndarray, height: int | None = None, width: int | None =
     """uint8 ``(H, W, 3)`` RGB → uint8 ``(3, height, width)`` Y, Cb, Cr (JFIF, full range); a
     larger ``height``/``width`` (default: the image's) repeats the last row and column.
     threads: horizontal strips converted in parallel (the kernel releases the GIL)."""
-    from quanta.image.jpeg._parallel import run_all
-
     h, w = rgb.shape[:2]
     height, width = height or h, width or w
     if height < h or width < w:

@@ -79,24 +79,25 @@ def choose_layout(coefs: np.ndarray, idx: np.ndarray, last: np.ndarray,
     bits (before stuffing). Every distinct
     candidate scan is counted once, exactly, from the blocks' nonzero coefficients and sized
     with its own optimal table (``_scans.scan_bits``); ties keep the earlier layout."""
-    distinct, rows = _candidates(layouts)
+    distinct, rows, members = _candidates(layouts)
     freq = np.empty((len(distinct), 256), dtype=np.int64)
     bits = _scans.scan_bits(*_scans.nonzeros(coefs, idx, last), distinct, freq, _HEADER_BITS)
     if (bits < 0).any():
         raise ConfigError("Huffman code length overflow")
     sizes = rows @ bits  # each layout's bits (rows: which distinct scans it holds)
     best = int(np.argmin(sizes))  # the first smallest: ties keep the earlier layout
-    row = {s: k for k, s in enumerate(map(tuple, distinct.tolist()))}
-    return layouts[best], [freq[row[s]] for s in layouts[best]], int(sizes[best])
+    return layouts[best], [freq[k] for k in members[best]], int(sizes[best])
 
 
 @functools.cache
-def _candidates(layouts: tuple[tuple[Scan, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct scans of ``layouts`` (int32 ``(k, 4)``) and which of them each layout holds
-    (int64 ``(layouts, k)`` of 0/1)."""
+def _candidates(layouts: tuple[tuple[Scan, ...], ...]
+                ) -> tuple[np.ndarray, np.ndarray, tuple[tuple[int, ...], ...]]:
+    """The distinct scans of ``layouts`` (int32 ``(k, 4)``), which of them each layout holds
+    (int64 ``(layouts, k)`` of 0/1) and, per layout, their rows in scan order."""
     distinct = sorted({s for lay in layouts for s in lay})
     rows = np.array([[int(s in lay) for s in distinct] for lay in layouts], dtype=np.int64)
-    return np.asarray(distinct, dtype=np.int32), rows
+    members = tuple(tuple(distinct.index(s) for s in lay) for lay in layouts)
+    return np.asarray(distinct, dtype=np.int32), rows, members
 
 
 def _lookup(dc: list[Table], ac: Table | None) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +118,6 @@ class Plan:
     coefs: np.ndarray
     comp: np.ndarray
     selectors: np.ndarray
-    last: np.ndarray
     ids: list[int]
     dcs: list[Table]
     components: list[tuple[np.ndarray, tuple[Scan, ...], list[np.ndarray]]]  # (idx, scans, counts)
@@ -144,7 +144,7 @@ def plan(coefs: np.ndarray, comp: np.ndarray, selectors: np.ndarray, ids: list[i
     # the DC scan: interleaved for colour; a gray frame's only component is non-interleaved,
     # which for 8×8 MCUs is the same blocks in the same order
     last = last_nonzero(coefs)
-    freq, extra = _kernels.count_progressive(coefs, comp, tbl, last, _NO_INDEX, 0, 0, 0, 0)
+    freq, extra = _kernels.count_progressive(coefs, comp, tbl, _NO_INDEX, 0, 0, 0, 0)
     used = int(tbl.max()) + 1
     dcs = [huffman.optimal_table(freq[i]) for i in range(used)]
     bits = extra + markers_bits(dcs, len(ids)) + sum(
@@ -156,14 +156,14 @@ def plan(coefs: np.ndarray, comp: np.ndarray, selectors: np.ndarray, ids: list[i
 
     # components are independent: their layout searches run in parallel threads on large images
     chosen = run_all([partial(component, g) for g in geometry], threads_for(coefs.shape[0]))
-    return Plan(coefs, comp, tbl, last, ids, dcs, [c[:3] for c in chosen],
+    return Plan(coefs, comp, tbl, ids, dcs, [c[:3] for c in chosen],
                 bits + sum(c[3] for c in chosen))
 
 
 def write(p: Plan) -> list[bytes]:
     """The DHT + SOS + entropy-coded segments of every scan of ``p``, in file order."""
     codes, sizes = _lookup(p.dcs, None)
-    data = _kernels.encode_progressive(p.coefs, p.comp, p.selectors, p.last, _NO_INDEX, 0, 0, 0, 0,
+    data = _kernels.encode_progressive(p.coefs, p.comp, p.selectors, _NO_INDEX, 0, 0, 0, 0,
                                        codes, sizes)
     out = [writer.dht([(0, i, t) for i, t in enumerate(p.dcs)])
            + writer.sos([(cid, int(s), 0) for cid, s in zip(p.ids, p.selectors)], 0, 0, 0, 0)
@@ -175,7 +175,7 @@ def write(p: Plan) -> list[bytes]:
         for scan, freq in zip(chosen, counts):
             ac = huffman.optimal_table(freq)
             codes, sizes = _lookup(p.dcs, ac)
-            data = _kernels.encode_progressive(p.coefs, p.comp, p.selectors, p.last, idx, *scan, codes, sizes)
+            data = _kernels.encode_progressive(p.coefs, p.comp, p.selectors, idx, *scan, codes, sizes)
             segments.append(writer.dht([(1, 0, ac)]) + writer.sos([(cid, 0, 0)], *scan) + data.tobytes())
         return segments
 
