@@ -85,6 +85,10 @@ def quantize(
     no_verify: bool = NO_VERIFY,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan — each tensor's format, "
                                  "method and why, the predicted size — and write nothing."),
+    resume: bool = typer.Option(False, "--resume", help="Keep each finished block in OUT.quanta-work "
+                                "beside the output, and continue an interrupted run of the same command "
+                                "from there (the same bytes as a run never interrupted); removed when "
+                                "the run finishes."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Quantize MODEL's Linear layers into a quanta folder (safetensors + JSON), or, with --format,
@@ -103,7 +107,7 @@ def quantize(
                       calib_samples=calib_samples, calib_len=calib_len, format=format,
                       target_size=None if target_size is None else parse_size(target_size),
                       target_bpw=target_bpw, embedding_bits=embedding_bits, uniform=uniform,
-                      verify=not no_verify, type=type_)
+                      verify=not no_verify, type=type_, work=_work_folder(out) if resume else None)
     if dry_run:
         _dry_run(model, options, json_out)
         return
@@ -116,6 +120,16 @@ def quantize(
         from quanta.model.quantize.mixed import plot_map
 
         write_plot(plot, lambda tmp: plot_map(rep.mixed, tmp, title=f"{out.name}: bits per weight by tensor"))
+
+
+def _work_folder(out: Path) -> Path:
+    """``--resume``'s work folder beside the output (not for standard output)."""
+    from quanta.errors import ConfigError
+    from quanta.model.quantize.resume import work_folder
+
+    if str(out) == "-":
+        raise ConfigError("--resume keeps its work beside the output: give an output path, not -")
+    return work_folder(out)
 
 
 def _dry_run(model: str, options: Any, json_out: bool) -> None:

@@ -9,7 +9,8 @@ least-squares objective ``‖W X − Ŵ X‖²`` (``H = XᵀX``): the optimal br
 
 taken with the upper Cholesky factor of ``H⁻¹`` (numerically stable and exact for this order)
 and in lazy blocks of ``block`` columns (the block's own updates in the compiled kernel, the
-rest of the matrix once per block as one matrix product). The grid — each group's scale and
+rest of the matrix once per block as one matrix product), in chunks of :data:`ROWS` rows on
+threads (rows never mix: the same codes as one chunk). The grid — each group's scale and
 zero point — is fixed before the first column (static groups), so activation order (columns
 by decreasing ``H_jj``) needs no permutation at inference.
 
@@ -19,68 +20,122 @@ goes through a filter onto the next samples; here through ``H⁻¹`` onto the ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from quanta.core import _kernels
 from quanta.errors import ConfigError
+from quanta.threads import threads
+
+#: rows quantized together (each row's columns depend on its own row only): 512 rows of a
+#: 2048-wide layer are 8 MB of float64, and chunks run on threads
+ROWS = 256
 
 
-def _inverse_factor(h: np.ndarray, damp: float) -> np.ndarray:
+def _inverse_factor(make: Callable[[], np.ndarray], damp: float) -> np.ndarray:
     """Upper Cholesky factor of ``(H + λI)⁻¹`` with λ = damp · mean(diag H), raised ×10 until
-    the matrix is positive definite."""
-    n = h.shape[0]
-    lam = damp * float(np.mean(np.diag(h)))
+    the matrix is positive definite; ``make()`` gives a fresh Fortran-ordered float64 copy of
+    ``H``, which LAPACK turns into the factor in place (Cholesky, inverse from the factor,
+    Cholesky again: one ``n × n`` buffer, where a general inverse took five)."""
+    from scipy.linalg import lapack
+
+    a = make()
+    n = a.shape[0]
+    diag = np.diag_indices(n)
+    lam = damp * float(np.mean(a[diag]))
     for _ in range(6):
-        try:
-            low = np.linalg.cholesky(h + lam * np.eye(n))
-            inv = np.linalg.inv(low)
-            hinv = inv.T @ inv
-            return np.linalg.cholesky(hinv).T
-        except np.linalg.LinAlgError:
-            lam = max(lam * 10, 1e-8)
+        a[diag] += lam
+        c, info = lapack.dpotrf(a, lower=1, overwrite_a=1, clean=1)
+        if info == 0:
+            c, info = lapack.dpotri(c, lower=1, overwrite_c=1)  # (H + λI)⁻¹, lower triangle
+        if info == 0:
+            c, info = lapack.dpotrf(c, lower=1, overwrite_a=1, clean=1)
+        if info == 0:
+            return c.T  # L Lᵀ = (H + λI)⁻¹, so Lᵀ is the upper factor
+        a, lam = make(), max(lam * 10, 1e-8)
     raise ConfigError("the calibration Hessian is not positive definite even with damping")
 
 
 def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndarray, *,
                   qmin: int, qmax: int, group_size: int, act_order: bool = True,
-                  damp: float = 0.01, block: int = 128, levels: np.ndarray | None = None) -> np.ndarray:
-    """Integer codes (float64 array of whole numbers, ``out × in``) of ``w`` on a fixed grid.
+                  damp: float = 0.01, block: int = 128, levels: np.ndarray | None = None,
+                  h_div: float = 1.0) -> np.ndarray:
+    """Integer codes (``uint8``, ``out × in``) of ``w`` on a fixed grid.
 
-    w: ``(out, in)``; h: ``(in, in)`` second moment of the inputs (``XᵀX/n``); scale, zero:
+    w: ``(out, in)``; h: ``(in, in)`` second moment of the inputs (``XᵀX/n``, or ``XᵀX`` with
+    ``h_div = n``: divided here, element by element as it is copied, so that no second
+    ``in × in`` matrix is made); scale, zero:
     ``(out, in / group_size)``, the grid of each group of ``group_size`` consecutive inputs
     (``codes = clip(round(w / scale + zero))``). Dead inputs (``H_jj = 0``) quantize to the
     grid's zero. ``damp`` is the relative diagonal damping; ``block`` the lazy-update width.
     levels: a sorted codebook — then the codes index it (``w ≈ scale · levels[code]``; ``zero``,
     ``qmin`` and ``qmax`` unused) and dead inputs take the level nearest zero.
+
+    Memory: ``w`` in activation order, the codes, and one ``in × in`` float64 buffer that becomes
+    the inverse factor; the grid is expanded per chunk of rows.
     """
-    w = np.array(w, dtype=np.float64)
-    h = np.array(h, dtype=np.float64)
-    out, n = w.shape
+    h = np.asarray(h, dtype=np.float64)  # read, never written: no copy of a float64 Hessian
+    out, n = np.shape(w)
     if h.shape != (n, n) or n % group_size or scale.shape != (out, n // group_size):
-        raise ConfigError(f"gptq: shapes do not agree (w {w.shape}, h {h.shape}, scale {scale.shape})")
-    dead = np.diag(h) <= 0
-    h[dead, dead] = 1.0
-    w[:, dead] = 0.0
-    perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(n)
-    w, h = w[:, perm], h[np.ix_(perm, perm)]
+        raise ConfigError(f"gptq: shapes do not agree (w {np.shape(w)}, h {h.shape}, scale {scale.shape})")
+    diag = np.diag(h) / h_div if h_div != 1.0 else np.diag(h).copy()
+    dead = diag <= 0
+    diag[dead] = 1.0
+    perm = np.argsort(-diag, kind="stable") if act_order else np.arange(n)
+    w = np.asarray(w)[:, perm].astype(np.float64, copy=False)  # a copy, in activation order
+    dead_at = np.flatnonzero(dead[perm])
+    w[:, dead_at] = 0.0
+
+    def permuted() -> np.ndarray:  # H in activation order, dead inputs given a unit diagonal
+        hp = np.empty((n, n), order="F")
+        ht = hp.T  # C-ordered view: ht[j, i] = hp[i, j] = h[perm[i], perm[j]]
+        for j0 in range(0, n, ROWS):
+            ht[j0:j0 + ROWS] = h.T[perm[j0:j0 + ROWS]][:, perm]
+        if h_div != 1.0:
+            hp /= h_div
+        hp[dead_at, dead_at] = 1.0
+        return hp
+
     group = perm // group_size
-    s_cols = np.ascontiguousarray(np.asarray(scale, np.float64)[:, group])
-    z_cols = np.ascontiguousarray(np.asarray(zero, np.float64)[:, group])
-    u = _inverse_factor(h, damp)
-    codes = np.zeros_like(w)
-    for i1 in range(0, n, block):
-        i2 = min(i1 + block, n)
-        w1 = np.ascontiguousarray(w[:, i1:i2])
-        err = np.zeros_like(w1)
-        c1 = np.zeros_like(w1)
-        if levels is None:
-            _kernels.gptq_block(w1, np.ascontiguousarray(u[i1:i2, i1:i2]), s_cols[:, i1:i2], z_cols[:, i1:i2],
-                   float(qmin), float(qmax), c1, err)
-        else:
-            _kernels.gptq_block_codebook(w1, np.ascontiguousarray(u[i1:i2, i1:i2]), s_cols[:, i1:i2],
-                            np.asarray(levels, np.float64), c1, err)
-        codes[:, i1:i2] = c1
-        w[:, i2:] -= err @ u[i1:i2, i2:]
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(n)
-    return codes[:, inv]
+    scale, zero = np.asarray(scale, np.float64), np.asarray(zero, np.float64)
+    u = _inverse_factor(permuted, damp)
+    if qmax > 255 or (levels is not None and len(levels) > 256):
+        raise ConfigError(f"gptq: codes up to {qmax} do not fit 8 bits")
+    codes = np.zeros((out, n), np.uint8)
+    diag_blocks = [np.ascontiguousarray(u[i1:i1 + block, i1:i1 + block]) for i1 in range(0, n, block)]
+
+    def rows(r0: int) -> None:  # rows are independent: a chunk's working set stays in cache
+        r1 = min(r0 + ROWS, out)
+        wr = w[r0:r1].copy()
+        s_cols = np.ascontiguousarray(scale[r0:r1][:, group])
+        z_cols = np.ascontiguousarray(zero[r0:r1][:, group])
+        for k, i1 in enumerate(range(0, n, block)):
+            i2 = min(i1 + block, n)
+            w1 = np.ascontiguousarray(wr[:, i1:i2])
+            err = np.zeros_like(w1)
+            c1 = np.zeros_like(w1)
+            if levels is None:
+                _kernels.gptq_block(w1, diag_blocks[k], s_cols[:, i1:i2], z_cols[:, i1:i2],
+                                    float(qmin), float(qmax), c1, err)
+            else:
+                _kernels.gptq_block_codebook(w1, diag_blocks[k], s_cols[:, i1:i2],
+                                             np.asarray(levels, np.float64), c1, err)
+            codes[r0:r1, perm[i1:i2]] = c1  # back in the inputs' order
+            wr[:, i2:] -= err @ u[i1:i2, i2:]
+
+    _each(rows, range(0, out, ROWS))
+    return codes
+
+
+def _each(fn: Callable[[int], None], starts: range) -> None:
+    """``fn(start)`` for every start, on this process's threads (the kernel releases the GIL)."""
+    workers = min(threads(), len(starts))
+    if workers < 2:
+        for s in starts:
+            fn(s)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(fn, starts))

@@ -41,6 +41,10 @@ def _split_columns(words: np.ndarray, bits: int, per: int) -> np.ndarray:
     return out.T
 
 
+#: codes packed at a time by :func:`pack` (a multiple of 8: chunks pack to whole bytes)
+PACK_CODES = 1 << 23
+
+
 def pack(codes: np.ndarray, bits: int) -> np.ndarray:
     """Pack integer codes into a flat uint8 array.
 
@@ -50,6 +54,8 @@ def pack(codes: np.ndarray, bits: int) -> np.ndarray:
     """
     _check_bits(bits)
     c = np.asarray(codes).ravel()
+    if c.size > PACK_CODES:  # in chunks of whole groups of eight codes: the same bytes, less memory
+        return np.concatenate([pack(c[i:i + PACK_CODES], bits) for i in range(0, c.size, PACK_CODES)])
     if c.size and not np.issubdtype(c.dtype, np.integer):
         raise ConfigError("pack takes integer codes")
     if c.size:
@@ -105,6 +111,10 @@ def _as_signed(out: np.ndarray, bits: int) -> np.ndarray:
     return (out.astype(np.int16) - ((out >= half).astype(np.int16) << bits)).astype(np.int8)
 
 
+#: groups of eight codes unpacked at a time by :func:`unpack_torch` (64 MB of int64 words)
+UNPACK_GROUPS = 1 << 20
+
+
 def unpack_torch(data, bits: int, n: int):
     """:func:`unpack` for a torch uint8 tensor (same layout), returning uint8 codes.
 
@@ -123,10 +133,15 @@ def unpack_torch(data, bits: int, n: int):
         return ((flat[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)[:n]
     groups = -(-n // 8)
     flat = data[: packed_size(n, bits)]
-    buf = torch.zeros((groups, 8), dtype=torch.uint8, device=data.device)
-    padded = torch.zeros(groups * bits, dtype=torch.uint8, device=data.device)
-    padded[: flat.numel()] = flat
-    buf[:, :bits] = padded.view(groups, bits)
-    words = buf.view(torch.int64)  # (groups, 1), little-endian like the numpy path
+    out = torch.empty(groups * 8, dtype=torch.uint8, device=data.device)
     shifts = torch.arange(8, dtype=torch.int64, device=data.device) * bits
-    return ((words >> shifts) & ((1 << bits) - 1)).to(torch.uint8).reshape(-1)[:n]
+    for g0 in range(0, groups, UNPACK_GROUPS):  # in chunks: the int64 words are 8× the codes
+        g1 = min(g0 + UNPACK_GROUPS, groups)
+        buf = torch.zeros((g1 - g0, 8), dtype=torch.uint8, device=data.device)
+        part = flat[g0 * bits: g1 * bits]
+        padded = torch.zeros((g1 - g0) * bits, dtype=torch.uint8, device=data.device)
+        padded[: part.numel()] = part
+        buf[:, :bits] = padded.view(g1 - g0, bits)
+        words = buf.view(torch.int64)  # (groups, 1), little-endian like the numpy path
+        out[g0 * 8: g1 * 8] = ((words >> shifts) & ((1 << bits) - 1)).reshape(-1)
+    return out[:n]

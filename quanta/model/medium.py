@@ -89,14 +89,22 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
         raise ConfigError(f"{dst}: --format gguf writes one .gguf file (use a .gguf name)")
     quantizer = quantizer_for(o.method, ggml_format(kind)) if kind else \
         make_quantizer(o.method, bits=o.bits, group_size=qplan.group_size, sym=qplan.sym)
-    loaded = load_model(src, verify=o.verify)
+    from quanta.model.sources import stream
+
+    loaded = load_model(src, verify=o.verify, stream=True)
+    work = None
+    if o.work is not None:
+        from quanta.model.quantize.resume import WorkFolder
+
+        work = WorkFolder.open(o.work, src=str(src), options=options.run_settings(), seed=seed)
     windows = calibration_for(loaded, quantizer, o.calib, o.calib_samples, o.calib_len, seed, force=mixed)
     phases = Phases(progress)
     plan = mixed_plan(loaded, windows, o.method, o.format, o.include, o.excluded, phases,
                       budget=qplan.unit_budget, default_bits=o.bits if shared else None,
-                      embedding=o.embedding_bits is None) if mixed or shared else None
+                      embedding=o.embedding_bits is None, work=work) if mixed or shared else None
     emb_method = embedding_method(o.method, loaded.model, windows)
     kept: dict[str, Any] = {}
+    heads: list = []  # the tied head's input statistics, as the engine gathers them
     compressed = o.format == "compressed-tensors"
     # --type … --uniform: llama.cpp's type for each layer, as the plan decided it
     preset = {n: ggml_format(f) for n, f in qplan.layer_formats().items()} \
@@ -108,14 +116,19 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
                          quantizers_for(o.method, preset) if preset else None,
                          embedding=None if kind or compressed else embedding_quantizer(
                              plan if mixed or o.embedding_bits is None else None, quantizer.bits,
-                             o.embedding_bits, o.head, emb_method))
+                             o.embedding_bits, o.head, emb_method),
+                         on_head=heads.append if kind else None, work=work, runnable=False)
     mix = mixed_json(plan)
     if kind:
         emb_kind = plan.choice[EMBEDDING].label if plan else qplan.embedding_format()
-        return _timed(_export(loaded, kept, rep, quantizer, kind, emb_kind, src, dst, mix, emb_method,
-                              windows, qplan.record(mix and mix["map"])), t0, qplan)
+        report = _export(loaded, kept, rep, quantizer, kind, emb_kind, src, dst, mix, emb_method,
+                         windows, qplan.record(mix and mix["map"]), heads[0] if heads else None)
+        if work is not None:
+            work.remove()  # the run finished: only the output's rename is left
+        return _timed(report, t0, qplan)
     from quanta.model.runtime.generate import chat_template
 
+    stream.finish(loaded.model)  # a streamed model's float tensors that the output keeps
     if compressed:
         from quanta.model.formats import compressed as ct
 
@@ -126,6 +139,8 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
                                    ("plan", qplan.record(mix and mix["map"]))) if v}
         out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
                            float_dtype=getattr(torch, o.float_dtype), extra=extra or None)
+    if work is not None:
+        work.remove()  # the run finished: only the output's rename is left
     return _timed(ModelFileReport(
         input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,
         group_size=quantizer.group_size, layers=len(rep.layers) - ("embedding" in rep.layers),
@@ -157,11 +172,12 @@ def _timed(report: ModelFileReport, t0: float, plan: Any) -> ModelFileReport:
 
 def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, emb_kind: str, src: Path | str,
             dst: Path | str, mix: dict | None, emb_method: str = EMBEDDING_METHOD,
-            windows: Any = None, plan_record: dict | None = None) -> ModelFileReport:
+            windows: Any = None, plan_record: dict | None = None, head: Any = None) -> ModelFileReport:
     """Write the GGUF file: the kept layers in their types, and the token embedding in
     ``emb_kind`` — the sensitivity pass's type, else the plan's (the layers' block type, or Q8_0
     when it is tied to the output head: then it is the most sensitive matrix of all, which
-    llama.cpp also keeps at 6–8 bits)."""
+    llama.cpp also keeps at 6–8 bits); ``head``: the head's input statistics, if the engine
+    gathered them."""
     from quanta.model.arch import for_hf
     from quanta.model.formats.gguf_export import export
     from quanta.model.formats.weight import BLOCK_TYPES
@@ -169,13 +185,16 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, emb_ki
     from quanta.model.quantize.mixed import EMBEDDING
     from quanta.model.quantize.quantizers import make_quantizer
     from quanta.model.runtime.generate import chat_template
+    from quanta.model.sources import stream
 
     kinds = {n: spec.get("type", kind) for n, spec in rep.layers.items()}
     kinds[EMBEDDING] = emb_kind
     t = BLOCK_TYPES[emb_kind]
     emb_q = make_quantizer(emb_method, bits=t.bits, group_size=t.group, sym=t.sym, storage=t.name)
-    stats = head_stats(loaded.model, windows) if emb_q.needs_calibration else None
-    emb = emb_q.quantize(loaded.model.get_input_embeddings().weight.data, name=EMBEDDING, stats=stats)
+    stats = (head or head_stats(loaded.model, windows)) if emb_q.needs_calibration else None
+    emb = stream.quantize_rows(emb_q, loaded.model, loaded.model.get_input_embeddings(), stats=stats,
+                               name=EMBEDDING)
+    stream.finish(loaded.model, embedding=False)  # float tensors a streamed model has not read yet
     cfg = loaded.model.config
     norms = {n: p.detach().float().numpy() for n, p in loaded.model.named_parameters() if p.ndim == 1}
     export(kept, emb, loaded.source, dst, kinds=kinds, family=for_hf(type(loaded.model).__name__),

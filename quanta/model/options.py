@@ -38,7 +38,9 @@ class Options:
     ``bits`` (no sharing out of the bytes). verify: check the checksums of a quanta source.
     type: a llama.cpp file type (``Q4_K_M``, :data:`quanta.model.quantize.presets.PRESETS`) for a
     GGUF output: the file no larger than llama.cpp's, every tensor's type chosen by the measured
-    sensitivity (with ``uniform``: llama.cpp's own type for each tensor, quanta's rounding)."""
+    sensitivity (with ``uniform``: llama.cpp's own type for each tensor, quanta's rounding).
+    work: a work folder (``--resume``: :mod:`quanta.model.quantize.resume`) where the run keeps
+    what it finishes and from which an interrupted run continues."""
 
     bits: int = 4
     group_size: int | None = None
@@ -58,6 +60,13 @@ class Options:
     uniform: bool = False
     verify: bool = True
     type: str | None = None
+    work: Path | None = None
+
+    def run_settings(self) -> dict:
+        """Every option that decides the output (all but ``work``), as JSON values."""
+        import dataclasses
+
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "work"}
 
     def __post_init__(self) -> None:
         from quanta.core._checks import check_bits, check_choice

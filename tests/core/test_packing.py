@@ -38,3 +38,19 @@ def test_out_of_range_and_bad_width():
         pack(np.array([1]), 9)
     with pytest.raises(ConfigError):
         unpack(np.zeros(1, np.uint8), 4, 3)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])
+def test_chunked_pack_and_unpack_give_the_same_bytes(monkeypatch, bits):
+    """Large arrays are packed and unpacked in chunks (bounded memory): the same bytes and codes
+    as in one go."""
+    import torch
+
+    from quanta.core import packing
+
+    codes = np.random.default_rng(bits).integers(0, 1 << bits, 8 * 37 + 5).astype(np.uint8)
+    whole = packing.pack(codes, bits)
+    monkeypatch.setattr(packing, "PACK_CODES", 16)
+    monkeypatch.setattr(packing, "UNPACK_GROUPS", 3)
+    assert np.array_equal(packing.pack(codes, bits), whole)
+    assert np.array_equal(packing.unpack_torch(torch.from_numpy(whole), bits, codes.size).numpy(), codes)

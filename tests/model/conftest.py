@@ -74,3 +74,11 @@ def tiny(tmp_path_factory):
     m = tiny_llama()
     path = write_tiny_gguf(m, tmp_path_factory.mktemp("tiny") / "tiny.gguf")
     return m, path
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory):
+    """A seeded tiny Llama as a Hugging Face folder (safetensors, tokenizer)."""
+    from quanta.model.sources.tiny import write_hf_folder
+
+    return write_hf_folder(tmp_path_factory.mktemp("tiny-hf") / "tiny-llama", seed=0)

@@ -176,7 +176,7 @@ def tensors(model: Any, family: Any) -> Iterator[tuple[str, np.ndarray | None]]:
             name = family.gguf_name(f"{module_name}.{pname}")
             if name is None or (tied and name == "output.weight"):
                 continue
-            if p is None:
+            if p is None or p.is_meta:  # the quantizer's (a streamed model's embedding, too)
                 yield name, None
                 continue
             arr = p.detach().float().numpy()

@@ -15,10 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from quanta.errors import ConfigError
 from quanta.model.quantize.awq import prepare_block
 from quanta.model.quantize.quantizers import LayerStats, WeightQuantizer, make_quantizer
 from quanta.model.reports import QuantizeReport
+from quanta.model.runtime.qembed import ties_head
 from quanta.model.runtime.qlinear import QuantLinear
+from quanta.model.sources import stream
 from quanta.progress import Progress
 
 #: by default every Linear but the output head; norms and embeddings are never Linear
@@ -50,7 +53,9 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
                    head: bool = False, progress: Progress | None = None,
                    on_layer: Callable[[str, Any], None] | None = None,
                    plan: Mapping[str, WeightQuantizer] | None = None,
-                   embedding: WeightQuantizer | None = None) -> QuantizeReport:
+                   embedding: WeightQuantizer | None = None,
+                   on_head: Callable[[LayerStats], None] | None = None, work: Any = None,
+                   runnable: bool = True) -> QuantizeReport:
     """Replace matching ``nn.Linear`` layers by :class:`QuantLinear`; returns a report.
 
     quantizer: a :class:`WeightQuantizer`, or a registered name built with ``bits``,
@@ -63,10 +68,14 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
     layer's codes and grid (the GGUF export keeps them). plan: a quantizer per layer name
     (mixed precision, :mod:`quanta.model.quantize.mixed`), ``quantizer`` for the layers it does not name.
     embedding: also quantize the token embedding with this quantizer (a tied output head then
-    runs on the same codes: :mod:`quanta.model.runtime.qembed`).
+    runs on the same codes: :mod:`quanta.model.runtime.qembed`). on_head(stats): the tied output
+    head's input statistics, gathered from the last quantized block's outputs when the layers are
+    calibrated (what :func:`head_stats` would measure in a second pass). work: a
+    :class:`~quanta.model.quantize.resume.WorkFolder` — each finished block is kept there, and
+    the blocks an interrupted run finished are taken from it instead of quantized again.
+    runnable: False for a model that will only be written — each finished block's layers keep
+    only what the file stores (:meth:`QuantLinear.compact`), which halves their memory.
     """
-    from quanta.errors import ConfigError
-
     q = make_quantizer(quantizer, bits=bits, group_size=group_size, sym=sym) \
         if isinstance(quantizer, str) else quantizer
     plan = dict(plan or {})
@@ -74,47 +83,125 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
     if calibrated and (calib is None or len(calib) == 0):
         raise ConfigError(f"method {calibrated[0].name!r} needs calibration data")
     targets = _resolve_targets(model, include, exclude, head)
-    layers: dict[str, dict] = {}
-
-    def replace(block: list[tuple[str, nn.Linear]], stats: dict[str, LayerStats],
-                in_block: bool = True) -> None:
-        scaled = prepare_block(model, block, stats, lambda n: plan.get(n, q)) if in_block else {}
-        for name, lin in block:
-            lq = plan.get(name, q)
-            qw = lq.quantize(lin.weight.data, stats=stats.get(name), name=name)
-            if on_layer:
-                on_layer(name, qw)
-            ql = QuantLinear.from_quantized(qw, lin.bias.data if lin.bias is not None else None)
-            if name in scaled:
-                ql.set_input_scale(scaled[name])
-            set_submodule(model, name, ql)
-            layers[name] = {"bits": lq.bits, "group_size": qw.group_size, "method": lq.name,
-                            "sym": lq.sym, "path": ql.path, "in": ql.in_features,
-                            "out": ql.out_features, **({"type": lq.storage} if lq.storage else {})}
-            if progress:
-                progress(len(layers), len(targets))
-
+    run = _Installer(model, q, plan, on_layer, progress, len(targets), keep=work is not None,
+                     compact=not runnable and not calibrated)
+    head_in = None
     if calibrated:
-        from quanta.model.quantize.calibrate import block_stats, layerwise
-
-        hessian = any(x.needs_hessian for x in calibrated)
-        rest = layerwise(model, targets, torch.as_tensor(calib), replace, hessian=hessian)
-        if rest:  # layers outside the blocks (a quantized head): one whole-model pass, no AWQ
-            replace(rest, block_stats(model, rest, [x[None] for x in calib], {}, hessian=hessian), False)
+        wants_head = ties_head(model) and (on_head is not None or (
+            embedding is not None and embedding.needs_calibration))
+        head_in = _calibrated(run, targets, torch.as_tensor(calib), any(x.needs_hessian for x in calibrated),
+                              wants_head, work, runnable)
     else:
-        replace(targets, {})
+        run.replace(targets, {})
+    if head_in is not None and on_head:
+        on_head(head_in)
+    layers = run.layers
     if embedding is not None:
-        stats = head_stats(model, calib) if embedding.needs_calibration and calib is not None else None
+        stats = None
+        if embedding.needs_calibration and calib is not None:
+            stats = head_in if head_in is not None else head_stats(model, calib)
         layers["embedding"] = _quantize_embedding(model, embedding, stats)
     names = sorted({spec["method"] for spec in layers.values()})
     return QuantizeReport(method="+".join(names), layers=layers, **weight_stats(model))
 
 
+class _Installer:
+    """Puts each quantized layer into the model as a :class:`QuantLinear` and records it: the
+    report's line, ``on_layer``, progress, and (``keep``) the block in hand for a work folder;
+    ``compact``: the layer keeps only what a file stores (nothing will run it)."""
+
+    def __init__(self, model: nn.Module, q: WeightQuantizer, plan: dict[str, WeightQuantizer],
+                 on_layer: Callable[[str, Any], None] | None, progress: Progress | None, total: int, *,
+                 keep: bool, compact: bool = False) -> None:
+        self.model, self.q, self.plan, self.on_layer = model, q, plan, on_layer
+        self.progress, self.total, self.keep, self.compact = progress, total, keep, compact
+        self.layers: dict[str, dict] = {}
+        self.finished: dict[str, tuple] = {}  # the block in hand's layers (for the work folder)
+
+    def install(self, name: str, qw: Any, bias: torch.Tensor | None, scale: torch.Tensor | None) -> None:
+        lq = self.plan.get(name, self.q)
+        if self.on_layer:
+            self.on_layer(name, qw)
+        ql = QuantLinear.from_quantized(qw, bias)
+        if scale is not None:
+            ql.set_input_scale(scale)
+        set_submodule(self.model, name, ql)
+        if self.compact:  # nothing runs it: only what the file stores is kept
+            ql.compact()
+        self.layers[name] = {"bits": lq.bits, "group_size": qw.group_size, "method": lq.name,
+                             "sym": lq.sym, "path": ql.path, "in": ql.in_features,
+                             "out": ql.out_features, **({"type": lq.storage} if lq.storage else {})}
+        if self.keep:
+            self.finished[name] = (qw, bias, scale)
+        if self.progress:
+            self.progress(len(self.layers), self.total)
+
+    def replace(self, block: list[tuple[str, nn.Linear]], stats: dict[str, LayerStats],
+                in_block: bool = True) -> None:
+        """Quantize the layers ``block`` (AWQ's scales first, inside a block) and install them."""
+        model = self.model
+        scaled = prepare_block(model, block, stats, lambda n: self.plan.get(n, self.q)) if in_block else {}
+        for name, lin in block:
+            stream.load(model, name)
+            qw = self.plan.get(name, self.q).quantize(lin.weight.data, stats=stats.get(name), name=name)
+            self.install(name, qw, lin.bias.data if lin.bias is not None else None, scaled.get(name))
+            stream.release(model, lin)  # a streamed model's float weight is done with
+
+
+def _calibrated(run: _Installer, targets: list[tuple[str, nn.Linear]], calib: torch.Tensor, hessian: bool,
+                wants_head: bool, work: Any, runnable: bool = True) -> LayerStats | None:
+    """The calibrated layers, block by block (:func:`~quanta.model.quantize.calibrate.layerwise`):
+    blocks an interrupted run finished taken from ``work``, each finished block kept there (and,
+    not ``runnable``, compacted — unless layers outside the blocks need a whole-model pass); the
+    layers outside the blocks last. Returns the tied head's input statistics (``wants_head``)."""
+    from quanta.model.quantize.calibrate import block_stats, find_blocks, layerwise
+
+    model = run.model
+    start, resumed = work.progress() if work is not None else (0, None)
+    prefix, blocks = find_blocks(model)
+    compact = not runnable and all(n.startswith(prefix + ".") for n, _ in targets)
+
+    def compacted(block: nn.Module) -> None:
+        for m in block.modules():
+            if compact and isinstance(m, QuantLinear):
+                m.compact()
+
+    for i in range(start):  # blocks an interrupted run finished
+        _restore(run, work, i)
+        compacted(blocks[i])
+    run.finished.clear()
+    head_in: list = []
+
+    def keep(i: int, block: nn.Module, hidden: list[torch.Tensor]) -> None:
+        if work is not None:
+            params = {n: p for n, p in block.named_parameters(prefix=f"{prefix}.{i}") if not p.is_meta}
+            work.save_block(i, dict(run.finished), params, hidden)
+            run.finished.clear()
+        compacted(block)
+
+    rest = layerwise(model, targets, calib, run.replace, hessian=hessian,
+                     outputs=(lambda h: head_in.append(final_stats(model, h))) if wants_head else None,
+                     after=keep if work is not None or compact else None, start=start, resumed=resumed)
+    if rest:  # layers outside the blocks (a quantized head): one whole-model pass, no AWQ
+        for name, _ in rest:
+            stream.load(model, name)
+        run.replace(rest, block_stats(model, rest, [x[None] for x in calib], {}, hessian=hessian), False)
+    return head_in[0] if head_in else None
+
+
+def _restore(run: _Installer, work: Any, i: int) -> None:
+    """Block ``i`` as an interrupted run kept it: its quantized layers installed, its float
+    parameters (norms that AWQ rescaled, layers left float) set."""
+    done, params = work.block(i)
+    for name, (qw, bias, scale) in done.items():
+        run.install(name, qw, bias, scale)
+    for n, t in params.items():
+        stream.set_tensor(run.model, n, t)
+
+
 def _resolve_targets(model: nn.Module, include: tuple[str, ...], exclude: tuple[str, ...],
                      head: bool) -> list[tuple[str, nn.Linear]]:
     """The layers to quantize (with ``head``, the output head too, untied from the embedding)."""
-    from quanta.errors import ConfigError
-
     if head:
         exclude = tuple(p for p in exclude if p != "lm_head")
         _untie_head(model)
@@ -126,16 +213,38 @@ def _resolve_targets(model: nn.Module, include: tuple[str, ...], exclude: tuple[
 
 
 @torch.inference_mode()
+def final_stats(model: nn.Module, hidden: list[torch.Tensor]) -> LayerStats | None:
+    """Statistics (with the Hessian) of the output head's inputs — the final norm of each
+    window's last hidden state ``hidden`` — or None for a family without a final norm."""
+    from quanta.model.arch import for_hf
+
+    try:
+        norm_name = for_hf(type(model).__name__).final_norm
+    except ConfigError:
+        return None
+    if norm_name is None:
+        return None
+    norm = model.get_submodule(norm_name)
+    stats = LayerStats(model.lm_head.in_features, with_hessian=True)
+    for h in hidden:
+        stats.add(norm(h))
+    stats.flush()
+    return stats
+
+
+@torch.inference_mode()
 def head_stats(model: nn.Module, calib: torch.Tensor) -> LayerStats | None:
     """Statistics (with the Hessian) of the output head's inputs — the final norm's outputs —
     over the calibration windows, as the model computes them now (its blocks quantized): what a
     calibrated method rounds a tied embedding with, since as the output head it is the most
     sensitive matrix. None when the head is not tied to the embedding."""
     from quanta.model.quantize.calibrate import block_stats
-    from quanta.model.runtime.qembed import ties_head
 
     if not ties_head(model):
         return None
+    from quanta.model.quantize.calibrate import find_blocks
+
+    stream.load(model, find_blocks(model)[0])  # the float layers of a streamed model's blocks
     windows = [x[None] for x in torch.as_tensor(calib)]
     base = getattr(model, "base_model", model)
     if base is model:  # no decoder of its own to stop at: the head's input by a hook
@@ -187,7 +296,7 @@ def weight_stats(model: nn.Module) -> dict:
 
 def tied_head(model: nn.Module) -> nn.Module | None:
     """The output head when it runs on a quantized embedding's codes (counted with it)."""
-    from quanta.model.runtime.qembed import QuantEmbedding, ties_head
+    from quanta.model.runtime.qembed import QuantEmbedding
 
     return model.lm_head if isinstance(model.get_input_embeddings(), QuantEmbedding) and ties_head(model) \
         else None

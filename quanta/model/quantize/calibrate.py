@@ -8,8 +8,10 @@ Engine (the GPTQ recipe, for any model whose blocks sit in one ``ModuleList``: L
 inputs are kept; then for each block i: its Linear layers' input statistics are gathered by
 running the kept inputs through block i with hooks, the block is quantized, and the kept inputs
 are run through the *quantized* block to become block i+1's inputs. Peak memory is the weights
-plus one block's activations for all windows. Layers outside the blocks (a quantized head) get
-their statistics from one whole-model pass at the end.
+plus one block's activations for all windows — a streamed model's weights are read one block at a
+time (:mod:`quanta.model.sources.stream`), so its peak is one float block, the quantized blocks
+and the activations. Layers outside the blocks (a quantized head) get their statistics from one
+whole-model pass at the end.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 from quanta.errors import ConfigError, InputError
+from quanta.memory import trim
 from quanta.model.options import DEFAULT_LENGTH, DEFAULT_SAMPLES
 from quanta.model.quantize.quantizers import LayerStats
 
@@ -86,12 +89,12 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     raise ConfigError(f"{type(model).__name__}: no list of blocks found (model.layers or encoder.layer)")
 
 
-class _StopForwardError(Exception):
+class StopForwardError(Exception):
     pass
 
 
-@torch.inference_mode()
-def _block_inputs(model: nn.Module, first: nn.Module, calib: torch.Tensor) -> tuple[list, dict]:
+@torch.no_grad()  # not inference mode: the sensitivity pass back-propagates through these
+def block_inputs(model: nn.Module, first: nn.Module, calib: torch.Tensor) -> tuple[list, dict]:
     """Each window's hidden states entering block 0, and the keyword arguments the model passes
     to its blocks (position embeddings, masks), captured once."""
     kept: list[torch.Tensor] = []
@@ -102,14 +105,14 @@ def _block_inputs(model: nn.Module, first: nn.Module, calib: torch.Tensor) -> tu
         if not kwargs:
             kwargs.update({k: v for k, v in kw.items() if k != "hidden_states"})
             kwargs["_extra_args"] = args[1:]
-        raise _StopForwardError
+        raise StopForwardError
 
     hook = first.register_forward_pre_hook(catch, with_kwargs=True)
     try:
         for x in calib:
             try:
                 model(x[None], use_cache=False) if _takes_cache(model) else model(x[None])
-            except _StopForwardError:
+            except StopForwardError:
                 pass
     finally:
         hook.remove()
@@ -120,7 +123,7 @@ def _takes_cache(model: nn.Module) -> bool:
     return hasattr(getattr(model, "config", None), "use_cache")
 
 
-def _run(block: nn.Module, x: torch.Tensor, kwargs: dict) -> torch.Tensor:
+def run_block(block: nn.Module, x: torch.Tensor, kwargs: dict) -> torch.Tensor:
     extra = kwargs.get("_extra_args", ())
     out = block(x, *extra, **{k: v for k, v in kwargs.items() if k != "_extra_args"})
     return out[0] if isinstance(out, tuple) else out
@@ -139,7 +142,7 @@ def _shared_inputs(block: nn.Module, layers: list[tuple[str, nn.Linear]], x: tor
 
     hooks = [lin.register_forward_pre_hook(lambda _m, args, n=n: record(n, args[0])) for n, lin in layers]
     try:
-        _run(block, x, kwargs)
+        run_block(block, x, kwargs)
     finally:
         for h in hooks:
             h.remove()
@@ -159,10 +162,12 @@ def block_stats(block: nn.Module, layers: list[tuple[str, nn.Linear]], inputs: l
              for n in stats]
     try:
         for x in inputs:
-            _run(block, x, kwargs)
+            run_block(block, x, kwargs)
     finally:
         for h in hooks:
             h.remove()
+    for st in stats.values():
+        st.flush()  # whole sums: AWQ rescales them in place
     return {n: stats[owner[n]] for n, _ in layers}
 
 
@@ -170,21 +175,40 @@ def block_stats(block: nn.Module, layers: list[tuple[str, nn.Linear]], inputs: l
 def layerwise(model: nn.Module, targets: list[tuple[str, nn.Linear]], calib: torch.Tensor,
               quantize_block: Callable[[list[tuple[str, nn.Linear]], dict[str, LayerStats]], None], *,
               hessian: bool, progress: Callable[[int, int], None] | None = None,
+              outputs: Callable[[list[torch.Tensor]], None] | None = None,
+              after: Callable[[int, nn.Module, list[torch.Tensor]], None] | None = None,
+              start: int = 0, resumed: list[torch.Tensor] | None = None,
               ) -> list[tuple[str, nn.Linear]]:
     """Run the engine: for each block, gather its targets' statistics and call
     ``quantize_block(layers, stats)`` (which replaces them); returns the targets outside the
-    blocks, left for the caller."""
+    blocks, left for the caller. ``outputs(hidden)``: also run the last (quantized) block and
+    hand over each window's output. ``after(i, block, hidden)``: block ``i`` is finished and
+    ``hidden`` enters the next one (a resumable run's checkpoint). ``start``, ``resumed``:
+    blocks before ``start`` were finished by an earlier run (the caller restored them) and
+    ``resumed`` are the activations entering block ``start``."""
+    from quanta.model.sources.stream import load
+
     prefix, blocks = find_blocks(model)
-    inputs, kwargs = _block_inputs(model, blocks[0], calib)
+    inputs, kwargs = block_inputs(model, blocks[0], calib)
+    if start:
+        inputs = list(resumed or [])
     rest = list(targets)
     for i, block in enumerate(blocks):
         name = f"{prefix}.{i}."
         mine = [(n, m) for n, m in rest if n.startswith(name)]
         rest = [(n, m) for n, m in rest if not n.startswith(name)]
-        if mine:
-            quantize_block(mine, block_stats(block, mine, inputs, kwargs, hessian=hessian))
-        if i + 1 < len(blocks):  # the last block's outputs feed nothing
-            inputs = [_run(block, x, kwargs) for x in inputs]
+        if i >= start:
+            load(model, name[:-1])  # a streamed model's block is read now (quantized layers drop theirs)
+            if mine:
+                quantize_block(mine, block_stats(block, mine, inputs, kwargs, hessian=hessian))
+            if i + 1 < len(blocks) or outputs or after:  # the last block's outputs: for those two
+                for w, x in enumerate(inputs):  # window by window, in place: one copy of the activations
+                    inputs[w] = run_block(block, x, kwargs)
+            if after:
+                after(i, block, inputs)
+            trim()  # the block's temporaries: back to the system
         if progress:
             progress(i + 1, len(blocks))
+    if outputs:
+        outputs(inputs)
     return rest

@@ -1,47 +1,62 @@
 """What a plan will cost: peak resident memory and wall time, predicted from the layout alone.
 
-A first model, fitted on this project's measured runs (x86-64, 2 cores, 2026-12-05; SmolLM2,
-134.5 M parameters, each a fresh ``quanta model quantize`` process: RTN folder 15.4 s / 1.78 GB,
-RTN GGUF 20.3 s / 1.78 GB, the GPTQ default 227 s / 2.57 GB peak, as its own report measures
-them). It holds for today's engine, which loads the whole model in float32; the streaming engine
-of the next issue replaces the memory term. The figures are estimates, printed as such;
-``bench/golden_smollm2.py`` prints them beside the measured ones.
+Estimates, printed as such, from counts of the work each phase does and two speeds of this
+machine measured when the plan is made (:func:`machine_speed`: a float32 matrix product of the
+model's hidden size and a float64 one, ~0.1 s), with efficiencies fitted on this project's runs
+(x86-64 Xeon, 2 cores, 2026-12-06: the SmolLM2-135M and Llama-3.2-1B shapes; see
+docs/BENCHMARKS.md, "Models of 1 B parameters, streamed").
 
-* memory: the interpreter with torch and transformers (:data:`BASE_BYTES`), the float model and
-  the copies of its weights made while loading and quantizing (:data:`BYTES_PER_PARAM`); for a
-  calibrated method the cached inputs of one block (windows × tokens × hidden, float32, twice);
-  for the sensitivity pass every layer's input second moments (float32 ``in × in``) and the
-  embedding's squared gradients;
-* time: start-up and imports, loading (:data:`LOAD_S_PER_PARAM`), rounding (per weight, by
-  method), packing GGML blocks for a GGUF, and for calibrated methods the forward passes over
-  the calibration tokens (2 flops per weight per token, at :data:`FLOPS` — plus 4 passes per
-  sensitivity window when the formats are chosen by measured sensitivity).
+Memory. A Hugging Face folder is read block by block (:mod:`quanta.model.sources.stream`): the
+peak is the interpreter with torch and transformers (:data:`BASE_BYTES`) plus the largest of
+
+* the sensitivity pass: every block's inputs over its windows (float32), one float block and
+  its layers' second moments (float32), one window's logits (twice) and a slice of the head;
+* the blocks: the quantized layers finished (what the file stores), one float block and its
+  kernel form, the calibration activations (twice), the block's second moments in float64 and
+  GPTQ's buffers for its largest layer (``H`` in activation order; the weight and codes in
+  float64);
+* the embedding: the quantized layers, the embedding's codes and a tied head's kernel form,
+  one row slice in GPTQ's float64 buffers.
+
+A GGUF source is dequantized whole (:data:`BYTES_PER_PARAM` per parameter, as measured).
+
+Time: start-up; reading the source; for calibrated methods two passes of the calibration
+windows per block (2 flops per weight per token) and the Hessians' sums (2·in² per token per
+distinct input); GPTQ per layer (its inverse factor, ~2·in³ in float64, and the lazy updates,
+2·out·in²); for the sensitivity pass four passes of its windows, the head's logits and their
+gradient, and the loss table (each candidate's error through ``H``: 2·out·in² per candidate);
+the rounding and clipping search per weight.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
 #: resident bytes of a process that imported torch and transformers and read a tokenizer
-BASE_BYTES = 420e6
-#: resident bytes per source parameter: the float32 model, plus the copies made while loading
-#: (a GGUF dequantized, then copied into the model) and quantizing (codes, scales, kernel layout)
+BASE_BYTES = 480e6
+#: resident bytes per source parameter of a source loaded whole (a GGUF file dequantized)
 BYTES_PER_PARAM = 10.1
 #: start-up: interpreter, imports, reading the tokenizer
-START_S = 2.5
-#: seconds per parameter to load a source into a float model
-LOAD_S_PER_PARAM = 50e-9
+START_S = 3.0
+#: seconds per source byte read and converted (safetensors bf16 → float32, a GGUF dequantized)
+READ_S_PER_BYTE = 2.5e-9
 #: seconds per quantized weight to round, by method (calibrated methods add their passes)
 ROUND_S_PER_WEIGHT = {"rtn": 50e-9, "mse": 150e-9, "nf4": 60e-9, "hqq": 400e-9, "imatrix": 150e-9,
-                      "gptq": 150e-9, "awq": 400e-9, "awq+gptq": 400e-9}
+                      "gptq": 40e-9, "awq": 400e-9, "awq+gptq": 300e-9}
 #: seconds per quantized weight to pack GGML blocks (a GGUF output)
 EXPORT_S_PER_WEIGHT = 45e-9
-#: multiply-adds per second of the calibration passes on this machine's 2 cores (bf16/float32)
-FLOPS = 34e9
-#: windows of the sensitivity pass, and its cost in forward passes (forward + backward)
-SENSITIVITY_WINDOWS, SENSITIVITY_PASSES = 16, 4
+#: windows of the sensitivity pass, its passes (forward, again with gradients, backward ×2) and
+#: the candidates each unit is priced in
+SENSITIVITY_WINDOWS, SENSITIVITY_PASSES, CANDIDATES = 16, 4, 7
+#: the share of the measured float32 speed each kind of work reaches (fitted)
+EFFICIENCY = {"forward": 0.5, "hessian": 0.6, "table": 0.75, "head": 0.35}
+#: the share of the measured float64 speed GPTQ's factor and updates reach (fitted)
+GPTQ_EFFICIENCY = 0.45
+#: flops per second assumed when no measurement is made (this machine class)
+DEFAULT_SPEED = (2.0e11, 0.9e11)
 
 
 @dataclass(frozen=True)
@@ -52,39 +67,137 @@ class Cost:
     seconds: float
 
 
-def predict(params: int, linear_params: int, quantized: int, hidden: int, method: str, *,
-            calibrated: bool, sensitivity: bool, windows: int, tokens: int, gguf: bool = False,
-            second_moments: int = 0, embedding: int = 0) -> Cost:
-    """The cost of quantizing a model of ``params`` parameters, ``linear_params`` of them in the
-    blocks' Linear layers, ``quantized`` of them rounded by ``method`` (``gguf``: into GGML
-    blocks); ``calibrated``: the method reads ``windows`` × ``tokens`` calibration tokens;
-    ``sensitivity``: the formats are chosen by a measured-sensitivity pass, which holds
-    ``second_moments`` (Σ in² over the layers) float32 values and the ``embedding``'s squared
-    gradients."""
-    peak = BASE_BYTES + BYTES_PER_PARAM * params
-    seconds = START_S + LOAD_S_PER_PARAM * params + ROUND_S_PER_WEIGHT.get(method, 150e-9) * quantized
+@functools.cache
+def machine_speed() -> tuple[float, float]:
+    """Flops per second of this machine on a float32 and a float64 matrix product (256 × 1024
+    by 1024 × 1024, numpy, on the threads numpy's BLAS uses): the best of the products made in
+    ~40 ms each."""
+    import time
+
+    import numpy as np
+
+    out = []
+    for dt in (np.float32, np.float64):
+        a, b = np.ones((256, 1024), dt), np.ones((1024, 1024), dt)
+        a @ b  # the first product pays the threads' start
+        best, t_end = math.inf, time.perf_counter() + 0.04
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+        out.append(2.0 * 256 * 1024 * 1024 / best)
+    return out[0], out[1]
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """What the cost depends on, from the layout: blocks, their Linear shapes (out, in) and the
+    distinct input widths (layers fed one tensor share a Hessian), the hidden size, the vocabulary,
+    the parameters, whether the head is tied, whether the source is streamed."""
+
+    blocks: int
+    linears: tuple[tuple[int, int], ...]  # one block's
+    inputs: tuple[int, ...]  # one block's distinct input widths
+    hidden: int
+    vocab: int
+    params: int
+    source_bytes: int
+    tied: bool
+    streamed: bool
+
+    @property
+    def block_params(self) -> int:
+        return sum(o * i for o, i in self.linears)
+
+
+def shapes_of(layout: Any) -> Shapes:
+    """The :class:`Shapes` of a :class:`~quanta.model.quantize.plan.Layout`."""
+    import re
+
+    linears = [s for s in layout.tensors if s.role in ("attention", "mlp") and len(s.shape) == 2]
+    first = [s for s in linears if re.search(r"\.0\.", s.name)] or linears
+    blocks = max(1, len({m.group(1) for s in linears if (m := re.search(r"\.(\d+)\.", s.name))}))
+    emb = next((s.shape for s in layout.tensors if s.role == "embedding"), (0, 0))
+    # layers of one block fed one tensor: the same input width and the same role, but for the
+    # projections reading another layer's output (o_proj, down_proj: their own input)
+    shared: dict[tuple[str, int], int] = {}
+    alone = []
+    for s in first:
+        if re.search(r"(o_proj|down_proj|dense|out_proj)$", s.name):
+            alone.append(s.shape[1])
+        else:
+            shared[(s.role, s.shape[1])] = s.shape[1]
+    return Shapes(blocks, tuple((s.shape[0], s.shape[1]) for s in first), (*shared.values(), *alone),
+                  emb[1], emb[0], sum(math.prod(s.shape) for s in layout.tensors), layout.source_bytes,
+                  layout.tied, layout.kind == "hf-causal-lm")
+
+
+def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, calibrated: bool,
+            sensitivity: bool, windows: int, tokens: int, gguf: bool = False, hessian: bool = True,
+            speed: tuple[float, float] | None = None) -> Cost:
+    """The cost of quantizing a model of shapes ``sh`` into ``quantized_bytes`` of quantized
+    tensors (``quantized`` weights rounded by ``method``; ``gguf``: packed into GGML blocks);
+    ``calibrated``: the method reads ``windows`` × ``tokens`` calibration tokens (``hessian``:
+    and GPTQ's Hessians); ``sensitivity``: the formats are chosen by the measured sensitivity."""
+    f32, f64 = speed or DEFAULT_SPEED
+    block_f32 = 4 * sh.block_params
+    h2 = sum(i * i for i in sh.inputs)
+    big_out, big_in = max(sh.linears, key=lambda s: s[0] * s[1] + s[1] ** 2) if sh.linears else (0, 0)
+    # memory
+    if sh.streamed:
+        kernels = quantized_bytes / max(sh.blocks, 1)  # one block's kernel form before it is compacted
+        acts = 2 * 4 * windows * tokens * sh.hidden if calibrated else 0
+        gptq = (8 * big_in * big_in + 3 * 8 * big_out * big_in) if hessian and calibrated else 0
+        blocks_phase = quantized_bytes + block_f32 + kernels + acts + (8 if hessian else 0) * h2 + gptq
+        sens_phase = 0.0
+        if sensitivity:
+            saved = 4 * sh.blocks * SENSITIVITY_WINDOWS * tokens * sh.hidden
+            logits = 2 * 4 * tokens * sh.vocab
+            table = 3 * 4 * big_out * big_in
+            sens_phase = saved + block_f32 + 4 * h2 + logits + 3 * 128 * 2**20 + table
+        emb_rows = min(sh.vocab, 128 * 2**20 // max(4 * sh.hidden, 1))
+        emb_phase = quantized_bytes + 2 * sh.vocab * sh.hidden + 4 * 8 * emb_rows * sh.hidden \
+            + 8 * sh.hidden * sh.hidden
+        peak = BASE_BYTES + max(blocks_phase, sens_phase, emb_phase)
+    else:
+        peak = BASE_BYTES + BYTES_PER_PARAM * sh.params
+        if calibrated:
+            peak += 2 * 4 * windows * tokens * sh.hidden
+        if sensitivity:
+            peak += 4 * (sh.blocks * h2 + sh.vocab * sh.hidden)
+    # time
+    seconds = START_S + READ_S_PER_BYTE * sh.source_bytes * (3 if sensitivity else 1)
+    seconds += ROUND_S_PER_WEIGHT.get(method, 150e-9) * quantized
     seconds += EXPORT_S_PER_WEIGHT * quantized if gguf else 0.0
-    passes = 0
+    n = sh.blocks
     if calibrated:
-        peak += 2 * 4 * windows * tokens * hidden
-        passes += windows * tokens
+        t = windows * tokens
+        seconds += n * 2 * (2 * sh.block_params * t) / (f32 * EFFICIENCY["forward"])
+        if hessian:
+            seconds += n * 2 * t * h2 / (f32 * EFFICIENCY["hessian"])
+            gptq_flops = sum(2 * i ** 3 + 2 * o * i * i for o, i in sh.linears)
+            emb = (2 * sh.hidden ** 3 + 2 * sh.vocab * sh.hidden ** 2) if sh.tied else 0
+            seconds += (n * gptq_flops + emb) / (f64 * GPTQ_EFFICIENCY)
     if sensitivity:
-        peak += 4 * (second_moments + embedding)
-        passes += SENSITIVITY_PASSES * SENSITIVITY_WINDOWS * tokens
-    seconds += 2 * linear_params * passes / FLOPS
+        t = SENSITIVITY_WINDOWS * tokens
+        seconds += n * SENSITIVITY_PASSES * 2 * sh.block_params * t / (f32 * EFFICIENCY["forward"])
+        seconds += n * 2 * t * h2 / (f32 * EFFICIENCY["hessian"])
+        seconds += 2 * 2 * t * sh.vocab * sh.hidden / (f32 * EFFICIENCY["head"])
+        table = n * sum(2 * o * i * i for o, i in sh.linears)
+        table += 2 * sh.vocab * sh.hidden ** 2 if sh.tied else 0
+        seconds += CANDIDATES * table / (f32 * EFFICIENCY["table"])
     return Cost(int(peak), seconds)
 
 
 def for_plan(layout: Any, entries: Any, method: str, *, calibrated: bool, sensitivity: bool,
-             windows: int, tokens: int, gguf: bool = False) -> Cost:
+             windows: int, tokens: int, gguf: bool = False, hessian: bool = True,
+             speed: tuple[float, float] | None = None) -> Cost:
     """:func:`predict` for a plan's tensors (:mod:`quanta.model.quantize.plan`)."""
-    params = sum(math.prod(s.shape) for s in layout.tensors)
-    linears = [s.shape for s in layout.tensors if s.role in ("attention", "mlp")]
-    quantized = sum(math.prod(e.shape) for e in entries if e.method is not None)
-    emb = next((s.shape for s in layout.tensors if s.role == "embedding"), (0, 0))
-    return predict(params, sum(math.prod(s) for s in linears), quantized, emb[1], method,
-                   calibrated=calibrated, sensitivity=sensitivity, windows=windows, tokens=tokens,
-                   gguf=gguf, second_moments=sum(s[1] ** 2 for s in linears), embedding=math.prod(emb))
+    quantized = [e for e in entries if e.method is not None]
+    return predict(shapes_of(layout), sum(e.nbytes for e in quantized),
+                   sum(math.prod(e.shape) for e in quantized), method, calibrated=calibrated,
+                   sensitivity=sensitivity, windows=windows, tokens=tokens, gguf=gguf, hessian=hessian,
+                   speed=speed)
 
 
-__all__ = ["Cost", "for_plan", "predict"]
+__all__ = ["Cost", "Shapes", "for_plan", "machine_speed", "predict", "shapes_of"]

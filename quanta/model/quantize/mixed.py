@@ -21,7 +21,8 @@ budget.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,39 +51,123 @@ def _for(candidates: Candidates, name: str) -> Sequence[WeightFormat]:
 
 @dataclass
 class Sensitivity:
-    """What one calibrated pass measured: per layer the mean squared output gradient and the
-    input statistics (with Hessian); per token id and dimension the embedding's squared
-    gradients; the token count."""
+    """What the calibrated pass measured: per layer the summed squared output gradients and the
+    input statistics (with Hessian); per token id seen (``embedding_rows``, sorted) and dimension
+    the embedding's summed squared gradients; the token count. The pass yields one of these per
+    block and one for the embedding and head (:func:`sensitivities`)."""
 
     grad_sq: dict[str, torch.Tensor]
     inputs: dict[str, LayerStats]
-    embedding_grad_sq: torch.Tensor
+    embedding_grad_sq: torch.Tensor | None
     tokens: int
+    embedding_rows: torch.Tensor | None = None
 
-    def layer_loss(self, name: str, err: torch.Tensor) -> float:
-        """Predicted loss increase of the error ``err`` (``out × in``) on layer ``name``."""
-        h = self.inputs[name].hessian.to(torch.float32)
-        g2 = (self.grad_sq[name] / self.tokens).to(torch.float32)
+    def layer_loss(self, name: str, err: torch.Tensor, first: int = 0,
+                   h: torch.Tensor | None = None) -> float:
+        """Predicted loss increase of the error ``err`` (``rows × in``: the layer's rows from
+        ``first`` on) on layer ``name`` (``h``: its Hessian in float32, if the caller has it)."""
+        h = self.inputs[name].hessian.to(torch.float32) if h is None else h
+        g2 = (self.grad_sq[name][first:first + err.shape[0]] / self.tokens).to(torch.float32)
         return 0.5 * float((g2 * ((err @ h) * err).sum(1)).sum())
 
-    def embedding_loss(self, err: torch.Tensor, *, tied: bool) -> float:
-        """Predicted loss increase of the error ``err`` (``vocab × dim``) on the embedding (and,
-        tied, on the output head)."""
-        d = 0.5 * float(((self.embedding_grad_sq / self.tokens) * err * err).sum())
-        return d + (self.layer_loss("lm_head", err) if tied else 0.0)
+    def embedding_loss(self, err: torch.Tensor, *, tied: bool, first: int = 0,
+                       h: torch.Tensor | None = None) -> float:
+        """Predicted loss increase of the error ``err`` (the embedding's rows from ``first`` on)
+        on the embedding (and, tied, on the output head, ``h`` its Hessian if given)."""
+        rows = self.embedding_rows
+        sel = (rows >= first) & (rows < first + err.shape[0])
+        e = err[rows[sel] - first]
+        d = 0.5 * float(((self.embedding_grad_sq[sel] / self.tokens) * e * e).sum())
+        return d + (self.layer_loss("lm_head", err, first, h) if tied else 0.0)
 
 
-def measure(model: nn.Module, calib: torch.Tensor, names: Sequence[str], *, batch: int = 1,
-            progress: Progress | None = None) -> Sensitivity:
-    """Run the windows ``calib`` (``(n, tokens)`` ids) through the float causal LM with the
-    next-token loss, and gather :class:`Sensitivity` for the Linear layers ``names`` (and the
-    output head when it is tied to the embedding)."""
-    mods = dict(model.named_modules())
-    watch = {n: mods[n] for n in names}
-    if ties_head(model):
-        watch["lm_head"] = model.lm_head
-    grad_sq = {n: torch.zeros(m.out_features, dtype=torch.float64) for n, m in watch.items()}
-    stats: dict[str, LayerStats] = {}
+def sensitivities(model: nn.Module, calib: torch.Tensor, names: Sequence[str], *,
+                  progress: Progress | None = None) -> Iterator[tuple[list[str], Sensitivity]]:
+    """The sensitivity pass, one block at a time: the windows ``calib`` (``(n, tokens)`` ids) run
+    forward block by block (each block's inputs kept), the summed next-token loss is
+    back-propagated through the output head in vocabulary slices, then through the blocks from
+    the last to the first — each block read (a streamed model's), run again on its kept inputs
+    with gradients, and released. Yields ``(layers, Sensitivity)`` for each block's layers among
+    ``names`` while the block is still loaded (last block first), then ``([], …)`` with the
+    embedding's gradients and the output head's statistics (measured when it is tied to the
+    embedding or among ``names``). Memory: one float block, one block's inputs (the others wait in
+    a temporary file), one slice of the head. The same figures as one autograd pass over the
+    whole model, to float rounding (tested against it)."""
+    from quanta.memory import trim
+    from quanta.model.quantize.calibrate import block_inputs, find_blocks, run_block
+    from quanta.model.sources.stream import load, release
+
+    prefix, blocks = find_blocks(model)
+    calib = torch.as_tensor(calib)
+    head_name = _head_name(model)
+    head_watched = head_name is not None and (ties_head(model) or head_name in names)
+    outside = [n for n in names if not n.startswith(prefix + ".") and n != head_name]
+    if outside:
+        raise ConfigError(f"{outside[0]}: the sensitivity pass measures the blocks' layers and the head")
+    steps, done = 2 * len(blocks) + 2, 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, steps)
+
+    grads_on = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    spill = tempfile.TemporaryDirectory(prefix="quanta-sensitivity-")
+    try:
+        x, kwargs = block_inputs(model, blocks[0], calib)
+        kept = []
+        with torch.no_grad():
+            for i, block in enumerate(blocks):
+                load(model, f"{prefix}.{i}")
+                kept.append(_spill(x, Path(spill.name) / f"{i}.npy"))
+                for w, h in enumerate(x):
+                    x[w] = run_block(block, h, kwargs)
+                release(model, block)
+                tick()
+        g, head = _head_backward(model, x, calib, watch=head_watched)
+        trim()
+        tick()
+        for i in reversed(range(len(blocks))):
+            load(model, f"{prefix}.{i}")
+            mine = [n for n in names if n.startswith(f"{prefix}.{i}.")]
+            piece = _block_backward(model, blocks[i], mine, _unspill(kept[i]), g, kwargs)
+            piece.tokens = calib.numel()
+            yield mine, piece
+            release(model, blocks[i])
+            kept[i].unlink()
+            trim()  # the block's temporaries: back to the system
+            tick()
+        rows, sq = _embedding_grads(model, blocks[0], calib, g)
+        tick()
+        yield [], Sensitivity(*head, sq, calib.numel(), rows)
+    finally:
+        spill.cleanup()
+        for p, on in zip(model.parameters(), grads_on):
+            p.requires_grad_(on)
+
+
+def _spill(xs: list[torch.Tensor], path: Path) -> Path:
+    """Each window's block input, kept on disk (float32, exactly) until the backward pass."""
+    np.save(path, torch.stack(xs).numpy())
+    return path
+
+
+def _unspill(path: Path) -> list[torch.Tensor]:
+    return list(torch.from_numpy(np.load(path)).unbind(0))
+
+
+def _head_name(model: nn.Module) -> str | None:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return next((n for n, m in model.named_modules() if m is head), None) if head is not None else None
+
+
+def _watch(layers: dict[str, nn.Module], stats: dict[str, LayerStats],
+           grad_sq: dict[str, torch.Tensor]) -> list:
+    """Hooks gathering each layer's input statistics (layers fed the same tensor in one window
+    share one :class:`LayerStats`) and its summed squared output gradients; the last item is
+    the window's map of seen inputs, for the caller to clear per window."""
     owner: dict[str, str] = {}
     seen: dict[int, tuple[str, torch.Tensor]] = {}  # the tensors kept alive: no address reused
 
@@ -91,6 +176,8 @@ def measure(model: nn.Module, calib: torch.Tensor, names: Sequence[str], *, batc
         o = owner.setdefault(n, seen.setdefault(x.data_ptr(), (n, x))[0])
         if o == n:
             stats.setdefault(n, LayerStats(x.shape[-1], with_hessian=True, dtype=torch.float32)).add(x)
+        else:
+            stats[n] = stats[o]
 
     def post(_m: nn.Module, _args: tuple, out: torch.Tensor, n: str) -> None:
         def grad(g: torch.Tensor) -> None:  # returns None: the gradient itself is left alone
@@ -98,67 +185,203 @@ def measure(model: nn.Module, calib: torch.Tensor, names: Sequence[str], *, batc
 
         out.register_hook(grad)
 
-    hooks = [m.register_forward_pre_hook(lambda m, a, n=n: pre(m, a, n)) for n, m in watch.items()]
-    hooks += [m.register_forward_hook(lambda m, a, o, n=n: post(m, a, o, n)) for n, m in watch.items()]
-    emb = model.get_input_embeddings()
-    emb_sq = torch.zeros(emb.weight.shape, dtype=torch.float32)
-    grads = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)
-    tokens = 0
+    hooks: list = [m.register_forward_pre_hook(lambda m, a, n=n: pre(m, a, n)) for n, m in layers.items()]
+    hooks += [m.register_forward_hook(lambda m, a, o, n=n: post(m, a, o, n)) for n, m in layers.items()]
+    return [*hooks, seen]
+
+
+def _block_backward(model: nn.Module, block: nn.Module, names: list[str], xs: list[torch.Tensor],
+                    gs: list[torch.Tensor], kwargs: dict) -> Sensitivity:
+    """Run ``block`` again on each window's kept input with gradients, back-propagate the
+    window's output gradient ``gs[w]`` (replaced by the input's), and gather its layers'
+    figures."""
+    from quanta.model.quantize.calibrate import run_block
+
+    mods = dict(model.named_modules())
+    layers = {n: mods[n] for n in names}
+    grad_sq = {n: torch.zeros(m.out_features, dtype=torch.float64) for n, m in layers.items()}
+    stats: dict[str, LayerStats] = {}
+    *hooks, seen = _watch(layers, stats, grad_sq)
     try:
-        for i in range(0, len(calib), batch):
-            ids = torch.as_tensor(calib[i:i + batch])
+        for w, x in enumerate(xs):
             seen.clear()
-            e = _loss_backward(model, emb, ids)
-            emb_sq.index_add_(0, ids.reshape(-1), e.grad.reshape(-1, e.shape[-1]).float() ** 2)
-            tokens += ids.numel()
-            if progress:
-                progress(min(i + batch, len(calib)), len(calib))
+            xi = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                out = run_block(block, xi, kwargs)
+                out.backward(gs[w])
+            gs[w] = xi.grad
     finally:
         for h in hooks:
             h.remove()
-        for p, g in zip(model.parameters(), grads):
-            p.requires_grad_(g)
-    return Sensitivity(grad_sq, {n: stats[owner[n]] for n in watch}, emb_sq, tokens)
+    for st in stats.values():
+        st.flush()
+    return Sensitivity(grad_sq, stats, None, 0)
 
 
-def _loss_backward(model: nn.Module, emb: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """Forward the windows ``ids`` from their embeddings, back-propagate the summed next-token
-    loss; returns the embedding outputs (their ``.grad`` filled)."""
-    with torch.enable_grad():
-        e = emb(ids).detach().requires_grad_(True)
-        logits = model(inputs_embeds=e, use_cache=False).logits[:, :-1]
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                                                 ids[:, 1:].reshape(-1), reduction="sum")
-        loss.backward()
-    return e
+def _head_backward(model: nn.Module, hs: list[torch.Tensor], calib: torch.Tensor, *,
+                   watch: bool) -> tuple[list[torch.Tensor], tuple[dict, dict]]:
+    """Each window's gradient of the summed next-token loss with respect to the last block's
+    output, through the final norm and the head — the logits in slices of the head's rows
+    (:func:`~quanta.model.sources.stream.row_slices`: a log-sum-exp pass, then the gradient
+    pass), soft-capped where the config says so; with ``watch``, the head's input statistics and
+    summed squared output gradients (keyed "lm_head")."""
+    from quanta.model.arch import for_hf
+    from quanta.model.sources.stream import row_slices
+
+    norm = model.get_submodule(for_hf(type(model).__name__).final_norm)
+    head = model.get_output_embeddings()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    bias = None if head.bias is None else head.bias.detach().float()
+    grad_sq = torch.zeros(head.out_features, dtype=torch.float64)
+    stats = LayerStats(head.in_features, with_hessian=True, dtype=torch.float32)
+
+    def logits(z_in: torch.Tensor, a: int, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw = z_in @ w.t()
+        if bias is not None:
+            raw = raw + bias[a:a + w.shape[0]]
+        return raw, (torch.tanh(raw / cap) * cap if cap else raw)
+
+    out = []
+    for h, ids in zip(hs, calib):
+        h = h.detach().requires_grad_(True)
+        with torch.enable_grad():
+            hn = norm(h)
+        z_in = hn.detach().reshape(-1, hn.shape[-1]).float()
+        if watch:
+            stats.add(z_in)
+        top = torch.full((z_in.shape[0],), -torch.inf)
+        total = torch.zeros(z_in.shape[0])
+        kept = []  # the window's logits, slice by slice (tokens × vocabulary floats in all)
+        for a, w in row_slices(model, head):
+            raw, z = logits(z_in, a, w)
+            kept.append((raw, z))
+            m = torch.maximum(top, z.max(1).values)
+            total = total * torch.exp(top - m) + torch.exp(z - m[:, None]).sum(1)
+            top = m
+        lse = top + torch.log(total)
+        target = ids[1:]
+        gz_in = torch.zeros_like(z_in)
+        for (a, w), (raw, z) in zip(row_slices(model, head), kept):
+            dz = torch.exp(z - lse[:, None])
+            dz[-1] = 0.0  # the last position predicts nothing
+            hit = (target >= a) & (target < a + w.shape[0])
+            dz[torch.nonzero(hit).reshape(-1), target[hit] - a] -= 1.0
+            if cap:
+                dz = dz * (1.0 - torch.tanh(raw / cap) ** 2)
+            gz_in += dz @ w
+            if watch:
+                grad_sq[a:a + w.shape[0]] += (dz ** 2).sum(0, dtype=torch.float64)
+        with torch.enable_grad():
+            hn.backward(gz_in.view_as(hn))
+        out.append(h.grad)
+    return out, (({"lm_head": grad_sq}, {"lm_head": stats}) if watch else ({}, {}))
 
 
-def unit_weights(model: nn.Module, names: Sequence[str], *, embedding: bool) -> dict[str, torch.Tensor]:
-    """The float weight of every unit the budget is shared among (Linear layers, the embedding)."""
+def _embedding_grads(model: nn.Module, first: nn.Module, calib: torch.Tensor,
+                     gs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token ids seen (sorted) and, per id and dimension, the summed squared gradients of
+    the embedding's outputs — block 0's input gradients ``gs`` carried back through whatever the
+    model does between its embedding and block 0 (a scale, or nothing)."""
+    from quanta.model.quantize.calibrate import StopForwardError
+
+    emb = model.get_input_embeddings()
+    rows = torch.unique(calib)
+    sq = torch.zeros(len(rows), emb.embedding_dim)
+    caught: list[torch.Tensor] = []
+
+    def catch(_m: nn.Module, args: tuple, kw: dict) -> None:
+        caught.append(args[0] if args else kw["hidden_states"])
+        raise StopForwardError
+
+    hook = first.register_forward_pre_hook(catch, with_kwargs=True)
+    try:
+        for ids, g in zip(calib, gs):
+            with torch.no_grad():
+                e = emb(ids[None])
+            e = e.detach().requires_grad_(True)
+            caught.clear()
+            with torch.enable_grad():
+                try:
+                    model(inputs_embeds=e, use_cache=False)
+                except StopForwardError:
+                    pass
+                ge = g if caught[0] is e else torch.autograd.grad(caught[0], e, g)[0]
+            sq.index_add_(0, torch.searchsorted(rows, ids), ge.reshape(-1, ge.shape[-1]).float() ** 2)
+    finally:
+        hook.remove()
+    return rows, sq
+
+
+def measure(model: nn.Module, calib: torch.Tensor, names: Sequence[str], *,
+            progress: Progress | None = None) -> Sensitivity:
+    """The whole :func:`sensitivities` pass in one :class:`Sensitivity` (every layer's
+    statistics kept: for small models and tests; :func:`measure_table` keeps one block's)."""
+    grad_sq: dict[str, torch.Tensor] = {}
+    inputs: dict[str, LayerStats] = {}
+    last = None
+    for _, piece in sensitivities(model, calib, names, progress=progress):
+        grad_sq |= piece.grad_sq
+        inputs |= piece.inputs
+        last = piece
+    return Sensitivity(grad_sq, inputs, last.embedding_grad_sq, last.tokens, last.embedding_rows)
+
+
+def unit_shapes(model: nn.Module, names: Sequence[str], *, embedding: bool) -> dict[str, tuple[int, int]]:
+    """The (rows, columns) of every unit the budget is shared among (Linear layers, the
+    embedding) — shapes only: a streamed model's weights are not read."""
     mods = dict(model.named_modules())
-    out = {n: mods[n].weight.data for n in names}
+    out = {n: (mods[n].out_features, mods[n].in_features) for n in names}
     if embedding:
-        out[EMBEDDING] = model.get_input_embeddings().weight.data
+        emb = model.get_input_embeddings()
+        out[EMBEDDING] = (emb.num_embeddings, emb.embedding_dim)
     return out
 
 
-def loss_table(model: nn.Module, sens: Sensitivity, weights: dict[str, torch.Tensor],
-               candidates: Candidates, progress: Progress | None = None) -> dict[str, np.ndarray]:
-    """Predicted loss increase of each unit in each of its candidate formats (round to nearest)."""
+def unit_losses(model: nn.Module, sens: Sensitivity, name: str,
+                candidates: Sequence[WeightFormat]) -> np.ndarray:
+    """Predicted loss increase of unit ``name`` in each candidate format (its round-to-nearest
+    error); the weight in row slices (:func:`~quanta.model.sources.stream.row_slices`)."""
+    from quanta.model.sources.stream import row_slices
+
     tied = ties_head(model)
+    emb = name == EMBEDDING
+    module = model.get_input_embeddings() if emb else model.get_submodule(name)
+    which = "lm_head" if emb else name
+    h = sens.inputs[which].hessian.to(torch.float32) if which in sens.inputs else None  # once per unit
+    row = np.zeros(len(candidates))
+    for a, w in row_slices(model, module):
+        for j, c in enumerate(candidates):
+            err = w - quantizer_for("rtn", c).quantize(w, name=name).dequantize()
+            row[j] += sens.embedding_loss(err, tied=tied, first=a, h=h) if emb else \
+                sens.layer_loss(name, err, a, h)
+    return row
+
+
+def loss_table(model: nn.Module, sens: Sensitivity, shapes: dict[str, tuple[int, int]],
+               candidates: Candidates, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Predicted loss increase of each unit of ``shapes`` in each of its candidate formats, from
+    a whole :func:`measure`."""
     table = {}
-    for k, (name, w) in enumerate(weights.items()):
-        row = []
-        for c in _for(candidates, name):
-            q = quantizer_for("rtn", c).quantize(w, name=name)
-            err = w.float() - q.dequantize()
-            row.append(sens.embedding_loss(err, tied=tied) if name == EMBEDDING
-                       else sens.layer_loss(name, err))
-        table[name] = np.asarray(row)
+    for k, name in enumerate(shapes):
+        table[name] = unit_losses(model, sens, name, _for(candidates, name))
         if progress:
-            progress(k + 1, len(weights))
+            progress(k + 1, len(shapes))
     return table
+
+
+def measure_table(model: nn.Module, calib: torch.Tensor, names: Sequence[str], candidates: Candidates, *,
+                  embedding: bool, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """:func:`loss_table` straight from the pass (:func:`sensitivities`): each block's units
+    are priced while the block is loaded and its statistics dropped after, so memory holds one
+    block's Hessians, not the model's; the output head (when it is a unit) and the embedding
+    (``embedding``) last."""
+    table = {}
+    head = _head_name(model)
+    for mine, piece in sensitivities(model, calib, names, progress=progress):
+        last = [*([head] if head in names else []), *([EMBEDDING] if embedding else [])]
+        for n in (mine if piece.embedding_rows is None else last):  # a block's, or the final piece
+            table[n] = unit_losses(model, piece, n, _for(candidates, n))
+    return {n: table[n] for n in [*names, *([EMBEDDING] if embedding else [])]}
 
 
 @dataclass(frozen=True)
@@ -198,13 +421,14 @@ class MixedPlan:
         return out
 
 
-def choose(table: dict[str, np.ndarray], weights: dict[str, torch.Tensor],
+def choose(table: dict[str, np.ndarray], shapes: dict[str, tuple[int, int]],
            candidates: Candidates, budget: int) -> MixedPlan:
-    """One candidate per unit: least predicted loss with the units' bytes within ``budget``."""
+    """One candidate per unit (``shapes``: :func:`unit_shapes`): least predicted loss with the
+    units' bytes within ``budget``."""
     from quanta.core.allocate import allocate
 
     names = list(table)
-    sizes = [[c.nbytes(*weights[n].shape) for c in _for(candidates, n)] for n in names]
+    sizes = [[c.nbytes(*shapes[n]) for c in _for(candidates, n)] for n in names]
     least = sum(min(s) for s in sizes)
     if budget < least:
         raise ConfigError(f"the size target leaves {budget / 1e6:.2f} MB for the quantized tensors; "
@@ -212,7 +436,7 @@ def choose(table: dict[str, np.ndarray], weights: dict[str, torch.Tensor],
     a = allocate([table[n] for n in names], sizes, budget)
     choice = {n: _for(candidates, n)[int(j)] for n, j in zip(names, a.choice)}
     return MixedPlan(choice, float(a.distortion), int(a.size), int(budget),
-                     {n: tuple(weights[n].shape) for n in names})
+                     {n: tuple(shapes[n]) for n in names})
 
 
 _KINDS = tuple(k for a in ARCHITECTURES.values() for k in a.linears)
@@ -268,7 +492,10 @@ __all__ = [
     "describe",
     "loss_table",
     "measure",
+    "measure_table",
     "plan_quantizers",
     "plot_map",
-    "unit_weights",
+    "sensitivities",
+    "unit_losses",
+    "unit_shapes",
 ]

@@ -44,7 +44,7 @@ from quanta.model.formats.weight import (
     gguf_type,
 )
 from quanta.model.options import Options
-from quanta.model.quantize.cost import Cost, for_plan
+from quanta.model.quantize.cost import Cost, for_plan, machine_speed
 from quanta.model.quantize.presets import PRESETS
 
 #: bytes of a float dtype
@@ -113,19 +113,6 @@ def _tokenizer_bytes(tok: Any) -> int:
     return len(tok.to_str(pretty=True).encode())
 
 
-def _safetensors_shapes(p: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name → shape from every safetensors header of folder ``p`` (no data read)."""
-    shapes = {}
-    for f in sorted(p.glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            if n > 100 * 2**20:
-                raise InputError(f"{f}: a safetensors header of {n:,} bytes")
-            header = json.loads(fh.read(n))
-        shapes.update({k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"})
-    return shapes
-
-
 def _family(find: Any) -> Architecture:
     """The family ``find()`` names, if quanta writes it (a causal LM whose output it reads back)."""
     try:
@@ -139,15 +126,12 @@ def _family(find: Any) -> Architecture:
 
 
 def _hf_layout(p: Path) -> Layout:
-    from quanta.model.sources.reading import read_json, read_tokenizer
+    from quanta.model.sources.reading import read_json, read_tokenizer, safetensors_entries
 
     cfg = read_json(p / "config.json")
     arch = (cfg.get("architectures") or [None])[0] if isinstance(cfg, dict) else None
     a = _family(lambda: for_hf(arch, str(p), causal=True))
-    try:
-        shapes = _safetensors_shapes(p)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{p}: cannot read the safetensors headers ({e})") from None
+    shapes = {k: e["shape"] for k, e in safetensors_entries(p).items()}
     specs = tuple(TensorSpec(k.removesuffix(".weight") if len(s) == 2 else k, s,
                              a.role(k.removesuffix(".weight")))
                   for k, s in shapes.items() if k.endswith(".weight"))
@@ -479,9 +463,11 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
         budget = unit_budget + fixed + floats
     elif refine:  # the default's sharing: the bytes of the plan's uniform units
         unit_budget = sum(e.nbytes for e, u in zip(entries, unit) if u)
-    cost = for_plan(layout, entries, opts.method, calibrated=needs or refine is not None,
-                    sensitivity=refine is not None, windows=opts.calib_samples, tokens=opts.calib_len,
-                    gguf=kind is not None)
+    calibrated = needs or refine is not None
+    cost = for_plan(layout, entries, opts.method, calibrated=calibrated, sensitivity=refine is not None,
+                    windows=opts.calib_samples, tokens=opts.calib_len, gguf=kind is not None,
+                    hessian=METHODS[opts.method].needs_hessian,
+                    speed=machine_speed() if calibrated else None)
     plan = QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
                      opts.sym or bool(kind and ggml_format(kind).sym),
                      ggml_format(kind).group_size if kind else opts.group_size,

@@ -66,6 +66,11 @@ def methods() -> tuple[str, ...]:
     return tuple(QUANTIZERS)
 
 
+#: input rows summed in one float32 product ``XᵀX`` before it is added to the Hessian's sums
+#: (8 windows of 256 tokens; one product per window cost more in additions than in products)
+HESSIAN_ROWS = 2048
+
+
 @dataclass
 class LayerStats:
     """Calibration statistics of one Linear layer's input, accumulated row by row.
@@ -80,6 +85,7 @@ class LayerStats:
     sum_sq: torch.Tensor = field(default=None)  # type: ignore[assignment]
     xtx: torch.Tensor | None = None
     dtype: torch.dtype = torch.float64  # of the sums (float32 halves the Hessian's memory)
+    _pending: list = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.sum_sq = torch.zeros(self.in_features, dtype=torch.float64)
@@ -87,12 +93,23 @@ class LayerStats:
             self.xtx = torch.zeros(self.in_features, self.in_features, dtype=self.dtype)
 
     def add(self, x: torch.Tensor) -> None:
-        """Accumulate a batch of inputs ``(..., in_features)``."""
-        x2 = x.detach().reshape(-1, self.in_features).to(torch.float32)
+        """Accumulate a batch of inputs ``(..., in_features)`` (for the Hessian, rows are
+        gathered up to :data:`HESSIAN_ROWS` and summed in one product: :meth:`flush`)."""
+        x2 = x.detach().reshape(-1, self.in_features).to(torch.float32, copy=True)
         self.n += x2.shape[0]
         self.sum_sq += (x2 * x2).sum(0, dtype=torch.float64)
-        if self.xtx is not None:  # float32 products of one batch, summed over batches in float64
-            self.xtx += (x2.t() @ x2).to(self.dtype)
+        if self.xtx is not None:
+            self._pending.append(x2)
+            if sum(p.shape[0] for p in self._pending) >= HESSIAN_ROWS:
+                self.flush()
+
+    def flush(self) -> None:
+        """Add the gathered rows' float32 products ``XᵀX`` to the sums (in ``dtype``)."""
+        if self._pending:
+            x2 = torch.cat(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._pending.clear()
+            with torch.inference_mode(self.xtx.is_inference()):  # sums made in inference mode stay so
+                self.xtx += (x2.t() @ x2).to(self.dtype)
 
     @property
     def mean_sq(self) -> torch.Tensor:
@@ -104,6 +121,7 @@ class LayerStats:
         """``XᵀX / n`` (the layer-wise least-squares Hessian, up to a factor 2)."""
         if self.xtx is None:
             raise ConfigError("these statistics were gathered without the Hessian")
+        self.flush()
         return self.xtx / max(self.n, 1)
 
 
@@ -275,7 +293,7 @@ class WeightQuantizer:
 
     def _on_levels(self, w: torch.Tensor, group_size: int, in_features: int,
                    importance: torch.Tensor | None = None,
-                   hessian: torch.Tensor | None = None) -> QuantizedWeight:
+                   hessian: torch.Tensor | None = None, h_div: float = 1.0) -> QuantizedWeight:
         """Quantize onto the storage type's codebook: per-group scales searched for the least
         (importance-weighted) error, then nearest levels — or GPTQ's rounding with ``hessian``."""
         from quanta.core.codebook import nearest, search_scales
@@ -291,9 +309,9 @@ class WeightQuantizer:
             from quanta.core.hessian import gptq_quantize
 
             codes = torch.from_numpy(gptq_quantize(
-                w.double().numpy(), hessian.numpy(), d.double().numpy(), torch.zeros_like(d).double().numpy(),
+                w.numpy(), hessian.numpy(), d.double().numpy(), torch.zeros_like(d).double().numpy(),
                 qmin=0, qmax=len(self.levels) - 1, group_size=group_size, act_order=self.act_order,
-                damp=self.damp, levels=self.levels))
+                damp=self.damp, levels=self.levels, h_div=h_div))
         return QuantizedWeight(codes.to(torch.uint8), d.to(torch.float32), None, 4, group_size, self.name,
                                in_features, np.asarray(self.levels, np.float32))
 
@@ -385,18 +403,21 @@ class GPTQ(WeightQuantizer, name="gptq"):
         from quanta.core.hessian import gptq_quantize
 
         grid = weight_grid(self.bits, group_size, self.sym)
-        h = torch.zeros(w.shape[1], w.shape[1], dtype=torch.float64)
-        h[:in_features, :in_features] = stats.hessian  # padding columns are dead inputs
+        stats.flush()
+        h, div = stats.xtx.to(torch.float64), float(max(stats.n, 1))  # divided by n as GPTQ copies it
+        if in_features < w.shape[1]:  # padding columns are dead inputs
+            h, div = torch.nn.functional.pad(stats.hessian.to(torch.float64),
+                                             (0, w.shape[1] - in_features, 0, w.shape[1] - in_features)), 1.0
         imp = importance(stats.mean_sq, w.shape[1])  # the Hessian's diagonal
         if self.levels is not None:
-            return self._on_levels(w, group_size, in_features, importance=imp, hessian=h)
+            return self._on_levels(w, group_size, in_features, importance=imp, hessian=h, h_div=div)
         if self.scale_method == "minmax":
             qp = self.stored(choose_qparams(w, grid, method="minmax"))
         else:  # clipping searched for the least error weighted by the Hessian's diagonal
             qp = self.stored(choose_qparams(w, grid, method="mse", weights=imp.expand_as(w)), w, imp)
-        codes = gptq_quantize(w.double().numpy(), h.numpy(), qp.scale.double().numpy(),
+        codes = gptq_quantize(w.numpy(), h.numpy(), qp.scale.double().numpy(),
                               qp.zero_point.double().numpy(), qmin=grid.qmin, qmax=grid.qmax,
-                              group_size=group_size, act_order=self.act_order, damp=self.damp)
+                              group_size=group_size, act_order=self.act_order, damp=self.damp, h_div=div)
         return QuantizedWeight(torch.from_numpy(codes).to(torch.uint8), qp.scale.to(torch.float32),
                                qp.zero_point.to(torch.float32), self.bits, group_size, self.name,
                                in_features, sym=grid.symmetric)

@@ -14,11 +14,12 @@ from quanta.progress import Phases
 def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tuple[str, ...],
                exclude: tuple[str, ...], phases: Phases | None = None, *, budget: int | None = None,
                target_bpw: float | None = None, default_bits: int | None = None,
-               embedding: bool = True) -> Any:
+               embedding: bool = True, work: Any = None) -> Any:
     """Measure every tensor's sensitivity and choose its format within ``budget`` bytes for the
     units (the plan's :attr:`~quanta.model.quantize.plan.QuantPlan.unit_budget`), or ``target_bpw`` bits
     per unit weight — with ``default_bits``, among :func:`~quanta.model.formats.weight.default_formats`.
-    ``embedding``: the token embedding is one of the units."""
+    ``embedding``: the token embedding is one of the units. ``work``: a resumable run's work folder
+    (the measured table is kept there, and taken from there when an earlier run measured it)."""
     phases = phases or Phases(None)
     from quanta.model.formats import weight as formats
     from quanta.model.quantize import mixed
@@ -26,19 +27,28 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tup
     from quanta.model.quantize.quantizers import QUANTIZERS
 
     names = [n for n, _ in find_targets(loaded.model, include, exclude)]
-    weights = mixed.unit_weights(loaded.model, names, embedding=embedding)
+    if not names:  # refused before the sensitivity pass, as quantize_model would after it
+        from quanta.errors import ConfigError
+
+        raise ConfigError(f"no Linear layer matches --include {','.join(include)} "
+                          f"(minus --exclude {','.join(exclude) or 'nothing'})")
+    shapes = mixed.unit_shapes(loaded.model, names, embedding=embedding)
     if format == "gguf":
         levels = QUANTIZERS[method].takes_levels
-        cands: mixed.Candidates = {n: formats.gguf_formats(levels, w.shape[1]) for n, w in weights.items()}
+        cands: mixed.Candidates = {n: formats.gguf_formats(levels, cols) for n, (_, cols) in shapes.items()}
     else:
-        cands = {n: formats.quanta_formats(w.shape[1]) if default_bits is None else
-                 formats.default_formats(default_bits, w.shape[1]) for n, w in weights.items()} | {
+        cands = {n: formats.quanta_formats(cols) if default_bits is None else
+                 formats.default_formats(default_bits, cols) for n, (_, cols) in shapes.items()} | {
             mixed.EMBEDDING: formats.embedding_formats()}
-    sens = mixed.measure(loaded.model, windows[:SENSITIVITY_WINDOWS], names, progress=phases.next())
-    table = mixed.loss_table(loaded.model, sens, weights, cands, progress=phases.next())
+    table = work.table() if work is not None else None
+    if table is None:
+        table = mixed.measure_table(loaded.model, windows[:SENSITIVITY_WINDOWS], names, cands,
+                                    embedding=embedding, progress=phases.next())
+        if work is not None:
+            work.save_table(table)
     if budget is None:
-        budget = int(float(target_bpw) * sum(w.numel() for w in weights.values()) / 8)
-    return mixed.choose(table, weights, cands, budget)
+        budget = int(float(target_bpw) * sum(r * c for r, c in shapes.values()) / 8)
+    return mixed.choose(table, shapes, cands, budget)
 
 
 #: calibration windows the sensitivity pass uses (it back-propagates: 4× a forward pass)

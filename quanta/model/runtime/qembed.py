@@ -104,13 +104,16 @@ def ties_head(model: nn.Module) -> bool:
 def quantize_embedding(model: nn.Module, quantizer: object,
                        stats: object = None) -> tuple[QuantEmbedding, nn.Module | None]:
     """Replace the model's input embedding by a :class:`QuantEmbedding` made by ``quantizer``
-    (``stats``: calibration statistics for a calibrated one — the tied head's inputs); a tied
-    output head becomes a ``QuantLinear`` on the same codes. Returns (embedding, head)."""
+    (``stats``: calibration statistics for a calibrated one — the tied head's inputs), in row
+    slices (:func:`~quanta.model.sources.stream.quantize_rows`); a tied output head becomes a
+    ``QuantLinear`` on the same codes. Returns (embedding, head)."""
     from quanta.model.runtime.qlinear import QuantLinear
+    from quanta.model.sources.stream import quantize_rows, streamed
 
-    emb = model.get_input_embeddings()
-    qw = quantizer.quantize(emb.weight.data, name="embedding", stats=stats)  # type: ignore[attr-defined]
+    qw = quantize_rows(quantizer, model, model.get_input_embeddings(), stats=stats, name="embedding")
     qe = QuantEmbedding.from_quantized(qw)
+    if (s := streamed(model)) is not None:
+        s.unhook()
     tied = ties_head(model)
     model.set_input_embeddings(qe)
     head = None

@@ -107,6 +107,15 @@ class QuantLinear(nn.Module):
         extra = {k: getattr(self, k) for k in ("bias", "input_scale") if getattr(self, k, None) is not None}
         return {**self.folder_tensors, **{k: v.detach().contiguous() for k, v in extra.items()}}
 
+    def compact(self) -> None:
+        """Drop the kernel's layout, keeping the folder tensors: a layer that will only be
+        written from here on (its forward then refuses to run)."""
+        if self.folder_tensors is None:
+            return
+        for k in ("packed", "scales_zeros", "w_int8", "scales", "zeros", "codebook"):
+            self._buffers.pop(k, None)
+        self.compacted = True
+
     def widen(self, packed: torch.Tensor) -> None:
         """Install the int8 matrix of an int8-kernel layer from packed codes (a folder of
         format 1 stored a narrow layer's codes so)."""
@@ -152,6 +161,9 @@ class QuantLinear(nn.Module):
         return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "compacted", False):
+            raise RuntimeError("this layer kept only what a file stores (QuantLinear.compact): "
+                               "it does not run")
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
         s = getattr(self, "input_scale", None)

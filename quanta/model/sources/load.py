@@ -45,13 +45,15 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_model(src: str | Path, *, lite: bool = False, verify: bool = True) -> Loaded:
+def load_model(src: str | Path, *, lite: bool = False, verify: bool = True, stream: bool = False) -> Loaded:
     """Load ``src``: a .gguf file, a quanta folder, an HF folder, or a bundled name: "smollm2",
     "minilm", or "smollm2-unbinned" (built into the user's cache on first use).
 
     lite: a quanta folder of a Llama model loads without transformers, for generation only
     (:mod:`quanta.model.runtime.lite`). verify: check the checksums quanta wrote into its own folders
-    and GGUF files (:mod:`quanta.model.formats.integrity`)."""
+    and GGUF files (:mod:`quanta.model.formats.integrity`). stream: a Hugging Face folder's weights
+    stay in its files until a block asks for them (:mod:`quanta.model.sources.stream`; the
+    quantizer's engine does), when its files name every parameter as transformers does."""
     import torch
 
     if str(src) in ("smollm2", "minilm"):
@@ -77,7 +79,7 @@ def load_model(src: str | Path, *, lite: bool = False, verify: bool = True) -> L
         m, tok, cfg = load_quantized(p, lite=lite, verify=verify)
         return Loaded(m, tok, "quanta", str(p), {"quant_config": cfg})
     if (p / "config.json").exists():
-        return _load_hf(p, torch)
+        return _load_hf(p, torch, stream)
     raise InputError(f"{p}: neither a .gguf file, a quanta folder nor a Hugging Face folder")
 
 
@@ -105,7 +107,7 @@ def _check_safetensors(p: Path) -> None:
             raise InputError(f"{f}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
 
 
-def _load_hf(p: Path, torch: Any) -> Loaded:
+def _load_hf(p: Path, torch: Any, stream: bool = False) -> Loaded:
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
@@ -118,9 +120,14 @@ def _load_hf(p: Path, torch: Any) -> Loaded:
         raise InputError(f"{p}: cannot read config.json ({str(e).splitlines()[0]})") from None
     causal = any(a.endswith("ForCausalLM") for a in (cfg.architectures or []))
     cls = AutoModelForCausalLM if causal else AutoModel
+    from quanta.model.sources.reading import safetensors_entries
+    from quanta.model.sources.stream import open_streamed
+
     try:
-        model = cls.from_pretrained(p, local_files_only=True, dtype=torch.float32,
-                                    trust_remote_code=False)
+        model = open_streamed(p, cls, cfg, safetensors_entries(p)) if stream else None
+        if model is None:
+            model = cls.from_pretrained(p, local_files_only=True, dtype=torch.float32,
+                                        trust_remote_code=False)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
         why = (str(e) or type(e).__name__).splitlines()[0]
         raise InputError(f"{p}: cannot load the model ({why})") from None

@@ -128,3 +128,33 @@ def folder_chat_template(folder: Path) -> str | None:
         return None
     t = cfg.get("chat_template") if isinstance(cfg, dict) else None
     return t if isinstance(t, str) else None
+
+
+#: bytes per element of the safetensors dtypes quanta reads
+SAFETENSORS_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
+
+
+def safetensors_entries(folder: Path) -> dict[str, dict]:
+    """Every tensor in the safetensors files of ``folder`` (headers only, no data read): name →
+    ``{"file", "dtype", "shape", "start", "stop"}`` with absolute byte offsets in its file. A
+    header that does not parse or does not fit its file is a one-line InputError."""
+    out: dict[str, dict] = {}
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            size = f.stat().st_size
+            with open(f, "rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                if n > 100 * 2**20 or 8 + n > size:
+                    raise ValueError(f"a header of {n:,} bytes in a file of {size:,}")
+                header = json.loads(fh.read(n))
+            for k, v in header.items():
+                if k == "__metadata__":
+                    continue
+                a, b = (8 + n + int(x) for x in v["data_offsets"])
+                if not (8 + n <= a <= b <= size):
+                    raise ValueError(f"tensor {k} lies outside the file")
+                out[k] = {"file": str(f), "dtype": str(v["dtype"]),
+                          "shape": tuple(int(d) for d in v["shape"]), "start": a, "stop": b}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{f}: cannot read the safetensors header ({e})") from None
+    return out

@@ -36,9 +36,9 @@ def test_block_stats_count_every_calibration_token():
     m = tiny_llama(0, hidden=64)
     _, blocks = find_blocks(m)
     calib = calibration_windows(byte_tokenizer(), samples=3, length=16, bos_id=256)
-    from quanta.model.quantize.calibrate import _block_inputs
+    from quanta.model.quantize.calibrate import block_inputs
 
-    inputs, kwargs = _block_inputs(m, blocks[0], calib)
+    inputs, kwargs = block_inputs(m, blocks[0], calib)
     lin = blocks[0].mlp.down_proj
     stats = block_stats(blocks[0], [("down", lin)], inputs, kwargs, hessian=True)
     assert stats["down"].n == 3 * 16 and stats["down"].hessian.shape == (128, 128)

@@ -44,6 +44,46 @@ def test_sensitivity_is_a_quadratic_form(measured):
     assert sens.inputs["model.layers.0.mlp.gate_proj"] is not sens.inputs["model.layers.0.self_attn.q_proj"]
 
 
+def test_block_by_block_pass_agrees_with_one_autograd_pass(measured):
+    """The pass runs block by block (blocks run again with gradients, the head's logits in
+    slices); one autograd pass over the whole model (the first implementation, kept in
+    tests/model/quantize/sensitivity_reference.py) gives the same figures to float rounding."""
+    from tests.model.quantize.sensitivity_reference import measure_whole
+
+    model, wins, names, sens = measured
+    grad_sq, inputs, emb_sq, tokens = measure_whole(model, wins, names)
+    assert tokens == sens.tokens and set(grad_sq) == set(sens.grad_sq) == set(names) | {"lm_head"}
+    for n in grad_sq:
+        torch.testing.assert_close(sens.grad_sq[n], grad_sq[n], rtol=1e-5,
+                                   atol=1e-9 * float(grad_sq[n].max()))
+        torch.testing.assert_close(sens.inputs[n].hessian, inputs[n].hessian, rtol=1e-6, atol=0)
+    assert torch.equal(sens.embedding_rows, torch.unique(wins))
+    assert not emb_sq[~torch.isin(torch.arange(len(emb_sq)), sens.embedding_rows)].any()
+    torch.testing.assert_close(sens.embedding_grad_sq, emb_sq[sens.embedding_rows], rtol=1e-5,
+                               atol=1e-9 * float(emb_sq.max()))
+
+
+def test_streamed_model_measures_the_same(tiny_hf):
+    """A model streamed from its files (one block read at a time) measures the same figures,
+    bit for bit, and prices the same loss table (embedding in slices) as the model loaded whole."""
+    from quanta.model.sources import stream
+    from quanta.model.sources.load import load_model
+
+    whole, s = load_model(tiny_hf), load_model(tiny_hf, stream=True)
+    assert stream.streamed(s.model) is not None and stream.streamed(whole.model) is None
+    model = whole.model
+    wins = calibration_windows(whole.tokenizer, samples=8, length=32, bos_id=whole.bos_id, seed=0)
+    names = [n for n, _ in find_targets(model, ("*",), ("lm_head",))]
+    sens = mixed.measure(model, wins, names)
+    cands = formats.gguf_formats(width=64)
+    table = mixed.measure_table(s.model, wins, names, cands, embedding=True)
+    assert all(p.is_meta for n, p in s.model.named_parameters() if p.ndim == 2)  # all released
+    want = mixed.loss_table(model, sens, mixed.unit_shapes(model, names, embedding=True), cands)
+    assert list(table) == list(want)
+    for n in want:
+        np.testing.assert_array_equal(table[n], want[n])
+
+
 def _kld(model, wins, ref):
     with torch.no_grad():
         lp = torch.log_softmax(model(wins).logits[:, :-1].float(), -1)
@@ -75,24 +115,24 @@ def test_sensitivity_ranks_layers_as_measured(measured):
 def test_allocation_spends_the_budget_where_it_pays(measured):
     model, _, names, sens = measured
     cands = formats.gguf_formats(width=64)  # the tiny model's rows: no K-quant fits
-    weights = mixed.unit_weights(model, names, embedding=True)
-    table = mixed.loss_table(model, sens, weights, cands)
+    shapes = mixed.unit_shapes(model, names, embedding=True)
+    table = mixed.loss_table(model, sens, shapes, cands)
     assert [c.label for c in cands] == ["Q4_0", "IQ4_NL", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
     assert all(t[0] > t[-1] > 0 for t in table.values())  # Q4_0 costs more loss than Q8_0
-    sizes = {n: [c.nbytes(*w.shape) for c in cands] for n, w in weights.items()}
+    sizes = {n: [c.nbytes(*shape) for c in cands] for n, shape in shapes.items()}
     small, large = (sum(s[i] for s in sizes.values()) for i in (0, -1))
-    plans = [mixed.choose(table, weights, cands, int(small + f * (large - small)))
+    plans = [mixed.choose(table, shapes, cands, int(small + f * (large - small)))
              for f in (0.0, 0.3, 0.6, 1.0)]
     for p in plans:
         assert p.nbytes <= p.budget
-        assert p.nbytes == sum(c.nbytes(*weights[n].shape) for n, c in p.choice.items())
+        assert p.nbytes == sum(c.nbytes(*shapes[n]) for n, c in p.choice.items())
     losses = [p.predicted_loss for p in plans]
     assert losses == sorted(losses, reverse=True) and losses[0] > losses[-1]
     # the smallest budget leaves the 4.5-bit types only, where IQ4_NL's levels beat Q4_0's grid
     assert set(plans[0].summary()) <= {"Q4_0", "IQ4_NL"} and set(plans[-1].summary()) == {"Q8_0"}
     assert sum(table[n][1] < table[n][0] for n in table) > 0.8 * len(table)
     with pytest.raises(ConfigError, match="smallest formats need"):
-        mixed.choose(table, weights, cands, small - 1)
+        mixed.choose(table, shapes, cands, small - 1)
 
 
 def _dequantized(path):
@@ -171,10 +211,10 @@ def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
     assert set(plan["summary"]) <= kernels
     g = load_model(path)
     names = [n for n, _ in find_targets(g.model, ("*",), ("lm_head",))]
-    weights = mixed.unit_weights(g.model, names, embedding=True)
-    uniform = sum(formats.EMBEDDING_ROWS.nbytes(*w.shape) if n == mixed.EMBEDDING else
-                  formats.WeightFormat("", 4, formats.auto_group(w.shape[1])).nbytes(*w.shape)
-                  for n, w in weights.items())  # the uniform 4-bit folder's units
+    shapes = mixed.unit_shapes(g.model, names, embedding=True)
+    uniform = sum(formats.EMBEDDING_ROWS.nbytes(*shape) if n == mixed.EMBEDDING else
+                  formats.WeightFormat("", 4, formats.auto_group(shape[1])).nbytes(*shape)
+                  for n, shape in shapes.items())  # the uniform 4-bit folder's units
     assert plan["budget_bytes"] == uniform >= plan["tensor_bytes"]
 
     def tensors(d):
@@ -184,12 +224,12 @@ def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
     # the plan's predicted loss is at most that of the uniform choice, measured the same way
     wins = calibration_windows(g.tokenizer, samples=8, length=32, bos_id=g.bos_id, seed=0)
     sens = mixed.measure(g.model, wins[:16], names)
-    cands = {n: formats.default_formats(4, weights[n].shape[1]) for n in names} | {
+    cands = {n: formats.default_formats(4, shapes[n][1]) for n in names} | {
         mixed.EMBEDDING: formats.embedding_formats()}
     q_cands = [c.label for c in cands["model.layers.0.self_attn.q_proj"]]
     rows = ["5-bit row", "6-bit row", "7-bit row", "8-bit row"]
     assert q_cands == ["4-bit g64", "4-bit g32", *rows]  # 64 inputs: no groups of 128
-    table = mixed.loss_table(g.model, sens, weights, cands)
+    table = mixed.loss_table(g.model, sens, shapes, cands)
     uniform_loss = sum(t[0] for n, t in table.items() if n != mixed.EMBEDDING) + table[mixed.EMBEDDING][-1]
     assert plan["predicted_loss_increase"] <= uniform_loss + 1e-12
     model, _, _ = load_quantized(tmp_path / "a")

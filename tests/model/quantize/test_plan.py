@@ -135,11 +135,17 @@ def test_the_plan_predicts_time_and_memory(hf):
     calibrated = plan_for(read_layout(hf), Options())
     assert 0 < plain.cost.seconds < calibrated.cost.seconds
     assert plain.cost.peak_bytes < calibrated.cost.peak_bytes
-    small = predict(10**8, 8 * 10**7, 8 * 10**7, 576, "gptq", calibrated=True, sensitivity=True,
-                    windows=64, tokens=256)
-    big = predict(10**9, 8 * 10**8, 8 * 10**8, 2048, "gptq", calibrated=True, sensitivity=True,
-                  windows=64, tokens=256)
-    assert 9 < big.seconds / small.seconds < 11 and 5 < big.peak_bytes / small.peak_bytes < 10
+    from quanta.model.quantize.cost import Shapes
+
+    def llama(h: int, i: int, blocks: int, vocab: int) -> Shapes:
+        lin = ((h, h), (h // 4, h), (h // 4, h), (h, h), (i, h), (i, h), (h, i))
+        params = blocks * sum(o * k for o, k in lin) + vocab * h
+        return Shapes(blocks, lin, (h, h, i, h), h, vocab, params, 2 * params, True, True)
+
+    kw = {"calibrated": True, "sensitivity": True, "windows": 64, "tokens": 256, "speed": (3e11, 1.5e11)}
+    small = predict(llama(576, 1536, 30, 49152), 9 * 10**7, 1.3 * 10**8, "gptq", **kw)
+    big = predict(llama(2048, 8192, 16, 128256), 7.8 * 10**8, 1.2 * 10**9, "gptq", **kw)
+    assert 5 < big.seconds / small.seconds < 30 and 1.2 < big.peak_bytes / small.peak_bytes < 4
 
 
 def test_an_unknown_architecture_is_refused_without_torch(hf, tmp_path):
