@@ -172,7 +172,7 @@ def smollm2_rows(tmp: Path, baseline: Path | None) -> list[dict]:
         r = gnu_time([*cmd, "model", "quantize", "smollm2-unbinned", "-o", str(out), "--json"], cwd=cwd)
         ev = subprocess.run([*cmd, "model", "eval", str(out), "--reference", "smollm2-unbinned", "--no-speed",
                              "--json"], capture_output=True, text=True, cwd=cwd, check=True)
-        kld = json.loads(ev.stdout).get("kld")
+        kld = json.loads(ev.stdout).get("measures", {}).get("kld")
         rows.append({"name": f"smollm2-unbinned default --bits 4, {label}", "wall_s": r["wall_s"],
                      "peak_rss_mb": r["peak_rss_mb"], "bytes": json.loads(r["stdout"])["folder_bytes"],
                      "kld": kld})
