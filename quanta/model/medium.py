@@ -91,12 +91,12 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
         make_quantizer(o.method, bits=o.bits, group_size=qplan.group_size, sym=qplan.sym)
     from quanta.model.sources import stream
 
-    loaded = load_model(src, verify=o.verify, stream=True)
     work = None
-    if o.work is not None:
+    if o.work is not None:  # another run's work folder is refused before the source is read
         from quanta.model.quantize.resume import WorkFolder
 
         work = WorkFolder.open(o.work, src=str(src), options=options.run_settings(), seed=seed)
+    loaded = load_model(src, verify=o.verify, stream=True)
     windows = calibration_for(loaded, quantizer, o.calib, o.calib_samples, o.calib_len, seed, force=mixed)
     phases = Phases(progress)
     plan = mixed_plan(loaded, windows, o.method, o.format, o.include, o.excluded, phases,

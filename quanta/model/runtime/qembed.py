@@ -108,12 +108,10 @@ def quantize_embedding(model: nn.Module, quantizer: object,
     slices (:func:`~quanta.model.sources.stream.quantize_rows`); a tied output head becomes a
     ``QuantLinear`` on the same codes. Returns (embedding, head)."""
     from quanta.model.runtime.qlinear import QuantLinear
-    from quanta.model.sources.stream import quantize_rows, streamed
+    from quanta.model.sources.stream import quantize_rows
 
     qw = quantize_rows(quantizer, model, model.get_input_embeddings(), stats=stats, name="embedding")
     qe = QuantEmbedding.from_quantized(qw)
-    if (s := streamed(model)) is not None:
-        s.unhook()
     tied = ties_head(model)
     model.set_input_embeddings(qe)
     head = None

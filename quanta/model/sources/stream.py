@@ -88,7 +88,6 @@ class Streamed:
 
     def __init__(self, model: nn.Module, store: TensorStore, names: dict[str, str], embedding: str) -> None:
         self.store, self.names, self.embedding = store, names, embedding
-        self._hooks: list[Any] = []
         mod = model.get_submodule(embedding)
         self._hooks = [mod.register_forward_pre_hook(self._lookup), mod.register_forward_hook(self._done)]
 
