@@ -265,11 +265,18 @@ def _mse_search(xp: Any, b: Any, lo: Any, hi: Any, w: Any, grid: Grid, ratios: n
 # --------------------------------------------------------------------------- quantize
 
 
+#: grids wider than this many bits are rounded in float64 (a 15-bit zero point of 26882 plus
+#: ``x/s`` in float32 is off by up to 0.002 of a step, enough to round a half-step case wrong)
+WIDE_BITS = 12
+
+
 def quantize(x: Any, qp: QParams) -> Any:
     """Integer codes of ``x`` on the grid, in the smallest fitting integer dtype."""
     xp = ops(x)
     grid = qp.grid
     b = to_blocks(xp.to_float(x), grid)
+    if grid.bits > WIDE_BITS:  # float32's 24-bit mantissa cannot hold x/s + z to a fraction of a step
+        b = xp.astype(b, np.float64 if xp.name == "numpy" else xp.torch.float64)
     s, z = _as_column(qp.scale, b), _as_column(qp.zero_point, b)
     q = xp.clip(xp.round(b / s + z), grid.qmin, grid.qmax)
     return from_blocks(xp.astype(q, xp.code_dtype(grid.bits, grid.signed)), grid, tuple(x.shape))

@@ -194,3 +194,11 @@ def test_mse_search_in_slices_equals_the_search_over_all_blocks(monkeypatch, use
         sliced = choose_qparams(x, g, method="mse", weights=w)
         assert np.array_equal(np.asarray(whole.scale), np.asarray(sliced.scale))
         assert np.array_equal(np.asarray(whole.zero_point), np.asarray(sliced.zero_point))
+
+
+def test_a_wide_grid_rounds_to_the_nearest_level_in_float32():
+    """15 bits: float32 cannot hold x/s + zero (26882.5…) to a fraction of a step; the grid
+    rounds in float64 above 12 bits (a case hypothesis found)."""
+    x = np.array([1.879e3, 1.5991993e-01, -8.583e3], dtype=np.float32)
+    qp = choose_qparams(x, Grid(bits=15, signed=False, symmetric=False, granularity="tensor", axis=0))
+    assert _bound_holds(x, qp)
