@@ -9,10 +9,16 @@ once), the rows are:
 * ``quanta --dry-run``: the plan's predicted time and peak memory;
 * ``quanta`` default (``--bits 4``: GPTQ, the uniform file's bytes shared out by sensitivity,
   64 windows × 256 tokens of the shipped WikiText-2 slice) into a quanta folder;
-* (``--only …,q4km``) ``quanta --type Q4_K_M --method imatrix`` into a GGUF;
-* llama.cpp's pipeline on the same text (64 chunks of 256 tokens): ``convert_hf_to_gguf.py
+* (``--only …,q4km``) ``quanta --type Q4_K_M --uniform --method imatrix`` (llama.cpp's types)
+  into a GGUF;
+* llama.cpp's pipeline on the same text (64 chunks of 256 tokens; ``--windows N`` sets both
+  sides' count, e.g. 16 for the 8 B shape): ``convert_hf_to_gguf.py
   --outtype bf16``, ``llama-imatrix``, ``llama-quantize --imatrix … Q4_K_M`` (the 0.3.36 build
   of bench/_llama_cpp.py), summed;
+* first blocks (``--only blocks``, meant for the Llama-3.1-8B shape): ``--method gptq --uniform``
+  run with ``--resume`` until four blocks are kept, then stopped (SIGTERM); the seconds to each
+  kept block (the work folder's files), the peak resident memory so far (``VmHWM``), and
+  ``--dry-run``'s whole-run prediction against the extrapolation from those blocks;
 * resume (``--only resume``, on the SmolLM2-135M shape, 30 blocks): a ``--resume`` run killed
   (SIGKILL) when a block drawn at random (seed 0) is kept, then resumed; its bytes against an
   uninterrupted run's;
@@ -76,8 +82,9 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def quanta_rows(src: Path, tmp: Path, only: set[str]) -> list[dict]:
+def quanta_rows(src: Path, tmp: Path, only: set[str], windows: int = 64) -> list[dict]:
     rows = []
+    calib = [] if windows == 64 else ["--calib-samples", str(windows)]
     if "dryrun" in only:
         r = gnu_time([*QUANTA, "model", "quantize", str(src), "-o", str(tmp / "plan"), "--dry-run", "--json"])
         plan = json.loads(r["stdout"])
@@ -85,11 +92,12 @@ def quanta_rows(src: Path, tmp: Path, only: set[str]) -> list[dict]:
                      "peak_rss_mb": r["peak_rss_mb"], "predicted_s": plan["cost"]["seconds"],
                      "predicted_peak_mb": plan["cost"]["peak_bytes"] / 1e6})
     jobs = [("default", "quanta --bits 4 (default: GPTQ, shared bytes)", tmp / "q4", []),
-            ("q4km", "quanta --type Q4_K_M --method imatrix", tmp / "q4km.gguf",
-             ["--type", "Q4_K_M", "--method", "imatrix"])]
+            ("q4km", f"quanta --type Q4_K_M --uniform --method imatrix ({windows} × 256 tokens)",
+             tmp / "q4km.gguf", ["--type", "Q4_K_M", "--uniform", "--method", "imatrix", *calib])]
     for key, name, out, extra in jobs:
         if key in only:
-            r = gnu_time([*QUANTA, "model", "quantize", str(src), "-o", str(out), "--json", *extra])
+            r = gnu_time([*QUANTA, "model", "quantize", str(src), "-o", str(out), "--json",
+                          *(extra if key == "q4km" else [*extra, *calib])])
             rep = json.loads(r["stdout"])
             rows.append({"name": name, "wall_s": r["wall_s"], "peak_rss_mb": r["peak_rss_mb"],
                          "bytes": rep.get("folder_bytes"), "predicted_s": rep.get("planned_s"),
@@ -102,7 +110,7 @@ def quanta_rows(src: Path, tmp: Path, only: set[str]) -> list[dict]:
     return rows
 
 
-def llama_rows(src: Path, tmp: Path) -> list[dict]:
+def llama_rows(src: Path, tmp: Path, windows: int = 64) -> list[dict]:
     """llama.cpp's pipeline: convert (bf16), imatrix on the shipped text, quantize Q4_K_M."""
     from bench.model_families import converter
     from quanta.model.quantize.calibrate import default_text
@@ -115,9 +123,9 @@ def llama_rows(src: Path, tmp: Path) -> list[dict]:
     env = {"PYTHONPATH": str(gguf_py), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
     steps = [("convert_hf_to_gguf.py --outtype bf16",
               [sys.executable, str(script), str(src), "--outtype", "bf16", "--outfile", str(bf16)], env),
-             ("llama-imatrix (64 × 256 tokens)",
+             (f"llama-imatrix ({windows} × 256 tokens)",
               [str(bin_dir / "llama-imatrix"), "-m", str(bf16), "-f", str(calib), "-o", str(imatrix),
-               "-c", "256", "--chunks", "64", "-t", "2", "--no-ppl"], None),
+               "-c", "256", "--chunks", str(windows), "-t", "2", "--no-ppl"], None),
              ("llama-quantize --imatrix Q4_K_M",
               [str(bin_dir / "llama-quantize"), "--imatrix", str(imatrix), str(bf16), str(out),
                "Q4_K_M", "2"], None)]
@@ -129,7 +137,55 @@ def llama_rows(src: Path, tmp: Path) -> list[dict]:
     rows.append({"name": "llama.cpp pipeline (sum; peak of the three)",
                  "wall_s": sum(r["wall_s"] for r in rows), "peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
                  "bytes": out.stat().st_size})
+    for f in (bf16, imatrix, out):  # an 8 B model's bf16 file is 16 GB: the disk is needed next
+        f.unlink(missing_ok=True)
     return rows
+
+
+def dry_run(args: list[str]) -> dict:
+    """The plan's predictions (``--dry-run --json``) for the quantize command ``args``."""
+    r = subprocess.run([*QUANTA, *args, "--dry-run", "--json"], capture_output=True, text=True, check=True)
+    cost = json.loads(r.stdout)["cost"]
+    return {"predicted_s": cost["seconds"], "predicted_peak_mb": cost["peak_bytes"] / 1e6}
+
+
+def _peak_mb(pid: int) -> float:
+    """The process's peak resident memory so far (``VmHWM``), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1000
+    return float("nan")
+
+
+def first_blocks_row(src: Path, tmp: Path, blocks: int = 4) -> dict:
+    """GPTQ until ``blocks`` blocks are kept (``--resume``'s work folder), stopped; extrapolated."""
+    from quanta.model.quantize.resume import work_folder
+
+    out = tmp / "gptq"
+    args = ["model", "quantize", str(src), "-o", str(out), "--method", "gptq", "--uniform"]
+    plan = dry_run(args)
+    n = json.loads((src / "config.json").read_text())["num_hidden_layers"]
+    work = work_folder(out)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*QUANTA, *args, "--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    kept: list[float] = []
+    peak = 0.0
+    while len(kept) < blocks and proc.poll() is None:
+        if (work / f"block-{len(kept):04d}.safetensors").exists():
+            kept.append(time.perf_counter() - t0)
+            print(f"block {len(kept) - 1} kept after {kept[-1]:.1f} s", flush=True)
+        peak = max(peak, _peak_mb(proc.pid))
+        time.sleep(0.2)
+    if proc.poll() is not None:
+        raise SystemExit(f"quanta stopped early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait()
+    shutil.rmtree(work, ignore_errors=True)
+    per_block = (kept[-1] - kept[0]) / (len(kept) - 1)
+    whole = kept[0] + (n - 1) * per_block  # the output's writing left out
+    return {"name": f"quanta --method gptq --uniform, first {blocks} of {n} blocks", "block_s": kept,
+            "per_block_s": per_block, "extrapolated_s": whole, "wall_s": kept[-1], "peak_rss_mb": peak,
+            "exit_on_sigterm": proc.returncode, **plan}
 
 
 def resume_row(tmp: Path) -> dict:
@@ -140,6 +196,7 @@ def resume_row(tmp: Path) -> dict:
     ref, out = tmp / "ref", tmp / "out"
     args = ["model", "quantize", str(src), "--json"]
     t_ref = gnu_time([*QUANTA, *args, "-o", str(ref)])
+    ref_rep = json.loads(t_ref["stdout"])
     blocks = json.loads((src / "config.json").read_text())["num_hidden_layers"]
     block = random.Random(0).randrange(blocks - 1)
     work = work_folder(out)
@@ -157,7 +214,9 @@ def resume_row(tmp: Path) -> dict:
     same = digest(out) == digest(ref)
     return {"name": f"resume: killed when block {block} of {blocks} was kept, then --resume", "block": block,
             "killed_after_s": killed_after, "output_existed_after_kill": False, "work_files": len(left),
-            "uninterrupted_s": t_ref["wall_s"], "resumed_s": t_res["wall_s"],
+            "uninterrupted_s": t_ref["wall_s"], "uninterrupted_peak_mb": t_ref["peak_rss_mb"],
+            "predicted_s": ref_rep.get("planned_s"), "predicted_peak_mb": ref_rep.get("planned_peak_mb"),
+            "resumed_s": t_res["wall_s"],
             "peak_rss_mb": t_res["peak_rss_mb"], "byte_identical": same, "work_left": work.exists()}
 
 
@@ -173,9 +232,10 @@ def smollm2_rows(tmp: Path, baseline: Path | None) -> list[dict]:
         ev = subprocess.run([*cmd, "model", "eval", str(out), "--reference", "smollm2-unbinned", "--no-speed",
                              "--json"], capture_output=True, text=True, cwd=cwd, check=True)
         kld = json.loads(ev.stdout).get("measures", {}).get("kld")
+        rep = json.loads(r["stdout"])
         rows.append({"name": f"smollm2-unbinned default --bits 4, {label}", "wall_s": r["wall_s"],
-                     "peak_rss_mb": r["peak_rss_mb"], "bytes": json.loads(r["stdout"])["folder_bytes"],
-                     "kld": kld})
+                     "peak_rss_mb": r["peak_rss_mb"], "bytes": rep["folder_bytes"], "kld": kld,
+                     "predicted_s": rep.get("planned_s"), "predicted_peak_mb": rep.get("planned_peak_mb")})
         print(json.dumps(rows[-1]), flush=True)
         shutil.rmtree(out, ignore_errors=True)
     return rows
@@ -185,8 +245,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--shape", default="llama-3.2-1b")
     ap.add_argument("--only", default="resume,llama,dryrun,default,smollm2",
-                    help="rows: resume, llama, dryrun, default, q4km (quanta --type Q4_K_M), smollm2")
+                    help="rows: resume, llama, dryrun, default, q4km (quanta --type Q4_K_M), smollm2, "
+                         "blocks (the first four GPTQ blocks)")
     ap.add_argument("--baseline", type=Path, help="a clone of an earlier commit with its own .venv")
+    ap.add_argument("--windows", type=int, default=64, help="calibration windows of 256 tokens, both sides")
     args = ap.parse_args()
     only = set(args.only.split(","))
     src = model_folder(args.shape)
@@ -196,9 +258,12 @@ def main() -> None:
         if "resume" in only:
             rows.append(resume_row(tmp))
             print(json.dumps(rows[-1]), flush=True)
+        if "blocks" in only:
+            rows.append(first_blocks_row(src, tmp))
+            print(json.dumps(rows[-1]), flush=True)
         if "llama" in only:
-            rows += llama_rows(src, tmp)
-        rows += quanta_rows(src, tmp, only)
+            rows += llama_rows(src, tmp, args.windows)
+        rows += quanta_rows(src, tmp, only, args.windows)
         if "smollm2" in only:
             rows += smollm2_rows(tmp, args.baseline)
     finally:

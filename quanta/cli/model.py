@@ -89,6 +89,9 @@ def quantize(
                                 "beside the output, and continue an interrupted run of the same command "
                                 "from there (the same bytes as a run never interrupted); removed when "
                                 "the run finishes."),
+    max_memory: str = typer.Option(None, "--max-memory", help="Resident memory the run may take "
+                                   "(6GB, 5.5GiB): the plan reads the embedding and head in smaller "
+                                   "slices to fit, or refuses before any work (the output is the same)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Quantize MODEL's Linear layers into a quanta folder (safetensors + JSON), or, with --format,
@@ -107,7 +110,8 @@ def quantize(
                       calib_samples=calib_samples, calib_len=calib_len, format=format,
                       target_size=None if target_size is None else parse_size(target_size),
                       target_bpw=target_bpw, embedding_bits=embedding_bits, uniform=uniform,
-                      verify=not no_verify, type=type_, work=_work_folder(out) if resume else None)
+                      verify=not no_verify, type=type_, work=_work_folder(out) if resume else None,
+                      max_memory=None if max_memory is None else parse_size(max_memory))
     if dry_run:
         _dry_run(model, options, json_out)
         return
@@ -159,6 +163,9 @@ def _dry_run(model: str, options: Any, json_out: bool) -> None:
     cost = plan.cost
     print(f"predicted cost (estimate, ± 30 %): ~{cost.seconds:.0f} s, ~{cost.peak_bytes / 1e9:.2f} GB "
           "peak resident memory on this machine class (quanta.model.quantize.cost)")
+    if options.max_memory is not None:
+        print(f"--max-memory {options.max_memory / 1e9:.2f} GB: the embedding and head read in "
+              f"{plan.slice_bytes >> 20} MB slices")
 
 
 def _plot_target(plot: Path | None, mixed: bool, force: bool, others: tuple[Path, ...]) -> Path | None:

@@ -33,34 +33,70 @@ from quanta.threads import threads
 ROWS = 256
 
 
-def _inverse_factor(make: Callable[[], np.ndarray], damp: float) -> np.ndarray:
-    """Upper Cholesky factor of ``(H + λI)⁻¹`` with λ = damp · mean(diag H), raised ×10 until
-    the matrix is positive definite; ``make()`` gives a fresh Fortran-ordered float64 copy of
-    ``H``, which LAPACK turns into the factor in place (Cholesky, inverse from the factor,
-    Cholesky again: one ``n × n`` buffer, where a general inverse took five)."""
+def _inverse_factor(a: np.ndarray, damp: float) -> np.ndarray:
+    """Upper Cholesky factor of ``(A + λI)⁻¹`` with λ = damp · mean(diag A), raised ×10 until
+    the matrix is positive definite, computed in place in the Fortran-ordered float64 ``a``
+    (symmetric) by LAPACK: Cholesky, inverse from the factor, Cholesky again, each on the lower
+    triangle — the strict upper triangle keeps ``A``, so a failed try is restored from it, and
+    no second ``n × n`` matrix is ever made. Returns a view of ``a``."""
     from scipy.linalg import lapack
 
-    a = make()
     n = a.shape[0]
     diag = np.diag_indices(n)
-    lam = damp * float(np.mean(a[diag]))
+    d0 = a[diag].copy()
+    lam = damp * float(np.mean(d0))
     for _ in range(6):
-        a[diag] += lam
-        c, info = lapack.dpotrf(a, lower=1, overwrite_a=1, clean=1)
+        a[diag] = d0 + lam
+        c, info = lapack.dpotrf(a, lower=1, overwrite_a=1, clean=0)
         if info == 0:
-            c, info = lapack.dpotri(c, lower=1, overwrite_c=1)  # (H + λI)⁻¹, lower triangle
+            c, info = lapack.dpotri(c, lower=1, overwrite_c=1)  # (A + λI)⁻¹, lower triangle
         if info == 0:
-            c, info = lapack.dpotrf(c, lower=1, overwrite_a=1, clean=1)
+            c, info = lapack.dpotrf(c, lower=1, overwrite_a=1, clean=0)
         if info == 0:
-            return c.T  # L Lᵀ = (H + λI)⁻¹, so Lᵀ is the upper factor
-        a, lam = make(), max(lam * 10, 1e-8)
+            for j in range(1, n):  # the strict upper triangle (A's copy) cleared: L alone
+                c[:j, j] = 0.0
+            return c.T  # L Lᵀ = (A + λI)⁻¹, so Lᵀ is the upper factor
+        for j in range(n - 1):  # the lower triangle rebuilt from the upper one, then more damping
+            a[j + 1:, j] = a[j, j + 1:]
+        lam = max(lam * 10, 1e-8)
     raise ConfigError("the calibration Hessian is not positive definite even with damping")
+
+
+def permute_symmetric(a: np.ndarray, perm: np.ndarray, tile: int = 512) -> None:
+    """``a[i, j] ← a[perm[i], perm[j]]`` in place for a C-ordered symmetric square ``a``: the
+    rows permuted by cycles, the matrix transposed tile by tile (``(P A)ᵀ = A Pᵀ``), the rows
+    permuted again — one row and one tile of scratch."""
+    n = a.shape[0]
+
+    def rows() -> None:
+        seen = np.zeros(n, bool)
+        for s in range(n):
+            if seen[s] or perm[s] == s:
+                continue
+            first, i = a[s].copy(), s
+            while True:
+                seen[i] = True
+                j = int(perm[i])
+                if j == s:
+                    a[i] = first
+                    break
+                a[i] = a[j]
+                i = j
+
+    rows()
+    for i0 in range(0, n, tile):
+        a[i0:i0 + tile, i0:i0 + tile] = a[i0:i0 + tile, i0:i0 + tile].T.copy()
+        for j0 in range(i0 + tile, n, tile):
+            t = a[i0:i0 + tile, j0:j0 + tile].copy()
+            a[i0:i0 + tile, j0:j0 + tile] = a[j0:j0 + tile, i0:i0 + tile].T
+            a[j0:j0 + tile, i0:i0 + tile] = t.T
+    rows()
 
 
 def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndarray, *,
                   qmin: int, qmax: int, group_size: int, act_order: bool = True,
                   damp: float = 0.01, block: int = 128, levels: np.ndarray | None = None,
-                  h_div: float = 1.0) -> np.ndarray:
+                  h_div: float = 1.0, overwrite_h: bool = False) -> np.ndarray:
     """Integer codes (``uint8``, ``out × in``) of ``w`` on a fixed grid.
 
     w: ``(out, in)``; h: ``(in, in)`` second moment of the inputs (``XᵀX/n``, or ``XᵀX`` with
@@ -73,9 +109,12 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
     ``qmin`` and ``qmax`` unused) and dead inputs take the level nearest zero.
 
     Memory: ``w`` in activation order, the codes, and one ``in × in`` float64 buffer that becomes
-    the inverse factor; the grid is expanded per chunk of rows.
+    the inverse factor — ``h`` itself with ``overwrite_h`` (a C-ordered float64 ``h`` the caller
+    gives up: permuted and factored in place); the grid is expanded per chunk of rows.
     """
-    h = np.asarray(h, dtype=np.float64)  # read, never written: no copy of a float64 Hessian
+    overwrite_h = overwrite_h and isinstance(h, np.ndarray) and h.dtype == np.float64 \
+        and h.flags.c_contiguous and h.flags.writeable
+    h = np.asarray(h, dtype=np.float64)  # without overwrite_h: read, never written
     out, n = np.shape(w)
     if h.shape != (n, n) or n % group_size or scale.shape != (out, n // group_size):
         raise ConfigError(f"gptq: shapes do not agree (w {np.shape(w)}, h {h.shape}, scale {scale.shape})")
@@ -88,10 +127,14 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
     w[:, dead_at] = 0.0
 
     def permuted() -> np.ndarray:  # H in activation order, dead inputs given a unit diagonal
-        hp = np.empty((n, n), order="F")
-        ht = hp.T  # C-ordered view: ht[j, i] = hp[i, j] = h[perm[i], perm[j]]
-        for j0 in range(0, n, ROWS):
-            ht[j0:j0 + ROWS] = h.T[perm[j0:j0 + ROWS]][:, perm]
+        if overwrite_h:
+            permute_symmetric(h, perm)
+            hp = h.T  # symmetric: its Fortran-ordered view is the same matrix
+        else:
+            hp = np.empty((n, n), order="F")
+            ht = hp.T  # C-ordered view: ht[j, i] = hp[i, j] = h[perm[i], perm[j]]
+            for j0 in range(0, n, ROWS):
+                ht[j0:j0 + ROWS] = h.T[perm[j0:j0 + ROWS]][:, perm]
         if h_div != 1.0:
             hp /= h_div
         hp[dead_at, dead_at] = 1.0
@@ -99,7 +142,7 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
 
     group = perm // group_size
     scale, zero = np.asarray(scale, np.float64), np.asarray(zero, np.float64)
-    u = _inverse_factor(permuted, damp)
+    u = _inverse_factor(permuted(), damp)
     if qmax > 255 or (levels is not None and len(levels) > 256):
         raise ConfigError(f"gptq: codes up to {qmax} do not fit 8 bits")
     codes = np.zeros((out, n), np.uint8)

@@ -70,6 +70,7 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
 
     from quanta.errors import ConfigError
     from quanta.model.formats.folder import write_folder
+    from quanta.model.formats.spill import Spill
     from quanta.model.formats.weight import ggml_format
     from quanta.model.quantize.apply import count_by_path, quantize_model
     from quanta.model.quantize.mixed import EMBEDDING, plan_quantizers
@@ -82,6 +83,7 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
         mixed_json,
         mixed_plan,
     )
+    from quanta.model.runtime.qlinear import QuantLinear
     from quanta.model.sources.load import load_model
 
     mixed, kind, shared = qplan.mixed, qplan.kind, qplan.shared
@@ -99,55 +101,65 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
     loaded = load_model(src, verify=o.verify, stream=True)
     windows = calibration_for(loaded, quantizer, o.calib, o.calib_samples, o.calib_len, seed, force=mixed)
     phases = Phases(progress)
-    plan = mixed_plan(loaded, windows, o.method, o.format, o.include, o.excluded, phases,
-                      budget=qplan.unit_budget, default_bits=o.bits if shared else None,
-                      embedding=o.embedding_bits is None, work=work) if mixed or shared else None
-    emb_method = embedding_method(o.method, loaded.model, windows)
-    kept: dict[str, Any] = {}
-    heads: list = []  # the tied head's input statistics, as the engine gathers them
-    compressed = o.format == "compressed-tensors"
-    # --type … --uniform: llama.cpp's type for each layer, as the plan decided it
-    preset = {n: ggml_format(f) for n, f in qplan.layer_formats().items()} \
-        if o.type and plan is None else None
-    rep = quantize_model(loaded.model, quantizer, include=o.include, exclude=o.exclude, head=o.head,
-                         calib=windows if quantizer.needs_calibration or mixed else None,
-                         progress=phases.next(), on_layer=kept.__setitem__ if kind or compressed else None,
-                         plan=plan_quantizers(plan, o.method) if plan is not None else
-                         quantizers_for(o.method, preset) if preset else None,
-                         embedding=None if kind or compressed else embedding_quantizer(
-                             plan if mixed or o.embedding_bits is None else None, quantizer.bits,
-                             o.embedding_bits, o.head, emb_method),
-                         on_head=heads.append if kind else None, work=work, runnable=False)
-    mix = mixed_json(plan)
-    if kind:
-        emb_kind = plan.choice[EMBEDDING].label if plan else qplan.embedding_format()
-        report = _export(loaded, kept, rep, quantizer, kind, emb_kind, src, dst, mix, emb_method,
-                         windows, qplan.record(mix and mix["map"]), heads[0] if heads else None)
+    with stream.slices(qplan.slice_bytes), Spill(Path(dst).parent) as spill:  # layers done wait there
+        plan = mixed_plan(loaded, windows, o.method, o.format, o.include, o.excluded, phases,
+                          budget=qplan.unit_budget, default_bits=o.bits if shared else None,
+                          embedding=o.embedding_bits is None, work=work) if mixed or shared else None
+        emb_method = embedding_method(o.method, loaded.model, windows)
+        kept: dict[str, Any] = {}
+        heads: list = []  # the tied head's input statistics, as the engine gathers them
+        compressed = o.format == "compressed-tensors"
+        # --type … --uniform: llama.cpp's type for each layer, as the plan decided it
+        preset = {n: ggml_format(f) for n, f in qplan.layer_formats().items()} \
+            if o.type and plan is None else None
+        layer_q = plan_quantizers(plan, o.method) if plan is not None else \
+            quantizers_for(o.method, preset) if preset else None
+        if kind:  # each layer's GGUF blocks, packed and parked as it is made
+            from quanta.model.arch import for_hf
+            from quanta.model.formats.gguf_export import PackedLayers
+
+            kept = PackedLayers(spill, for_hf(type(loaded.model).__name__), loaded.model.config.to_dict(),
+                                lambda n: (layer_q or {}).get(n, quantizer).storage or kind)
+        rep = quantize_model(loaded.model, quantizer, include=o.include, exclude=o.exclude, head=o.head,
+                             calib=windows if quantizer.needs_calibration or mixed else None,
+                             progress=phases.next(), on_layer=kept if kind else
+                             kept.__setitem__ if compressed else None, plan=layer_q,
+                             embedding=None if kind or compressed else embedding_quantizer(
+                                 plan if mixed or o.embedding_bits is None else None, quantizer.bits,
+                                 o.embedding_bits, o.head, emb_method),
+                             on_head=heads.append if kind else None, work=work, runnable=False,
+                             shelve=QuantLinear.drop if kind else None if compressed else
+                             (lambda m: m.park(spill)))
+        mix = mixed_json(plan)
+        if kind:
+            emb_kind = plan.choice[EMBEDDING].label if plan else qplan.embedding_format()
+            report = _export(loaded, kept, rep, quantizer, kind, emb_kind, src, dst, mix, emb_method,
+                             windows, qplan.record(mix and mix["map"]), heads[0] if heads else None, spill)
+            if work is not None:
+                work.remove()  # the run finished: only the output's rename is left
+            return _timed(report, t0, qplan)
+        from quanta.model.runtime.generate import chat_template
+
+        if compressed:
+            from quanta.model.formats import compressed as ct
+
+            stream.finish(loaded.model)  # a streamed model's float tensors that the output keeps
+            out = ct.write(loaded.model, kept, loaded.tokenizer, dst,
+                           float_dtype=getattr(torch, o.float_dtype), chat_template=chat_template(loaded))
+        else:
+            extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded)),
+                                       ("plan", qplan.record(mix and mix["map"]))) if v}
+            out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
+                               float_dtype=getattr(torch, o.float_dtype), extra=extra or None, spill=spill)
         if work is not None:
             work.remove()  # the run finished: only the output's rename is left
-        return _timed(report, t0, qplan)
-    from quanta.model.runtime.generate import chat_template
-
-    stream.finish(loaded.model)  # a streamed model's float tensors that the output keeps
-    if compressed:
-        from quanta.model.formats import compressed as ct
-
-        out = ct.write(loaded.model, kept, loaded.tokenizer, dst, float_dtype=getattr(torch, o.float_dtype),
-                       chat_template=chat_template(loaded))
-    else:
-        extra = {k: v for k, v in (("mixed", mix), ("chat_template", chat_template(loaded)),
-                                   ("plan", qplan.record(mix and mix["map"]))) if v}
-        out = write_folder(loaded.model, loaded.tokenizer, dst, report=rep, source=loaded.source,
-                           float_dtype=getattr(torch, o.float_dtype), extra=extra or None)
-    if work is not None:
-        work.remove()  # the run finished: only the output's rename is left
-    return _timed(ModelFileReport(
-        input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,
-        group_size=quantizer.group_size, layers=len(rep.layers) - ("embedding" in rep.layers),
-        paths=count_by_path(loaded.model),
-        bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
-        weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()),
-        mixed=mix, embedding=embedding_label(rep.layers.get("embedding"))), t0, qplan)
+        return _timed(ModelFileReport(
+            input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,
+            group_size=quantizer.group_size, layers=len(rep.layers) - ("embedding" in rep.layers),
+            paths=count_by_path(loaded.model),
+            bits_per_weight=rep.bits_per_weight, bits_per_quantized_weight=rep.bits_per_quantized_weight,
+            weight_bytes=rep.weight_bytes, folder_bytes=sum(p.stat().st_size for p in out.iterdir()),
+            mixed=mix, embedding=embedding_label(rep.layers.get("embedding"))), t0, qplan)
 
 
 def layers_method(rep: Any) -> str:
@@ -172,7 +184,8 @@ def _timed(report: ModelFileReport, t0: float, plan: Any) -> ModelFileReport:
 
 def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, emb_kind: str, src: Path | str,
             dst: Path | str, mix: dict | None, emb_method: str = EMBEDDING_METHOD,
-            windows: Any = None, plan_record: dict | None = None, head: Any = None) -> ModelFileReport:
+            windows: Any = None, plan_record: dict | None = None, head: Any = None,
+            spill: Any = None) -> ModelFileReport:
     """Write the GGUF file: the kept layers in their types, and the token embedding in
     ``emb_kind`` — the sensitivity pass's type, else the plan's (the layers' block type, or Q8_0
     when it is tied to the output head: then it is the most sensitive matrix of all, which
@@ -199,7 +212,7 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, emb_ki
     norms = {n: p.detach().float().numpy() for n, p in loaded.model.named_parameters() if p.ndim == 1}
     export(kept, emb, loaded.source, dst, kinds=kinds, family=for_hf(type(loaded.model).__name__),
            config=cfg.to_dict(), floats=norms, plan=plan_record, model=loaded.model,
-           chat_template=chat_template(loaded))
+           chat_template=chat_template(loaded), spill=spill)
     size = Path(dst).stat().st_size
     return ModelFileReport(
         input=str(src), output=str(dst), method=layers_method(rep), bits=quantizer.bits,

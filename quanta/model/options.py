@@ -40,7 +40,9 @@ class Options:
     GGUF output: the file no larger than llama.cpp's, every tensor's type chosen by the measured
     sensitivity (with ``uniform``: llama.cpp's own type for each tensor, quanta's rounding).
     work: a work folder (``--resume``: :mod:`quanta.model.quantize.resume`) where the run keeps
-    what it finishes and from which an interrupted run continues."""
+    what it finishes and from which an interrupted run continues. max_memory: bytes the run may
+    hold resident (``--max-memory``): the plan reads the embedding and head in smaller slices to
+    stay under it, or refuses the command; the output's bytes do not depend on it."""
 
     bits: int = 4
     group_size: int | None = None
@@ -61,12 +63,14 @@ class Options:
     verify: bool = True
     type: str | None = None
     work: Path | None = None
+    max_memory: int | None = None
 
     def run_settings(self) -> dict:
-        """Every option that decides the output (all but ``work``), as JSON values."""
+        """Every option that decides the output (all but ``work`` and ``max_memory``), as JSON values."""
         import dataclasses
 
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "work"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("work", "max_memory")}
 
     def __post_init__(self) -> None:
         from quanta.core._checks import check_bits, check_choice
@@ -81,6 +85,9 @@ class Options:
         if self.group_size is not None and self.group_size < 0:
             raise ConfigError(f"--group-size {self.group_size}: give 0 (one group per row) "
                               "or a positive number")
+        mm = self.max_memory
+        if mm is not None and (isinstance(mm, bool) or not isinstance(mm, int) or mm < 1):
+            raise ConfigError(f"max memory {mm!r}: give a positive number of bytes (the CLI parses '6GB')")
         for name, value in (("--calib-samples", self.calib_samples), ("--calib-len", self.calib_len)):
             if value < 1:
                 raise ConfigError(f"{name} {value}: give at least 1")

@@ -49,3 +49,57 @@ def test_dead_inputs_quantize_to_zero_and_shapes_are_checked():
     np.testing.assert_array_equal(codes[:, 3], np.clip(np.rint(qp.zero_point[:, 0]), 0, 15))
     with pytest.raises(ConfigError):
         gptq_quantize(w, np.eye(31), qp.scale, qp.zero_point, qmin=0, qmax=15, group_size=32)
+
+
+@pytest.mark.parametrize("n,tile", [(7, 3), (64, 16), (100, 512)])
+def test_symmetric_permutation_in_place(n, tile):
+    from quanta.core.hessian import permute_symmetric
+
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=(n, n))
+    a = a + a.T
+    perm = rng.permutation(n)
+    want = a[perm][:, perm]
+    permute_symmetric(a, perm, tile=tile)
+    np.testing.assert_array_equal(a, want)
+
+
+@pytest.mark.parametrize("h_div", [1.0, 2048.0])
+def test_overwriting_the_hessian_gives_the_same_codes(h_div):
+    """GPTQ in the caller's own Hessian buffer (permuted and factored in place) rounds exactly
+    as it does on a copy."""
+    rng = np.random.default_rng(3)
+    n, k = 2048, 96
+    x = rng.normal(size=(n, 8)) @ rng.normal(size=(8, k)) + 0.1 * rng.normal(size=(n, k))
+    w = rng.normal(size=(32, k))
+    h = x.T @ x * (h_div / n)
+    h[5, :] = h[:, 5] = 0.0  # a dead input
+    grid, qp = _grid(w, bits=3, g=32)
+    kw = dict(qmin=grid.qmin, qmax=grid.qmax, group_size=32, h_div=h_div)
+    ref = gptq_quantize(w, h, qp.scale, qp.zero_point, **kw)
+    mine = h.copy()
+    got = gptq_quantize(w, mine, qp.scale, qp.zero_point, overwrite_h=True, **kw)
+    np.testing.assert_array_equal(got, ref)
+    assert not np.array_equal(mine, h)  # it was the working buffer
+
+
+def test_a_failed_factorization_is_retried_from_the_kept_triangle():
+    """A Hessian that is not positive definite at the first damping is restored from its upper
+    triangle and damped more: the factor is that of the more damped matrix."""
+    from scipy.linalg import cholesky
+
+    from quanta.core.hessian import _inverse_factor
+
+    rng = np.random.default_rng(4)
+    v = rng.normal(size=(40, 40))
+    a = v @ v.T - 30.0 * np.eye(40)  # indefinite: needs λ well above 0.01 · mean(diag)
+    u = _inverse_factor(np.asfortranarray(a.copy()), 0.01)
+    lam = 0.01 * np.mean(np.diag(a))
+    for _ in range(6):
+        try:
+            want = cholesky(np.linalg.inv(a + lam * np.eye(40)), lower=True).T
+            break
+        except np.linalg.LinAlgError:
+            lam *= 10
+    np.testing.assert_allclose(u, want, rtol=1e-8, atol=1e-10)
+    assert np.array_equal(np.tril(u, -1), np.zeros((40, 40)))

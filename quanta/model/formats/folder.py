@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from quanta.errors import ConfigError, InputError
-from quanta.model.formats import folder_v1
+from quanta.model.formats import folder_v1, safetensors_out
 from quanta.model.formats.integrity import FOLDER_KEY, check_folder, folder_digest
+from quanta.model.formats.spill import Parked, Spill
 from quanta.model.quantize.apply import set_submodule
 from quanta.model.runtime.qembed import QuantEmbedding, tie_head
 from quanta.model.runtime.qlinear import QuantLinear
@@ -53,32 +54,41 @@ def save_quantized(model: nn.Module, tokenizer: Any, out: Path | str, *, report:
 
 
 def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: Any, source: str,
-                 float_dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
+                 float_dtype: torch.dtype | None = None, extra: dict | None = None,
+                 spill: Spill | None = None) -> Path:
     """Write the model's files into the (existing, empty) folder ``out``.
 
     float_dtype: store the parameters that stay float (norms, a float embedding or head) in this
     dtype (e.g. ``torch.bfloat16``); the buffers of quantized layers and of a quantized embedding
-    are stored as they are (their scales are float16 or bfloat16 already).
+    are stored as they are (their scales are float16 or bfloat16 already). spill: where layers
+    parked their tensors (:meth:`QuantLinear.park`); they are copied from it, never loaded whole.
     """
-    from safetensors.torch import save_file
+    from quanta.model.sources import stream
 
     out = Path(out)
     out.mkdir(exist_ok=True)
     stats = report.to_json() if hasattr(report, "to_json") else dict(report)
     qnames = {n for n, m in model.named_modules() if isinstance(m, QuantLinear | QuantEmbedding)}
 
-    def stored(key: str, v: torch.Tensor) -> torch.Tensor:
+    def stored(key: str, v: torch.Tensor) -> Any:
+        if v.is_meta:  # a streamed model's tensor not read yet: read slice by slice as it is written
+            lazy = stream.deferred(model, key, float_dtype or v.dtype)
+            if lazy is None:
+                raise RuntimeError(f"{key}: a tensor of the model was never read")
+            return lazy
         if float_dtype is not None and v.is_floating_point() and key.rpartition(".")[0] not in qnames:
             v = v.to(float_dtype)
         return v.detach().contiguous()
 
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
-    state = {k: stored(k, v) for k, v in model.state_dict().items() if k.rpartition(".")[0] not in qnames}
+    state = {k: stored(k, v) for k, v in model.state_dict().items()
+             if k.rpartition(".")[0] not in qnames and not (tied and k.startswith("lm_head."))}
     layers = {}
     for n, m in model.named_modules():
         if not isinstance(m, QuantLinear | QuantEmbedding) or (tied and n == "lm_head"):
             continue  # (the tied head is rebuilt on load from the embedding's codes)
-        state.update({f"{n}.{k}": v.contiguous() for k, v in m.disk_state().items()})
+        state.update({f"{n}.{k}": v if isinstance(v, Parked) else v.contiguous()
+                      for k, v in m.disk_state().items()})
         if isinstance(m, QuantLinear):
             layers[n] = {**m.spec(), "bias": m.bias is not None}
     if tied:
@@ -88,9 +98,9 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
            "model_config": model.config.to_dict(), "layers": layers,
            **({"embedding": emb.spec()} if isinstance(emb, QuantEmbedding) else {}),
            "weight_stats": {k: v for k, v in stats.items() if k != "layers"}, **(extra or {})}
+    hashes = safetensors_out.write(out / "model.safetensors", state, metadata={"format": FORMAT}, spill=spill)
     # the checksum covers the tensors and the config as it will be read back
-    cfg[FOLDER_KEY] = folder_digest(state, json.loads(json.dumps(cfg, default=str)))
-    save_file(state, str(out / "model.safetensors"), metadata={"format": FORMAT})
+    cfg[FOLDER_KEY] = folder_digest(hashes, json.loads(json.dumps(cfg, default=str)))
     (out / CONFIG).write_text(json.dumps(cfg, indent=2, default=str))
     tokenizer.save(str(out / "tokenizer.json"))
     for f in out.iterdir():  # safetensors writes its file private: every file gets the umask's mode

@@ -62,14 +62,40 @@ def pack_blocks(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: 
     return np.concatenate(parts, axis=-1).reshape(rows, -1)
 
 
+def _blocks(qw: Any, kind: str, layer_kind: str | None, heads: dict) -> np.ndarray:
+    """A quantized matrix's GGUF bytes: its blocks in ``kind``, Q/K rows permuted to llama.cpp's
+    rotary layout (``heads``: the head counts by tensor kind, :meth:`Architecture.rope_heads`)."""
+    from quanta.model.formats.gguf_read import permute
+
+    zeros = None if qw.zeros is None else qw.zeros.numpy()
+    data = pack_blocks(qw.codes.numpy(), qw.scales.numpy(), zeros, kind)
+    return permute(data, heads[layer_kind]) if layer_kind in heads else data
+
+
+class PackedLayers(dict):
+    """``on_layer`` for a GGUF output: each quantized layer packed into its blocks the moment it
+    is made and parked in ``spill`` (name → :class:`~quanta.model.formats.spill.Parked`), so
+    that neither its codes nor the model's layer stay in memory; ``kind_of(name)``: its type."""
+
+    def __init__(self, spill: Any, family: Any, config: dict, kind_of: Any) -> None:
+        super().__init__()
+        self.spill, self.family, self.kind_of = spill, family, kind_of
+        self.heads = family.rope_heads(config)
+
+    def __call__(self, name: str, qw: Any) -> None:
+        _, layer_kind = self.family.hf_name(self.family.gguf_name(f"{name}.weight"))
+        self[name] = self.spill.put(_blocks(qw, self.kind_of(name), layer_kind, self.heads))
+
+
 def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Path | str, *,
            kinds: dict[str, str], family: Any, config: dict,
            floats: dict[str, np.ndarray] | None = None, plan: dict | None = None,
-           model: Any = None, chat_template: str | None = None) -> Path:
+           model: Any = None, chat_template: str | None = None, spill: Any = None) -> Path:
     """Write ``dst``: ``source``'s metadata and tokenizer — a GGUF file's, or, for a Hugging
     Face folder, those :mod:`quanta.model.formats.gguf_hf` makes from its config, tokenizer and
     ``model`` (with ``chat_template``) —, every quantized matrix from
-    ``qweights`` (Hugging Face names → :class:`QuantizedWeight`), the embedding ``embedding``.
+    ``qweights`` (Hugging Face names → :class:`QuantizedWeight`, or its blocks parked in
+    ``spill`` by :class:`PackedLayers`), the embedding ``embedding``.
     kinds: each matrix's block type by the same names, the embedding's under "token_embd".
     family: the source's :class:`~quanta.model.arch.Architecture` (names, the rows llama.cpp
     permutes); config: its Hugging Face config (the head counts of those rows).
@@ -80,32 +106,29 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
     floats = floats or {}
     from gguf import GGMLQuantizationType
 
-    from quanta.model.formats.gguf_read import permute
     from quanta.model.formats.gguf_rewrite import rewrite_gguf
+    from quanta.model.formats.spill import Parked
 
     n_heads = family.rope_heads(config)
 
-    def rewrite(name: str, t: Any, arr: np.ndarray) -> tuple[np.ndarray, Any]:
+    def rewrite(name: str, t: Any, arr: np.ndarray) -> tuple[Any, Any]:
         hf, layer_kind = family.hf_name(name)
         module = "token_embd" if name == "token_embd.weight" else (hf or "").removesuffix(".weight")
         qw = embedding if module == "token_embd" else qweights.get(module)
         if qw is None:
             return (np.ascontiguousarray(floats[hf], np.float32) if hf in floats else arr), None
-        data = pack_blocks(qw.codes.numpy(), qw.scales.numpy(),
-                           None if qw.zeros is None else qw.zeros.numpy(), kinds[module])
-        if layer_kind in n_heads:
-            data = permute(data, n_heads[layer_kind])
+        data = qw if isinstance(qw, Parked) else _blocks(qw, kinds[module], layer_kind, n_heads)
         return data, GGMLQuantizationType[kinds[module]]
 
     extra = dict([MARK]) | ({"quanta.plan": json.dumps(plan)} if plan else {})
     if Path(source).is_file():
-        return rewrite_gguf(source, dst, rewrite, extra=extra, checksum=True)
+        return rewrite_gguf(source, dst, rewrite, extra=extra, checksum=True, spill=spill)
     from quanta.model.formats import gguf_hf
     from quanta.model.formats.gguf_rewrite import write_gguf
 
     fields = gguf_hf.metadata(source, config, family, chat_template)
     stream = ((name, None, arr) for name, arr in gguf_hf.tensors(model, family))
-    return write_gguf(dst, family.gguf_arch, fields, stream, rewrite, extra=extra, checksum=True)
+    return write_gguf(dst, family.gguf_arch, fields, stream, rewrite, extra=extra, checksum=True, spill=spill)
 
 
 def wrote(path: Path | str) -> bool:

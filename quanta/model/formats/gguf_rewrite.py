@@ -14,16 +14,18 @@ import numpy as np
 
 from quanta.errors import ConfigError, InputError
 
-#: Per tensor: (name, the reader's tensor, its float32 values) → (array, raw GGML type or None).
-Rewrite = Callable[[str, Any, np.ndarray], tuple[np.ndarray, Any]]
+#: Per tensor: (name, the reader's tensor, its float32 values) → (array — or its bytes parked in
+#: the writer's spill file —, raw GGML type or None).
+Rewrite = Callable[[str, Any, np.ndarray], tuple[Any, Any]]
 
 
 def rewrite_gguf(src: Path | str, dst: Path | str, rewrite: Rewrite, *,
                  progress: Callable[[int, int], None] | None = None,
-                 extra: dict[str, str] | None = None, checksum: bool = False) -> Path:
+                 extra: dict[str, str] | None = None, checksum: bool = False, spill: Any = None) -> Path:
     """Copy ``src``'s metadata to ``dst`` and each tensor through ``rewrite`` (written in place);
     ``extra``: string metadata added; ``checksum``: add the tensors' sha256
-    (:func:`quanta.model.formats.integrity.gguf_digest`, verified when quanta reads the file)."""
+    (:func:`quanta.model.formats.integrity.gguf_digest`, verified when quanta reads the file);
+    ``spill``: as :func:`write_gguf`'s."""
     from gguf import GGUFReader, GGUFValueType
     from gguf.quants import dequantize
 
@@ -45,39 +47,55 @@ def rewrite_gguf(src: Path | str, dst: Path | str, rewrite: Rewrite, *,
             yield t.name, t, arr.reshape(tuple(int(s) for s in reversed(t.shape)))
 
     return write_gguf(dst, r.fields["general.architecture"].contents(), fields, tensors(), rewrite,
-                      count=len(r.tensors), progress=progress, extra=extra, checksum=checksum)
+                      count=len(r.tensors), progress=progress, extra=extra, checksum=checksum, spill=spill)
 
 
 def write_gguf(dst: Path | str, arch: str, fields: list[tuple],
                tensors: Iterable[tuple[str, Any, np.ndarray]], rewrite: Rewrite, *, count: int = 0,
                progress: Callable[[int, int], None] | None = None, extra: dict[str, str] | None = None,
-               checksum: bool = False) -> Path:
+               checksum: bool = False, spill: Any = None) -> Path:
     """Write ``dst``: metadata ``fields`` (``(key, value, GGUFValueType, item type or None)``)
     and each of ``tensors`` (name, a reader's tensor or None, float32 values) through
-    ``rewrite``; ``extra``/``checksum`` as :func:`rewrite_gguf`'s."""
+    ``rewrite``; ``extra``/``checksum`` as :func:`rewrite_gguf`'s.
+
+    Each rewritten tensor is parked in a spill file (``spill``, or one of its own beside
+    ``dst``) as it is made — a rewrite may also return one parked already — and the file is
+    written from there once the header is known: memory holds one tensor, not the model."""
     from gguf import GGUFValueType, GGUFWriter
 
-    dst = Path(dst)
-    w = GGUFWriter(dst, arch)
-    for key, value, vtype, sub in fields:
-        w.add_key_value(key, value, vtype, sub_type=sub)
-    for key, value in (extra or {}).items():
-        w.add_key_value(key, value, GGUFValueType.STRING)
-    written = []
-    for i, (name, t, arr) in enumerate(tensors):
-        out, raw = rewrite(name, t, arr)
-        w.add_tensor(name, out, raw_dtype=raw) if raw is not None else w.add_tensor(name, out)
-        written.append((name, out))
-        if progress:
-            progress(i + 1, count)
-    if checksum:
-        from quanta.model.formats.integrity import GGUF_KEY, gguf_digest
+    from quanta.model.formats.spill import Parked, Spill
 
-        w.add_key_value(GGUF_KEY, gguf_digest(written), GGUFValueType.STRING)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    dst = Path(dst)
+    own = spill is None
+    spill = Spill(dst.parent) if own else spill
+    try:
+        w = GGUFWriter(dst, arch)
+        for key, value, vtype, sub in fields:
+            w.add_key_value(key, value, vtype, sub_type=sub)
+        for key, value in (extra or {}).items():
+            w.add_key_value(key, value, GGUFValueType.STRING)
+        parked = []
+        for i, (name, t, arr) in enumerate(tensors):
+            out, raw = rewrite(name, t, arr)
+            p = out if isinstance(out, Parked) else spill.put(out)
+            w.add_tensor_info(name, p.shape, np.dtype(p.dtype), p.nbytes, raw_dtype=raw)
+            parked.append((name, p))
+            if progress:
+                progress(i + 1, count)
+        if checksum:
+            from quanta.model.formats.integrity import GGUF_KEY, digest_of_hashes
+
+            sums = digest_of_hashes((n, p.sha256) for n, p in parked)
+            w.add_key_value(GGUF_KEY, sums, GGUFValueType.STRING)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        for _, p in parked:  # one tensor in memory at a time
+            w.write_tensor_data(spill.read(p))
+        w.close()
+    finally:
+        if own:
+            spill.close()
     return dst
 
 

@@ -26,20 +26,20 @@ GGUF_KEY = "quanta.tensors_sha256"
 
 def digest(parts: Iterable[tuple[str, Any]], specs: Any = None) -> str:
     """sha256 over ``(name, bytes-like)`` pairs in the order given, then the specs as JSON."""
+    hashes = ((name, hashlib.sha256(memoryview(data).cast("B")).digest()) for name, data in parts)
+    return digest_of_hashes(hashes, specs)
+
+
+def digest_of_hashes(parts: Iterable[tuple[str, bytes]], specs: Any = None) -> str:
+    """:func:`digest` from each part's own sha256 (a writer that hashed the bytes as it wrote
+    them: :mod:`quanta.model.formats.safetensors_out`)."""
     h = hashlib.sha256()
-    for name, data in parts:
+    for name, sha in parts:
         h.update(name.encode() + b"\0")
-        h.update(hashlib.sha256(memoryview(data).cast("B")).digest())
+        h.update(sha)
     if specs is not None:
         h.update(json.dumps(specs, sort_keys=True, default=str).encode())
     return h.hexdigest()
-
-
-def tensor_bytes(t: Any) -> memoryview:
-    """A torch tensor's bytes as stored (contiguous, native little-endian)."""
-    import torch
-
-    return memoryview(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
 
 
 def folder_specs(cfg: dict) -> dict:
@@ -52,9 +52,10 @@ def folder_specs(cfg: dict) -> dict:
     return specs
 
 
-def folder_digest(state: dict, cfg: dict) -> str:
-    """The checksum of a quanta folder: its tensors (from the state dict written) and specs."""
-    return digest(((k, tensor_bytes(state[k])) for k in sorted(state)), folder_specs(cfg))
+def folder_digest(hashes: dict[str, bytes], cfg: dict) -> str:
+    """The checksum of a quanta folder: its tensors (each one's sha256, by name, as the writer
+    hashed them) and specs."""
+    return digest_of_hashes(((k, hashes[k]) for k in sorted(hashes)), folder_specs(cfg))
 
 
 def check_folder(raw: bytes, cfg: dict, where: str) -> None:

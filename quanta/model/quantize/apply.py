@@ -55,7 +55,8 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
                    plan: Mapping[str, WeightQuantizer] | None = None,
                    embedding: WeightQuantizer | None = None,
                    on_head: Callable[[LayerStats], None] | None = None, work: Any = None,
-                   runnable: bool = True) -> QuantizeReport:
+                   runnable: bool = True, shelve: Callable[[QuantLinear], None] | None = None,
+                   ) -> QuantizeReport:
     """Replace matching ``nn.Linear`` layers by :class:`QuantLinear`; returns a report.
 
     quantizer: a :class:`WeightQuantizer`, or a registered name built with ``bits``,
@@ -74,7 +75,10 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
     :class:`~quanta.model.quantize.resume.WorkFolder` — each finished block is kept there, and
     the blocks an interrupted run finished are taken from it instead of quantized again.
     runnable: False for a model that will only be written — each finished block's layers keep
-    only what the file stores (:meth:`QuantLinear.compact`), which halves their memory.
+    only what the file stores (:meth:`QuantLinear.compact`), which halves their memory, or
+    what ``shelve(layer)`` leaves of it: parked in a spill file (:meth:`QuantLinear.park`) or
+    nothing (:meth:`QuantLinear.drop`, when ``on_layer`` kept what the file needs) — memory then
+    holds the block in hand, not the finished model.
     """
     q = make_quantizer(quantizer, bits=bits, group_size=group_size, sym=sym) \
         if isinstance(quantizer, str) else quantizer
@@ -84,7 +88,7 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
         raise ConfigError(f"method {calibrated[0].name!r} needs calibration data")
     targets = _resolve_targets(model, include, exclude, head)
     run = _Installer(model, q, plan, on_layer, progress, len(targets), keep=work is not None,
-                     compact=not runnable and not calibrated)
+                     compact=not runnable and not calibrated, shelve=shelve)
     head_in = None
     if calibrated:
         wants_head = ties_head(model) and (on_head is not None or (
@@ -100,7 +104,7 @@ def quantize_model(model: nn.Module, quantizer: WeightQuantizer | str = "rtn", *
         stats = None
         if embedding.needs_calibration and calib is not None:
             stats = head_in if head_in is not None else head_stats(model, calib)
-        layers["embedding"] = _quantize_embedding(model, embedding, stats)
+        layers["embedding"] = _quantize_embedding(model, embedding, stats, runnable)
     names = sorted({spec["method"] for spec in layers.values()})
     return QuantizeReport(method="+".join(names), layers=layers, **weight_stats(model))
 
@@ -112,22 +116,25 @@ class _Installer:
 
     def __init__(self, model: nn.Module, q: WeightQuantizer, plan: dict[str, WeightQuantizer],
                  on_layer: Callable[[str, Any], None] | None, progress: Progress | None, total: int, *,
-                 keep: bool, compact: bool = False) -> None:
+                 keep: bool, compact: bool = False, shelve: Callable[[QuantLinear], None] | None = None,
+                 ) -> None:
         self.model, self.q, self.plan, self.on_layer = model, q, plan, on_layer
         self.progress, self.total, self.keep, self.compact = progress, total, keep, compact
+        #: what a finished layer that nothing will run keeps (default: its folder tensors)
+        self.shelve = shelve or QuantLinear.compact
         self.layers: dict[str, dict] = {}
         self.finished: dict[str, tuple] = {}  # the block in hand's layers (for the work folder)
 
     def install(self, name: str, qw: Any, bias: torch.Tensor | None, scale: torch.Tensor | None) -> None:
         lq = self.plan.get(name, self.q)
-        if self.on_layer:
+        if self.on_layer is not None:
             self.on_layer(name, qw)
         ql = QuantLinear.from_quantized(qw, bias)
         if scale is not None:
             ql.set_input_scale(scale)
         set_submodule(self.model, name, ql)
         if self.compact:  # nothing runs it: only what the file stores is kept
-            ql.compact()
+            self.shelve(ql)
         self.layers[name] = {"bits": lq.bits, "group_size": qw.group_size, "method": lq.name,
                              "sym": lq.sym, "path": ql.path, "in": ql.in_features,
                              "out": ql.out_features, **({"type": lq.storage} if lq.storage else {})}
@@ -143,7 +150,11 @@ class _Installer:
         scaled = prepare_block(model, block, stats, lambda n: self.plan.get(n, self.q)) if in_block else {}
         for name, lin in block:
             stream.load(model, name)
-            qw = self.plan.get(name, self.q).quantize(lin.weight.data, stats=stats.get(name), name=name)
+            q = self.plan.get(name, self.q)
+            # rows are rounded independently: without a Hessian to factor once, a large matrix
+            # goes in row slices, which bounds the clipping search's temporaries
+            qw = q.quantize(lin.weight.data, stats=stats.get(name), name=name) if q.needs_hessian else \
+                stream.quantize_rows(q, model, lin, stats=stats.get(name), name=name)
             self.install(name, qw, lin.bias.data if lin.bias is not None else None, scaled.get(name))
             stream.release(model, lin)  # a streamed model's float weight is done with
 
@@ -153,18 +164,22 @@ def _calibrated(run: _Installer, targets: list[tuple[str, nn.Linear]], calib: to
     """The calibrated layers, block by block (:func:`~quanta.model.quantize.calibrate.layerwise`):
     blocks an interrupted run finished taken from ``work``, each finished block kept there (and,
     not ``runnable``, compacted — unless layers outside the blocks need a whole-model pass); the
-    layers outside the blocks last. Returns the tied head's input statistics (``wants_head``)."""
+    layers outside the blocks last: an untied output head alone from the last block's outputs
+    through the final norm, row slice by row slice (:func:`_head_by_rows`), anything else by one
+    whole-model pass. Returns the tied head's input statistics (``wants_head``)."""
     from quanta.model.quantize.calibrate import block_stats, find_blocks, layerwise
 
     model = run.model
     start, resumed = work.progress() if work is not None else (0, None)
     prefix, blocks = find_blocks(model)
-    compact = not runnable and all(n.startswith(prefix + ".") for n, _ in targets)
+    outside = [n for n, _ in targets if not n.startswith(prefix + ".")]
+    head_last = outside == ["lm_head"] and final_norm(model) is not None
+    compact = not runnable and (not outside or head_last)
 
     def compacted(block: nn.Module) -> None:
         for m in block.modules():
             if compact and isinstance(m, QuantLinear):
-                m.compact()
+                run.shelve(m)
 
     for i in range(start):  # blocks an interrupted run finished
         _restore(run, work, i)
@@ -180,13 +195,27 @@ def _calibrated(run: _Installer, targets: list[tuple[str, nn.Linear]], calib: to
         compacted(block)
 
     rest = layerwise(model, targets, calib, run.replace, hessian=hessian,
-                     outputs=(lambda h: head_in.append(final_stats(model, h))) if wants_head else None,
-                     after=keep if work is not None or compact else None, start=start, resumed=resumed)
-    if rest:  # layers outside the blocks (a quantized head): one whole-model pass, no AWQ
+                     outputs=(lambda h: head_in.append(final_stats(model, h))) if wants_head or head_last
+                     else None, after=keep if work is not None or compact else None, start=start,
+                     resumed=resumed)
+    if rest and head_last:
+        _head_by_rows(run, rest[0][1], head_in[0], compact)
+    elif rest:  # layers outside the blocks: one whole-model pass, no AWQ
         for name, _ in rest:
             stream.load(model, name)
         run.replace(rest, block_stats(model, rest, [x[None] for x in calib], {}, hessian=hessian), False)
-    return head_in[0] if head_in else None
+    return head_in[0] if head_in and wants_head else None
+
+
+def _head_by_rows(run: _Installer, head: nn.Linear, stats: LayerStats, shelve: bool) -> None:
+    """Quantize the untied output head with its input statistics ``stats`` (the final norm of
+    the last block's outputs: what a whole-model pass would gather), row slice by row slice
+    (:func:`~quanta.model.sources.stream.quantize_rows`: a streamed head is never read whole)."""
+    qw = stream.quantize_rows(run.plan.get("lm_head", run.q), run.model, head, stats=stats, name="lm_head")
+    run.install("lm_head", qw, head.bias.data if head.bias is not None else None, None)
+    stream.release(run.model, head)
+    if shelve:
+        run.shelve(run.model.lm_head)
 
 
 def _restore(run: _Installer, work: Any, i: int) -> None:
@@ -212,19 +241,24 @@ def _resolve_targets(model: nn.Module, include: tuple[str, ...], exclude: tuple[
     return targets
 
 
-@torch.inference_mode()
-def final_stats(model: nn.Module, hidden: list[torch.Tensor]) -> LayerStats | None:
-    """Statistics (with the Hessian) of the output head's inputs — the final norm of each
-    window's last hidden state ``hidden`` — or None for a family without a final norm."""
+def final_norm(model: nn.Module) -> nn.Module | None:
+    """The norm between the last block and the output head (its family's), or None."""
     from quanta.model.arch import for_hf
 
     try:
         norm_name = for_hf(type(model).__name__).final_norm
     except ConfigError:
         return None
-    if norm_name is None:
+    return None if norm_name is None else model.get_submodule(norm_name)
+
+
+@torch.inference_mode()
+def final_stats(model: nn.Module, hidden: list[torch.Tensor]) -> LayerStats | None:
+    """Statistics (with the Hessian) of the output head's inputs — the final norm of each
+    window's last hidden state ``hidden`` — or None for a family without a final norm."""
+    norm = final_norm(model)
+    if norm is None:
         return None
-    norm = model.get_submodule(norm_name)
     stats = LayerStats(model.lm_head.in_features, with_hessian=True)
     for h in hidden:
         stats.add(norm(h))
@@ -256,12 +290,12 @@ def head_stats(model: nn.Module, calib: torch.Tensor) -> LayerStats | None:
 
 
 def _quantize_embedding(model: nn.Module, quantizer: WeightQuantizer,
-                        stats: LayerStats | None = None) -> dict:
-    """Quantize the token embedding (and a head tied to it; ``stats``: the head's input
-    statistics, for a calibrated quantizer); its line of the report."""
+                        stats: LayerStats | None = None, runnable: bool = True) -> dict:
+    """Quantize the token embedding (and a head tied to it, unless nothing will run it;
+    ``stats``: the head's input statistics, for a calibrated quantizer); its line of the report."""
     from quanta.model.runtime.qembed import quantize_embedding
 
-    qe, _ = quantize_embedding(model, quantizer, stats)
+    qe, _ = quantize_embedding(model, quantizer, stats, runnable=runnable)
     return {"bits": qe.bits, "group_size": qe.group_size, "method": qe.method, "sym": quantizer.sym,
             "path": "embedding", "in": qe.embedding_dim, "out": qe.num_embeddings}
 

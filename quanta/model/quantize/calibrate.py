@@ -168,6 +168,8 @@ def block_stats(block: nn.Module, layers: list[tuple[str, nn.Linear]], inputs: l
             h.remove()
     for st in stats.values():
         st.flush()  # whole sums: AWQ rescales them in place
+    for n, _ in layers:  # the last layer quantized from shared sums may overwrite them (GPTQ)
+        stats[owner[n]].users += 1
     return {n: stats[owner[n]] for n, _ in layers}
 
 

@@ -11,12 +11,14 @@ peak is the interpreter with torch and transformers (:data:`BASE_BYTES`) plus th
 
 * the sensitivity pass: every block's inputs over its windows (float32), one float block and
   its layers' second moments (float32), one window's logits (twice) and a slice of the head;
-* the blocks: the quantized layers finished (what the file stores), one float block and its
-  kernel form, the calibration activations (twice), the block's second moments in float64 and
-  GPTQ's buffers for its largest layer (``H`` in activation order; the weight and codes in
-  float64);
-* the embedding: the quantized layers, the embedding's codes and a tied head's kernel form,
-  one row slice in GPTQ's float64 buffers.
+* the blocks: one float block and its kernel form, the calibration activations (twice), the
+  block's second moments in float64 (GPTQ permutes and factors the last layer's sums in place)
+  and GPTQ's buffers for its largest layer (the weight and codes in float64) — the layers
+  finished are parked in a spill file (:mod:`quanta.model.formats.spill`), but for a
+  compressed-tensors folder, which holds them;
+* the embedding: the embedding's codes and a tied head's kernel form, one row slice in GPTQ's
+  float64 buffers;
+* the writing: the tensors left float, read in float32 and converted to their stored dtype.
 
 A GGUF source is dequantized whole (:data:`BYTES_PER_PARAM` per parameter, as measured).
 
@@ -35,6 +37,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+#: float32 bytes of the row slices a streamed embedding or head is read in, by default
+SLICE_BYTES = 128 * 2**20
 #: resident bytes of a process that imported torch and transformers and read a tokenizer
 BASE_BYTES = 480e6
 #: resident bytes per source parameter of a source loaded whole (a GGUF file dequantized)
@@ -134,11 +138,14 @@ def shapes_of(layout: Any) -> Shapes:
 
 def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, calibrated: bool,
             sensitivity: bool, windows: int, tokens: int, gguf: bool = False, hessian: bool = True,
-            speed: tuple[float, float] | None = None) -> Cost:
+            speed: tuple[float, float] | None = None, floats: int = 0, parked: bool = True,
+            slice_bytes: int = SLICE_BYTES) -> Cost:
     """The cost of quantizing a model of shapes ``sh`` into ``quantized_bytes`` of quantized
     tensors (``quantized`` weights rounded by ``method``; ``gguf``: packed into GGML blocks);
     ``calibrated``: the method reads ``windows`` × ``tokens`` calibration tokens (``hessian``:
-    and GPTQ's Hessians); ``sensitivity``: the formats are chosen by the measured sensitivity."""
+    and GPTQ's Hessians); ``sensitivity``: the formats are chosen by the measured sensitivity;
+    ``floats``: the parameters written float; ``parked``: finished layers leave memory;
+    ``slice_bytes``: the embedding's and head's row slices (float32)."""
     f32, f64 = speed or DEFAULT_SPEED
     block_f32 = 4 * sh.block_params
     h2 = sum(i * i for i in sh.inputs)
@@ -146,19 +153,21 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
     # memory
     if sh.streamed:
         kernels = quantized_bytes / max(sh.blocks, 1)  # one block's kernel form before it is compacted
+        held = 0 if parked else quantized_bytes
         acts = 2 * 4 * windows * tokens * sh.hidden if calibrated else 0
-        gptq = (8 * big_in * big_in + 3 * 8 * big_out * big_in) if hessian and calibrated else 0
-        blocks_phase = quantized_bytes + block_f32 + kernels + acts + (8 if hessian else 0) * h2 + gptq
+        gptq = 3 * 8 * big_out * big_in if hessian and calibrated else 0
+        blocks_phase = held + block_f32 + kernels + acts + (8 if hessian else 0) * h2 + gptq
         sens_phase = 0.0
         if sensitivity:
             saved = 4 * sh.blocks * SENSITIVITY_WINDOWS * tokens * sh.hidden
             logits = 2 * 4 * tokens * sh.vocab
             table = 3 * 4 * big_out * big_in
-            sens_phase = saved + block_f32 + 4 * h2 + logits + 3 * 128 * 2**20 + table
-        emb_rows = min(sh.vocab, 128 * 2**20 // max(4 * sh.hidden, 1))
-        emb_phase = quantized_bytes + 2 * sh.vocab * sh.hidden + 4 * 8 * emb_rows * sh.hidden \
+            sens_phase = saved + block_f32 + 4 * h2 + logits + 3 * slice_bytes + table
+        emb_rows = min(sh.vocab, slice_bytes // max(4 * sh.hidden, 1))
+        emb_phase = held + 2 * sh.vocab * sh.hidden + 4 * 8 * emb_rows * sh.hidden \
             + 8 * sh.hidden * sh.hidden
-        peak = BASE_BYTES + max(blocks_phase, sens_phase, emb_phase)
+        write_phase = held + 2 * sh.vocab * sh.hidden + 2 * 4 * floats
+        peak = BASE_BYTES + max(blocks_phase, sens_phase, emb_phase, write_phase)
     else:
         peak = BASE_BYTES + BYTES_PER_PARAM * sh.params
         if calibrated:
@@ -191,13 +200,15 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
 
 def for_plan(layout: Any, entries: Any, method: str, *, calibrated: bool, sensitivity: bool,
              windows: int, tokens: int, gguf: bool = False, hessian: bool = True,
-             speed: tuple[float, float] | None = None) -> Cost:
+             speed: tuple[float, float] | None = None, parked: bool = True,
+             slice_bytes: int = SLICE_BYTES) -> Cost:
     """:func:`predict` for a plan's tensors (:mod:`quanta.model.quantize.plan`)."""
     quantized = [e for e in entries if e.method is not None]
+    floats = sum(math.prod(e.shape) for e in entries if e.method is None)
     return predict(shapes_of(layout), sum(e.nbytes for e in quantized),
                    sum(math.prod(e.shape) for e in quantized), method, calibrated=calibrated,
                    sensitivity=sensitivity, windows=windows, tokens=tokens, gguf=gguf, hessian=hessian,
-                   speed=speed)
+                   speed=speed, floats=floats, parked=parked, slice_bytes=slice_bytes)
 
 
-__all__ = ["Cost", "Shapes", "for_plan", "machine_speed", "predict", "shapes_of"]
+__all__ = ["SLICE_BYTES", "Cost", "Shapes", "for_plan", "machine_speed", "predict", "shapes_of"]

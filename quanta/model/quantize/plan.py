@@ -44,7 +44,7 @@ from quanta.model.formats.weight import (
     gguf_type,
 )
 from quanta.model.options import Options
-from quanta.model.quantize.cost import Cost, for_plan, machine_speed
+from quanta.model.quantize.cost import SLICE_BYTES, Cost, for_plan, machine_speed
 from quanta.model.quantize.presets import PRESETS
 
 #: bytes of a float dtype
@@ -224,6 +224,8 @@ class QuantPlan:
     #: embedding): the uniform file's units (the default's sharing), bits per weight × units, or
     #: the target less an upper bound of everything else the output holds
     unit_budget: int | None = None
+    #: float32 bytes of the embedding's and head's row slices (smaller under ``--max-memory``)
+    slice_bytes: int = SLICE_BYTES
 
     def record(self, chosen: dict[str, str] | None = None) -> dict:
         """The plan as the output keeps it (a folder's config, a GGUF's ``quanta.plan``): the
@@ -267,6 +269,27 @@ class QuantPlan:
         from quanta.reports import jsonable
 
         return {**jsonable(dataclasses.asdict(self)), "mixed": self.mixed, "shared": self.shared}
+
+
+#: the row slices ``--max-memory`` may shrink the embedding's and head's to (float32 bytes)
+SMALLER_SLICES = (64 * 2**20, 32 * 2**20, 16 * 2**20, 8 * 2**20)
+
+
+def _fit_memory(opts: Options, cost_of: Any) -> tuple[Cost, int]:
+    """The predicted cost and the row slices the run reads the embedding and head in: the
+    default, or (``--max-memory``) the largest smaller slices whose predicted peak fits; a
+    one-line refusal when none does."""
+    cost = cost_of(SLICE_BYTES)
+    limit = opts.max_memory
+    if limit is None or cost.peak_bytes <= limit:
+        return cost, SLICE_BYTES
+    for sb in SMALLER_SLICES:
+        smaller = cost_of(sb)
+        if smaller.peak_bytes <= limit:
+            return smaller, sb
+    raise ConfigError(f"--max-memory {limit / 1e9:.2f} GB: this run needs about "
+                      f"{smaller.peak_bytes / 1e9:.2f} GB even with the embedding and head read in "
+                      f"{SMALLER_SLICES[-1] >> 20} MB slices (fewer --calib-samples hold fewer activations)")
 
 
 def _layer_format(opts: Options, kind: str | None, cols: int) -> tuple[WeightFormat, str]:
@@ -464,14 +487,15 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
     elif refine:  # the default's sharing: the bytes of the plan's uniform units
         unit_budget = sum(e.nbytes for e, u in zip(entries, unit) if u)
     calibrated = needs or refine is not None
-    cost = for_plan(layout, entries, opts.method, calibrated=calibrated, sensitivity=refine is not None,
-                    windows=opts.calib_samples, tokens=opts.calib_len, gguf=kind is not None,
-                    hessian=METHODS[opts.method].needs_hessian,
-                    speed=machine_speed() if calibrated else None)
+    cost, slice_bytes = _fit_memory(opts, lambda sb: for_plan(
+        layout, entries, opts.method, calibrated=calibrated, sensitivity=refine is not None,
+        windows=opts.calib_samples, tokens=opts.calib_len, gguf=kind is not None,
+        hessian=METHODS[opts.method].needs_hessian, speed=machine_speed() if calibrated else None,
+        parked=opts.format != "compressed-tensors", slice_bytes=sb))
     plan = QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
                      opts.sym or bool(kind and ggml_format(kind).sym),
                      ggml_format(kind).group_size if kind else opts.group_size,
-                     refine, budget, 0, entries, cost)
+                     refine, budget, 0, entries, cost, slice_bytes=slice_bytes)
     # the output keeps the plan: its record's bytes (as JSON in the config or a GGUF string)
     text = json.dumps(plan.record(), indent=None if kind else 2)
     fixed += len(text) + (0 if kind else 4 * text.count("\n"))

@@ -69,6 +69,9 @@ def methods() -> tuple[str, ...]:
 #: input rows summed in one float32 product ``XᵀX`` before it is added to the Hessian's sums
 #: (8 windows of 256 tokens; one product per window cost more in additions than in products)
 HESSIAN_ROWS = 2048
+#: rows of ``XᵀX`` made per matrix product when the gathered rows are summed (each product row
+#: is the same dot products as in one whole product: the same sums, tested)
+XTX_ROWS = 1024
 
 
 @dataclass
@@ -85,6 +88,8 @@ class LayerStats:
     sum_sq: torch.Tensor = field(default=None)  # type: ignore[assignment]
     xtx: torch.Tensor | None = None
     dtype: torch.dtype = torch.float64  # of the sums (float32 halves the Hessian's memory)
+    #: the layers still to be quantized from these sums (counted by the engine; 0: not counted)
+    users: int = 0
     _pending: list = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -104,12 +109,30 @@ class LayerStats:
                 self.flush()
 
     def flush(self) -> None:
-        """Add the gathered rows' float32 products ``XᵀX`` to the sums (in ``dtype``)."""
+        """Add the gathered rows' float32 products ``XᵀX`` to the sums (in ``dtype``), a slice of
+        :data:`XTX_ROWS` rows of the product at a time (8192 inputs: 100 MB of temporaries, not
+        805 MB)."""
         if self._pending:
             x2 = torch.cat(self._pending) if len(self._pending) > 1 else self._pending[0]
             self._pending.clear()
             with torch.inference_mode(self.xtx.is_inference()):  # sums made in inference mode stay so
-                self.xtx += (x2.t() @ x2).to(self.dtype)
+                for a in range(0, self.in_features, XTX_ROWS):  # the same products, in row slices:
+                    b = a + XTX_ROWS  # no whole n × n float32 and float64 temporaries
+                    self.xtx[a:b] += (x2[:, a:b].t() @ x2).to(self.dtype)
+
+    def take_hessian(self) -> torch.Tensor | None:
+        """For the last of the layers that share these sums (:attr:`users`): the float64 sums
+        ``XᵀX`` themselves, handed over to be overwritten (GPTQ factors in place: no second
+        ``in × in`` matrix); the statistics keep no Hessian after. None while other layers still
+        need them, or when nobody counted the users."""
+        self.flush()
+        if self.users > 1:
+            self.users -= 1
+            return None
+        if self.users != 1 or self.xtx is None or self.xtx.dtype != torch.float64:
+            return None
+        h, self.xtx, self.users = self.xtx, None, 0
+        return h
 
     @property
     def mean_sq(self) -> torch.Tensor:
@@ -278,6 +301,8 @@ class WeightQuantizer:
             return self.quantize_padded(wf, g, k, stats)
         # rows are independent (their own scales; GPTQ's feedback runs along a row): a large
         # matrix — a token embedding — is quantized in slices of rows, its peak memory bounded
+        if stats is not None and stats.users:  # each slice is one more use of shared sums
+            stats.users += (wf.shape[0] - 1) // ROW_CHUNK
         parts = [self.quantize_padded(wf[i:i + ROW_CHUNK], g, k, stats)
                  for i in range(0, wf.shape[0], ROW_CHUNK)]
         first = parts[0]
@@ -293,7 +318,8 @@ class WeightQuantizer:
 
     def _on_levels(self, w: torch.Tensor, group_size: int, in_features: int,
                    importance: torch.Tensor | None = None,
-                   hessian: torch.Tensor | None = None, h_div: float = 1.0) -> QuantizedWeight:
+                   hessian: torch.Tensor | None = None, h_div: float = 1.0,
+                   overwrite_h: bool = False) -> QuantizedWeight:
         """Quantize onto the storage type's codebook: per-group scales searched for the least
         (importance-weighted) error, then nearest levels — or GPTQ's rounding with ``hessian``."""
         from quanta.core.codebook import nearest, search_scales
@@ -311,7 +337,7 @@ class WeightQuantizer:
             codes = torch.from_numpy(gptq_quantize(
                 w.numpy(), hessian.numpy(), d.double().numpy(), torch.zeros_like(d).double().numpy(),
                 qmin=0, qmax=len(self.levels) - 1, group_size=group_size, act_order=self.act_order,
-                damp=self.damp, levels=self.levels, h_div=h_div))
+                damp=self.damp, levels=self.levels, h_div=h_div, overwrite_h=overwrite_h))
         return QuantizedWeight(codes.to(torch.uint8), d.to(torch.float32), None, 4, group_size, self.name,
                                in_features, np.asarray(self.levels, np.float32))
 
@@ -403,21 +429,24 @@ class GPTQ(WeightQuantizer, name="gptq"):
         from quanta.core.hessian import gptq_quantize
 
         grid = weight_grid(self.bits, group_size, self.sym)
-        stats.flush()
-        h, div = stats.xtx.to(torch.float64), float(max(stats.n, 1))  # divided by n as GPTQ copies it
+        owned = stats.take_hessian()  # the sums themselves, when no other layer needs them
+        xtx = owned if owned is not None else stats.xtx
+        h, div = xtx.to(torch.float64), float(max(stats.n, 1))  # divided by n as GPTQ copies it
         if in_features < w.shape[1]:  # padding columns are dead inputs
-            h, div = torch.nn.functional.pad(stats.hessian.to(torch.float64),
-                                             (0, w.shape[1] - in_features, 0, w.shape[1] - in_features)), 1.0
+            pad = (0, w.shape[1] - in_features, 0, w.shape[1] - in_features)
+            h, div, owned = torch.nn.functional.pad(h / div, pad), 1.0, h  # a new matrix: ours to overwrite
         imp = importance(stats.mean_sq, w.shape[1])  # the Hessian's diagonal
         if self.levels is not None:
-            return self._on_levels(w, group_size, in_features, importance=imp, hessian=h, h_div=div)
+            return self._on_levels(w, group_size, in_features, importance=imp, hessian=h, h_div=div,
+                                   overwrite_h=owned is not None)
         if self.scale_method == "minmax":
             qp = self.stored(choose_qparams(w, grid, method="minmax"))
         else:  # clipping searched for the least error weighted by the Hessian's diagonal
             qp = self.stored(choose_qparams(w, grid, method="mse", weights=imp.expand_as(w)), w, imp)
         codes = gptq_quantize(w.numpy(), h.numpy(), qp.scale.double().numpy(),
                               qp.zero_point.double().numpy(), qmin=grid.qmin, qmax=grid.qmax,
-                              group_size=group_size, act_order=self.act_order, damp=self.damp, h_div=div)
+                              group_size=group_size, act_order=self.act_order, damp=self.damp, h_div=div,
+                              overwrite_h=owned is not None)
         return QuantizedWeight(torch.from_numpy(codes).to(torch.uint8), qp.scale.to(torch.float32),
                                qp.zero_point.to(torch.float32), self.bits, group_size, self.name,
                                in_features, sym=grid.symmetric)

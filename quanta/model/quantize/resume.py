@@ -112,14 +112,15 @@ class WorkFolder:
             return 0, None
         from safetensors.torch import load_file
 
-        x = load_file(str(f))["inputs"]
-        return int(_metadata(f)["next"]), list(x.unbind(0))  # one (1, tokens, hidden) per window
+        x = load_file(str(f))
+        return int(_metadata(f)["next"]), [x[str(w)] for w in range(len(x))]  # (1, tokens, hidden) each
 
     def save_block(self, i: int, layers: dict[str, tuple], params: dict[str, torch.Tensor],
                    inputs: list[torch.Tensor]) -> None:
         """Block ``i`` is finished: its layers (name → (QuantizedWeight, bias, input scale)), its
-        float parameters, and the activations ``inputs`` entering block ``i + 1``."""
-        from safetensors.torch import save_file
+        float parameters, and the activations ``inputs`` entering block ``i + 1`` (written window
+        by window, never stacked into a copy)."""
+        from quanta.model.formats import safetensors_out
 
         tensors: dict[str, torch.Tensor] = {}
         meta: dict[str, dict] = {}
@@ -134,10 +135,9 @@ class WorkFolder:
         for n, p in params.items():
             tensors[f"param:{n}"] = p.detach().contiguous()
         _atomic(self.path / f"block-{i:04d}.safetensors",
-                lambda tmp: save_file(tensors, str(tmp), metadata={"layers": json.dumps(meta)}))
-        x = torch.stack(inputs)
-        _atomic(self.path / "inputs.safetensors",
-                lambda tmp: save_file({"inputs": x.contiguous()}, str(tmp), metadata={"next": str(i + 1)}))
+                lambda tmp: safetensors_out.write(tmp, tensors, metadata={"layers": json.dumps(meta)}))
+        _atomic(self.path / "inputs.safetensors", lambda tmp: safetensors_out.write(
+            tmp, {str(w): x for w, x in enumerate(inputs)}, metadata={"next": str(i + 1)}))
 
     def block(self, i: int) -> tuple[dict[str, tuple], dict[str, torch.Tensor]]:
         """Block ``i`` as :meth:`save_block` kept it: (layers, float parameters)."""

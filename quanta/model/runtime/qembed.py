@@ -39,7 +39,8 @@ class QuantEmbedding(nn.Module):
         rows, width = qw.codes.shape
         m = cls(rows, qw.in_features, bits=qw.bits, group_size=qw.group_size, padded_dim=width,
                 method=qw.method, sym=qw.sym)
-        m.register_buffer("packed", torch.from_numpy(pack(qw.codes.numpy().astype("uint8").ravel(), qw.bits)))
+        codes = qw.codes.numpy().astype("uint8", copy=False).ravel()  # a view: no second copy of the codes
+        m.register_buffer("packed", torch.from_numpy(pack(codes, qw.bits)))
         m.register_buffer("scales", qw.scales.to(torch.float16).contiguous())
         m.register_buffer("zeros", qw.zeros.to(torch.float16).contiguous())
         return m
@@ -101,12 +102,14 @@ def ties_head(model: nn.Module) -> bool:
         getattr(model, "lm_head", None) is not None
 
 
-def quantize_embedding(model: nn.Module, quantizer: object,
-                       stats: object = None) -> tuple[QuantEmbedding, nn.Module | None]:
+def quantize_embedding(model: nn.Module, quantizer: object, stats: object = None, *,
+                       runnable: bool = True) -> tuple[QuantEmbedding, nn.Module | None]:
     """Replace the model's input embedding by a :class:`QuantEmbedding` made by ``quantizer``
     (``stats``: calibration statistics for a calibrated one — the tied head's inputs), in row
     slices (:func:`~quanta.model.sources.stream.quantize_rows`); a tied output head becomes a
-    ``QuantLinear`` on the same codes. Returns (embedding, head)."""
+    ``QuantLinear`` on the same codes — with ``runnable=False`` (a model that will only be
+    written, where a tied head is not stored) one with its shape and spec and no tensors.
+    Returns (embedding, head)."""
     from quanta.model.runtime.qlinear import QuantLinear
     from quanta.model.sources.stream import quantize_rows
 
@@ -115,7 +118,12 @@ def quantize_embedding(model: nn.Module, quantizer: object,
     tied = ties_head(model)
     model.set_input_embeddings(qe)
     head = None
-    if tied:  # from the stored codes and float16 scales, exactly as a loaded folder rebuilds it
+    if tied and not runnable:
+        head = QuantLinear(qe.embedding_dim, qe.num_embeddings, bits=qe.bits, group_size=qe.group_size,
+                           method=qe.method, path="packed", padded_in=qe.padded_dim, sym=qe.sym)
+        head.drop()
+        model.lm_head = head
+    elif tied:  # from the stored codes and float16 scales, exactly as a loaded folder rebuilds it
         head = QuantLinear.from_quantized(qe.quantized_weight(), keep=False)
         model.lm_head = head
     return qe, head

@@ -103,7 +103,8 @@ class QuantLinear(nn.Module):
         """The tensors a folder stores for this layer (names relative to it): the weight's
         kernel-neutral tensors (:mod:`quanta.model.formats.stored`), the bias and AWQ's input scale."""
         if self.folder_tensors is None:
-            raise RuntimeError("this layer was loaded, not quantized here: it keeps no folder tensors")
+            raise RuntimeError("this layer keeps no folder tensors (loaded from a file, or dropped once "
+                               "another writer took its codes)")
         extra = {k: getattr(self, k) for k in ("bias", "input_scale") if getattr(self, k, None) is not None}
         return {**self.folder_tensors, **{k: v.detach().contiguous() for k, v in extra.items()}}
 
@@ -115,6 +116,21 @@ class QuantLinear(nn.Module):
         for k in ("packed", "scales_zeros", "w_int8", "scales", "zeros", "codebook"):
             self._buffers.pop(k, None)
         self.compacted = True
+
+    def park(self, spill: Any) -> None:
+        """Compact the layer and move its folder tensors into ``spill``
+        (:class:`~quanta.model.formats.spill.Spill`): :meth:`disk_state` then gives
+        :class:`~quanta.model.formats.spill.Parked` records in their place, which the folder
+        writer copies from the spill file."""
+        self.compact()
+        if self.folder_tensors is not None:
+            self.folder_tensors = {k: spill.put(v) for k, v in self.folder_tensors.items()}
+
+    def drop(self) -> None:
+        """Compact the layer and let go of its folder tensors too: a layer whose codes another
+        writer already took (a GGUF file's blocks); it keeps its shape and spec."""
+        self.compact()
+        self.folder_tensors = None
 
     def widen(self, packed: torch.Tensor) -> None:
         """Install the int8 matrix of an int8-kernel layer from packed codes (a folder of

@@ -31,12 +31,14 @@ import torch
 from torch import nn
 
 from quanta.errors import InputError
+from quanta.model.quantize import cost
 from quanta.model.sources.reading import SAFETENSORS_ITEMSIZE
 
 _TORCH = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 _NUMPY = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16}
-#: a row slice holds at most this many bytes of float32 (SmolLM2's whole embedding is one slice)
-SLICE_BYTES = 128 * 2**20
+#: a row slice holds at most this many bytes of float32 (SmolLM2's whole embedding is one slice;
+#: ``--max-memory`` may make it smaller: :func:`slices`)
+SLICE_BYTES = cost.SLICE_BYTES
 
 
 class TensorStore:
@@ -244,6 +246,45 @@ def row_slices(model: nn.Module, module: str | nn.Module) -> Iterator[tuple[int,
             yield a, w.data[a:a + step].float()
 
 
+def deferred(model: nn.Module, name: str, dtype: torch.dtype) -> Any:
+    """The parameter ``name`` of a streamed model, still unread, as a
+    :class:`~quanta.model.formats.safetensors_out.Deferred` in ``dtype``: a matrix's row slices
+    read from the source and converted as the writer asks for them (an untied float head of
+    128,256 rows is never in memory whole; a norm read at once); None when it is not such a
+    parameter."""
+    from quanta.model.formats.safetensors_out import Deferred
+    from quanta.model.formats.spill import raw_bytes
+
+    s = streamed(model)
+    p = dict(model.named_parameters()).get(name)
+    if s is None or p is None or not p.is_meta or name not in s.names:
+        return None
+    if p.ndim == 2 and name.endswith(".weight"):
+        module = model.get_submodule(name.rpartition(".")[0])
+
+        def chunks() -> Iterator[memoryview]:
+            for _, w in row_slices(model, module):
+                yield raw_bytes(w.to(dtype))[0]
+    else:  # a norm or a bias (released with its block): small, read at once
+        def chunks() -> Iterator[memoryview]:
+            yield raw_bytes(s.store.read(s.names[name]).to(dtype))[0]
+
+    size = torch.empty((), dtype=dtype).element_size()
+    return Deferred(raw_bytes(torch.empty((0,), dtype=dtype))[1], tuple(p.shape), p.numel() * size, chunks)
+
+
+@contextlib.contextmanager
+def slices(nbytes: int) -> Iterator[None]:
+    """Row slices of at most ``nbytes`` (float32) while the ``with`` block runs (the plan's,
+    :attr:`~quanta.model.quantize.plan.QuantPlan.slice_bytes`); the same codes at any size."""
+    global SLICE_BYTES
+    before, SLICE_BYTES = SLICE_BYTES, nbytes
+    try:
+        yield
+    finally:
+        SLICE_BYTES = before
+
+
 def quantize_rows(quantizer: Any, model: nn.Module, module: str | nn.Module, *, stats: Any = None,
                   name: str = "") -> Any:
     """``quantizer.quantize`` of a module's weight, slice by slice (:func:`row_slices`; every
@@ -251,14 +292,20 @@ def quantize_rows(quantizer: Any, model: nn.Module, module: str | nn.Module, *, 
     :class:`~quanta.model.quantize.quantizers.QuantizedWeight`."""
     import dataclasses
 
-    parts = [quantizer.quantize(w, stats=stats, name=name) for _, w in row_slices(model, module)]
-    if len(parts) == 1:
-        return parts[0]
+    mod = model.get_submodule(module) if isinstance(module, str) else module
+    codes, parts = None, []
+    for a, w in row_slices(model, mod):
+        part = quantizer.quantize(w, stats=stats, name=name)
+        if a == 0 and len(w) == mod.weight.shape[0]:
+            return part  # one slice: the matrix itself
+        if codes is None:  # every slice's codes go straight into one table (no list to concatenate)
+            codes = torch.empty((mod.weight.shape[0], part.codes.shape[1]), dtype=part.codes.dtype)
+        codes[a:a + len(w)] = part.codes
+        parts.append(dataclasses.replace(part, codes=torch.empty(0, dtype=part.codes.dtype)))
     first = parts[0]
-    return dataclasses.replace(first, codes=torch.cat([p.codes for p in parts]),
-                               scales=torch.cat([p.scales for p in parts]),
+    return dataclasses.replace(first, codes=codes, scales=torch.cat([p.scales for p in parts]),
                                zeros=None if first.zeros is None else torch.cat([p.zeros for p in parts]))
 
 
-__all__ = ["SLICE_BYTES", "Streamed", "TensorStore", "finish", "load", "open_streamed", "quantize_rows",
-           "release", "row_slices", "set_tensor", "streamed"]
+__all__ = ["SLICE_BYTES", "Streamed", "TensorStore", "deferred", "finish", "load", "open_streamed",
+           "quantize_rows", "release", "row_slices", "set_tensor", "slices", "streamed"]

@@ -92,7 +92,8 @@ def write_hf_folder(folder: Path | str, *, seed: int = 0, hidden: int = 128, voc
     cfg = m.config.to_dict()
     cfg["architectures"] = [type(m).__name__]
     (d / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
-    state = {k: v.contiguous() for k, v in m.state_dict().items() if k != "lm_head.weight"}
+    tied = bool(cfg.get("tie_word_embeddings"))  # a tied head is the embedding: not stored twice
+    state = {k: v.contiguous() for k, v in m.state_dict().items() if k != "lm_head.weight" or not tied}
     save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
     byte_tokenizer().save(str(d / "tokenizer.json"))
     return d

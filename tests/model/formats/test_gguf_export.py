@@ -169,3 +169,30 @@ def test_q6_k_layers_in_an_exported_file(tmp_path):
         np.testing.assert_array_equal(arr, kept[f"model.layers.{layer}.mlp.down_proj"].dequantize().numpy())
         assert got[f"blk.{layer}.ffn_up.weight"][1] == "Q8_0"
     assert load_gguf(out).tensor_types["blk.1.ffn_down.weight"] == "Q6_K"
+
+
+def test_gguf_layers_are_packed_and_parked_as_they_are_made(tiny_hf, tmp_path, monkeypatch):
+    """Writing a GGUF file keeps no layer's codes in memory: each layer's blocks go to the spill
+    file the moment it is quantized, and the model's layer keeps only its spec."""
+    import quanta.model.quantize.apply as apply
+    from quanta.model.formats.gguf_export import PackedLayers
+    from quanta.model.formats.spill import Parked
+    from quanta.model.runtime.qlinear import QuantLinear
+
+    seen = {}
+    real = apply.quantize_model
+
+    def spy(model, *a, **kw):
+        rep = real(model, *a, **kw)
+        seen["kept"] = kw["on_layer"]
+        seen["layers"] = [m for m in model.modules() if isinstance(m, QuantLinear)]
+        return rep
+
+    monkeypatch.setattr(apply, "quantize_model", spy)
+    get("model").write(tiny_hf, tmp_path / "m.gguf", Options(method="gptq", format="gguf", calib_samples=4,
+                                                             calib_len=16))
+    kept = seen["kept"]
+    assert isinstance(kept, PackedLayers) and len(kept) == len(seen["layers"]) > 0
+    assert all(isinstance(p, Parked) and p.dtype == "|u1" for p in kept.values())
+    assert all(m.folder_tensors is None for m in seen["layers"])
+    assert not list(tmp_path.glob(".quanta-spill*"))

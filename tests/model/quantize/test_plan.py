@@ -164,3 +164,56 @@ def test_an_unknown_architecture_is_refused_without_torch(hf, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split()[-2:] == ["2", "False"] and "GPTNeoXForCausalLM" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_max_memory_shrinks_the_slices_or_refuses():
+    """--max-memory: the default slices when the predicted peak fits, else the largest smaller
+    slices that fit, else a one-line refusal before any work."""
+    from quanta.errors import ConfigError
+    from quanta.model.quantize.cost import SLICE_BYTES, Cost
+    from quanta.model.quantize.plan import SMALLER_SLICES, _fit_memory
+
+    def cost_of(sb: int) -> Cost:  # a phase that holds three slices over a fixed base
+        return Cost(10**9 + 3 * sb, 1.0)
+
+    assert _fit_memory(Options(), cost_of)[1] == SLICE_BYTES
+    assert _fit_memory(Options(max_memory=2 * 10**9), cost_of)[1] == SLICE_BYTES
+    cost, sb = _fit_memory(Options(max_memory=10**9 + 3 * SMALLER_SLICES[1]), cost_of)
+    assert sb == SMALLER_SLICES[1] and cost.peak_bytes <= 10**9 + 3 * sb
+    with pytest.raises(ConfigError, match=r"--max-memory 1\.00 GB: this run needs about"):
+        _fit_memory(Options(max_memory=10**9), cost_of)
+    with pytest.raises(ConfigError, match="positive number of bytes"):
+        Options(max_memory=0)
+    assert "max_memory" not in Options(max_memory=10**9).run_settings()  # a resumed run may change it
+
+
+def test_max_memory_from_the_cli(hf, tmp_path, capsys):
+    """Refused in one line with exit code 2 and nothing written; a limit that fits writes the
+    very bytes of a run without it, and --dry-run says the slices it chose."""
+    out = tmp_path / "out"
+    assert main(["model", "quantize", str(hf), "-o", str(out), "--max-memory", "100MB"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--max-memory 0.10 GB" in err and len(err.splitlines()) == 1 and not out.exists()
+    args = ["model", "quantize", str(hf), "--method", "rtn", "--uniform", "--embedding-bits", "4"]
+    assert main([*args, "-o", str(tmp_path / "a")]) == 0
+    assert main([*args, "-o", str(tmp_path / "b"), "--max-memory", "64GB"]) == 0
+    assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path / "c"), "--max-memory", "64GB", "--dry-run"]) == 0
+    assert "--max-memory 64.00 GB: the embedding and head read in 128 MB slices" in capsys.readouterr().out
+
+
+def test_parked_layers_leave_the_predicted_peak():
+    """Finished layers parked in the spill file (a quanta folder, a GGUF file) are not counted in
+    the blocks' phase; a compressed-tensors folder, which holds them, is."""
+    from quanta.model.quantize.cost import Shapes, predict
+
+    h, i = 2048, 8192
+    lin = ((h, h), (512, h), (512, h), (h, h), (i, h), (i, h), (h, i))
+    sh = Shapes(16, lin, (h, h, i, h), h, 128256, 1_235_814_400, 2_471_628_800, True, True)
+    kw = {"calibrated": True, "sensitivity": False, "windows": 64, "tokens": 256, "speed": (3e11, 1.5e11)}
+    parked = predict(sh, 700_000_000, 973_000_000, "gptq", **kw)
+    held = predict(sh, 700_000_000, 973_000_000, "gptq", parked=False, **kw)
+    assert held.peak_bytes - parked.peak_bytes == pytest.approx(700_000_000, rel=0.01)
+    floats = predict(sh, 700_000_000, 973_000_000, "gptq", floats=525_000_000, **kw)
+    assert floats.peak_bytes > 4 * 525_000_000  # an untied head left float is read whole to be written

@@ -160,3 +160,64 @@ def test_a_method_is_built_on_a_format_and_rounds_onto_it():
     assert q41.storage == "Q4_1" and q41.group_for(96) == 32
     named = make_quantizer("rtn", bits=4, group_size=64)
     assert repr(named) == repr(quantizer_for("rtn", grid_format(4, 64))) and named.format.label == "4-bit g64"
+
+
+def test_the_last_user_of_shared_sums_takes_the_hessian():
+    """Layers fed one input share their sums; the last to be quantized takes the float64 sums
+    themselves (GPTQ then overwrites them), earlier ones — and uncounted statistics — never."""
+    from quanta.model.quantize.quantizers import LayerStats
+
+    st = LayerStats(8, with_hessian=True)
+    st.add(torch.randn(5, 8, generator=torch.Generator().manual_seed(0)))
+    assert st.take_hessian() is None and st.xtx is not None  # nobody counted the users
+    st.users = 3
+    assert st.take_hessian() is None and st.take_hessian() is None
+    h = st.take_hessian()
+    assert h is not None and h.dtype == torch.float64 and st.xtx is None and st.users == 0
+
+
+def test_block_stats_count_the_layers_sharing_an_input(tiny_hf):
+    from quanta.model.quantize.calibrate import block_inputs, block_stats, find_blocks
+    from quanta.model.sources.load import load_model
+
+    model = load_model(tiny_hf).model
+    _, blocks = find_blocks(model)
+    inputs, kw = block_inputs(model, blocks[0], torch.tensor([[1, 2, 3, 4]]))
+    layers = [(n, m) for n, m in blocks[0].named_modules() if isinstance(m, torch.nn.Linear)]
+    stats = block_stats(blocks[0], layers, inputs, kw, hessian=True)
+    assert stats["self_attn.q_proj"] is stats["self_attn.v_proj"] and stats["self_attn.q_proj"].users == 3
+    assert stats["mlp.gate_proj"].users == 2 and stats["mlp.down_proj"].users == 1
+
+
+def test_hessian_sums_in_row_slices_are_the_whole_products(monkeypatch):
+    """The product XᵀX is made a slice of rows at a time (no n × n temporaries): the very sums
+    one whole float32 product gives."""
+    import quanta.model.quantize.quantizers as qz
+
+    monkeypatch.setattr(qz, "XTX_ROWS", 16)
+    x = torch.randn(300, 40, generator=torch.Generator().manual_seed(1))
+    st = qz.LayerStats(40, with_hessian=True)
+    st.add(x)
+    st.flush()
+    assert torch.equal(st.xtx, (x.t() @ x).to(torch.float64))
+
+
+def test_a_layer_quantized_in_row_chunks_takes_the_hessian_on_its_last_chunk(monkeypatch):
+    """A matrix taller than ROW_CHUNK is one use per chunk of its statistics: GPTQ reads the
+    sums for every chunk and takes them only on the last (Llama-3.1-8B's 14,336-row layers)."""
+    import quanta.model.quantize.quantizers as qz
+
+    g = torch.Generator().manual_seed(2)
+    w, x = torch.randn(40, 64, generator=g), torch.randn(200, 64, generator=g)
+
+    def stats(users: int) -> qz.LayerStats:
+        st = qz.LayerStats(64, with_hessian=True, users=users)
+        st.add(x)
+        return st
+
+    q = qz.make_quantizer("gptq", bits=4, group_size=32)
+    whole = q.quantize(w, stats=stats(0))
+    monkeypatch.setattr(qz, "ROW_CHUNK", 16)
+    st = stats(1)
+    chunked = q.quantize(w, stats=st)
+    assert torch.equal(whole.codes, chunked.codes) and st.xtx is None and st.users == 0

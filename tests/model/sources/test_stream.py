@@ -135,3 +135,19 @@ def test_predicted_memory_of_a_streamed_billion_parameter_model():
     assert 2.0e9 < streamed.peak_bytes < 4.0e9 < 12e9 < whole.peak_bytes
     assert streamed.seconds == pytest.approx(whole.seconds, rel=0.5)
     assert np.isfinite(streamed.seconds) and streamed.seconds > 60
+
+
+def test_smaller_slices_give_the_same_codes(tiny_hf):
+    """stream.slices (what --max-memory shrinks) changes how much of the embedding is in memory
+    at once, never its codes; the default comes back after the block."""
+    from quanta.model.quantize.quantizers import make_quantizer
+
+    s = load_model(tiny_hf, stream=True).model
+    q = make_quantizer("mse", bits=4, group_size=32)
+    whole = stream.quantize_rows(q, s, s.get_input_embeddings())
+    before = stream.SLICE_BYTES
+    with stream.slices(4 * 128 * 40):
+        assert len(list(stream.row_slices(s, s.get_input_embeddings()))) == 7
+        sliced = stream.quantize_rows(q, s, s.get_input_embeddings())
+    assert stream.SLICE_BYTES == before
+    assert torch.equal(whole.codes, sliced.codes) and torch.equal(whole.scales, sliced.scales)
