@@ -38,9 +38,29 @@ def _f16(x: np.ndarray) -> bytes:
     return np.ascontiguousarray(x, dtype="<f2").view(np.uint8)
 
 
+#: weights packed at a time (rows are packed independently: the same bytes in row chunks, and
+#: the packers' int16/float temporaries stay bounded — a 128,256-row embedding made 2 GB of them)
+PACK_WEIGHTS = 1 << 24
+
+
 def pack_blocks(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: str) -> np.ndarray:
     """Bytes ``(rows, blocks · type_size)`` of ``codes`` (unsigned, ``rows × in``) with one scale
-    and zero point per block of 32."""
+    and zero point per block of 32 (in chunks of rows of at most :data:`PACK_WEIGHTS` weights)."""
+    rows, n = codes.shape
+    step = max(1, PACK_WEIGHTS // max(n, 1))
+    if rows <= step:
+        return _pack_rows(codes, scales, zeros, kind)
+    out = None
+    for a in range(0, rows, step):
+        part = _pack_rows(codes[a:a + step], scales[a:a + step], None if zeros is None else zeros[a:a + step],
+                          kind)
+        if out is None:
+            out = np.empty((rows, part.shape[1]), np.uint8)
+        out[a:a + len(part)] = part
+    return out
+
+
+def _pack_rows(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: str) -> np.ndarray:
     rows, n = codes.shape
     t = BLOCK_TYPES[kind]
     if t.factors:

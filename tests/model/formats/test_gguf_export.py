@@ -196,3 +196,18 @@ def test_gguf_layers_are_packed_and_parked_as_they_are_made(tiny_hf, tmp_path, m
     assert all(isinstance(p, Parked) and p.dtype == "|u1" for p in kept.values())
     assert all(m.folder_tensors is None for m in seen["layers"])
     assert not list(tmp_path.glob(".quanta-spill*"))
+
+
+@pytest.mark.parametrize("kind", ["Q4_K", "Q6_K", "Q8_0", "Q5_1"])
+def test_blocks_packed_in_row_chunks_are_the_same_bytes(monkeypatch, kind):
+    """A large matrix (the embedding) is packed in chunks of rows: the same bytes."""
+    import quanta.model.formats.gguf_export as ge
+    from quanta.model.formats.weight import ggml_format
+    from quanta.model.quantize.quantizers import quantizer_for
+
+    w = torch.randn(37, 512, generator=torch.Generator().manual_seed(0))
+    qw = quantizer_for("rtn", ggml_format(kind)).quantize(w)
+    args = (qw.codes.numpy(), qw.scales.numpy(), None if qw.zeros is None else qw.zeros.numpy(), kind)
+    whole = ge.pack_blocks(*args)
+    monkeypatch.setattr(ge, "PACK_WEIGHTS", 5 * 512)  # chunks of five rows
+    assert np.array_equal(ge.pack_blocks(*args), whole) and whole.shape[0] == 37

@@ -151,3 +151,29 @@ def test_smaller_slices_give_the_same_codes(tiny_hf):
         sliced = stream.quantize_rows(q, s, s.get_input_embeddings())
     assert stream.SLICE_BYTES == before
     assert torch.equal(whole.codes, sliced.codes) and torch.equal(whole.scales, sliced.scales)
+
+
+@pytest.mark.parametrize("float_dtype", ["float32", "bfloat16"])
+def test_an_untied_float_head_is_written_from_the_source_in_slices(tmp_path, monkeypatch, float_dtype):
+    """The head left float (untied, excluded by default) is never read whole from a streamed
+    source: the writer copies it slice by slice — the same folder as from the model loaded whole."""
+    from quanta.media import get
+    from quanta.model.formats import safetensors_out
+    from quanta.model.sources import load as load_mod
+    from quanta.model.sources.tiny import write_hf_folder
+
+    src = write_hf_folder(tmp_path / "untied", seed=4, tie_word_embeddings=False)
+    monkeypatch.setattr(stream, "SLICE_BYTES", 4 * 128 * 100)  # three slices of the 259-row head
+    deferred = []
+    real_write = safetensors_out.write
+    monkeypatch.setattr(safetensors_out, "write", lambda path, entries, **kw: (
+        deferred.extend(k for k, v in entries.items() if isinstance(v, safetensors_out.Deferred)),
+        real_write(path, entries, **kw))[1])
+    m = get("model")
+    opts = m.options(method="rtn", uniform=True, float_dtype=float_dtype)
+    m.write(src, tmp_path / "a", opts)
+    assert "lm_head.weight" in deferred
+    real = load_mod.load_model
+    monkeypatch.setattr(load_mod, "load_model", lambda s, **k: real(s, **{**k, "stream": False}))
+    m.write(src, tmp_path / "b", opts)
+    assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
