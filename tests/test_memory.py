@@ -27,3 +27,21 @@ def test_trim_returns_freed_heap_pages():
     after = _rss_mb()
     assert before - after > 100, (before, after)
     del pin
+
+
+def test_trim_calls_malloc_trim_only_where_there_is_one(monkeypatch):
+    """trim asks the C library for malloc_trim(0) when it has one, and is a no-op otherwise
+    (another C library, another system)."""
+    import quanta.memory as memory
+
+    calls = []
+
+    class Lib:
+        def malloc_trim(self, pad):
+            calls.append(pad)
+
+    monkeypatch.setattr(memory, "_libc", Lib)
+    memory.trim()
+    monkeypatch.setattr(memory, "_libc", lambda: None)
+    memory.trim()
+    assert calls == [0]

@@ -91,8 +91,6 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
                       for k, v in m.disk_state().items()})
         if isinstance(m, QuantLinear):
             layers[n] = {**m.spec(), "bias": m.bias is not None}
-    if tied:
-        state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}
     emb = model.get_input_embeddings()
     cfg = {"format": FORMAT, "source": source, "architecture": type(model).__name__,
            "model_config": model.config.to_dict(), "layers": layers,

@@ -256,8 +256,10 @@ def deferred(model: nn.Module, name: str, dtype: torch.dtype) -> Any:
     from quanta.model.formats.spill import raw_bytes
 
     s = streamed(model)
-    p = dict(model.named_parameters()).get(name)
-    if s is None or p is None or not p.is_meta or name not in s.names:
+    if s is None or name not in s.names:
+        return None
+    p = model.get_parameter(name)
+    if not p.is_meta:
         return None
     if p.ndim == 2 and name.endswith(".weight"):
         module = model.get_submodule(name.rpartition(".")[0])

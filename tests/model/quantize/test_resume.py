@@ -34,8 +34,9 @@ def source(tmp_path_factory):
     return write_hf_folder(tmp_path_factory.mktemp("resume") / "tiny-llama", seed=0, num_hidden_layers=4)
 
 
-def _interrupt_after(monkeypatch, block: int) -> None:
-    """The next run is interrupted (as by Ctrl-C) right after block ``block`` is kept."""
+def _interrupted(monkeypatch, source, out, block: int, **options) -> None:
+    """Run ``quanta model quantize … --resume`` and interrupt it (as by Ctrl-C) right after block
+    ``block`` is kept."""
     keep = resume.WorkFolder.save_block
 
     def save_then_stop(self, i, *args, **kwargs):
@@ -43,7 +44,11 @@ def _interrupt_after(monkeypatch, block: int) -> None:
         if i == block:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(resume.WorkFolder, "save_block", save_then_stop)
+    m = get("model")
+    with monkeypatch.context() as mp:
+        mp.setattr(resume.WorkFolder, "save_block", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            m.write(source, out, m.options(**KW, **options, work=resume.work_folder(out)))
 
 
 @pytest.mark.parametrize("extra", [{}, {"format": "gguf"}, {"method": "awq"}],
@@ -54,10 +59,7 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(source, tmp_path, monkeypa
     ref, out = tmp_path / f"ref{suffix}", tmp_path / f"out{suffix}"
     m.write(source, ref, m.options(**KW, **extra))
     work = resume.work_folder(out)
-    with monkeypatch.context() as mp:
-        _interrupt_after(mp, 1)
-        with pytest.raises(KeyboardInterrupt):
-            m.write(source, out, m.options(**KW, **extra, work=work))
+    _interrupted(monkeypatch, source, out, 1, **extra)
     assert not out.exists()
     kept = sorted(p.name for p in work.iterdir())
     assert {"block-0000.safetensors", "block-0001.safetensors", "inputs.safetensors", "run.json"} <= set(kept)
@@ -74,10 +76,7 @@ def test_a_resumed_run_reads_the_kept_blocks(source, tmp_path, monkeypatch):
     m = get("model")
     out = tmp_path / "out"
     work = resume.work_folder(out)
-    with monkeypatch.context() as mp:
-        _interrupt_after(mp, 2)
-        with pytest.raises(KeyboardInterrupt):
-            m.write(source, out, m.options(**KW, work=work, uniform=True))
+    _interrupted(monkeypatch, source, out, 2, uniform=True)
     quantized: list[str] = []
     replace = apply._Installer.replace
     monkeypatch.setattr(apply._Installer, "replace",
@@ -91,10 +90,7 @@ def test_a_work_folder_of_another_run_is_refused(source, tmp_path, monkeypatch):
     m = get("model")
     out = tmp_path / "out"
     work = resume.work_folder(out)
-    with monkeypatch.context() as mp:
-        _interrupt_after(mp, 0)
-        with pytest.raises(KeyboardInterrupt):
-            m.write(source, out, m.options(**KW, work=work))
+    _interrupted(monkeypatch, source, out, 0)
     with pytest.raises(InputError, match="another run"):
         m.write(source, out, m.options(**KW, bits=3, work=work))
     with pytest.raises(InputError, match="another run"):
