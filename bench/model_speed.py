@@ -2,6 +2,15 @@
 llama.cpp's ``llama-bench`` (Q8_0, Q4_0 of the same weights), 2 threads, one run.
 
     python bench/model_speed.py [--skip-llama-cpp] [--repeat 3] [--folder QUANTA_FOLDER]
+    python bench/model_speed.py --kernels [--repeat 3] [--chunks 10]
+
+``--kernels`` (issue 28): quanta's compiled kernels (``quanta model generate/eval`` on a GGUF file)
+against ``llama-bench`` on the same files — llama.cpp's Q4_0, Q4_K_M and Q8_0 of the F32 weights and
+quanta's own ``--format gguf`` files (``--bits 4``, ``--type Q4_K_M``) — tg128 and pp512 at 1 and 2
+threads, medians of ``--repeat``; peak RSS against file + KV cache; the KL divergence against the
+F32 weights through the kernels and through the file's dequantized PyTorch model (weights-only,
+``--eager``) over ``--chunks`` windows; whole-process time to first token of ``quanta model
+generate`` on each file (64-token prompt); a plot, ``docs/img/model_kernels.png``.
 
 Weights: ``smollm2-unbinned`` (F32). Each quanta configuration runs in its own process, so its
 memory is its own. float32 and bf16 (``model.to(bfloat16)``) load the F32 GGUF; the quantized ones
@@ -34,6 +43,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -158,16 +169,194 @@ def llama_cpp(repeat: int) -> list[dict]:
     return rows
 
 
+# ---- the compiled kernels on GGUF files (issue 28) ----
+
+#: the files: llama.cpp's (``llama-quantize`` of the F32 weights, no imatrix) and quanta's own
+#: (``quanta model quantize smollm2-unbinned --format gguf`` with these flags: its defaults, GPTQ)
+LLAMA_TYPES = ("Q4_0", "Q4_K_M", "Q8_0")
+QUANTA_GGUF = {"quanta --bits 4": ["--bits", "4"], "quanta --type Q4_K_M": ["--type", "Q4_K_M"]}
+
+
+def kernel_files(tmp: Path, bins: Path) -> dict[str, Path]:
+    from quanta.model.sources import unbinned
+
+    src = unbinned.ensure()
+    files = {}
+    for qtype in LLAMA_TYPES:
+        f = tmp / f"llama-{qtype}.gguf"
+        subprocess.run([str(bins / "llama-quantize"), str(src), str(f), qtype, "2"], check=True,
+                       capture_output=True)
+        files[f"llama.cpp {qtype}"] = f
+    for name, flags in QUANTA_GGUF.items():
+        f = tmp / f"{name.replace(' ', '_').replace('-', '')}.gguf"
+        subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
+                        str(f), "--format", "gguf", *flags, "--json"], check=True, capture_output=True)
+        files[name] = f
+    return files
+
+
+def native_one(path: str, threads: int, repeat: int) -> dict:
+    """quanta's kernels on one file in this process: pp512 (512 tokens from an empty cache) and
+    tg128 (128 single-token steps from an empty cache, as llama-bench's tests), each ``repeat``
+    times after a warm-up; medians; the process's peak RSS and the KV cache's bytes."""
+    import statistics
+
+    from quanta.model.eval.evaluate import peak_rss_mb
+    from quanta.model.runtime.native import open_native
+
+    lm = open_native(path, threads=threads)
+    eng = lm.decoder(PREFILL)
+    ids = list(range(1000, 1000 + PREFILL))
+    eng.forward(ids[:16])  # warm-up: the pages of the map read once
+    pp, tg = [], []
+    for _ in range(repeat):
+        eng.reset()
+        t0 = time.perf_counter()
+        eng.forward(ids)
+        pp.append(PREFILL / (time.perf_counter() - t0))
+        eng.reset()
+        t0 = time.perf_counter()
+        for i in range(DECODE):
+            eng.forward([ids[i]])
+        tg.append(DECODE / (time.perf_counter() - t0))
+    cfg = lm.config
+    kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * PREFILL * 4
+    return {"pp512": statistics.median(pp), "tg128": statistics.median(tg), "peak_rss_mb": peak_rss_mb(),
+            "kv_mb": kv / 2**20, "file_mb": Path(path).stat().st_size / 2**20}
+
+
+def llama_bench(bins: Path, path: Path, repeat: int) -> dict:
+    """``llama-bench -p 512 -n 128 -t 1,2 -r repeat``: medians of its samples per thread count."""
+    import statistics
+
+    res = subprocess.run(["/usr/bin/time", "-f", "%M", str(bins / "llama-bench"), "-m", str(path), "-p",
+                          str(PREFILL), "-n", str(DECODE), "-t", "1,2", "-r", str(repeat), "-o", "json"],
+                         check=True, capture_output=True, text=True)
+    out: dict = {"peak_rss_mb": int(res.stderr.strip().splitlines()[-1]) / 1024}
+    for t in json.loads(res.stdout):
+        key = ("pp512" if t["n_prompt"] else "tg128", int(t["n_threads"]))
+        out[key] = statistics.median(t.get("samples_ts") or [t["avg_ts"]])
+    return out
+
+
+def accuracy(path: Path, chunks: int) -> dict:
+    """KLD against the F32 weights (``smollm2-unbinned``) through quanta's kernels and through
+    the file's dequantized PyTorch model (weights-only), ``quanta model eval`` both ways."""
+    out = {}
+    for name, extra in (("native", []), ("eager", ["--eager"])):
+        res = subprocess.run([sys.executable, "-m", "quanta.cli", "model", "eval", str(path), "-r",
+                              "smollm2-unbinned", "--chunks", str(chunks), "--no-speed", "--json", *extra],
+                             check=True, capture_output=True, text=True)
+        m = json.loads(res.stdout)["measures"]
+        out[name] = {"kld": m["kld"], "perplexity": m["perplexity"]}
+    return out
+
+
+def first_token_of(path: Path) -> float:
+    """Whole-process seconds of ``quanta model generate FILE`` (about 64 prompt tokens, one new token)."""
+    from quanta.model.eval.evaluate import wikitext2_test_text
+
+    words = " ".join(wikitext2_test_text().split()[:48])
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "quanta.cli", "model", "generate", str(path), words, "--max-tokens",
+                    "1", "--temperature", "0", "--json"], check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def kernels_bench(repeat: int, chunks: int) -> dict:
+    """Every file through quanta's kernels and llama-bench, 1 and 2 threads; a table, a plot."""
+    from bench._llama_cpp import ensure_built
+    from bench._util import machine
+    from quanta.render.tables import console, print_table
+
+    bins = ensure_built(("llama-quantize", "llama-bench"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        files = kernel_files(Path(tmp), bins)
+        ttft = {name: min(first_token_of(f) for _ in range(repeat)) for name, f in files.items()}
+        for name, f in files.items():
+            row = {"file": name, "bytes": f.stat().st_size, "first_token_s": ttft[name]}
+            for threads in (1, 2):
+                out = subprocess.run([sys.executable, __file__, "--native-one", str(f), "--threads",
+                                      str(threads), "--repeat", str(repeat)],
+                                     check=True, capture_output=True, text=True).stdout
+                q = json.loads(out.strip().splitlines()[-1])
+                row[f"quanta_t{threads}"] = q
+            ref = llama_bench(bins, f, repeat)
+            for threads in (1, 2):
+                row[f"llama_t{threads}"] = {test: ref[(test, threads)] for test in ("pp512", "tg128")}
+            row["llama_peak_rss_mb"] = ref["peak_rss_mb"]
+            row["accuracy"] = accuracy(f, chunks)
+            rows.append(row)
+            console.print(f"{name}: tg128 2 threads quanta {row['quanta_t2']['tg128']:.1f} vs llama.cpp "
+                          f"{row['llama_t2']['tg128']:.1f} tok/s")
+    table = []
+    for r in rows:
+        for t in (1, 2):
+            q, lc = r[f"quanta_t{t}"], r[f"llama_t{t}"]
+            acc = r["accuracy"]
+            once = [f"{q['peak_rss_mb']:.0f} ({q['file_mb']:.0f} + {q['kv_mb']:.0f} KV)",
+                    f"{acc['native']['kld']:.4f} / {acc['eager']['kld']:.4f}", f"{r['first_token_s']:.2f}"]
+            table.append([r["file"], str(t), f"{q['tg128']:.1f}", f"{lc['tg128']:.1f}",
+                          f"{q['tg128'] / lc['tg128']:.2f}×", f"{q['pp512']:.0f}", f"{lc['pp512']:.0f}",
+                          f"{q['pp512'] / lc['pp512']:.2f}×", *(once if t == 2 else ["", "", ""])])
+    print_table(f"quanta's kernels against llama-bench on the same GGUF files, SmolLM2-135M ({machine()}); "
+                f"medians of {repeat}",
+                ["file", "threads", "tg128 quanta", "tg128 llama.cpp", "ratio", "pp512 quanta",
+                 "pp512 llama.cpp", "ratio", "peak RSS MB (file + KV)", "KLD kernels / weights-only",
+                 "first token s"],
+                table, left=(0,))
+    plot_kernels(rows)
+    return {"rows": rows, "repeat": repeat, "chunks": chunks}
+
+
+def plot_kernels(rows: list[dict]) -> Path:
+    """Decode and prefill tokens/s per file, quanta against llama.cpp, 2 threads:
+    ``docs/img/model_kernels.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    x = np.arange(len(rows))
+    for ax, test in zip(axes, ("tg128", "pp512")):
+        ax.bar(x - 0.2, [r["quanta_t2"][test] for r in rows], 0.4, label="quanta kernels")
+        ax.bar(x + 0.2, [r["llama_t2"][test] for r in rows], 0.4, label="llama.cpp (llama-bench)")
+        ax.set_xticks(x, [r["file"] for r in rows], rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("tokens/s")
+        ax.set_title(f"{test}, 2 threads, SmolLM2-135M")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = ROOT / "docs" / "img" / "model_kernels.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--skip-llama-cpp", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)
+    ap.add_argument("--native-one", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
+    ap.add_argument("--kernels", action="store_true", help="only quanta's compiled kernels on GGUF files "
+                    "against llama-bench (tg128, pp512, 1 and 2 threads), the KLD through them, time to "
+                    "first token")
+    ap.add_argument("--chunks", type=int, default=10, help="--kernels: evaluation windows for the KLD")
     ap.add_argument("--folder", type=Path, help="measure only this quanta folder (prefill, decode "
                     "eager and fast, memory) and print its JSON")
     args = ap.parse_args()
+    if args.native_one:
+        print(json.dumps(native_one(args.native_one, args.threads, args.repeat)))
+        return
     if args.one or args.folder:
         print(json.dumps(one(args.one or str(args.folder), args.repeat)))
+        return
+    if args.kernels:
+        from bench._util import write_json
+
+        write_json("model_kernels", kernels_bench(args.repeat, args.chunks))
         return
     from bench._util import machine, write_json
     from quanta.render.tables import console, print_table

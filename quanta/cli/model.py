@@ -208,6 +208,8 @@ def eval_(
     calib_samples: int = typer.Option(64, help="Calibration windows."),
     calib_len: int = typer.Option(256, help="Tokens per calibration window."),
     speed: bool = typer.Option(True, "--speed/--no-speed", help="Measure decode tokens/s."),
+    eager: bool = typer.Option(False, "--eager", help="A GGUF MODEL: run its dequantized PyTorch model "
+                               "(weights-only error) instead of quanta's compiled kernels."),
     no_verify: bool = NO_VERIFY,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -223,7 +225,8 @@ def eval_(
 
     quantizer = None if bits is None else make_quantizer(method, bits=bits, group_size=group_size, sym=sym)
     with progress_bar("load", enabled=not json_out):
-        loaded = load_model(model, verify=not no_verify)
+        # a GGUF model runs on the compiled kernels (the reference stays the PyTorch model)
+        loaded = load_model(model, verify=not no_verify, native=not eager and quantizer is None)
         ref_model = _reference(load_model(reference, verify=not no_verify), loaded) if reference else None
     if quantizer is not None:
         ref_model = ref_model if ref_model is not None else copy.deepcopy(loaded.model)
@@ -306,7 +309,8 @@ def generate(
         raise InputError("the prompt is empty")
     with progress_bar("load", enabled=not json_out):
         # a quanta Llama folder loads lite: no transformers import
-        loaded = load_model(model, lite=not eager, verify=not no_verify)
+        # a GGUF file runs on the compiled kernels, mapped: no PyTorch (--eager: the PyTorch model)
+        loaded = load_model(model, lite=not eager, verify=not no_verify, native=not eager)
 
     def write(text: str) -> None:
         sys.stdout.write(text)

@@ -42,6 +42,7 @@ class TensorInfo:
     shape: tuple[int, ...]
     ggml_type: str
     n_bytes: int
+    offset: int = -1  # where its data starts in the file (bytes)
 
 
 @dataclass(frozen=True)
@@ -119,12 +120,21 @@ def read_header(path: Path | str) -> Header:
                 name = c.string()
                 dims = [c.unpack("<Q") for _ in range(c.unpack("<I"))]
                 kind = GGMLQuantizationType(c.unpack("<I")).name
-                c.unpack("<Q")  # the data offset
+                rel = c.unpack("<Q")  # the data offset, from the start of the data section
                 n = 1
                 for d in dims:
                     n *= d
                 block, size = GGML_QUANT_SIZES[GGMLQuantizationType[kind]]
-                tensors.append(TensorInfo(name, tuple(reversed(dims)), kind, n // block * size))
+                tensors.append(TensorInfo(name, tuple(reversed(dims)), kind, n // block * size, rel))
+            align = fields.get("general.alignment", Field(32)).value
+            if not isinstance(align, int) or align < 1:
+                raise InputError(f"{p}: general.alignment {align!r} is not a positive integer")
+            start = -(-c.pos // align) * align
+            size = len(buf)
+            tensors = [TensorInfo(t.name, t.shape, t.ggml_type, t.n_bytes, start + t.offset) for t in tensors]
+            for t in tensors:
+                if t.offset + t.n_bytes > size:
+                    raise InputError(f"{p}: tensor {t.name} runs past the end of the file (truncated?)")
     except (OSError, ValueError) as e:
         raise InputError(f"{p}: cannot read the GGUF header ({e})") from None
     return Header(fields, tensors)

@@ -39,7 +39,8 @@ def _reader(path: Path):
         raise InputError(f"{path}: not a readable GGUF file ({e})") from None
 
 
-def _field(r, key: str, default: Any = None) -> Any:
+def field(r, key: str, default: Any = None) -> Any:
+    """The metadata value ``key`` of a reader (gguf-py's or :mod:`.gguf_header`'s), or ``default``."""
     f = r.fields.get(key)
     if f is None:
         return default
@@ -64,17 +65,17 @@ def build_tokenizer(r, path: Path):
     """A ``tokenizers.Tokenizer`` from the GGUF's byte-level BPE vocabulary."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-    kind = _field(r, "tokenizer.ggml.model")
+    kind = field(r, "tokenizer.ggml.model")
     if kind != "gpt2":
         raise InputError(f"{path}: tokenizer type {kind!r} is not supported (byte-level BPE 'gpt2')")
-    tokens = _field(r, "tokenizer.ggml.tokens")
-    merges = _field(r, "tokenizer.ggml.merges") or []
-    types = _field(r, "tokenizer.ggml.token_type", [1] * len(tokens))
+    tokens = field(r, "tokenizer.ggml.tokens")
+    merges = field(r, "tokenizer.ggml.merges") or []
+    types = field(r, "tokenizer.ggml.token_type", [1] * len(tokens))
     vocab = {t: i for i, t in enumerate(tokens)}
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges],
                               fuse_unk=False, byte_fallback=False))
     pre = [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
-    if _field(r, "tokenizer.ggml.pre") in ("smollm", "qwen2", "llama-bpe", "deepseek-llm"):
+    if field(r, "tokenizer.ggml.pre") in ("smollm", "qwen2", "llama-bpe", "deepseek-llm"):
         pre.insert(0, pre_tokenizers.Digits(individual_digits=True))
     tk.pre_tokenizer = pre_tokenizers.Sequence(pre)
     tk.decoder = decoders.ByteLevel()
@@ -91,7 +92,7 @@ def _config(r: Any, p: Path, tensors: dict) -> Any:
     from quanta.model.arch import for_gguf
 
     try:
-        family = for_gguf(_field(r, "general.architecture"), str(p))
+        family = for_gguf(field(r, "general.architecture"), str(p))
     except ConfigError as e:
         raise InputError(str(e)) from None
     if any(name.startswith("rope_factors") for name in tensors) or \
@@ -100,7 +101,7 @@ def _config(r: Any, p: Path, tensors: dict) -> Any:
                          f"{family.gguf_arch} are not read yet")
 
     def g(k: str, d: Any = None) -> Any:
-        return _field(r, f"{family.gguf_arch}.{k}", d)
+        return field(r, f"{family.gguf_arch}.{k}", d)
 
     try:
         n_head = int(g("attention.head_count"))
@@ -126,7 +127,7 @@ def _rope(p: Path, g: Any, n_head: int, tensors: dict) -> dict:
 def _hf_config(config_class: Any, r: Any, g: Any, n_head: int, tensors: dict, rope: dict) -> Any:
     head_dim = g("attention.key_length")
     return config_class(
-        vocab_size=int(g("vocab_size", len(_field(r, "tokenizer.ggml.tokens") or []))),
+        vocab_size=int(g("vocab_size", len(field(r, "tokenizer.ggml.tokens") or []))),
         hidden_size=int(g("embedding_length")), intermediate_size=int(g("feed_forward_length")),
         num_hidden_layers=int(g("block_count")), num_attention_heads=n_head,
         num_key_value_heads=int(g("attention.head_count_kv", n_head)),
@@ -134,9 +135,9 @@ def _hf_config(config_class: Any, r: Any, g: Any, n_head: int, tensors: dict, ro
         rms_norm_eps=float(g("attention.layer_norm_rms_epsilon", 1e-5)),
         **rope,
         tie_word_embeddings="output.weight" not in tensors,
-        bos_token_id=_field(r, "tokenizer.ggml.bos_token_id"),
-        eos_token_id=_field(r, "tokenizer.ggml.eos_token_id"),
-        pad_token_id=_field(r, "tokenizer.ggml.padding_token_id"),
+        bos_token_id=field(r, "tokenizer.ggml.bos_token_id"),
+        eos_token_id=field(r, "tokenizer.ggml.eos_token_id"),
+        pad_token_id=field(r, "tokenizer.ggml.padding_token_id"),
         **({"head_dim": int(head_dim)} if head_dim is not None else {}))
 
 
@@ -226,7 +227,7 @@ def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GG
     if cfg.tie_word_embeddings:
         model.tie_weights()
     model = model.to(dtype or torch.float32).eval()
-    meta = {"architecture": family.gguf_arch, "name": _field(r, "general.name"),
-            "file_type": _field(r, "general.file_type"), "bos_token_id": cfg.bos_token_id,
-            "eos_token_id": cfg.eos_token_id, "chat_template": _field(r, "tokenizer.chat_template")}
+    meta = {"architecture": family.gguf_arch, "name": field(r, "general.name"),
+            "file_type": field(r, "general.file_type"), "bos_token_id": cfg.bos_token_id,
+            "eos_token_id": cfg.eos_token_id, "chat_template": field(r, "tokenizer.chat_template")}
     return GGUFModel(model, build_tokenizer(r, p), meta, types)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import torch
+import numpy as np
 
 from quanta.errors import ConfigError, InputError
 from quanta.reports import Report
@@ -56,10 +56,15 @@ def check_sampling(max_tokens: int, temperature: float, top_p: float) -> None:
         raise ConfigError(f"--top-p {top_p}: give a probability in (0, 1]")
 
 
-def pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> int:
+def pick(logits: Any, temperature: float, top_p: float, gen: Any) -> int:
     """The next token: the most likely with ``temperature`` 0, else drawn from the softmax at
     that temperature restricted to the smallest set of tokens whose probability reaches
-    ``top_p``."""
+    ``top_p``. ``logits``: a torch tensor (``gen`` a seeded ``torch.Generator``) or a numpy
+    array (the native path; ``gen`` a seeded ``numpy.random.Generator``)."""
+    if isinstance(logits, np.ndarray):
+        return _pick_numpy(logits, temperature, top_p, gen)
+    import torch
+
     if temperature == 0:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -68,6 +73,24 @@ def pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Gene
         keep = torch.cumsum(p, 0) - p < top_p  # the first token always stays
         probs = torch.zeros_like(probs).scatter_(0, order[keep], p[keep])
     return int(torch.multinomial(probs, 1, generator=gen))
+
+
+def _pick_numpy(logits: np.ndarray, temperature: float, top_p: float, gen: np.random.Generator) -> int:
+    """:func:`pick` on numpy logits: the same rule, the draw from numpy's seeded generator."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    probs = np.exp(z - z.max())
+    probs /= probs.sum()
+    if top_p < 1:
+        order = np.argsort(-probs, kind="stable")
+        p = probs[order]
+        keep = np.cumsum(p) - p < top_p  # the first token always stays
+        probs = np.zeros_like(probs)
+        probs[order[keep]] = p[keep]
+        probs /= probs.sum()
+    drawn = np.searchsorted(np.cumsum(probs), gen.random() * probs.sum(), side="right")
+    return int(min(drawn, len(probs) - 1))
 
 
 class Generated(NamedTuple):
@@ -86,7 +109,9 @@ class _Eager:
     def __init__(self, model: Any) -> None:
         self.model, self.cache = model, None
 
-    def forward(self, ids: list[int]) -> torch.Tensor:
+    def forward(self, ids: list[int]) -> Any:
+        import torch
+
         out = self.model(torch.tensor([ids]), cache=self.cache, use_cache=True, logits_to_keep=1)
         self.cache = out.cache
         return out.logits[0, -1]
@@ -94,7 +119,14 @@ class _Eager:
 
 def stepper(model: Any, max_len: int, fast: bool = True) -> tuple[Any, str]:
     """What runs the steps — the lean path of :mod:`quanta.model.runtime.fastpath` where it applies, else
-    the eager model — and a line saying which and why."""
+    the eager model — and a line saying which and why. A
+    :class:`~quanta.model.runtime.native.NativeLM` runs on the compiled kernels."""
+    if getattr(model, "is_causal_lm", False):
+        from quanta.model.runtime._dispatch import kernels
+        from quanta.model.runtime.native import NativeStep
+
+        return NativeStep(model, max_len), (f"native kernels ({kernels.__name__.rsplit('.', 1)[-1]}, "
+                                            f"{model.threads} threads)")
     if fast:
         from quanta.model.runtime.fastpath import decoder_for
 
@@ -105,7 +137,6 @@ def stepper(model: Any, max_len: int, fast: bool = True) -> tuple[Any, str]:
     return _Eager(model), "eager (asked for)"
 
 
-@torch.inference_mode()
 def generate_ids(model: Any, prompt: list[int], *, max_tokens: int = 128, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int = 0, stop: set[int] | frozenset = frozenset(),
                  on_token: Callable[[int], None] | None = None, fast: bool = True) -> Generated:
@@ -115,8 +146,19 @@ def generate_ids(model: Any, prompt: list[int], *, max_tokens: int = 128, temper
     check_sampling(max_tokens, temperature, top_p)
     if not prompt:
         raise InputError("the prompt has no tokens")
-    gen = torch.Generator().manual_seed(int(seed))
     run, path = stepper(model, len(prompt) + max_tokens, fast)
+    if getattr(model, "is_causal_lm", False):
+        return _generate(run, path, prompt, max_tokens, temperature, top_p,
+                         np.random.default_rng(int(seed)), stop, on_token)
+    import torch
+
+    with torch.inference_mode():
+        return _generate(run, path, prompt, max_tokens, temperature, top_p,
+                         torch.Generator().manual_seed(int(seed)), stop, on_token)
+
+
+def _generate(run: Any, path: str, prompt: list[int], max_tokens: int, temperature: float, top_p: float,
+              gen: Any, stop: set[int] | frozenset, on_token: Callable[[int], None] | None) -> Generated:
     t0 = time.perf_counter()
     logits = run.forward(prompt)
     t1 = time.perf_counter()
@@ -208,7 +250,8 @@ def generate(loaded: Any, prompt: str, *, max_tokens: int = 128, temperature: fl
              write: Callable[[str], None] | None = None, fast: bool = True) -> Generation:
     """Generate from a loaded causal language model; ``write`` receives the text as it comes;
     ``fast``: the lean decode path where the model allows (else, or False, the eager model)."""
-    if loaded.kind == "hf-encoder" or not hasattr(loaded.model, "lm_head"):
+    causal = getattr(loaded.model, "is_causal_lm", False) or hasattr(loaded.model, "lm_head")
+    if loaded.kind == "hf-encoder" or not causal:
         raise InputError(f"{loaded.source}: an encoder; generate needs a causal language model")
     if loaded.tokenizer is None:
         raise InputError(f"{loaded.source}: no tokenizer to encode the prompt with")

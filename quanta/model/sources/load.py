@@ -45,7 +45,8 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_model(src: str | Path, *, lite: bool = False, verify: bool = True, stream: bool = False) -> Loaded:
+def load_model(src: str | Path, *, lite: bool = False, verify: bool = True, stream: bool = False,
+               native: bool = False) -> Loaded:
     """Load ``src``: a .gguf file, a quanta folder, an HF folder, or a bundled name: "smollm2",
     "minilm", or "smollm2-unbinned" (built into the user's cache on first use).
 
@@ -53,9 +54,10 @@ def load_model(src: str | Path, *, lite: bool = False, verify: bool = True, stre
     (:mod:`quanta.model.runtime.lite`). verify: check the checksums quanta wrote into its own folders
     and GGUF files (:mod:`quanta.model.formats.integrity`). stream: a Hugging Face folder's weights
     stay in its files until a block asks for them (:mod:`quanta.model.sources.stream`; the
-    quantizer's engine does), when its files name every parameter as transformers does."""
-    import torch
-
+    quantizer's engine does), when its files name every parameter as transformers does.
+    native: a GGUF file the compiled kernels run (:mod:`quanta.model.runtime.native`) is only
+    mapped — its model a :class:`~quanta.model.runtime.native.NativeLM`, no PyTorch — and
+    ``info["native"]`` says why not where it is not."""
     if str(src) in ("smollm2", "minilm"):
         src = bundled(str(src))
     elif str(src) == "smollm2-unbinned":
@@ -68,11 +70,20 @@ def load_model(src: str | Path, *, lite: bool = False, verify: bool = True, stre
     if p.is_file():
         if p.suffix.lower() != ".gguf":
             raise InputError(f"{p}: expected a .gguf file or a model folder")
+        why = ""
+        if native:
+            from quanta.model.runtime.native import load_native
+
+            loaded, why = load_native(p, verify=verify)
+            if loaded is not None:
+                return Loaded(*loaded, "gguf", str(p), {"metadata": loaded[0].metadata, "native": ""})
         from quanta.model.formats.gguf_read import load_gguf
 
         g = load_gguf(p, verify=verify)
         return Loaded(g.model, g.tokenizer, "gguf", str(p),
-                      {"metadata": g.metadata, "tensor_types": g.tensor_types})
+                      {"metadata": g.metadata, "tensor_types": g.tensor_types, "native": why})
+    import torch
+
     if (p / "quant_config.json").exists():
         from quanta.model.formats.folder import load_quantized
 

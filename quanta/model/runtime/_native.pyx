@@ -1,0 +1,221 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled decode kernels over GGML block formats (``blocks.h``: dot products against
+activations quantized to 8 bits per 32 values; ``engine.h``: a Llama-family decoder reading its
+weights in place; ``pool.h``: the thread pool). :mod:`quanta.model.runtime.native` is the Python
+side; :mod:`quanta.model.runtime._dispatch` picks this portable build or the AVX2 one."""
+
+import numpy as np
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
+
+
+cdef extern from "blocks.h" nogil:
+    ctypedef struct a8_t:
+        float d
+    int block_bytes(int t)
+    int block_size(int t)
+    void dequantize_row(int t, const uint8_t *row, float *out, int64_t n)
+
+
+cdef extern from "engine.h" nogil:
+    ctypedef struct mat_t:
+        int type
+        const uint8_t *data
+        int64_t rows, cols, row_bytes
+    ctypedef struct layer_t:
+        mat_t m[7]
+        const float *v[7]
+    ctypedef struct model_t:
+        mat_t embd, output
+        const float *out_norm
+        layer_t *layers
+        int pos, max_len, n_vocab, n_layer
+    model_t *model_new(const int *ints, const float *floats, const float *inv_freq)
+    void model_free(model_t *md)
+    int model_forward(model_t *md, const int32_t *ids, int T, int all, float *out)
+    int matmul_rows(int type, const uint8_t *data, int64_t rows, int64_t cols, int64_t row_bytes,
+                    const float *x, int T, float *y)
+    int pool_start(int n)
+
+
+cdef extern from *:
+    """
+    #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    #include <cpuid.h>
+    /* 0: none of these, 1: AVX2 + FMA, 2: and AVX-VNNI, 3: AVX2 + FMA + AVX-512 (F, BW, VL, VNNI) */
+    static int quanta_cpu_level(void) {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        __builtin_cpu_init();
+        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) return 3;
+        if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1)) return 2;
+        return 1;
+    }
+    #else
+    static int quanta_cpu_level(void) { return 0; }
+    #endif
+    #if defined(__AVX2__)
+    #define QUANTA_AVX2 1
+    #else
+    #define QUANTA_AVX2 0
+    #endif
+    #if defined(__AVXVNNI__)
+    #define QUANTA_VNNI 1
+    #else
+    #define QUANTA_VNNI 0
+    #endif
+    """
+    int QUANTA_AVX2
+    int QUANTA_VNNI
+    int quanta_cpu_level()
+
+
+cdef extern from *:
+    """
+    #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    static int quanta_cpu_avxvnni(void) {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1);
+    }
+    #else
+    static int quanta_cpu_avxvnni(void) { return 0; }
+    #endif
+    """
+    int quanta_cpu_avxvnni()
+
+
+def cpu_has_avxvnni():
+    """Whether this processor has AVX-VNNI (the 256-bit 8-bit products ``_native_vnni`` uses)."""
+    return bool(quanta_cpu_avxvnni()) and quanta_cpu_level() >= 1
+
+
+def cpu_level():
+    """What this processor runs: 0 (none of these), 1 (AVX2 and FMA), 2 (and AVX-VNNI), 3 (AVX2, FMA
+    and AVX-512 with BW, VL and VNNI)."""
+    return quanta_cpu_level()
+
+AVX2 = bool(QUANTA_AVX2)
+VNNI = bool(QUANTA_VNNI)
+
+
+def sizes(int ggml_type):
+    """(weights per block, bytes per block) of a GGML type; (0, 0) when unsupported."""
+    return block_size(ggml_type), block_bytes(ggml_type)
+
+
+def threads(int n):
+    """Start the kernels' thread pool with ``n`` threads (the caller's included); the count it runs."""
+    return pool_start(n)
+
+
+def dequantize(int ggml_type, const uint8_t[:, ::1] rows, int64_t n):
+    """``rows`` (raw bytes, one stored row each) as float32 ``(len(rows), n)``."""
+    out = np.empty((rows.shape[0], n), dtype=np.float32)
+    cdef float[:, ::1] o = out
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(rows.shape[0]):
+            dequantize_row(ggml_type, &rows[i, 0], &o[i, 0], n)
+    return out
+
+
+def matmul(int ggml_type, const uint8_t[:, ::1] weight, int64_t cols, const float[:, ::1] x):
+    """``x (T, cols) · W^T`` for a weight of ``weight.shape[0]`` rows stored as ``ggml_type``:
+    ``(T, rows)`` float32."""
+    if x.shape[1] != cols or cols % 32:
+        raise ValueError("x must have cols columns, a multiple of 32")
+    out = np.empty((x.shape[0], weight.shape[0]), dtype=np.float32)
+    cdef float[:, ::1] o = out
+    cdef int rc
+    with nogil:
+        rc = matmul_rows(ggml_type, &weight[0, 0], weight.shape[0], cols, weight.shape[1], &x[0, 0],
+                         <int>x.shape[0], &o[0, 0])
+    if rc:
+        raise MemoryError("matmul: out of memory")
+    return out
+
+
+cdef class Model:
+    """A Llama-family decoder over stored weights (see ``engine.h``). The arrays handed to it are
+    kept referenced for its lifetime: it reads them in place."""
+
+    cdef model_t *md
+    cdef object keep
+
+    def __cinit__(self, ints, floats, inv_freq):
+        cdef int ci[11]
+        cdef float cf[3]
+        cdef float[::1] f = np.ascontiguousarray(inv_freq, dtype=np.float32)
+        for i in range(11):
+            ci[i] = int(ints[i])
+        for i in range(3):
+            cf[i] = float(floats[i])
+        self.md = model_new(ci, cf, &f[0])
+        if self.md == NULL:
+            raise MemoryError("the decoder's cache does not fit in memory")
+        self.keep = [inv_freq]
+
+    def __dealloc__(self):
+        model_free(self.md)
+
+    cdef mat_t _mat(self, int ggml_type, arr, int64_t cols):
+        cdef const uint8_t[:, ::1] v = arr
+        cdef mat_t m
+        m.type = ggml_type
+        m.data = &v[0, 0]
+        m.rows = v.shape[0]
+        m.cols = cols
+        m.row_bytes = v.shape[1]
+        self.keep.append(arr)
+        return m
+
+    def set_matrix(self, int layer, int which, int ggml_type, arr, int64_t cols):
+        """Matrix ``which`` (0–6: q, k, v, o, gate, up, down) of ``layer``; layer −1: the token
+        embedding, −2: the output head. ``arr``: uint8 ``(rows, bytes per row)``."""
+        cdef mat_t m = self._mat(ggml_type, arr, cols)
+        if layer == -1:
+            self.md.embd = m
+        elif layer == -2:
+            self.md.output = m
+        else:
+            self.md.layers[layer].m[which] = m
+
+    def set_vector(self, int layer, int which, arr):
+        """Vector ``which`` (0–6: attention norm, MLP norm, q norm, k norm, q/k/v biases) of
+        ``layer`` (float32); layer −2: the final norm."""
+        cdef const float[::1] v = arr
+        self.keep.append(arr)
+        if layer == -2:
+            self.md.out_norm = &v[0]
+        else:
+            self.md.layers[layer].v[which] = &v[0]
+
+    @property
+    def pos(self):
+        return self.md.pos
+
+    @property
+    def max_len(self):
+        return self.md.max_len
+
+    def reset(self):
+        """Start a new sequence (the cache is overwritten from position 0)."""
+        self.md.pos = 0
+
+    def forward(self, ids, bint all_logits=False):
+        """Run ``ids`` after what the cache holds: float32 logits of the last token ``(vocab,)``,
+        or of every token ``(len(ids), vocab)``."""
+        cdef int32_t[::1] a = np.ascontiguousarray(ids, dtype=np.int32)
+        cdef int T = a.shape[0], rc
+        if T < 1:
+            raise ValueError("no tokens")
+        out = np.empty((T if all_logits else 1, self.md.n_vocab), dtype=np.float32)
+        cdef float[:, ::1] o = out
+        with nogil:
+            rc = model_forward(self.md, &a[0], T, all_logits, &o[0, 0])
+        if rc == -2:
+            raise ValueError("a token id outside the vocabulary")
+        if rc:
+            raise ValueError(f"the cache holds {self.md.max_len} tokens; {self.md.pos + T} needed")
+        return out if all_logits else out[0]

@@ -1,0 +1,523 @@
+/* GGML block formats: dot products of a weight row stored in a block format with a row of
+ * activations quantized to 8 bits per 32 values (quanta.model.runtime._native).
+ *
+ * Every format is read 32 weights at a time ("a chunk"): its integer codes q[32] and, for each
+ * half of 16, a float scale and a float offset, so that weight i = scale * q[i] + offset. With
+ * the activations a[i] = d * x[i] (x int8, one float d per chunk, and the integer sums of x per
+ * half kept beside them), a chunk's dot product is
+ *     d * (scale0 * sum_{i<16} q[i] x[i] + scale1 * sum_{i>=16} q[i] x[i] + off0 * s0 + off1 * s1)
+ * — the integer part exact, so each format needs only its decoder. Codes are unsigned (0..63)
+ * except Q8_0's and the IQ4 lookups', which are signed.
+ *
+ * Layouts are ggml's (ggml-common.h), little-endian; each is checked against the gguf package's
+ * dequantizer by the tests. Built twice (portable, and AVX2 with FMA and AVX-VNNI where the
+ * compiler has them); quanta.model.runtime._dispatch picks one at run time. */
+
+#ifndef QUANTA_BLOCKS_H
+#define QUANTA_BLOCKS_H
+
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+/* ggml's type numbers */
+enum { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8,
+       T_Q2_K = 10, T_Q3_K = 11, T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14, T_IQ4_NL = 20,
+       T_IQ4_XS = 23 };
+
+/* One chunk of activations: 32 int8 values, their scale d, and d times the sum of each half's
+ * values (the offsets' terms). */
+typedef struct { float d, ds[2], pad; int8_t q[32]; } a8_t;
+
+static inline float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) { bits = sign; }
+        else { float f = (float)man * (1.0f / 16777216.0f); memcpy(&bits, &f, 4); bits |= sign; }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f; memcpy(&f, &bits, 4); return f;
+}
+
+#if defined(__F16C__)
+static inline float rd16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
+#else
+static inline float rd16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return f16_to_f32(h); }
+#endif
+
+static const int8_t IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* bytes of one block and weights per block */
+static int block_bytes(int t) {
+    switch (t) {
+    case T_F32: return 4; case T_F16: return 2;
+    case T_Q4_0: return 18; case T_Q4_1: return 20; case T_Q5_0: return 22; case T_Q5_1: return 24;
+    case T_Q8_0: return 34; case T_IQ4_NL: return 18;
+    case T_Q2_K: return 84; case T_Q3_K: return 110; case T_Q4_K: return 144; case T_Q5_K: return 176;
+    case T_Q6_K: return 210; case T_IQ4_XS: return 136;
+    default: return 0;
+    }
+}
+
+static int block_size(int t) {
+    switch (t) {
+    case T_F32: case T_F16: return 1;
+    case T_Q4_0: case T_Q4_1: case T_Q5_0: case T_Q5_1: case T_Q8_0: case T_IQ4_NL: return 32;
+    case T_Q2_K: case T_Q3_K: case T_Q4_K: case T_Q5_K: case T_Q6_K: case T_IQ4_XS: return 256;
+    default: return 0;
+    }
+}
+
+static inline void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) { *sc = q[j] & 63; *m = q[j + 4] & 63; }
+    else { *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
+}
+
+static inline void q3k_scales(const uint8_t *s, int8_t out[16]) {
+    for (int j = 0; j < 4; j++) {
+        out[j] = (int8_t)(((s[j] & 0xF) | (((s[8 + j] >> 0) & 3) << 4)) - 32);
+        out[j + 4] = (int8_t)(((s[j + 4] & 0xF) | (((s[8 + j] >> 2) & 3) << 4)) - 32);
+        out[j + 8] = (int8_t)(((s[j] >> 4) | (((s[8 + j] >> 4) & 3) << 4)) - 32);
+        out[j + 12] = (int8_t)(((s[j + 4] >> 4) | (((s[8 + j] >> 6) & 3) << 4)) - 32);
+    }
+}
+
+/* The scalar decoder of chunk j of the block at b: codes q (int, unsigned or signed), and per
+ * half a scale and an offset. Returns 1 when the codes are signed. */
+static inline int decode_chunk(int t, const uint8_t *b, int j, int q[32], float sc[2], float off[2]) {
+    int i;
+    switch (t) {
+    case T_Q4_0: case T_Q4_1: case T_IQ4_NL: {
+        const uint8_t *qs = b + (t == T_Q4_1 ? 4 : 2);
+        float d = rd16(b);
+        for (i = 0; i < 16; i++) { q[i] = qs[i] & 15; q[i + 16] = qs[i] >> 4; }
+        sc[0] = sc[1] = d;
+        if (t == T_IQ4_NL) { for (i = 0; i < 32; i++) q[i] = IQ4_VALUES[q[i]]; off[0] = off[1] = 0; return 1; }
+        off[0] = off[1] = t == T_Q4_0 ? -8.0f * d : rd16(b + 2);
+        return 0;
+    }
+    case T_Q5_0: case T_Q5_1: {
+        int first = t == T_Q5_1 ? 4 : 2;
+        uint32_t qh; memcpy(&qh, b + first, 4);
+        const uint8_t *qs = b + first + 4;
+        float d = rd16(b);
+        for (i = 0; i < 16; i++) {
+            q[i] = (qs[i] & 15) | (((qh >> i) & 1) << 4);
+            q[i + 16] = (qs[i] >> 4) | (((qh >> (i + 16)) & 1) << 4);
+        }
+        sc[0] = sc[1] = d;
+        off[0] = off[1] = t == T_Q5_0 ? -16.0f * d : rd16(b + 2);
+        return 0;
+    }
+    case T_Q8_0: {
+        const int8_t *qs = (const int8_t *)(b + 2);
+        for (i = 0; i < 32; i++) q[i] = qs[i];
+        sc[0] = sc[1] = rd16(b); off[0] = off[1] = 0;
+        return 1;
+    }
+    case T_Q4_K: case T_Q5_K: {
+        int s, m;
+        float d = rd16(b), dmin = rd16(b + 2);
+        k4_scale_min(j, b + 4, &s, &m);
+        const uint8_t *qs = b + (t == T_Q4_K ? 16 : 48) + 32 * (j / 2);
+        int shift = 4 * (j & 1);
+        for (i = 0; i < 32; i++) q[i] = (qs[i] >> shift) & 15;
+        if (t == T_Q5_K) { const uint8_t *qh = b + 16; for (i = 0; i < 32; i++) q[i] |= ((qh[i] >> j) & 1) << 4; }
+        sc[0] = sc[1] = d * (float)s; off[0] = off[1] = -dmin * (float)m;
+        return 0;
+    }
+    case T_Q6_K: {
+        const uint8_t *ql = b + 64 * (j / 4), *qh = b + 128 + 32 * (j / 4);
+        const int8_t *scales = (const int8_t *)(b + 192) + 8 * (j / 4);
+        int k = j % 4, lo = (k & 1) * 32, shift = 4 * (k >> 1), hs = 2 * k;
+        float d = rd16(b + 208);
+        for (i = 0; i < 32; i++) q[i] = ((ql[lo + i] >> shift) & 15) | (((qh[i] >> hs) & 3) << 4);
+        sc[0] = d * (float)scales[2 * k]; sc[1] = d * (float)scales[2 * k + 1];
+        off[0] = -32.0f * sc[0]; off[1] = -32.0f * sc[1];
+        return 0;
+    }
+    case T_Q3_K: {
+        int8_t s16[16];
+        q3k_scales(b + 96, s16);
+        float d = rd16(b + 108);
+        const uint8_t *hm = b, *qs = b + 32 + 32 * (j / 4);
+        int k = j % 4, shift = 2 * k, m = 1 << j;
+        for (i = 0; i < 32; i++) q[i] = ((qs[i] >> shift) & 3) | ((hm[i] & m) ? 4 : 0);
+        sc[0] = d * (float)s16[2 * j]; sc[1] = d * (float)s16[2 * j + 1];
+        off[0] = -4.0f * sc[0]; off[1] = -4.0f * sc[1];
+        return 0;
+    }
+    case T_Q2_K: {
+        const uint8_t *scales = b, *qs = b + 16 + 32 * (j / 4);
+        float d = rd16(b + 80), dmin = rd16(b + 82);
+        int shift = 2 * (j % 4);
+        for (i = 0; i < 32; i++) q[i] = (qs[i] >> shift) & 3;
+        for (i = 0; i < 2; i++) {
+            uint8_t s = scales[2 * j + i];
+            sc[i] = d * (float)(s & 15); off[i] = -dmin * (float)(s >> 4);
+        }
+        return 0;
+    }
+    case T_IQ4_XS: {
+        float d = rd16(b);
+        uint16_t sh; memcpy(&sh, b + 2, 2);
+        int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 15) | (((sh >> (2 * j)) & 3) << 4);
+        const uint8_t *qs = b + 8 + 16 * j;
+        for (i = 0; i < 16; i++) { q[i] = IQ4_VALUES[qs[i] & 15]; q[i + 16] = IQ4_VALUES[qs[i] >> 4]; }
+        sc[0] = sc[1] = d * (float)(ls - 32); off[0] = off[1] = 0;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* One row of n weights (n a multiple of the type's block size) as floats. */
+static void dequantize_row(int t, const uint8_t *row, float *out, int64_t n) {
+    if (t == T_F32) { memcpy(out, row, (size_t)n * 4); return; }
+    if (t == T_F16) { for (int64_t i = 0; i < n; i++) out[i] = rd16(row + 2 * i); return; }
+    int bs = block_size(t), bb = block_bytes(t), chunks = bs / 32, q[32];
+    float sc[2], off[2];
+    for (int64_t c = 0; c < n / 32; c++) {
+        const uint8_t *b = row + (c / chunks) * bb;
+        decode_chunk(t, b, (int)(c % chunks), q, sc, off);
+        for (int i = 0; i < 32; i++) out[32 * c + i] = sc[i >> 4] * (float)q[i] + off[i >> 4];
+    }
+}
+
+/* x (n floats, n a multiple of 32) → n/32 chunks (nearest, ties to even: the same codes on
+ * every path). */
+static void quantize_activations(const float *x, a8_t *out, int64_t n) {
+#if defined(__AVX2__)
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t c = 0; c < n / 32; c++) {
+        const float *v = x + 32 * c;
+        __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), v2 = _mm256_loadu_ps(v + 16),
+               v3 = _mm256_loadu_ps(v + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
+        __m256 iv = _mm256_set1_ps(inv);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, iv)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, iv));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, iv)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, iv));
+        /* the halves' sums */
+        __m256i h0 = _mm256_add_epi32(i0, i1), h1 = _mm256_add_epi32(i2, i3);
+        __m128i a0 = _mm_add_epi32(_mm256_castsi256_si128(h0), _mm256_extracti128_si256(h0, 1));
+        __m128i a1 = _mm_add_epi32(_mm256_castsi256_si128(h1), _mm256_extracti128_si256(h1, 1));
+        a0 = _mm_hadd_epi32(a0, a1);
+        a0 = _mm_hadd_epi32(a0, a0);
+        int s0 = _mm_cvtsi128_si32(a0), s1 = _mm_extract_epi32(a0, 1);
+        /* 32 int32 → 32 int8 in order (packs work within 128-bit lanes: undo with a permute) */
+        __m256i p16a = _mm256_packs_epi32(i0, i1), p16b = _mm256_packs_epi32(i2, i3);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)out[c].q, p8);
+        out[c].d = d; out[c].ds[0] = d * (float)s0; out[c].ds[1] = d * (float)s1; out[c].pad = 0;
+    }
+    return;
+#endif
+    for (int64_t c = 0; c < n / 32; c++) {
+        const float *v = x + 32 * c;
+        float amax = 0;
+        for (int i = 0; i < 32; i++) { float a = fabsf(v[i]); amax = a > amax ? a : amax; }
+        float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
+        int s0 = 0, s1 = 0;
+        for (int i = 0; i < 32; i++) {
+            int r = (int)lrintf(v[i] * inv);
+            out[c].q[i] = (int8_t)r;
+            if (i < 16) s0 += r; else s1 += r;
+        }
+        out[c].d = d; out[c].ds[0] = d * (float)s0; out[c].ds[1] = d * (float)s1; out[c].pad = 0;
+    }
+}
+
+/* ---- dot products: portable ---- */
+
+static float dot_portable(int t, const uint8_t *row, const a8_t *x, int64_t n) {
+    int bs = block_size(t), bb = block_bytes(t), chunks = bs / 32, q[32];
+    float sc[2], off[2], acc = 0;
+    for (int64_t c = 0; c < n / 32; c++) {
+        decode_chunk(t, row + (c / chunks) * bb, (int)(c % chunks), q, sc, off);
+        const int8_t *a = x[c].q;
+        int p0 = 0, p1 = 0;
+        for (int i = 0; i < 16; i++) p0 += q[i] * a[i];
+        for (int i = 16; i < 32; i++) p1 += q[i] * a[i];
+        acc += x[c].d * (sc[0] * (float)p0 + sc[1] * (float)p1) + off[0] * x[c].ds[0] + off[1] * x[c].ds[1];
+    }
+    return acc;
+}
+
+#if defined(__AVX2__)
+/* ---- dot products: AVX2 ---- */
+
+static inline __m256i dot_u8s8(__m256i u, __m256i s) {  /* 8 int32 sums of 4 products each */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
+static inline __m256i dot_s8s8(__m256i q, __m256i s) {
+    return dot_u8s8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(s, q));
+}
+
+static inline __m256i nibbles16(const uint8_t *qs) {  /* low nibbles of 16 bytes, then the high */
+    __m128i b = _mm_loadu_si128((const __m128i *)qs);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+static inline __m256i bits_to_bytes(uint32_t bits) {  /* byte i = 0x10 where bit i is set */
+    __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                     0x0101010101010101LL, 0x0000000000000000LL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
+    __m256i mask = _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfeULL);
+    v = _mm256_or_si256(v, mask);
+    v = _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+static inline __m256 halves(float a, float b) { return _mm256_set_m128(_mm_set1_ps(b), _mm_set1_ps(a)); }
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+#define ACC(P, SC0, SC1, OFF0, OFF1)                                                        \
+    do {                                                                                    \
+        float d_ = x[c].d;                                                                  \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P), halves(d_ * (SC0), d_ * (SC1)), acc); \
+        acc_off += (OFF0) * x[c].ds[0] + (OFF1) * x[c].ds[1];                               \
+    } while (0)
+/* one scale and one offset for the whole chunk */
+#define ACC1(P, SC, OFF)                                                                    \
+    do {                                                                                    \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P), _mm256_set1_ps(x[c].d * (SC)), acc);  \
+        acc_off += (OFF) * (x[c].ds[0] + x[c].ds[1]);                                       \
+    } while (0)
+
+static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    float acc_off = 0;
+    int64_t nc = n / 32, c;
+    switch (t) {
+    case T_Q4_0: case T_Q4_1:
+        for (c = 0; c < nc; c++) {
+            const uint8_t *b = row + c * (t == T_Q4_0 ? 18 : 20);
+            float d = rd16(b), o = t == T_Q4_0 ? -8.0f * d : rd16(b + 2);
+            __m256i q = nibbles16(b + (t == T_Q4_0 ? 2 : 4));
+            ACC1(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), d, o);
+        }
+        break;
+    case T_Q5_0: case T_Q5_1:
+        for (c = 0; c < nc; c++) {
+            const uint8_t *b = row + c * (t == T_Q5_0 ? 22 : 24);
+            int first = t == T_Q5_1 ? 4 : 2;
+            uint32_t qh; memcpy(&qh, b + first, 4);
+            float d = rd16(b), o = t == T_Q5_0 ? -16.0f * d : rd16(b + 2);
+            /* nibbles16 puts element i+16 in byte 16+i: the high bits follow the same order */
+            __m256i q = _mm256_or_si256(nibbles16(b + first + 4), bits_to_bytes(qh));
+            ACC1(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), d, o);
+        }
+        break;
+    case T_Q8_0:
+        for (c = 0; c < nc; c++) {
+            const uint8_t *b = row + c * 34;
+            float d = rd16(b);
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_s8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q))),
+                                  _mm256_set1_ps(x[c].d * d), acc);
+        }
+        break;
+    case T_IQ4_NL: {
+        const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+        for (c = 0; c < nc; c++) {
+            const uint8_t *b = row + c * 18;
+            float d = rd16(b);
+            __m256i q = _mm256_shuffle_epi8(lut, nibbles16(b + 2));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_s8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q))),
+                                  _mm256_set1_ps(x[c].d * d), acc);
+        }
+        break;
+    }
+    case T_Q4_K: case T_Q5_K:
+        for (c = 0; c < nc; c++) {
+            int j = (int)(c % 8), s, m;
+            const uint8_t *b = row + (c / 8) * (t == T_Q4_K ? 144 : 176);
+            float d = rd16(b), dmin = rd16(b + 2);
+            k4_scale_min(j, b + 4, &s, &m);
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(b + (t == T_Q4_K ? 16 : 48) + 32 * (j / 2)));
+            __m256i q = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(raw, 4) : raw, _mm256_set1_epi8(15));
+            if (t == T_Q5_K) {
+                __m256i hb = _mm256_loadu_si256((const __m256i *)(b + 16));
+                __m256i bit = _mm256_set1_epi8((char)(1 << j));
+                __m256i on = _mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit);
+                q = _mm256_or_si256(q, _mm256_and_si256(on, _mm256_set1_epi8(16)));
+            }
+            float sc = d * (float)s, o = -dmin * (float)m;
+            ACC1(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), sc, o);
+        }
+        break;
+    case T_Q6_K:
+        for (c = 0; c < nc; c++) {
+            int j = (int)(c % 8), k = j % 4;
+            const uint8_t *b = row + (c / 8) * 210;
+            const uint8_t *ql = b + 64 * (j / 4) + (k & 1) * 32, *qh = b + 128 + 32 * (j / 4);
+            const int8_t *scales = (const int8_t *)(b + 192) + 8 * (j / 4) + 2 * k;
+            float d = rd16(b + 208);
+            __m256i lo = _mm256_loadu_si256((const __m256i *)ql);
+            lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(lo, 4) : lo, _mm256_set1_epi8(15));
+            __m256i hi = _mm256_loadu_si256((const __m256i *)qh);
+            hi = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * k), _mm256_set1_epi8(3));
+            __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+            float s0 = d * (float)scales[0], s1 = d * (float)scales[1];
+            ACC(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), s0, s1, -32.0f * s0, -32.0f * s1);
+        }
+        break;
+    default: {  /* Q2_K, Q3_K, IQ4_XS: the scalar decoder, the products in SIMD */
+        int bs = block_size(t), bb = block_bytes(t), chunks = bs / 32, q[32];
+        float sc[2], off[2];
+        int8_t q8[32];
+        for (c = 0; c < nc; c++) {
+            int sgn = decode_chunk(t, row + (c / chunks) * bb, (int)(c % chunks), q, sc, off);
+            for (int i = 0; i < 32; i++) q8[i] = (int8_t)q[i];
+            __m256i qv = _mm256_loadu_si256((const __m256i *)q8);
+            __m256i xv = _mm256_loadu_si256((const __m256i *)x[c].q);
+            ACC(sgn ? dot_s8s8(qv, xv) : dot_u8s8(qv, xv), sc[0], sc[1], off[0], off[1]);
+        }
+    }
+    }
+    return hsum(acc) + acc_off;
+}
+#undef ACC
+#undef ACC1
+#endif
+
+/* ---- float vectors (attention, F32/F16 rows): eight running sums, so the compiler or the
+ * SIMD path may keep them in one register ---- */
+
+static inline float vec_dot(const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX2__)
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float acc = hsum(_mm256_add_ps(acc0, acc1));
+#else
+    float part[8] = {0};
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) part[k] += a[i + k] * b[i + k];
+    float acc = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+#endif
+    for (; i < n; i++) acc += a[i] * b[i];
+    return acc;
+}
+
+#if defined(__AVX2__)
+/* e^x for 8 floats: 2^k · p(r) with x = k ln2 + r, |r| ≤ ln2/2, p the degree-6 Taylor polynomial
+ * (relative error below 2e-7 over the float range; 0 below −87, +inf above 88). */
+static inline __m256 exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.0f), lo = _mm256_set1_ps(-87.0f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);  /* ln 2 in two parts (Cody–Waite) */
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+#endif
+
+/* x[i] = e^(x[i] − shift); returns their sum */
+static inline float exp_shifted(float *x, int64_t n, float shift) {
+    int64_t i = 0;
+    float sum = 0;
+#if defined(__AVX2__)
+    __m256 acc = _mm256_setzero_ps(), sh = _mm256_set1_ps(shift);
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), sh));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    sum = hsum(acc);
+#endif
+    for (; i < n; i++) { x[i] = expf(x[i] - shift); sum += x[i]; }
+    return sum;
+}
+
+/* g[i] = silu(g[i]) · u[i] */
+static inline void silu_mul(float *g, const float *u, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX2__)
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(g + i);
+        __m256 den = _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, v)));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(v, den), _mm256_loadu_ps(u + i)));
+    }
+#endif
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* y += w * x */
+static inline void vec_axpy(float *y, float w, const float *x, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX2__)
+    __m256 wv = _mm256_set1_ps(w);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+#endif
+    for (; i < n; i++) y[i] += w * x[i];
+}
+
+static inline float vec_dot_f16(const uint8_t *row, const float *x, int64_t n) {
+    int64_t i = 0;
+    float acc = 0;
+#if defined(__AVX2__) && defined(__F16C__)
+    __m256 a = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8)
+        a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i))), _mm256_loadu_ps(x + i), a);
+    acc = hsum(a);
+#endif
+    for (; i < n; i++) acc += rd16(row + 2 * i) * x[i];
+    return acc;
+}
+
+/* The dot product of a stored row with quantized activations (block formats) or with float
+ * activations (F32, F16 rows). */
+static inline float dot_row(int t, const uint8_t *row, const a8_t *xq, const float *xf, int64_t n) {
+    if (t == T_F32) return vec_dot((const float *)row, xf, n);
+    if (t == T_F16) return vec_dot_f16(row, xf, n);
+#if defined(__AVX2__)
+    return dot_avx2(t, row, xq, n);
+#else
+    return dot_portable(t, row, xq, n);
+#endif
+}
+
+#endif

@@ -1,0 +1,560 @@
+/* The native decoder of Llama-family models (Llama, Mistral within its window, Qwen2, Qwen3)
+ * over GGML block formats: weights read in place (a memory-mapped GGUF file), activations
+ * quantized to 8 bits per 32 values before each product (blocks.h), a float32 key/value cache,
+ * and every product split by rows over the thread pool (pool.h). The same arithmetic as
+ * llama.cpp's graph for these families: RMS norms, rotary embedding (pairs of neighbours for
+ * llama/mistral files, whose Q/K rows llama.cpp's converter permuted; halves for qwen), grouped
+ * query attention, SiLU-gated MLP. A row's dot product is computed whole by one thread, so the
+ * results do not depend on the thread count. */
+
+#ifndef QUANTA_ENGINE_H
+#define QUANTA_ENGINE_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "blocks.h"
+#include "pool.h"
+
+typedef struct { int type; const uint8_t *data; int64_t rows, cols, row_bytes; } mat_t;
+
+enum { M_Q, M_K, M_V, M_O, M_GATE, M_UP, M_DOWN, M_COUNT };
+enum { V_ATTN_NORM, V_FFN_NORM, V_Q_NORM, V_K_NORM, V_BQ, V_BK, V_BV, V_COUNT };
+
+typedef struct { mat_t m[M_COUNT]; const float *v[V_COUNT]; } layer_t;
+
+typedef struct {
+    int n_layer, n_embd, n_head, n_kv, head_dim, n_ff, n_vocab, max_len, neox, threads, window;
+    float eps, scale;
+    mat_t embd, output;
+    const float *out_norm;
+    layer_t *layers;
+    int pos;
+    float *k_cache, *v_cache, *cos, *sin;
+    int cap;  /* tokens the scratch holds */
+    float *x, *xn, *q, *k, *v, *att, *g, *u, *scores;
+    a8_t *xq;
+} model_t;
+
+/* ---- products ---- */
+
+static int needs_q8(const mat_t *m) { return m->type != T_F32 && m->type != T_F16; }
+
+typedef struct {
+    int n;                      /* matrices */
+    const mat_t *m[3];
+    float *y[3];                /* (T, rows) each */
+    const a8_t *xq; const float *xf;
+    int T; int64_t cols;
+    /* several tokens: the activations once more, contiguous per token (tiled kernels) */
+    const int8_t *xp;           /* (T, cols) codes */
+    const float *dx;            /* (T, cols / 32, 8): each chunk's step, 8 times */
+    const float *ds;            /* (T, cols / 32, 2): each half's step × sum */
+} mm_task_t;
+
+#if defined(__AVX2__)
+/* Several tokens at once (prefill): each tile of 16 rows is decoded once (the scalar decoders:
+ * their cost is shared by every token) into 8-bit codes, a scale vector per chunk (lanes 0-3:
+ * the first half's scale, 4-7: the second's) and the offsets; then 2 rows × 4 tokens are
+ * multiplied per pass, their partial sums in registers (with AVX-512: two chunks per vector).
+ *
+ * With VNNI (no 16-bit saturation) the activations are stored plus 128 as unsigned bytes and
+ * the weights as signed codes, the formats' fixed offsets (Q4_0's −8, Q5_0's −16, Q3_K's −4,
+ * Q6_K's −32) moved into the codes: Σ w (x + 128) − 128 Σ w is the product, and −128 Σ w (per
+ * group of 4, the instruction's lanes) is each row chunk's starting value, so a product costs
+ * one instruction. Only the formats with minimums (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) keep an offset
+ * term: one float dot product per row and token (minimums · the activations' half sums).
+ * Without VNNI the codes stay as stored and signed ones are multiplied by sign. */
+#define TILE 16
+#if defined(__AVX512VNNI__) || defined(__AVXVNNI__)
+#define UNSIGNED_X 1
+#else
+#define UNSIGNED_X 0
+#endif
+
+/* the fixed offset a format's codes carry, in steps (0: none, or minimums kept apart) */
+static inline int code_shift(int t) {
+    switch (t) {
+    case T_Q4_0: return -8;
+    case T_Q5_0: return -16;
+    case T_Q6_K: return -32;
+    case T_Q3_K: return -4;
+    default: return 0;
+    }
+}
+
+typedef struct {
+    int8_t *codes;    /* (rows, nc, 32) */
+    float *scales;    /* (rows, nc, 8) */
+    int32_t *start;   /* (rows, nc, 8): each lane's starting value (VNNI) */
+    float *mins;      /* (rows, nc, 2) */
+    int sgn, has_mins;
+} tile_t;
+
+static void decode_tile(const mat_t *m, int64_t base, int rows, int64_t nc, tile_t *tl) {
+    int chunks = block_size(m->type) / 32, bb = block_bytes(m->type), q[32];
+    int shift = UNSIGNED_X ? code_shift(m->type) : 0;
+    tl->has_mins = 0;
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = m->data + (base + r) * m->row_bytes;
+        for (int64_t c = 0; c < nc; c++) {
+            float sc[2], off[2];
+            int64_t at = r * nc + c;
+            tl->sgn = decode_chunk(m->type, row + (c / chunks) * bb, (int)(c % chunks), q, sc, off);
+            int8_t *dst = tl->codes + at * 32;
+            for (int i = 0; i < 32; i++) dst[i] = (int8_t)(q[i] + shift);
+            for (int lane = 0; lane < 8; lane++)
+                tl->start[at * 8 + lane] = -128 * (dst[4 * lane] + dst[4 * lane + 1] + dst[4 * lane + 2] + dst[4 * lane + 3]);
+            _mm256_store_ps(tl->scales + at * 8, halves(sc[0], sc[1]));
+            for (int h = 0; h < 2; h++) {
+                tl->mins[at * 2 + h] = off[h] - (float)shift * sc[h];
+                tl->has_mins |= tl->mins[at * 2 + h] != 0.0f;
+            }
+        }
+    }
+}
+
+static inline __m256i tile_dot(__m256i w, __m256i x, __m256i start, int sgn) {
+#if UNSIGNED_X
+    (void)sgn;
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(start, x, w);
+#else
+    return _mm256_dpbusd_avx_epi32(start, x, w);
+#endif
+#else
+    (void)start;
+    return sgn ? dot_s8s8(w, x) : dot_u8s8(w, x);
+#endif
+}
+
+/* rows r, r+1 of the tile × tokens tok..tok+3 */
+static inline void tile_2x4(const mm_task_t *t, int64_t nc, const tile_t *tl, int r, int tok, float out[2][4]) {
+    int64_t c = 0;
+    const int8_t *codes = tl->codes;
+    const float *scales = tl->scales;
+    const int32_t *start = tl->start;
+    __m256 acc[2][4];
+    for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    __m512 wide[2][4];
+    for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) wide[i][j] = _mm512_setzero_ps();
+    for (; c + 2 <= nc; c += 2) {  /* unaligned loads: a row of an odd chunk count starts mid-line */
+        int64_t a0 = r * nc + c, a1 = (r + 1) * nc + c;
+        __m512i w0 = _mm512_loadu_si512((const void *)(codes + a0 * 32));
+        __m512i w1 = _mm512_loadu_si512((const void *)(codes + a1 * 32));
+        __m512i z0 = _mm512_loadu_si512((const void *)(start + a0 * 8));
+        __m512i z1 = _mm512_loadu_si512((const void *)(start + a1 * 8));
+        __m512 s0 = _mm512_loadu_ps(scales + a0 * 8), s1 = _mm512_loadu_ps(scales + a1 * 8);
+        for (int j = 0; j < 4; j++) {
+            __m512i xv = _mm512_loadu_si512((const void *)(t->xp + ((int64_t)(tok + j) * nc + c) * 32));
+            __m512 d = _mm512_loadu_ps(t->dx + ((int64_t)(tok + j) * nc + c) * 8);
+            __m512i p0 = _mm512_dpbusd_epi32(z0, xv, w0);
+            __m512i p1 = _mm512_dpbusd_epi32(z1, xv, w1);
+            wide[0][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_mul_ps(s0, d), wide[0][j]);
+            wide[1][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_mul_ps(s1, d), wide[1][j]);
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++)
+            acc[i][j] = _mm256_add_ps(_mm512_castps512_ps256(wide[i][j]),
+                                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(wide[i][j]), 1)));
+#endif
+    for (; c < nc; c++) {
+        int64_t a0 = r * nc + c, a1 = (r + 1) * nc + c;
+        __m256i w0 = _mm256_load_si256((const __m256i *)(codes + a0 * 32));
+        __m256i w1 = _mm256_load_si256((const __m256i *)(codes + a1 * 32));
+        __m256i z0 = _mm256_load_si256((const __m256i *)(start + a0 * 8));
+        __m256i z1 = _mm256_load_si256((const __m256i *)(start + a1 * 8));
+        __m256 s0 = _mm256_load_ps(scales + a0 * 8), s1 = _mm256_load_ps(scales + a1 * 8);
+        for (int j = 0; j < 4; j++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(t->xp + ((int64_t)(tok + j) * nc + c) * 32));
+            __m256 d = _mm256_loadu_ps(t->dx + ((int64_t)(tok + j) * nc + c) * 8);
+            acc[0][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tile_dot(w0, xv, z0, tl->sgn)), _mm256_mul_ps(s0, d), acc[0][j]);
+            acc[1][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tile_dot(w1, xv, z1, tl->sgn)), _mm256_mul_ps(s1, d), acc[1][j]);
+        }
+    }
+    for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) out[i][j] = hsum(acc[i][j]);
+}
+
+static float tile_1x1(const mm_task_t *t, int64_t nc, const tile_t *tl, int r, int tok) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+        int64_t at = r * nc + c;
+        __m256i w = _mm256_load_si256((const __m256i *)(tl->codes + at * 32));
+        __m256i z = _mm256_load_si256((const __m256i *)(tl->start + at * 8));
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(t->xp + ((int64_t)tok * nc + c) * 32));
+        __m256 d = _mm256_loadu_ps(t->dx + ((int64_t)tok * nc + c) * 8);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tile_dot(w, xv, z, tl->sgn)),
+                              _mm256_mul_ps(_mm256_load_ps(tl->scales + at * 8), d), acc);
+    }
+    return hsum(acc);
+}
+
+static void mm_rows_tiled(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
+    const mat_t *m = t->m[k];
+    int64_t nc = t->cols / 32;
+    int T = t->T;
+    tile_t tl;
+    tl.codes = (int8_t *)aligned_alloc(64, (size_t)TILE * nc * 32 + 64);
+    tl.scales = (float *)aligned_alloc(64, sizeof(float) * TILE * nc * 8 + 64);
+    tl.start = (int32_t *)aligned_alloc(64, sizeof(int32_t) * TILE * nc * 8 + 64);
+    tl.mins = (float *)malloc(sizeof(float) * TILE * nc * 2);
+    if (!tl.codes || !tl.scales || !tl.start || !tl.mins) {
+        free(tl.codes); free(tl.scales); free(tl.start); free(tl.mins);
+        return;
+    }
+    float *y = t->y[k];
+    for (int64_t base = r0; base < r1; base += TILE) {
+        int rows = (int)(base + TILE < r1 ? TILE : r1 - base);
+        decode_tile(m, base, rows, nc, &tl);
+#define MINS(R, TOK) (tl.has_mins ? vec_dot(tl.mins + (R) * nc * 2, t->ds + (int64_t)(TOK) * nc * 2, nc * 2) : 0.0f)
+        int r = 0;
+        for (; r + 2 <= rows; r += 2) {
+            int tok = 0;
+            for (; tok + 4 <= T; tok += 4) {
+                float out[2][4];
+                tile_2x4(t, nc, &tl, r, tok, out);
+                for (int i = 0; i < 2; i++)
+                    for (int j = 0; j < 4; j++) y[(int64_t)(tok + j) * m->rows + base + r + i] = out[i][j] + MINS(r + i, tok + j);
+            }
+            for (; tok < T; tok++)
+                for (int i = 0; i < 2; i++)
+                    y[(int64_t)tok * m->rows + base + r + i] = tile_1x1(t, nc, &tl, r + i, tok) + MINS(r + i, tok);
+        }
+        for (; r < rows; r++)
+            for (int tok = 0; tok < T; tok++) y[(int64_t)tok * m->rows + base + r] = tile_1x1(t, nc, &tl, r, tok) + MINS(r, tok);
+#undef MINS
+    }
+    free(tl.codes); free(tl.scales); free(tl.start); free(tl.mins);
+}
+#endif
+
+static void mm_rows(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
+    const mat_t *m = t->m[k];
+    int64_t nb = t->cols / 32;
+#if defined(__AVX2__)
+    if (t->xp && needs_q8(m)) { mm_rows_tiled(t, k, r0, r1); return; }
+#endif
+    for (int64_t base = r0; base < r1; base += 16) {
+        int64_t end = base + 16 < r1 ? base + 16 : r1;
+        for (int tok = 0; tok < t->T; tok++) {
+            const a8_t *xq = t->xq ? t->xq + tok * nb : NULL;
+            const float *xf = t->xf + tok * t->cols;
+            float *y = t->y[k] + (int64_t)tok * m->rows;
+            for (int64_t r = base; r < end; r++)
+                y[r] = dot_row(m->type, m->data + r * m->row_bytes, xq, xf, t->cols);
+        }
+    }
+}
+
+static void mm_worker(void *ctx, int ith, int nth) {
+    const mm_task_t *t = (const mm_task_t *)ctx;
+    int64_t total = 0;
+    for (int k = 0; k < t->n; k++) total += t->m[k]->rows;
+    /* rows split in runs of 16 (whole cache lines of the output for one token) */
+    int64_t units = (total + 15) / 16, u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
+    int64_t a = u0 * 16, b = u1 * 16 < total ? u1 * 16 : total, off = 0;
+    for (int k = 0; k < t->n && a < b; k++) {
+        int64_t rows = t->m[k]->rows;
+        int64_t lo = a > off ? a - off : 0, hi = b - off < rows ? b - off : rows;
+        if (lo < hi) mm_rows(t, k, lo, hi);
+        off += rows;
+    }
+}
+
+
+typedef struct { const float *x; a8_t *out; int64_t cols; int T; int8_t *xp; float *dx, *ds; } q8_task_t;
+
+static void q8_worker(void *ctx, int ith, int nth) {
+    const q8_task_t *t = (const q8_task_t *)ctx;
+    int64_t nc = t->cols / 32;
+    for (int tok = ith; tok < t->T; tok += nth) {
+        a8_t *a = t->out + tok * nc;
+        quantize_activations(t->x + (int64_t)tok * t->cols, a, t->cols);
+        if (!t->xp) continue;
+        for (int64_t c = 0; c < nc; c++) {
+            int8_t *xp = t->xp + ((int64_t)tok * nc + c) * 32;
+#if defined(__AVX512VNNI__) || defined(__AVXVNNI__)
+            for (int i = 0; i < 32; i++) xp[i] = (int8_t)(uint8_t)(a[c].q[i] + 128);  /* unsigned, see the tiles */
+#else
+            memcpy(xp, a[c].q, 32);
+#endif
+            for (int i = 0; i < 8; i++) t->dx[((int64_t)tok * nc + c) * 8 + i] = a[c].d;
+            t->ds[((int64_t)tok * nc + c) * 2] = a[c].ds[0];
+            t->ds[((int64_t)tok * nc + c) * 2 + 1] = a[c].ds[1];
+        }
+    }
+}
+
+/* y_k = x · m_k^T for up to three matrices of the same width (one dispatch). */
+static void matmul(int n, const mat_t **m, float **y, const float *x, a8_t *scratch, int T) {
+    mm_task_t t = {0};
+    t.n = n; t.xf = x; t.T = T; t.cols = m[0]->cols;
+    for (int k = 0; k < n; k++) { t.m[k] = m[k]; t.y[k] = y[k]; }
+    int q8 = 0;
+    for (int k = 0; k < n; k++) q8 |= needs_q8(m[k]);
+    int8_t *xp = NULL;
+    float *dx = NULL, *ds = NULL;
+    if (q8) {
+        q8_task_t q = {x, scratch, t.cols, T, NULL, NULL, NULL};
+#if defined(__AVX2__)
+        if (T >= 4) {  /* the tiled kernels' contiguous copies */
+            int64_t nc = t.cols / 32;
+            xp = (int8_t *)malloc((size_t)T * t.cols + 64);
+            dx = (float *)malloc(sizeof(float) * T * nc * 8 + 64);
+            ds = (float *)malloc(sizeof(float) * T * nc * 2);
+            if (xp && dx && ds) { q.xp = xp; q.dx = dx; q.ds = ds; }
+        }
+#endif
+        if (T > 1) pool_run(q8_worker, &q); else q8_worker(&q, 0, 1);
+        t.xq = scratch; t.xp = q.xp; t.dx = q.dx; t.ds = q.ds;
+    }
+    pool_run(mm_worker, &t);
+    free(xp); free(dx); free(ds);
+}
+
+/* ---- the model ---- */
+
+static void rms_norm(const float *x, const float *w, float *out, int64_t n, float eps) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+}
+
+static void rope(model_t *md, float *v, int pos) {
+    int half = md->head_dim / 2;
+    const float *c = md->cos + (int64_t)pos * half, *s = md->sin + (int64_t)pos * half;
+    for (int i = 0; i < half; i++) {
+        int a = md->neox ? i : 2 * i, b = md->neox ? i + half : 2 * i + 1;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c[i] - x1 * s[i];
+        v[b] = x0 * s[i] + x1 * c[i];
+    }
+}
+
+#if defined(__AVX2__)
+/* out[0..3] = q · rows[0..3] (rows of n floats, n a multiple of 8): four sums side by side,
+ * reduced together. */
+static inline void dot4(const float *q, const float *rows, int n, float *out) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int i = 0; i < n; i += 8) {
+        __m256 qv = _mm256_loadu_ps(q + i);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows + i), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows + n + i), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows + 2 * n + i), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows + 3 * n + i), a3);
+    }
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+#endif
+
+/* out (n floats) = Σ_s w[s] · rows[s] (rows of n floats): eight outputs at a time held in a
+ * register over every row, not stored and reloaded per row. */
+static void weighted_rows(float *out, const float *w, const float *rows, int count, int n) {
+    int i = 0;
+#if defined(__AVX2__)
+    for (; i + 64 <= n; i += 64) {  /* eight independent sums: the adds' latency hidden */
+        __m256 a[8];
+        for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+        for (int s = 0; s < count; s++) {
+            __m256 ws = _mm256_broadcast_ss(w + s);
+            const float *row = rows + (int64_t)s * n + i;
+            for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(row + 8 * k), a[k]);
+        }
+        for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + i + 8 * k, a[k]);
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (int s = 0; s < count; s++) {
+            __m256 ws = _mm256_broadcast_ss(w + s);
+            a0 = _mm256_fmadd_ps(ws, _mm256_loadu_ps(rows + (int64_t)s * n + i), a0);
+            a1 = _mm256_fmadd_ps(ws, _mm256_loadu_ps(rows + (int64_t)s * n + i + 8), a1);
+        }
+        _mm256_storeu_ps(out + i, a0);
+        _mm256_storeu_ps(out + i + 8, a1);
+    }
+#endif
+    for (int k = i; k < n; k++) out[k] = 0;
+    for (int s = 0; s < count; s++) vec_axpy(out + i, w[s], rows + (int64_t)s * n + i, n - i);
+}
+
+typedef struct { model_t *md; int layer, T; } att_task_t;
+
+static void att_worker(void *ctx, int ith, int nth) {
+    att_task_t *t = (att_task_t *)ctx;
+    model_t *md = t->md;
+    int hd = md->head_dim, group = md->n_head / md->n_kv, qd = md->n_head * hd;
+    float *scores = md->scores + (int64_t)ith * md->max_len;
+    for (int item = ith; item < t->T * md->n_head; item += nth) {
+        int tok = item / md->n_head, h = item % md->n_head, kvh = h / group, len = md->pos + tok + 1;
+        int first = md->window > 0 && len > md->window ? len - md->window : 0;  /* a sliding window */
+        const float *q = md->q + (int64_t)tok * qd + h * hd;
+        const float *kc = md->k_cache + (((int64_t)t->layer * md->n_kv + kvh) * md->max_len) * hd;
+        const float *vc = md->v_cache + (((int64_t)t->layer * md->n_kv + kvh) * md->max_len) * hd;
+        float mx = -INFINITY;
+        int s = first;
+#if defined(__AVX2__)
+        if (hd % 8 == 0)
+            for (; s + 4 <= len; s += 4) dot4(q, kc + (int64_t)s * hd, hd, scores + s);
+#endif
+        for (; s < len; s++) scores[s] = vec_dot(q, kc + (int64_t)s * hd, hd);
+        for (s = first; s < len; s++) {
+            scores[s] *= md->scale;
+            mx = scores[s] > mx ? scores[s] : mx;
+        }
+        float sum = exp_shifted(scores + first, len - first, mx);
+        float inv = 1.0f / sum, *out = md->att + (int64_t)tok * qd + h * hd;
+        for (int s = first; s < len; s++) scores[s] *= inv;
+        weighted_rows(out, scores + first, vc + (int64_t)first * hd, len - first, hd);
+    }
+}
+
+static void model_free(model_t *md) {
+    if (!md) return;
+    free(md->layers); free(md->k_cache); free(md->v_cache); free(md->cos); free(md->sin);
+    free(md->x); free(md->xn); free(md->q); free(md->k); free(md->v); free(md->att);
+    free(md->g); free(md->u); free(md->scores); free(md->xq);
+    free(md);
+}
+
+/* ints: n_layer, n_embd, n_head, n_kv, head_dim, n_ff, n_vocab, max_len, neox, threads, sliding window
+ * (0: none);
+ * floats: eps, attention scale, rotary attention factor; inv_freq: head_dim/2 frequencies. */
+static model_t *model_new(const int *ints, const float *floats, const float *inv_freq) {
+    model_t *md = (model_t *)calloc(1, sizeof(model_t));
+    if (!md) return NULL;
+    md->n_layer = ints[0]; md->n_embd = ints[1]; md->n_head = ints[2]; md->n_kv = ints[3];
+    md->head_dim = ints[4]; md->n_ff = ints[5]; md->n_vocab = ints[6]; md->max_len = ints[7];
+    md->neox = ints[8]; md->window = ints[10];
+    int threads = md->threads = pool_start(ints[9]);
+    md->eps = floats[0]; md->scale = floats[1];
+    int half = md->head_dim / 2;
+    int64_t kv = (int64_t)md->n_layer * md->n_kv * md->max_len * md->head_dim;
+    md->layers = (layer_t *)calloc(md->n_layer, sizeof(layer_t));
+    md->k_cache = (float *)calloc(kv, sizeof(float));
+    md->v_cache = (float *)calloc(kv, sizeof(float));
+    md->cos = (float *)malloc(sizeof(float) * md->max_len * half);
+    md->sin = (float *)malloc(sizeof(float) * md->max_len * half);
+    md->scores = (float *)malloc(sizeof(float) * md->max_len * threads);
+    if (!md->layers || !md->k_cache || !md->v_cache || !md->cos || !md->sin || !md->scores) {
+        model_free(md); return NULL;
+    }
+    for (int p = 0; p < md->max_len; p++)
+        for (int i = 0; i < half; i++) {
+            float a = (float)p * inv_freq[i];
+            md->cos[(int64_t)p * half + i] = cosf(a) * floats[2];
+            md->sin[(int64_t)p * half + i] = sinf(a) * floats[2];
+        }
+    return md;
+}
+
+static int reserve(model_t *md, int T) {
+    if (T <= md->cap) return 0;
+    int64_t e = md->n_embd, qd = (int64_t)md->n_head * md->head_dim, kd = (int64_t)md->n_kv * md->head_dim;
+    int64_t f = md->n_ff, widest = e > f ? e : f;
+    widest = widest > qd ? widest : qd;
+    float **bufs[] = {&md->x, &md->xn, &md->q, &md->k, &md->v, &md->att, &md->g, &md->u};
+    int64_t sizes[] = {e, widest, qd, kd, kd, qd, f, f};
+    for (int i = 0; i < 8; i++) {
+        float *p = (float *)realloc(*bufs[i], sizeof(float) * sizes[i] * T);
+        if (!p) return -1;
+        *bufs[i] = p;
+    }
+    a8_t *q = (a8_t *)realloc(md->xq, sizeof(a8_t) * (widest / 32 + 1) * T);
+    if (!q) return -1;
+    md->xq = q;
+    md->cap = T;
+    return 0;
+}
+
+static void add_bias(float *y, const float *b, int T, int64_t n) {
+    if (!b) return;
+    for (int t = 0; t < T; t++) for (int64_t i = 0; i < n; i++) y[t * n + i] += b[i];
+}
+
+static void attention_inputs(model_t *md, const layer_t *L, int l, int T) {
+    int hd = md->head_dim;
+    int64_t qd = (int64_t)md->n_head * hd, kd = (int64_t)md->n_kv * hd;
+    add_bias(md->q, L->v[V_BQ], T, qd); add_bias(md->k, L->v[V_BK], T, kd); add_bias(md->v, L->v[V_BV], T, kd);
+    for (int t = 0; t < T; t++) {
+        int p = md->pos + t;
+        for (int h = 0; h < md->n_head; h++) {
+            float *qh = md->q + t * qd + (int64_t)h * hd;
+            if (L->v[V_Q_NORM]) rms_norm(qh, L->v[V_Q_NORM], qh, hd, md->eps);
+            rope(md, qh, p);
+        }
+        for (int h = 0; h < md->n_kv; h++) {
+            float *kh = md->k + t * kd + (int64_t)h * hd;
+            if (L->v[V_K_NORM]) rms_norm(kh, L->v[V_K_NORM], kh, hd, md->eps);
+            rope(md, kh, p);
+            int64_t at = (((int64_t)l * md->n_kv + h) * md->max_len + p) * hd;
+            memcpy(md->k_cache + at, kh, sizeof(float) * hd);
+            memcpy(md->v_cache + at, md->v + t * kd + (int64_t)h * hd, sizeof(float) * hd);
+        }
+    }
+}
+
+static void block(model_t *md, int l, int T) {
+    const layer_t *L = md->layers + l;
+    int64_t e = md->n_embd, f = md->n_ff;
+    for (int t = 0; t < T; t++) rms_norm(md->x + t * e, L->v[V_ATTN_NORM], md->xn + t * e, e, md->eps);
+    const mat_t *qkv[3] = {&L->m[M_Q], &L->m[M_K], &L->m[M_V]};
+    float *outs[3] = {md->q, md->k, md->v};
+    matmul(3, qkv, outs, md->xn, md->xq, T);
+    attention_inputs(md, L, l, T);
+    att_task_t at = {md, l, T};
+    pool_run(att_worker, &at);
+    const mat_t *o[1] = {&L->m[M_O]};
+    float *xo[1] = {md->xn};
+    matmul(1, o, xo, md->att, md->xq, T);
+    for (int64_t i = 0; i < T * e; i++) md->x[i] += md->xn[i];
+    for (int t = 0; t < T; t++) rms_norm(md->x + t * e, L->v[V_FFN_NORM], md->xn + t * e, e, md->eps);
+    const mat_t *gu[2] = {&L->m[M_GATE], &L->m[M_UP]};
+    float *gus[2] = {md->g, md->u};
+    matmul(2, gu, gus, md->xn, md->xq, T);
+    silu_mul(md->g, md->u, T * f);
+    const mat_t *dn[1] = {&L->m[M_DOWN]};
+    float *xd[1] = {md->xn};
+    matmul(1, dn, xd, md->g, md->xq, T);
+    for (int64_t i = 0; i < T * e; i++) md->x[i] += md->xn[i];
+}
+
+/* Run T tokens after what the cache holds; the logits of the last (all = 0) or of every token
+ * (all = 1) into out. Returns 0, or -1 when the cache is full or memory runs out. */
+static int model_forward(model_t *md, const int32_t *ids, int T, int all, float *out) {
+    if (T < 1 || md->pos + T > md->max_len) return -1;
+    if (reserve(md, T) != 0) return -1;
+    pool_start(md->threads);  /* the pool is shared: another model may have resized it */
+    int64_t e = md->n_embd;
+    for (int t = 0; t < T; t++) {
+        if (ids[t] < 0 || ids[t] >= md->n_vocab) return -2;
+        dequantize_row(md->embd.type, md->embd.data + (int64_t)ids[t] * md->embd.row_bytes, md->x + t * e, e);
+    }
+    for (int l = 0; l < md->n_layer; l++) block(md, l, T);
+    int first = all ? 0 : T - 1, n = T - first;
+    for (int t = 0; t < n; t++) rms_norm(md->x + (first + t) * e, md->out_norm, md->xn + t * e, e, md->eps);
+    const mat_t *h[1] = {&md->output};
+    float *y[1] = {out};
+    matmul(1, h, y, md->xn, md->xq, n);
+    md->pos += T;
+    return 0;
+}
+
+/* One matrix times T rows of x (tests, and any caller with a single product). */
+static int matmul_rows(int type, const uint8_t *data, int64_t rows, int64_t cols, int64_t row_bytes,
+                       const float *x, int T, float *y) {
+    mat_t m = {type, data, rows, cols, row_bytes};
+    const mat_t *ms[1] = {&m};
+    float *ys[1] = {y};
+    a8_t *scratch = (a8_t *)malloc(sizeof(a8_t) * (cols / 32 + 1) * (T > 0 ? T : 1));
+    if (!scratch) return -1;
+    matmul(1, ms, ys, x, scratch, T);
+    free(scratch);
+    return 0;
+}
+
+#endif
