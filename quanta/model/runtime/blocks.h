@@ -79,6 +79,14 @@ static inline void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
     else { *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
 }
 
+/* IQ4_XS chunk j of the block at b: its step and its 16 bytes of nibbles */
+static inline void iq4xs_chunk(const uint8_t *b, int j, float *d, const uint8_t **qs) {
+    uint16_t sh; memcpy(&sh, b + 2, 2);
+    int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 15) | (((sh >> (2 * j)) & 3) << 4);
+    *d = rd16(b) * (float)(ls - 32);
+    *qs = b + 8 + 16 * j;
+}
+
 static inline void q3k_scales(const uint8_t *s, int8_t out[16]) {
     for (int j = 0; j < 4; j++) {
         out[j] = (int8_t)(((s[j] & 0xF) | (((s[8 + j] >> 0) & 3) << 4)) - 32);
@@ -165,12 +173,11 @@ static inline int decode_chunk(int t, const uint8_t *b, int j, int q[32], float 
         return 0;
     }
     case T_IQ4_XS: {
-        float d = rd16(b);
-        uint16_t sh; memcpy(&sh, b + 2, 2);
-        int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 15) | (((sh >> (2 * j)) & 3) << 4);
-        const uint8_t *qs = b + 8 + 16 * j;
+        float d;
+        const uint8_t *qs;
+        iq4xs_chunk(b, j, &d, &qs);
         for (i = 0; i < 16; i++) { q[i] = IQ4_VALUES[qs[i] & 15]; q[i + 16] = IQ4_VALUES[qs[i] >> 4]; }
-        sc[0] = sc[1] = d * (float)(ls - 32); off[0] = off[1] = 0;
+        sc[0] = sc[1] = d; off[0] = off[1] = 0;
         return 1;
     }
     default:
@@ -345,12 +352,14 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
                                   _mm256_set1_ps(x[c].d * d), acc);
         }
         break;
-    case T_IQ4_NL: {
+    case T_IQ4_NL: case T_IQ4_XS: {
         const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
         for (c = 0; c < nc; c++) {
-            const uint8_t *b = row + c * 18;
-            float d = rd16(b);
-            __m256i q = _mm256_shuffle_epi8(lut, nibbles16(b + 2));
+            float d;
+            const uint8_t *qs;
+            if (t == T_IQ4_NL) { d = rd16(row + c * 18); qs = row + c * 18 + 2; }
+            else iq4xs_chunk(row + (c / 8) * 136, (int)(c % 8), &d, &qs);
+            __m256i q = _mm256_shuffle_epi8(lut, nibbles16(qs));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_s8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q))),
                                   _mm256_set1_ps(x[c].d * d), acc);
         }
@@ -390,7 +399,7 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
             ACC(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), s0, s1, -32.0f * s0, -32.0f * s1);
         }
         break;
-    default: {  /* Q2_K, Q3_K, IQ4_XS: the scalar decoder, the products in SIMD */
+    default: {  /* Q2_K, Q3_K: the scalar decoder, the products in SIMD */
         int bs = block_size(t), bb = block_bytes(t), chunks = bs / 32, q[32];
         float sc[2], off[2];
         int8_t q8[32];
@@ -408,6 +417,7 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
 #undef ACC
 #undef ACC1
 #endif
+
 
 /* ---- float vectors (attention, F32/F16 rows): eight running sums, so the compiler or the
  * SIMD path may keep them in one register ---- */
