@@ -327,6 +327,9 @@ def generate(
           f"(stopped: {rep.stopped})", file=sys.stderr)
     if verbose:
         print(f"decode path: {rep.path}", file=sys.stderr)
+        why = loaded.info.get("native")
+        if loaded.kind == "gguf" and why and not eager:
+            print(f"compiled kernels not used: {why}", file=sys.stderr)
 
 
 @app.command()

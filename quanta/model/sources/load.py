@@ -70,7 +70,7 @@ def load_model(src: str | Path, *, lite: bool = False, verify: bool = True, stre
     if p.is_file():
         if p.suffix.lower() != ".gguf":
             raise InputError(f"{p}: expected a .gguf file or a model folder")
-        why = ""
+        why = "not asked for"
         if native:
             from quanta.model.runtime.native import load_native
 

@@ -103,9 +103,11 @@ def test_an_encoder_or_another_vocabulary_is_no_reference():
 def test_a_damaged_gguf_that_quanta_wrote_is_refused(written, tmp_path):
     gguf = _copy(written[1], tmp_path / "d.gguf")
     _flip(gguf, 2000)
-    with pytest.raises(InputError, match="checksum mismatch"):
-        load_model(gguf)
-    load_model(gguf, verify=False)
+    for native in (False, True):  # the PyTorch model and the mapped file of the compiled kernels
+        with pytest.raises(InputError, match="checksum mismatch"):
+            load_model(gguf, native=native)
+        loaded = load_model(gguf, verify=False, native=native)
+        assert (loaded.info["native"] == "") == native  # "": the kernels run it
 
 
 def test_a_non_finite_evaluation_is_an_error_not_null(written, tmp_path, capsys):

@@ -232,6 +232,8 @@ def test_what_the_kernels_do_not_run_is_named_and_falls_back(tmp_path, capsys):
     )
     gen = json.loads(capsys.readouterr().out)
     assert gen["generated_tokens"] == 3 and "native" not in gen["path"]
+    assert main(["model", "generate", str(path), "ab", "--max-tokens", "2", "--verbose"]) == 0
+    assert "compiled kernels not used: " in capsys.readouterr().err
 
 
 def test_generate_runs_natively_and_greedy_text_matches_the_pytorch_path(tiny_files, capsys):
