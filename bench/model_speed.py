@@ -8,8 +8,9 @@ llama.cpp's ``llama-bench`` (Q8_0, Q4_0 of the same weights), 2 threads, one run
 against ``llama-bench`` on the same files — llama.cpp's Q4_0, Q4_K_M and Q8_0 of the F32 weights and
 quanta's own ``--format gguf`` files (``--bits 4``, ``--type Q4_K_M``) — tg128 and pp512 at 1 and 2
 threads, medians of ``--repeat``; peak RSS against file + KV cache; the KL divergence against the
-F32 weights through the kernels and through the file's dequantized PyTorch model (weights-only,
-``--eager``) over ``--chunks`` windows; whole-process time to first token of ``quanta model
+F32 weights through the kernels, through the file's dequantized PyTorch model (weights-only,
+``--eager``) and through llama.cpp (``llama-perplexity --kl-divergence``: its own activation
+quantization) over ``--chunks`` windows of 512 tokens; whole-process time to first token of ``quanta model
 generate`` on each file (64-token prompt); a plot, ``docs/img/model_kernels.png``.
 
 Weights: ``smollm2-unbinned`` (F32). Each quanta configuration runs in its own process, so its
@@ -260,6 +261,20 @@ def accuracy(path: Path, chunks: int) -> dict:
     return out
 
 
+def llama_kld_base(bins: Path, tmp: Path, chunks: int) -> tuple[Path, Path]:
+    """llama.cpp's reference logits of the F32 weights over ``chunks`` windows of 512 WikiText-2
+    test tokens (``llama-perplexity --kl-divergence-base``; its windows are quanta-ppl/1's) and the text."""
+    from bench.model_frontier import llama
+    from quanta.model.eval.evaluate import wikitext2_test_text
+    from quanta.model.sources import unbinned
+
+    text, base = tmp / "test.txt", tmp / "base.kld"
+    text.write_text(wikitext2_test_text(), encoding="utf-8")
+    llama(bins, "llama-perplexity", "-m", str(unbinned.ensure()), "-f", str(text), "-c", "512", "--chunks",
+          str(chunks), "-t", "2", "--kl-divergence-base", str(base))
+    return base, text
+
+
 def first_token_of(path: Path) -> float:
     """Whole-process seconds of ``quanta model generate FILE`` (about 64 prompt tokens, one new token)."""
     from quanta.model.eval.evaluate import wikitext2_test_text
@@ -275,12 +290,14 @@ def kernels_bench(repeat: int, chunks: int) -> dict:
     """Every file through quanta's kernels and llama-bench, 1 and 2 threads; a table, a plot."""
     from bench._llama_cpp import ensure_built
     from bench._util import machine
+    from bench.model_frontier import llama_kld
     from quanta.render.tables import console, print_table
 
-    bins = ensure_built(("llama-quantize", "llama-bench"))
+    bins = ensure_built(("llama-quantize", "llama-bench", "llama-perplexity"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         files = kernel_files(Path(tmp), bins)
+        base, text = llama_kld_base(bins, Path(tmp), chunks)
         ttft = {name: min(first_token_of(f) for _ in range(repeat)) for name, f in files.items()}
         for name, f in files.items():
             row = {"file": name, "bytes": f.stat().st_size, "first_token_s": ttft[name]}
@@ -295,6 +312,7 @@ def kernels_bench(repeat: int, chunks: int) -> dict:
                 row[f"llama_t{threads}"] = {test: ref[(test, threads)] for test in ("pp512", "tg128")}
             row["llama_peak_rss_mb"] = ref["peak_rss_mb"]
             row["accuracy"] = accuracy(f, chunks)
+            row["accuracy"]["llama_cpp"] = {"kld": llama_kld(bins, f, base, text, chunks)}  # its own kernels
             rows.append(row)
             console.print(f"{name}: tg128 2 threads quanta {row['quanta_t2']['tg128']:.1f} vs llama.cpp "
                           f"{row['llama_t2']['tg128']:.1f} tok/s")
@@ -304,15 +322,16 @@ def kernels_bench(repeat: int, chunks: int) -> dict:
             q, lc = r[f"quanta_t{t}"], r[f"llama_t{t}"]
             acc = r["accuracy"]
             once = [f"{q['peak_rss_mb']:.0f} ({q['file_mb']:.0f} + {q['kv_mb']:.0f} KV)",
-                    f"{acc['native']['kld']:.4f} / {acc['eager']['kld']:.4f}", f"{r['first_token_s']:.2f}"]
+                    f"{acc['native']['kld']:.4f} / {acc['eager']['kld']:.4f} / {acc['llama_cpp']['kld']:.4f}",
+                    f"{r['first_token_s']:.2f}"]
             table.append([r["file"], str(t), f"{q['tg128']:.1f}", f"{lc['tg128']:.1f}",
                           f"{q['tg128'] / lc['tg128']:.2f}×", f"{q['pp512']:.0f}", f"{lc['pp512']:.0f}",
                           f"{q['pp512'] / lc['pp512']:.2f}×", *(once if t == 2 else ["", "", ""])])
     print_table(f"quanta's kernels against llama-bench on the same GGUF files, SmolLM2-135M ({machine()}); "
                 f"medians of {repeat}",
                 ["file", "threads", "tg128 quanta", "tg128 llama.cpp", "ratio", "pp512 quanta",
-                 "pp512 llama.cpp", "ratio", "peak RSS MB (file + KV)", "KLD kernels / weights-only",
-                 "first token s"],
+                 "pp512 llama.cpp", "ratio", "peak RSS MB (file + KV)",
+                 "KLD quanta kernels / weights-only / llama.cpp", "first token s"],
                 table, left=(0,))
     plot_kernels(rows)
     return {"rows": rows, "repeat": repeat, "chunks": chunks}
