@@ -186,15 +186,16 @@ class NativeLM:
         for name in ("embd", "output"):
             if parts[name][2] != cfg.hidden_size:
                 raise Unsupported(f"{name} has {parts[name][2]} columns, the model {cfg.hidden_size}")
+        if parts["output"][1].shape[0] != cfg.vocab_size:
+            raise Unsupported(f"output has {parts['output'][1].shape[0]} rows, the vocabulary "
+                              f"{cfg.vocab_size}")
+        heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
+        if kv_heads < 1 or heads % kv_heads or cfg.head_dim % 2:
+            raise Unsupported(f"{cfg.num_attention_heads} heads over {cfg.num_key_value_heads} key/value "
+                              f"heads of {cfg.head_dim} dimensions")
+        self._check_vector("output_norm.weight", parts["out_norm"], cfg.hidden_size)
         for i in range(cfg.num_hidden_layers):
-            for j, m in enumerate(self._block_matrices(i)):
-                parts[i, "m", j] = m
-            for j, kind in enumerate(VECTORS):
-                name = f"blk.{i}.{kind}" + ("" if kind.endswith(".bias") else ".weight")
-                if name in t:
-                    parts[i, "v", j] = _vector(t[name])
-                elif j < 2:
-                    raise Unsupported(f"no {name} tensor")
+            parts.update(self._collect_block(i))
         extra = [
             n
             for n in t
@@ -239,6 +240,34 @@ class NativeLM:
                 raise Unsupported(f"blk.{i}: no ffn_gate, and ffn_up has {raw.shape[0]} rows, not 2 × {n}")
             out += [(kind, raw[:n], cols), (kind, raw[n:], cols)]
         return [*out, _matrix(self._need(f"blk.{i}.ffn_down.weight"))]
+
+    def _collect_block(self, i: int) -> dict:
+        """Block ``i``'s matrices and vectors, every shape the engine relies on checked: a
+        malformed file is refused, never read past its tensors."""
+        cfg, t = self.config, self.tensors
+        e, ff = cfg.hidden_size, cfg.intermediate_size
+        q, kv = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim
+        shapes = ((q, e), (kv, e), (kv, e), (e, q), (ff, e), (ff, e), (e, ff))
+        lengths = (e, e, cfg.head_dim, cfg.head_dim, q, kv, kv)
+        parts: dict = {}
+        for j, m in enumerate(self._block_matrices(i)):
+            if (m[1].shape[0], m[2]) != shapes[j]:
+                raise Unsupported(f"blk.{i}.{MATRICES[j]} is {m[1].shape[0]} × {m[2]}, the header implies "
+                                  f"{shapes[j][0]} × {shapes[j][1]}")
+            parts[i, "m", j] = m
+        for j, kind in enumerate(VECTORS):
+            name = f"blk.{i}.{kind}" + ("" if kind.endswith(".bias") else ".weight")
+            if name in t:
+                parts[i, "v", j] = self._check_vector(name, _vector(t[name]), lengths[j])
+            elif j < 2:
+                raise Unsupported(f"no {name} tensor")
+        return parts
+
+    @staticmethod
+    def _check_vector(name: str, v: np.ndarray, n: int) -> np.ndarray:
+        if v.shape != (n,):
+            raise Unsupported(f"{name} has {v.size} values, the header implies {n}")
+        return v
 
     def _need(self, name: str) -> Any:
         if name not in self.tensors:

@@ -301,3 +301,14 @@ def test_the_file_is_read_in_place(tiny_files):
     assert isinstance(raw.base, np.ndarray) or raw.base is not None
     assert not raw.flags.owndata and not raw.flags.writeable
     assert Path(lm.path) == files["Q4_0"]
+
+
+def test_a_file_whose_shapes_disagree_with_its_header_is_refused_not_read_past(tmp_path, capsys):
+    m = tiny_llama(seed=5)
+    m.config.intermediate_size = 256  # the header says 256; the matrices hold 128
+    path = write_tiny_gguf(m, tmp_path / "bad.gguf", "Q8_0")
+    why = why_not(path)
+    assert why and "header implies" in why and "ffn_gate" in why
+    assert main(["model", "generate", str(path), "ab", "--max-tokens", "2"]) == 2  # one line, no crash
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
