@@ -294,8 +294,15 @@ def dequantize(codes: Any, qp: QParams, dtype: Any = None) -> Any:
 
 
 def fake_quantize(x: Any, qp: QParams) -> Any:
-    """``dequantize(quantize(x))`` in one pass, in ``x``'s float dtype, without integer codes."""
+    """``dequantize(quantize(x))`` in one pass, in ``x``'s float dtype, without integer codes
+    (grids wider than :data:`WIDE_BITS` rounded in float64, as :func:`quantize` rounds them)."""
     xp = ops(x)
-    b = to_blocks(xp.to_float(x), qp.grid)
+    grid = qp.grid
+    b = to_blocks(xp.to_float(x), grid)
     s, z = _as_column(qp.scale, b), _as_column(qp.zero_point, b)
-    return from_blocks(_fake_blocks(b, s, z, qp.grid), qp.grid, tuple(x.shape))
+    if grid.bits <= WIDE_BITS:
+        return from_blocks(_fake_blocks(b, s, z, grid), grid, tuple(x.shape))
+    wide = xp.astype(b, np.float64 if xp.name == "numpy" else xp.torch.float64)
+    level = xp.round(wide / _as_column(qp.scale, wide) + _as_column(qp.zero_point, wide))
+    q = xp.astype(xp.clip(level, grid.qmin, grid.qmax), b.dtype)
+    return from_blocks((q - z) * s, grid, tuple(x.shape))  # the level in float64, the value as dequantize's
