@@ -35,7 +35,6 @@ cdef extern from "engine.h" nogil:
     int model_forward(model_t *md, const int32_t *ids, int T, int all, float *out)
     int matmul_rows(int type, const uint8_t *data, int64_t rows, int64_t cols, int64_t row_bytes,
                     const float *x, int T, float *y)
-    int pool_start(int n)
 
 
 cdef extern from *:
@@ -102,11 +101,6 @@ VNNI = bool(QUANTA_VNNI)
 def sizes(int ggml_type):
     """(weights per block, bytes per block) of a GGML type; (0, 0) when unsupported."""
     return block_size(ggml_type), block_bytes(ggml_type)
-
-
-def threads(int n):
-    """Start the kernels' thread pool with ``n`` threads (the caller's included); the count it runs."""
-    return pool_start(n)
 
 
 def dequantize(int ggml_type, const uint8_t[:, ::1] rows, int64_t n):

@@ -322,10 +322,6 @@ class NativeLM:
         engine = self.decoder(len(seq))
         return _Output(torch.from_numpy(engine.forward(seq, True))[None])
 
-    def weight_bytes(self) -> int:
-        """Bytes of the stored tensors the engine reads."""
-        return int(sum(int(t.n_bytes) for t in self.tensors.values()))
-
 
 @dataclass
 class _Tensor:
