@@ -41,17 +41,20 @@ cdef extern from *:
     """
     #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
     #include <cpuid.h>
+    static int quanta_cpu_avxvnni(void) {  /* cpuid leaf 7.1, EAX bit 4 */
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1);
+    }
     /* 0: none of these, 1: AVX2 + FMA, 2: and AVX-VNNI, 3: AVX2 + FMA + AVX-512 (F, BW, VL, VNNI) */
     static int quanta_cpu_level(void) {
-        unsigned a = 0, b = 0, c = 0, d = 0;
         __builtin_cpu_init();
         if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
                 && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) return 3;
-        if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1)) return 2;
-        return 1;
+        return quanta_cpu_avxvnni() ? 2 : 1;
     }
     #else
+    static int quanta_cpu_avxvnni(void) { return 0; }
     static int quanta_cpu_level(void) { return 0; }
     #endif
     #if defined(__AVX2__)
@@ -68,19 +71,6 @@ cdef extern from *:
     int QUANTA_AVX2
     int QUANTA_VNNI
     int quanta_cpu_level()
-
-
-cdef extern from *:
-    """
-    #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    static int quanta_cpu_avxvnni(void) {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1);
-    }
-    #else
-    static int quanta_cpu_avxvnni(void) { return 0; }
-    #endif
-    """
     int quanta_cpu_avxvnni()
 
 

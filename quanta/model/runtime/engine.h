@@ -104,8 +104,10 @@ static void decode_tile(const mat_t *m, int64_t base, int rows, int64_t nc, tile
             tl->sgn = decode_chunk(m->type, row + (c / chunks) * bb, (int)(c % chunks), q, sc, off);
             int8_t *dst = tl->codes + at * 32;
             for (int i = 0; i < 32; i++) dst[i] = (int8_t)(q[i] + shift);
+#if UNSIGNED_X  /* the start values only the unsigned-activation products use */
             for (int lane = 0; lane < 8; lane++)
                 tl->start[at * 8 + lane] = -128 * (dst[4 * lane] + dst[4 * lane + 1] + dst[4 * lane + 2] + dst[4 * lane + 3]);
+#endif
             _mm256_store_ps(tl->scales + at * 8, halves(sc[0], sc[1]));
             for (int h = 0; h < 2; h++) {
                 tl->mins[at * 2 + h] = off[h] - (float)shift * sc[h];

@@ -24,9 +24,19 @@ from typing import Any
 
 import numpy as np
 
-#: architectures this path runs, and their rotary layout: "pairs" of neighbours (llama.cpp's
-#: converter permuted Llama's Q/K rows for it) or "halves" (NeoX order, kept by the converter)
-ARCHS = {"llama": "pairs", "qwen2": "halves", "qwen3": "halves", "phi3": "halves"}
+from quanta.model.formats.gguf_read import field
+
+#: the GGUF architectures this path runs; each one's rotary layout comes from the architecture
+#: table (:func:`rope_pairs`)
+ARCHS = ("llama", "qwen2", "qwen3", "phi3")
+
+
+def rope_pairs(arch: str) -> bool:
+    """Whether ``arch``'s files rotate pairs of neighbours — llama.cpp's converter permuted their
+    Q/K rows (``Architecture.rope_rows``) — rather than halves (NeoX order, kept as they are)."""
+    from quanta.model.arch import for_gguf
+
+    return bool(for_gguf(arch).rope_rows)
 
 #: a block's matrices and vectors in ``engine.h``'s order (GGUF kinds)
 MATRICES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
@@ -56,12 +66,6 @@ class NativeConfig:
     sliding_window: int = 0
 
 
-def _field(r: Any, key: str, default: Any = None) -> Any:
-    from quanta.model.formats.gguf_read import field as read
-
-    return read(r, key, default)
-
-
 def _kernels() -> Any:
     from quanta.model.runtime._dispatch import kernels
 
@@ -69,12 +73,12 @@ def _kernels() -> Any:
 
 
 def _config(r: Any, tensors: dict) -> NativeConfig:
-    arch = _field(r, "general.architecture")
+    arch = field(r, "general.architecture")
     if arch not in ARCHS:
         raise Unsupported(f"architecture {arch!r} runs on the PyTorch path (native: {', '.join(ARCHS)})")
 
     def g(key: str, default: Any = None) -> Any:
-        return _field(r, f"{arch}.{key}", default)
+        return field(r, f"{arch}.{key}", default)
 
     try:
         n_head = int(g("attention.head_count"))
@@ -91,8 +95,8 @@ def _config(r: Any, tensors: dict) -> NativeConfig:
             int(g("feed_forward_length")),
             int(g("context_length", 2048)),
             float(g("attention.layer_norm_rms_epsilon", 1e-5)),
-            _field(r, "tokenizer.ggml.bos_token_id"),
-            _field(r, "tokenizer.ggml.eos_token_id"),
+            field(r, "tokenizer.ggml.bos_token_id"),
+            field(r, "tokenizer.ggml.eos_token_id"),
             int(g("attention.sliding_window", 0) or 0),
         )
     except (TypeError, ValueError, KeyError) as e:
@@ -103,16 +107,16 @@ def _inv_freq(r: Any, cfg: NativeConfig, tensors: dict) -> np.ndarray:
     """The rotary inverse frequencies, divided by a ``rope_freqs`` tensor's factors (Llama 3) or a
     linear scaling factor, as llama.cpp applies them."""
     arch = cfg.architecture
-    theta = float(_field(r, f"{arch}.rope.freq_base", 10000.0))
-    dims = int(_field(r, f"{arch}.rope.dimension_count", cfg.head_dim) or cfg.head_dim)
+    theta = float(field(r, f"{arch}.rope.freq_base", 10000.0))
+    dims = int(field(r, f"{arch}.rope.dimension_count", cfg.head_dim) or cfg.head_dim)
     if dims != cfg.head_dim:
         raise Unsupported(f"a partial rotary embedding ({dims} of {cfg.head_dim} dimensions)")
     inv = (1.0 / (theta ** (np.arange(0, dims, 2, dtype=np.float32) / np.float32(dims)))).astype(np.float32)
-    scaling = _field(r, f"{arch}.rope.scaling.type")
+    scaling = field(r, f"{arch}.rope.scaling.type")
     if scaling not in (None, "none", "linear"):
         raise Unsupported(f"rotary scaling {scaling!r}")
     if scaling == "linear":
-        inv = inv / np.float32(_field(r, f"{arch}.rope.scaling.factor", 1.0))
+        inv = inv / np.float32(field(r, f"{arch}.rope.scaling.factor", 1.0))
     if any(name.startswith("rope_factors") for name in tensors):
         raise Unsupported("rope_factors tensors (long-context rotary scaling)")
     t = tensors.get("rope_freqs.weight")
@@ -294,7 +298,7 @@ class NativeLM:
             cfg.intermediate_size,
             cfg.vocab_size,
             max_len,
-            int(ARCHS[cfg.architecture] == "halves"),
+            int(not rope_pairs(cfg.architecture)),
             self.threads,
             cfg.sliding_window,
         )
@@ -388,10 +392,10 @@ def load_native(path: Path, verify: bool = True) -> tuple[tuple[Any, Any] | None
         check_gguf(r, str(path))
     lm.metadata = {
         "architecture": lm.config.architecture,
-        "name": _field(r, "general.name"),
+        "name": field(r, "general.name"),
         "bos_token_id": lm.config.bos_token_id,
         "eos_token_id": lm.config.eos_token_id,
-        "chat_template": _field(r, "tokenizer.chat_template"),
+        "chat_template": field(r, "tokenizer.chat_template"),
     }
     return (lm, build_tokenizer(r, path)), ""
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from quanta.cli.main import main
+from quanta.core.grid import Grid, choose_qparams, fake_quantize
 from quanta.model.formats.gguf_read import load_gguf
 from quanta.model.runtime import _dispatch, _native
 from quanta.model.runtime.native import open_native, why_not
@@ -63,12 +64,10 @@ def random_blocks(name: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
 
 
 def rounded(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The activations as the kernels round them (per 32: step = max|x| / 127, nearest, ties to
-    even) and each value's step."""
-    xb = x.reshape(x.shape[0], -1, 32).astype(np.float32)
-    d = np.abs(xb).max(-1, keepdims=True) / np.float32(127)
-    q = np.rint(xb / np.where(d > 0, d, 1))
-    return (q * d).reshape(x.shape), np.broadcast_to(d, xb.shape).reshape(x.shape)
+    """The activations as the kernels round them — quanta.core's symmetric 8-bit grid in groups
+    of 32 (step = max|x| / 127, nearest, ties to even) — and each value's step."""
+    qp = choose_qparams(x, Grid(bits=8, symmetric=True, granularity="group", group_size=32, axis=1))
+    return fake_quantize(x, qp), np.repeat(np.asarray(qp.scale, np.float32), 32, axis=1)
 
 
 CASES = [(name, 512) for name in sorted(FLOAT_FIELDS)] + [
