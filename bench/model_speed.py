@@ -4,14 +4,16 @@ llama.cpp's ``llama-bench`` (Q8_0, Q4_0 of the same weights), 2 threads, one run
     python bench/model_speed.py [--skip-llama-cpp] [--repeat 3] [--folder QUANTA_FOLDER]
     python bench/model_speed.py --kernels [--repeat 3] [--chunks 10]
 
-``--kernels`` (issue 28): quanta's compiled kernels (``quanta model generate/eval`` on a GGUF file)
-against ``llama-bench`` on the same files — llama.cpp's Q4_0, Q4_K_M and Q8_0 of the F32 weights and
-quanta's own ``--format gguf`` files (``--bits 4``, ``--type Q4_K_M``) — tg128 and pp512 at 1 and 2
-threads, medians of ``--repeat``; peak RSS against file + KV cache; the KL divergence against the
-F32 weights through the kernels, through the file's dequantized PyTorch model (weights-only,
-``--eager``) and through llama.cpp (``llama-perplexity --kl-divergence``: its own activation
-quantization) over ``--chunks`` windows of 512 tokens; whole-process time to first token of ``quanta model
-generate`` on each file (64-token prompt); a plot, ``docs/img/model_kernels.png``.
+``--kernels`` (issue 28): quanta's compiled kernels (``quanta model generate/eval`` on a GGUF file
+or a quanta folder) against ``llama-bench`` on the same files — llama.cpp's Q4_0, Q4_K_M and Q8_0 of
+the F32 weights and quanta's own ``--format gguf`` files (``--bits 4``, ``--type Q4_K_M``) — tg128
+and pp512 at 1 and 2 threads, medians of ``--repeat``; quanta's default ``--bits 4`` folder on the
+same kernels against llama.cpp's Q4_0 (llama.cpp reads no quanta folder); peak RSS against file +
+KV cache; the KL divergence against the F32 weights through the kernels, through the weights-only
+model (a GGUF file's dequantized PyTorch model, ``--eager``; a folder's every weight dequantized
+exactly, float32 activations) and through llama.cpp (``llama-perplexity --kl-divergence``: its own
+activation quantization) over ``--chunks`` windows of 512 tokens; whole-process time to first
+token of ``quanta model generate`` on each (64-token prompt); a plot, ``docs/img/model_kernels.png``.
 
 Weights: ``smollm2-unbinned`` (F32). Each quanta configuration runs in its own process, so its
 memory is its own. float32 and bf16 (``model.to(bfloat16)``) load the F32 GGUF; the quantized ones
@@ -185,6 +187,8 @@ def llama_cpp(repeat: int) -> list[dict]:
 #: (``quanta model quantize smollm2-unbinned --format gguf`` with these flags: its defaults, GPTQ)
 LLAMA_TYPES = ("Q4_0", "Q4_K_M", "Q8_0")
 QUANTA_GGUF = {"quanta --bits 4": ["--bits", "4"], "quanta --type Q4_K_M": ["--type", "Q4_K_M"]}
+#: quanta's default folder (``quantize smollm2-unbinned --bits 4``), measured against llama.cpp's Q4_0
+FOLDER = "quanta --bits 4 folder"
 
 
 def kernel_files(tmp: Path, bins: Path) -> dict[str, Path]:
@@ -202,7 +206,24 @@ def kernel_files(tmp: Path, bins: Path) -> dict[str, Path]:
         subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
                         str(f), "--format", "gguf", *flags, "--json"], check=True, capture_output=True)
         files[name] = f
+    folder = tmp / "default-folder"
+    subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
+                    str(folder), "--bits", "4", "--json"], check=True, capture_output=True)
+    files[FOLDER] = folder
     return files
+
+
+def open_kernels(path: str, threads: int):
+    """A GGUF file or a quanta folder on the compiled kernels."""
+    from quanta.model.runtime.native import open_native
+    from quanta.model.runtime.native_folder import open_folder
+
+    return open_folder(path, threads=threads) if Path(path).is_dir() else open_native(path, threads=threads)
+
+
+def stored_mb(path: Path) -> float:
+    """MB on disk: a file, or the files of a folder."""
+    return (path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.iterdir())) / 2**20
 
 
 def native_one(path: str, threads: int, repeat: int) -> dict:
@@ -211,9 +232,7 @@ def native_one(path: str, threads: int, repeat: int) -> dict:
     times after a warm-up; medians; the process's peak RSS and the KV cache's bytes."""
     import statistics
 
-    from quanta.model.runtime.native import open_native
-
-    lm = open_native(path, threads=threads)
+    lm = open_kernels(path, threads)
     eng = lm.decoder(PREFILL)
     ids = list(range(1000, 1000 + PREFILL))
     eng.forward(ids[:16])  # warm-up: the pages of the map read once
@@ -231,7 +250,8 @@ def native_one(path: str, threads: int, repeat: int) -> dict:
     cfg = lm.config
     kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * PREFILL * 4
     return {"pp512": statistics.median(pp), "tg128": statistics.median(tg), "peak_rss_mb": vm_hwm_mb(),
-            "kv_mb": kv / 2**20, "file_mb": Path(path).stat().st_size / 2**20}
+            "kv_mb": kv / 2**20, "file_mb": stored_mb(Path(path)),
+            "resident_weights_mb": sum(t.n_bytes for t in lm.tensors.values()) / 2**20}
 
 
 def llama_bench(bins: Path, path: Path, repeat: int) -> dict:
@@ -248,11 +268,28 @@ def llama_bench(bins: Path, path: Path, repeat: int) -> dict:
     return out
 
 
+def dense_kld(folder: Path, chunks: int) -> dict:
+    """KLD and perplexity of a quanta folder's weights-only model (every weight dequantized
+    exactly, float32 activations: ``load_quantized(dense=True)``) against the F32 weights."""
+    from quanta.model.eval.harness import evaluate_loaded
+    from quanta.model.formats.folder import load_quantized
+    from quanta.model.sources.load import Loaded, load_model
+
+    model, tok, cfg = load_quantized(folder, dense=True)
+    rep = evaluate_loaded(Loaded(model, tok, "quanta", str(folder), {"quant_config": cfg}),
+                          reference=load_model("smollm2-unbinned").model, chunks=chunks, speed=False)
+    return {"kld": rep.measures["kld"], "perplexity": rep.measures["perplexity"]}
+
+
 def accuracy(path: Path, chunks: int) -> dict:
-    """KLD against the F32 weights (``smollm2-unbinned``) through quanta's kernels and through
-    the file's dequantized PyTorch model (weights-only), ``quanta model eval`` both ways."""
+    """KLD against the F32 weights (``smollm2-unbinned``) through quanta's kernels
+    (``quanta model eval``) and through the weights-only model (a GGUF file's dequantized
+    PyTorch model, ``eval --eager``; a folder's :func:`dense_kld`)."""
     out = {}
-    for name, extra in (("native", []), ("eager", ["--eager"])):
+    runs = (("native", []),) if path.is_dir() else (("native", []), ("eager", ["--eager"]))
+    if path.is_dir():
+        out["eager"] = dense_kld(path, chunks)
+    for name, extra in runs:
         res = subprocess.run([sys.executable, "-m", "quanta.cli", "model", "eval", str(path), "-r",
                               "smollm2-unbinned", "--chunks", str(chunks), "--no-speed", "--json", *extra],
                              check=True, capture_output=True, text=True)
@@ -300,19 +337,21 @@ def kernels_bench(repeat: int, chunks: int) -> dict:
         base, text = llama_kld_base(bins, Path(tmp), chunks)
         ttft = {name: min(first_token_of(f) for _ in range(repeat)) for name, f in files.items()}
         for name, f in files.items():
-            row = {"file": name, "bytes": f.stat().st_size, "first_token_s": ttft[name]}
+            row = {"file": name, "bytes": int(stored_mb(f) * 2**20), "first_token_s": ttft[name]}
             for threads in (1, 2):
                 out = subprocess.run([sys.executable, __file__, "--native-one", str(f), "--threads",
                                       str(threads), "--repeat", str(repeat)],
                                      check=True, capture_output=True, text=True).stdout
                 q = json.loads(out.strip().splitlines()[-1])
                 row[f"quanta_t{threads}"] = q
-            ref = llama_bench(bins, f, repeat)
+            # a folder against llama.cpp's Q4_0 (the target), measured on that file
+            ref = llama_bench(bins, files["llama.cpp Q4_0"] if f.is_dir() else f, repeat)
             for threads in (1, 2):
                 row[f"llama_t{threads}"] = {test: ref[(test, threads)] for test in ("pp512", "tg128")}
             row["llama_peak_rss_mb"] = ref["peak_rss_mb"]
             row["accuracy"] = accuracy(f, chunks)
-            row["accuracy"]["llama_cpp"] = {"kld": llama_kld(bins, f, base, text, chunks)}  # its own kernels
+            if not f.is_dir():  # its own kernels
+                row["accuracy"]["llama_cpp"] = {"kld": llama_kld(bins, f, base, text, chunks)}
             rows.append(row)
             console.print(f"{name}: tg128 2 threads quanta {row['quanta_t2']['tg128']:.1f} vs llama.cpp "
                           f"{row['llama_t2']['tg128']:.1f} tok/s")
@@ -321,10 +360,12 @@ def kernels_bench(repeat: int, chunks: int) -> dict:
         for t in (1, 2):
             q, lc = r[f"quanta_t{t}"], r[f"llama_t{t}"]
             acc = r["accuracy"]
+            peer = f"{acc['llama_cpp']['kld']:.4f}" if "llama_cpp" in acc else "—"
             once = [f"{q['peak_rss_mb']:.0f} ({q['file_mb']:.0f} + {q['kv_mb']:.0f} KV)",
-                    f"{acc['native']['kld']:.4f} / {acc['eager']['kld']:.4f} / {acc['llama_cpp']['kld']:.4f}",
+                    f"{acc['native']['kld']:.4f} / {acc['eager']['kld']:.4f} / {peer}",
                     f"{r['first_token_s']:.2f}"]
-            table.append([r["file"], str(t), f"{q['tg128']:.1f}", f"{lc['tg128']:.1f}",
+            label = r["file"] + (" (llama.cpp: its Q4_0)" if r["file"] == FOLDER else "")
+            table.append([label, str(t), f"{q['tg128']:.1f}", f"{lc['tg128']:.1f}",
                           f"{q['tg128'] / lc['tg128']:.2f}×", f"{q['pp512']:.0f}", f"{lc['pp512']:.0f}",
                           f"{q['pp512'] / lc['pp512']:.2f}×", *(once if t == 2 else ["", "", ""])])
     print_table(f"quanta's kernels against llama-bench on the same GGUF files, SmolLM2-135M ({machine()}); "

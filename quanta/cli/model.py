@@ -328,7 +328,7 @@ def generate(
     if verbose:
         print(f"decode path: {rep.path}", file=sys.stderr)
         why = loaded.info.get("native")
-        if loaded.kind == "gguf" and why and not eager:
+        if why and not eager:
             print(f"compiled kernels not used: {why}", file=sys.stderr)
 
 

@@ -198,7 +198,7 @@ def evaluate_loaded(loaded: Any, *, reference: Any = None, chunks: int = 40, ctx
                          "its weights or configuration are damaged")
     from quanta.model.sources.load import stored_weight_stats
 
-    if getattr(m, "is_causal_lm", False):  # a GGUF file run natively: nothing dequantized
+    if getattr(m, "is_causal_lm", False):  # a GGUF file or quanta folder run natively
         stats = stored_weight_stats(loaded)
         return EvalReport(model=loaded.source, kind=loaded.kind, file_bytes=loaded.source_bytes,
                           **stats, measures=measures, peak_rss_mb=peak_rss_mb())

@@ -13,6 +13,7 @@ from torch import nn
 
 from quanta.errors import ConfigError, InputError
 from quanta.model.formats import folder_v1, safetensors_out
+from quanta.model.formats.folder_config import CONFIG, FORMAT, FORMAT_V1, read_config
 from quanta.model.formats.integrity import FOLDER_KEY, check_folder, folder_digest
 from quanta.model.formats.spill import Parked, Spill
 from quanta.model.quantize.apply import set_submodule
@@ -20,10 +21,8 @@ from quanta.model.runtime.qembed import QuantEmbedding, tie_head
 from quanta.model.runtime.qlinear import QuantLinear
 from quanta.outputs import atomic_output, check_only_ours, check_output, umask
 
-#: version 2: kernel-neutral codes and scales (:mod:`quanta.model.formats.stored`); folders of version 1
-#: (PyTorch's int4 packing stored as is) still load (:mod:`quanta.model.formats.folder_v1`)
-FORMAT = "quanta-quantized/2"
-CONFIG = "quant_config.json"
+# version 2 (FORMAT) is written; folders of version 1 (PyTorch's int4 packing stored as is) still
+# load (:mod:`quanta.model.formats.folder_v1`)
 
 
 #: the files a quanta model folder holds
@@ -37,7 +36,7 @@ def owns(folder: Path | str) -> bool:
         cfg = json.loads((Path(folder) / CONFIG).read_text())
     except (OSError, ValueError):
         return False
-    if not (isinstance(cfg, dict) and cfg.get("format") in (FORMAT, folder_v1.FORMAT)):
+    if not (isinstance(cfg, dict) and cfg.get("format") in (FORMAT, FORMAT_V1)):
         return False
     check_only_ours(folder, WRITES)
     return True
@@ -106,21 +105,6 @@ def write_folder(model: nn.Module, tokenizer: Any, out: Path | str, *, report: A
     return out
 
 
-def _read_config(d: Path) -> dict:
-    from quanta.model.sources.reading import read_json
-
-    cfg = read_json(d / CONFIG)
-    if not isinstance(cfg, dict) or cfg.get("format") not in (FORMAT, folder_v1.FORMAT):
-        raise InputError(f"{d}: unknown format {cfg.get('format') if isinstance(cfg, dict) else None!r}")
-    from quanta.model.arch import for_hf
-
-    try:
-        for_hf(cfg.get("architecture"), str(d))
-    except ConfigError as e:
-        raise InputError(str(e)) from None
-    return cfg
-
-
 def _read_state(d: Path, cfg: dict, verify: bool) -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -137,7 +121,7 @@ def _read_state(d: Path, cfg: dict, verify: bool) -> dict:
         raise InputError(f"{where}: cannot read ({e})") from None
 
 
-def _install_layers(model: nn.Module, layers: Any, state: dict) -> None:
+def _install_layers(model: nn.Module, layers: Any, state: dict, path: str | None = None) -> None:
     """Build each :class:`QuantLinear` from its spec and its folder tensors (moved out of
     ``state``), the kernel path chosen now (:mod:`quanta.model.formats.stored`)."""
     from quanta.model.formats import stored
@@ -158,7 +142,7 @@ def _install_layers(model: nn.Module, layers: Any, state: dict) -> None:
         if scale is not None and tuple(scale.shape) != (spec["in"],):
             raise InputError(f"layer {name}: input scale of shape {tuple(scale.shape)} does not fit in "
                              f"{spec['in']}")
-        ql = QuantLinear.from_quantized(stored.restore(spec, mine, f"layer {name}"), bias, keep=False)
+        ql = QuantLinear.from_quantized(stored.restore(spec, mine, f"layer {name}"), bias, path, keep=False)
         if scale is not None:
             ql.set_input_scale(scale)
         set_submodule(model, name, ql)
@@ -182,21 +166,22 @@ def _install_embedding(model: nn.Module, spec: Any, state: dict) -> QuantEmbeddi
     return qe
 
 
-def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = True,
+def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = True, dense: bool = False,
                    ) -> tuple[nn.Module, Any, dict]:
     """Load a folder written by :func:`save_quantized` (needs no original weights); ``verify``:
     check the tensors and specs against the folder's checksum (:mod:`quanta.model.formats.integrity`).
 
     lite: where the configuration allows, a :class:`~quanta.model.runtime.lite.LiteLlama` (no
-    transformers import; it runs only on the lean decode path) instead of transformers' model."""
+    transformers import; it runs only on the lean decode path) instead of transformers' model.
+    dense: every layer (a tied head too; format 2) multiplies its weight dequantized exactly, in float32
+    (QuantLinear's "packed" path) — the weights-only reference; PyTorch's int4 and int8 kernels,
+    chosen otherwise, round the activations and scales to bfloat16."""
     from quanta.model.arch import for_hf
     from quanta.model.runtime import lite as lite_model
     from quanta.model.sources.reading import check_declared_size, read_tokenizer
 
     d = Path(folder)
-    cfg = _read_config(d)
-    if not isinstance(cfg.get("model_config"), dict):
-        raise InputError(f"{d}: quant_config.json has no model_config object")
+    cfg = read_config(d)
     check_declared_size(d, cfg["model_config"])
     state = _read_state(d, cfg, verify)
     lite = lite and lite_model.supported(cfg["model_config"])
@@ -207,15 +192,19 @@ def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = Tru
             model = lite_model.LiteLlama(mcfg) if lite else model_class(mcfg)
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{d}: malformed model_config ({e})") from None
-    v1 = cfg["format"] == folder_v1.FORMAT
-    (folder_v1.install_layers if v1 else _install_layers)(model, cfg["layers"], state)
+    v1 = cfg["format"] == FORMAT_V1
+    path = "packed" if dense else None
+    if v1:
+        folder_v1.install_layers(model, cfg["layers"], state)
+    else:
+        _install_layers(model, cfg["layers"], state, path)
     qe = (folder_v1.install_embedding if v1 else _install_embedding)(model, cfg.get("embedding"), state)
     try:
         res = model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:
         raise InputError(f"{d}: tensors do not match the model ({str(e).splitlines()[0]})") from None
     if model.config.tie_word_embeddings:
-        tie_head(model, qe) if qe is not None else model.tie_weights()
+        tie_head(model, qe, path) if qe is not None else model.tie_weights()
     leftover = [n for n, p in list(model.named_parameters()) + list(model.named_buffers())
                 if p.is_meta and "rotary" not in n and not n.endswith("embed_scale")]
     if leftover or res.unexpected_keys:

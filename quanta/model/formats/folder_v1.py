@@ -11,11 +11,12 @@ from typing import Any
 from torch import nn
 
 from quanta.errors import ConfigError, InputError
+from quanta.model.formats.folder_config import FORMAT_V1
 from quanta.model.quantize.apply import set_submodule
 from quanta.model.runtime.qembed import QuantEmbedding
 from quanta.model.runtime.qlinear import QuantLinear
 
-FORMAT = "quanta-quantized/1"
+FORMAT = FORMAT_V1
 
 _PATHS = ("int4pack", "int8pack", "packed")
 

@@ -59,14 +59,14 @@ def folder_digest(hashes: dict[str, bytes], cfg: dict) -> str:
 
 
 def check_folder(raw: bytes, cfg: dict, where: str) -> None:
-    """Verify a folder's ``model.safetensors`` bytes ``raw`` and its config ``cfg`` against the
-    checksum the config holds (nothing to do when it has none)."""
+    """Verify a folder's ``model.safetensors`` bytes ``raw`` (bytes, or a memoryview of its map)
+    and its config ``cfg`` against the checksum the config holds (nothing to do when it has none)."""
     expected = cfg.get(FOLDER_KEY)
     if expected is None:
         return
     try:
         n = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8:8 + n])
+        header = json.loads(bytes(raw[8:8 + n]))
     except (ValueError, AttributeError):
         return  # the safetensors reader reports a malformed header itself
     base = 8 + n

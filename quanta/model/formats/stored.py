@@ -24,8 +24,9 @@ import torch
 
 from quanta.core.packing import pack, unpack_torch
 from quanta.errors import InputError
-from quanta.model.formats.weight import folder_layout, layout_bytes
-from quanta.model.quantize.quantizers import QuantizedWeight, default_zero
+from quanta.model.formats.folder_config import check_spec, layout, nbytes
+from quanta.model.formats.weight import default_zero
+from quanta.model.quantize.quantizers import QuantizedWeight
 
 
 def canonical(qw: QuantizedWeight) -> QuantizedWeight:
@@ -47,17 +48,6 @@ def spec_of(qw: QuantizedWeight) -> dict[str, Any]:
             "levels": 0 if qw.codebook is None else len(qw.codebook)}
 
 
-def layout(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
-    """The tensors a spec stores (:func:`~quanta.model.formats.weight.folder_layout`)."""
-    out, width, g = spec["out"], spec["padded_in"], spec["group_size"]
-    return folder_layout(out, width, spec["bits"], width // g, zeros=not spec["sym"], levels=spec["levels"])
-
-
-def nbytes(spec: dict) -> int:
-    """Bytes of the tensors a spec stores."""
-    return layout_bytes(layout(spec))
-
-
 def store(qw: QuantizedWeight) -> dict[str, torch.Tensor]:
     """The folder tensors of ``qw`` (names as :data:`~quanta.model.formats.weight.FOLDER_TENSORS`)."""
     spec = spec_of(qw)
@@ -67,23 +57,6 @@ def store(qw: QuantizedWeight) -> dict[str, torch.Tensor]:
         out["zeros"] = qw.zeros.to(torch.float16).contiguous()
     if spec["levels"]:
         out["codebook"] = torch.tensor(np.asarray(qw.codebook, np.float32))  # a copy of its own
-    return out
-
-
-def check_spec(spec: Any, where: str) -> dict[str, Any]:
-    """A spec read from a config, its fields checked and typed (:class:`InputError` if not)."""
-    if not isinstance(spec, dict):
-        raise InputError(f"{where}: spec is not an object")
-    try:
-        out = {"out": int(spec["out"]), "in": int(spec["in"]), "padded_in": int(spec["padded_in"]),
-               "bits": int(spec["bits"]), "group_size": int(spec["group_size"]), "sym": bool(spec["sym"]),
-               "method": str(spec["method"]), "levels": int(spec.get("levels", 0))}
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(f"{where}: malformed spec ({e})") from None
-    if not 1 <= out["bits"] <= 8 or out["group_size"] < 1 or out["padded_in"] % out["group_size"] \
-            or not 0 < out["in"] <= out["padded_in"] or out["out"] < 1 or not 0 <= out["levels"] <= 256 \
-            or (out["levels"] and not out["sym"]):
-        raise InputError(f"{where}: inconsistent spec {spec}")
     return out
 
 

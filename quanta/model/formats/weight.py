@@ -19,12 +19,25 @@ from typing import Any
 import numpy as np
 
 from quanta.core.codebook import IQ4_NL
+from quanta.core.grid import Grid
 from quanta.errors import ConfigError
 
 #: weights per block of llama.cpp's legacy types (Q4_0 … Q8_0, IQ4_NL)
 BLOCK = 32
 #: the group sizes a quanta folder's layers take by default, largest first
 AUTO_GROUPS = (128, 64, 32)
+
+
+def weight_grid(bits: int, group_size: int, symmetric: bool) -> Grid:
+    """The grid of model weights: unsigned codes (a symmetric grid is centred on
+    ``2**(bits-1)``), one group of ``group_size`` inputs per scale, along axis 1."""
+    return Grid(bits=bits, signed=False, symmetric=symmetric, granularity="group", axis=1,
+                group_size=group_size)
+
+
+def default_zero(bits: int) -> int:
+    """The zero point of a symmetric grid of unsigned ``bits``-bit codes (the core's one rule)."""
+    return int(weight_grid(bits, 1, symmetric=True).default_zero_point)
 
 
 def auto_group(in_features: int) -> int:

@@ -50,7 +50,13 @@ from quanta.core.codebook import NF4 as NF4_LEVELS
 from quanta.core.codebook import dequantize_scaled, quantize_scaled
 from quanta.core.grid import Grid, QParams, choose_qparams, dequantize, quantize
 from quanta.errors import ConfigError
-from quanta.model.formats.weight import AUTO_GROUPS, WeightFormat, auto_group, grid_format
+from quanta.model.formats.weight import (
+    AUTO_GROUPS,
+    WeightFormat,
+    auto_group,
+    grid_format,
+    weight_grid,
+)
 from quanta.model.quantize.methods import METHODS
 
 #: the group sizes ``group_size=None`` chooses from, per layer, largest first
@@ -173,18 +179,6 @@ class QuantizedWeight:
         """The ``(out, in_features)`` float32 weight."""
         return dequantize_codes(self.codes, self.scales, self.zeros, bits=self.bits,
                                 group_size=self.group_size, codebook=self.codebook)[:, : self.in_features]
-
-
-def weight_grid(bits: int, group_size: int, symmetric: bool) -> Grid:
-    """The grid of model weights: unsigned codes (a symmetric grid is centred on
-    ``2**(bits-1)``), one group of ``group_size`` inputs per scale, along axis 1."""
-    return Grid(bits=bits, signed=False, symmetric=symmetric, granularity="group", axis=1,
-                group_size=group_size)
-
-
-def default_zero(bits: int) -> int:
-    """The zero point of a symmetric grid of unsigned ``bits``-bit codes (the core's one rule)."""
-    return int(weight_grid(bits, 1, symmetric=True).default_zero_point)
 
 
 def dequantize_codes(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, *,

@@ -6,7 +6,8 @@ side; :mod:`quanta.model.runtime._dispatch` picks this portable build or the AVX
 
 import numpy as np
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uintptr_t
+from libc.string cimport memcpy
 
 
 cdef extern from "blocks.h" nogil:
@@ -14,7 +15,10 @@ cdef extern from "blocks.h" nogil:
         float d
     int block_bytes(int t)
     int block_size(int t)
+    int wide(int t)
     void dequantize_row(int t, const uint8_t *row, float *out, int64_t n)
+    float f16_to_f32(uint16_t h)
+    int T_Q4_0, T_Q8_0, T_QG4, T_QG8
 
 
 cdef extern from "engine.h" nogil:
@@ -93,6 +97,11 @@ def sizes(int ggml_type):
     return block_size(ggml_type), block_bytes(ggml_type)
 
 
+def wide_activations(int ggml_type):
+    """Whether products with this type take 16-bit activations (else 8-bit; ``blocks.h``'s wide())."""
+    return bool(wide(ggml_type))
+
+
 def dequantize(int ggml_type, const uint8_t[:, ::1] rows, int64_t n):
     """``rows`` (raw bytes, one stored row each) as float32 ``(len(rows), n)``."""
     out = np.empty((rows.shape[0], n), dtype=np.float32)
@@ -102,6 +111,62 @@ def dequantize(int ggml_type, const uint8_t[:, ::1] rows, int64_t n):
         for i in range(rows.shape[0]):
             dequantize_row(ggml_type, &rows[i, 0], &o[i, 0], n)
     return out
+
+
+cdef inline int _code(const uint8_t *packed, int64_t i, int bits) noexcept nogil:
+    """Code ``i`` of a stream packed by ``quanta.core.packing.pack`` (code i at bit i·bits, least
+    significant first)."""
+    cdef int64_t bit = i * bits
+    cdef unsigned v = packed[bit >> 3]
+    if (bit & 7) + bits > 8:
+        v |= (<unsigned>packed[(bit >> 3) + 1]) << 8
+    return (v >> (bit & 7)) & ((1u << bits) - 1)
+
+
+def grid_blocks(const uint8_t[::1] packed, int bits, int64_t rows, int64_t width, int64_t cols,
+                const uint16_t[:, ::1] scales, zeros, int group, int zero):
+    """A weight of a quanta folder (its packed codes, ``rows × width``; float16 scales per group
+    of ``group`` inputs, ``rows × groups``, as raw bits; ``zeros`` the same for an asymmetric grid,
+    None for a symmetric one, whose zero point is ``zero``) as blocks the kernels read: its first
+    ``cols`` inputs (``cols`` a multiple of 32, every group a multiple of 32 or the whole row).
+
+    Exact (weight = d·q + m gives the folder's ``scale · (code − zero)`` to the bit: d = scale,
+    and m = −scale·zero is exact in float32): a symmetric grid of up to 4 bits as Q4_0, wider as
+    Q8_0; an asymmetric one of up to 4 bits as T_QG4, wider as T_QG8. Returns (type, uint8
+    ``(rows, bytes per row)``)."""
+    cdef bint sym = zeros is None
+    cdef int t = (T_Q4_0 if bits <= 4 else T_Q8_0) if sym else (T_QG4 if bits <= 4 else T_QG8)
+    cdef int bb = block_bytes(t), head = 2 if sym else 6
+    cdef int64_t nc = cols // 32
+    out = np.empty((rows, nc * bb), dtype=np.uint8)
+    cdef uint8_t[:, ::1] o = out
+    cdef const uint16_t[:, ::1] z = scales if sym else zeros
+    cdef int64_t r, c, g, at
+    cdef int i, q0, q1, shift = 8 - zero if t == T_Q4_0 else -zero if t == T_Q8_0 else 0
+    cdef float m
+    cdef uint8_t *b
+    with nogil:
+        for r in range(rows):
+            for c in range(nc):
+                g = 0 if group <= 0 else (c * 32) // group
+                b = &o[r, c * bb]
+                memcpy(b, &scales[r, g], 2)
+                if not sym:
+                    m = -(f16_to_f32(scales[r, g]) * f16_to_f32(z[r, g]))
+                    memcpy(b + 2, &m, 4)
+                at = r * width + c * 32
+                if t == T_Q4_0 or t == T_QG4:
+                    for i in range(16):
+                        q0 = _code(&packed[0], at + i, bits) + shift
+                        q1 = _code(&packed[0], at + i + 16, bits) + shift
+                        b[head + i] = <uint8_t>(q0 | (q1 << 4))
+                elif sym:
+                    for i in range(32):
+                        (<int8_t *>(b + head))[i] = <int8_t>(_code(&packed[0], at + i, bits) + shift)
+                else:
+                    for i in range(32):
+                        b[head + i] = <uint8_t>_code(&packed[0], at + i, bits)
+    return t, out
 
 
 def matmul(int ggml_type, const uint8_t[:, ::1] weight, int64_t cols, const float[:, ::1] x):

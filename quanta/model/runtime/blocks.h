@@ -26,11 +26,22 @@
 /* ggml's type numbers */
 enum { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8,
        T_Q2_K = 10, T_Q3_K = 11, T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14, T_IQ4_NL = 20,
-       T_IQ4_XS = 23 };
+       T_IQ4_XS = 23,
+       /* quanta's own grids, repacked from a quanta folder when it is loaded (in memory only, no
+        * GGML number): 32 weights per block, a float16 step d, a float32 offset m (d times minus
+        * the zero point: exact in float32, a product of two float16 values) and the codes —
+        * T_QG4: 16 bytes of nibbles as Q4_1 (up to 4 bits), T_QG8: 32 bytes (up to 8 bits), the
+        * codes unsigned — weight = d·q + m */
+       T_QG4 = 64, T_QG8 = 65 };
 
 /* One chunk of activations: 32 int8 values, their scale d, and d times the sum of each half's
  * values (the offsets' terms). */
 typedef struct { float d, ds[2], pad; int8_t q[32]; } a8_t;
+
+/* The same at 16 bits (step max|x| / 32767): the activations of the formats whose own steps are
+ * as fine as 8-bit activations' or finer (wide(): 6 bits and more), where rounding x to 8 bits
+ * would cost as much accuracy as the format itself. Products with int16 pairs (madd). */
+typedef struct { float d, ds[2], pad; int16_t q[32]; } a16_t;
 
 static inline float f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
@@ -51,7 +62,16 @@ static inline float rd16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); retur
 static inline float rd16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return f16_to_f32(h); }
 #endif
 
+static inline float rd32(const uint8_t *p) { float f; memcpy(&f, p, 4); return f; }
+
 static const int8_t IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* Formats multiplied against 16-bit activations (a16_t): Q8_0, Q6_K and quanta's T_QG8 (its
+ * 5-8-bit grids). The criterion: rounding the activations to 8 bits adds noise of variance
+ * ~ (max|x|/127)²/12 per input, against the weights' own ~ (step_w)²/12 — comparable at 6 bits
+ * and more (measured: 8-bit activations more than double Q8_0's KL divergence), negligible at
+ * 4 bits (about 1-3 %). */
+static inline int wide(int t) { return t == T_Q8_0 || t == T_Q6_K || t == T_QG8; }
 
 /* bytes of one block and weights per block */
 static int block_bytes(int t) {
@@ -61,6 +81,7 @@ static int block_bytes(int t) {
     case T_Q8_0: return 34; case T_IQ4_NL: return 18;
     case T_Q2_K: return 84; case T_Q3_K: return 110; case T_Q4_K: return 144; case T_Q5_K: return 176;
     case T_Q6_K: return 210; case T_IQ4_XS: return 136;
+    case T_QG4: return 22; case T_QG8: return 38;
     default: return 0;
     }
 }
@@ -69,6 +90,7 @@ static int block_size(int t) {
     switch (t) {
     case T_F32: case T_F16: return 1;
     case T_Q4_0: case T_Q4_1: case T_Q5_0: case T_Q5_1: case T_Q8_0: case T_IQ4_NL: return 32;
+    case T_QG4: case T_QG8: return 32;
     case T_Q2_K: case T_Q3_K: case T_Q4_K: case T_Q5_K: case T_Q6_K: case T_IQ4_XS: return 256;
     default: return 0;
     }
@@ -128,6 +150,17 @@ static inline int decode_chunk(int t, const uint8_t *b, int j, int q[32], float 
         for (i = 0; i < 32; i++) q[i] = qs[i];
         sc[0] = sc[1] = rd16(b); off[0] = off[1] = 0;
         return 1;
+    }
+    case T_QG8: {
+        for (i = 0; i < 32; i++) q[i] = b[6 + i];
+        sc[0] = sc[1] = rd16(b); off[0] = off[1] = rd32(b + 2);
+        return 0;
+    }
+    case T_QG4: {
+        const uint8_t *qs = b + 6;
+        for (i = 0; i < 16; i++) { q[i] = qs[i] & 15; q[i + 16] = qs[i] >> 4; }
+        sc[0] = sc[1] = rd16(b); off[0] = off[1] = rd32(b + 2);
+        return 0;
     }
     case T_Q4_K: case T_Q5_K: {
         int s, m;
@@ -198,21 +231,60 @@ static void dequantize_row(int t, const uint8_t *row, float *out, int64_t n) {
     }
 }
 
+#if defined(__AVX2__)
+static inline float amax32(const float *v) {  /* max |v[i]| over 32 floats */
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(v)), _mm256_andnot_ps(sign, _mm256_loadu_ps(v + 8))),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(v + 16)), _mm256_andnot_ps(sign, _mm256_loadu_ps(v + 24))));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    return _mm_cvtss_f32(m4);
+}
+#endif
+
+/* x (n floats, n a multiple of 32) → n/32 chunks of 16-bit codes (nearest, ties to even). */
+static void quantize_activations16(const float *x, a16_t *out, int64_t n) {
+    for (int64_t c = 0; c < n / 32; c++) {
+        const float *v = x + 32 * c;
+        float amax = 0;
+#if defined(__AVX2__)
+        amax = amax32(v);
+#else
+        for (int i = 0; i < 32; i++) { float a = fabsf(v[i]); amax = a > amax ? a : amax; }
+#endif
+        float d = amax / 32767.0f, inv = d > 0 ? 1.0f / d : 0.0f;
+        int s0 = 0, s1 = 0;
+#if defined(__AVX2__)
+        __m256 iv = _mm256_set1_ps(inv);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v), iv));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + 8), iv));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + 16), iv));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + 24), iv));
+        /* packs works within 128-bit lanes: restore the order with a 64-bit permute */
+        _mm256_storeu_si256((__m256i *)out[c].q, _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8));
+        _mm256_storeu_si256((__m256i *)(out[c].q + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(i2, i3), 0xD8));
+        for (int i = 0; i < 16; i++) { s0 += out[c].q[i]; s1 += out[c].q[i + 16]; }
+#else
+        for (int i = 0; i < 32; i++) {
+            int r = (int)lrintf(v[i] * inv);
+            out[c].q[i] = (int16_t)r;
+            if (i < 16) s0 += r; else s1 += r;
+        }
+#endif
+        out[c].d = d; out[c].ds[0] = d * (float)s0; out[c].ds[1] = d * (float)s1; out[c].pad = 0;
+    }
+}
+
 /* x (n floats, n a multiple of 32) → n/32 chunks (nearest, ties to even: the same codes on
  * every path). */
 static void quantize_activations(const float *x, a8_t *out, int64_t n) {
 #if defined(__AVX2__)
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t c = 0; c < n / 32; c++) {
         const float *v = x + 32 * c;
         __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), v2 = _mm256_loadu_ps(v + 16),
                v3 = _mm256_loadu_ps(v + 24);
-        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        float amax = _mm_cvtss_f32(m4);
+        float amax = amax32(v);
         float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
         __m256 iv = _mm256_set1_ps(inv);
         __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, iv)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, iv));
@@ -250,16 +322,19 @@ static void quantize_activations(const float *x, a8_t *out, int64_t n) {
 
 /* ---- dot products: portable ---- */
 
-static float dot_portable(int t, const uint8_t *row, const a8_t *x, int64_t n) {
-    int bs = block_size(t), bb = block_bytes(t), chunks = bs / 32, q[32];
+/* against 8-bit activations (x8), or 16-bit ones (x16, the wide() formats) */
+static float dot_portable(int t, const uint8_t *row, const a8_t *x8, const a16_t *x16, int64_t n) {
+    int bs = block_size(t), bb = block_bytes(t), chunks = bs / 32, q[32], a[32];
     float sc[2], off[2], acc = 0;
     for (int64_t c = 0; c < n / 32; c++) {
         decode_chunk(t, row + (c / chunks) * bb, (int)(c % chunks), q, sc, off);
-        const int8_t *a = x[c].q;
-        int p0 = 0, p1 = 0;
+        for (int i = 0; i < 32; i++) a[i] = x16 ? x16[c].q[i] : x8[c].q[i];
+        float d = x16 ? x16[c].d : x8[c].d;
+        const float *ds = x16 ? x16[c].ds : x8[c].ds;
+        int64_t p0 = 0, p1 = 0;
         for (int i = 0; i < 16; i++) p0 += q[i] * a[i];
         for (int i = 16; i < 32; i++) p1 += q[i] * a[i];
-        acc += x[c].d * (sc[0] * (float)p0 + sc[1] * (float)p1) + off[0] * x[c].ds[0] + off[1] * x[c].ds[1];
+        acc += d * (sc[0] * (float)p0 + sc[1] * (float)p1) + off[0] * ds[0] + off[1] * ds[1];
     }
     return acc;
 }
@@ -343,13 +418,10 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
             ACC1(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), d, o);
         }
         break;
-    case T_Q8_0:
+    case T_QG4:
         for (c = 0; c < nc; c++) {
-            const uint8_t *b = row + c * 34;
-            float d = rd16(b);
-            __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_s8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q))),
-                                  _mm256_set1_ps(x[c].d * d), acc);
+            const uint8_t *b = row + c * 22;
+            ACC1(dot_u8s8(nibbles16(b + 6), _mm256_loadu_si256((const __m256i *)x[c].q)), rd16(b), rd32(b + 2));
         }
         break;
     case T_IQ4_NL: case T_IQ4_XS: {
@@ -383,23 +455,8 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
             ACC1(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), sc, o);
         }
         break;
-    case T_Q6_K:
-        for (c = 0; c < nc; c++) {
-            int j = (int)(c % 8), k = j % 4;
-            const uint8_t *b = row + (c / 8) * 210;
-            const uint8_t *ql = b + 64 * (j / 4) + (k & 1) * 32, *qh = b + 128 + 32 * (j / 4);
-            const int8_t *scales = (const int8_t *)(b + 192) + 8 * (j / 4) + 2 * k;
-            float d = rd16(b + 208);
-            __m256i lo = _mm256_loadu_si256((const __m256i *)ql);
-            lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(lo, 4) : lo, _mm256_set1_epi8(15));
-            __m256i hi = _mm256_loadu_si256((const __m256i *)qh);
-            hi = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * k), _mm256_set1_epi8(3));
-            __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-            float s0 = d * (float)scales[0], s1 = d * (float)scales[1];
-            ACC(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), s0, s1, -32.0f * s0, -32.0f * s1);
-        }
-        break;
-    default: {  /* Q2_K, Q3_K: the scalar decoder, the products in SIMD */
+    default: {  /* Q2_K, Q3_K (and the wide() formats, which dot16_avx2 takes): the scalar
+                 * decoder, the products in SIMD */
         int bs = block_size(t), bb = block_bytes(t), chunks = bs / 32, q[32];
         float sc[2], off[2];
         int8_t q8[32];
@@ -416,6 +473,57 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
 }
 #undef ACC
 #undef ACC1
+
+/* 32 codes (q: int8, or unsigned bytes when uns) against 16-bit activations: each half's 8
+ * partial sums, in int32 */
+static inline void madd16(__m256i q, int uns, const int16_t *x, __m256i *p0, __m256i *p1) {
+    __m128i a = _mm256_castsi256_si128(q), b = _mm256_extracti128_si256(q, 1);
+    __m256i lo = uns ? _mm256_cvtepu8_epi16(a) : _mm256_cvtepi8_epi16(a);
+    __m256i hi = uns ? _mm256_cvtepu8_epi16(b) : _mm256_cvtepi8_epi16(b);
+    *p0 = _mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)x));
+    *p1 = _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 16)));
+}
+
+static float dot16_avx2(int t, const uint8_t *row, const a16_t *x, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    float acc_off = 0;
+    int64_t nc = n / 32, c;
+    __m256i p0, p1;
+    switch (t) {
+    case T_Q8_0: case T_QG8: {
+        int bb = t == T_Q8_0 ? 34 : 38, head = t == T_Q8_0 ? 2 : 6;
+        for (c = 0; c < nc; c++) {
+            const uint8_t *b = row + c * bb;
+            madd16(_mm256_loadu_si256((const __m256i *)(b + head)), t == T_QG8, x[c].q, &p0, &p1);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(p0, p1)), _mm256_set1_ps(x[c].d * rd16(b)), acc);
+            if (t == T_QG8) acc_off += rd32(b + 2) * (x[c].ds[0] + x[c].ds[1]);
+        }
+        break;
+    }
+    case T_Q6_K:
+        for (c = 0; c < nc; c++) {
+            /* chunk j of a super-block: 4 low bits from ql, 2 high from qh, a scale per half */
+            int j = (int)(c % 8), k = j % 4;
+            const uint8_t *b = row + (c / 8) * 210;
+            const uint8_t *ql = b + 64 * (j / 4) + (k & 1) * 32, *qh = b + 128 + 32 * (j / 4);
+            const int8_t *scales = (const int8_t *)(b + 192) + 8 * (j / 4) + 2 * k;
+            float d = rd16(b + 208);
+            __m256i lo = _mm256_loadu_si256((const __m256i *)ql);
+            lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(lo, 4) : lo, _mm256_set1_epi8(15));
+            __m256i hi = _mm256_loadu_si256((const __m256i *)qh);
+            hi = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * k), _mm256_set1_epi8(3));
+            __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+            float s0 = d * (float)scales[0], s1 = d * (float)scales[1];
+            madd16(q, 0, x[c].q, &p0, &p1);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(x[c].d * s0), acc);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(x[c].d * s1), acc);
+        }
+        break;
+    default:
+        return dot_portable(t, row, NULL, x, n);
+    }
+    return hsum(acc) + acc_off;
+}
 #endif
 
 
@@ -518,15 +626,15 @@ static inline float vec_dot_f16(const uint8_t *row, const float *x, int64_t n) {
     return acc;
 }
 
-/* The dot product of a stored row with quantized activations (block formats) or with float
- * activations (F32, F16 rows). */
-static inline float dot_row(int t, const uint8_t *row, const a8_t *xq, const float *xf, int64_t n) {
+/* The dot product of a stored row with quantized activations (block formats: 16-bit ones for
+ * the wide() formats, 8-bit for the others) or with float activations (F32, F16 rows). */
+static inline float dot_row(int t, const uint8_t *row, const a8_t *xq, const a16_t *x16, const float *xf, int64_t n) {
     if (t == T_F32) return vec_dot((const float *)row, xf, n);
     if (t == T_F16) return vec_dot_f16(row, xf, n);
 #if defined(__AVX2__)
-    return dot_avx2(t, row, xq, n);
+    return wide(t) ? dot16_avx2(t, row, x16, n) : dot_avx2(t, row, xq, n);
 #else
-    return dot_portable(t, row, xq, n);
+    return wide(t) ? dot_portable(t, row, NULL, x16, n) : dot_portable(t, row, xq, NULL, n);
 #endif
 }
 

@@ -35,6 +35,7 @@ typedef struct {
     int cap;  /* tokens the scratch holds */
     float *x, *xn, *q, *k, *v, *att, *g, *u, *scores;
     a8_t *xq;
+    a16_t *xq16;
 } model_t;
 
 /* ---- products ---- */
@@ -45,8 +46,8 @@ typedef struct {
     int n;                      /* matrices */
     const mat_t *m[3];
     float *y[3];                /* (T, rows) each */
-    const a8_t *xq; const float *xf;
-    int T; int64_t cols;
+    const a8_t *xq; const a16_t *x16; const float *xf;
+    int T, tiled; int64_t cols;
     /* several tokens: the activations once more, contiguous per token (tiled kernels) */
     const int8_t *xp;           /* (T, cols) codes */
     const float *dx;            /* (T, cols / 32, 8): each chunk's step, 8 times */
@@ -94,7 +95,8 @@ typedef struct {
 
 static void decode_tile(const mat_t *m, int64_t base, int rows, int64_t nc, tile_t *tl) {
     int chunks = block_size(m->type) / 32, bb = block_bytes(m->type), q[32];
-    int shift = UNSIGNED_X ? code_shift(m->type) : 0;
+    /* T_QG8's unsigned byte codes go to int8 shifted by −128, on every build */
+    int shift = m->type == T_QG8 ? -128 : UNSIGNED_X ? code_shift(m->type) : 0;
     tl->has_mins = 0;
     for (int r = 0; r < rows; r++) {
         const uint8_t *row = m->data + (base + r) * m->row_bytes;
@@ -194,6 +196,92 @@ static float tile_1x1(const mm_task_t *t, int64_t nc, const tile_t *tl, int r, i
     return hsum(acc);
 }
 
+/* The wide() formats against 16-bit activations, from the same decoded tile: each chunk's codes
+ * widened to int16 and multiplied in pairs (madd), the two halves' partial sums interleaved by
+ * one horizontal add (lanes 0, 1, 4, 5: the first half; 2, 3, 6, 7: the second) and scaled by the
+ * tile's scales permuted to that order. */
+static inline __m256 scales16(const float *s8) {  /* (s0 ×4, s1 ×4) → (s0, s0, s1, s1, s0, s0, s1, s1) */
+    return _mm256_permutevar8x32_ps(_mm256_load_ps(s8), _mm256_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4));
+}
+
+static inline __m256 prod16(__m256i wlo, __m256i whi, const a16_t *x) {
+    __m256i p = _mm256_hadd_epi32(_mm256_madd_epi16(wlo, _mm256_loadu_si256((const __m256i *)x->q)),
+                                  _mm256_madd_epi16(whi, _mm256_loadu_si256((const __m256i *)(x->q + 16))));
+    return _mm256_cvtepi32_ps(p);
+}
+
+#if defined(__AVX512BW__) && defined(__AVX512F__)
+/* AVX-512: a chunk's 32 products in one multiply (lanes 0-7 the first half's pairs, 8-15 the
+ * second's), scaled by (s0 ×8, s1 ×8) */
+static void tile16_2x4(const mm_task_t *t, int64_t nc, const tile_t *tl, int r, int tok, float out[2][4]) {
+    __m512 acc[2][4];
+    const __m512i halves16 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+    for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+        __m512i w[2];
+        __m512 s[2];
+        for (int i = 0; i < 2; i++) {
+            int64_t at = (r + i) * nc + c;
+            w[i] = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(tl->codes + at * 32)));
+            s[i] = _mm512_permutexvar_ps(halves16, _mm512_castps256_ps512(_mm256_load_ps(tl->scales + at * 8)));
+        }
+        for (int j = 0; j < 4; j++) {
+            const a16_t *x = t->x16 + (int64_t)(tok + j) * nc + c;
+            __m512i xv = _mm512_loadu_si512((const void *)x->q);
+            __m512 d = _mm512_set1_ps(x->d);
+            for (int i = 0; i < 2; i++)
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(w[i], xv)), _mm512_mul_ps(s[i], d), acc[i][j]);
+        }
+    }
+    for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) out[i][j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+#else
+static void tile16_2x4(const mm_task_t *t, int64_t nc, const tile_t *tl, int r, int tok, float out[2][4]) {
+    __m256 acc[2][4];
+    for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+        __m256i wl[2], wh[2];
+        __m256 s[2];
+        for (int i = 0; i < 2; i++) {
+            int64_t at = (r + i) * nc + c;
+            __m256i w = _mm256_load_si256((const __m256i *)(tl->codes + at * 32));
+            wl[i] = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
+            wh[i] = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
+            s[i] = scales16(tl->scales + at * 8);
+        }
+        for (int j = 0; j < 4; j++) {
+            const a16_t *x = t->x16 + (int64_t)(tok + j) * nc + c;
+            __m256 d = _mm256_set1_ps(x->d);
+            for (int i = 0; i < 2; i++) acc[i][j] = _mm256_fmadd_ps(prod16(wl[i], wh[i], x), _mm256_mul_ps(s[i], d), acc[i][j]);
+        }
+    }
+    for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) out[i][j] = hsum(acc[i][j]);
+}
+#endif
+
+static float tile16_1x1(const mm_task_t *t, int64_t nc, const tile_t *tl, int r, int tok) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+        int64_t at = r * nc + c;
+        __m256i w = _mm256_load_si256((const __m256i *)(tl->codes + at * 32));
+        const a16_t *x = t->x16 + (int64_t)tok * nc + c;
+        __m256 p = prod16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)), _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1)), x);
+        acc = _mm256_fmadd_ps(p, _mm256_mul_ps(scales16(tl->scales + at * 8), _mm256_set1_ps(x->d)), acc);
+    }
+    return hsum(acc);
+}
+
+/* the minimums' term of row r and token tok: Σ mins · (step × half sums) */
+static inline float mins_term(const mm_task_t *t, const tile_t *tl, int64_t nc, int r, int tok, int w16) {
+    if (!tl->has_mins) return 0.0f;
+    if (!w16) return vec_dot(tl->mins + r * nc * 2, t->ds + (int64_t)tok * nc * 2, nc * 2);
+    const float *m = tl->mins + r * nc * 2;
+    const a16_t *x = t->x16 + (int64_t)tok * nc;
+    float acc = 0;
+    for (int64_t c = 0; c < nc; c++) acc += m[2 * c] * x[c].ds[0] + m[2 * c + 1] * x[c].ds[1];
+    return acc;
+}
+
 static void mm_rows_tiled(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
     const mat_t *m = t->m[k];
     int64_t nc = t->cols / 32;
@@ -208,26 +296,29 @@ static void mm_rows_tiled(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
         return;
     }
     float *y = t->y[k];
+    int w16 = wide(m->type);
     for (int64_t base = r0; base < r1; base += TILE) {
         int rows = (int)(base + TILE < r1 ? TILE : r1 - base);
         decode_tile(m, base, rows, nc, &tl);
-#define MINS(R, TOK) (tl.has_mins ? vec_dot(tl.mins + (R) * nc * 2, t->ds + (int64_t)(TOK) * nc * 2, nc * 2) : 0.0f)
+#define MINS(R, TOK) mins_term(t, &tl, nc, R, TOK, w16)
+#define ONE(R, TOK) (w16 ? tile16_1x1(t, nc, &tl, R, TOK) : tile_1x1(t, nc, &tl, R, TOK))
         int r = 0;
         for (; r + 2 <= rows; r += 2) {
             int tok = 0;
             for (; tok + 4 <= T; tok += 4) {
                 float out[2][4];
-                tile_2x4(t, nc, &tl, r, tok, out);
+                if (w16) tile16_2x4(t, nc, &tl, r, tok, out); else tile_2x4(t, nc, &tl, r, tok, out);
                 for (int i = 0; i < 2; i++)
                     for (int j = 0; j < 4; j++) y[(int64_t)(tok + j) * m->rows + base + r + i] = out[i][j] + MINS(r + i, tok + j);
             }
             for (; tok < T; tok++)
                 for (int i = 0; i < 2; i++)
-                    y[(int64_t)tok * m->rows + base + r + i] = tile_1x1(t, nc, &tl, r + i, tok) + MINS(r + i, tok);
+                    y[(int64_t)tok * m->rows + base + r + i] = ONE(r + i, tok) + MINS(r + i, tok);
         }
         for (; r < rows; r++)
-            for (int tok = 0; tok < T; tok++) y[(int64_t)tok * m->rows + base + r] = tile_1x1(t, nc, &tl, r, tok) + MINS(r, tok);
+            for (int tok = 0; tok < T; tok++) y[(int64_t)tok * m->rows + base + r] = ONE(r, tok) + MINS(r, tok);
 #undef MINS
+#undef ONE
     }
     free(tl.codes); free(tl.scales); free(tl.start); free(tl.mins);
 }
@@ -237,16 +328,17 @@ static void mm_rows(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
     const mat_t *m = t->m[k];
     int64_t nb = t->cols / 32;
 #if defined(__AVX2__)
-    if (t->xp && needs_q8(m)) { mm_rows_tiled(t, k, r0, r1); return; }
+    if (t->tiled && needs_q8(m) && (wide(m->type) || t->xp)) { mm_rows_tiled(t, k, r0, r1); return; }
 #endif
     for (int64_t base = r0; base < r1; base += 16) {
         int64_t end = base + 16 < r1 ? base + 16 : r1;
         for (int tok = 0; tok < t->T; tok++) {
             const a8_t *xq = t->xq ? t->xq + tok * nb : NULL;
+            const a16_t *x16 = t->x16 ? t->x16 + tok * nb : NULL;
             const float *xf = t->xf + tok * t->cols;
             float *y = t->y[k] + (int64_t)tok * m->rows;
             for (int64_t r = base; r < end; r++)
-                y[r] = dot_row(m->type, m->data + r * m->row_bytes, xq, xf, t->cols);
+                y[r] = dot_row(m->type, m->data + r * m->row_bytes, xq, x16, xf, t->cols);
         }
     }
 }
@@ -267,12 +359,14 @@ static void mm_worker(void *ctx, int ith, int nth) {
 }
 
 
-typedef struct { const float *x; a8_t *out; int64_t cols; int T; int8_t *xp; float *dx, *ds; } q8_task_t;
+typedef struct { const float *x; a8_t *out; int64_t cols; int T; int8_t *xp; float *dx, *ds; a16_t *out16; } q8_task_t;
 
 static void q8_worker(void *ctx, int ith, int nth) {
     const q8_task_t *t = (const q8_task_t *)ctx;
     int64_t nc = t->cols / 32;
     for (int tok = ith; tok < t->T; tok += nth) {
+        if (t->out16) quantize_activations16(t->x + (int64_t)tok * t->cols, t->out16 + tok * nc, t->cols);
+        if (!t->out) continue;
         a8_t *a = t->out + tok * nc;
         quantize_activations(t->x + (int64_t)tok * t->cols, a, t->cols);
         if (!t->xp) continue;
@@ -290,19 +384,23 @@ static void q8_worker(void *ctx, int ith, int nth) {
     }
 }
 
-/* y_k = x · m_k^T for up to three matrices of the same width (one dispatch). */
-static void matmul(int n, const mat_t **m, float **y, const float *x, a8_t *scratch, int T) {
+/* y_k = x · m_k^T for up to three matrices of the same width (one dispatch); the activations
+ * quantized into scratch (8 bits) and scratch16 (16 bits) as the matrices' formats ask. */
+static void matmul(int n, const mat_t **m, float **y, const float *x, a8_t *scratch, a16_t *scratch16, int T) {
     mm_task_t t = {0};
     t.n = n; t.xf = x; t.T = T; t.cols = m[0]->cols;
+#if defined(__AVX2__)
+    t.tiled = T >= 4;
+#endif
     for (int k = 0; k < n; k++) { t.m[k] = m[k]; t.y[k] = y[k]; }
-    int q8 = 0;
-    for (int k = 0; k < n; k++) q8 |= needs_q8(m[k]);
+    int q8 = 0, q16 = 0;
+    for (int k = 0; k < n; k++) { q8 |= needs_q8(m[k]) && !wide(m[k]->type); q16 |= wide(m[k]->type); }
     int8_t *xp = NULL;
     float *dx = NULL, *ds = NULL;
-    if (q8) {
-        q8_task_t q = {x, scratch, t.cols, T, NULL, NULL, NULL};
+    if (q8 || q16) {
+        q8_task_t q = {x, q8 ? scratch : NULL, t.cols, T, NULL, NULL, NULL, q16 ? scratch16 : NULL};
 #if defined(__AVX2__)
-        if (T >= 4) {  /* the tiled kernels' contiguous copies */
+        if (T >= 4 && q8) {  /* the tiled kernels' contiguous copies */
             int64_t nc = t.cols / 32;
             xp = (int8_t *)malloc((size_t)T * t.cols + 64);
             dx = (float *)malloc(sizeof(float) * T * nc * 8 + 64);
@@ -311,7 +409,7 @@ static void matmul(int n, const mat_t **m, float **y, const float *x, a8_t *scra
         }
 #endif
         if (T > 1) pool_run(q8_worker, &q); else q8_worker(&q, 0, 1);
-        t.xq = scratch; t.xp = q.xp; t.dx = q.dx; t.ds = q.ds;
+        t.xq = q.out; t.x16 = q.out16; t.xp = q.xp; t.dx = q.dx; t.ds = q.ds;
     }
     pool_run(mm_worker, &t);
     free(xp); free(dx); free(ds);
@@ -419,7 +517,7 @@ static void model_free(model_t *md) {
     if (!md) return;
     free(md->layers); free(md->k_cache); free(md->v_cache); free(md->cos); free(md->sin);
     free(md->x); free(md->xn); free(md->q); free(md->k); free(md->v); free(md->att);
-    free(md->g); free(md->u); free(md->scores); free(md->xq);
+    free(md->g); free(md->u); free(md->scores); free(md->xq); free(md->xq16);
     free(md);
 }
 
@@ -469,6 +567,9 @@ static int reserve(model_t *md, int T) {
     a8_t *q = (a8_t *)realloc(md->xq, sizeof(a8_t) * (widest / 32 + 1) * T);
     if (!q) return -1;
     md->xq = q;
+    a16_t *q16 = (a16_t *)realloc(md->xq16, sizeof(a16_t) * (widest / 32 + 1) * T);
+    if (!q16) return -1;
+    md->xq16 = q16;
     md->cap = T;
     return 0;
 }
@@ -506,22 +607,22 @@ static void block(model_t *md, int l, int T) {
     for (int t = 0; t < T; t++) rms_norm(md->x + t * e, L->v[V_ATTN_NORM], md->xn + t * e, e, md->eps);
     const mat_t *qkv[3] = {&L->m[M_Q], &L->m[M_K], &L->m[M_V]};
     float *outs[3] = {md->q, md->k, md->v};
-    matmul(3, qkv, outs, md->xn, md->xq, T);
+    matmul(3, qkv, outs, md->xn, md->xq, md->xq16, T);
     attention_inputs(md, L, l, T);
     att_task_t at = {md, l, T};
     pool_run(att_worker, &at);
     const mat_t *o[1] = {&L->m[M_O]};
     float *xo[1] = {md->xn};
-    matmul(1, o, xo, md->att, md->xq, T);
+    matmul(1, o, xo, md->att, md->xq, md->xq16, T);
     for (int64_t i = 0; i < T * e; i++) md->x[i] += md->xn[i];
     for (int t = 0; t < T; t++) rms_norm(md->x + t * e, L->v[V_FFN_NORM], md->xn + t * e, e, md->eps);
     const mat_t *gu[2] = {&L->m[M_GATE], &L->m[M_UP]};
     float *gus[2] = {md->g, md->u};
-    matmul(2, gu, gus, md->xn, md->xq, T);
+    matmul(2, gu, gus, md->xn, md->xq, md->xq16, T);
     silu_mul(md->g, md->u, T * f);
     const mat_t *dn[1] = {&L->m[M_DOWN]};
     float *xd[1] = {md->xn};
-    matmul(1, dn, xd, md->g, md->xq, T);
+    matmul(1, dn, xd, md->g, md->xq, md->xq16, T);
     for (int64_t i = 0; i < T * e; i++) md->x[i] += md->xn[i];
 }
 
@@ -541,7 +642,7 @@ static int model_forward(model_t *md, const int32_t *ids, int T, int all, float 
     for (int t = 0; t < n; t++) rms_norm(md->x + (first + t) * e, md->out_norm, md->xn + t * e, e, md->eps);
     const mat_t *h[1] = {&md->output};
     float *y[1] = {out};
-    matmul(1, h, y, md->xn, md->xq, n);
+    matmul(1, h, y, md->xn, md->xq, md->xq16, n);
     md->pos += T;
     return 0;
 }
@@ -553,9 +654,10 @@ static int matmul_rows(int type, const uint8_t *data, int64_t rows, int64_t cols
     const mat_t *ms[1] = {&m};
     float *ys[1] = {y};
     a8_t *scratch = (a8_t *)malloc(sizeof(a8_t) * (cols / 32 + 1) * (T > 0 ? T : 1));
-    if (!scratch) return -1;
-    matmul(1, ms, ys, x, scratch, T);
-    free(scratch);
+    a16_t *scratch16 = (a16_t *)malloc(sizeof(a16_t) * (cols / 32 + 1) * (T > 0 ? T : 1));
+    if (!scratch || !scratch16) { free(scratch); free(scratch16); return -1; }
+    matmul(1, ms, ys, x, scratch, scratch16, T);
+    free(scratch); free(scratch16);
     return 0;
 }
 

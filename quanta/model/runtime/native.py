@@ -103,6 +103,11 @@ def _config(r: Any, tensors: dict) -> NativeConfig:
         raise Unsupported(f"missing or malformed {arch} metadata ({e})") from None
 
 
+def base_inv_freq(theta: float, dims: int) -> np.ndarray:
+    """The rotary embedding's unscaled inverse frequencies ``theta^(−2i/dims)`` (float32, dims / 2)."""
+    return (1.0 / (theta ** (np.arange(0, dims, 2, dtype=np.float32) / np.float32(dims)))).astype(np.float32)
+
+
 def _inv_freq(r: Any, cfg: NativeConfig, tensors: dict) -> np.ndarray:
     """The rotary inverse frequencies, divided by a ``rope_freqs`` tensor's factors (Llama 3) or a
     linear scaling factor, as llama.cpp applies them."""
@@ -111,7 +116,7 @@ def _inv_freq(r: Any, cfg: NativeConfig, tensors: dict) -> np.ndarray:
     dims = int(field(r, f"{arch}.rope.dimension_count", cfg.head_dim) or cfg.head_dim)
     if dims != cfg.head_dim:
         raise Unsupported(f"a partial rotary embedding ({dims} of {cfg.head_dim} dimensions)")
-    inv = (1.0 / (theta ** (np.arange(0, dims, 2, dtype=np.float32) / np.float32(dims)))).astype(np.float32)
+    inv = base_inv_freq(theta, dims)
     scaling = field(r, f"{arch}.rope.scaling.type")
     if scaling not in (None, "none", "linear"):
         raise Unsupported(f"rotary scaling {scaling!r}")
@@ -159,22 +164,28 @@ class _Output:
 
 
 class NativeLM:
-    """A GGUF file run by the compiled kernels: :meth:`decoder` gives a :class:`_native.Model`
-    whose ``forward(ids)`` returns float32 logits (numpy)."""
+    """A model run by the compiled kernels: :meth:`decoder` gives a :class:`_native.Model`
+    whose ``forward(ids)`` returns float32 logits (numpy).
+
+    ``tensors``: GGUF names → tensors as gguf-py's reader gives them (``tensor_type``, ``shape``
+    in GGUF order, ``data``) — a GGUF file's (:func:`open_native`) or a quanta folder's repacked
+    into the kernels' blocks (:mod:`quanta.model.runtime.native_folder`); ``neox``: the rotary
+    embedding turns halves (else pairs of neighbours, llama.cpp's permuted rows); ``keep``: what
+    the tensors point into (a file's map), held as long as the model."""
 
     is_causal_lm = True
 
-    def __init__(self, reader: Any, path: Path, threads: int | None = None) -> None:
+    def __init__(self, tensors: dict, config: NativeConfig, inv_freq: np.ndarray, path: Path, *,
+                 neox: bool, threads: int | None = None, keep: Any = None) -> None:
         from quanta.threads import threads as default_threads
 
         self.path = path
-        self.tensors = {t.name: t for t in reader.tensors}
-        if "token_embd.weight" not in self.tensors:
-            raise Unsupported("no token_embd.weight tensor")
-        self.config = _config(reader, self.tensors)
-        self.inv_freq = _inv_freq(reader, self.config, self.tensors)
+        self.tensors = tensors
+        self.config = config
+        self.inv_freq = inv_freq
+        self.neox = neox
         self.threads = threads or default_threads()
-        self._reader = reader  # the map the matrices point into
+        self._keep = keep
         self._parts = self._collect()
         self._model: Any = None
         self.metadata: dict = {}
@@ -298,7 +309,7 @@ class NativeLM:
             cfg.intermediate_size,
             cfg.vocab_size,
             max_len,
-            int(not rope_pairs(cfg.architecture)),
+            int(self.neox),
             self.threads,
             cfg.sliding_window,
         )
@@ -328,7 +339,7 @@ class NativeLM:
 
 
 @dataclass
-class _Tensor:
+class TensorView:
     """A tensor of a mapped file, as the code above reads gguf-py's (GGUF dimension order)."""
 
     name: str
@@ -357,7 +368,16 @@ class _Mapped:
             raw = self.map[t.offset : t.offset + t.n_bytes]
             if kind in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
                 raw = raw.view(np.float32 if kind == GGMLQuantizationType.F32 else np.float16)
-            self.tensors.append(_Tensor(t.name, int(kind), tuple(reversed(t.shape)), t.n_bytes, raw))
+            self.tensors.append(TensorView(t.name, int(kind), tuple(reversed(t.shape)), t.n_bytes, raw))
+
+
+def _from_gguf(r: Any, path: Path, threads: int | None = None) -> NativeLM:
+    tensors = {t.name: t for t in r.tensors}
+    if "token_embd.weight" not in tensors:
+        raise Unsupported("no token_embd.weight tensor")
+    cfg = _config(r, tensors)
+    return NativeLM(tensors, cfg, _inv_freq(r, cfg, tensors), path, neox=not rope_pairs(cfg.architecture),
+                    threads=threads, keep=r)
 
 
 def why_not(path: Path | str) -> str | None:
@@ -373,7 +393,7 @@ def open_native(path: Path | str, threads: int | None = None) -> NativeLM:
     """The GGUF file ``path`` as a :class:`NativeLM` (raises :class:`Unsupported` with the
     reason, or InputError for a file that is not GGUF)."""
     p = Path(path)
-    return NativeLM(_Mapped(p), p, threads)
+    return _from_gguf(_Mapped(p), p, threads)
 
 
 def load_native(path: Path, verify: bool = True) -> tuple[tuple[Any, Any] | None, str]:
@@ -383,7 +403,7 @@ def load_native(path: Path, verify: bool = True) -> tuple[tuple[Any, Any] | None
 
     r = _Mapped(path)
     try:
-        lm = NativeLM(r, path)
+        lm = _from_gguf(r, path)
     except Unsupported as e:
         return None, str(e)
     if verify:
@@ -415,7 +435,9 @@ __all__ = [
     "NativeConfig",
     "NativeLM",
     "NativeStep",
+    "TensorView",
     "Unsupported",
+    "base_inv_freq",
     "load_native",
     "open_native",
     "why_not",

@@ -129,8 +129,9 @@ def quantize_embedding(model: nn.Module, quantizer: object, stats: object = None
     return qe, head
 
 
-def tie_head(model: nn.Module, qe: QuantEmbedding) -> None:
-    """Rebuild the output head from a loaded quantized embedding (a tied model)."""
+def tie_head(model: nn.Module, qe: QuantEmbedding, path: str | None = None) -> None:
+    """Rebuild the output head from a loaded quantized embedding (a tied model); ``path``: its
+    forward path (:meth:`QuantLinear.from_quantized`)."""
     from quanta.model.runtime.qlinear import QuantLinear
 
-    model.lm_head = QuantLinear.from_quantized(qe.quantized_weight(), keep=False)
+    model.lm_head = QuantLinear.from_quantized(qe.quantized_weight(), path=path, keep=False)

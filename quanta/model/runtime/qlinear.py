@@ -25,7 +25,8 @@ from torch import nn
 
 from quanta.core.packing import unpack_torch
 from quanta.model.formats import stored
-from quanta.model.quantize.quantizers import QuantizedWeight, default_zero, dequantize_codes
+from quanta.model.formats.weight import default_zero
+from quanta.model.quantize.quantizers import QuantizedWeight, dequantize_codes
 
 
 def choose_path(qw: QuantizedWeight) -> str:

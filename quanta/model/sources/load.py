@@ -56,8 +56,10 @@ def load_model(src: str | Path, *, lite: bool = False, verify: bool = True, stre
     stay in its files until a block asks for them (:mod:`quanta.model.sources.stream`; the
     quantizer's engine does), when its files name every parameter as transformers does.
     native: a GGUF file the compiled kernels run (:mod:`quanta.model.runtime.native`) is only
-    mapped — its model a :class:`~quanta.model.runtime.native.NativeLM`, no PyTorch — and
-    ``info["native"]`` says why not where it is not."""
+    mapped, a quanta folder they run is repacked for them
+    (:mod:`quanta.model.runtime.native_folder`) — its model a
+    :class:`~quanta.model.runtime.native.NativeLM`, no PyTorch — and ``info["native"]`` says why
+    not where it is not."""
     if str(src) in ("smollm2", "minilm"):
         src = bundled(str(src))
     elif str(src) == "smollm2-unbinned":
@@ -70,28 +72,44 @@ def load_model(src: str | Path, *, lite: bool = False, verify: bool = True, stre
     if p.is_file():
         if p.suffix.lower() != ".gguf":
             raise InputError(f"{p}: expected a .gguf file or a model folder")
-        why = "not asked for"
-        if native:
-            from quanta.model.runtime.native import load_native
-
-            loaded, why = load_native(p, verify=verify)
-            if loaded is not None:
-                return Loaded(*loaded, "gguf", str(p), {"metadata": loaded[0].metadata, "native": ""})
-        from quanta.model.formats.gguf_read import load_gguf
-
-        g = load_gguf(p, verify=verify)
-        return Loaded(g.model, g.tokenizer, "gguf", str(p),
-                      {"metadata": g.metadata, "tensor_types": g.tensor_types, "native": why})
+        return _load_gguf(p, verify, native)
+    if (p / "quant_config.json").exists():
+        return _load_quanta(p, lite, verify, native)
     import torch
 
-    if (p / "quant_config.json").exists():
-        from quanta.model.formats.folder import load_quantized
-
-        m, tok, cfg = load_quantized(p, lite=lite, verify=verify)
-        return Loaded(m, tok, "quanta", str(p), {"quant_config": cfg})
     if (p / "config.json").exists():
         return _load_hf(p, torch, stream)
     raise InputError(f"{p}: neither a .gguf file, a quanta folder nor a Hugging Face folder")
+
+
+def _load_gguf(p: Path, verify: bool, native: bool) -> Loaded:
+    why = "not asked for"
+    if native:
+        from quanta.model.runtime.native import load_native
+
+        loaded, why = load_native(p, verify=verify)
+        if loaded is not None:
+            return Loaded(*loaded, "gguf", str(p), {"metadata": loaded[0].metadata, "native": ""})
+    from quanta.model.formats.gguf_read import load_gguf
+
+    g = load_gguf(p, verify=verify)
+    return Loaded(g.model, g.tokenizer, "gguf", str(p),
+                  {"metadata": g.metadata, "tensor_types": g.tensor_types, "native": why})
+
+
+def _load_quanta(p: Path, lite: bool, verify: bool, native: bool) -> Loaded:
+    why = "not asked for"
+    if native:
+        from quanta.model.runtime.native_folder import load_folder
+
+        loaded, why = load_folder(p, verify=verify)
+        if loaded is not None:
+            return Loaded(*loaded, "quanta", str(p), {"quant_config": loaded[0].metadata["quant_config"],
+                                                      "native": ""})
+    from quanta.model.formats.folder import load_quantized
+
+    m, tok, cfg = load_quantized(p, lite=lite, verify=verify)
+    return Loaded(m, tok, "quanta", str(p), {"quant_config": cfg, "native": why})
 
 
 def _refuse_remote_code(p: Path) -> None:
@@ -154,7 +172,12 @@ FLOAT_TYPES = ("F32", "F16", "BF16", "F64")
 def stored_weight_stats(loaded: Loaded) -> dict | None:
     """For a GGUF source, the weight figures of the file as stored (its block types' bytes,
     scales included, over the matrices' parameters) — the model in memory is dequantized to
-    float32 and would report 32 bits per weight. None for other sources."""
+    float32 and would report 32 bits per weight; for a quanta folder the compiled kernels run,
+    the figures its writer recorded (its config's ``weight_stats``). None for other sources."""
+    if loaded.kind == "quanta" and getattr(loaded.model, "is_causal_lm", False):
+        stats = loaded.info["quant_config"].get("weight_stats") or {}
+        keys = ("weight_bytes", "params", "bits_per_weight", "quantized_params", "bits_per_quantized_weight")
+        return {k: stats.get(k) for k in keys}
     if loaded.kind != "gguf":
         return None
     import math

@@ -121,7 +121,7 @@ def test_the_compiled_factor_search_is_the_oracles(kind, weighted):
     one whose error is the same to 1e-5."""
     from quanta.core.grid import choose_qparams
     from quanta.model.formats.kquant import refine
-    from quanta.model.quantize.quantizers import weight_grid
+    from quanta.model.formats.weight import weight_grid
     from tests.model.formats.kquant_reference import refine_reference
 
     t = BLOCK_TYPES[kind]

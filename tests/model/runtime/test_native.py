@@ -1,7 +1,8 @@
 """The compiled decode kernels (issue 28): every GGML type's blocks read exactly as the gguf
 package's dequantizer reads them; products against activations rounded to 8 bits per 32 values
-within the bound that rounding sets; a whole model run from its GGUF map against the PyTorch
-model of the same file; every build the processor runs; the thread count changes no bit."""
+(16 bits for the formats of 6 bits and more) within the bound that rounding sets; a whole model
+run from its GGUF map against the PyTorch model of the same file; every build the processor runs;
+the thread count changes no bit."""
 
 from __future__ import annotations
 
@@ -63,10 +64,11 @@ def random_blocks(name: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
     return raw.reshape(rows, nb * nbytes)
 
 
-def rounded(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The activations as the kernels round them — quanta.core's symmetric 8-bit grid in groups
-    of 32 (step = max|x| / 127, nearest, ties to even) — and each value's step."""
-    qp = choose_qparams(x, Grid(bits=8, symmetric=True, granularity="group", group_size=32, axis=1))
+def rounded(x: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The activations as the kernels round them — quanta.core's symmetric ``bits``-bit grid in
+    groups of 32 (step = max|x| / 127 at 8 bits, / 32767 at 16; nearest, ties to even) — and each
+    value's step."""
+    qp = choose_qparams(x, Grid(bits=bits, symmetric=True, granularity="group", group_size=32, axis=1))
     return fake_quantize(x, qp), np.repeat(np.asarray(qp.scale, np.float32), 32, axis=1)
 
 
@@ -83,7 +85,7 @@ def test_every_type_reads_as_ggufs_dequantizer_and_multiplies_within_the_roundin
     w = gguf.quants.dequantize(raw, kind).reshape(rows, cols).astype(np.float64)
     np.testing.assert_array_equal(_native.dequantize(kind, raw, cols), w.astype(np.float32))
     x = np.random.default_rng(1).standard_normal((7, cols)).astype(np.float32)  # 7: tiles of 4 + 3 left
-    xr, step = rounded(x)
+    xr, step = rounded(x, 16 if _native.wide_activations(kind) else 8)
     exact = xr.astype(np.float64) @ w.T
     scale = np.abs(xr).astype(np.float64) @ np.abs(w).T  # what float32 sums of these terms can lose
     bound = (np.abs(w) @ (step.astype(np.float64) / 2).T).T  # Σ|w|·d/2: the rounding of x
