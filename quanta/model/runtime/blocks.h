@@ -34,9 +34,11 @@ enum { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q
         * codes unsigned — weight = d·q + m */
        T_QG4 = 64, T_QG8 = 65 };
 
-/* One chunk of activations: 32 int8 values, their scale d, and d times the sum of each half's
- * values (the offsets' terms). */
-typedef struct { float d, ds[2], pad; int8_t q[32]; } a8_t;
+/* One chunk of activations: 32 int8 values, their scale d, d times the sum of each half's
+ * values (the offsets' terms), and the sums of each 4 consecutive values (the lanes of a SIMD
+ * product: a format's fixed offset, Q4_0's −8 or Q5_0's −16, is then one integer subtraction
+ * per chunk, not a float term). */
+typedef struct { float d, ds[2], pad; int8_t q[32]; int32_t xs[8]; } a8_t;
 
 /* The same at 16 bits (step max|x| / 32767): the activations of the formats whose own steps are
  * as fine as 8-bit activations' or finer (wide(): 6 bits and more), where rounding x to 8 bits
@@ -301,6 +303,9 @@ static void quantize_activations(const float *x, a8_t *out, int64_t n) {
         __m256i p8 = _mm256_packs_epi16(p16a, p16b);
         p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)out[c].q, p8);
+        /* the sums of 4: (1 · x) in pairs, then pairs of pairs */
+        __m256i fours = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p8), _mm256_set1_epi16(1));
+        _mm256_storeu_si256((__m256i *)out[c].xs, fours);
         out[c].d = d; out[c].ds[0] = d * (float)s0; out[c].ds[1] = d * (float)s1; out[c].pad = 0;
     }
     return;
@@ -316,6 +321,7 @@ static void quantize_activations(const float *x, a8_t *out, int64_t n) {
             out[c].q[i] = (int8_t)r;
             if (i < 16) s0 += r; else s1 += r;
         }
+        for (int k = 0; k < 8; k++) out[c].xs[k] = out[c].q[4 * k] + out[c].q[4 * k + 1] + out[c].q[4 * k + 2] + out[c].q[4 * k + 3];
         out[c].d = d; out[c].ds[0] = d * (float)s0; out[c].ds[1] = d * (float)s1; out[c].pad = 0;
     }
 }
@@ -381,6 +387,74 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* decode_chunk in SIMD: chunk j of the block at b as 32 byte codes, per half a scale and an
+ * offset (the same values as decode_chunk's); returns 1 for signed codes, 0 for unsigned (up to
+ * 255: T_QG8's), −1 for a type it does not decode (Q2_K, Q3_K). The prefill tiles decode with it. */
+static inline int chunk_codes(int t, const uint8_t *b, int j, __m256i *q, float sc[2], float off[2]) {
+    switch (t) {
+    case T_Q4_0: case T_Q4_1: case T_QG4: case T_IQ4_NL: {
+        int head = t == T_Q4_0 || t == T_IQ4_NL ? 2 : t == T_Q4_1 ? 4 : 6;
+        *q = nibbles16(b + head);
+        sc[0] = sc[1] = rd16(b);
+        if (t == T_IQ4_NL) {
+            *q = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES)), *q);
+            off[0] = off[1] = 0;
+            return 1;
+        }
+        off[0] = off[1] = t == T_Q4_0 ? -8.0f * sc[0] : t == T_Q4_1 ? rd16(b + 2) : rd32(b + 2);
+        return 0;
+    }
+    case T_IQ4_XS: {
+        const uint8_t *qs;
+        iq4xs_chunk(b, j, &sc[0], &qs);
+        sc[1] = sc[0]; off[0] = off[1] = 0;
+        *q = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES)), nibbles16(qs));
+        return 1;
+    }
+    case T_Q5_0: case T_Q5_1: {
+        int first = t == T_Q5_1 ? 4 : 2;
+        uint32_t qh; memcpy(&qh, b + first, 4);
+        *q = _mm256_or_si256(nibbles16(b + first + 4), bits_to_bytes(qh));
+        sc[0] = sc[1] = rd16(b);
+        off[0] = off[1] = t == T_Q5_0 ? -16.0f * sc[0] : rd16(b + 2);
+        return 0;
+    }
+    case T_Q8_0: case T_QG8:
+        *q = _mm256_loadu_si256((const __m256i *)(b + (t == T_Q8_0 ? 2 : 6)));
+        sc[0] = sc[1] = rd16(b);
+        off[0] = off[1] = t == T_Q8_0 ? 0.0f : rd32(b + 2);
+        return t == T_Q8_0;
+    case T_Q4_K: case T_Q5_K: {
+        int s, m;
+        k4_scale_min(j, b + 4, &s, &m);
+        __m256i raw = _mm256_loadu_si256((const __m256i *)(b + (t == T_Q4_K ? 16 : 48) + 32 * (j / 2)));
+        *q = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(raw, 4) : raw, _mm256_set1_epi8(15));
+        if (t == T_Q5_K) {
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(b + 16)), bit = _mm256_set1_epi8((char)(1 << j));
+            *q = _mm256_or_si256(*q, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit), _mm256_set1_epi8(16)));
+        }
+        sc[0] = sc[1] = rd16(b) * (float)s;
+        off[0] = off[1] = -rd16(b + 2) * (float)m;
+        return 0;
+    }
+    case T_Q6_K: {
+        int k = j % 4;
+        const uint8_t *ql = b + 64 * (j / 4) + (k & 1) * 32, *qh = b + 128 + 32 * (j / 4);
+        const int8_t *scales = (const int8_t *)(b + 192) + 8 * (j / 4) + 2 * k;
+        float d = rd16(b + 208);
+        __m256i lo = _mm256_loadu_si256((const __m256i *)ql);
+        lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(lo, 4) : lo, _mm256_set1_epi8(15));
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)qh), 2 * k), _mm256_set1_epi8(3));
+        *q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+        sc[0] = d * (float)scales[0]; sc[1] = d * (float)scales[1];
+        off[0] = -32.0f * sc[0]; off[1] = -32.0f * sc[1];
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
 #define ACC(P, SC0, SC1, OFF0, OFF1)                                                        \
     do {                                                                                    \
         float d_ = x[c].d;                                                                  \
@@ -399,12 +473,18 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
     float acc_off = 0;
     int64_t nc = n / 32, c;
     switch (t) {
-    case T_Q4_0: case T_Q4_1:
+    case T_Q4_0:  /* (q − 8)·x = q·x − 8·(sums of 4): no float offset term */
         for (c = 0; c < nc; c++) {
-            const uint8_t *b = row + c * (t == T_Q4_0 ? 18 : 20);
-            float d = rd16(b), o = t == T_Q4_0 ? -8.0f * d : rd16(b + 2);
-            __m256i q = nibbles16(b + (t == T_Q4_0 ? 2 : 4));
-            ACC1(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), d, o);
+            const uint8_t *b = row + c * 18;
+            __m256i p = dot_u8s8(nibbles16(b + 2), _mm256_loadu_si256((const __m256i *)x[c].q));
+            p = _mm256_sub_epi32(p, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)x[c].xs), 3));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(x[c].d * rd16(b)), acc);
+        }
+        break;
+    case T_Q4_1:
+        for (c = 0; c < nc; c++) {
+            const uint8_t *b = row + c * 20;
+            ACC1(dot_u8s8(nibbles16(b + 4), _mm256_loadu_si256((const __m256i *)x[c].q)), rd16(b), rd16(b + 2));
         }
         break;
     case T_Q5_0: case T_Q5_1:
@@ -412,10 +492,15 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
             const uint8_t *b = row + c * (t == T_Q5_0 ? 22 : 24);
             int first = t == T_Q5_1 ? 4 : 2;
             uint32_t qh; memcpy(&qh, b + first, 4);
-            float d = rd16(b), o = t == T_Q5_0 ? -16.0f * d : rd16(b + 2);
             /* nibbles16 puts element i+16 in byte 16+i: the high bits follow the same order */
             __m256i q = _mm256_or_si256(nibbles16(b + first + 4), bits_to_bytes(qh));
-            ACC1(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), d, o);
+            __m256i p = dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q));
+            if (t == T_Q5_0) {  /* (q − 16)·x, as Q4_0 */
+                p = _mm256_sub_epi32(p, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)x[c].xs), 4));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(x[c].d * rd16(b)), acc);
+            } else {
+                ACC1(p, rd16(b), rd16(b + 2));
+            }
         }
         break;
     case T_QG4:
@@ -437,24 +522,38 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
         }
         break;
     }
-    case T_Q4_K: case T_Q5_K:
-        for (c = 0; c < nc; c++) {
-            int j = (int)(c % 8), s, m;
-            const uint8_t *b = row + (c / 8) * (t == T_Q4_K ? 144 : 176);
-            float d = rd16(b), dmin = rd16(b + 2);
-            k4_scale_min(j, b + 4, &s, &m);
-            __m256i raw = _mm256_loadu_si256((const __m256i *)(b + (t == T_Q4_K ? 16 : 48) + 32 * (j / 2)));
-            __m256i q = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(raw, 4) : raw, _mm256_set1_epi8(15));
-            if (t == T_Q5_K) {
-                __m256i hb = _mm256_loadu_si256((const __m256i *)(b + 16));
-                __m256i bit = _mm256_set1_epi8((char)(1 << j));
-                __m256i on = _mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit);
-                q = _mm256_or_si256(q, _mm256_and_si256(on, _mm256_set1_epi8(16)));
+    case T_Q4_K: case T_Q5_K: {
+        /* a super-block at a time: its steps and 8 scales/minimums read once; chunks in pairs
+         * (one load of 32 bytes holds chunk 2p's nibbles, low, and 2p+1's, high) */
+        int bb = t == T_Q4_K ? 144 : 176, qo = t == T_Q4_K ? 16 : 48;
+        const __m256i low = _mm256_set1_epi8(15);
+        __m256 acc2 = _mm256_setzero_ps();
+        for (c = 0; c + 8 <= nc; c += 8) {
+            const uint8_t *b = row + (c / 8) * bb;
+            float d = rd16(b), dmin = rd16(b + 2), mins = 0;
+            int sc[8], mn[8];
+            for (int j = 0; j < 8; j++) k4_scale_min(j, b + 4, &sc[j], &mn[j]);
+            for (int j = 0; j < 8; j += 2) {
+                __m256i raw = _mm256_loadu_si256((const __m256i *)(b + qo + 16 * j));
+                __m256i q0 = _mm256_and_si256(raw, low), q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+                if (t == T_Q5_K) {
+                    __m256i hb = _mm256_loadu_si256((const __m256i *)(b + 16));
+                    __m256i b0 = _mm256_set1_epi8((char)(1 << j)), b1 = _mm256_set1_epi8((char)(2 << j));
+                    q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, b0), b0), _mm256_set1_epi8(16)));
+                    q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, b1), b1), _mm256_set1_epi8(16)));
+                }
+                const a8_t *x0 = x + c + j, *x1 = x0 + 1;
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q0, _mm256_loadu_si256((const __m256i *)x0->q))),
+                                      _mm256_set1_ps(x0->d * (d * (float)sc[j])), acc);
+                acc2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q1, _mm256_loadu_si256((const __m256i *)x1->q))),
+                                       _mm256_set1_ps(x1->d * (d * (float)sc[j + 1])), acc2);
+                mins += (float)mn[j] * (x0->ds[0] + x0->ds[1]) + (float)mn[j + 1] * (x1->ds[0] + x1->ds[1]);
             }
-            float sc = d * (float)s, o = -dmin * (float)m;
-            ACC1(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q)), sc, o);
+            acc_off -= dmin * mins;
         }
+        acc = _mm256_add_ps(acc, acc2);
         break;
+    }
     default: {  /* Q2_K, Q3_K (and the wide() formats, which dot16_avx2 takes): the scalar
                  * decoder, the products in SIMD */
         int bs = block_size(t), bb = block_bytes(t), chunks = bs / 32, q[32];
@@ -484,6 +583,19 @@ static inline void madd16(__m256i q, int uns, const int16_t *x, __m256i *p0, __m
     *p1 = _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 16)));
 }
 
+#if defined(__AVX512BW__) && defined(__AVX512F__)
+/* a chunk's 32 products in one 512-bit multiply: lanes 0-7 the first half's pairs, 8-15 the
+ * second's */
+static inline __m512 prod16_512(__m256i q, int uns, const int16_t *x) {
+    __m512i w = uns ? _mm512_cvtepu8_epi16(q) : _mm512_cvtepi8_epi16(q);
+    return _mm512_cvtepi32_ps(_mm512_madd_epi16(w, _mm512_loadu_si512((const void *)x)));
+}
+
+static inline __m512 two_halves(float a, float b) {  /* (a ×8, b ×8) */
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(a)), _mm256_castps_pd(_mm256_set1_ps(b)), 1));
+}
+#endif
+
 static float dot16_avx2(int t, const uint8_t *row, const a16_t *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     float acc_off = 0;
@@ -492,6 +604,16 @@ static float dot16_avx2(int t, const uint8_t *row, const a16_t *x, int64_t n) {
     switch (t) {
     case T_Q8_0: case T_QG8: {
         int bb = t == T_Q8_0 ? 34 : 38, head = t == T_Q8_0 ? 2 : 6;
+#if defined(__AVX512BW__) && defined(__AVX512F__)
+        __m512 a5 = _mm512_setzero_ps();
+        for (c = 0; c < nc; c++) {
+            const uint8_t *b = row + c * bb;
+            a5 = _mm512_fmadd_ps(prod16_512(_mm256_loadu_si256((const __m256i *)(b + head)), t == T_QG8, x[c].q),
+                                 _mm512_set1_ps(x[c].d * rd16(b)), a5);
+            if (t == T_QG8) acc_off += rd32(b + 2) * (x[c].ds[0] + x[c].ds[1]);
+        }
+        return _mm512_reduce_add_ps(a5) + acc_off;
+#else
         for (c = 0; c < nc; c++) {
             const uint8_t *b = row + c * bb;
             madd16(_mm256_loadu_si256((const __m256i *)(b + head)), t == T_QG8, x[c].q, &p0, &p1);
@@ -499,6 +621,7 @@ static float dot16_avx2(int t, const uint8_t *row, const a16_t *x, int64_t n) {
             if (t == T_QG8) acc_off += rd32(b + 2) * (x[c].ds[0] + x[c].ds[1]);
         }
         break;
+#endif
     }
     case T_Q6_K:
         for (c = 0; c < nc; c++) {
@@ -514,9 +637,15 @@ static float dot16_avx2(int t, const uint8_t *row, const a16_t *x, int64_t n) {
             hi = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * k), _mm256_set1_epi8(3));
             __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
             float s0 = d * (float)scales[0], s1 = d * (float)scales[1];
+#if defined(__AVX512BW__) && defined(__AVX512F__)
+            __m512 p = _mm512_mul_ps(prod16_512(q, 0, x[c].q), two_halves(x[c].d * s0, x[c].d * s1));
+            acc = _mm256_add_ps(acc, _mm256_add_ps(_mm512_castps512_ps256(p),
+                                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1))));
+#else
             madd16(q, 0, x[c].q, &p0, &p1);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(x[c].d * s0), acc);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(x[c].d * s1), acc);
+#endif
         }
         break;
     default:
@@ -601,6 +730,35 @@ static inline void silu_mul(float *g, const float *u, int64_t n) {
     }
 #endif
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* x[i] *= f; returns the largest x[i] (−inf for none) */
+static inline float scale_max(float *x, int64_t n, float f) {
+    int64_t i = 0;
+    float mx = -INFINITY;
+#if defined(__AVX2__)
+    __m256 fv = _mm256_set1_ps(f), m = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), fv);
+        _mm256_storeu_ps(x + i, v);
+        m = _mm256_max_ps(m, v);
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    mx = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+#endif
+    for (; i < n; i++) { x[i] *= f; mx = x[i] > mx ? x[i] : mx; }
+    return mx;
+}
+
+/* x[i] *= f */
+static inline void vec_scale(float *x, int64_t n, float f) {
+    int64_t i = 0;
+#if defined(__AVX2__)
+    __m256 fv = _mm256_set1_ps(f);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), fv));
+#endif
+    for (; i < n; i++) x[i] *= f;
 }
 
 /* y += w * x */

@@ -103,12 +103,21 @@ static void decode_tile(const mat_t *m, int64_t base, int rows, int64_t nc, tile
         for (int64_t c = 0; c < nc; c++) {
             float sc[2], off[2];
             int64_t at = r * nc + c;
-            tl->sgn = decode_chunk(m->type, row + (c / chunks) * bb, (int)(c % chunks), q, sc, off);
-            int8_t *dst = tl->codes + at * 32;
-            for (int i = 0; i < 32; i++) dst[i] = (int8_t)(q[i] + shift);
-#if UNSIGNED_X  /* the start values only the unsigned-activation products use */
-            for (int lane = 0; lane < 8; lane++)
-                tl->start[at * 8 + lane] = -128 * (dst[4 * lane] + dst[4 * lane + 1] + dst[4 * lane + 2] + dst[4 * lane + 3]);
+            const uint8_t *b = row + (c / chunks) * bb;
+            __m256i v;
+            int sgn = chunk_codes(m->type, b, (int)(c % chunks), &v, sc, off);
+            if (sgn < 0) {  /* the scalar decoder */
+                sgn = decode_chunk(m->type, b, (int)(c % chunks), q, sc, off);
+                int8_t q8[32];
+                for (int i = 0; i < 32; i++) q8[i] = (int8_t)q[i];
+                v = _mm256_loadu_si256((const __m256i *)q8);
+            }
+            tl->sgn = sgn;
+            v = _mm256_add_epi8(v, _mm256_set1_epi8((char)shift));  /* byte arithmetic: T_QG8's 0..255 − 128 */
+            _mm256_store_si256((__m256i *)(tl->codes + at * 32), v);
+#if UNSIGNED_X  /* the start values only the unsigned-activation products use: −128 × each 4 codes' sum */
+            __m256i fours = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+            _mm256_store_si256((__m256i *)(tl->start + at * 8), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(fours, 7)));
 #endif
             _mm256_store_ps(tl->scales + at * 8, halves(sc[0], sc[1]));
             for (int h = 0; h < 2; h++) {
@@ -308,8 +317,11 @@ static void mm_rows_tiled(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
             for (; tok + 4 <= T; tok += 4) {
                 float out[2][4];
                 if (w16) tile16_2x4(t, nc, &tl, r, tok, out); else tile_2x4(t, nc, &tl, r, tok, out);
-                for (int i = 0; i < 2; i++)
-                    for (int j = 0; j < 4; j++) y[(int64_t)(tok + j) * m->rows + base + r + i] = out[i][j] + MINS(r + i, tok + j);
+                if (tl.has_mins)
+                    for (int i = 0; i < 2; i++)
+                        for (int j = 0; j < 4; j++) out[i][j] += MINS(r + i, tok + j);
+                float *yb = y + (int64_t)tok * m->rows + base + r;
+                for (int j = 0; j < 4; j++) { yb[j * m->rows] = out[0][j]; yb[j * m->rows + 1] = out[1][j]; }
             }
             for (; tok < T; tok++)
                 for (int i = 0; i < 2; i++)
@@ -436,18 +448,43 @@ static void rope(model_t *md, float *v, int pos) {
 }
 
 #if defined(__AVX2__)
-/* out[0..3] = q · rows[0..3] (rows of n floats, n a multiple of 8): four sums side by side,
- * reduced together. */
+/* out[0..3] = q · rows[0..3] (rows of n floats, n a multiple of 8): four sums side by side —
+ * two running sums per row, so that the adds' latency is hidden — reduced together. (Named
+ * registers, not arrays: an array of vectors is zeroed through memory on every call.) */
 static inline void dot4(const float *q, const float *rows, int n, float *out) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int i = 0; i < n; i += 8) {
-        __m256 qv = _mm256_loadu_ps(q + i);
-        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows + i), a0);
-        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows + n + i), a1);
-        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows + 2 * n + i), a2);
-        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows + 3 * n + i), a3);
+    const float *r0 = rows, *r1 = rows + n, *r2 = rows + 2 * n, *r3 = rows + 3 * n;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int i = 0;
+#if defined(__AVX512F__)
+    if (n % 32 == 0) {  /* 16 floats per multiply */
+        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;
+        for (; i < n; i += 32) {
+            __m512 q0 = _mm512_loadu_ps(q + i), q1 = _mm512_loadu_ps(q + i + 16);
+            c0 = _mm512_fmadd_ps(q0, _mm512_loadu_ps(r0 + i), c0); d0 = _mm512_fmadd_ps(q1, _mm512_loadu_ps(r0 + i + 16), d0);
+            c1 = _mm512_fmadd_ps(q0, _mm512_loadu_ps(r1 + i), c1); d1 = _mm512_fmadd_ps(q1, _mm512_loadu_ps(r1 + i + 16), d1);
+            c2 = _mm512_fmadd_ps(q0, _mm512_loadu_ps(r2 + i), c2); d2 = _mm512_fmadd_ps(q1, _mm512_loadu_ps(r2 + i + 16), d2);
+            c3 = _mm512_fmadd_ps(q0, _mm512_loadu_ps(r3 + i), c3); d3 = _mm512_fmadd_ps(q1, _mm512_loadu_ps(r3 + i + 16), d3);
+        }
+#define HALVES(Z) _mm256_add_ps(_mm512_castps512_ps256(Z), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(Z), 1)))
+        a0 = HALVES(_mm512_add_ps(c0, d0)); a1 = HALVES(_mm512_add_ps(c1, d1));
+        a2 = HALVES(_mm512_add_ps(c2, d2)); a3 = HALVES(_mm512_add_ps(c3, d3));
+#undef HALVES
     }
-    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+#endif
+    for (; i + 16 <= n; i += 16) {
+        __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
+        a0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(r0 + i), a0); b0 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(r0 + i + 8), b0);
+        a1 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(r1 + i), a1); b1 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(r1 + i + 8), b1);
+        a2 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(r2 + i), a2); b2 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(r2 + i + 8), b2);
+        a3 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(r3 + i), a3); b3 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(r3 + i + 8), b3);
+    }
+    for (; i < n; i += 8) {
+        __m256 q0 = _mm256_loadu_ps(q + i);
+        a0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(r0 + i), a0); a1 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(r1 + i), a1);
+        a2 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(r2 + i), a2); a3 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(r3 + i), a3);
+    }
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1)),
+                              _mm256_hadd_ps(_mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3)));
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 #endif
@@ -456,6 +493,28 @@ static inline void dot4(const float *q, const float *rows, int n, float *out) {
  * register over every row, not stored and reloaded per row. */
 static void weighted_rows(float *out, const float *w, const float *rows, int count, int n) {
     int i = 0;
+#if defined(__AVX512F__)
+    for (; i + 64 <= n; i += 64) {  /* 64 outputs in 4 registers; two sets for even and odd rows */
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int s = 0;
+        for (; s + 2 <= count; s += 2) {
+            __m512 w0 = _mm512_set1_ps(w[s]), w1 = _mm512_set1_ps(w[s + 1]);
+            const float *r0 = rows + (int64_t)s * n + i, *r1 = r0 + n;
+            a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0), a0); b0 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(r1), b0);
+            a1 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0 + 16), a1); b1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(r1 + 16), b1);
+            a2 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0 + 32), a2); b2 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(r1 + 32), b2);
+            a3 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0 + 48), a3); b3 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(r1 + 48), b3);
+        }
+        if (s < count) {
+            __m512 w0 = _mm512_set1_ps(w[s]);
+            const float *r0 = rows + (int64_t)s * n + i;
+            a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0), a0); a1 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0 + 16), a1);
+            a2 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0 + 32), a2); a3 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0 + 48), a3);
+        }
+        _mm512_storeu_ps(out + i, _mm512_add_ps(a0, b0)); _mm512_storeu_ps(out + i + 16, _mm512_add_ps(a1, b1));
+        _mm512_storeu_ps(out + i + 32, _mm512_add_ps(a2, b2)); _mm512_storeu_ps(out + i + 48, _mm512_add_ps(a3, b3));
+    }
+#endif
 #if defined(__AVX2__)
     for (; i + 64 <= n; i += 64) {  /* eight independent sums: the adds' latency hidden */
         __m256 a[8];
@@ -484,32 +543,80 @@ static void weighted_rows(float *out, const float *w, const float *rows, int cou
 
 typedef struct { model_t *md; int layer, T; } att_task_t;
 
+#define ATT_BLOCK 4  /* query tokens of one head taken together (prefill) */
+
+#if defined(__AVX512F__)
+/* out_i (64 floats) = Σ_s w_i[s] · rows[s] for four queries at once: each row loaded once */
+static void weighted_rows4_64(float **out, const float *w, int64_t wstride, const float *rows, int count) {
+    /* named registers (an array of vectors is kept in memory) */
+#define ROW_DECL(I) __m512 a##I##0 = _mm512_setzero_ps(), a##I##1 = a##I##0, a##I##2 = a##I##0, a##I##3 = a##I##0
+#define ROW_FMA(I) do { __m512 wi = _mm512_set1_ps(w[I * wstride + s]);                      \
+        a##I##0 = _mm512_fmadd_ps(wi, r0, a##I##0); a##I##1 = _mm512_fmadd_ps(wi, r1, a##I##1); \
+        a##I##2 = _mm512_fmadd_ps(wi, r2, a##I##2); a##I##3 = _mm512_fmadd_ps(wi, r3, a##I##3); } while (0)
+#define ROW_STORE(I) do { _mm512_storeu_ps(out[I], a##I##0); _mm512_storeu_ps(out[I] + 16, a##I##1);  \
+        _mm512_storeu_ps(out[I] + 32, a##I##2); _mm512_storeu_ps(out[I] + 48, a##I##3); } while (0)
+    ROW_DECL(0); ROW_DECL(1); ROW_DECL(2); ROW_DECL(3);
+    for (int s = 0; s < count; s++) {
+        const float *r = rows + (int64_t)s * 64;
+        __m512 r0 = _mm512_loadu_ps(r), r1 = _mm512_loadu_ps(r + 16), r2 = _mm512_loadu_ps(r + 32), r3 = _mm512_loadu_ps(r + 48);
+        ROW_FMA(0); ROW_FMA(1); ROW_FMA(2); ROW_FMA(3);
+    }
+    ROW_STORE(0); ROW_STORE(1); ROW_STORE(2); ROW_STORE(3);
+#undef ROW_DECL
+#undef ROW_FMA
+#undef ROW_STORE
+}
+#endif
+
+/* Queries tok0 .. tok0+nq−1 of head h: their keys' scores side by side (each block of 4 keys
+ * read from the cache once for all of them, then from L1), each query's softmax over its own
+ * range (causal, and its window), the weights outside it zero, the values summed once per row. */
+static void att_block(const att_task_t *t, int tok0, int nq, int h, float *scores) {
+    model_t *md = t->md;
+    int hd = md->head_dim, group = md->n_head / md->n_kv, qd = md->n_head * hd, kvh = h / group;
+    int64_t ml = md->max_len;
+    const float *kc = md->k_cache + (((int64_t)t->layer * md->n_kv + kvh) * ml) * hd;
+    const float *vc = md->v_cache + (((int64_t)t->layer * md->n_kv + kvh) * ml) * hd;
+    const float *q[ATT_BLOCK];
+    float *out[ATT_BLOCK];
+    int len[ATT_BLOCK], first[ATT_BLOCK];
+    for (int i = 0; i < nq; i++) {
+        len[i] = md->pos + tok0 + i + 1;
+        first[i] = md->window > 0 && len[i] > md->window ? len[i] - md->window : 0;  /* a sliding window */
+        q[i] = md->q + (int64_t)(tok0 + i) * qd + h * hd;
+        out[i] = md->att + (int64_t)(tok0 + i) * qd + h * hd;
+    }
+    int lo = first[0], hi = len[nq - 1], s = lo;
+#if defined(__AVX2__)
+    if (hd % 8 == 0)
+        for (; s + 4 <= hi; s += 4)
+            for (int i = 0; i < nq; i++) dot4(q[i], kc + (int64_t)s * hd, hd, scores + i * ml + s);
+#endif
+    for (; s < hi; s++)
+        for (int i = 0; i < nq; i++) scores[i * ml + s] = vec_dot(q[i], kc + (int64_t)s * hd, hd);
+    for (int i = 0; i < nq; i++) {
+        float *row = scores + i * ml;
+        float mx = scale_max(row + first[i], len[i] - first[i], md->scale);
+        float sum = exp_shifted(row + first[i], len[i] - first[i], mx);
+        vec_scale(row + first[i], len[i] - first[i], 1.0f / sum);
+        for (int k = lo; k < first[i]; k++) row[k] = 0;
+        for (int k = len[i]; k < hi; k++) row[k] = 0;
+    }
+#if defined(__AVX512F__)
+    if (nq == 4 && hd == 64) { weighted_rows4_64(out, scores + lo, ml, vc + (int64_t)lo * hd, hi - lo); return; }
+#endif
+    for (int i = 0; i < nq; i++)
+        weighted_rows(out[i], scores + i * ml + first[i], vc + (int64_t)first[i] * hd, len[i] - first[i], hd);
+}
+
 static void att_worker(void *ctx, int ith, int nth) {
     att_task_t *t = (att_task_t *)ctx;
     model_t *md = t->md;
-    int hd = md->head_dim, group = md->n_head / md->n_kv, qd = md->n_head * hd;
-    float *scores = md->scores + (int64_t)ith * md->max_len;
-    for (int item = ith; item < t->T * md->n_head; item += nth) {
-        int tok = item / md->n_head, h = item % md->n_head, kvh = h / group, len = md->pos + tok + 1;
-        int first = md->window > 0 && len > md->window ? len - md->window : 0;  /* a sliding window */
-        const float *q = md->q + (int64_t)tok * qd + h * hd;
-        const float *kc = md->k_cache + (((int64_t)t->layer * md->n_kv + kvh) * md->max_len) * hd;
-        const float *vc = md->v_cache + (((int64_t)t->layer * md->n_kv + kvh) * md->max_len) * hd;
-        float mx = -INFINITY;
-        int s = first;
-#if defined(__AVX2__)
-        if (hd % 8 == 0)
-            for (; s + 4 <= len; s += 4) dot4(q, kc + (int64_t)s * hd, hd, scores + s);
-#endif
-        for (; s < len; s++) scores[s] = vec_dot(q, kc + (int64_t)s * hd, hd);
-        for (s = first; s < len; s++) {
-            scores[s] *= md->scale;
-            mx = scores[s] > mx ? scores[s] : mx;
-        }
-        float sum = exp_shifted(scores + first, len - first, mx);
-        float inv = 1.0f / sum, *out = md->att + (int64_t)tok * qd + h * hd;
-        for (int s = first; s < len; s++) scores[s] *= inv;
-        weighted_rows(out, scores + first, vc + (int64_t)first * hd, len - first, hd);
+    float *scores = md->scores + (int64_t)ith * md->max_len * ATT_BLOCK;
+    int blocks = (t->T + ATT_BLOCK - 1) / ATT_BLOCK;
+    for (int item = ith; item < blocks * md->n_head; item += nth) {
+        int b = item / md->n_head, h = item % md->n_head, tok0 = b * ATT_BLOCK;
+        att_block(t, tok0, t->T - tok0 < ATT_BLOCK ? t->T - tok0 : ATT_BLOCK, h, scores);
     }
 }
 
@@ -539,7 +646,7 @@ static model_t *model_new(const int *ints, const float *floats, const float *inv
     md->v_cache = (float *)calloc(kv, sizeof(float));
     md->cos = (float *)malloc(sizeof(float) * md->max_len * half);
     md->sin = (float *)malloc(sizeof(float) * md->max_len * half);
-    md->scores = (float *)malloc(sizeof(float) * md->max_len * threads);
+    md->scores = (float *)malloc(sizeof(float) * md->max_len * threads * ATT_BLOCK);
     if (!md->layers || !md->k_cache || !md->v_cache || !md->cos || !md->sin || !md->scores) {
         model_free(md); return NULL;
     }
