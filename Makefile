@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.quanta-installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml Makefile setup.py $(wildcard quanta/*/*.pyx quanta/*/*/*.pyx)
+$(STAMP): pyproject.toml Makefile setup.py $(wildcard quanta/*/*.pyx quanta/*/*/*.pyx quanta/*/*/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch is pinned exactly (==2.13.0, a CPU build on this machine's disk) in the extras.

@@ -2,7 +2,7 @@
 llama.cpp's ``llama-bench`` (Q8_0, Q4_0 of the same weights), 2 threads, one run.
 
     python bench/model_speed.py [--skip-llama-cpp] [--repeat 3] [--folder QUANTA_FOLDER]
-    python bench/model_speed.py --kernels [--repeat 3] [--chunks 10]
+    python bench/model_speed.py --kernels [--repeat 3] [--chunks 10] [--only Q4_K_M,folder]
 
 ``--kernels`` (issue 28): quanta's compiled kernels (``quanta model generate/eval`` on a GGUF file
 or a quanta folder) against ``llama-bench`` on the same files — llama.cpp's Q4_0, Q4_K_M and Q8_0 of
@@ -191,21 +191,31 @@ QUANTA_GGUF = {"quanta --bits 4": ["--bits", "4"], "quanta --type Q4_K_M": ["--t
 FOLDER = "quanta --bits 4 folder"
 
 
-def kernel_files(tmp: Path, bins: Path) -> dict[str, Path]:
+def kernel_files(tmp: Path, bins: Path, only: tuple[str, ...] = ()) -> dict[str, Path]:
+    """The files measured (``only``: those whose names contain one of these words; llama.cpp's
+    Q4_0 always, the folder's peer)."""
     from quanta.model.sources import unbinned
 
     src = unbinned.ensure()
     files = {}
+    wanted = [f"llama.cpp {q}" for q in LLAMA_TYPES] + list(QUANTA_GGUF) + [FOLDER]
+    wanted = [n for n in wanted if not only or n == "llama.cpp Q4_0" or any(w in n for w in only)]
     for qtype in LLAMA_TYPES:
+        if f"llama.cpp {qtype}" not in wanted:
+            continue
         f = tmp / f"llama-{qtype}.gguf"
         subprocess.run([str(bins / "llama-quantize"), str(src), str(f), qtype, "2"], check=True,
                        capture_output=True)
         files[f"llama.cpp {qtype}"] = f
     for name, flags in QUANTA_GGUF.items():
+        if name not in wanted:
+            continue
         f = tmp / f"{name.replace(' ', '_').replace('-', '')}.gguf"
         subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
                         str(f), "--format", "gguf", *flags, "--json"], check=True, capture_output=True)
         files[name] = f
+    if FOLDER not in wanted:
+        return files
     folder = tmp / "default-folder"
     subprocess.run([sys.executable, "-m", "quanta.cli", "model", "quantize", "smollm2-unbinned", "-o",
                     str(folder), "--bits", "4", "--json"], check=True, capture_output=True)
@@ -323,7 +333,7 @@ def first_token_of(path: Path) -> float:
     return time.perf_counter() - t0
 
 
-def kernels_bench(repeat: int, chunks: int) -> dict:
+def kernels_bench(repeat: int, chunks: int, only: tuple[str, ...] = ()) -> dict:
     """Every file through quanta's kernels and llama-bench, 1 and 2 threads; a table, a plot."""
     from bench._llama_cpp import ensure_built
     from bench._util import machine
@@ -333,7 +343,7 @@ def kernels_bench(repeat: int, chunks: int) -> dict:
     bins = ensure_built(("llama-quantize", "llama-bench", "llama-perplexity"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        files = kernel_files(Path(tmp), bins)
+        files = kernel_files(Path(tmp), bins, only)
         base, text = llama_kld_base(bins, Path(tmp), chunks)
         ttft = {name: min(first_token_of(f) for _ in range(repeat)) for name, f in files.items()}
         for name, f in files.items():
@@ -374,7 +384,8 @@ def kernels_bench(repeat: int, chunks: int) -> dict:
                  "pp512 llama.cpp", "ratio", "peak RSS MB (file + KV)",
                  "KLD quanta kernels / weights-only / llama.cpp", "first token s"],
                 table, left=(0,))
-    plot_kernels(rows)
+    if not only:  # the plot shows every file
+        plot_kernels(rows)
     return {"rows": rows, "repeat": repeat, "chunks": chunks}
 
 
@@ -412,6 +423,8 @@ def main() -> None:
                     "against llama-bench (tg128, pp512, 1 and 2 threads), the KLD through them, time to "
                     "first token")
     ap.add_argument("--chunks", type=int, default=10, help="--kernels: evaluation windows for the KLD")
+    ap.add_argument("--only", default="", help="--kernels: only the files whose names contain one of these "
+                    "comma-separated words (llama.cpp's Q4_0 always: the folder's peer), e.g. Q4_K_M,folder")
     ap.add_argument("--folder", type=Path, help="measure only this quanta folder (prefill, decode "
                     "eager and fast, memory) and print its JSON")
     args = ap.parse_args()
@@ -424,7 +437,8 @@ def main() -> None:
     if args.kernels:
         from bench._util import write_json
 
-        write_json("model_kernels", kernels_bench(args.repeat, args.chunks))
+        only = tuple(w for w in args.only.split(",") if w)
+        write_json("model_kernels" + ("_only" if only else ""), kernels_bench(args.repeat, args.chunks, only))
         return
     from bench._util import machine, write_json
     from quanta.render.tables import console, print_table

@@ -65,6 +65,7 @@ static inline float rd16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); retur
 #endif
 
 static inline float rd32(const uint8_t *p) { float f; memcpy(&f, p, 4); return f; }
+static inline uint32_t rd_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
 static const int8_t IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
@@ -369,6 +370,9 @@ static inline __m256i nibbles16(const uint8_t *qs) {  /* low nibbles of 16 bytes
 }
 
 static inline __m256i bits_to_bytes(uint32_t bits) {  /* byte i = 0x10 where bit i is set */
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    return _mm256_maskz_mov_epi8((__mmask32)bits, _mm256_set1_epi8(0x10));  /* the bits are a byte mask */
+#else
     __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
                                      0x0101010101010101LL, 0x0000000000000000LL);
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
@@ -376,6 +380,7 @@ static inline __m256i bits_to_bytes(uint32_t bits) {  /* byte i = 0x10 where bit
     v = _mm256_or_si256(v, mask);
     v = _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
     return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+#endif
 }
 
 static inline __m256 halves(float a, float b) { return _mm256_set_m128(_mm_set1_ps(b), _mm_set1_ps(a)); }
@@ -461,54 +466,54 @@ static inline int chunk_codes(int t, const uint8_t *b, int j, __m256i *q, float 
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P), halves(d_ * (SC0), d_ * (SC1)), acc); \
         acc_off += (OFF0) * x[c].ds[0] + (OFF1) * x[c].ds[1];                               \
     } while (0)
-/* one scale and one offset for the whole chunk */
-#define ACC1(P, SC, OFF)                                                                    \
-    do {                                                                                    \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P), _mm256_set1_ps(x[c].d * (SC)), acc);  \
-        acc_off += (OFF) * (x[c].ds[0] + x[c].ds[1]);                                       \
-    } while (0)
 
 static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
-    __m256 acc = _mm256_setzero_ps();
-    float acc_off = 0;
+    __m256 acc = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float acc_off = 0, acc_off1 = 0;
     int64_t nc = n / 32, c;
     switch (t) {
-    case T_Q4_0:  /* (q − 8)·x = q·x − 8·(sums of 4): no float offset term */
-        for (c = 0; c < nc; c++) {
-            const uint8_t *b = row + c * 18;
-            __m256i p = dot_u8s8(nibbles16(b + 2), _mm256_loadu_si256((const __m256i *)x[c].q));
-            p = _mm256_sub_epi32(p, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)x[c].xs), 3));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(x[c].d * rd16(b)), acc);
-        }
-        break;
-    case T_Q4_1:
-        for (c = 0; c < nc; c++) {
-            const uint8_t *b = row + c * 20;
-            ACC1(dot_u8s8(nibbles16(b + 4), _mm256_loadu_si256((const __m256i *)x[c].q)), rd16(b), rd16(b + 2));
-        }
-        break;
-    case T_Q5_0: case T_Q5_1:
-        for (c = 0; c < nc; c++) {
-            const uint8_t *b = row + c * (t == T_Q5_0 ? 22 : 24);
-            int first = t == T_Q5_1 ? 4 : 2;
-            uint32_t qh; memcpy(&qh, b + first, 4);
-            /* nibbles16 puts element i+16 in byte 16+i: the high bits follow the same order */
-            __m256i q = _mm256_or_si256(nibbles16(b + first + 4), bits_to_bytes(qh));
-            __m256i p = dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].q));
-            if (t == T_Q5_0) {  /* (q − 16)·x, as Q4_0 */
-                p = _mm256_sub_epi32(p, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)x[c].xs), 4));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(x[c].d * rd16(b)), acc);
-            } else {
-                ACC1(p, rd16(b), rd16(b + 2));
-            }
-        }
-        break;
-    case T_QG4:
-        for (c = 0; c < nc; c++) {
-            const uint8_t *b = row + c * 22;
-            ACC1(dot_u8s8(nibbles16(b + 6), _mm256_loadu_si256((const __m256i *)x[c].q)), rd16(b), rd32(b + 2));
-        }
-        break;
+    /* The 32-weight formats: chunks in pairs on two accumulators (each multiply-add waits for
+     * the previous one on its accumulator: one chain would bound a chunk to its latency). A fixed
+     * offset (Q4_0's −8, Q5_0's −16) is an integer subtraction of the activations' sums of 4; a
+     * stored one (Q4_1, Q5_1, T_QG4) a float term on two running sums likewise. */
+#define PAIRS(BODY)                                                               \
+    do {                                                                          \
+        for (c = 0; c + 2 <= nc; c += 2) { BODY(c, acc, acc_off); BODY(c + 1, acc1, acc_off1); } \
+        if (c < nc) BODY(c, acc, acc_off);                                        \
+    } while (0)
+#define FIXED(C, A, SHIFT, B, CODES)                                                                   \
+    do {                                                                                               \
+        __m256i p_ = dot_u8s8(CODES, _mm256_loadu_si256((const __m256i *)x[C].q));                     \
+        p_ = _mm256_sub_epi32(p_, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)x[C].xs), SHIFT)); \
+        A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(x[C].d * rd16(B)), A);             \
+    } while (0)
+#define STORED(C, A, O, B, CODES, MIN)                                                                 \
+    do {                                                                                               \
+        __m256i p_ = dot_u8s8(CODES, _mm256_loadu_si256((const __m256i *)x[C].q));                     \
+        A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(x[C].d * rd16(B)), A);             \
+        O += (MIN) * (x[C].ds[0] + x[C].ds[1]);                                                        \
+    } while (0)
+#define Q4_0_BODY(C, A, O) FIXED(C, A, 3, row + (C) * 18, nibbles16(row + (C) * 18 + 2))
+#define Q4_1_BODY(C, A, O) STORED(C, A, O, row + (C) * 20, nibbles16(row + (C) * 20 + 4), rd16(row + (C) * 20 + 2))
+#define QG4_BODY(C, A, O) STORED(C, A, O, row + (C) * 22, nibbles16(row + (C) * 22 + 6), rd32(row + (C) * 22 + 2))
+    /* Q5: nibbles16 puts element i+16 in byte 16+i: the high bits follow the same order */
+#define Q5_CODES(B, FIRST) _mm256_or_si256(nibbles16((B) + (FIRST) + 4), bits_to_bytes(rd_u32((B) + (FIRST))))
+#define Q5_0_BODY(C, A, O) FIXED(C, A, 4, row + (C) * 22, Q5_CODES(row + (C) * 22, 2))
+#define Q5_1_BODY(C, A, O) STORED(C, A, O, row + (C) * 24, Q5_CODES(row + (C) * 24, 4), rd16(row + (C) * 24 + 2))
+    case T_Q4_0: PAIRS(Q4_0_BODY); break;
+    case T_Q4_1: PAIRS(Q4_1_BODY); break;
+    case T_QG4: PAIRS(QG4_BODY); break;
+    case T_Q5_0: PAIRS(Q5_0_BODY); break;
+    case T_Q5_1: PAIRS(Q5_1_BODY); break;
+#undef PAIRS
+#undef FIXED
+#undef STORED
+#undef Q4_0_BODY
+#undef Q4_1_BODY
+#undef QG4_BODY
+#undef Q5_CODES
+#undef Q5_0_BODY
+#undef Q5_1_BODY
     case T_IQ4_NL: case T_IQ4_XS: {
         const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
         for (c = 0; c < nc; c++) {
@@ -527,7 +532,6 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
          * (one load of 32 bytes holds chunk 2p's nibbles, low, and 2p+1's, high) */
         int bb = t == T_Q4_K ? 144 : 176, qo = t == T_Q4_K ? 16 : 48;
         const __m256i low = _mm256_set1_epi8(15);
-        __m256 acc2 = _mm256_setzero_ps();
         for (c = 0; c + 8 <= nc; c += 8) {
             const uint8_t *b = row + (c / 8) * bb;
             float d = rd16(b), dmin = rd16(b + 2), mins = 0;
@@ -545,13 +549,12 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
                 const a8_t *x0 = x + c + j, *x1 = x0 + 1;
                 acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q0, _mm256_loadu_si256((const __m256i *)x0->q))),
                                       _mm256_set1_ps(x0->d * (d * (float)sc[j])), acc);
-                acc2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q1, _mm256_loadu_si256((const __m256i *)x1->q))),
-                                       _mm256_set1_ps(x1->d * (d * (float)sc[j + 1])), acc2);
+                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q1, _mm256_loadu_si256((const __m256i *)x1->q))),
+                                       _mm256_set1_ps(x1->d * (d * (float)sc[j + 1])), acc1);
                 mins += (float)mn[j] * (x0->ds[0] + x0->ds[1]) + (float)mn[j + 1] * (x1->ds[0] + x1->ds[1]);
             }
             acc_off -= dmin * mins;
         }
-        acc = _mm256_add_ps(acc, acc2);
         break;
     }
     default: {  /* Q2_K, Q3_K (and the wide() formats, which dot16_avx2 takes): the scalar
@@ -568,10 +571,9 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
         }
     }
     }
-    return hsum(acc) + acc_off;
+    return hsum(_mm256_add_ps(acc, acc1)) + (acc_off + acc_off1);
 }
 #undef ACC
-#undef ACC1
 
 /* 32 codes (q: int8, or unsigned bytes when uns) against 16-bit activations: each half's 8
  * partial sums, in int32 */
