@@ -158,3 +158,34 @@ def test_a_damaged_folder_is_refused_on_the_native_path_too(default_folder, tmp_
     assert main(["model", "generate", str(bad), "ab", "--max-tokens", "2"]) == 2
     assert "checksum" in capsys.readouterr().err
     assert open_folder(bad, verify=False) is not None  # --no-verify reads it anyway
+
+
+def test_a_folder_with_a_float_embedding_in_bfloat16_runs_natively(tmp_path, capsys):
+    """``--embedding-bits 0`` keeps the embedding (and so the tied head) float; ``--float-dtype
+    bfloat16`` stores it and the norms in bfloat16, which the native path widens to float32."""
+    out = tmp_path / "q"
+    _quantize(write_hf_folder(tmp_path / "hf", seed=4), out, "--bits", "4", "--method", "rtn",
+              "--embedding-bits", "0", "--float-dtype", "bfloat16")
+    capsys.readouterr()
+    lm = open_folder(out, threads=2)
+    assert lm.tensors["token_embd.weight"].tensor_type == 0  # float32 rows
+    ids = list(range(3, 60))
+    got = lm(torch.tensor([ids])).logits[0].numpy()
+    model = load_quantized(out, dense=True)[0].float()
+    with torch.no_grad():
+        ref = model(torch.tensor([ids])).logits[0].numpy()
+    assert _kld(ref, got) < 1e-3
+
+
+def test_a_llama3_rope_folder_runs_natively(tmp_path, capsys):
+    """Llama 3's rotary scaling: the factors as llama.cpp applies them (gguf_rope), against
+    transformers' own llama3 frequencies in the weights-only model."""
+    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64}
+    out = tmp_path / "q"
+    _quantize(write_hf_folder(tmp_path / "hf", seed=6, rope_scaling=rope, max_position_embeddings=512), out,
+              "--bits", "4", "--method", "rtn")
+    capsys.readouterr()
+    ids = list(range(3, 120))
+    got = open_folder(out, threads=2)(torch.tensor([ids])).logits[0].numpy()
+    assert _kld(_weights_only(out, ids), got) < 1e-3
