@@ -208,8 +208,8 @@ def eval_(
     calib_samples: int = typer.Option(64, help="Calibration windows."),
     calib_len: int = typer.Option(256, help="Tokens per calibration window."),
     speed: bool = typer.Option(True, "--speed/--no-speed", help="Measure decode tokens/s."),
-    eager: bool = typer.Option(False, "--eager", help="A GGUF MODEL: run its dequantized PyTorch model "
-                               "(weights-only error) instead of quanta's compiled kernels."),
+    eager: bool = typer.Option(False, "--eager", help="Run MODEL's PyTorch model instead of quanta's "
+                               "compiled kernels (a GGUF file's: its weights-only error)."),
     no_verify: bool = NO_VERIFY,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

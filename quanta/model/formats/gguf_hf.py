@@ -19,26 +19,11 @@ from typing import Any
 import numpy as np
 
 from quanta.errors import ConfigError
+from quanta.model.formats import gguf_rope
 
 #: token types (llama.cpp's): a normal token, a control (special) token, a user-defined added
 #: token, an unused padding row
 NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
-
-
-def _rope_type(config: dict) -> str:
-    rope = _rope_params(config)
-    return str(rope.get("rope_type") or rope.get("type") or "default")
-
-
-def _rope_params(config: dict) -> dict:
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    return rope if isinstance(rope, dict) else {}
-
-
-def _rope_theta(config: dict) -> float:
-    rope = config.get("rope_parameters")
-    theta = rope.get("rope_theta") if isinstance(rope, dict) else None
-    return float(theta or config.get("rope_theta") or 10000.0)
 
 
 def check(folder: Path | str, config: dict) -> dict:
@@ -53,7 +38,7 @@ def check(folder: Path | str, config: dict) -> dict:
     if arch[0] is not None and not for_hf(arch[0], str(folder), causal=True).gguf_io:
         raise ConfigError(f"{folder}: --format gguf does not write {arch[0]} yet (write a quanta folder "
                           "or compressed-tensors)")
-    kind = _rope_type(config)
+    kind = gguf_rope.rope_type(config)
     llama3 = kind == "llama3" and arch[0] is not None and for_hf(arch[0]).gguf_arch == "llama"
     if kind != "default" and not llama3:
         raise ConfigError(f"{folder}: --format gguf does not write {kind!r} rotary scaling yet "
@@ -127,7 +112,7 @@ def metadata(folder: Path | str, config: dict, family: Any, chat_template: str |
         (att.HEAD_COUNT.format(arch=arch), int(config["num_attention_heads"]), T.UINT32, None),
         (att.HEAD_COUNT_KV.format(arch=arch), n["kv"] // n["head"], T.UINT32, None),
         (att.LAYERNORM_RMS_EPS.format(arch=arch), float(config.get("rms_norm_eps") or 1e-6), T.FLOAT32, None),
-        (rope.FREQ_BASE.format(arch=arch), _rope_theta(config), T.FLOAT32, None),
+        (rope.FREQ_BASE.format(arch=arch), gguf_rope.rope_theta(config), T.FLOAT32, None),
         (rope.DIMENSION_COUNT.format(arch=arch), n["head"], T.UINT32, None),
     ]
     if n["head"] * int(config["num_attention_heads"]) != n["hidden"] or config.get("head_dim"):
@@ -162,10 +147,8 @@ def tensors(model: Any, family: Any) -> Iterator[tuple[str, np.ndarray | None]]:
     config = model.config.to_dict()
     heads = family.rope_heads(config)
     tied = bool(config.get("tie_word_embeddings"))
-    if _rope_type(config) == "llama3":  # llama.cpp's converter writes the factors first
-        from quanta.model.formats import gguf_rope
-
-        yield gguf_rope.NAME, gguf_rope.factors(_rope_params(config), _rope_theta(config),
+    if gguf_rope.rope_type(config) == "llama3":  # llama.cpp's converter writes the factors first
+        yield gguf_rope.NAME, gguf_rope.factors(gguf_rope.rope_params(config), gguf_rope.rope_theta(config),
                                                 family.sizes(config)["head"])
     for module_name, module in model.named_modules():
         quantized = isinstance(module, QuantLinear | QuantEmbedding)

@@ -20,6 +20,25 @@ import numpy as np
 NAME = "rope_freqs.weight"
 
 
+def rope_params(config: dict) -> dict:
+    """A Hugging Face config's rotary parameters (``rope_parameters`` or ``rope_scaling``; {} for none)."""
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    return rope if isinstance(rope, dict) else {}
+
+
+def rope_type(config: dict) -> str:
+    """Its rotary scaling: "default", "linear", "llama3", …"""
+    rope = rope_params(config)
+    return str(rope.get("rope_type") or rope.get("type") or "default")
+
+
+def rope_theta(config: dict) -> float:
+    """Its rotary base (``rope_theta``, in ``rope_parameters`` in newer configs)."""
+    rope = config.get("rope_parameters")
+    theta = rope.get("rope_theta") if isinstance(rope, dict) else None
+    return float(theta or config.get("rope_theta") or 10000.0)
+
+
 def _inv_freq(theta: float, head_dim: int) -> np.ndarray:
     import torch
 

@@ -1,17 +1,18 @@
-/* GGML block formats: dot products of a weight row stored in a block format with a row of
- * activations quantized to 8 bits per 32 values (quanta.model.runtime._native).
+/* GGML block formats (and quanta's own T_QG4/T_QG8): dot products of a weight row stored in a
+ * block format with a row of activations quantized per 32 values — to 8 bits, or to 16 for the
+ * formats wide() names (quanta.model.runtime._native).
  *
  * Every format is read 32 weights at a time ("a chunk"): its integer codes q[32] and, for each
  * half of 16, a float scale and a float offset, so that weight i = scale * q[i] + offset. With
  * the activations a[i] = d * x[i] (x int8, one float d per chunk, and the integer sums of x per
  * half kept beside them), a chunk's dot product is
  *     d * (scale0 * sum_{i<16} q[i] x[i] + scale1 * sum_{i>=16} q[i] x[i] + off0 * s0 + off1 * s1)
- * — the integer part exact, so each format needs only its decoder. Codes are unsigned (0..63)
- * except Q8_0's and the IQ4 lookups', which are signed.
+ * — the integer part exact, so each format needs only its decoder. Codes are unsigned (up to 63;
+ * T_QG8's up to 255) except Q8_0's and the IQ4 lookups', which are signed.
  *
  * Layouts are ggml's (ggml-common.h), little-endian; each is checked against the gguf package's
- * dequantizer by the tests. Built twice (portable, and AVX2 with FMA and AVX-VNNI where the
- * compiler has them); quanta.model.runtime._dispatch picks one at run time. */
+ * dequantizer by the tests. Built four times (portable, AVX2+FMA, +AVX-VNNI, +AVX-512 VNNI);
+ * quanta.model.runtime._dispatch picks one at run time. */
 
 #ifndef QUANTA_BLOCKS_H
 #define QUANTA_BLOCKS_H
@@ -126,13 +127,13 @@ static inline void q3k_scales(const uint8_t *s, int8_t out[16]) {
 static inline int decode_chunk(int t, const uint8_t *b, int j, int q[32], float sc[2], float off[2]) {
     int i;
     switch (t) {
-    case T_Q4_0: case T_Q4_1: case T_IQ4_NL: {
-        const uint8_t *qs = b + (t == T_Q4_1 ? 4 : 2);
+    case T_Q4_0: case T_Q4_1: case T_QG4: case T_IQ4_NL: {
+        const uint8_t *qs = b + (t == T_Q4_1 ? 4 : t == T_QG4 ? 6 : 2);
         float d = rd16(b);
         for (i = 0; i < 16; i++) { q[i] = qs[i] & 15; q[i + 16] = qs[i] >> 4; }
         sc[0] = sc[1] = d;
         if (t == T_IQ4_NL) { for (i = 0; i < 32; i++) q[i] = IQ4_VALUES[q[i]]; off[0] = off[1] = 0; return 1; }
-        off[0] = off[1] = t == T_Q4_0 ? -8.0f * d : rd16(b + 2);
+        off[0] = off[1] = t == T_Q4_0 ? -8.0f * d : t == T_Q4_1 ? rd16(b + 2) : rd32(b + 2);
         return 0;
     }
     case T_Q5_0: case T_Q5_1: {
@@ -156,12 +157,6 @@ static inline int decode_chunk(int t, const uint8_t *b, int j, int q[32], float 
     }
     case T_QG8: {
         for (i = 0; i < 32; i++) q[i] = b[6 + i];
-        sc[0] = sc[1] = rd16(b); off[0] = off[1] = rd32(b + 2);
-        return 0;
-    }
-    case T_QG4: {
-        const uint8_t *qs = b + 6;
-        for (i = 0; i < 16; i++) { q[i] = qs[i] & 15; q[i + 16] = qs[i] >> 4; }
         sc[0] = sc[1] = rd16(b); off[0] = off[1] = rd32(b + 2);
         return 0;
     }
@@ -234,8 +229,8 @@ static void dequantize_row(int t, const uint8_t *row, float *out, int64_t n) {
     }
 }
 
-#if defined(__AVX2__)
 static inline float amax32(const float *v) {  /* max |v[i]| over 32 floats */
+#if defined(__AVX2__)
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(v)), _mm256_andnot_ps(sign, _mm256_loadu_ps(v + 8))),
                              _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(v + 16)), _mm256_andnot_ps(sign, _mm256_loadu_ps(v + 24))));
@@ -243,20 +238,18 @@ static inline float amax32(const float *v) {  /* max |v[i]| over 32 floats */
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
     return _mm_cvtss_f32(m4);
-}
+#else
+    float amax = 0;
+    for (int i = 0; i < 32; i++) { float a = fabsf(v[i]); amax = a > amax ? a : amax; }
+    return amax;
 #endif
+}
 
 /* x (n floats, n a multiple of 32) → n/32 chunks of 16-bit codes (nearest, ties to even). */
 static void quantize_activations16(const float *x, a16_t *out, int64_t n) {
     for (int64_t c = 0; c < n / 32; c++) {
         const float *v = x + 32 * c;
-        float amax = 0;
-#if defined(__AVX2__)
-        amax = amax32(v);
-#else
-        for (int i = 0; i < 32; i++) { float a = fabsf(v[i]); amax = a > amax ? a : amax; }
-#endif
-        float d = amax / 32767.0f, inv = d > 0 ? 1.0f / d : 0.0f;
+        float d = amax32(v) / 32767.0f, inv = d > 0 ? 1.0f / d : 0.0f;
         int s0 = 0, s1 = 0;
 #if defined(__AVX2__)
         __m256 iv = _mm256_set1_ps(inv);
@@ -313,9 +306,7 @@ static void quantize_activations(const float *x, a8_t *out, int64_t n) {
 #endif
     for (int64_t c = 0; c < n / 32; c++) {
         const float *v = x + 32 * c;
-        float amax = 0;
-        for (int i = 0; i < 32; i++) { float a = fabsf(v[i]); amax = a > amax ? a : amax; }
-        float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
+        float d = amax32(v) / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
         int s0 = 0, s1 = 0;
         for (int i = 0; i < 32; i++) {
             int r = (int)lrintf(v[i] * inv);
@@ -385,6 +376,12 @@ static inline __m256i bits_to_bytes(uint32_t bits) {  /* byte i = 0x10 where bit
 
 static inline __m256 halves(float a, float b) { return _mm256_set_m128(_mm_set1_ps(b), _mm_set1_ps(a)); }
 
+#if defined(__AVX512F__)
+static inline __m256 fold512(__m512 v) {  /* the two 256-bit halves added */
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+#endif
+
 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -394,7 +391,7 @@ static inline float hsum(__m256 v) {
 
 /* decode_chunk in SIMD: chunk j of the block at b as 32 byte codes, per half a scale and an
  * offset (the same values as decode_chunk's); returns 1 for signed codes, 0 for unsigned (up to
- * 255: T_QG8's), −1 for a type it does not decode (Q2_K, Q3_K). The prefill tiles decode with it. */
+ * 255: T_QG8's). Q2_K and Q3_K go through the scalar decoder. The prefill tiles decode with it. */
 static inline int chunk_codes(int t, const uint8_t *b, int j, __m256i *q, float sc[2], float off[2]) {
     switch (t) {
     case T_Q4_0: case T_Q4_1: case T_QG4: case T_IQ4_NL: {
@@ -455,8 +452,14 @@ static inline int chunk_codes(int t, const uint8_t *b, int j, __m256i *q, float 
         off[0] = -32.0f * sc[0]; off[1] = -32.0f * sc[1];
         return 0;
     }
-    default:
-        return -1;
+    default: {
+        int c32[32];
+        int8_t c8[32];
+        int sgn = decode_chunk(t, b, j, c32, sc, off);
+        for (int i = 0; i < 32; i++) c8[i] = (int8_t)c32[i];
+        *q = _mm256_loadu_si256((const __m256i *)c8);
+        return sgn;
+    }
     }
 }
 
@@ -557,16 +560,13 @@ static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
         }
         break;
     }
-    default: {  /* Q2_K, Q3_K (and the wide() formats, which dot16_avx2 takes): the scalar
-                 * decoder, the products in SIMD */
-        int bs = block_size(t), bb = block_bytes(t), chunks = bs / 32, q[32];
+    default: {  /* Q2_K, Q3_K (and the wide() formats, which dot16_avx2 takes): the chunk decoder,
+                 * the products in SIMD */
+        int chunks = block_size(t) / 32, bb = block_bytes(t);
         float sc[2], off[2];
-        int8_t q8[32];
         for (c = 0; c < nc; c++) {
-            int sgn = decode_chunk(t, row + (c / chunks) * bb, (int)(c % chunks), q, sc, off);
-            for (int i = 0; i < 32; i++) q8[i] = (int8_t)q[i];
-            __m256i qv = _mm256_loadu_si256((const __m256i *)q8);
-            __m256i xv = _mm256_loadu_si256((const __m256i *)x[c].q);
+            __m256i qv, xv = _mm256_loadu_si256((const __m256i *)x[c].q);
+            int sgn = chunk_codes(t, row + (c / chunks) * bb, (int)(c % chunks), &qv, sc, off);
             ACC(sgn ? dot_s8s8(qv, xv) : dot_u8s8(qv, xv), sc[0], sc[1], off[0], off[1]);
         }
     }
@@ -602,7 +602,9 @@ static float dot16_avx2(int t, const uint8_t *row, const a16_t *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     float acc_off = 0;
     int64_t nc = n / 32, c;
-    __m256i p0, p1;
+#if !(defined(__AVX512BW__) && defined(__AVX512F__))
+    __m256i p0, p1;  /* madd16's two halves (the 256-bit path) */
+#endif
     switch (t) {
     case T_Q8_0: case T_QG8: {
         int bb = t == T_Q8_0 ? 34 : 38, head = t == T_Q8_0 ? 2 : 6;
@@ -627,22 +629,14 @@ static float dot16_avx2(int t, const uint8_t *row, const a16_t *x, int64_t n) {
     }
     case T_Q6_K:
         for (c = 0; c < nc; c++) {
-            /* chunk j of a super-block: 4 low bits from ql, 2 high from qh, a scale per half */
-            int j = (int)(c % 8), k = j % 4;
-            const uint8_t *b = row + (c / 8) * 210;
-            const uint8_t *ql = b + 64 * (j / 4) + (k & 1) * 32, *qh = b + 128 + 32 * (j / 4);
-            const int8_t *scales = (const int8_t *)(b + 192) + 8 * (j / 4) + 2 * k;
-            float d = rd16(b + 208);
-            __m256i lo = _mm256_loadu_si256((const __m256i *)ql);
-            lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(lo, 4) : lo, _mm256_set1_epi8(15));
-            __m256i hi = _mm256_loadu_si256((const __m256i *)qh);
-            hi = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * k), _mm256_set1_epi8(3));
-            __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
-            float s0 = d * (float)scales[0], s1 = d * (float)scales[1];
+            __m256i q;
+            float sc[2], off[2];
+            chunk_codes(T_Q6_K, row + (c / 8) * 210, (int)(c % 8), &q, sc, off);
+            q = _mm256_sub_epi8(q, _mm256_set1_epi8(32));  /* signed: the −32 offset in the codes */
+            float s0 = sc[0], s1 = sc[1];
 #if defined(__AVX512BW__) && defined(__AVX512F__)
             __m512 p = _mm512_mul_ps(prod16_512(q, 0, x[c].q), two_halves(x[c].d * s0, x[c].d * s1));
-            acc = _mm256_add_ps(acc, _mm256_add_ps(_mm512_castps512_ps256(p),
-                                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1))));
+            acc = _mm256_add_ps(acc, fold512(p));
 #else
             madd16(q, 0, x[c].q, &p0, &p1);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(x[c].d * s0), acc);

@@ -1,6 +1,7 @@
-/* The native decoder of Llama-family models (Llama, Mistral within its window, Qwen2, Qwen3)
- * over GGML block formats: weights read in place (a memory-mapped GGUF file), activations
- * quantized to 8 bits per 32 values before each product (blocks.h), a float32 key/value cache,
+/* The native decoder of Llama-family models (Llama, Mistral within its window, Qwen2, Qwen3,
+ * Phi-3) over GGML block formats: weights read in place (a memory-mapped GGUF file, or a quanta
+ * folder repacked), activations quantized per 32 values before each product (blocks.h: 8 bits,
+ * 16 for the wide() formats), a float32 key/value cache,
  * and every product split by rows over the thread pool (pool.h). The same arithmetic as
  * llama.cpp's graph for these families: RMS norms, rotary embedding (pairs of neighbours for
  * llama/mistral files, whose Q/K rows llama.cpp's converter permuted; halves for qwen), grouped
@@ -55,8 +56,8 @@ typedef struct {
 } mm_task_t;
 
 #if defined(__AVX2__)
-/* Several tokens at once (prefill): each tile of 16 rows is decoded once (the scalar decoders:
- * their cost is shared by every token) into 8-bit codes, a scale vector per chunk (lanes 0-3:
+/* Several tokens at once (prefill): each tile of 16 rows is decoded once (chunk_codes: its cost
+ * is shared by every token) into 8-bit codes, a scale vector per chunk (lanes 0-3:
  * the first half's scale, 4-7: the second's) and the offsets; then 2 rows × 4 tokens are
  * multiplied per pass, their partial sums in registers (with AVX-512: two chunks per vector).
  *
@@ -64,8 +65,9 @@ typedef struct {
  * the weights as signed codes, the formats' fixed offsets (Q4_0's −8, Q5_0's −16, Q3_K's −4,
  * Q6_K's −32) moved into the codes: Σ w (x + 128) − 128 Σ w is the product, and −128 Σ w (per
  * group of 4, the instruction's lanes) is each row chunk's starting value, so a product costs
- * one instruction. Only the formats with minimums (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) keep an offset
- * term: one float dot product per row and token (minimums · the activations' half sums).
+ * one instruction. Only the formats with minimums (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K, T_QG4, T_QG8)
+ * keep an offset term: one float dot product per row and token (minimums · the activations'
+ * half sums).
  * Without VNNI the codes stay as stored and signed ones are multiplied by sign. */
 #define TILE 16
 #if defined(__AVX512VNNI__) || defined(__AVXVNNI__)
@@ -94,7 +96,7 @@ typedef struct {
 } tile_t;
 
 static void decode_tile(const mat_t *m, int64_t base, int rows, int64_t nc, tile_t *tl) {
-    int chunks = block_size(m->type) / 32, bb = block_bytes(m->type), q[32];
+    int chunks = block_size(m->type) / 32, bb = block_bytes(m->type), w16 = wide(m->type);
     /* T_QG8's unsigned byte codes go to int8 shifted by −128, on every build */
     int shift = m->type == T_QG8 ? -128 : UNSIGNED_X ? code_shift(m->type) : 0;
     tl->has_mins = 0;
@@ -105,19 +107,16 @@ static void decode_tile(const mat_t *m, int64_t base, int rows, int64_t nc, tile
             int64_t at = r * nc + c;
             const uint8_t *b = row + (c / chunks) * bb;
             __m256i v;
-            int sgn = chunk_codes(m->type, b, (int)(c % chunks), &v, sc, off);
-            if (sgn < 0) {  /* the scalar decoder */
-                sgn = decode_chunk(m->type, b, (int)(c % chunks), q, sc, off);
-                int8_t q8[32];
-                for (int i = 0; i < 32; i++) q8[i] = (int8_t)q[i];
-                v = _mm256_loadu_si256((const __m256i *)q8);
-            }
-            tl->sgn = sgn;
+            tl->sgn = chunk_codes(m->type, b, (int)(c % chunks), &v, sc, off);
             v = _mm256_add_epi8(v, _mm256_set1_epi8((char)shift));  /* byte arithmetic: T_QG8's 0..255 − 128 */
             _mm256_store_si256((__m256i *)(tl->codes + at * 32), v);
-#if UNSIGNED_X  /* the start values only the unsigned-activation products use: −128 × each 4 codes' sum */
-            __m256i fours = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
-            _mm256_store_si256((__m256i *)(tl->start + at * 8), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(fours, 7)));
+#if UNSIGNED_X  /* the start values only the 8-bit unsigned-activation products use: −128 × each 4 codes' sum */
+            if (!w16) {
+                __m256i fours = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+                _mm256_store_si256((__m256i *)(tl->start + at * 8), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(fours, 7)));
+            }
+#else
+            (void)w16;
 #endif
             _mm256_store_ps(tl->scales + at * 8, halves(sc[0], sc[1]));
             for (int h = 0; h < 2; h++) {
@@ -170,9 +169,7 @@ static inline void tile_2x4(const mm_task_t *t, int64_t nc, const tile_t *tl, in
         }
     }
     for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 4; j++)
-            acc[i][j] = _mm256_add_ps(_mm512_castps512_ps256(wide[i][j]),
-                                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(wide[i][j]), 1)));
+        for (int j = 0; j < 4; j++) acc[i][j] = fold512(wide[i][j]);
 #endif
     for (; c < nc; c++) {
         int64_t a0 = r * nc + c, a1 = (r + 1) * nc + c;
@@ -291,7 +288,9 @@ static inline float mins_term(const mm_task_t *t, const tile_t *tl, int64_t nc, 
     return acc;
 }
 
-static void mm_rows_tiled(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
+/* Returns -1 (nothing written) when its tile buffers cannot be allocated: the caller takes the
+ * row kernels instead. */
+static int mm_rows_tiled(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
     const mat_t *m = t->m[k];
     int64_t nc = t->cols / 32;
     int T = t->T;
@@ -302,7 +301,7 @@ static void mm_rows_tiled(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
     tl.mins = (float *)malloc(sizeof(float) * TILE * nc * 2);
     if (!tl.codes || !tl.scales || !tl.start || !tl.mins) {
         free(tl.codes); free(tl.scales); free(tl.start); free(tl.mins);
-        return;
+        return -1;
     }
     float *y = t->y[k];
     int w16 = wide(m->type);
@@ -333,6 +332,7 @@ static void mm_rows_tiled(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
 #undef ONE
     }
     free(tl.codes); free(tl.scales); free(tl.start); free(tl.mins);
+    return 0;
 }
 #endif
 
@@ -340,7 +340,7 @@ static void mm_rows(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
     const mat_t *m = t->m[k];
     int64_t nb = t->cols / 32;
 #if defined(__AVX2__)
-    if (t->tiled && needs_q8(m) && (wide(m->type) || t->xp)) { mm_rows_tiled(t, k, r0, r1); return; }
+    if (t->tiled && needs_q8(m) && (wide(m->type) || t->xp) && mm_rows_tiled(t, k, r0, r1) == 0) return;
 #endif
     for (int64_t base = r0; base < r1; base += 16) {
         int64_t end = base + 16 < r1 ? base + 16 : r1;
@@ -465,10 +465,8 @@ static inline void dot4(const float *q, const float *rows, int n, float *out) {
             c2 = _mm512_fmadd_ps(q0, _mm512_loadu_ps(r2 + i), c2); d2 = _mm512_fmadd_ps(q1, _mm512_loadu_ps(r2 + i + 16), d2);
             c3 = _mm512_fmadd_ps(q0, _mm512_loadu_ps(r3 + i), c3); d3 = _mm512_fmadd_ps(q1, _mm512_loadu_ps(r3 + i + 16), d3);
         }
-#define HALVES(Z) _mm256_add_ps(_mm512_castps512_ps256(Z), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(Z), 1)))
-        a0 = HALVES(_mm512_add_ps(c0, d0)); a1 = HALVES(_mm512_add_ps(c1, d1));
-        a2 = HALVES(_mm512_add_ps(c2, d2)); a3 = HALVES(_mm512_add_ps(c3, d3));
-#undef HALVES
+        a0 = fold512(_mm512_add_ps(c0, d0)); a1 = fold512(_mm512_add_ps(c1, d1));
+        a2 = fold512(_mm512_add_ps(c2, d2)); a3 = fold512(_mm512_add_ps(c3, d3));
     }
 #endif
     for (; i + 16 <= n; i += 16) {

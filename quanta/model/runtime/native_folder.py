@@ -51,18 +51,14 @@ def _native_config(arch: Any, mc: dict) -> NativeConfig:
 def _inv_freq(mc: dict, head_dim: int) -> np.ndarray:
     """The rotary inverse frequencies of a Hugging Face config (default, linear or Llama 3
     scaling; Llama 3's factors as llama.cpp applies them, :mod:`quanta.model.formats.gguf_rope`)."""
-    params = mc.get("rope_parameters") or mc.get("rope_scaling") or {}
-    if not isinstance(params, dict):
-        raise Unsupported(f"rotary parameters {params!r}")
-    kind = params.get("rope_type", params.get("type", "default"))
-    theta = float(params.get("rope_theta") or mc.get("rope_theta") or 10000.0)
+    from quanta.model.formats import gguf_rope
+
+    params, kind, theta = gguf_rope.rope_params(mc), gguf_rope.rope_type(mc), gguf_rope.rope_theta(mc)
     inv = base_inv_freq(theta, head_dim)
     if kind == "linear":
         return (inv / np.float32(params["factor"])).astype(np.float32)
     if kind == "llama3":
-        from quanta.model.formats.gguf_rope import factors
-
-        return (inv / factors(params, theta, head_dim)).astype(np.float32)
+        return (inv / gguf_rope.factors(params, theta, head_dim)).astype(np.float32)
     if kind != "default":
         raise Unsupported(f"rotary scaling {kind!r}")
     return inv
@@ -78,7 +74,6 @@ class _Folder:
         if any(Path(e["file"]).name != "model.safetensors" for e in self.entries.values()):
             raise InputError(f"{d}: a quanta folder holds one model.safetensors")
         self.map = np.memmap(d / "model.safetensors", dtype=np.uint8, mode="r")
-        self.used: set[str] = set()
 
     def raw(self, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
         e = self.entries.get(name)
@@ -86,7 +81,6 @@ class _Folder:
             raise InputError(f"model.safetensors has no tensor {name}")
         if (e["dtype"], e["shape"]) != (dtype, shape):
             raise InputError(f"{name}: {e['dtype']} {e['shape']}, the config implies {dtype} {shape}")
-        self.used.add(name)
         return self.map[e["start"]:e["stop"]]
 
     def floats(self, name: str) -> np.ndarray:
@@ -106,11 +100,7 @@ def _repack(files: _Folder, module: str, spec: dict) -> tuple[int, np.ndarray, i
     from quanta.model.formats.weight import default_zero
     from quanta.model.runtime._dispatch import kernels
 
-    if spec["levels"]:
-        raise Unsupported(f"{module} rounds onto a codebook")
     cols, g = spec["in"], spec["group_size"]
-    if cols % 32 or (g != spec["padded_in"] and g % 32):
-        raise Unsupported(f"{module}: {cols} inputs in groups of {g} (multiples of 32 needed)")
     shapes = layout(spec)
     packed, scales = (files.raw(f"{module}.{k}", "U8" if k == "codes" else "F16", shapes[k][0])
                       for k in ("codes", "scales"))
@@ -126,33 +116,27 @@ def _repack(files: _Folder, module: str, spec: dict) -> tuple[int, np.ndarray, i
     return kind, blocks, cols
 
 
-def _view(arch: Any, name: str, kind: int, blocks: np.ndarray, cols: int) -> tuple[str, TensorView]:
-    """The Hugging Face tensor ``name`` (stored as ``kind``) under its GGUF name."""
-    gguf = arch.gguf_name(name)
-    if gguf is None:
-        raise Unsupported(f"{name} has no place in the {arch.name} model this path runs")
-    shape = (cols, blocks.shape[0]) if blocks.ndim == 2 else (cols,)
-    return gguf, TensorView(gguf, kind, shape, blocks.nbytes, blocks)
+#: a quantized weight's folder tensors (``module.<name>``; its bias is a float tensor)
+_OWN = ("codes", "scales", "zeros", "codebook", "input_scale")
 
 
-def _floats(arch: Any, files: _Folder) -> dict[str, TensorView]:
-    """The folder's float tensors not read yet (norms, biases, a float head) under GGUF names."""
-    out = {}
-    for name in [n for n in files.entries if n not in files.used]:
-        v = files.floats(name)
-        if v.ndim == 2 and v.shape[1] % 32:
-            raise Unsupported(f"{name}: {v.shape[1]} columns (a multiple of 32 needed)")
-        blocks = v.view(np.uint8).reshape(v.shape[0], -1) if v.ndim == 2 else v.reshape(-1)
-        gguf, view = _view(arch, name, 0, blocks, v.shape[-1] if v.ndim == 2 else v.size)
-        out[gguf] = view
-    return out
+def _runs(module: str, spec: dict, files: _Folder) -> dict:
+    """``spec``, when the kernels run its grid (else :class:`Unsupported` with the reason)."""
+    cols, g = spec["in"], spec["group_size"]
+    if spec["levels"]:
+        raise Unsupported(f"{module} rounds onto a codebook")
+    if cols % 32 or (g != spec["padded_in"] and g % 32):
+        raise Unsupported(f"{module}: {cols} inputs in groups of {g} (multiples of 32 needed)")
+    if f"{module}.input_scale" in files.entries:
+        raise Unsupported(f"{module} divides its input by AWQ's scales")
+    return spec
 
 
-def _tensors(d: Path, cfg: dict, arch: Any, files: _Folder) -> dict[str, TensorView]:
-    """Every tensor of the folder under its GGUF name, the quantized ones repacked."""
+def _plan(d: Path, cfg: dict, arch: Any, files: _Folder) -> tuple[list[tuple[str, dict]], list[str]]:
+    """Every decision before a weight is read: the quantized weights ``(module, spec)`` and the
+    float tensors, each checked against what this path runs (:class:`Unsupported`) and against
+    the file's header (InputError) — from the config and the safetensors header alone."""
     from quanta.model.formats.folder_config import check_spec
-
-    out: dict[str, TensorView] = {}
 
     layers = cfg.get("layers")
     if not isinstance(layers, dict):
@@ -160,13 +144,46 @@ def _tensors(d: Path, cfg: dict, arch: Any, files: _Folder) -> dict[str, TensorV
     specs = dict(layers)
     if cfg.get("embedding") is not None:
         specs[arch.embedding] = cfg["embedding"]
-    for module, raw in specs.items():
-        spec = check_spec(raw, f"layer {module}")
-        if f"{module}.input_scale" in files.entries:
-            raise Unsupported(f"{module} divides its input by AWQ's scales")
+    quantized = [(m, _runs(m, check_spec(raw, f"layer {m}"), files)) for m, raw in specs.items()]
+    owned = {f"{m}.{k}" for m in specs for k in _OWN}
+    floats = [n for n in files.entries if n not in owned]
+    for name in floats:
+        e = files.entries[name]
+        if e["dtype"] not in _FLOATS:
+            raise InputError(f"{name}: no float tensor of that name in model.safetensors")
+        if len(e["shape"]) == 2 and e["shape"][1] % 32:
+            raise Unsupported(f"{name}: {e['shape'][1]} columns (a multiple of 32 needed)")
+    names = [f"{m}.weight" for m, _ in quantized] + floats
+    gguf = [arch.gguf_name(n) for n in names]
+    if None in gguf:
+        raise Unsupported(f"{names[gguf.index(None)]} has no place in the {arch.name} model this path runs")
+    if "token_embd.weight" not in gguf:
+        raise Unsupported("no token embedding")
+    if cfg["model_config"].get("tie_word_embeddings", True) is False and "output.weight" not in gguf:
+        raise InputError(f"{d}: the model's head is not tied to its embedding, and the folder has none")
+    return quantized, floats
+
+
+def _view(arch: Any, name: str, kind: int, blocks: np.ndarray, cols: int) -> tuple[str, TensorView]:
+    """The Hugging Face tensor ``name`` (stored as ``kind``) under its GGUF name (planned)."""
+    gguf = arch.gguf_name(name)
+    shape = (cols, blocks.shape[0]) if blocks.ndim == 2 else (cols,)
+    return gguf, TensorView(gguf, kind, shape, blocks.nbytes, blocks)
+
+
+def _tensors(arch: Any, files: _Folder, quantized: list[tuple[str, dict]], floats: list[str]) -> dict:
+    """Every planned tensor under its GGUF name: the quantized ones repacked, the float ones as
+    float32 (norms, biases, a float embedding or head)."""
+    out: dict[str, TensorView] = {}
+    for module, spec in quantized:
         gguf, view = _view(arch, f"{module}.weight", *_repack(files, module, spec))
         out[gguf] = view
-    return out | _floats(arch, files)
+    for name in floats:
+        v = files.floats(name)
+        blocks = v.view(np.uint8).reshape(v.shape[0], -1) if v.ndim == 2 else v.reshape(-1)
+        gguf, view = _view(arch, name, 0, blocks, v.shape[-1] if v.ndim == 2 else v.size)
+        out[gguf] = view
+    return out
 
 
 def open_folder(folder: Path | str, threads: int | None = None, verify: bool = True) -> NativeLM:
@@ -192,15 +209,12 @@ def open_folder(folder: Path | str, threads: int | None = None, verify: bool = T
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{d}: malformed model_config ({e})") from None
     files = _Folder(d)
+    quantized, floats = _plan(d, cfg, arch, files)  # everything decided before a byte is hashed or read
     if verify:
         from quanta.model.formats.integrity import check_folder
 
         check_folder(memoryview(files.map), cfg, str(d / "model.safetensors"))
-    tensors = _tensors(d, cfg, arch, files)
-    if "token_embd.weight" not in tensors:
-        raise Unsupported("no token embedding")
-    if mc.get("tie_word_embeddings", True) is False and "output.weight" not in tensors:
-        raise InputError(f"{d}: the model's head is not tied to its embedding, and the folder has none")
+    tensors = _tensors(arch, files, quantized, floats)
     del files  # the map: every tensor kept is a copy
     lm = NativeLM(tensors, config, inv, d, neox=True, threads=threads)
     lm.metadata = {"architecture": arch.name, "quant_config": cfg}
