@@ -62,6 +62,12 @@ def test_results_hold_every_medium_and_a_summary(small_tour):
         assert shaped[bits]["threshold_db"] < tpdf[bits]["threshold_db"] - 5
     model = results["media"]["model"]["results"]["rtn"]
     assert model["8"]["kld"] < model["4"]["kld"]
+    # the budgeted model ran as a folder on the compiled kernels: their activations' rounding
+    # adds little to the weights' own KL divergence
+    mixed = results["media"]["model"]["mixed"]
+    k = mixed["on_kernels"]
+    assert k["ran"] and k["decode_tokens_per_s"] > 0 and k["threads"] >= 1
+    assert k["kld"] == pytest.approx(mixed["kld"], rel=0.1, abs=1e-4)
 
 
 def test_every_number_on_the_page_is_in_results_json(small_tour):

@@ -1,12 +1,15 @@
 """The model part of ``quanta tour``: SmolLM2-135M (the bundled float reference) at 8, 4, 3
 and 2 bits with quanta's methods, and under a size budget (mixed precision at the uniform 4-bit
 model's bits per weight); bytes, KL divergence, perplexity and recovery on WikiText-2 test
-windows, the rate–distortion plot and the per-layer bit map of the budgeted model."""
+windows, the rate–distortion plot and the per-layer bit map of the budgeted model; that model
+written as a folder and run on quanta's compiled kernels (as ``generate`` and ``eval`` run it):
+decode speed and fidelity there beside PyTorch's."""
 
 from __future__ import annotations
 
 import copy
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from quanta.progress import Progress, counter
@@ -65,6 +68,40 @@ def _configs(
     return rows
 
 
+#: decode speed: new tokens after a prompt of this many (greedy, the KV cache)
+DECODE_PROMPT, DECODE_TOKENS = 32, 32
+
+
+def _on_kernels(loaded: Any, model: Any, rep: Any, reference: Any) -> dict:
+    """The budgeted model as ``quanta model quantize`` writes it — a folder — run on quanta's
+    compiled kernels (what ``generate`` and ``eval`` run): decode speed and fidelity there, beside
+    the same weights' PyTorch path and the float model's decode speed. ``{"ran": False, "why": …}``
+    where the kernels do not run this architecture."""
+    import tempfile
+
+    from quanta.model.eval.evaluate import decode_speed
+    from quanta.model.formats.folder import write_folder
+    from quanta.model.runtime.native import Unsupported
+    from quanta.model.runtime.native_folder import open_folder
+
+    prompt = reference.windows[0:1, :DECODE_PROMPT]
+    out: dict = {"decode_prompt_tokens": DECODE_PROMPT, "decode_new_tokens": DECODE_TOKENS,
+                 "float_decode_tokens_per_s": decode_speed(loaded.model, prompt, DECODE_TOKENS),
+                 "pytorch_decode_tokens_per_s": decode_speed(model, prompt, DECODE_TOKENS)}
+    with tempfile.TemporaryDirectory(prefix="quanta-tour-") as tmp:
+        folder = write_folder(model, loaded.tokenizer, Path(tmp) / "q", report=rep, source=loaded.source)
+        try:
+            lm = open_folder(folder)
+        except Unsupported as e:
+            return {**out, "ran": False, "why": str(e)}
+        from quanta.model.runtime._dispatch import kernels
+
+        out.update(ran=True, build=kernels.__name__.rsplit(".", 1)[-1], threads=lm.threads)
+        out["decode_tokens_per_s"] = decode_speed(lm, prompt, DECODE_TOKENS)
+        out.update(reference.score(lm).figures())
+    return out
+
+
 def _budgeted(
     loaded: Any,
     calib: Any,
@@ -73,7 +110,8 @@ def _budgeted(
     group_size: int,
     sensitivity_windows: int,
 ) -> tuple[dict, dict]:
-    """Mixed precision (round to nearest) at ``target_bpw``: the measured model and the plan."""
+    """Mixed precision (round to nearest) at ``target_bpw``: the measured model (and the same
+    model on the compiled kernels, ``"on_kernels"``) and the plan."""
     from quanta.model.quantize.apply import quantize_model
     from quanta.model.quantize.mixed import describe, plan_quantizers
     from quanta.model.quantize.recipe import embedding_quantizer, mixed_plan
@@ -94,6 +132,7 @@ def _budgeted(
         "bits_per_weight": rep.bits_per_weight,
         **reference.score(m).figures(),
     }
+    out["on_kernels"] = _on_kernels(loaded, m, rep, reference)
     return out, describe(plan)
 
 
@@ -222,6 +261,23 @@ def _row(label: str, bits: str, v: dict) -> list[str]:
     ]
 
 
+def _kernels_table(reference: dict, mixed: dict) -> Table:
+    """The budgeted model's decode speed and fidelity on PyTorch and on the compiled kernels."""
+    k = mixed["on_kernels"]
+    title = (f"the budgeted model as a folder: decode speed ({k['decode_new_tokens']} new tokens after "
+             f"{k['decode_prompt_tokens']}, greedy) and fidelity, PyTorch against quanta's compiled kernels")
+    rows = [["float32 reference, PyTorch", num(k["float_decode_tokens_per_s"], 1), "—",
+             num(reference["perplexity"], 2)],
+            ["budgeted model, PyTorch", num(k["pytorch_decode_tokens_per_s"], 1), num(mixed["kld"], 4),
+             num(mixed["perplexity"], 2)]]
+    if k["ran"]:
+        rows.append([f"budgeted model, compiled kernels ({k['build']}, {k['threads']} threads)",
+                     num(k["decode_tokens_per_s"], 1), num(k["kld"], 4), num(k["perplexity"], 2)])
+    else:
+        rows.append([f"compiled kernels: not run ({k['why']})", "—", "—", "—"])
+    return Table(title, ["path", "decode tokens/s", "KLD", "perplexity"], rows)
+
+
 def _section(
     source: str, protocol: str, reference: dict, rows: dict, mixed: dict, plan_json: dict, setup: dict
 ) -> TourSection:
@@ -266,6 +322,7 @@ def _section(
         + [_row(meth, str(v["bits"]), v) for meth, r in rows.items() for v in r.values()]
         + [_row("rtn, mixed (budget)", "mixed", mixed)],
     )
+    tables = [table, _kernels_table(reference, mixed)]
     candidates = {k: r["4"] for k, r in rows.items() if "4" in r} | {"rtn, mixed under the budget": mixed}
     best_name = min(candidates, key=lambda k: candidates[k]["kld"])
     best = candidates[best_name]
@@ -296,12 +353,14 @@ def _section(
         "The language model's weights are quantized with each method and width; every copy is "
         "scored on the same WikiText-2 test windows against the float model: KL divergence of "
         "the next-token distributions, top-1 agreement, perplexity, and recovery (the float "
-        "model's perplexity over the quantized model's).",
+        "model's perplexity over the quantized model's). The model quantized under the budget is "
+        "then written as a folder and run on quanta's compiled kernels, as quanta model generate "
+        "and eval run it: its decode speed and fidelity there, beside PyTorch's.",
         figures=[
             ("KL divergence against bits per weight, every method (log scale).", rd),
             ("Per-layer bits chosen under the budget (mixed precision).", bitmap),
         ],
-        tables=[table],
+        tables=tables,
         summary=summary,
         data=data,
     )

@@ -26,6 +26,7 @@ cdef extern from "engine.h" nogil:
         int type
         const uint8_t *data
         int64_t rows, cols, row_bytes
+        int w16
     ctypedef struct layer_t:
         mat_t m[7]
         const float *v[7]
@@ -38,7 +39,7 @@ cdef extern from "engine.h" nogil:
     void model_free(model_t *md)
     int model_forward(model_t *md, const int32_t *ids, int T, int all, float *out)
     int matmul_rows(int type, const uint8_t *data, int64_t rows, int64_t cols, int64_t row_bytes,
-                    const float *x, int T, float *y)
+                    const float *x, int T, float *y, int w16)
 
 
 cdef extern from *:
@@ -169,9 +170,10 @@ def grid_blocks(const uint8_t[::1] packed, int bits, int64_t rows, int64_t width
     return t, out
 
 
-def matmul(int ggml_type, const uint8_t[:, ::1] weight, int64_t cols, const float[:, ::1] x):
+def matmul(int ggml_type, const uint8_t[:, ::1] weight, int64_t cols, const float[:, ::1] x, bint wide=False):
     """``x (T, cols) · W^T`` for a weight of ``weight.shape[0]`` rows stored as ``ggml_type``:
-    ``(T, rows)`` float32."""
+    ``(T, rows)`` float32. ``wide``: 16-bit activations whatever the format (the wide() formats
+    always take them)."""
     if x.shape[1] != cols or cols % 32:
         raise ValueError("x must have cols columns, a multiple of 32")
     out = np.empty((x.shape[0], weight.shape[0]), dtype=np.float32)
@@ -179,7 +181,7 @@ def matmul(int ggml_type, const uint8_t[:, ::1] weight, int64_t cols, const floa
     cdef int rc
     with nogil:
         rc = matmul_rows(ggml_type, &weight[0, 0], weight.shape[0], cols, weight.shape[1], &x[0, 0],
-                         <int>x.shape[0], &o[0, 0])
+                         <int>x.shape[0], &o[0, 0], wide)
     if rc:
         raise MemoryError("matmul: out of memory")
     return out
@@ -208,10 +210,11 @@ cdef class Model:
     def __dealloc__(self):
         model_free(self.md)
 
-    cdef mat_t _mat(self, int ggml_type, arr, int64_t cols):
+    cdef mat_t _mat(self, int ggml_type, arr, int64_t cols, bint w16):
         cdef const uint8_t[:, ::1] v = arr
         cdef mat_t m
         m.type = ggml_type
+        m.w16 = w16 or wide(ggml_type)
         m.data = &v[0, 0]
         m.rows = v.shape[0]
         m.cols = cols
@@ -219,10 +222,11 @@ cdef class Model:
         self.keep.append(arr)
         return m
 
-    def set_matrix(self, int layer, int which, int ggml_type, arr, int64_t cols):
+    def set_matrix(self, int layer, int which, int ggml_type, arr, int64_t cols, bint wide=False):
         """Matrix ``which`` (0–6: q, k, v, o, gate, up, down) of ``layer``; layer −1: the token
-        embedding, −2: the output head. ``arr``: uint8 ``(rows, bytes per row)``."""
-        cdef mat_t m = self._mat(ggml_type, arr, cols)
+        embedding, −2: the output head. ``arr``: uint8 ``(rows, bytes per row)``; ``wide``: its
+        products take 16-bit activations whatever its format."""
+        cdef mat_t m = self._mat(ggml_type, arr, cols, wide)
         if layer == -1:
             self.md.embd = m
         elif layer == -2:

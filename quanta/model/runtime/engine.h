@@ -1,7 +1,7 @@
 /* The native decoder of Llama-family models (Llama, Mistral within its window, Qwen2, Qwen3,
  * Phi-3) over GGML block formats: weights read in place (a memory-mapped GGUF file, or a quanta
  * folder repacked), activations quantized per 32 values before each product (blocks.h: 8 bits,
- * 16 for the wide() formats), a float32 key/value cache,
+ * 16 for the wide() formats and a 5-bit output head), a float32 key/value cache,
  * and every product split by rows over the thread pool (pool.h). The same arithmetic as
  * llama.cpp's graph for these families: RMS norms, rotary embedding (pairs of neighbours for
  * llama/mistral files, whose Q/K rows llama.cpp's converter permuted; halves for qwen), grouped
@@ -18,7 +18,8 @@
 #include "blocks.h"
 #include "pool.h"
 
-typedef struct { int type; const uint8_t *data; int64_t rows, cols, row_bytes; } mat_t;
+/* a stored matrix; w16: its products take 16-bit activations (wide(type), or the model asks it) */
+typedef struct { int type; const uint8_t *data; int64_t rows, cols, row_bytes; int w16; } mat_t;
 
 enum { M_Q, M_K, M_V, M_O, M_GATE, M_UP, M_DOWN, M_COUNT };
 enum { V_ATTN_NORM, V_FFN_NORM, V_Q_NORM, V_K_NORM, V_BQ, V_BK, V_BV, V_COUNT };
@@ -96,7 +97,7 @@ typedef struct {
 } tile_t;
 
 static void decode_tile(const mat_t *m, int64_t base, int rows, int64_t nc, tile_t *tl) {
-    int chunks = block_size(m->type) / 32, bb = block_bytes(m->type), w16 = wide(m->type);
+    int chunks = block_size(m->type) / 32, bb = block_bytes(m->type), w16 = m->w16;
     /* T_QG8's unsigned byte codes go to int8 shifted by −128, on every build */
     int shift = m->type == T_QG8 ? -128 : UNSIGNED_X ? code_shift(m->type) : 0;
     tl->has_mins = 0;
@@ -304,7 +305,7 @@ static int mm_rows_tiled(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
         return -1;
     }
     float *y = t->y[k];
-    int w16 = wide(m->type);
+    int w16 = m->w16;
     for (int64_t base = r0; base < r1; base += TILE) {
         int rows = (int)(base + TILE < r1 ? TILE : r1 - base);
         decode_tile(m, base, rows, nc, &tl);
@@ -340,7 +341,7 @@ static void mm_rows(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
     const mat_t *m = t->m[k];
     int64_t nb = t->cols / 32;
 #if defined(__AVX2__)
-    if (t->tiled && needs_q8(m) && (wide(m->type) || t->xp) && mm_rows_tiled(t, k, r0, r1) == 0) return;
+    if (t->tiled && needs_q8(m) && (m->w16 || t->xp) && mm_rows_tiled(t, k, r0, r1) == 0) return;
 #endif
     for (int64_t base = r0; base < r1; base += 16) {
         int64_t end = base + 16 < r1 ? base + 16 : r1;
@@ -350,7 +351,7 @@ static void mm_rows(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
             const float *xf = t->xf + tok * t->cols;
             float *y = t->y[k] + (int64_t)tok * m->rows;
             for (int64_t r = base; r < end; r++)
-                y[r] = dot_row(m->type, m->data + r * m->row_bytes, xq, x16, xf, t->cols);
+                y[r] = dot_row(m->type, m->w16, m->data + r * m->row_bytes, xq, x16, xf, t->cols);
         }
     }
 }
@@ -406,7 +407,7 @@ static void matmul(int n, const mat_t **m, float **y, const float *x, a8_t *scra
 #endif
     for (int k = 0; k < n; k++) { t.m[k] = m[k]; t.y[k] = y[k]; }
     int q8 = 0, q16 = 0;
-    for (int k = 0; k < n; k++) { q8 |= needs_q8(m[k]) && !wide(m[k]->type); q16 |= wide(m[k]->type); }
+    for (int k = 0; k < n; k++) { q8 |= needs_q8(m[k]) && !m[k]->w16; q16 |= needs_q8(m[k]) && m[k]->w16; }
     int8_t *xp = NULL;
     float *dx = NULL, *ds = NULL;
     if (q8 || q16) {
@@ -752,10 +753,11 @@ static int model_forward(model_t *md, const int32_t *ids, int T, int all, float 
     return 0;
 }
 
-/* One matrix times T rows of x (tests, and any caller with a single product). */
+/* One matrix times T rows of x (tests, and any caller with a single product); w16: 16-bit
+ * activations whatever the format. */
 static int matmul_rows(int type, const uint8_t *data, int64_t rows, int64_t cols, int64_t row_bytes,
-                       const float *x, int T, float *y) {
-    mat_t m = {type, data, rows, cols, row_bytes};
+                       const float *x, int T, float *y, int w16) {
+    mat_t m = {type, data, rows, cols, row_bytes, w16 || wide(type)};
     const mat_t *ms[1] = {&m};
     float *ys[1] = {y};
     a8_t *scratch = (a8_t *)malloc(sizeof(a8_t) * (cols / 32 + 1) * (T > 0 ? T : 1));

@@ -43,6 +43,11 @@ MATRICES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "
 VECTORS = ("attn_norm", "ffn_norm", "attn_q_norm", "attn_k_norm", "attn_q.bias", "attn_k.bias", "attn_v.bias")
 
 
+#: the formats whose output head takes 16-bit activations (beyond the wide() formats, which
+#: always do): the 5-bit ones, Q5_0, Q5_1 and Q5_K (see :class:`NativeLM`)
+HEAD16_TYPES = frozenset({6, 7, 13})
+
+
 class Unsupported(Exception):  # noqa: N818 (a reason, not a failure)
     """The file is outside this path (the message says why)."""
 
@@ -171,9 +176,18 @@ class NativeLM:
     in GGUF order, ``data``) — a GGUF file's (:func:`open_native`) or a quanta folder's repacked
     into the kernels' blocks (:mod:`quanta.model.runtime.native_folder`); ``neox``: the rotary
     embedding turns halves (else pairs of neighbours, llama.cpp's permuted rows); ``keep``: what
-    the tensors point into (a file's map), held as long as the model."""
+    the tensors point into (a file's map), held as long as the model.
+
+    ``head16``: an output head in a 5-bit format (:data:`HEAD16_TYPES`) multiplies 16-bit
+    activations, as the formats of 6 bits and more do everywhere (``blocks.h``'s wide()). The
+    head's products are the logits themselves — no norm or nonlinearity after them absorbs the
+    rounding: 8-bit activations against quanta's ``--type Q4_K_M`` file's Q5_1 head added 3.9 of
+    its 6.9 % KL divergence over the weights-only model, and 16 bits there cost about 5 % of its
+    decode speed; against a 4-bit head they add about 1.4 % for the same 5–6 % of speed, so 4-bit
+    heads keep 8 bits (docs/BENCHMARKS.md). Set it False before :meth:`decoder` to measure."""
 
     is_causal_lm = True
+    head16 = True
 
     def __init__(self, tensors: dict, config: NativeConfig, inv_freq: np.ndarray, path: Path, *,
                  neox: bool, threads: int | None = None, keep: Any = None) -> None:
@@ -316,7 +330,8 @@ class NativeLM:
         model = _kernels().Model(ints, (cfg.rms_norm_eps, cfg.head_dim**-0.5, 1.0), self.inv_freq)
         p = self._parts
         model.set_matrix(-1, 0, *p["embd"][:2], p["embd"][2])
-        model.set_matrix(-2, 0, *p["output"][:2], p["output"][2])
+        head = p["output"]
+        model.set_matrix(-2, 0, *head[:2], head[2], self.head16 and head[0] in HEAD16_TYPES)
         model.set_vector(-2, 0, p["out_norm"])
         for key, val in p.items():
             if isinstance(key, tuple):

@@ -97,6 +97,28 @@ def test_every_type_reads_as_ggufs_dequantizer_and_multiplies_within_the_roundin
             assert np.all(np.abs(y - truth) <= bound[:T] + 1e-5 * scale[:T] + 1e-6), (mod.__name__, T)
 
 
+@pytest.mark.parametrize(("name", "cols"), CASES)
+def test_any_type_multiplies_16_bit_activations_when_asked(name, cols):
+    """``wide=True`` (the output head's products): every format against the activations rounded
+    to 16 bits — exact integer products, so only float32 summation separates the result from
+    the rounded activations' product, on every build, one token and several."""
+    kind = int(gguf.GGMLQuantizationType[name])
+    rows = 37
+    raw = random_blocks(name, rows, cols, seed=3)
+    w = gguf.quants.dequantize(raw, kind).reshape(rows, cols).astype(np.float64)
+    x = np.random.default_rng(4).standard_normal((7, cols)).astype(np.float32)
+    xr = rounded(x, 16)[0].astype(np.float64)
+    xr8 = rounded(x, 8)[0].astype(np.float64)
+    exact, scale = xr @ w.T, np.abs(xr) @ np.abs(w).T
+    for mod in builds():
+        for T in (1, 7):
+            y = mod.matmul(kind, raw, cols, x[:T], wide=True).astype(np.float64)
+            err = np.abs(y - exact[:T])
+            assert np.all(err <= 1e-5 * scale[:T] + 1e-6), (mod.__name__, T)
+            # and it is the 16-bit product, not the 8-bit one: nearer the 16-bit truth by far
+            assert err.max() < 0.1 * np.abs(xr8[:T] @ w.T - exact[:T]).max(), (mod.__name__, T)
+
+
 def test_float_rows_multiply_in_float():
     rng = np.random.default_rng(2)
     w = rng.standard_normal((19, 96)).astype(np.float32)
@@ -160,6 +182,25 @@ def test_quantized_files_lose_little_to_the_rounded_activations(tiny_files):
         kld = float((np.exp(p) * (p - got)).sum(-1).mean())
         assert kld < 1e-3, (q, kld)
         assert (p.argmax(-1) == got.argmax(-1)).mean() >= 0.9
+
+
+def test_a_5_bit_output_head_takes_16_bit_activations(tiny_files, tmp_path):
+    """The head's products are the logits: a Q5_1 file's logits, with 16-bit activations in its
+    head (``head16``, the default), are nearer its weights-only model's than with 8-bit ones; a
+    4-bit head keeps 8 bits (the same logits either way)."""
+    m, files = tiny_files
+    ids = torch.tensor([list(range(3, 60))])
+    q51 = write_tiny_gguf(m, tmp_path / "t-Q5_1.gguf", "Q5_1")
+    got = {}
+    for path in (q51, files["Q4_0"]):
+        for head16 in (True, False):
+            lm = open_native(path, threads=2)
+            lm.head16 = head16
+            got[path, head16] = lm(ids).logits[0].numpy()
+    with torch.no_grad():
+        ref = load_gguf(q51).model(ids).logits[0].numpy()
+    assert _kld(ref, got[q51, True]) < 0.8 * _kld(ref, got[q51, False])
+    np.testing.assert_array_equal(got[files["Q4_0"], True], got[files["Q4_0"], False])
 
 
 def test_steps_after_a_prefill_give_the_prefills_logits_and_threads_change_no_bit(tiny_files):
