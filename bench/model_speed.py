@@ -3,6 +3,7 @@ llama.cpp's ``llama-bench`` (Q8_0, Q4_0 of the same weights), 2 threads, one run
 
     python bench/model_speed.py [--skip-llama-cpp] [--repeat 3] [--folder QUANTA_FOLDER]
     python bench/model_speed.py --kernels [--repeat 3] [--chunks 10] [--only Q4_K_M,folder]
+    python bench/model_speed.py --kernels --alternate 7 [--only Q4_K_M,folder]
 
 ``--kernels`` (issue 28): quanta's compiled kernels (``quanta model generate/eval`` on a GGUF file
 or a quanta folder) against ``llama-bench`` on the same files — llama.cpp's Q4_0, Q4_K_M and Q8_0 of
@@ -264,12 +265,12 @@ def native_one(path: str, threads: int, repeat: int) -> dict:
             "resident_weights_mb": sum(t.n_bytes for t in lm.tensors.values()) / 2**20}
 
 
-def llama_bench(bins: Path, path: Path, repeat: int) -> dict:
-    """``llama-bench -p 512 -n 128 -t 1,2 -r repeat``: medians of its samples per thread count."""
+def llama_bench(bins: Path, path: Path, repeat: int, threads: str = "1,2") -> dict:
+    """``llama-bench -p 512 -n 128 -t threads -r repeat``: medians of its samples per thread count."""
     import statistics
 
     res = subprocess.run(["/usr/bin/time", "-f", "%M", str(bins / "llama-bench"), "-m", str(path), "-p",
-                          str(PREFILL), "-n", str(DECODE), "-t", "1,2", "-r", str(repeat), "-o", "json"],
+                          str(PREFILL), "-n", str(DECODE), "-t", threads, "-r", str(repeat), "-o", "json"],
                          check=True, capture_output=True, text=True)
     out: dict = {"peak_rss_mb": int(res.stderr.strip().splitlines()[-1]) / 1024}
     for t in json.loads(res.stdout):
@@ -389,6 +390,48 @@ def kernels_bench(repeat: int, chunks: int, only: tuple[str, ...] = ()) -> dict:
     return {"rows": rows, "repeat": repeat, "chunks": chunks}
 
 
+def alternating_bench(rounds: int, only: tuple[str, ...] = ()) -> dict:
+    """2 threads, tg128 and pp512: quanta's kernels and ``llama-bench`` (``-r 1``) taking turns on
+    each file, ``rounds`` times, medians — this machine's speed drifts by 10–20 % within minutes,
+    which separate runs of each side (the main table) fold into their ratio; alternating spreads
+    the drift over both. A folder's peer is llama.cpp's Q4_0 file, as in the main table."""
+    import statistics
+
+    from bench._llama_cpp import ensure_built
+    from bench._util import machine
+    from quanta.render.tables import print_table
+
+    bins = ensure_built(("llama-quantize", "llama-bench"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        files = kernel_files(Path(tmp), bins, only)
+        for name, f in files.items():
+            got: dict[str, list[float]] = {k: [] for k in ("q_tg", "q_pp", "l_tg", "l_pp")}
+            for _ in range(rounds):
+                out = subprocess.run([sys.executable, __file__, "--native-one", str(f), "--threads", "2",
+                                      "--repeat", "1"], check=True, capture_output=True, text=True).stdout
+                q = json.loads(out.strip().splitlines()[-1])
+                ref = llama_bench(bins, files["llama.cpp Q4_0"] if f.is_dir() else f, 1, threads="2")
+                got["q_tg"].append(q["tg128"])
+                got["q_pp"].append(q["pp512"])
+                got["l_tg"].append(ref[("tg128", 2)])
+                got["l_pp"].append(ref[("pp512", 2)])
+            med = {k: statistics.median(v) for k, v in got.items()}
+            rows.append({"file": name, "rounds": rounds, "samples": got, "medians": med})
+    table = [[r["file"] + (" (llama.cpp: its Q4_0)" if r["file"] == FOLDER else ""),
+              f"{r['medians']['q_tg']:.1f}", f"{r['medians']['l_tg']:.1f}",
+              f"{r['medians']['q_tg'] / r['medians']['l_tg']:.2f}×",
+              f"{min(a / b for a, b in zip(r['samples']['q_tg'], r['samples']['l_tg'])):.2f}–"
+              f"{max(a / b for a, b in zip(r['samples']['q_tg'], r['samples']['l_tg'])):.2f}×",
+              f"{r['medians']['q_pp']:.0f}", f"{r['medians']['l_pp']:.0f}",
+              f"{r['medians']['q_pp'] / r['medians']['l_pp']:.2f}×"] for r in rows]
+    print_table(f"quanta's kernels and llama-bench taking turns, 2 threads, {rounds} rounds, medians "
+                f"({machine()})",
+                ["file", "tg128 quanta", "tg128 llama.cpp", "ratio", "ratio per round", "pp512 quanta",
+                 "pp512 llama.cpp", "ratio"], table, left=(0,))
+    return {"rows": rows, "rounds": rounds}
+
+
 def plot_kernels(rows: list[dict]) -> Path:
     """Decode and prefill tokens/s per file, quanta against llama.cpp, 2 threads:
     ``docs/img/model_kernels.png``."""
@@ -425,6 +468,9 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=10, help="--kernels: evaluation windows for the KLD")
     ap.add_argument("--only", default="", help="--kernels: only the files whose names contain one of these "
                     "comma-separated words (llama.cpp's Q4_0 always: the folder's peer), e.g. Q4_K_M,folder")
+    ap.add_argument("--alternate", type=int, default=0, metavar="N",
+                    help="--kernels: instead of the full table, quanta and llama-bench taking turns N "
+                    "times on each file (2 threads, tg128 and pp512; medians)")
     ap.add_argument("--folder", type=Path, help="measure only this quanta folder (prefill, decode "
                     "eager and fast, memory) and print its JSON")
     args = ap.parse_args()
@@ -438,6 +484,9 @@ def main() -> None:
         from bench._util import write_json
 
         only = tuple(w for w in args.only.split(",") if w)
+        if args.alternate:
+            write_json("model_kernels_alternate", alternating_bench(args.alternate, only))
+            return
         write_json("model_kernels" + ("_only" if only else ""), kernels_bench(args.repeat, args.chunks, only))
         return
     from bench._util import machine, write_json

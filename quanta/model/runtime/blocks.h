@@ -44,9 +44,14 @@ typedef struct { float d, ds[2], pad; int8_t q[32]; int32_t xs[8]; } a8_t;
 /* The same at 16 bits (step max|x| / 32767): the activations of the formats whose own steps are
  * as fine as 8-bit activations' or finer (wide(): 6 bits and more), where rounding x to 8 bits
  * would cost as much accuracy as the format itself, and of the output head whatever its format.
- * Products with int16 pairs (madd), or — codes below 64 — as two byte products: each code is
- * also split q = 256·hi + lo (hi signed, lo unsigned), and w·q = 256·(w·hi) + lo·w exactly. */
-typedef struct { float d, ds[2], pad; int16_t q[32]; int8_t hi[32]; uint8_t lo[32]; } a16_t;
+ * Products with int16 pairs (madd), or — codes below 64, a16b_t — as two byte products,
+ * w·q = 256·(w·hi) + lo·w exactly. */
+typedef struct { float d, ds[2], pad; int16_t q[32]; } a16_t;
+
+/* A chunk's 16-bit codes split into bytes, q = 256·hi + lo (hi signed, lo unsigned), for the row
+ * kernels of formats that are not wide() (a 5-bit head): kept apart from a16_t, which the prefill
+ * tiles stream for every token. */
+typedef struct { int8_t hi[32]; uint8_t lo[32]; } a16b_t;
 
 static inline float f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
@@ -262,27 +267,27 @@ static void quantize_activations16(const float *x, a16_t *out, int64_t n) {
         __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + 16), iv));
         __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + 24), iv));
         /* packs works within 128-bit lanes: restore the order with a 64-bit permute */
-        __m256i a = _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8);
-        __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i2, i3), 0xD8);
-        _mm256_storeu_si256((__m256i *)out[c].q, a);
-        _mm256_storeu_si256((__m256i *)(out[c].q + 16), b);
-        __m256i m = _mm256_set1_epi16(255);
-        _mm256_storeu_si256((__m256i *)out[c].hi, _mm256_permute4x64_epi64(
-            _mm256_packs_epi16(_mm256_srai_epi16(a, 8), _mm256_srai_epi16(b, 8)), 0xD8));
-        _mm256_storeu_si256((__m256i *)out[c].lo, _mm256_permute4x64_epi64(
-            _mm256_packus_epi16(_mm256_and_si256(a, m), _mm256_and_si256(b, m)), 0xD8));
+        _mm256_storeu_si256((__m256i *)out[c].q, _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8));
+        _mm256_storeu_si256((__m256i *)(out[c].q + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(i2, i3), 0xD8));
         for (int i = 0; i < 16; i++) { s0 += out[c].q[i]; s1 += out[c].q[i + 16]; }
 #else
         for (int i = 0; i < 32; i++) {
             int r = (int)lrintf(v[i] * inv);
             out[c].q[i] = (int16_t)r;
-            out[c].hi[i] = (int8_t)(r >> 8);  /* arithmetic shift: floor(r / 256) */
-            out[c].lo[i] = (uint8_t)(r & 255);
             if (i < 16) s0 += r; else s1 += r;
         }
 #endif
         out[c].d = d; out[c].ds[0] = d * (float)s0; out[c].ds[1] = d * (float)s1; out[c].pad = 0;
     }
+}
+
+/* nc chunks of 16-bit codes → their bytes (a16b_t) */
+static void split_activations16(const a16_t *x, a16b_t *out, int64_t nc) {
+    for (int64_t c = 0; c < nc; c++)
+        for (int i = 0; i < 32; i++) {
+            out[c].hi[i] = (int8_t)(x[c].q[i] >> 8);  /* arithmetic shift: floor(q / 256) */
+            out[c].lo[i] = (uint8_t)(x[c].q[i] & 255);
+        }
 }
 
 /* x (n floats, n a multiple of 32) → n/32 chunks (nearest, ties to even: the same codes on
@@ -483,7 +488,7 @@ static inline __attribute__((always_inline)) int chunk_codes(int t, const uint8_
         acc_off += (OFF0) * x[c].ds[0] + (OFF1) * x[c].ds[1];                               \
     } while (0)
 
-static float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
+static inline __attribute__((always_inline)) float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float acc_off = 0, acc_off1 = 0;
     int64_t nc = n / 32, c;
@@ -611,43 +616,50 @@ static inline __m512 two_halves(float a, float b) {  /* (a ×8, b ×8) */
 }
 #endif
 
-/* 16-bit activations against any format, through the chunk decoder (inlined where t is a
- * constant): codes 0..63 as two byte products, 256·(q·hi) + lo·q; signed codes and T_QG8's bytes
- * widened to int16 (madd) */
-static inline __attribute__((always_inline)) float dot16_codes(int t, const uint8_t *row, const a16_t *x, int64_t nc) {
-    int chunks = block_size(t) / 32, bb = block_bytes(t);
-    __m256 acc = _mm256_setzero_ps();
-    float acc_off = 0;
+/* one chunk of dot16_codes into its accumulators */
+static inline __attribute__((always_inline)) void dot16_chunk(int t, const uint8_t *b, int j, const a16_t *x,
+                                                              const a16b_t *xb, __m256 *acc, float *acc_off) {
+    __m256i q;
+    float sc[2], off[2];
+    int uns = !chunk_codes(t, b, j, &q, sc, off);
+    if (xb && uns && t != T_QG8) {
+        __m256i p = _mm256_slli_epi32(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)xb->hi)), 8);
+        p = _mm256_add_epi32(p, dot_u8s8(_mm256_loadu_si256((const __m256i *)xb->lo), q));
+        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), halves(x->d * sc[0], x->d * sc[1]), *acc);
+    } else {
 #if defined(__AVX512BW__) && defined(__AVX512F__)
-    __m512 a5 = _mm512_setzero_ps();
-#endif
-    for (int64_t c = 0; c < nc; c++) {
-        __m256i q;
-        float sc[2], off[2];
-        int uns = !chunk_codes(t, row + (c / chunks) * bb, (int)(c % chunks), &q, sc, off);
-        if (uns && t != T_QG8) {
-            __m256i p = _mm256_slli_epi32(dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[c].hi)), 8);
-            p = _mm256_add_epi32(p, dot_u8s8(_mm256_loadu_si256((const __m256i *)x[c].lo), q));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), halves(x[c].d * sc[0], x[c].d * sc[1]), acc);
-        } else {
-#if defined(__AVX512BW__) && defined(__AVX512F__)
-            a5 = _mm512_fmadd_ps(prod16_512(q, uns, x[c].q), two_halves(x[c].d * sc[0], x[c].d * sc[1]), a5);
+        *acc = _mm256_add_ps(*acc, fold512(_mm512_mul_ps(prod16_512(q, uns, x->q), two_halves(x->d * sc[0], x->d * sc[1]))));
 #else
-            __m256i p0, p1;
-            madd16(q, uns, x[c].q, &p0, &p1);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(x[c].d * sc[0]), acc);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(x[c].d * sc[1]), acc);
+        __m256i p0, p1;
+        madd16(q, uns, x->q, &p0, &p1);
+        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(x->d * sc[0]), *acc);
+        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(x->d * sc[1]), *acc);
 #endif
-        }
-        acc_off += off[0] * x[c].ds[0] + off[1] * x[c].ds[1];
     }
-#if defined(__AVX512BW__) && defined(__AVX512F__)
-    acc = _mm256_add_ps(acc, fold512(a5));
-#endif
-    return hsum(acc) + acc_off;
+    *acc_off += off[0] * x->ds[0] + off[1] * x->ds[1];
 }
 
-static float dot16_avx2(int t, const uint8_t *row, const a16_t *x, int64_t n) {
+/* 16-bit activations against any format, through the chunk decoder (inlined where t is a
+ * constant): codes 0..63 as two byte products, 256·(q·hi) + lo·q, where the split bytes are
+ * given (xb); else, and for signed codes and T_QG8's bytes, widened to int16 (madd). Chunks in
+ * pairs on two sets of accumulators (each sum's latency is otherwise the loop's pace). */
+static inline __attribute__((always_inline)) float dot16_codes(int t, const uint8_t *row, const a16_t *x,
+                                                               const a16b_t *xb, int64_t nc) {
+    int chunks = block_size(t) / 32, bb = block_bytes(t);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float off0 = 0, off1 = 0;
+    int64_t c = 0;
+    for (; c + 2 <= nc; c += 2) {
+        dot16_chunk(t, row + (c / chunks) * bb, (int)(c % chunks), x + c, xb ? xb + c : NULL, &acc0, &off0);
+        dot16_chunk(t, row + ((c + 1) / chunks) * bb, (int)((c + 1) % chunks), x + c + 1, xb ? xb + c + 1 : NULL,
+                    &acc1, &off1);
+    }
+    if (c < nc) dot16_chunk(t, row + (c / chunks) * bb, (int)(c % chunks), x + c, xb ? xb + c : NULL, &acc0, &off0);
+    return hsum(_mm256_add_ps(acc0, acc1)) + (off0 + off1);
+}
+
+static inline __attribute__((always_inline)) float dot16_avx2(int t, const uint8_t *row, const a16_t *x,
+                                                              const a16b_t *xb, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     float acc_off = 0;
     int64_t nc = n / 32, c;
@@ -695,16 +707,16 @@ static float dot16_avx2(int t, const uint8_t *row, const a16_t *x, int64_t n) {
         break;
     /* any other format (a matrix its model runs at 16 bits): the chunk decoder, inlined per
      * format */
-    case T_Q4_0: return dot16_codes(T_Q4_0, row, x, nc);
-    case T_Q4_1: return dot16_codes(T_Q4_1, row, x, nc);
-    case T_Q5_0: return dot16_codes(T_Q5_0, row, x, nc);
-    case T_Q5_1: return dot16_codes(T_Q5_1, row, x, nc);
-    case T_Q4_K: return dot16_codes(T_Q4_K, row, x, nc);
-    case T_Q5_K: return dot16_codes(T_Q5_K, row, x, nc);
-    case T_QG4: return dot16_codes(T_QG4, row, x, nc);
-    case T_IQ4_NL: return dot16_codes(T_IQ4_NL, row, x, nc);
-    case T_IQ4_XS: return dot16_codes(T_IQ4_XS, row, x, nc);
-    default: return dot16_codes(t, row, x, nc);
+    case T_Q4_0: return dot16_codes(T_Q4_0, row, x, xb, nc);
+    case T_Q4_1: return dot16_codes(T_Q4_1, row, x, xb, nc);
+    case T_Q5_0: return dot16_codes(T_Q5_0, row, x, xb, nc);
+    case T_Q5_1: return dot16_codes(T_Q5_1, row, x, xb, nc);
+    case T_Q4_K: return dot16_codes(T_Q4_K, row, x, xb, nc);
+    case T_Q5_K: return dot16_codes(T_Q5_K, row, x, xb, nc);
+    case T_QG4: return dot16_codes(T_QG4, row, x, xb, nc);
+    case T_IQ4_NL: return dot16_codes(T_IQ4_NL, row, x, xb, nc);
+    case T_IQ4_XS: return dot16_codes(T_IQ4_XS, row, x, xb, nc);
+    default: return dot16_codes(t, row, x, xb, nc);
     }
     return hsum(acc) + acc_off;
 }
@@ -842,13 +854,14 @@ static inline float vec_dot_f16(const uint8_t *row, const float *x, int64_t n) {
 /* The dot product of a stored row with quantized activations (block formats: 16-bit ones when
  * w16 — the wide() formats, and any matrix its model asks 16 bits for — 8-bit for the others)
  * or with float activations (F32, F16 rows). */
-static inline float dot_row(int t, int w16, const uint8_t *row, const a8_t *xq, const a16_t *x16, const float *xf,
-                            int64_t n) {
+static inline __attribute__((always_inline)) float dot_row(int t, int w16, const uint8_t *row, const a8_t *xq, const a16_t *x16,
+                            const a16b_t *xb, const float *xf, int64_t n) {
     if (t == T_F32) return vec_dot((const float *)row, xf, n);
     if (t == T_F16) return vec_dot_f16(row, xf, n);
 #if defined(__AVX2__)
-    return w16 ? dot16_avx2(t, row, x16, n) : dot_avx2(t, row, xq, n);
+    return w16 ? dot16_avx2(t, row, x16, xb, n) : dot_avx2(t, row, xq, n);
 #else
+    (void)xb;
     return w16 ? dot_portable(t, row, NULL, x16, n) : dot_portable(t, row, xq, NULL, n);
 #endif
 }

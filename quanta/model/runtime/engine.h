@@ -49,6 +49,7 @@ typedef struct {
     const mat_t *m[3];
     float *y[3];                /* (T, rows) each */
     const a8_t *xq; const a16_t *x16; const float *xf;
+    const a16b_t *xb;           /* x16 split into bytes, for the 16-bit rows of formats not wide() */
     int T, tiled; int64_t cols;
     /* several tokens: the activations once more, contiguous per token (tiled kernels) */
     const int8_t *xp;           /* (T, cols) codes */
@@ -348,10 +349,11 @@ static void mm_rows(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
         for (int tok = 0; tok < t->T; tok++) {
             const a8_t *xq = t->xq ? t->xq + tok * nb : NULL;
             const a16_t *x16 = t->x16 ? t->x16 + tok * nb : NULL;
+            const a16b_t *xb = t->xb ? t->xb + tok * nb : NULL;
             const float *xf = t->xf + tok * t->cols;
             float *y = t->y[k] + (int64_t)tok * m->rows;
             for (int64_t r = base; r < end; r++)
-                y[r] = dot_row(m->type, m->w16, m->data + r * m->row_bytes, xq, x16, xf, t->cols);
+                y[r] = dot_row(m->type, m->w16, m->data + r * m->row_bytes, xq, x16, xb, xf, t->cols);
         }
     }
 }
@@ -406,8 +408,13 @@ static void matmul(int n, const mat_t **m, float **y, const float *x, a8_t *scra
     t.tiled = T >= 4;
 #endif
     for (int k = 0; k < n; k++) { t.m[k] = m[k]; t.y[k] = y[k]; }
-    int q8 = 0, q16 = 0;
-    for (int k = 0; k < n; k++) { q8 |= needs_q8(m[k]) && !m[k]->w16; q16 |= needs_q8(m[k]) && m[k]->w16; }
+    int q8 = 0, q16 = 0, split = 0;
+    for (int k = 0; k < n; k++) {
+        q8 |= needs_q8(m[k]) && !m[k]->w16;
+        q16 |= needs_q8(m[k]) && m[k]->w16;
+        split |= needs_q8(m[k]) && m[k]->w16 && !wide(m[k]->type);
+    }
+    a16b_t *xb = NULL;
     int8_t *xp = NULL;
     float *dx = NULL, *ds = NULL;
     if (q8 || q16) {
@@ -423,9 +430,15 @@ static void matmul(int n, const mat_t **m, float **y, const float *x, a8_t *scra
 #endif
         if (T > 1) pool_run(q8_worker, &q); else q8_worker(&q, 0, 1);
         t.xq = q.out; t.x16 = q.out16; t.xp = q.xp; t.dx = q.dx; t.ds = q.ds;
+        /* the row kernels' byte split (the tiles, T >= 4, read x16 itself); without memory the
+         * rows take the int16 products */
+        if (split && T < 4 && (xb = (a16b_t *)malloc(sizeof(a16b_t) * T * (t.cols / 32))) != NULL) {
+            split_activations16(t.x16, xb, T * (t.cols / 32));
+            t.xb = xb;
+        }
     }
     pool_run(mm_worker, &t);
-    free(xp); free(dx); free(ds);
+    free(xp); free(dx); free(ds); free(xb);
 }
 
 /* ---- the model ---- */
