@@ -37,3 +37,8 @@ def choose(setting: str | None = None) -> ModuleType:
 
 
 kernels = choose()
+
+
+def build_name() -> str:
+    """The chosen build's module name, e.g. ``_native_avx512`` (for reports)."""
+    return kernels.__name__.rsplit(".", 1)[-1]

@@ -43,8 +43,8 @@ typedef struct { float d, ds[2], pad; int8_t q[32]; int32_t xs[8]; } a8_t;
 
 /* The same at 16 bits (step max|x| / 32767): the activations of the formats whose own steps are
  * as fine as 8-bit activations' or finer (wide(): 6 bits and more), where rounding x to 8 bits
- * would cost as much accuracy as the format itself, and of the output head whatever its format.
- * Products with int16 pairs (madd), or — codes below 64, a16b_t — as two byte products,
+ * would cost as much accuracy as the format itself, and of a 5-bit output head (engine.h's
+ * mat_t.w16). Products with int16 pairs (madd), or — codes below 64, a16b_t — as two byte products,
  * w·q = 256·(w·hi) + lo·w exactly. */
 typedef struct { float d, ds[2], pad; int16_t q[32]; } a16_t;
 
@@ -705,17 +705,11 @@ static inline __attribute__((always_inline)) float dot16_avx2(int t, const uint8
 #endif
         }
         break;
-    /* any other format (a matrix its model runs at 16 bits): the chunk decoder, inlined per
-     * format */
-    case T_Q4_0: return dot16_codes(T_Q4_0, row, x, xb, nc);
-    case T_Q4_1: return dot16_codes(T_Q4_1, row, x, xb, nc);
+    /* any other format (a matrix its model runs at 16 bits): the chunk decoder — inlined per
+     * format for the 5-bit heads the engine runs so (native.py's HEAD16_TYPES) */
     case T_Q5_0: return dot16_codes(T_Q5_0, row, x, xb, nc);
     case T_Q5_1: return dot16_codes(T_Q5_1, row, x, xb, nc);
-    case T_Q4_K: return dot16_codes(T_Q4_K, row, x, xb, nc);
     case T_Q5_K: return dot16_codes(T_Q5_K, row, x, xb, nc);
-    case T_QG4: return dot16_codes(T_QG4, row, x, xb, nc);
-    case T_IQ4_NL: return dot16_codes(T_IQ4_NL, row, x, xb, nc);
-    case T_IQ4_XS: return dot16_codes(T_IQ4_XS, row, x, xb, nc);
     default: return dot16_codes(t, row, x, xb, nc);
     }
     return hsum(acc) + acc_off;

@@ -122,10 +122,10 @@ def stepper(model: Any, max_len: int, fast: bool = True) -> tuple[Any, str]:
     the eager model — and a line saying which and why. A
     :class:`~quanta.model.runtime.native.NativeLM` runs on the compiled kernels."""
     if getattr(model, "is_causal_lm", False):
-        from quanta.model.runtime._dispatch import kernels
+        from quanta.model.runtime._dispatch import build_name
         from quanta.model.runtime.native import NativeStep
 
-        return NativeStep(model, max_len), (f"native kernels ({kernels.__name__.rsplit('.', 1)[-1]}, "
+        return NativeStep(model, max_len), (f"native kernels ({build_name()}, "
                                             f"{model.threads} threads)")
     if fast:
         from quanta.model.runtime.fastpath import decoder_for

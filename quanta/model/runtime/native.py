@@ -44,7 +44,7 @@ VECTORS = ("attn_norm", "ffn_norm", "attn_q_norm", "attn_k_norm", "attn_q.bias",
 
 
 #: the formats whose output head takes 16-bit activations (beyond the wide() formats, which
-#: always do): the 5-bit ones, Q5_0, Q5_1 and Q5_K (see :class:`NativeLM`)
+#: always do): the 5-bit ones — GGML numbers 6 (Q5_0), 7 (Q5_1) and 13 (Q5_K); see :class:`NativeLM`
 HEAD16_TYPES = frozenset({6, 7, 13})
 
 
@@ -183,8 +183,9 @@ class NativeLM:
     head's products are the logits themselves — no norm or nonlinearity after them absorbs the
     rounding: 8-bit activations against quanta's ``--type Q4_K_M`` file's Q5_1 head added 3.9 of
     its 6.9 % KL divergence over the weights-only model, and 16 bits there cost about 5 % of its
-    decode speed; against a 4-bit head they add about 1.4 % for the same 5–6 % of speed, so 4-bit
-    heads keep 8 bits (docs/BENCHMARKS.md). Set it False before :meth:`decoder` to measure."""
+    decode speed; against a 4-bit head 16 bits would save only about 1.4 % of KL divergence for
+    the same 5–6 % of speed, so 4-bit heads keep 8 bits (docs/BENCHMARKS.md). Set it False
+    before :meth:`decoder` to measure."""
 
     is_causal_lm = True
     head16 = True
