@@ -28,7 +28,7 @@ def extension(name: str) -> Extension:
     threads = ["-pthread"] if name in NATIVE else []
     return Extension(name, [name.replace(".", "/") + ".pyx"],
                      extra_compile_args=FLAGS + SIMD.get(name, []) + threads, extra_link_args=threads,
-                     include_dirs=["quanta/model/runtime"])
+                     include_dirs=["quanta/model/runtime", "quanta/core"])
 
 
 NAMES = dict.fromkeys([*KERNELS, "quanta.model.runtime._native", *SIMD])

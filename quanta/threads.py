@@ -8,6 +8,7 @@ on N cores do not each start N threads.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 
 ENV = "QUANTA_THREADS"
 
@@ -27,6 +28,21 @@ def threads() -> int:
     if value:
         _warn_once(f"quanta: {ENV}={value!r} ignored (a positive integer is needed); using {cpus()}")
     return cpus()
+
+
+def each(fn: Callable[[int], None], starts: Iterable[int]) -> None:
+    """``fn(start)`` for every start, on :func:`threads` threads (``fn`` runs a kernel that
+    releases the GIL); on the calling thread when one is all there is to use."""
+    starts = list(starts)
+    workers = min(threads(), len(starts))
+    if workers < 2:
+        for s in starts:
+            fn(s)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(fn, starts))
 
 
 _warned: set[str] = set()

@@ -3,10 +3,11 @@
 
 Each function is the inner loop of one public function and is called only from it:
 error feedback (:mod:`quanta.core.feedback`), error diffusion (same), TPDF dither from raw
-64-bit words (:mod:`quanta.core.dither`), GPTQ's column blocks (:mod:`quanta.core.hessian`) and
-the codebook scale search (:mod:`quanta.core.codebook`). All release the GIL, so callers run
-them in parallel threads. Arithmetic is plain IEEE double (built with ``-ffp-contract=off``):
-results are the same on every machine.
+64-bit words (:mod:`quanta.core.dither`), GPTQ's column blocks (:mod:`quanta.core.hessian`),
+the codebook scale search (:mod:`quanta.core.codebook`) and the uniform grid's clipping search
+(:mod:`quanta.core.grid`, in ``clip_search.h``). All release the GIL, so callers run them in
+parallel threads. Arithmetic is plain IEEE (built with ``-ffp-contract=off``): results are the
+same on every machine.
 """
 
 from libc.math cimport fabs, floor, rint
@@ -24,6 +25,15 @@ ctypedef fused code_t:
     short
     int
     long
+
+cdef extern from "clip_search.h" nogil:
+    ctypedef struct qs_grid:
+        int symmetric
+        float half, qmin, qmax, zdef, tiny, power
+        int portable
+    void qs_search(const qs_grid* gr, const float* b, Py_ssize_t nb, Py_ssize_t n, const float* w,
+                   Py_ssize_t nw, Py_ssize_t k0, const float* lo, const float* hi, const float* ratios,
+                   Py_ssize_t nr, float* s_out, float* z_out)
 
 cdef enum:
     BLOCK = 4096  # samples per pass over the small history buffers (kept in L1)
@@ -245,14 +255,26 @@ def codebook_scales(const float[:, ::1] b, const float[:, ::1] wt, const double[
 cdef inline double _group_error(const float* x, const float* wt, Py_ssize_t n, double s, double z,
                                 double qmax) noexcept nogil:
     """(``wt``-weighted, when given) squared error of ``n`` weights rounded to nearest on
-    ``s·(q − z)``, q in 0..qmax."""
+    ``s·(q − z)``, q in 0..qmax. The level is clamped before it is rounded (the same codes: the
+    bounds are integers), so 1.5·2^52 added and taken away rounds it, ties to even, as ``rint``
+    does — inline, where ``rint`` is a call at the baseline instruction set."""
     cdef Py_ssize_t j
     cdef double q, e, inv = 1.0 / s, err = 0.0
-    for j in range(n):
-        q = rint(x[j] * inv + z)
-        q = 0 if q < 0 else (qmax if q > qmax else q)
-        e = s * (q - z) - x[j]
-        err += e * e * (wt[j] if wt != NULL else 1.0)
+    cdef double magic = 6755399441055744.0
+    if wt != NULL:
+        for j in range(n):
+            q = x[j] * inv + z
+            q = 0 if q < 0 else (qmax if q > qmax else q)
+            q = (q + magic) - magic
+            e = s * (q - z) - x[j]
+            err += e * e * wt[j]
+    else:
+        for j in range(n):
+            q = x[j] * inv + z
+            q = 0 if q < 0 else (qmax if q > qmax else q)
+            q = (q + magic) - magic
+            e = s * (q - z) - x[j]
+            err += e * e
     return err
 
 
@@ -299,3 +321,25 @@ def refine_factors(const float[:, ::1] x, const float[:, ::1] wt, const double[:
                             bg = g2
             f[k] = bf
             g[k] = bg
+
+
+def clip_search(const float[:, ::1] b, const float[:, ::1] wt, Py_ssize_t k0, const float[::1] lo,
+                const float[::1] hi, const float[::1] ratios, bint symmetric, float half, float qmin,
+                float qmax, float zdef, float tiny, float power, float[::1] s_out, float[::1] z_out,
+                bint portable=False) -> None:
+    """Per block (a row of ``b``), the scale and zero point of the clipping ratio whose rounding
+    error is least, into ``s_out``/``z_out`` (``clip_search.h``). ``wt``: no rows (unweighted),
+    or rows of which block ``k`` uses row ``(k0 + k) % rows``. ``portable``: the plain C path of
+    machines without SSE2 (the same results; for the tests)."""
+    cdef qs_grid gr
+    gr.symmetric, gr.half, gr.qmin, gr.qmax, gr.zdef, gr.tiny, gr.power, gr.portable = \
+        symmetric, half, qmin, qmax, zdef, tiny, power, portable
+    cdef Py_ssize_t nb = b.shape[0], n = b.shape[1], nw = wt.shape[0]
+    if nb == 0 or n == 0 or ratios.shape[0] == 0:
+        return
+    if lo.shape[0] < nb or hi.shape[0] < nb or s_out.shape[0] < nb or z_out.shape[0] < nb or \
+            (nw and wt.shape[1] != n):
+        raise ValueError("clip_search: mismatched shapes")
+    with nogil:
+        qs_search(&gr, &b[0, 0], nb, n, &wt[0, 0] if nw else NULL, nw, k0, &lo[0], &hi[0], &ratios[0],
+                  ratios.shape[0], &s_out[0], &z_out[0])

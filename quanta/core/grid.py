@@ -226,15 +226,20 @@ def choose_qparams(
     lo, hi = xp.amin(b, 1), xp.amax(b, 1)
     best_s, best_z = _fit(lo, hi, grid)
     if method == "mse":
-        w = None if weights is None else to_blocks(xp.broadcast(weights, shape, xf), grid)
         ratios = np.linspace(1.0, 0.5, 51) if clip_ratios is None else np.asarray(clip_ratios)
-        # blocks in cache-sized slices: each block's search is independent, so the result is the
-        # same as over all blocks at once (2–3× faster on a large matrix: the temporaries stay in cache)
-        step = max(1, _SEARCH_ELEMENTS // max(1, b.shape[1]))
-        for a in range(0, b.shape[0], step):
-            sl = slice(a, a + step)
-            best_s[sl], best_z[sl] = _mse_search(xp, b[sl], lo[sl], hi[sl], None if w is None else w[sl],
-                                                 grid, ratios, power, best_s[sl], best_z[sl])
+        found = _compiled_search(b, lo, hi, weights, shape, grid, ratios, power)
+        if found is not None:
+            best_s, best_z = found
+        else:
+            w = None if weights is None else to_blocks(xp.broadcast(weights, shape, xf), grid)
+            # blocks in cache-sized slices: each block's search is independent, so the result is
+            # the same as over all blocks at once (2–3× faster on a large matrix: the temporaries
+            # stay in cache)
+            step = max(1, _SEARCH_ELEMENTS // max(1, b.shape[1]))
+            for a in range(0, b.shape[0], step):
+                sl = slice(a, a + step)
+                best_s[sl], best_z[sl] = _mse_search(xp, b[sl], lo[sl], hi[sl], None if w is None else w[sl],
+                                                     grid, ratios, power, best_s[sl], best_z[sl])
     return QParams(grid, best_s.reshape(pshape), best_z.reshape(pshape), shape)
 
 
@@ -242,9 +247,74 @@ def choose_qparams(
 _SEARCH_ELEMENTS = 1 << 17
 
 
+#: blocks per call of the compiled search on one thread (a few hundred kB of weights)
+_SEARCH_BLOCKS = 4096
+
+
+def _as_numpy(x: Any) -> np.ndarray | None:
+    """``x`` as a C-contiguous float32 numpy array without a copy of a CPU tensor's data (None:
+    not float32, or not on the CPU)."""
+    if ops(x).name != "numpy":
+        if x.device.type != "cpu" or x.requires_grad:
+            return None
+        x = x.detach().contiguous().numpy()
+    return np.ascontiguousarray(x) if x.dtype == np.float32 else None
+
+
+def _weight_rows(weights: Any, shape: tuple[int, ...], grid: Grid, b: Any) -> np.ndarray | None:
+    """The search's weights as rows of the blocks' length: one row per block — or, for groups
+    along the last axis of a matrix weighted per column (a row vector, as given or broadcast),
+    one row per group column, block ``k`` using row ``k % rows`` (no matrix-sized copy)."""
+    xp = ops(b)
+    if weights is None:
+        return np.zeros((0, b.shape[1]), np.float32)
+    w = xp.asarray(weights, like=b)
+    if grid.granularity == "group" and len(shape) == 2 and _norm_axis(grid, 2) == 1:
+        row = None
+        if tuple(w.shape) in ((shape[1],), (1, shape[1])):
+            row = w.reshape(-1)
+        elif tuple(w.shape) == shape and (w.stride(0) if xp.name != "numpy" else w.strides[0]) == 0:
+            row = w[0]
+        if row is not None:
+            row = _as_numpy(row)
+            return None if row is None else row.reshape(-1, grid.group_size)
+    return _as_numpy(to_blocks(xp.broadcast(w, shape, b), grid))
+
+
+def _compiled_search(b: Any, lo: Any, hi: Any, weights: Any, shape: tuple[int, ...], grid: Grid,
+                     ratios: np.ndarray, power: float) -> tuple[Any, Any] | None:
+    """:func:`_mse_search` compiled (``clip_search.h``: the same float32 arithmetic, the error's
+    sum in another order), the blocks split over this process's threads; None where it does
+    not apply (not float32 on the CPU) — the vectorized search runs then."""
+    bn, lon, hin = _as_numpy(b), _as_numpy(lo), _as_numpy(hi)
+    if bn is None or lon is None or hin is None:
+        return None
+    wt = _weight_rows(weights, shape, grid, b)
+    if wt is None:
+        return None
+    from quanta.core import _kernels
+    from quanta.threads import each
+
+    nb = bn.shape[0]
+    s_out, z_out = np.empty(nb, np.float32), np.empty(nb, np.float32)
+    lon, hin, r32 = lon.reshape(-1), hin.reshape(-1), np.asarray(ratios, np.float32)
+    half = float((1 << (grid.bits - 1)) - 1) if grid.symmetric else 1.0
+
+    def run(a: int) -> None:
+        sl = slice(a, a + _SEARCH_BLOCKS)
+        _kernels.clip_search(bn[sl], wt, a, lon[sl], hin[sl], r32, grid.symmetric, half, grid.qmin, grid.qmax,
+                             grid.default_zero_point, float(np.finfo(np.float32).tiny), power, s_out[sl],
+                             z_out[sl])
+
+    each(run, range(0, nb, _SEARCH_BLOCKS))
+    xp = ops(b)
+    return xp.asarray(s_out.reshape(-1, 1), like=b), xp.asarray(z_out.reshape(-1, 1), like=b)
+
+
 def _mse_search(xp: Any, b: Any, lo: Any, hi: Any, w: Any, grid: Grid, ratios: np.ndarray, power: float,
                 best_s: Any, best_z: Any) -> tuple[Any, Any]:
-    """Per block, the clipping ratio whose fake-quantized error is least (ties: the first)."""
+    """Per block, the clipping ratio whose fake-quantized error is least (ties: the first) —
+    vectorized; the reference of the compiled search (:func:`_compiled_search`)."""
     best_err = None
     for r in ratios:
         s, z = _fit(lo * float(r), hi * float(r), grid)
@@ -253,7 +323,7 @@ def _mse_search(xp: Any, b: Any, lo: Any, hi: Any, w: Any, grid: Grid, ratios: n
             err = err * w
         err = xp.sum(err, 1)
         if best_err is None:
-            best_err = err
+            best_err, best_s, best_z = err, s, z
             continue
         better = err < best_err
         best_err = xp.where(better, err, best_err)

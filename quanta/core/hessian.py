@@ -20,13 +20,11 @@ goes through a filter onto the next samples; here through ``H⁻¹`` onto the ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from quanta.core import _kernels
 from quanta.errors import ConfigError
-from quanta.threads import threads
+from quanta.threads import each
 
 #: rows quantized together (each row's columns depend on its own row only): 512 rows of a
 #: 2048-wide layer are 8 MB of float64, and chunks run on threads
@@ -167,18 +165,5 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
             codes[r0:r1, perm[i1:i2]] = c1  # back in the inputs' order
             wr[:, i2:] -= err @ u[i1:i2, i2:]
 
-    _each(rows, range(0, out, ROWS))
+    each(rows, range(0, out, ROWS))
     return codes
-
-
-def _each(fn: Callable[[int], None], starts: range) -> None:
-    """``fn(start)`` for every start, on this process's threads (the kernel releases the GIL)."""
-    workers = min(threads(), len(starts))
-    if workers < 2:
-        for s in starts:
-            fn(s)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(fn, starts))

@@ -186,6 +186,7 @@ def test_mse_search_in_slices_equals_the_search_over_all_blocks(monkeypatch, use
         import torch
 
         x, w = torch.from_numpy(x), torch.from_numpy(w)
+    monkeypatch.setattr(grid_mod, "_compiled_search", lambda *a: None)  # the vectorized search
     for g in (Grid(bits=4, granularity="group", axis=1, group_size=128),
               Grid(bits=8, signed=True, symmetric=True, granularity="channel", axis=0)):
         monkeypatch.setattr(grid_mod, "_SEARCH_ELEMENTS", 1 << 30)
@@ -194,6 +195,98 @@ def test_mse_search_in_slices_equals_the_search_over_all_blocks(monkeypatch, use
         sliced = choose_qparams(x, g, method="mse", weights=w)
         assert np.array_equal(np.asarray(whole.scale), np.asarray(sliced.scale))
         assert np.array_equal(np.asarray(whole.zero_point), np.asarray(sliced.zero_point))
+
+
+SEARCH_GRIDS = [
+    Grid(bits=4, signed=False, symmetric=False, granularity="group", axis=1, group_size=32),
+    Grid(bits=4, granularity="group", axis=1, group_size=32),
+    Grid(bits=2, signed=False, symmetric=False, granularity="group", axis=1, group_size=16),
+    Grid(bits=3, signed=False, symmetric=False, granularity="group", axis=1, group_size=12),  # a tail of 4
+    Grid(bits=6, signed=False, symmetric=True, granularity="group", axis=1, group_size=64),
+    Grid(bits=8, granularity="channel", axis=0),
+    Grid(bits=16, signed=False, symmetric=False, granularity="group", axis=1, group_size=24),
+    Grid(bits=24, signed=False, symmetric=False, granularity="group", axis=1, group_size=32),  # no SSE path
+    Grid(bits=5, signed=False, symmetric=False, granularity="tensor"),
+]
+
+
+def _reference_search(x, grid, weights, ratios):
+    import quanta.core.grid as grid_mod
+
+    xp = grid_mod.ops(x)
+    b = grid_mod.to_blocks(x, grid)
+    lo, hi = xp.amin(b, 1), xp.amax(b, 1)
+    s, z = grid_mod._fit(lo, hi, grid)
+    w = None if weights is None else grid_mod.to_blocks(xp.broadcast(weights, tuple(x.shape), x), grid)
+    return grid_mod._mse_search(xp, b, lo, hi, w, grid, ratios, 2.0, s, z)
+
+
+@pytest.mark.parametrize("use_torch", [False, True])
+@pytest.mark.parametrize("grid", SEARCH_GRIDS,
+                         ids=lambda g: f"{g.granularity}{g.bits}{'s' if g.symmetric else 'a'}")
+def test_compiled_clip_search_equals_the_vectorized_one(grid, use_torch):
+    """The compiled search (``clip_search.h``) keeps, block by block, the very scale and zero
+    point of the vectorized search: weighted (per column — as a row, broadcast, or in full —
+    and per element) and not, heavy-tailed weights, some constant blocks, custom ratios."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_t(3, size=(48, 384)) * 0.05).astype(np.float32)
+    x[3, :96] = 0.25  # constant groups
+    x[5] = 0.0
+    col = (rng.gamma(0.5, size=384) + 1e-3).astype(np.float32)
+    full = (rng.random((48, 384)) + 0.01).astype(np.float32)
+    if use_torch:
+        import torch
+
+        x, col, full = torch.from_numpy(x), torch.from_numpy(col), torch.from_numpy(full)
+    row_forms = [col, col.reshape(1, -1), col.expand_as(x) if use_torch else np.broadcast_to(col, x.shape)]
+    for weights in [None, *row_forms, full]:
+        for ratios in (None, np.linspace(0.95, 0.6, 8)):
+            qp = choose_qparams(x, grid, method="mse", weights=weights, clip_ratios=ratios)
+            every = np.linspace(1.0, 0.5, 51) if ratios is None else ratios
+            s, z = _reference_search(x, grid, weights, every)
+            assert np.array_equal(np.asarray(qp.scale).reshape(-1), np.asarray(s).reshape(-1))
+            assert np.array_equal(np.asarray(qp.zero_point).reshape(-1), np.asarray(z).reshape(-1))
+            assert type(qp.scale) is type(x)
+
+
+@pytest.mark.parametrize("sym", [False, True])
+def test_the_clip_search_kernels_sse2_path_is_its_plain_c_path(sym):
+    """Eight weights at a time in SSE2 (levels clamped before they are rounded, four ratios'
+    grids at once) against the plain C of machines without it: the same scales and zero points,
+    on blocks far from zero (``lo / s`` beyond 2^23: the rounding's guard), odd lengths and 7
+    ratios (a remainder of three)."""
+    from quanta.core import _kernels
+
+    rng = np.random.default_rng(8)
+    for n in (32, 13, 64):
+        b = (rng.standard_normal((300, n)) * 0.03).astype(np.float32)
+        b[:40] += 1000.0  # spans of a few ulps of 1000: lo / s is huge
+        b[40:50] = 3.0  # constant blocks
+        wt = (rng.random((7, n)) + 1e-3).astype(np.float32)
+        ratios = np.linspace(1.0, 0.7, 7).astype(np.float32)
+        outs = []
+        for portable in (False, True):
+            s, z = np.empty(300, np.float32), np.empty(300, np.float32)
+            _kernels.clip_search(b, wt, 5, b.min(1), b.max(1), ratios, sym, 7.0, -8.0 if sym else 0.0,
+                                 7.0 if sym else 15.0, 0.0, float(np.finfo(np.float32).tiny), 2.0, s, z,
+                                 portable)
+            outs.append((s, z))
+        assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])
+        assert len(np.unique(outs[0][0])) > 100
+
+
+def test_clip_search_runs_compiled_for_float32_and_vectorized_for_float64(monkeypatch):
+    import quanta.core.grid as grid_mod
+
+    calls = []
+    real = grid_mod._compiled_search
+    monkeypatch.setattr(grid_mod, "_compiled_search", lambda *a: calls.append(real(*a)) or calls[-1])
+    x = np.random.default_rng(2).standard_normal((8, 64))
+    g = Grid(bits=4, granularity="group", axis=1, group_size=32)
+    q64 = choose_qparams(x, g, method="mse")
+    q32 = choose_qparams(x.astype(np.float32), g, method="mse")
+    assert calls[0] is None and calls[1] is not None
+    assert q64.scale.dtype == np.float64 and q32.scale.dtype == np.float32
 
 
 def test_a_wide_grid_rounds_to_the_nearest_level_in_float32():

@@ -25,6 +25,8 @@ from quanta.errors import ConfigError
 SUPER = 256
 #: the float16 floor of ``d`` (its smallest subnormal), never zero
 TINY = 2.0**-24
+#: groups per call of the compiled refinement on one thread
+REFINE_GROUPS = 8192
 
 
 def _f16(x: np.ndarray) -> np.ndarray:
@@ -211,8 +213,10 @@ def refine(x: np.ndarray, weights: np.ndarray | None, scale: np.ndarray, zero: n
     round to nearest — with signed factors on a symmetric grid, also from the factor of the
     opposite sign (ggml's Q3_K and Q6_K do the same) —: ``d`` and ``dmin`` stay, so the grid
     stays the one the block stores. x: the weights ``(rows, groups · group)``. Compiled
-    (:func:`quanta.core._kernels.refine_factors`): one pass per group."""
+    (:func:`quanta.core._kernels.refine_factors`): one pass per group, slices of groups on
+    threads."""
     from quanta.core import _kernels
+    from quanta.threads import each
 
     lo, hi = scale_range
     rows = scale.shape[0]
@@ -234,9 +238,15 @@ def refine(x: np.ndarray, weights: np.ndarray | None, scale: np.ndarray, zero: n
     if not min_top and lo < 0:
         zl = float(zfix[0])
         flip = (qmax - zl) / zl  # the scale's sign flipped: the largest weight on code 0 (−zero steps)
-    _kernels.refine_factors(xb, wb, np.repeat(d.reshape(-1), per).astype(np.float64),
-                            np.repeat(dm.reshape(-1), per).astype(np.float64), f64, g64, zfix,
-                            float(lo), float(hi), float(min_top), float(qmax), int(reach), flip)
+    dk = np.repeat(d.reshape(-1), per).astype(np.float64)
+    dmk = np.repeat(dm.reshape(-1), per).astype(np.float64)
+
+    def run(a: int) -> None:  # groups are independent: slices of them on this process's threads
+        sl = slice(a, a + REFINE_GROUPS)
+        _kernels.refine_factors(xb[sl], wb[sl], dk[sl], dmk[sl], f64[sl], g64[sl],
+                                zfix[sl], float(lo), float(hi), float(min_top), float(qmax), int(reach), flip)
+
+    each(run, range(0, n, REFINE_GROUPS))
     f, g = f64.astype(np.float32).reshape(s.shape), g64.astype(np.float32).reshape(s.shape)
     s2 = (d[..., None] * f).reshape(scale.shape)
     if not min_top:

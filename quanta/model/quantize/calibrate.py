@@ -16,7 +16,8 @@ whole-model pass at the end.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,21 @@ def block_stats(block: nn.Module, layers: list[tuple[str, nn.Linear]], inputs: l
     return {n: stats[owner[n]] for n, _ in layers}
 
 
+@contextmanager
+def held_weights(block: nn.Module) -> Iterator[None]:
+    """The block's quantized layers run as float products with the weights their file stores
+    while the windows run through it (:meth:`~quanta.model.runtime.qlinear.QuantLinear.hold_weight`:
+    each dequantized once, at most the float block's memory), and let go after."""
+    held = [m for m in block.modules() if hasattr(m, "hold_weight")]
+    for m in held:
+        m.hold_weight(True)
+    try:
+        yield
+    finally:
+        for m in held:
+            m.hold_weight(False)
+
+
 @torch.inference_mode()
 def layerwise(model: nn.Module, targets: list[tuple[str, nn.Linear]], calib: torch.Tensor,
               quantize_block: Callable[[list[tuple[str, nn.Linear]], dict[str, LayerStats]], None], *,
@@ -204,8 +220,9 @@ def layerwise(model: nn.Module, targets: list[tuple[str, nn.Linear]], calib: tor
             if mine:
                 quantize_block(mine, block_stats(block, mine, inputs, kwargs, hessian=hessian))
             if i + 1 < len(blocks) or outputs or after:  # the last block's outputs: for those two
-                for w, x in enumerate(inputs):  # window by window, in place: one copy of the activations
-                    inputs[w] = run_block(block, x, kwargs)
+                with held_weights(block):
+                    for w, x in enumerate(inputs):  # window by window, in place: one copy of the activations
+                        inputs[w] = run_block(block, x, kwargs)
             if after:
                 after(i, block, inputs)
             trim()  # the block's temporaries: back to the system

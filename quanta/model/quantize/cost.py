@@ -3,8 +3,8 @@
 Estimates, printed as such, from counts of the work each phase does and two speeds of this
 machine measured when the plan is made (:func:`machine_speed`: a float32 matrix product of the
 model's hidden size and a float64 one, ~0.1 s), with efficiencies fitted on this project's runs
-(x86-64 Xeon, 2 cores, 2026-12-06: the SmolLM2-135M and Llama-3.2-1B shapes; see
-docs/BENCHMARKS.md, "Models of 1 B parameters, streamed").
+(x86-64 Xeon, 2 cores, 2026-12-07: the SmolLM2-135M and Llama-3.1-8B shapes, the probe at each
+model's width; see docs/BENCHMARKS.md, "Models of 1–8 B parameters, third part").
 
 Memory. A Hugging Face folder is read block by block (:mod:`quanta.model.sources.stream`): the
 peak is the interpreter with torch and transformers (:data:`BASE_BYTES`) plus the largest of
@@ -48,17 +48,21 @@ START_S = 3.0
 #: seconds per source byte read and converted (safetensors bf16 → float32, a GGUF dequantized)
 READ_S_PER_BYTE = 2.5e-9
 #: seconds per quantized weight to round, by method (calibrated methods add their passes)
-ROUND_S_PER_WEIGHT = {"rtn": 50e-9, "mse": 150e-9, "nf4": 60e-9, "hqq": 400e-9, "imatrix": 150e-9,
-                      "gptq": 40e-9, "awq": 400e-9, "awq+gptq": 300e-9}
-#: seconds per quantized weight to pack GGML blocks (a GGUF output)
-EXPORT_S_PER_WEIGHT = 45e-9
+ROUND_S_PER_WEIGHT = {"rtn": 50e-9, "mse": 30e-9, "nf4": 60e-9, "hqq": 400e-9, "imatrix": 30e-9,
+                      "gptq": 40e-9, "awq": 300e-9, "awq+gptq": 300e-9}
+#: seconds per quantized weight to put a GGML type's scales on its grid, refine its factors and
+#: pack its blocks (a GGUF output)
+EXPORT_S_PER_WEIGHT = 42e-9
 #: windows of the sensitivity pass, its passes (forward, again with gradients, backward ×2) and
 #: the candidates each unit is priced in
 SENSITIVITY_WINDOWS, SENSITIVITY_PASSES, CANDIDATES = 16, 4, 7
+#: seconds per layer the sensitivity pass spends beyond its flops (pricing each unit's formats,
+#: its per-layer bookkeeping; fitted on the SmolLM2-135M shape, where it is a third of the run)
+SENSITIVITY_LAYER_S = 0.15
 #: the share of the measured float32 speed each kind of work reaches (fitted)
-EFFICIENCY = {"forward": 0.5, "hessian": 0.6, "table": 0.75, "head": 0.35}
+EFFICIENCY = {"forward": 0.75, "hessian": 0.6, "table": 0.75, "head": 0.35}
 #: the share of the measured float64 speed GPTQ's factor and updates reach (fitted)
-GPTQ_EFFICIENCY = 0.45
+GPTQ_EFFICIENCY = 0.8
 #: flops per second assumed when no measurement is made (this machine class)
 DEFAULT_SPEED = (2.0e11, 0.9e11)
 
@@ -72,24 +76,29 @@ class Cost:
 
 
 @functools.cache
-def machine_speed() -> tuple[float, float]:
-    """Flops per second of this machine on a float32 and a float64 matrix product (256 × 1024
-    by 1024 × 1024, numpy, on the threads numpy's BLAS uses): the best of the products made in
-    ~40 ms each."""
+def machine_speed(width: int = 1024) -> tuple[float, float]:
+    """Flops per second of this machine on a float32 and a float64 matrix product of the
+    model's width (256 × ``width`` by ``width`` × ``width``, ``width`` held to 512…4096; numpy,
+    on the threads numpy's BLAS uses): the best of the products made in ~40 ms each. A narrow
+    model's products run further from the machine's peak than a wide one's, and the probe sees
+    it."""
     import time
 
     import numpy as np
 
+    n = min(max(int(width), 512), 4096)
     out = []
     for dt in (np.float32, np.float64):
-        a, b = np.ones((256, 1024), dt), np.ones((1024, 1024), dt)
+        a, b = np.ones((256, n), dt), np.ones((n, n), dt)
         a @ b  # the first product pays the threads' start
         best, t_end = math.inf, time.perf_counter() + 0.04
-        while time.perf_counter() < t_end:
+        while True:
             t0 = time.perf_counter()
             a @ b
             best = min(best, time.perf_counter() - t0)
-        out.append(2.0 * 256 * 1024 * 1024 / best)
+            if time.perf_counter() >= t_end:
+                break
+        out.append(2.0 * 256 * n * n / best)
     return out[0], out[1]
 
 
@@ -195,6 +204,7 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
         table = n * sum(2 * o * i * i for o, i in sh.linears)
         table += 2 * sh.vocab * sh.hidden ** 2 if sh.tied else 0
         seconds += CANDIDATES * table / (f32 * EFFICIENCY["table"])
+        seconds += SENSITIVITY_LAYER_S * n * len(sh.linears)
     return Cost(int(peak), seconds)
 
 

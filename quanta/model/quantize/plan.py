@@ -44,7 +44,7 @@ from quanta.model.formats.weight import (
     gguf_type,
 )
 from quanta.model.options import Options
-from quanta.model.quantize.cost import SLICE_BYTES, Cost, for_plan, machine_speed
+from quanta.model.quantize.cost import SLICE_BYTES, Cost, for_plan, machine_speed, shapes_of
 from quanta.model.quantize.presets import PRESETS
 
 #: bytes of a float dtype
@@ -487,10 +487,11 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
     elif refine:  # the default's sharing: the bytes of the plan's uniform units
         unit_budget = sum(e.nbytes for e, u in zip(entries, unit) if u)
     calibrated = needs or refine is not None
+    speed = machine_speed(shapes_of(layout).hidden) if calibrated else None  # at the model's width
     cost, slice_bytes = _fit_memory(opts, lambda sb: for_plan(
         layout, entries, opts.method, calibrated=calibrated, sensitivity=refine is not None,
         windows=opts.calib_samples, tokens=opts.calib_len, gguf=kind is not None,
-        hessian=METHODS[opts.method].needs_hessian, speed=machine_speed() if calibrated else None,
+        hessian=METHODS[opts.method].needs_hessian, speed=speed,
         parked=opts.format != "compressed-tensors", slice_bytes=sb))
     plan = QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
                      opts.sym or bool(kind and ggml_format(kind).sym),

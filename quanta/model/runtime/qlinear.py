@@ -166,6 +166,30 @@ class QuantLinear(nn.Module):
                              group_size=g, codebook=None if cb is None else cb.numpy())
         return w[:, :k].to(dtype)
 
+    def hold_weight(self, on: bool = True) -> None:
+        """While on, the layer runs as a float matrix product with the weight its file stores
+        (:meth:`stored_weight`), dequantized once and kept between forwards — an engine running
+        many windows through a finished block: float32 activations on every path (the kernels
+        take bf16), the codes unpacked once, and a float32 product at the machine's full speed
+        (twice the int4 kernel's on a 256-token window); off lets go of it."""
+        self._hold = on
+        self._held: tuple[torch.dtype, torch.Tensor] | None = None
+
+    def stored_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weight as the folder tensors hold it (float16 scales: the kernels' bf16 ones are
+        coarser); :meth:`dequantize_weight` when the layer keeps none in memory."""
+        t = self.folder_tensors
+        if t is None or not all(isinstance(v, torch.Tensor) for v in t.values()):
+            return self.dequantize_weight(dtype)
+        return stored.restore(self.spec(), t, "a held layer").dequantize().to(dtype)
+
+    def _weight_for(self, dtype: torch.dtype) -> torch.Tensor:
+        if not getattr(self, "_hold", False):
+            return self.dequantize_weight(dtype)
+        if self._held is None or self._held[0] != dtype:
+            self._held = (dtype, self.stored_weight(dtype))
+        return self._held[1]
+
     def kernel(self) -> Any:
         """The CPU kernel of this layer's path as ``x (rows, stored inputs) bf16 → (rows, out)
         bf16``, bound to the stored weight; None on the unpacking fallback path."""
@@ -186,13 +210,13 @@ class QuantLinear(nn.Module):
         s = getattr(self, "input_scale", None)
         if s is not None:
             x2 = x2 * s.to(x2.dtype)
-        if self.path == "int4pack" and self.padded_in != self.in_features:
-            x2 = torch.nn.functional.pad(x2, (0, self.padded_in - self.in_features))
-        kernel = self.kernel()
+        kernel = None if getattr(self, "_hold", False) else self.kernel()
         if kernel is not None:
+            if self.path == "int4pack" and self.padded_in != self.in_features:
+                x2 = torch.nn.functional.pad(x2, (0, self.padded_in - self.in_features))
             y = kernel(x2.to(torch.bfloat16).contiguous())
         else:
-            y = x2 @ self.dequantize_weight(x.dtype).t()
+            y = x2 @ self._weight_for(x.dtype).t()
         y = y.to(x.dtype)
         if self.bias is not None:
             y = y + self.bias.to(x.dtype)

@@ -144,3 +144,24 @@ def test_the_compiled_factor_search_is_the_oracles(kind, weighted):
     same = np.mean(s1 == s2)
     e1, e2 = err(s1, z1), err(s2, z2)
     assert same > 0.99 and abs(e1 - e2) <= 1e-5 * e2, (same, e1, e2)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_refinement_in_slices_on_threads_is_the_whole_ones(monkeypatch, weighted):
+    import quanta.model.formats.kquant as kq
+    from quanta.core.grid import choose_qparams
+    from quanta.model.formats.weight import weight_grid
+
+    t = BLOCK_TYPES["Q4_K"]
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(24, 1024, generator=g) * torch.linspace(0.1, 2, 1024)
+    wts = (torch.rand(1, 1024, generator=g) + 0.1).expand_as(w).numpy() if weighted else None
+    qp = choose_qparams(w, weight_grid(t.bits, t.group, t.sym), method="mse")
+    s, z = on_grid(qp.scale.numpy(), qp.zero_point.numpy(), t.block // t.group, t.factors, t.min_top, 15)
+    args = (w.numpy(), wts, s, z, t.block // t.group, t.factors, t.min_top, 15)
+    monkeypatch.setenv("QUANTA_THREADS", "2")
+    whole = kq.refine(*args)
+    monkeypatch.setattr(kq, "REFINE_GROUPS", 100)  # 768 groups in 8 slices, on two threads
+    sliced = kq.refine(*args)
+    assert np.array_equal(whole[0], sliced[0]) and np.array_equal(whole[1], sliced[1])
+    assert not np.array_equal(whole[0], s)  # the refinement moved some factors

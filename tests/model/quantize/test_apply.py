@@ -64,13 +64,19 @@ def test_a_runnable_model_is_never_parked(tiny_hf, tmp_path):
 def test_an_untied_head_is_quantized_from_the_last_block_in_slices(tmp_path, monkeypatch, method):
     """An untied output head needs no second whole-model pass: its statistics come from the last
     block's outputs through the final norm, and it is rounded in row slices of the streamed
-    weight — the same codes as the whole-model pass gives."""
+    weight — the same codes as the whole-model pass gives (both through the layers' kernels: the
+    engine's windows otherwise run the finished blocks as float32 products, which a whole-model
+    pass does not)."""
+    import contextlib
+
     import quanta.model.quantize.apply as apply
+    import quanta.model.quantize.calibrate as calibrate
     from quanta.model.sources import stream
     from quanta.model.sources.tiny import write_hf_folder
 
     src = write_hf_folder(tmp_path / "untied", seed=3, tie_word_embeddings=False)
     monkeypatch.setattr(stream, "SLICE_BYTES", 4 * 128 * 100)  # 100 rows a slice: three slices
+    monkeypatch.setattr(calibrate, "held_weights", lambda block: contextlib.nullcontext())
 
     def run(model):
         calib = calibration_windows(load_model(src).tokenizer, samples=4, length=16)

@@ -148,6 +148,21 @@ def test_the_plan_predicts_time_and_memory(hf):
     assert 5 < big.seconds / small.seconds < 30 and 1.2 < big.peak_bytes / small.peak_bytes < 4
 
 
+def test_the_plan_measures_this_machine_at_the_models_width(hf, monkeypatch):
+    """The speed probe is a product of the model's hidden width (held to 512…4096): narrow
+    models' products run further from the machine's peak than the 1024-wide probe."""
+    import quanta.model.quantize.plan as plan_mod
+    from quanta.model.quantize.cost import machine_speed
+
+    widths = []
+    monkeypatch.setattr(plan_mod, "machine_speed", lambda w: widths.append(w) or (2e11, 1e11))
+    plan_for(read_layout(hf), Options())
+    plan_for(read_layout(hf), Options(method="rtn", uniform=True))  # not calibrated: no probe
+    assert widths == [128]
+    f32, f64 = machine_speed(128)
+    assert f32 > 0 and f64 > 0 and machine_speed(128) == (f32, f64)  # measured once per width
+
+
 def test_an_unknown_architecture_is_refused_without_torch(hf, tmp_path):
     """The refusal comes from the plan, before torch is imported (a fresh process: under a
     second, as bench/model_cli.py measures) and before any weight is read."""
