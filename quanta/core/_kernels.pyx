@@ -261,20 +261,12 @@ cdef inline double _group_error(const float* x, const float* wt, Py_ssize_t n, d
     cdef Py_ssize_t j
     cdef double q, e, inv = 1.0 / s, err = 0.0
     cdef double magic = 6755399441055744.0
-    if wt != NULL:
-        for j in range(n):
-            q = x[j] * inv + z
-            q = 0 if q < 0 else (qmax if q > qmax else q)
-            q = (q + magic) - magic
-            e = s * (q - z) - x[j]
-            err += e * e * wt[j]
-    else:
-        for j in range(n):
-            q = x[j] * inv + z
-            q = 0 if q < 0 else (qmax if q > qmax else q)
-            q = (q + magic) - magic
-            e = s * (q - z) - x[j]
-            err += e * e
+    for j in range(n):  # the compiler takes the test of wt out of the loop (-O3 unswitches it)
+        q = x[j] * inv + z
+        q = 0 if q < 0 else (qmax if q > qmax else q)
+        q = (q + magic) - magic
+        e = s * (q - z) - x[j]
+        err += e * e * (wt[j] if wt != NULL else 1.0)
     return err
 
 

@@ -65,6 +65,11 @@ class Grid:
         return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
     @property
+    def symmetric_top(self) -> int:
+        """The level a symmetric fit puts the largest magnitude on, ``2**(bits-1) − 1``."""
+        return (1 << (self.bits - 1)) - 1
+
+    @property
     def levels(self) -> int:
         """Number of codes, ``2**bits``."""
         return 1 << self.bits
@@ -174,7 +179,7 @@ def _fit(lo: Any, hi: Any, grid: Grid) -> tuple[Any, Any]:
     tiny = xp.tiny(lo)
     if grid.symmetric:
         amax = xp.where(xp.abs(lo) > xp.abs(hi), xp.abs(lo), xp.abs(hi))
-        scale = xp.where(amax > 0, xp.at_least(amax / ((1 << (grid.bits - 1)) - 1), tiny), 1.0)
+        scale = xp.where(amax > 0, xp.at_least(amax / grid.symmetric_top, tiny), 1.0)
         return scale, scale * 0 + grid.default_zero_point
     span = hi - lo
     mag = xp.abs(lo)
@@ -224,13 +229,13 @@ def choose_qparams(
         raise ConfigError("cannot choose a grid for an empty array")
     b = to_blocks(xf, grid)
     lo, hi = xp.amin(b, 1), xp.amax(b, 1)
-    best_s, best_z = _fit(lo, hi, grid)
-    if method == "mse":
-        ratios = np.linspace(1.0, 0.5, 51) if clip_ratios is None else np.asarray(clip_ratios)
-        found = _compiled_search(b, lo, hi, weights, shape, grid, ratios, power)
-        if found is not None:
-            best_s, best_z = found
-        else:
+    ratios = np.linspace(1.0, 0.5, 51) if clip_ratios is None else np.asarray(clip_ratios)
+    found = _compiled_search(b, lo, hi, weights, shape, grid, ratios, power) if method == "mse" else None
+    if found is not None:
+        best_s, best_z = found
+    else:
+        best_s, best_z = _fit(lo, hi, grid)
+        if method == "mse":
             w = None if weights is None else to_blocks(xp.broadcast(weights, shape, xf), grid)
             # blocks in cache-sized slices: each block's search is independent, so the result is
             # the same as over all blocks at once (2–3× faster on a large matrix: the temporaries
@@ -298,13 +303,12 @@ def _compiled_search(b: Any, lo: Any, hi: Any, weights: Any, shape: tuple[int, .
     nb = bn.shape[0]
     s_out, z_out = np.empty(nb, np.float32), np.empty(nb, np.float32)
     lon, hin, r32 = lon.reshape(-1), hin.reshape(-1), np.asarray(ratios, np.float32)
-    half = float((1 << (grid.bits - 1)) - 1) if grid.symmetric else 1.0
+    tiny = ops(b).tiny(b)
 
     def run(a: int) -> None:
         sl = slice(a, a + _SEARCH_BLOCKS)
-        _kernels.clip_search(bn[sl], wt, a, lon[sl], hin[sl], r32, grid.symmetric, half, grid.qmin, grid.qmax,
-                             grid.default_zero_point, float(np.finfo(np.float32).tiny), power, s_out[sl],
-                             z_out[sl])
+        _kernels.clip_search(bn[sl], wt, a, lon[sl], hin[sl], r32, grid.symmetric, grid.symmetric_top,
+                             grid.qmin, grid.qmax, grid.default_zero_point, tiny, power, s_out[sl], z_out[sl])
 
     each(run, range(0, nb, _SEARCH_BLOCKS))
     xp = ops(b)

@@ -56,6 +56,7 @@ class QuantLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
         #: the folder tensors (:mod:`quanta.model.formats.stored`) of a layer quantized in this process
         self.folder_tensors: dict[str, torch.Tensor] | None = None
+        self.hold_weight(False)
 
     @classmethod
     def from_quantized(cls, qw: QuantizedWeight, bias: torch.Tensor | None = None,
@@ -184,7 +185,7 @@ class QuantLinear(nn.Module):
         return stored.restore(self.spec(), t, "a held layer").dequantize().to(dtype)
 
     def _weight_for(self, dtype: torch.dtype) -> torch.Tensor:
-        if not getattr(self, "_hold", False):
+        if not self._hold:
             return self.dequantize_weight(dtype)
         if self._held is None or self._held[0] != dtype:
             self._held = (dtype, self.stored_weight(dtype))
@@ -210,7 +211,7 @@ class QuantLinear(nn.Module):
         s = getattr(self, "input_scale", None)
         if s is not None:
             x2 = x2 * s.to(x2.dtype)
-        kernel = None if getattr(self, "_hold", False) else self.kernel()
+        kernel = None if self._hold else self.kernel()
         if kernel is not None:
             if self.path == "int4pack" and self.padded_in != self.in_features:
                 x2 = torch.nn.functional.pad(x2, (0, self.padded_in - self.in_features))
