@@ -364,7 +364,12 @@ def dequantize(codes: Any, qp: QParams, dtype: Any = None) -> Any:
         dtype = np.float32 if xp.name == "numpy" else xp.torch.float32
     b = xp.astype(to_blocks(codes, grid), dtype)
     s, z = _as_column(qp.scale, b), _as_column(qp.zero_point, b)
-    return from_blocks((b - z) * s, grid, tuple(codes.shape))
+    if codes.dtype != b.dtype and s.dtype == z.dtype == b.dtype:  # b is a fresh copy: in place,
+        b -= z  # the same arithmetic without a matrix-sized temporary per step
+        b *= s
+    else:
+        b = (b - z) * s
+    return from_blocks(b, grid, tuple(codes.shape))
 
 
 def fake_quantize(x: Any, qp: QParams) -> Any:

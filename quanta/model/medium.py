@@ -191,8 +191,9 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, emb_ki
     when it is tied to the output head: then it is the most sensitive matrix of all, which
     llama.cpp also keeps at 6–8 bits); ``head``: the head's input statistics, if the engine
     gathered them."""
+    from quanta.memory import trim
     from quanta.model.arch import for_hf
-    from quanta.model.formats.gguf_export import export
+    from quanta.model.formats.gguf_export import export, matrix_blocks
     from quanta.model.formats.weight import BLOCK_TYPES
     from quanta.model.quantize.apply import count_by_path, head_stats
     from quanta.model.quantize.mixed import EMBEDDING
@@ -207,6 +208,9 @@ def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, emb_ki
     stats = (head or head_stats(loaded.model, windows)) if emb_q.needs_calibration else None
     emb = stream.quantize_rows(emb_q, loaded.model, loaded.model.get_input_embeddings(), stats=stats,
                                name=EMBEDDING)
+    if spill is not None:  # its blocks parked now: the codes and scales leave memory before the writing
+        emb = spill.put(matrix_blocks(emb, emb_kind, None, {}))
+        trim()
     stream.finish(loaded.model, embedding=False)  # float tensors a streamed model has not read yet
     cfg = loaded.model.config
     norms = {n: p.detach().float().numpy() for n, p in loaded.model.named_parameters() if p.ndim == 1}

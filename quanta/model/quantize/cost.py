@@ -13,12 +13,16 @@ peak is the interpreter with torch and transformers (:data:`BASE_BYTES`) plus th
   its layers' second moments (float32), one window's logits (twice) and a slice of the head;
 * the blocks: one float block and its kernel form, the calibration activations (twice), the
   block's second moments in float64 (GPTQ permutes and factors the last layer's sums in place)
-  and GPTQ's buffers for its largest layer (the weight and codes in float64) — the layers
-  finished are parked in a spill file (:mod:`quanta.model.formats.spill`), but for a
-  compressed-tensors folder, which holds them;
+  and GPTQ's buffers for its largest layer (the weight and codes in float64); without a Hessian,
+  :data:`BLOCK_COPIES` float blocks (the finished block's layers held in float32 while the
+  windows run through it, the rounding's temporaries) — the layers finished are parked in a
+  spill file (:mod:`quanta.model.formats.spill`), but for a compressed-tensors folder, which
+  holds them;
 * the embedding: the embedding's codes and a tied head's kernel form, one row slice in GPTQ's
-  float64 buffers;
-* the writing: the tensors left float, read in float32 and converted to their stored dtype.
+  float64 buffers — or, without a Hessian, the codes (:data:`EMB_CODE_BYTES`) and
+  :data:`SLICE_COPIES` float32 slices; for a GGUF file, its blocks packed beside the codes;
+* the writing: the tensors left float, read in float32 and converted to their stored dtype; a
+  GGUF file's parked tensors read back one at a time (the largest: the embedding's blocks).
 
 A GGUF source is dequantized whole (:data:`BYTES_PER_PARAM` per parameter, as measured).
 
@@ -41,6 +45,18 @@ from typing import Any
 SLICE_BYTES = 128 * 2**20
 #: resident bytes of a process that imported torch and transformers and read a tokenizer
 BASE_BYTES = 480e6
+#: float32 copies of one block a calibrated method without a Hessian keeps at its peak (fitted on
+#: the Llama-3.2-1B shape's ``--type Q4_K_M --method imatrix``)
+BLOCK_COPIES = 3.0
+#: bytes per embedding weight of its quantized form before it is packed: the code (a byte), a
+#: float32 scale and zero point per group of 16 (the K-quants' finest groups)
+EMB_CODE_BYTES = 1.5
+#: float32 copies of an embedding slice alive while it is quantized without a Hessian (the slice,
+#: the search's and the rounding's temporaries; fitted on the SmolLM2-135M shape's Q8_0 embedding)
+SLICE_COPIES = 3
+#: a GGML packer's temporaries: chunks of 2 M weights (:data:`~quanta.model.formats.gguf_export.
+#: PACK_WEIGHTS`) at about 24 bytes a weight
+PACK_BYTES = 50e6
 #: resident bytes per source parameter of a source loaded whole (a GGUF file dequantized)
 BYTES_PER_PARAM = 10.1
 #: start-up: interpreter, imports, reading the tokenizer
@@ -79,7 +95,9 @@ class Cost:
 def machine_speed(width: int = 1024) -> tuple[float, float]:
     """Flops per second of this machine on a float32 and a float64 matrix product of the
     model's width (256 × ``width`` by ``width`` × ``width``, ``width`` held to 512…4096; numpy,
-    on the threads numpy's BLAS uses): the best of the products made in ~40 ms each. A narrow
+    on the threads numpy's BLAS uses): the best of the products made in ~40 ms each, after
+    ~30 ms of products that warm the threads up (without them the first probe of a process read
+    250–270 GFLOP/s where the next read 360–390). A narrow
     model's products run further from the machine's peak than a wide one's, and the probe sees
     it."""
     import time
@@ -90,7 +108,10 @@ def machine_speed(width: int = 1024) -> tuple[float, float]:
     out = []
     for dt in (np.float32, np.float64):
         a, b = np.ones((256, n), dt), np.ones((n, n), dt)
-        a @ b  # the first product pays the threads' start
+        t_warm = time.perf_counter() + 0.03
+        a @ b  # the first products pay the threads' start and the cores' clock ramp
+        while time.perf_counter() < t_warm:
+            a @ b
         best, t_end = math.inf, time.perf_counter() + 0.04
         while True:
             t0 = time.perf_counter()
@@ -148,13 +169,14 @@ def shapes_of(layout: Any) -> Shapes:
 def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, calibrated: bool,
             sensitivity: bool, windows: int, tokens: int, gguf: bool = False, hessian: bool = True,
             speed: tuple[float, float] | None = None, floats: int = 0, parked: bool = True,
-            slice_bytes: int = SLICE_BYTES) -> Cost:
+            slice_bytes: int = SLICE_BYTES, emb_bytes: int = 0) -> Cost:
     """The cost of quantizing a model of shapes ``sh`` into ``quantized_bytes`` of quantized
     tensors (``quantized`` weights rounded by ``method``; ``gguf``: packed into GGML blocks);
     ``calibrated``: the method reads ``windows`` × ``tokens`` calibration tokens (``hessian``:
     and GPTQ's Hessians); ``sensitivity``: the formats are chosen by the measured sensitivity;
     ``floats``: the parameters written float; ``parked``: finished layers leave memory;
-    ``slice_bytes``: the embedding's and head's row slices (float32)."""
+    ``slice_bytes``: the embedding's and head's row slices (float32); ``emb_bytes``: the quantized
+    embedding's bytes."""
     f32, f64 = speed or DEFAULT_SPEED
     block_f32 = 4 * sh.block_params
     h2 = sum(i * i for i in sh.inputs)
@@ -165,7 +187,10 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
         held = 0 if parked else quantized_bytes
         acts = 2 * 4 * windows * tokens * sh.hidden if calibrated else 0
         gptq = 3 * 8 * big_out * big_in if hessian and calibrated else 0
-        blocks_phase = held + block_f32 + kernels + acts + (8 if hessian else 0) * h2 + gptq
+        # a calibrated method without a Hessian holds the float block, then the finished block's
+        # layers in float32 while the windows run through it, and the rounding's temporaries
+        copies = BLOCK_COPIES if calibrated and not hessian else 1
+        blocks_phase = held + copies * block_f32 + kernels + acts + (8 if hessian else 0) * h2 + gptq
         sens_phase = 0.0
         if sensitivity:
             saved = 4 * sh.blocks * SENSITIVITY_WINDOWS * tokens * sh.hidden
@@ -173,9 +198,17 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
             table = 3 * 4 * big_out * big_in
             sens_phase = saved + block_f32 + 4 * h2 + logits + 3 * slice_bytes + table
         emb_rows = min(sh.vocab, slice_bytes // max(4 * sh.hidden, 1))
-        emb_phase = held + 2 * sh.vocab * sh.hidden + 4 * 8 * emb_rows * sh.hidden \
-            + 8 * sh.hidden * sh.hidden
-        write_phase = held + 2 * sh.vocab * sh.hidden + 2 * 4 * floats
+        emb = sh.vocab * sh.hidden
+        if hessian and calibrated:
+            emb_phase = held + 2 * emb + 4 * 8 * emb_rows * sh.hidden + 8 * sh.hidden * sh.hidden
+        else:  # the codes (a byte) with float32 scales and zero points of groups of 16, and the
+            # slice read in float32 with the search's and the rounding's temporaries
+            emb_phase = held + EMB_CODE_BYTES * emb + SLICE_COPIES * 4 * emb_rows * sh.hidden
+        if gguf:  # the embedding's blocks packed beside its codes, in chunks, then parked
+            emb_phase = max(emb_phase, held + EMB_CODE_BYTES * emb + emb_bytes + PACK_BYTES)
+        # the writing: a GGUF file's tensors come back from the spill file one at a time (the
+        # largest, the embedding's blocks); a folder's embedding is written from its codes
+        write_phase = held + (max(emb_bytes, 4 * emb_rows * sh.hidden) if gguf else 2 * emb) + 2 * 4 * floats
         peak = BASE_BYTES + max(blocks_phase, sens_phase, emb_phase, write_phase)
     else:
         peak = BASE_BYTES + BYTES_PER_PARAM * sh.params
@@ -215,10 +248,11 @@ def for_plan(layout: Any, entries: Any, method: str, *, calibrated: bool, sensit
     """:func:`predict` for a plan's tensors (:mod:`quanta.model.quantize.plan`)."""
     quantized = [e for e in entries if e.method is not None]
     floats = sum(math.prod(e.shape) for e in entries if e.method is None)
+    emb_bytes = sum(e.nbytes for e in quantized if e.role == "embedding")
     return predict(shapes_of(layout), sum(e.nbytes for e in quantized),
                    sum(math.prod(e.shape) for e in quantized), method, calibrated=calibrated,
                    sensitivity=sensitivity, windows=windows, tokens=tokens, gguf=gguf, hessian=hessian,
-                   speed=speed, floats=floats, parked=parked, slice_bytes=slice_bytes)
+                   speed=speed, floats=floats, parked=parked, slice_bytes=slice_bytes, emb_bytes=emb_bytes)
 
 
 __all__ = ["SLICE_BYTES", "Cost", "Shapes", "for_plan", "machine_speed", "predict", "shapes_of"]

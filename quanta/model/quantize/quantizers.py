@@ -188,7 +188,7 @@ def dequantize_codes(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Ten
     if codebook is not None:
         return dequantize_scaled(codes, scales.float(), codebook, grid)
     qp = QParams(grid, scales.float(), zeros.float(), tuple(codes.shape))
-    return dequantize(codes.to(torch.int32), qp)
+    return dequantize(codes, qp)
 
 
 class WeightQuantizer:

@@ -294,15 +294,19 @@ def quantize_rows(quantizer: Any, model: nn.Module, module: str | nn.Module, *, 
     :class:`~quanta.model.quantize.quantizers.QuantizedWeight`."""
     import dataclasses
 
+    from quanta.memory import trim
+
     mod = model.get_submodule(module) if isinstance(module, str) else module
     codes, parts = None, []
     for a, w in row_slices(model, mod):
         part = quantizer.quantize(w, stats=stats, name=name)
-        if a == 0 and len(w) == mod.weight.shape[0]:
+        del w
+        trim()  # the slice and its temporaries: back to the system before the next is read
+        if a == 0 and len(part.codes) == mod.weight.shape[0]:
             return part  # one slice: the matrix itself
         if codes is None:  # every slice's codes go straight into one table (no list to concatenate)
             codes = torch.empty((mod.weight.shape[0], part.codes.shape[1]), dtype=part.codes.dtype)
-        codes[a:a + len(w)] = part.codes
+        codes[a:a + len(part.codes)] = part.codes
         parts.append(dataclasses.replace(part, codes=torch.empty(0, dtype=part.codes.dtype)))
     first = parts[0]
     return dataclasses.replace(first, codes=codes, scales=torch.cat([p.scales for p in parts]),

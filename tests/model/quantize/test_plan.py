@@ -232,3 +232,38 @@ def test_parked_layers_leave_the_predicted_peak():
     assert held.peak_bytes - parked.peak_bytes == pytest.approx(700_000_000, rel=0.01)
     floats = predict(sh, 700_000_000, 973_000_000, "gptq", floats=525_000_000, **kw)
     assert floats.peak_bytes > 4 * 525_000_000  # an untied head left float is read whole to be written
+
+
+def test_a_method_without_a_hessian_is_priced_without_gptqs_buffers():
+    """``--method imatrix`` quantizes the embedding's slices without GPTQ's float64 buffers (its
+    phase: the codes and a few float32 slices), but holds more float copies of a block than the
+    engine's float block alone; a GGUF file's embedding blocks are counted when it is packed."""
+    from quanta.model.quantize.cost import (
+        BASE_BYTES,
+        BLOCK_COPIES,
+        EMB_CODE_BYTES,
+        SLICE_COPIES,
+        Shapes,
+        predict,
+    )
+
+    h, i, v = 576, 1536, 49152
+    lin = ((h, h), (192, h), (192, h), (h, h), (i, h), (i, h), (h, i))
+    sh = Shapes(30, lin, (h, h, i, h), h, v, 134_515_008, 269_060_552, True, True)
+    kw = {"calibrated": True, "sensitivity": False, "windows": 64, "tokens": 256, "speed": (3e11, 1.5e11)}
+    gptq = predict(sh, 90_000_000, 134_000_000, "gptq", **kw)
+    imatrix = predict(sh, 90_000_000, 134_000_000, "imatrix", hessian=False, **kw)
+    # the embedding fits one slice: its codes and SLICE_COPIES float32 copies of it
+    assert imatrix.peak_bytes == pytest.approx(BASE_BYTES + EMB_CODE_BYTES * v * h + SLICE_COPIES * 4 * v * h)
+    assert imatrix.peak_bytes < 0.7 * gptq.peak_bytes
+    # a wide model: the blocks' phase, BLOCK_COPIES float blocks, is the peak
+    h, i, v = 2048, 8192, 128256
+    lin = ((h, h), (512, h), (512, h), (h, h), (i, h), (i, h), (h, i))
+    wide = Shapes(16, lin, (h, h, i, h), h, v, 1_235_814_400, 2_471_628_800, True, True)
+    q = 750_000_000
+    got = predict(wide, q, 1_235_000_000, "imatrix", hessian=False, gguf=True, emb_bytes=215_000_000, **kw)
+    block = 4 * wide.block_params
+    assert got.peak_bytes == pytest.approx(BASE_BYTES + BLOCK_COPIES * block + q / 16 + 2 * 4 * 64 * 256 * h)
+    # a large quantized embedding makes the packing the peak
+    big = predict(wide, q, 1_235_000_000, "imatrix", hessian=False, gguf=True, emb_bytes=2_000_000_000, **kw)
+    assert big.peak_bytes > BASE_BYTES + EMB_CODE_BYTES * v * h + 2_000_000_000
