@@ -18,9 +18,10 @@ peak is the interpreter with torch and transformers (:data:`BASE_BYTES`) plus th
   windows run through it, the rounding's temporaries) — the layers finished are parked in a
   spill file (:mod:`quanta.model.formats.spill`), but for a compressed-tensors folder, which
   holds them;
-* the embedding: the embedding's codes and a tied head's kernel form, one row slice in GPTQ's
-  float64 buffers — or, without a Hessian, the codes (:data:`EMB_CODE_BYTES`) and
-  :data:`SLICE_COPIES` float32 slices; for a GGUF file, its blocks packed beside the codes;
+* the embedding: the embedding's codes and a tied head's kernel form, one row slice and
+  GPTQ's float64 buffers for :data:`ROW_CHUNK` of its rows — or, without a Hessian, the codes
+  (:data:`EMB_CODE_BYTES`) and :data:`SLICE_COPIES` float32 slices; for a GGUF file, its blocks
+  packed beside the codes;
 * the writing: the tensors left float, read in float32 and converted to their stored dtype; a
   GGUF file's parked tensors read back one at a time (the largest: the embedding's blocks).
 
@@ -43,6 +44,8 @@ from typing import Any
 
 #: float32 bytes of the row slices a streamed embedding or head is read in, by default
 SLICE_BYTES = 128 * 2**20
+#: rows a weight quantizer takes at a time (:data:`quanta.model.quantize.quantizers.ROW_CHUNK`)
+ROW_CHUNK = 8192
 #: resident bytes of a process that imported torch and transformers and read a tokenizer
 BASE_BYTES = 480e6
 #: float32 copies of one block a calibrated method without a Hessian keeps at its peak (fitted on
@@ -196,11 +199,14 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
             saved = 4 * sh.blocks * SENSITIVITY_WINDOWS * tokens * sh.hidden
             logits = 2 * 4 * tokens * sh.vocab
             table = 3 * 4 * big_out * big_in
-            sens_phase = saved + block_f32 + 4 * h2 + logits + 3 * slice_bytes + table
+            head_slice = min(slice_bytes, 4 * sh.vocab * sh.hidden)
+            sens_phase = saved + block_f32 + 4 * h2 + logits + 3 * head_slice + table
         emb_rows = min(sh.vocab, slice_bytes // max(4 * sh.hidden, 1))
         emb = sh.vocab * sh.hidden
-        if hessian and calibrated:
-            emb_phase = held + 2 * emb + 4 * 8 * emb_rows * sh.hidden + 8 * sh.hidden * sh.hidden
+        if hessian and calibrated:  # GPTQ's float64 buffers for ROW_CHUNK rows of the slice at a time
+            gptq_rows = min(emb_rows, ROW_CHUNK)
+            emb_phase = held + 2 * emb + 4 * emb_rows * sh.hidden + 4 * 8 * gptq_rows * sh.hidden \
+                + 8 * sh.hidden * sh.hidden
         else:  # the codes (a byte) with float32 scales and zero points of groups of 16, and the
             # slice read in float32 with the search's and the rounding's temporaries
             emb_phase = held + EMB_CODE_BYTES * emb + SLICE_COPIES * 4 * emb_rows * sh.hidden

@@ -57,11 +57,12 @@ from quanta.model.formats.weight import (
     grid_format,
     weight_grid,
 )
+from quanta.model.quantize import cost
 from quanta.model.quantize.methods import METHODS
 
-#: the group sizes ``group_size=None`` chooses from, per layer, largest first
 #: rows quantized at once: larger matrices (a token embedding) go in slices of this many rows
-ROW_CHUNK = 8192
+#: (defined beside the cost model, which prices GPTQ's buffers for that many rows)
+ROW_CHUNK = cost.ROW_CHUNK
 
 #: name → quantizer class, filled by ``class X(WeightQuantizer, name="x")``
 QUANTIZERS: dict[str, type[WeightQuantizer]] = {}
