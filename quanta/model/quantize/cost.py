@@ -22,8 +22,9 @@ peak is the interpreter with torch and transformers (:data:`BASE_BYTES`) plus th
   GPTQ's float64 buffers for :data:`ROW_CHUNK` of its rows — or, without a Hessian, the codes
   (:data:`EMB_CODE_BYTES`) and :data:`SLICE_COPIES` float32 slices; for a GGUF file, its blocks
   packed beside the codes;
-* the writing: the tensors left float, read in float32 and converted to their stored dtype; a
-  GGUF file's parked tensors read back one at a time (the largest: the embedding's blocks).
+* the writing: the tensors left float, read in float32 and converted to their stored dtype —
+  a quanta folder's a row slice at a time, a GGUF or compressed-tensors output's whole; a GGUF
+  file's parked tensors read back one at a time (the largest: the embedding's blocks).
 
 A GGUF source is dequantized whole (:data:`BYTES_PER_PARAM` per parameter, as measured).
 
@@ -172,14 +173,15 @@ def shapes_of(layout: Any) -> Shapes:
 def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, calibrated: bool,
             sensitivity: bool, windows: int, tokens: int, gguf: bool = False, hessian: bool = True,
             speed: tuple[float, float] | None = None, floats: int = 0, parked: bool = True,
-            slice_bytes: int = SLICE_BYTES, emb_bytes: int = 0) -> Cost:
+            slice_bytes: int = SLICE_BYTES, emb_bytes: int = 0, sliced: bool = False) -> Cost:
     """The cost of quantizing a model of shapes ``sh`` into ``quantized_bytes`` of quantized
     tensors (``quantized`` weights rounded by ``method``; ``gguf``: packed into GGML blocks);
     ``calibrated``: the method reads ``windows`` × ``tokens`` calibration tokens (``hessian``:
     and GPTQ's Hessians); ``sensitivity``: the formats are chosen by the measured sensitivity;
     ``floats``: the parameters written float; ``parked``: finished layers leave memory;
     ``slice_bytes``: the embedding's and head's row slices (float32); ``emb_bytes``: the quantized
-    embedding's bytes."""
+    embedding's bytes; ``sliced``: the float tensors are written a row slice at a time (a quanta
+    folder's writer; a GGUF or compressed-tensors writer reads them whole first)."""
     f32, f64 = speed or DEFAULT_SPEED
     block_f32 = 4 * sh.block_params
     h2 = sum(i * i for i in sh.inputs)
@@ -214,7 +216,10 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
             emb_phase = max(emb_phase, held + EMB_CODE_BYTES * emb + emb_bytes + PACK_BYTES)
         # the writing: a GGUF file's tensors come back from the spill file one at a time (the
         # largest, the embedding's blocks); a folder's embedding is written from its codes
-        write_phase = held + (max(emb_bytes, 4 * emb_rows * sh.hidden) if gguf else 2 * emb) + 2 * 4 * floats
+        # float tensors: read whole in float32 and converted, or, for a quanta folder (``sliced``),
+        # read and converted a row slice at a time as the writer asks for them
+        float_bytes = 2 * min(4 * floats, slice_bytes) if sliced else 2 * 4 * floats
+        write_phase = held + (max(emb_bytes, 4 * emb_rows * sh.hidden) if gguf else 2 * emb) + float_bytes
         peak = BASE_BYTES + max(blocks_phase, sens_phase, emb_phase, write_phase)
     else:
         peak = BASE_BYTES + BYTES_PER_PARAM * sh.params
@@ -250,7 +255,7 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
 def for_plan(layout: Any, entries: Any, method: str, *, calibrated: bool, sensitivity: bool,
              windows: int, tokens: int, gguf: bool = False, hessian: bool = True,
              speed: tuple[float, float] | None = None, parked: bool = True,
-             slice_bytes: int = SLICE_BYTES) -> Cost:
+             slice_bytes: int = SLICE_BYTES, sliced: bool = False) -> Cost:
     """:func:`predict` for a plan's tensors (:mod:`quanta.model.quantize.plan`)."""
     quantized = [e for e in entries if e.method is not None]
     floats = sum(math.prod(e.shape) for e in entries if e.method is None)
@@ -258,7 +263,8 @@ def for_plan(layout: Any, entries: Any, method: str, *, calibrated: bool, sensit
     return predict(shapes_of(layout), sum(e.nbytes for e in quantized),
                    sum(math.prod(e.shape) for e in quantized), method, calibrated=calibrated,
                    sensitivity=sensitivity, windows=windows, tokens=tokens, gguf=gguf, hessian=hessian,
-                   speed=speed, floats=floats, parked=parked, slice_bytes=slice_bytes, emb_bytes=emb_bytes)
+                   speed=speed, floats=floats, parked=parked, slice_bytes=slice_bytes, emb_bytes=emb_bytes,
+                   sliced=sliced)
 
 
 __all__ = ["SLICE_BYTES", "Cost", "Shapes", "for_plan", "machine_speed", "predict", "shapes_of"]

@@ -321,7 +321,8 @@ def _embedding_format(opts: Options, kind: str | None, tied: bool) -> tuple[Weig
         g = 0 if eb == 8 else 32
         label = f"{eb}-bit {'row' if g == 0 else 'g32'}"
         return WeightFormat(label, eb, g, eb == 8), f"--embedding-bits {eb}"
-    return EMBEDDING_ROWS, "8 bits per row: a tied head runs PyTorch's int8 kernel"
+    return EMBEDDING_ROWS, "8 bits per row: a tied head runs PyTorch's int8 kernel" if tied else \
+        "8 bits per row (the default embedding; --embedding-bits sets another)"
 
 
 def _decide(spec: TensorSpec, opts: Options, layout: Layout, kind: str | None) -> PlanEntry | None:
@@ -492,7 +493,7 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
         layout, entries, opts.method, calibrated=calibrated, sensitivity=refine is not None,
         windows=opts.calib_samples, tokens=opts.calib_len, gguf=kind is not None,
         hessian=METHODS[opts.method].needs_hessian, speed=speed,
-        parked=opts.format != "compressed-tensors", slice_bytes=sb))
+        parked=opts.format != "compressed-tensors", slice_bytes=sb, sliced=opts.format == "quanta"))
     plan = QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
                      opts.sym or bool(kind and ggml_format(kind).sym),
                      ggml_format(kind).group_size if kind else opts.group_size,

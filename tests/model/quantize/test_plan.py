@@ -232,6 +232,9 @@ def test_parked_layers_leave_the_predicted_peak():
     assert held.peak_bytes - parked.peak_bytes == pytest.approx(700_000_000, rel=0.01)
     floats = predict(sh, 700_000_000, 973_000_000, "gptq", floats=525_000_000, **kw)
     assert floats.peak_bytes > 4 * 525_000_000  # an untied head left float is read whole to be written
+    # … but for a quanta folder, whose writer reads it a row slice at a time: the blocks stay the peak
+    sliced = predict(sh, 700_000_000, 973_000_000, "gptq", floats=525_000_000, sliced=True, **kw)
+    assert sliced.peak_bytes == parked.peak_bytes
 
 
 def test_a_method_without_a_hessian_is_priced_without_gptqs_buffers():
@@ -271,3 +274,14 @@ def test_a_method_without_a_hessian_is_priced_without_gptqs_buffers():
     # a large quantized embedding makes the packing the peak
     big = predict(wide, q, 1_235_000_000, "imatrix", hessian=False, gguf=True, emb_bytes=2_000_000_000, **kw)
     assert big.peak_bytes > BASE_BYTES + EMB_CODE_BYTES * v * h + 2_000_000_000
+
+
+def test_the_embeddings_reason_names_a_tied_head_only_when_there_is_one(hf, tmp_path):
+    from quanta.model.sources.tiny import write_hf_folder
+
+    untied = write_hf_folder(tmp_path / "untied", hidden=128, tie_word_embeddings=False)
+    for folder, tied in ((hf, True), (untied, False)):
+        layout = read_layout(folder)
+        assert layout.tied is tied
+        emb = next(e for e in plan_for(layout, Options()).entries if e.role == "embedding")
+        assert emb.format == "8-bit row" and ("tied head" in emb.reason) is tied, emb.reason
