@@ -456,8 +456,11 @@ def _fixed_bytes(layout: Layout, opts: Options, entries: tuple[PlanEntry, ...], 
 
 
 def plan_for(layout: Layout, opts: Options) -> QuantPlan:
-    """The :class:`QuantPlan` of ``opts`` on ``layout`` (see the module's docstring)."""
+    """The :class:`QuantPlan` of ``opts`` on ``layout`` (see the module's docstring), with the
+    options as the family needs them (:func:`options_for`: the command runs with those too)."""
     from quanta.model.quantize.methods import METHODS
+
+    opts = options_for(layout, opts)
 
     gguf_fields = _format_checks(layout, opts)
     group = BLOCK if opts.mixed or opts.group_size is None else opts.group_size

@@ -285,3 +285,17 @@ def test_the_embeddings_reason_names_a_tied_head_only_when_there_is_one(hf, tmp_
         assert layout.tied is tied
         emb = next(e for e in plan_for(layout, Options()).entries if e.role == "embedding")
         assert emb.format == "8-bit row" and ("tied head" in emb.reason) is tied, emb.reason
+
+
+def test_plan_for_plans_with_the_options_the_command_runs_with(tmp_path):
+    """A llama.cpp preset quantizes an untied head (:func:`options_for`): ``plan_for`` on the
+    bare options gives the plan the command and its ``--dry-run`` give."""
+    from quanta.model.quantize.plan import options_for
+    from quanta.model.sources.tiny import write_hf_folder
+
+    layout = read_layout(write_hf_folder(tmp_path / "untied", hidden=256, tie_word_embeddings=False))
+    opts = Options(type="Q4_K_M", format="gguf", uniform=True, method="imatrix")
+    bare, resolved = plan_for(layout, opts), plan_for(layout, options_for(layout, opts))
+    head = next(e for e in bare.entries if e.role == "head")
+    assert head.method is not None, head
+    assert bare == resolved
