@@ -140,10 +140,10 @@ def _dry_run(model: str, options: Any, json_out: bool) -> None:
     """``quantize --dry-run``: the plan made from the source's metadata (the options were
     checked as they were built) and printed (a table of tensors grouped by role, format and
     reason, or ``--json``)."""
-    from quanta.model.quantize.plan import options_for, plan_for, read_layout
+    from quanta.model.quantize.plan import plan_for, read_layout
 
     layout = read_layout(model)
-    plan = plan_for(layout, options_for(layout, options))
+    plan = plan_for(layout, options)  # with the options the family needs (options_for)
     if json_out:
         print_json(plan)
         return

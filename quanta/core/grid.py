@@ -229,22 +229,13 @@ def choose_qparams(
         raise ConfigError("cannot choose a grid for an empty array")
     b = to_blocks(xf, grid)
     lo, hi = xp.amin(b, 1), xp.amax(b, 1)
-    ratios = np.linspace(1.0, 0.5, 51) if clip_ratios is None else np.asarray(clip_ratios)
-    found = _compiled_search(b, lo, hi, weights, shape, grid, ratios, power) if method == "mse" else None
-    if found is not None:
-        best_s, best_z = found
-    else:
+    if method == "minmax":
         best_s, best_z = _fit(lo, hi, grid)
-        if method == "mse":
-            w = None if weights is None else to_blocks(xp.broadcast(weights, shape, xf), grid)
-            # blocks in cache-sized slices: each block's search is independent, so the result is
-            # the same as over all blocks at once (2–3× faster on a large matrix: the temporaries
-            # stay in cache)
-            step = max(1, _SEARCH_ELEMENTS // max(1, b.shape[1]))
-            for a in range(0, b.shape[0], step):
-                sl = slice(a, a + step)
-                best_s[sl], best_z[sl] = _mse_search(xp, b[sl], lo[sl], hi[sl], None if w is None else w[sl],
-                                                     grid, ratios, power, best_s[sl], best_z[sl])
+    else:  # "mse": compiled where it applies (float32 on the CPU), vectorized elsewhere
+        ratios = np.linspace(1.0, 0.5, 51) if clip_ratios is None else np.asarray(clip_ratios)
+        found = _compiled_search(b, lo, hi, weights, shape, grid, ratios, power)
+        best_s, best_z = found if found is not None else \
+            _vectorized_search(xp, xf, b, lo, hi, weights, shape, grid, ratios, power)
     return QParams(grid, best_s.reshape(pshape), best_z.reshape(pshape), shape)
 
 
@@ -313,6 +304,21 @@ def _compiled_search(b: Any, lo: Any, hi: Any, weights: Any, shape: tuple[int, .
     each(run, range(0, nb, _SEARCH_BLOCKS))
     xp = ops(b)
     return xp.asarray(s_out.reshape(-1, 1), like=b), xp.asarray(z_out.reshape(-1, 1), like=b)
+
+
+def _vectorized_search(xp: Any, xf: Any, b: Any, lo: Any, hi: Any, weights: Any, shape: tuple[int, ...],
+                       grid: Grid, ratios: np.ndarray, power: float) -> tuple[Any, Any]:
+    """:func:`_mse_search` over the blocks in cache-sized slices: each block's search is
+    independent, so the result is the same as over all blocks at once (2–3× faster on a large
+    matrix: the temporaries stay in cache)."""
+    best_s, best_z = _fit(lo, hi, grid)  # the outputs, each slice's written by its search
+    w = None if weights is None else to_blocks(xp.broadcast(weights, shape, xf), grid)
+    step = max(1, _SEARCH_ELEMENTS // max(1, b.shape[1]))
+    for a in range(0, b.shape[0], step):
+        sl = slice(a, a + step)
+        best_s[sl], best_z[sl] = _mse_search(xp, b[sl], lo[sl], hi[sl], None if w is None else w[sl],
+                                             grid, ratios, power, best_s[sl], best_z[sl])
+    return best_s, best_z
 
 
 def _mse_search(xp: Any, b: Any, lo: Any, hi: Any, w: Any, grid: Grid, ratios: np.ndarray, power: float,

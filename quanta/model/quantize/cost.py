@@ -215,9 +215,9 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
         if gguf:  # the embedding's blocks packed beside its codes, in chunks, then parked
             emb_phase = max(emb_phase, held + EMB_CODE_BYTES * emb + emb_bytes + PACK_BYTES)
         # the writing: a GGUF file's tensors come back from the spill file one at a time (the
-        # largest, the embedding's blocks); a folder's embedding is written from its codes
-        # float tensors: read whole in float32 and converted, or, for a quanta folder (``sliced``),
-        # read and converted a row slice at a time as the writer asks for them
+        # largest, the embedding's blocks), a folder's embedding is written from its codes; float
+        # tensors are read whole in float32 and converted, or, for a quanta folder (``sliced``), a
+        # row slice at a time as the writer asks for them
         float_bytes = 2 * min(4 * floats, slice_bytes) if sliced else 2 * 4 * floats
         write_phase = held + (max(emb_bytes, 4 * emb_rows * sh.hidden) if gguf else 2 * emb) + float_bytes
         peak = BASE_BYTES + max(blocks_phase, sens_phase, emb_phase, write_phase)
