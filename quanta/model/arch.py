@@ -55,24 +55,74 @@ class Architecture:
     causal: bool = True
     gguf_io: bool = True  # quanta reads and writes this family's GGUF files
     scaled_embedding: bool = False  # the embedding module scales its output (kept float)
+    #: a sparse mixture of experts: the block module holding one MLP per expert (quanta's
+    #: :class:`~quanta.model.sources.experts.SplitExperts`, "mlp.experts"), each expert's Linear
+    #: layers and their (out, in) sizes, and the router (its weight stays float, as llama.cpp
+    #: keeps it). An expert's layers are named ``{experts}.{e}.{linear}``; GGUF stacks each kind
+    #: into one tensor of all the block's experts (``ffn_gate_exps``).
+    experts: str | None = None
+    expert_linears: tuple[str, ...] = ()
+    expert_dims: tuple[tuple[str, str], ...] = ()
+    router: str | None = None
 
     @staticmethod
     def sizes(config: dict) -> dict[str, int]:
         """The named sizes of a Hugging Face config: hidden, inter (the MLP's), head (one
         attention head's width: ``head_dim``, or hidden / heads), q and kv (the query's and the
-        key/value projections' outputs), qkv and inter2 (fused projections' outputs), vocab."""
+        key/value projections' outputs), qkv and inter2 (fused projections' outputs), vocab; a
+        mixture's experts per block and each expert's MLP width (moe)."""
         h, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
         head = int(config.get("head_dim") or h // heads)
         q, kv = heads * head, int(config.get("num_key_value_heads") or heads) * head
         inter = int(config["intermediate_size"])
         return {"hidden": h, "inter": inter, "head": head, "q": q, "kv": kv, "qkv": q + 2 * kv,
-                "inter2": 2 * inter, "vocab": int(config["vocab_size"])}
+                "inter2": 2 * inter, "vocab": int(config["vocab_size"]),
+                "moe": int(config.get("moe_intermediate_size") or inter),
+                # (checkpoints say num_experts; transformers 5 writes num_local_experts)
+                "experts": int(config.get("num_experts") or config.get("num_local_experts") or 0)}
 
     def block_shapes(self, config: dict) -> dict[str, tuple[int, ...]]:
-        """Each block module's weight shape, PyTorch's (out, in) order (norms: (size,))."""
+        """Each block module's weight shape, PyTorch's (out, in) order (norms: (size,)); an
+        expert kind ("mlp.experts.*.gate_proj") as the GGUF stack of all experts (experts, out, in)."""
         n = self.sizes(config)
         out: dict[str, tuple[int, ...]] = {m: (n[o], n[i]) for m, (o, i) in zip(self.linears, self.dims)}
+        if self.experts:
+            out |= {f"{self.experts}.*.{m}": (n["experts"], n[o], n[i])
+                    for m, (o, i) in zip(self.expert_linears, self.expert_dims)}
+            out[self.router] = (n["experts"], n["hidden"])
         return out | {m: (n[d],) for m, d in zip(self.norms, self.norm_dims or ("hidden",) * len(self.norms))}
+
+    def check_config(self, config: dict, where: str = "") -> None:
+        """Refuse in one line a config this family's entry does not describe: a mixture whose
+        blocks are not all sparse (``mlp_only_layers``, ``decoder_sparse_step``)."""
+        dense = config.get("mlp_only_layers") or int(config.get("decoder_sparse_step") or 1) != 1
+        if self.experts and dense:
+            raise ConfigError(f"{where}{': ' if where else ''}{self.hf_class} with dense MLP blocks among "
+                              "the sparse ones (mlp_only_layers, decoder_sparse_step) is not supported yet")
+
+    def generic(self, module: str) -> str:
+        """A block-relative module name with its expert number as ``*`` ("mlp.experts.5.up_proj" →
+        "mlp.experts.*.up_proj"); other names unchanged."""
+        if self.experts and module.startswith(self.experts + "."):
+            return re.sub(r"^(" + re.escape(self.experts) + r")\.\d+\.", r"\1.*.", module)
+        return module
+
+    def stack(self, name: str) -> str:
+        """A Hugging Face module name with its expert number as ``*`` — the GGUF stack it belongs
+        to, which holds one type ("model.layers.2.mlp.experts.5.up_proj" →
+        "model.layers.2.mlp.experts.*.up_proj"); any other name unchanged."""
+        if self.expert_index(name) is None:
+            return name
+        head, _, rest = name.partition(f".{self.experts}.")
+        return f"{head}.{self.experts}.*.{rest.split('.', 1)[1]}"
+
+    def expert_index(self, name: str) -> int | None:
+        """The expert number of a Hugging Face module or parameter name inside a block's experts
+        (None outside them)."""
+        if not self.experts:
+            return None
+        m = re.fullmatch(re.escape(self.blocks) + r"\.\d+\." + re.escape(self.experts) + r"\.(\d+)\..+", name)
+        return int(m.group(1)) if m else None
 
     @property
     def gguf_constant(self) -> object:
@@ -103,12 +153,14 @@ class Architecture:
         if param in back:
             return back[param]
         m = re.fullmatch(re.escape(self.blocks) + r"\.(\d+)\.(.+)\.(weight|bias)", param)
-        kind = self.kinds().get(m.group(2)) if m else None
+        kind = self.kinds().get(self.generic(m.group(2))) if m else None
         return f"blk.{m.group(1)}.{kind}.{m.group(3)}" if kind else None
 
     def hf_name(self, name: str) -> tuple[str | None, str | None]:
         """The Hugging Face parameter of a GGUF tensor and its kind ("blk.3.ffn_up.weight" →
-        ("model.layers.3.mlp.up_proj.weight", "ffn_up")); (None, None) for one it skips."""
+        ("model.layers.3.mlp.up_proj.weight", "ffn_up")); (None, None) for one it skips. A
+        stack of experts names them with ``*`` for the expert number
+        ("blk.3.ffn_up_exps.weight" → "model.layers.3.mlp.experts.*.up_proj.weight")."""
         glob = self.global_names()
         if name in glob:
             return glob[name], None
@@ -119,14 +171,17 @@ class Architecture:
         return f"{self.blocks}.{m.group(1)}.{module}.{m.group(3)}", m.group(2)
 
     def role(self, module: str) -> str:
-        """The role of a Hugging Face module: attention, mlp, norm, embedding or head."""
+        """The role of a Hugging Face module: attention, mlp, norm, router, embedding or head."""
         if module == self.embedding:
             return "embedding"
         if module == self.head:
             return "head"
-        kind = self.kinds().get(module.split(".", 3)[-1] if module.startswith(self.blocks + ".") else "", "")
+        rel = module.split(".", 3)[-1] if module.startswith(self.blocks + ".") else ""
+        kind = self.kinds().get(self.generic(rel), "")
         if kind.endswith("norm") or module == self.final_norm:
             return "norm"
+        if self.router and rel == self.router:
+            return "router"
         return "attention" if kind.startswith("attn") else "mlp" if kind.startswith("ffn") else "other"
 
     def block_linears(self, n_blocks: int) -> list[str]:
@@ -149,6 +204,13 @@ def _kinds(a: Architecture) -> dict[str, str]:
         if name is None:
             raise ConfigError(f"{a.name}: gguf's tensor map has no name for {module}")
         out[module] = name.split(".")[2]
+    if a.experts:  # gguf's map names the stack of every expert's layer ("experts.gate_proj")
+        for module in (*(f"{a.experts}.*.{m}" for m in a.expert_linears), a.router):
+            merged = f"{a.blocks}.0.{module.replace('.*.', '.')}.weight"
+            name = tmap.get_name(merged, try_suffixes=(".weight",))
+            if name is None:
+                raise ConfigError(f"{a.name}: gguf's tensor map has no name for {module}")
+            out[module] = name.split(".")[2]
     return out
 
 
@@ -236,6 +298,20 @@ GEMMA3 = replace(GEMMA2, name="gemma3", gguf_arch="gemma3", hf_class="Gemma3ForC
                  norms=(*GEMMA2.norms, "self_attn.q_norm", "self_attn.k_norm"),
                  norm_dims=("hidden", "hidden", "hidden", "hidden", "head", "head"))
 
+#: Qwen3-MoE: Qwen3's attention, and in place of the MLP a router (``mlp.gate``, float) choosing
+#: ``num_experts_per_tok`` of ``num_experts`` MLPs per token, weighted by their softmax
+#: probabilities (renormalised over the chosen ones with ``norm_topk_prob``). transformers fuses
+#: the experts into 3-D parameters; quanta splits them back into one Linear per expert and
+#: matrix, as the checkpoints store them (:mod:`quanta.model.sources.experts`). Blocks listed in
+#: ``mlp_only_layers`` (a dense MLP instead) are not supported yet. AWQ folds into the norm before
+#: attention and v → o only.
+QWEN3_MOE = replace(QWEN3, name="qwen3_moe", gguf_arch="qwen3moe", hf_class="Qwen3MoeForCausalLM",
+                    hf_config="Qwen3MoeConfig", model_type="qwen3_moe",
+                    linears=LLAMA.linears[:4], dims=LLAMA.dims[:4],
+                    shared_inputs=(LLAMA.shared_inputs[0],), folds=LLAMA.folds[:1] + LLAMA.folds[2:3],
+                    experts="mlp.experts", expert_linears=("gate_proj", "up_proj", "down_proj"),
+                    expert_dims=(("moe", "hidden"), ("moe", "hidden"), ("hidden", "moe")), router="mlp.gate")
+
 BERT = Architecture(
     name="bert", gguf_arch="bert", hf_class="BertModel", hf_config="BertConfig", model_type="bert",
     blocks="encoder.layer",
@@ -250,7 +326,16 @@ BERT = Architecture(
 
 #: the families quanta reads and writes, by name
 ARCHITECTURES: dict[str, Architecture] = {
-    a.name: a for a in (LLAMA, MISTRAL, QWEN2, QWEN3, PHI3, GEMMA2, GEMMA3, BERT)}
+    a.name: a for a in (LLAMA, MISTRAL, QWEN2, QWEN3, PHI3, GEMMA2, GEMMA3, QWEN3_MOE, BERT)}
+
+
+def stacked(name: str) -> str:
+    """:meth:`Architecture.stack` of whichever family's experts ``name`` lies in (reports that
+    do not know the family: a plan's map)."""
+    for a in ARCHITECTURES.values():
+        if a.experts and a.expert_index(name) is not None:
+            return a.stack(name)
+    return name
 
 
 def _causal() -> list[Architecture]:
@@ -279,4 +364,5 @@ def for_hf(class_name: str | None, where: str = "", *, causal: bool = False) -> 
 
 
 __all__ = ["ARCHITECTURES", "BERT", "GEMMA2", "GEMMA3", "LLAMA", "MISTRAL", "PHI3", "QWEN2", "QWEN3",
-           "Architecture", "for_gguf", "for_hf"]
+           "QWEN3_MOE",
+           "Architecture", "for_gguf", "for_hf", "stacked"]

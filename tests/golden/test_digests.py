@@ -3,6 +3,12 @@
 A refactor keeps every digest; a change that must alter bytes says why in its commit and
 rewrites ``digests.json`` (``python -m tests.golden.cases``) in the same commit. The digests
 were made at 60e9386 and re-checked there (same bytes) before anything moved.
+
+The float-heavy model cases (GPTQ's Hessian products and factor, AWQ's search, the sensitivity
+pass) end in other last bits where MKL and PyTorch take other code paths: on an AMD EPYC the
+pinned Intel Xeon digests of three cases differ, at the same commit. Such a case also lists its
+digest there (``elsewhere``, made by ``python -m tests.golden.cases --elsewhere LABEL``); the
+check accepts the bytes of any environment listed, so a change that alters bytes fails on each.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ def scratch(tmp_path_factory):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_output_bytes_are_unchanged(name, scratch):
-    assert compute(scratch, [name])[name] == PINNED[name]["sha256"], (
+    known = {PINNED[name]["sha256"], *PINNED[name].get("elsewhere", {}).values()}
+    assert compute(scratch, [name])[name] in known, (
         f"{name} ({CASES[name][0]}) changed its bytes: if that is intended, say why in the commit "
         "and run python -m tests.golden.cases")

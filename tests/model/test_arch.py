@@ -40,10 +40,10 @@ def test_block_shapes_follow_the_config():
 
 
 def test_unknown_families_are_refused_naming_the_known():
-    with pytest.raises(ConfigError, match=r"supported: llama, qwen2, qwen3, phi3\)"):
+    with pytest.raises(ConfigError, match=r"supported: llama, qwen2, qwen3, phi3, qwen3moe\)"):
         for_gguf("gemma3")
     known = (r"LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, "
-             r"Gemma2ForCausalLM, Gemma3ForCausalLM")
+             r"Gemma2ForCausalLM, Gemma3ForCausalLM, Qwen3MoeForCausalLM")
     with pytest.raises(ConfigError, match=rf"supported: {known}\)$"):
         for_hf("BertModel", causal=True)
     assert for_hf("BertModel") is BERT
@@ -57,3 +57,32 @@ def test_a_family_is_one_table_entry(monkeypatch):
     assert for_hf("ToyForCausalLM") is toy
     assert toy.hf_name("blk.1.attn_v.weight") == ("model.layers.1.self_attn.v_proj.weight", "attn_v")
     assert toy.role("model.layers.1.mlp.up_proj") == "mlp"
+
+
+def test_a_mixtures_experts_are_named_as_checkpoints_and_gguf_stacks_name_them():
+    """Qwen3-MoE: each expert's layers under their checkpoint names; GGUF holds one stack per
+    kind and block (gguf-py's own map names it), the router ("ffn_gate_inp") stays float."""
+    a = arch.QWEN3_MOE
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN3MOE, 3)
+    param = "model.layers.2.mlp.experts.5.up_proj.weight"
+    assert a.gguf_name(param) == tmap.get_name("model.layers.2.mlp.experts.up_proj.weight",
+                                               try_suffixes=(".weight",)) == "blk.2.ffn_up_exps.weight"
+    assert a.hf_name("blk.2.ffn_up_exps.weight") == ("model.layers.2.mlp.experts.*.up_proj.weight",
+                                                     "ffn_up_exps")
+    assert a.stack("model.layers.2.mlp.experts.5.up_proj") == "model.layers.2.mlp.experts.*.up_proj"
+    assert a.stack("model.layers.2.self_attn.q_proj") == "model.layers.2.self_attn.q_proj"
+    assert arch.stacked("model.layers.2.mlp.experts.11.down_proj") == "model.layers.2.mlp.experts.*.down_proj"
+    assert a.expert_index("model.layers.2.mlp.experts.11.down_proj") == 11
+    assert a.expert_index("model.layers.2.mlp.gate") is None
+    assert a.role("model.layers.2.mlp.gate") == "router"
+    assert a.gguf_name("model.layers.2.mlp.gate.weight") == "blk.2.ffn_gate_inp.weight"
+    assert a.role("model.layers.2.mlp.experts.5.down_proj") == "mlp"
+    cfg = {"hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+           "intermediate_size": 128, "moe_intermediate_size": 48, "num_local_experts": 8, "vocab_size": 99}
+    shapes = a.block_shapes(cfg)
+    assert shapes["mlp.experts.*.down_proj"] == (8, 64, 48) and shapes["mlp.gate"] == (8, 64)
+    a.check_config(cfg)
+    with pytest.raises(ConfigError, match="dense MLP blocks"):
+        a.check_config(cfg | {"mlp_only_layers": [1]})
+    with pytest.raises(ConfigError, match="dense MLP blocks"):
+        a.check_config(cfg | {"decoder_sparse_step": 2})

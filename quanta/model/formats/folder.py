@@ -178,6 +178,7 @@ def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = Tru
     chosen otherwise, round the activations and scales to bfloat16."""
     from quanta.model.arch import for_hf
     from quanta.model.runtime import lite as lite_model
+    from quanta.model.sources.experts import split_experts
     from quanta.model.sources.reading import check_declared_size, read_tokenizer
 
     d = Path(folder)
@@ -189,7 +190,7 @@ def load_quantized(folder: Path | str, *, lite: bool = False, verify: bool = Tru
         model_class, config_class = (None, None) if lite else for_hf(cfg["architecture"]).hf_classes()
         mcfg = cfg["model_config"] if lite else config_class.from_dict(cfg["model_config"])
         with torch.device("meta"):  # no memory: every tensor comes from the file, checked first
-            model = lite_model.LiteLlama(mcfg) if lite else model_class(mcfg)
+            model = lite_model.LiteLlama(mcfg) if lite else split_experts(model_class(mcfg))
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{d}: malformed model_config ({e})") from None
     v1 = cfg["format"] == FORMAT_V1

@@ -132,10 +132,13 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
     from quanta.model.formats.spill import Parked
 
     n_heads = family.rope_heads(config)
+    n_experts = family.sizes(config)["experts"] if family.experts else 0
 
     def rewrite(name: str, t: Any, arr: np.ndarray) -> tuple[Any, Any]:
         hf, layer_kind = family.hf_name(name)
         module = "token_embd" if name == "token_embd.weight" else (hf or "").removesuffix(".weight")
+        if "*" in module:  # a stack of experts: each one's blocks, one after the other
+            return _stack(module, arr, n_experts, qweights, kinds, spill)
         qw = embedding if module == "token_embd" else qweights.get(module)
         if qw is None:
             return (np.ascontiguousarray(floats[hf], np.float32) if hf in floats else arr), None
@@ -151,6 +154,30 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
     fields = gguf_hf.metadata(source, config, family, chat_template)
     stream = ((name, None, arr) for name, arr in gguf_hf.tensors(model, family))
     return write_gguf(dst, family.gguf_arch, fields, stream, rewrite, extra=extra, checksum=True, spill=spill)
+
+
+def _stack(module: str, arr: np.ndarray | None, n: int, qweights: dict[str, Any], kinds: dict[str, str],
+           spill: Any) -> tuple[Any, Any]:
+    """A GGUF stack of ``n`` experts (``module`` names them with ``*``; ``arr`` the float stack,
+    experts × out × in, or None): the experts' blocks in order, of the one type they all take — or the
+    float stack when none is quantized. Parked blocks are read back one expert at a time and
+    the stack parked again; in memory at most one stack's blocks."""
+    from gguf import GGMLQuantizationType
+
+    from quanta.model.formats.spill import Parked
+
+    members = [module.replace("*", str(e)) for e in range(n)]
+    got = [qweights.get(m) for m in members]
+    if all(q is None for q in got):
+        return arr, None
+    types = {kinds.get(m) for m in members}
+    if None in got or len(types) != 1:
+        raise ValueError(f"{module}: a GGUF stack of experts needs every expert quantized in one type, "
+                         f"got {sorted(map(str, types))}")
+    kind = types.pop()
+    parts = [spill.read(q) if isinstance(q, Parked) else matrix_blocks(q, kind, None, {}) for q in got]
+    data = np.stack(parts)
+    return (spill.put(data) if spill is not None else data), GGMLQuantizationType[kind]
 
 
 def wrote(path: Path | str) -> bool:

@@ -38,6 +38,10 @@ def check(folder: Path | str, config: dict) -> dict:
     if arch[0] is not None and not for_hf(arch[0], str(folder), causal=True).gguf_io:
         raise ConfigError(f"{folder}: --format gguf does not write {arch[0]} yet (write a quanta folder "
                           "or compressed-tensors)")
+    if arch[0] is not None and for_hf(arch[0]).experts and config.get("norm_topk_prob") is False:
+        raise ConfigError(f"{folder}: --format gguf: llama.cpp renormalises the chosen experts' weights "
+                          "(norm_topk_prob), this model does not (write a quanta folder or "
+                          "compressed-tensors)")
     kind = gguf_rope.rope_type(config)
     llama3 = kind == "llama3" and arch[0] is not None and for_hf(arch[0]).gguf_arch == "llama"
     if kind != "default" and not llama3:
@@ -115,6 +119,11 @@ def metadata(folder: Path | str, config: dict, family: Any, chat_template: str |
         (rope.FREQ_BASE.format(arch=arch), gguf_rope.rope_theta(config), T.FLOAT32, None),
         (rope.DIMENSION_COUNT.format(arch=arch), n["head"], T.UINT32, None),
     ]
+    if family.experts:  # the converter's keys: experts, chosen per token, each one's MLP width
+        used = int(config["num_experts_per_tok"])
+        fields += [(llm.EXPERT_COUNT.format(arch=arch), n["experts"], T.UINT32, None),
+                   (llm.EXPERT_USED_COUNT.format(arch=arch), used, T.UINT32, None),
+                   (llm.EXPERT_FEED_FORWARD_LENGTH.format(arch=arch), n["moe"], T.UINT32, None)]
     if n["head"] * int(config["num_attention_heads"]) != n["hidden"] or config.get("head_dim"):
         fields += [(att.KEY_LENGTH.format(arch=arch), n["head"], T.UINT32, None),
                    (att.VALUE_LENGTH.format(arch=arch), n["head"], T.UINT32, None)]
@@ -139,10 +148,12 @@ def tensors(model: Any, family: Any) -> Iterator[tuple[str, np.ndarray | None]]:
     """Every tensor under its GGUF name in the model's module order: float32 in llama.cpp's
     layout (Q/K rows permuted for the families whose rotary layout llama.cpp permutes), or None
     for a layer quantized already (its blocks come from the quantizer); the tied head is not
-    written."""
+    written. A mixture's experts come as one stack per kind and block (experts × out × in),
+    at the experts module."""
     from quanta.model.formats.gguf_read import permute
     from quanta.model.runtime.qembed import QuantEmbedding
     from quanta.model.runtime.qlinear import QuantLinear
+    from quanta.model.sources.experts import SplitExperts
 
     config = model.config.to_dict()
     heads = family.rope_heads(config)
@@ -151,6 +162,11 @@ def tensors(model: Any, family: Any) -> Iterator[tuple[str, np.ndarray | None]]:
         yield gguf_rope.NAME, gguf_rope.factors(gguf_rope.rope_params(config), gguf_rope.rope_theta(config),
                                                 family.sizes(config)["head"])
     for module_name, module in model.named_modules():
+        if family.experts and family.expert_index(module_name + ".x") is not None:
+            continue  # inside the experts: written as stacks below
+        if isinstance(module, SplitExperts):
+            yield from _stacks(module_name, module, family)
+            continue
         quantized = isinstance(module, QuantLinear | QuantEmbedding)
         params = list(module.named_parameters(recurse=False))
         if quantized:  # its float bias, if any, is a parameter; its weight is the quantizer's
@@ -167,6 +183,20 @@ def tensors(model: Any, family: Any) -> Iterator[tuple[str, np.ndarray | None]]:
             if kind in heads and name.endswith(".weight"):
                 arr = permute(arr, heads[kind])
             yield name, np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _stacks(name: str, experts: Any, family: Any) -> Iterator[tuple[str, np.ndarray | None]]:
+    """The GGUF stacks of one block's experts: each kind's matrices as one float32 array
+    (experts × out × in), or None when they are quantized (the writer stacks their blocks)."""
+    import torch
+
+    for linear in family.expert_linears:
+        mods = [getattr(e, linear) for e in experts]
+        gguf = family.gguf_name(f"{name}.0.{linear}.weight")
+        if not all(isinstance(m, torch.nn.Linear) and not m.weight.is_meta for m in mods):
+            yield gguf, None
+        else:
+            yield gguf, np.ascontiguousarray(torch.stack([m.weight.detach().float() for m in mods]).numpy())
 
 
 def metadata_bytes(fields: list[tuple]) -> int:

@@ -105,7 +105,11 @@ def _config(r: Any, p: Path, tensors: dict) -> Any:
 
     try:
         n_head = int(g("attention.head_count"))
-        return family, _hf_config(family.hf_classes()[1], r, g, n_head, tensors, _rope(p, g, n_head, tensors))
+        experts = {"num_experts": int(g("expert_count")), "num_experts_per_tok": int(g("expert_used_count")),
+                   "moe_intermediate_size": int(g("expert_feed_forward_length")),
+                   "norm_topk_prob": True} if family.experts else {}
+        return family, _hf_config(family.hf_classes()[1], r, g, n_head, tensors, _rope(p, g, n_head, tensors),
+                                  experts)
     except (TypeError, ValueError) as e:
         raise InputError(f"{p}: missing or malformed {family.gguf_arch} metadata ({e})") from None
 
@@ -124,7 +128,8 @@ def _rope(p: Path, g: Any, n_head: int, tensors: dict) -> dict:
     return {"rope_parameters": {**found, "rope_theta": theta}}
 
 
-def _hf_config(config_class: Any, r: Any, g: Any, n_head: int, tensors: dict, rope: dict) -> Any:
+def _hf_config(config_class: Any, r: Any, g: Any, n_head: int, tensors: dict, rope: dict,
+               experts: dict) -> Any:
     head_dim = g("attention.key_length")
     return config_class(
         vocab_size=int(g("vocab_size", len(field(r, "tokenizer.ggml.tokens") or []))),
@@ -138,7 +143,7 @@ def _hf_config(config_class: Any, r: Any, g: Any, n_head: int, tensors: dict, ro
         bos_token_id=field(r, "tokenizer.ggml.bos_token_id"),
         eos_token_id=field(r, "tokenizer.ggml.eos_token_id"),
         pad_token_id=field(r, "tokenizer.ggml.padding_token_id"),
-        **({"head_dim": int(head_dim)} if head_dim is not None else {}))
+        **({"head_dim": int(head_dim)} if head_dim is not None else {}), **experts)
 
 
 def _dequantized(p: Path, name: str, t: Any) -> np.ndarray:
@@ -217,8 +222,14 @@ def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GG
         types[name] = GGMLQuantizationType(t.tensor_type).name
         if kind in heads:  # llama.cpp stores Q and K rows permuted for its rotary layout
             arr = _unpermute(arr, heads[kind])
+        if "*" in key:  # a stack of experts: one matrix each
+            state.update({key.replace("*", str(e)): torch.from_numpy(np.array(a, dtype=np.float32, order="C"))
+                          for e, a in enumerate(arr)})
+            continue
         state[key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C"))
-    model = family.hf_classes()[0](cfg)
+    from quanta.model.sources.experts import split_experts
+
+    model = split_experts(family.hf_classes()[0](cfg))
     tied = {"lm_head.weight"} if cfg.tie_word_embeddings else set()
     missing = set(model.state_dict()) - set(state) - tied
     if missing:

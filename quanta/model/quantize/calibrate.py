@@ -155,18 +155,22 @@ def block_stats(block: nn.Module, layers: list[tuple[str, nn.Linear]], inputs: l
                 kwargs: dict, *, hessian: bool) -> dict[str, LayerStats]:
     """Input statistics of ``layers`` (inside ``block`` — or the whole model, with its inputs
     and ``kwargs={}``) over the kept inputs; layers fed the same tensor share one
-    :class:`LayerStats`."""
-    owner = _shared_inputs(block, layers, inputs[0], kwargs) if inputs else {n: n for n, _ in layers}
-    mods = dict(layers)
-    stats = {n: LayerStats(mods[n].in_features, with_hessian=hessian) for n in set(owner.values())}
-    hooks = [mods[n].register_forward_pre_hook(lambda _m, args, n=n: stats[n].add(args[0]))
-             for n in stats]
-    try:
-        for x in inputs:
-            run_block(block, x, kwargs)
-    finally:
-        for h in hooks:
-            h.remove()
+    :class:`LayerStats`. A mixture's experts each see every token here
+    (:func:`~quanta.model.sources.experts.every_token`)."""
+    from quanta.model.sources.experts import every_token
+
+    with every_token(block):  # a mixture's experts: statistics from every token, not the routed few
+        owner = _shared_inputs(block, layers, inputs[0], kwargs) if inputs else {n: n for n, _ in layers}
+        mods = dict(layers)
+        stats = {n: LayerStats(mods[n].in_features, with_hessian=hessian) for n in set(owner.values())}
+        hooks = [mods[n].register_forward_pre_hook(lambda _m, args, n=n: stats[n].add(args[0]))
+                 for n in stats]
+        try:
+            for x in inputs:
+                run_block(block, x, kwargs)
+        finally:
+            for h in hooks:
+                h.remove()
     for st in stats.values():
         st.flush()  # whole sums: AWQ rescales them in place
     for n, _ in layers:  # the last layer quantized from shared sums may overwrite them (GPTQ)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from quanta.errors import ConfigError
-from quanta.model.arch import ARCHITECTURES
+from quanta.model.arch import ARCHITECTURES, stacked
 from quanta.model.formats.weight import WeightFormat
 from quanta.model.quantize.quantizers import LayerStats, WeightQuantizer, quantizer_for, quantizers_for
 from quanta.model.runtime.qembed import ties_head
@@ -196,6 +196,7 @@ def _block_backward(model: nn.Module, block: nn.Module, names: list[str], xs: li
     window's output gradient ``gs[w]`` (replaced by the input's), and gather its layers'
     figures."""
     from quanta.model.quantize.calibrate import run_block
+    from quanta.model.sources.experts import every_token
 
     mods = dict(model.named_modules())
     layers = {n: mods[n] for n in names}
@@ -206,7 +207,7 @@ def _block_backward(model: nn.Module, block: nn.Module, names: list[str], xs: li
         for w, x in enumerate(xs):
             seen.clear()
             xi = x.detach().requires_grad_(True)
-            with torch.enable_grad():
+            with torch.enable_grad(), every_token(block):  # every expert's inputs; routed gradients
                 out = run_block(block, xi, kwargs)
                 out.backward(gs[w])
             gs[w] = xi.grad
@@ -415,18 +416,31 @@ class MixedPlan:
         """Units per format for each kind of tensor (``self_attn.q_proj``, ``token_embd``, ...)."""
         out: dict[str, dict[str, int]] = {}
         for name, c in self.choice.items():
-            kind = re.sub(r"^.*?\.\d+\.", "", name)
+            kind = re.sub(r"^.*?\.\d+\.", "", stacked(name))
             out.setdefault(kind, {})
             out[kind][c.label] = out[kind].get(c.label, 0) + 1
         return out
 
 
 def choose(table: dict[str, np.ndarray], shapes: dict[str, tuple[int, int]],
-           candidates: Candidates, budget: int) -> MixedPlan:
+           candidates: Candidates, budget: int, *, together: dict[str, str] | None = None) -> MixedPlan:
     """One candidate per unit (``shapes``: :func:`unit_shapes`): least predicted loss with the
-    units' bytes within ``budget``."""
+    units' bytes within ``budget``. ``together``: unit → the group whose units take one format
+    (a mixture's experts of one kind in one block, :meth:`~quanta.model.arch.Architecture.stack`:
+    one GGUF tensor, one type): a group's losses add up, its rows too."""
     from quanta.core.allocate import allocate
 
+    group = {n: (together or {}).get(n, n) for n in table}
+    if len(set(group.values())) < len(group):
+        members: dict[str, list[str]] = {}
+        for n, g in group.items():
+            members.setdefault(g, []).append(n)
+        table = {g: np.sum([table[n] for n in ns], axis=0) for g, ns in members.items()}
+        grouped = {g: (sum(shapes[n][0] for n in ns), shapes[ns[0]][1]) for g, ns in members.items()}
+        cands = {g: _for(candidates, ns[0]) for g, ns in members.items()}
+        plan = choose(table, grouped, cands, budget)
+        return MixedPlan({n: plan.choice[g] for n, g in group.items()}, plan.predicted_loss, plan.nbytes,
+                         plan.budget, {n: tuple(shapes[n]) for n in group})
     names = list(table)
     sizes = [[c.nbytes(*shapes[n]) for c in _for(candidates, n)] for n in names]
     least = sum(min(s) for s in sizes)
@@ -447,7 +461,7 @@ def bit_grid(mixed: dict) -> tuple[np.ndarray, list[str]]:
     """Bits per weight of every tensor inside the blocks, as a (tensor kinds × blocks) array
     (NaN where a kind is absent), and the kinds, from a plan as :func:`describe` gives it."""
     bpw = mixed["bits_per_weight"]
-    layered = {n: bpw[label] for n, label in mixed["map"].items() if _LAYER.search(n)}
+    layered = {stacked(n): bpw[label] for n, label in mixed["map"].items() if _LAYER.search(n)}
     blocks = 1 + max((int(_LAYER.search(n).group(1)) for n in layered), default=0)
     kinds = [k for k in _KINDS if any(n.endswith(k) for n in layered)] or sorted(
         {_LAYER.split(n, 1)[-1] for n in layered})

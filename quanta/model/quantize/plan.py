@@ -77,6 +77,7 @@ class Layout:
     tokenizer_bytes: int
     bias_bytes: int = 0  # float32 bytes of the biases (a Hugging Face folder's; written as they are)
     gqa: int = 1  # query heads per key/value head
+    experts: int = 0  # a mixture's experts per block (0: a dense model)
 
     @property
     def family(self) -> Architecture:
@@ -98,14 +99,20 @@ def _gguf_layout(p: Path) -> Layout:
             continue
         module = param.removesuffix(".weight")
         role = a.role(module)
+        if "*" in module:  # a stack of experts: one matrix each, as the model holds them
+            n, shape = t.shape[0], tuple(t.shape[1:])
+            specs += [TensorSpec(module.replace("*", str(e)), shape, role, t.n_bytes // n) for e in range(n)]
+            continue
         specs.append(TensorSpec(module if role != "norm" else param, t.shape, role, t.n_bytes))
     ctx = h.fields.get(f"{arch}.context_length")
     tied = not any(s.role == "head" for s in specs)
     heads, kv = (h.fields.get(f"{arch}.attention.{k}") for k in ("head_count", "head_count_kv"))
     gqa = int(heads.contents()) // int(kv.contents()) if heads and kv and int(kv.contents()) else 1
+    experts = h.fields.get(f"{arch}.expert_count")
     return Layout(str(p), "gguf", a.hf_class, tuple(specs), tied=tied,
                   context=int(ctx.contents()) if ctx else 0, source_bytes=p.stat().st_size,
-                  tokenizer_bytes=_tokenizer_bytes(build_tokenizer(h, p)), gqa=gqa)
+                  tokenizer_bytes=_tokenizer_bytes(build_tokenizer(h, p)), gqa=gqa,
+                  experts=int(experts.contents()) if experts else 0)
 
 
 def _tokenizer_bytes(tok: Any) -> int:
@@ -131,6 +138,7 @@ def _hf_layout(p: Path) -> Layout:
     cfg = read_json(p / "config.json")
     arch = (cfg.get("architectures") or [None])[0] if isinstance(cfg, dict) else None
     a = _family(lambda: for_hf(arch, str(p), causal=True))
+    a.check_config(cfg, str(p))
     shapes = {k: e["shape"] for k, e in safetensors_entries(p).items()}
     specs = tuple(TensorSpec(k.removesuffix(".weight") if len(s) == 2 else k, s,
                              a.role(k.removesuffix(".weight")))
@@ -142,7 +150,7 @@ def _hf_layout(p: Path) -> Layout:
                   context=int(cfg.get("max_position_embeddings") or 0),
                   source_bytes=sum(f.stat().st_size for f in p.iterdir() if f.is_file()),
                   tokenizer_bytes=_tokenizer_bytes(read_tokenizer(tok)) if tok.exists() else 0,
-                  bias_bytes=biases, gqa=_gqa(cfg))
+                  bias_bytes=biases, gqa=_gqa(cfg), experts=a.sizes(cfg)["experts"])
 
 
 def _gqa(cfg: dict) -> int:
@@ -333,6 +341,9 @@ def _decide(spec: TensorSpec, opts: Options, layout: Layout, kind: str | None) -
     as_float = math.prod(spec.shape) * _FLOAT_BYTES[floats]
     if spec.role == "norm":
         return PlanEntry(spec.name, spec.shape, spec.role, floats, None, as_float, "norms stay float")
+    if spec.role == "router":
+        return PlanEntry(spec.name, spec.shape, spec.role, floats, None, as_float,
+                         "a mixture's router stays float (as llama.cpp keeps it)")
     if spec.role == "head" and layout.tied:
         return None
     if spec.role == "embedding":
@@ -416,14 +427,15 @@ def _preset_types(layout: Layout, opts: Options) -> dict[str, str]:
             where[s.name] = ("output" if layout.tied else "token_embd", 0)
         elif s.role == "head":
             where[s.name] = ("output", 0)
-        elif s.role != "norm" and len(s.shape) == 2:
+        elif s.role not in ("norm", "router") and len(s.shape) == 2:
             _, layer, gguf_kind, _ = fam.gguf_name(s.name + ".weight").split(".")
             where[s.name] = (gguf_kind, int(layer))
     n_layers = 1 + max((layer for _, layer in where.values()), default=0)
     out = {}
     for s in layout.tensors:
         if s.name in where:
-            out[s.name] = tensor_type(opts.type, *where[s.name], n_layers, s.shape[1], gqa=layout.gqa)
+            out[s.name] = tensor_type(opts.type, *where[s.name], n_layers, s.shape[1], gqa=layout.gqa,
+                                      experts=layout.experts)
             if out[s.name] == "F16":
                 raise ConfigError(f"--type {opts.type}: {s.name} has rows of {s.shape[1]}, which no GGML "
                                   "block type divides")

@@ -5,8 +5,10 @@ type by llama.cpp's rules, so quanta can match a preset's file size or its exact
 llama.cpp's ``src/llama-quant.cpp``, the 0.3.36 sources the benches build): a base type, some
 tensors raised ("more bits" for part of the ``attn_v`` and ``ffn_down`` layers, the output head
 at Q6_K), and a fallback for rows its blocks do not divide (a K-quant needs rows of a multiple
-of 256). :func:`preset_types` applies the rules that concern the dense families of
-:mod:`quanta.model.arch`, with an importance matrix (quanta always calibrates a preset). The
+of 256). :func:`tensor_type` applies the rules that concern the families of
+:mod:`quanta.model.arch`, with an importance matrix (quanta always calibrates a preset): a stack
+of experts (``ffn_down_exps``) follows its kind's rules (llama.cpp counts one per block), and a
+model of exactly 8 experts (Mixtral's count) takes llama.cpp's extra rules for it. The
 allocator then shares out the file's bytes (``--type``), or the types are kept as they are
 (``--type … --uniform``). No torch, no weights: the plan uses it before anything is read.
 """
@@ -73,23 +75,32 @@ def _ffn_down(p: str, i: int, n: int) -> str | None:
 
 _RAISED = {"attn_output": {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"},
            "attn_qkv": {"Q3_K_M": "Q4_K", "Q3_K_L": "Q4_K", "Q4_K_M": "Q5_K", "Q5_K_M": "Q6_K"}}
+#: llama.cpp's attn_output for a model of 8 experts: Q5_K under these presets, else the base
+_OUTPUT_8 = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M", "IQ4_XS")
 
 
-def tensor_type(preset: str, kind: str, layer: int, n_layers: int, cols: int, *, gqa: int = 1) -> str:
+def tensor_type(preset: str, kind: str, layer: int, n_layers: int, cols: int, *, gqa: int = 1,
+                experts: int = 0) -> str:
     """The type llama.cpp's ``preset`` gives one tensor: ``kind`` its GGUF kind ("attn_v",
-    "ffn_down", …, "output" for the output head or a tied token embedding, "token_embd"),
-    ``layer`` its block (of ``n_layers``), ``cols`` its row width, ``gqa`` the query heads per
-    key/value head; then the fallback for rows its blocks do not divide ("F16": none fits)."""
+    "ffn_down", "ffn_down_exps", …, "output" for the output head or a tied token embedding,
+    "token_embd"), ``layer`` its block (of ``n_layers``), ``cols`` its row width, ``gqa`` the
+    query heads per key/value head, ``experts`` the model's experts per block (0: dense); then the
+    fallback for rows its blocks do not divide ("F16": none fits)."""
     from quanta.model.formats.weight import BLOCK_TYPES
 
     base = check_preset(preset).base
     t: str | None = base
+    kind = kind.removesuffix("_exps")
     if kind == "output":
         t = "Q8_0" if cols % BLOCK_TYPES[base].block or base == "Q8_0" else "Q6_K"
+    elif kind in ("attn_v", "attn_k") and experts == 8:  # "trades just ~128MB" (llama.cpp)
+        t = "Q8_0"
     elif kind == "attn_v":
         t = _attn_v(preset, layer, n_layers, gqa) or base
     elif kind == "ffn_down":
         t = _ffn_down(preset, layer, n_layers) or base
+    elif kind == "attn_output" and experts == 8:
+        t = "Q5_K" if preset in _OUTPUT_8 else base
     elif kind in _RAISED:
         t = _RAISED[kind].get(preset, base)
     if cols % BLOCK_TYPES[t].block:

@@ -48,7 +48,10 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tup
             work.save_table(table)
     if budget is None:
         budget = int(float(target_bpw) * sum(r * c for r, c in shapes.values()) / 8)
-    return mixed.choose(table, shapes, cands, budget)
+    from quanta.model.arch import for_hf
+
+    family = for_hf(type(loaded.model).__name__)
+    return mixed.choose(table, shapes, cands, budget, together={n: family.stack(n) for n in names})
 
 
 #: calibration windows the sensitivity pass uses (it back-propagates: 4× a forward pass)

@@ -155,8 +155,10 @@ def _load_hf(p: Path, torch: Any, stream: bool = False) -> Loaded:
     try:
         model = open_streamed(p, cls, cfg, safetensors_entries(p)) if stream else None
         if model is None:
-            model = cls.from_pretrained(p, local_files_only=True, dtype=torch.float32,
-                                        trust_remote_code=False)
+            from quanta.model.sources.experts import split_experts
+
+            model = split_experts(cls.from_pretrained(p, local_files_only=True, dtype=torch.float32,
+                                                      trust_remote_code=False))
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
         why = (str(e) or type(e).__name__).splitlines()[0]
         raise InputError(f"{p}: cannot load the model ({why})") from None
@@ -184,7 +186,7 @@ def stored_weight_stats(loaded: Loaded) -> dict | None:
 
     from quanta.model.formats.gguf_header import read_header
 
-    mats = [t for t in read_header(loaded.source).tensors if len(t.shape) == 2]
+    mats = [t for t in read_header(loaded.source).tensors if len(t.shape) >= 2]  # (3-D: stacks of experts)
     quant = [t for t in mats if t.ggml_type not in FLOAT_TYPES]
     params = sum(math.prod(t.shape) for t in mats)
     qparams = sum(math.prod(t.shape) for t in quant)

@@ -142,8 +142,10 @@ def open_streamed(folder: Path, cls: Any, config: Any, entries: dict[str, dict])
     """The model of class ``cls`` (an ``AutoModel…``) and ``config`` with its parameters on
     ``meta``, streamed from the tensors ``entries`` of ``folder``; None when the files do not name
     every parameter as the model does (the caller loads it whole)."""
+    from quanta.model.sources.experts import split_experts
+
     with _meta_parameters():
-        model = cls.from_config(config, dtype=torch.float32)
+        model = split_experts(cls.from_config(config, dtype=torch.float32))
     model.eval()
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     emb = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())

@@ -18,7 +18,8 @@ def tiny_model(family: str = "llama", seed: int = 0, vocab: int = 259, hidden: i
     """A 2-layer causal LM of ``family`` (a causal entry of :data:`quanta.model.arch.ARCHITECTURES`:
     ``hidden`` wide, MLP twice that, 4 heads, 2 KV heads — real grouped-query shapes — and the
     family's own parts: Qwen2's q/k/v biases, Qwen3's head norms on heads of ``hidden / 2``,
-    Phi-3's fused projections, Gemma's four norms a block on heads of ``hidden / 2``) with
+    Phi-3's fused projections, Gemma's four norms a block on heads of ``hidden / 2``, Qwen3-MoE's
+    8 experts of ``hidden`` wide MLPs, 2 chosen per token, split one Linear per expert) with
     N(0, 0.05) weights and biases from ``seed``, norms of gain 1; ``config``: other settings of
     the family's config (e.g. ``num_hidden_layers``)."""
     import transformers
@@ -28,12 +29,16 @@ def tiny_model(family: str = "llama", seed: int = 0, vocab: int = 259, hidden: i
     arch = ARCHITECTURES[family]
     extra = {"qwen3": {"head_dim": hidden // 2}, "phi3": {"pad_token_id": EOS},
              "mistral": {"sliding_window": 64}, "gemma2": {"head_dim": hidden // 2, "pad_token_id": EOS},
-             "gemma3": {"head_dim": hidden // 2, "pad_token_id": EOS}}.get(family, {})
+             "gemma3": {"head_dim": hidden // 2, "pad_token_id": EOS},
+             "qwen3_moe": {"head_dim": hidden // 2, "moe_intermediate_size": hidden, "num_experts": 8,
+                           "num_experts_per_tok": 2, "norm_topk_prob": True}}.get(family, {})
     settings = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                     tie_word_embeddings=True, bos_token_id=BOS, eos_token_id=EOS)
     cfg = getattr(transformers, arch.hf_config)(**(settings | extra | config))
-    m = getattr(transformers, arch.hf_class)(cfg).eval()
+    from quanta.model.sources.experts import split_experts
+
+    m = split_experts(getattr(transformers, arch.hf_class)(cfg).eval())
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for n, p in m.named_parameters():

@@ -211,3 +211,48 @@ def test_blocks_packed_in_row_chunks_are_the_same_bytes(monkeypatch, kind):
     whole = ge.pack_blocks(*args)
     monkeypatch.setattr(ge, "PACK_WEIGHTS", 5 * 512)  # chunks of five rows
     assert np.array_equal(ge.pack_blocks(*args), whole) and whole.shape[0] == 37
+
+
+def test_a_mixtures_experts_are_written_as_llama_cpps_stacks(tmp_path, capsys):
+    """Qwen3-MoE → GGUF: each kind's experts of a block in one 3-D tensor, expert e at index e,
+    its blocks exactly those quanta's quantizer makes for that expert alone (round to nearest:
+    deterministic); the router float; the converter's expert keys; read back to the same experts.
+    A mixed plan gives every expert of a stack one type (the allocator's unit is the stack)."""
+    from gguf import GGUFReader
+
+    from quanta.cli.main import main
+    from quanta.model.formats.gguf_export import matrix_blocks
+    from quanta.model.formats.weight import ggml_format
+    from quanta.model.quantize.quantizers import quantizer_for
+    from quanta.model.sources.load import load_model
+    from quanta.model.sources.tiny import write_hf_folder
+
+    src = write_hf_folder(tmp_path / "hf", seed=4, family="qwen3_moe")
+    out = tmp_path / "m.gguf"
+    assert main(["model", "quantize", str(src), "-o", str(out), "--format", "gguf", "--bits", "4",
+                 "--method", "rtn"]) == 0
+    r = GGUFReader(out)
+    assert {k: r.fields[f"qwen3moe.{k}"].contents() for k in ("expert_count", "expert_used_count",
+                                                              "expert_feed_forward_length")} == \
+        {"expert_count": 8, "expert_used_count": 2, "expert_feed_forward_length": 128}
+    tensors = {t.name: t for t in r.tensors}
+    assert tensors["blk.1.ffn_gate_inp.weight"].tensor_type.name == "F32"
+    stack = tensors["blk.1.ffn_down_exps.weight"]
+    assert tuple(int(s) for s in stack.shape) == (128, 128, 8) and stack.tensor_type.name == "Q4_1"
+    model = load_model(src).model
+    q = quantizer_for("rtn", ggml_format("Q4_1"))
+    data = np.asarray(stack.data).reshape(8, 128, -1)
+    for e in range(8):
+        w = model.get_submodule(f"model.layers.1.mlp.experts.{e}.down_proj").weight.detach()
+        assert np.array_equal(data[e], matrix_blocks(q.quantize(w), "Q4_1", None, {}))
+    back = load_model(out).model
+    err = back.model.layers[1].mlp.experts[5].down_proj.weight - \
+        model.model.layers[1].mlp.experts[5].down_proj.weight
+    assert 0 < float(err.abs().max()) < 0.05  # 4-bit rounding of N(0, 0.05) weights, expert 5 in place 5
+    # a mixed plan under llama.cpp's preset: one type per stack
+    mixed = tmp_path / "mixed.gguf"
+    assert main(["model", "quantize", str(src), "-o", str(mixed), "--type", "Q3_K_M", "--calib-samples", "4",
+                 "--calib-len", "32", "--json"]) == 0
+    capsys.readouterr()
+    types = {t.name: t.tensor_type.name for t in GGUFReader(mixed).tensors}
+    assert all(types[f"blk.{b}.ffn_{k}_exps.weight"] for b in (0, 1) for k in ("gate", "up", "down"))

@@ -59,7 +59,9 @@ def test_block_by_block_pass_agrees_with_one_autograd_pass(measured):
         torch.testing.assert_close(sens.inputs[n].hessian, inputs[n].hessian, rtol=1e-6, atol=0)
     assert torch.equal(sens.embedding_rows, torch.unique(wins))
     assert not emb_sq[~torch.isin(torch.arange(len(emb_sq)), sens.embedding_rows)].any()
-    torch.testing.assert_close(sens.embedding_grad_sq, emb_sq[sens.embedding_rows], rtol=1e-5,
+    # (one squared gradient in 3008 differed by 2.0e-5 relative on an AMD EPYC: float32 sums of
+    # another order; a wrong row or slice is off by far more)
+    torch.testing.assert_close(sens.embedding_grad_sq, emb_sq[sens.embedding_rows], rtol=1e-4,
                                atol=1e-9 * float(emb_sq.max()))
 
 
@@ -235,3 +237,20 @@ def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
     model, _, _ = load_quantized(tmp_path / "a")
     mods = dict(model.named_modules())
     assert {mods[n].path for n in names} <= {"int4pack", "int8pack"}  # every layer on a PyTorch kernel
+
+
+def test_units_chosen_together_take_one_format_and_share_the_budget():
+    """``together``: a group's units (a GGUF stack of experts) take one candidate; their losses
+    and rows add up, so the allocator weighs the group as one tensor."""
+    cands = [formats.WeightFormat("2-bit g32", 2, 32, False), formats.WeightFormat("8-bit g32", 8, 32, False)]
+    shapes = {"e0": (64, 64), "e1": (64, 64), "d": (64, 64)}
+    # e0 alone would pay for 8 bits; e1 costs nothing; d in between
+    table = {"e0": np.array([10.0, 0.0]), "e1": np.array([0.0, 0.0]), "d": np.array([4.0, 0.0])}
+    budget = sum(c.nbytes(64, 64) for c in (cands[1], cands[0], cands[0])) + 8
+    alone = mixed.choose(table, shapes, cands, budget)
+    assert alone.choice["e0"].bits == 8 and alone.choice["e1"].bits == 2
+    grouped = mixed.choose(table, shapes, cands, budget, together={"e0": "e*", "e1": "e*"})
+    assert grouped.choice["e0"] == grouped.choice["e1"]  # one type for the stack
+    # 2 × 64 rows do not fit at 8 bits: the group goes to 2, d takes 8
+    assert grouped.choice["e0"].bits == 2 and grouped.choice["d"].bits == 8
+    assert set(grouped.shapes) == set(shapes) and grouped.nbytes <= budget

@@ -188,3 +188,19 @@ def test_an_untied_head_is_quantized_by_a_preset_and_by_head(tmp_path):
     get("model").write(d, out, Options(format="gguf", type="Q4_K_M", uniform=True, method="rtn"))
     types = load_gguf(out).tensor_types
     assert types["output.weight"] == "Q6_K" and types["token_embd.weight"] == "Q4_K"
+
+
+def test_stacks_of_experts_follow_their_kind_and_eight_experts_take_llama_cpps_rules():
+    """llama.cpp counts one ffn_down_exps per block as it counts ffn_down; a model of 8 experts
+    (Mixtral's count) keeps attn_v and attn_k at Q8_0 and raises attn_output to Q5_K."""
+    n = 32
+    for i in range(n):
+        stack, dense = (tensor_type("Q4_K_M", k, i, n, 4096) for k in ("ffn_down_exps", "ffn_down"))
+        assert stack == dense
+    assert tensor_type("Q4_K_M", "ffn_gate_exps", 0, n, 4096, experts=128) == "Q4_K"
+    assert tensor_type("Q4_K_M", "attn_v", 5, n, 4096, experts=8) == "Q8_0"
+    assert tensor_type("Q2_K", "attn_k", 5, n, 4096, experts=8) == "Q8_0"
+    assert tensor_type("Q4_K_M", "attn_k", 5, n, 4096, experts=128) == "Q4_K"
+    assert tensor_type("Q4_K_M", "attn_output", 5, n, 4096, experts=8) == "Q5_K"
+    assert tensor_type("Q5_K_M", "attn_output", 5, n, 4096, experts=8) == "Q5_K"  # its base
+    assert tensor_type("Q6_K", "attn_output", 5, n, 4096, experts=8) == "Q6_K"
