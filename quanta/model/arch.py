@@ -55,6 +55,9 @@ class Architecture:
     causal: bool = True
     gguf_io: bool = True  # quanta reads and writes this family's GGUF files
     scaled_embedding: bool = False  # the embedding module scales its output (kept float)
+    #: what GGUF adds to each RMS norm's weight (Gemma's norms scale by 1 + weight; llama.cpp's
+    #: converter stores 1 + weight and multiplies by it)
+    norm_offset: float = 0.0
     #: a sparse mixture of experts: the block module holding one MLP per expert (quanta's
     #: :class:`~quanta.model.sources.experts.SplitExperts`, "mlp.experts"), each expert's Linear
     #: layers and their (out, in) sizes, and the router (its weight stays float, as llama.cpp
@@ -223,6 +226,8 @@ def _globals(a: Architecture) -> dict[str, str]:
     for module in (a.embedding, a.final_norm, a.head):
         if module:
             name = tmap.get_name(f"{module}.weight", try_suffixes=(".weight",))
+            if name is None and module == a.head and a.norm_offset:
+                continue  # llama.cpp's gemma2 ties its head always (an untied one is refused)
             if name is None:
                 raise ConfigError(f"{a.name}: gguf's tensor map has no name for {module}")
             out[name] = f"{module}.weight"
@@ -283,10 +288,12 @@ PHI3 = Architecture(
 #: (pre and post attention, pre and post MLP), GeGLU, soft-capped logits and local/global layers —
 #: transformers' business. Its RMS norms scale by ``1 + weight``: AWQ cannot divide them, so
 #: only v → o and up → down fold (q/k/v and gate/up keep explicit input scales). Its embedding
-#: multiplies its rows by √hidden itself: it stays float. GGUF is not read or written yet
-#: (llama.cpp stores those norms as 1 + weight, and more keys).
+#: multiplies its rows by √hidden itself: it stays float in a quanta folder (llama.cpp scales
+#: it in its graph: GGUF quantizes it). In GGUF its norms are stored as 1 + weight, with the
+#: soft-capping, sliding window and (Gemma 3) local rotary base as keys
+#: (:mod:`quanta.model.formats.gguf_hf`).
 GEMMA2 = replace(LLAMA, name="gemma2", gguf_arch="gemma2", hf_class="Gemma2ForCausalLM",
-                 hf_config="Gemma2Config", model_type="gemma2", rope_rows=(), gguf_io=False,
+                 hf_config="Gemma2Config", model_type="gemma2", rope_rows=(), norm_offset=1.0,
                  scaled_embedding=True,
                  norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
                         "post_feedforward_layernorm"),

@@ -40,8 +40,9 @@ def test_block_shapes_follow_the_config():
 
 
 def test_unknown_families_are_refused_naming_the_known():
-    with pytest.raises(ConfigError, match=r"supported: llama, qwen2, qwen3, phi3, qwen3moe\)"):
-        for_gguf("gemma3")
+    with pytest.raises(ConfigError, match=r"supported: llama, qwen2, qwen3, phi3, gemma2, gemma3, "
+                                          r"qwen3moe\)"):
+        for_gguf("gemma4")
     known = (r"LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, "
              r"Gemma2ForCausalLM, Gemma3ForCausalLM, Qwen3MoeForCausalLM")
     with pytest.raises(ConfigError, match=rf"supported: {known}\)$"):

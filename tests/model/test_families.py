@@ -20,7 +20,7 @@ from quanta.model.sources.tiny import write_hf_folder
 
 FAMILIES = ["mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "qwen3_moe"]
 #: the families whose GGUF files quanta reads and writes
-GGUF_FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "phi3", "qwen3_moe"]
+GGUF_FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "qwen3_moe"]
 CALIB = ["--calib-samples", "4", "--calib-len", "32"]
 
 
@@ -118,7 +118,11 @@ def test_a_hugging_face_folder_becomes_a_complete_gguf_that_reads_back(family, t
     assert "output.weight" not in names  # the head is tied
     assert ("blk.1.ffn_down.weight" in names) != moe and ("blk.1.ffn_down_exps.weight" in names) == moe
     assert ("blk.0.attn_q.bias" in names) == (family == "qwen2")
-    assert ("blk.0.attn_q_norm.weight" in names) == family.startswith("qwen3")
+    assert ("blk.0.attn_q_norm.weight" in names) == (family in ("qwen3", "qwen3_moe", "gemma3"))
+    assert ("blk.0.post_ffw_norm.weight" in names) == family.startswith("gemma")
+    norm = next(t for t in r.tensors if t.name == "blk.0.attn_norm.weight")
+    # Gemma's norms scale by 1 + weight (the tiny model's are 0): llama.cpp's files hold 1 + weight
+    assert float(abs(norm.data - 1.0).max()) == 0.0
     assert ("blk.0.ffn_gate_inp.weight" in names) == moe  # the router, float
     ref, got = load_model(src), load_model(out)
     ids = torch.tensor([[256, *range(40, 90)]])
@@ -128,9 +132,18 @@ def test_a_hugging_face_folder_becomes_a_complete_gguf_that_reads_back(family, t
 
 
 def test_what_gguf_cannot_carry_yet_is_refused_before_any_weight(tmp_path, capsys):
-    gemma = write_hf_folder(tmp_path / "gemma", seed=5, family="gemma3")
-    assert main(["model", "quantize", str(gemma), "-o", str(tmp_path / "g.gguf"), "--format", "gguf"]) == 2
-    assert "does not write Gemma3ForCausalLM yet" in capsys.readouterr().err
+    # Gemma settings llama.cpp's graphs fix: the attention scale, the local/global pattern, a
+    # head of its own (Gemma 2)
+    for family, change, why in (("gemma3", {"query_pre_attn_scalar": 256}, "query_pre_attn_scalar=256"),
+                                ("gemma2", {"layer_types": ["full_attention", "sliding_attention"]},
+                                 "one layer in 2 global"),
+                                ("gemma2", {"tie_word_embeddings": False}, "untied")):
+        gemma = write_hf_folder(tmp_path / family, seed=5, family=family)
+        cfg = json.loads((gemma / "config.json").read_text())
+        (gemma / "config.json").write_text(json.dumps(cfg | change))
+        out = tmp_path / "g.gguf"
+        assert main(["model", "quantize", str(gemma), "-o", str(out), "--format", "gguf"]) == 2
+        assert why in capsys.readouterr().err and not out.exists()
     # Llama 3's rope is written (tests/model/formats/test_gguf_rope.py); YaRN's, and Llama 3's on
     # another family, are not yet: refused by the plan, nothing written
     for family, rope in (("llama", {"rope_type": "yarn", "rope_theta": 500000.0, "factor": 4.0,

@@ -141,7 +141,10 @@ def export(qweights: dict[str, Any], embedding: Any, source: Path | str, dst: Pa
             return _stack(module, arr, n_experts, qweights, kinds, spill)
         qw = embedding if module == "token_embd" else qweights.get(module)
         if qw is None:
-            return (np.ascontiguousarray(floats[hf], np.float32) if hf in floats else arr), None
+            if hf not in floats:
+                return arr, None
+            shift = family.norm_offset if family.role(module) == "norm" else 0.0  # Gemma: 1 + weight
+            return np.ascontiguousarray(floats[hf] + np.float32(shift), np.float32), None
         data = qw if isinstance(qw, Parked) else matrix_blocks(qw, kinds[module], layer_kind, n_heads)
         return data, GGMLQuantizationType[kinds[module]]
 

@@ -42,6 +42,8 @@ def check(folder: Path | str, config: dict) -> dict:
         raise ConfigError(f"{folder}: --format gguf: llama.cpp renormalises the chosen experts' weights "
                           "(norm_topk_prob), this model does not (write a quanta folder or "
                           "compressed-tensors)")
+    if arch[0] is not None and for_hf(arch[0]).norm_offset:
+        _check_gemma(folder, config, for_hf(arch[0]))
     kind = gguf_rope.rope_type(config)
     llama3 = kind == "llama3" and arch[0] is not None and for_hf(arch[0]).gguf_arch == "llama"
     if kind != "default" and not llama3:
@@ -56,6 +58,65 @@ def check(folder: Path | str, config: dict) -> dict:
         raise ConfigError(f"{tok}: --format gguf writes byte-level BPE tokenizers only, not "
                           f"{(model or {}).get('type')!r}")
     return data
+
+
+def _check_gemma(folder: Path, config: dict, family: Any) -> None:
+    """What llama.cpp's Gemma graphs fix and a Gemma config might not: the attention scale
+    (1/√head_dim but for the 27 B shapes), its local/global layer pattern (every second layer
+    global for Gemma 2, every sixth for Gemma 3), rotary scaling other than linear."""
+    head = family.sizes(config)["head"]
+    n = int(config["num_hidden_layers"])
+    if family.gguf_arch == "gemma2" and config.get("tie_word_embeddings") is False:
+        raise ConfigError(f"{folder}: --format gguf: llama.cpp's gemma2 has no output head of its own; "
+                          "this model's is untied")
+    scalar = config.get("query_pre_attn_scalar")
+    big = n == (46 if family.gguf_arch == "gemma2" else 62)
+    expect = family.sizes(config)["hidden"] // int(config["num_attention_heads"]) if big else head
+    if scalar is not None and int(scalar) != expect:
+        raise ConfigError(f"{folder}: --format gguf: llama.cpp scales {family.gguf_arch}'s attention by "
+                          f"1/sqrt({expect}), this model by 1/sqrt(query_pre_attn_scalar={scalar})")
+    every = 2 if family.gguf_arch == "gemma2" else 6
+    pattern = ["sliding_attention" if i % every < every - 1 else "full_attention" for i in range(n)]
+    if config.get("layer_types") not in (None, pattern):
+        raise ConfigError(f"{folder}: --format gguf: llama.cpp's {family.gguf_arch} makes one layer in "
+                          f"{every} global (the last of each {every}); this model's layer_types differ")
+    full = _gemma_rope(config)[0]
+    if str(full.get("rope_type") or "default") not in ("default", "linear"):
+        raise ConfigError(f"{folder}: --format gguf does not write {full.get('rope_type')!r} rotary scaling "
+                          f"of {family.gguf_arch} yet")
+
+
+def _gemma_rope(config: dict) -> tuple[dict, dict | None]:
+    """(the global layers' rotary parameters, the local layers' or None): Gemma 3 keeps them
+    apart in ``rope_parameters``; Gemma 2 has one set."""
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    if "full_attention" in rope or "sliding_attention" in rope:
+        return rope.get("full_attention") or {}, rope.get("sliding_attention")
+    return rope | ({"rope_theta": config["rope_theta"]} if config.get("rope_theta") else {}), None
+
+
+def _gemma_fields(config: dict, family: Any) -> list[tuple]:
+    """Gemma's keys as llama.cpp's converter writes them: soft-capping, the sliding window, the
+    global and local rotary bases (Gemma 3), linear rotary scaling."""
+    from gguf import GGUFValueType as T
+    from gguf import Keys
+
+    arch = family.gguf_arch
+    out: list[tuple] = []
+    for key, name in ((Keys.LLM.ATTN_LOGIT_SOFTCAPPING, "attn_logit_softcapping"),
+                      (Keys.LLM.FINAL_LOGIT_SOFTCAPPING, "final_logit_softcapping")):
+        if config.get(name) is not None:
+            out.append((key.format(arch=arch), float(config[name]), T.FLOAT32, None))
+    if config.get("sliding_window"):
+        window = int(config["sliding_window"])
+        out.append((Keys.Attention.SLIDING_WINDOW.format(arch=arch), window, T.UINT32, None))
+    full, local = _gemma_rope(config)
+    if local and local.get("rope_theta") is not None:
+        out.append((Keys.Rope.FREQ_BASE_SWA.format(arch=arch), float(local["rope_theta"]), T.FLOAT32, None))
+    if full.get("rope_type") == "linear":
+        out += [(Keys.Rope.SCALING_TYPE.format(arch=arch), "linear", T.STRING, None),
+                (Keys.Rope.SCALING_FACTOR.format(arch=arch), float(full["factor"]), T.FLOAT32, None)]
+    return out
 
 
 def pre_tokenizer(tokenizer: dict) -> str:
@@ -116,9 +177,12 @@ def metadata(folder: Path | str, config: dict, family: Any, chat_template: str |
         (att.HEAD_COUNT.format(arch=arch), int(config["num_attention_heads"]), T.UINT32, None),
         (att.HEAD_COUNT_KV.format(arch=arch), n["kv"] // n["head"], T.UINT32, None),
         (att.LAYERNORM_RMS_EPS.format(arch=arch), float(config.get("rms_norm_eps") or 1e-6), T.FLOAT32, None),
-        (rope.FREQ_BASE.format(arch=arch), gguf_rope.rope_theta(config), T.FLOAT32, None),
+        (rope.FREQ_BASE.format(arch=arch), float(_gemma_rope(config)[0].get("rope_theta") or 10000.0)
+         if family.norm_offset else gguf_rope.rope_theta(config), T.FLOAT32, None),
         (rope.DIMENSION_COUNT.format(arch=arch), n["head"], T.UINT32, None),
     ]
+    if family.norm_offset:
+        fields += _gemma_fields(config, family)
     if family.experts:  # the converter's keys: experts, chosen per token, each one's MLP width
         used = int(config["num_experts_per_tok"])
         fields += [(llm.EXPERT_COUNT.format(arch=arch), n["experts"], T.UINT32, None),

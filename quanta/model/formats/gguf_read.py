@@ -108,10 +108,31 @@ def _config(r: Any, p: Path, tensors: dict) -> Any:
         experts = {"num_experts": int(g("expert_count")), "num_experts_per_tok": int(g("expert_used_count")),
                    "moe_intermediate_size": int(g("expert_feed_forward_length")),
                    "norm_topk_prob": True} if family.experts else {}
-        return family, _hf_config(family.hf_classes()[1], r, g, n_head, tensors, _rope(p, g, n_head, tensors),
-                                  experts)
+        extra = experts | (_gemma_config(g) if family.norm_offset else {})
+        rope = {} if family.norm_offset else _rope(p, g, n_head, tensors)
+        return family, _hf_config(family.hf_classes()[1], r, g, n_head, tensors, rope, extra)
     except (TypeError, ValueError) as e:
         raise InputError(f"{p}: missing or malformed {family.gguf_arch} metadata ({e})") from None
+
+
+def _gemma_config(g: Any) -> dict:
+    """A Gemma GGUF's settings as transformers' config has them: soft-capping, the sliding
+    window, the attention scale llama.cpp uses (1/√head_dim), the global and (Gemma 3) local
+    rotary bases and linear scaling."""
+    head = int(g("attention.key_length"))
+    theta = float(g("rope.freq_base", 10000.0))
+    full: dict = {"rope_type": "default", "rope_theta": theta}
+    if g("rope.scaling.type") == "linear":
+        full = {"rope_type": "linear", "rope_theta": theta, "factor": float(g("rope.scaling.factor"))}
+    local = g("rope.freq_base_swa")
+    rope = full if local is None else \
+        {"full_attention": full, "sliding_attention": {"rope_type": "default", "rope_theta": float(local)}}
+    out = {"query_pre_attn_scalar": head, "rope_parameters": rope,
+           "attn_logit_softcapping": g("attn_logit_softcapping"),
+           "final_logit_softcapping": g("final_logit_softcapping")}
+    if g("attention.sliding_window") is not None:
+        out["sliding_window"] = int(g("attention.sliding_window"))
+    return out
 
 
 def _rope(p: Path, g: Any, n_head: int, tensors: dict) -> dict:
@@ -222,6 +243,8 @@ def load_gguf(path: Path | str, *, dtype: Any = None, verify: bool = True) -> GG
         types[name] = GGMLQuantizationType(t.tensor_type).name
         if kind in heads:  # llama.cpp stores Q and K rows permuted for its rotary layout
             arr = _unpermute(arr, heads[kind])
+        if family.norm_offset and family.role(key.removesuffix(".weight")) == "norm":
+            arr = arr - np.float32(family.norm_offset)  # Gemma's norms are stored as 1 + weight
         if "*" in key:  # a stack of experts: one matrix each
             state.update({key.replace("*", str(e)): torch.from_numpy(np.array(a, dtype=np.float32, order="C"))
                           for e, a in enumerate(arr)})

@@ -405,9 +405,11 @@ def _check_folds(family: Architecture, method: str) -> None:
 def options_for(layout: Layout, opts: Options) -> Options:
     """The options as the source's family needs them: an embedding that scales its own output
     (Gemma's, by √hidden) stays float in a quanta folder (a quantized embedding does not carry
-    the scale); a llama.cpp preset quantizes an untied output head, as llama.cpp does. The
-    command and its ``--dry-run`` both plan with these."""
-    if opts.embedding_bits is None and for_hf(layout.architecture).scaled_embedding:
+    the scale; llama.cpp scales a GGUF's in its graph, so there it is quantized); a llama.cpp
+    preset quantizes an untied output head, as llama.cpp does. The command and its
+    ``--dry-run`` both plan with these."""
+    scaled = for_hf(layout.architecture).scaled_embedding
+    if opts.embedding_bits is None and scaled and opts.format == "quanta":
         opts = dataclasses.replace(opts, embedding_bits=0)
     if opts.type and not layout.tied and not opts.head:
         opts = dataclasses.replace(opts, head=True)

@@ -28,8 +28,9 @@ def tiny_model(family: str = "llama", seed: int = 0, vocab: int = 259, hidden: i
 
     arch = ARCHITECTURES[family]
     extra = {"qwen3": {"head_dim": hidden // 2}, "phi3": {"pad_token_id": EOS},
-             "mistral": {"sliding_window": 64}, "gemma2": {"head_dim": hidden // 2, "pad_token_id": EOS},
-             "gemma3": {"head_dim": hidden // 2, "pad_token_id": EOS},
+             "mistral": {"sliding_window": 64},
+             "gemma2": {"head_dim": hidden // 2, "query_pre_attn_scalar": hidden // 2, "pad_token_id": EOS},
+             "gemma3": {"head_dim": hidden // 2, "query_pre_attn_scalar": hidden // 2, "pad_token_id": EOS},
              "qwen3_moe": {"head_dim": hidden // 2, "moe_intermediate_size": hidden, "num_experts": 8,
                            "num_experts_per_tok": 2, "norm_topk_prob": True}}.get(family, {})
     settings = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
