@@ -8,7 +8,11 @@ For each family: a Hugging Face folder of a seeded random model of real grouped-
 the family's own parts) with SmolLM2's byte-level BPE tokenizer (rebuilt from the bundled
 GGUF); "llama3" is Llama with Llama 3's rotary scaling (rope theta 500000, factor 8 beyond an
 original context of 256 tokens, so that the 512-token windows reach past it), which GGUF keeps
-as a ``rope_freqs`` tensor; the Gemmas' local layers see 64 tokens back (``sliding_window``), so
+as a ``rope_freqs`` tensor; "llama-spm" is Llama with a SentencePiece-style vocabulary (4,000
+pieces with byte fallback, learned from the shipped WikiText-2 validation slice:
+``quanta.model.formats.gguf_vocab.train``), which GGUF keeps as scored pieces (llama.cpp's
+"llama" tokenizer) — llama.cpp's tokenizer must cut the text as transformers' does, or the
+perplexities part; the Gemmas' local layers see 64 tokens back (``sliding_window``), so
 that llama.cpp's windowed attention is exercised within the 512-token windows. Then:
 
 1. ``quanta model quantize --format gguf --bits 8 --method rtn`` writes quanta's Q8_0 file;
@@ -57,7 +61,10 @@ from bench.model_frontier import llama, llama_kld  # noqa: E402
 from quanta.model.sources.unbinned import cache_dir  # noqa: E402
 from quanta.render.tables import console, print_table  # noqa: E402
 
-FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "qwen3_moe")
+FAMILIES = ("llama", "llama3", "llama-spm", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3",
+            "qwen3_moe")
+#: the "llama-spm" variant's vocabulary size
+SPM_VOCAB = 4000
 #: the "llama3" variant's rotary scaling (transformers' rope_parameters)
 LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
                "high_freq_factor": 4.0, "original_max_position_embeddings": 256}
@@ -85,12 +92,17 @@ def hf_folder(family: str, folder: Path, hidden: int) -> Path:
     vocab = tok.get_vocab_size()
     bos = int(r.fields["tokenizer.ggml.bos_token_id"].contents())
     eos = int(r.fields["tokenizer.ggml.eos_token_id"].contents())
+    if family == "llama-spm":  # a SentencePiece-style vocabulary (pieces learned from WikiText valid)
+        from quanta.model.formats.gguf_vocab import train
+        from quanta.model.quantize.calibrate import default_text
+
+        tok, vocab, bos, eos = train(default_text(), SPM_VOCAB), SPM_VOCAB, 2, 1
     extra = {"pad_token_id": eos} if family == "phi3" else {"rope_parameters": LLAMA3_ROPE} \
         if family == "llama3" else {}
     if family.startswith("gemma"):
         extra = {"pad_token_id": eos, "sliding_window": 64}
-    m = tiny_model("llama" if family == "llama3" else family, seed=7, vocab=vocab, hidden=hidden,
-                   max_position_embeddings=2048, bos_token_id=bos, eos_token_id=eos, **extra)
+    m = tiny_model("llama" if family in ("llama3", "llama-spm") else family, seed=7, vocab=vocab,
+                   hidden=hidden, max_position_embeddings=2048, bos_token_id=bos, eos_token_id=eos, **extra)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = m.config.to_dict()
     cfg["architectures"] = [type(m).__name__]

@@ -1,12 +1,14 @@
 """A GGUF file from a Hugging Face causal LM, as llama.cpp's converter would lay it out: the
 hyper-parameters under the family's GGUF architecture, the tokenizer (tokens by id, their types,
-merges, special ids, the chat template) from ``tokenizer.json``, and the tensors under gguf-py's
-names (:class:`quanta.model.arch.Architecture`), Q/K rows permuted where llama.cpp expects them.
+merges — or, for a SentencePiece-style BPE, scores: :mod:`quanta.model.formats.gguf_vocab` —,
+special ids, the chat template) from ``tokenizer.json``, and the tensors under gguf-py's names
+(:class:`quanta.model.arch.Architecture`), Q/K rows permuted where llama.cpp expects them.
 
 Written with the ``gguf`` package's writer and constants, not llama.cpp's script. What is not
-written yet is refused at plan time in one line (:func:`check`): tokenizers other than byte-level
-BPE (SentencePiece ``tokenizer.model`` folders) and rotary scaling other than Llama 3's (which
-llama.cpp stores as a ``rope_freqs`` tensor: :mod:`quanta.model.formats.gguf_rope`).
+written yet is refused at plan time in one line (:func:`check`): tokenizers other than BPE (a
+folder with only SentencePiece's ``tokenizer.model``, a Unigram or WordPiece model) and rotary
+scaling other than Llama 3's (which llama.cpp stores as a ``rope_freqs`` tensor:
+:mod:`quanta.model.formats.gguf_rope`) and Gemma's linear one.
 """
 
 from __future__ import annotations
@@ -19,11 +21,8 @@ from typing import Any
 import numpy as np
 
 from quanta.errors import ConfigError
-from quanta.model.formats import gguf_rope
-
-#: token types (llama.cpp's): a normal token, a control (special) token, a user-defined added
-#: token, an unused padding row
-NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
+from quanta.model.formats import gguf_rope, gguf_vocab
+from quanta.model.formats.gguf_vocab import tokens_by_id
 
 
 def check(folder: Path | str, config: dict) -> dict:
@@ -55,8 +54,10 @@ def check(folder: Path | str, config: dict) -> dict:
     data = read_json(tok)  # bounded, a one-line error when it is not JSON
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict) or model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
-        raise ConfigError(f"{tok}: --format gguf writes byte-level BPE tokenizers only, not "
-                          f"{(model or {}).get('type')!r}")
+        raise ConfigError(f"{tok}: --format gguf writes BPE tokenizers only (byte-level or "
+                          f"SentencePiece-style), not {(model or {}).get('type')!r}")
+    if gguf_vocab.is_spm(data):
+        gguf_vocab.add_space_prefix(data, str(tok))  # a pipeline of another shape: refused here
     return data
 
 
@@ -140,19 +141,6 @@ def pre_tokenizer(tokenizer: dict) -> str:
     return "default"
 
 
-def _tokens(tokenizer: dict, vocab_size: int) -> tuple[list[str], list[int]]:
-    """Tokens by id and their types, padded to the embedding's rows with unused ``[PADn]``."""
-    by_id = {int(i): t for t, i in tokenizer["model"]["vocab"].items()}
-    types = {}
-    for a in tokenizer.get("added_tokens") or []:
-        by_id[int(a["id"])] = a["content"]
-        types[int(a["id"])] = CONTROL if a.get("special") else USER_DEFINED
-    n = max(vocab_size, max(by_id) + 1)
-    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(n)]
-    kinds = [types.get(i, NORMAL if i in by_id else UNUSED) for i in range(n)]
-    return tokens, kinds
-
-
 def _merges(tokenizer: dict) -> list[str]:
     return [m if isinstance(m, str) else " ".join(m) for m in tokenizer["model"].get("merges") or []]
 
@@ -191,13 +179,18 @@ def metadata(folder: Path | str, config: dict, family: Any, chat_template: str |
     if n["head"] * int(config["num_attention_heads"]) != n["hidden"] or config.get("head_dim"):
         fields += [(att.KEY_LENGTH.format(arch=arch), n["head"], T.UINT32, None),
                    (att.VALUE_LENGTH.format(arch=arch), n["head"], T.UINT32, None)]
-    tokens, kinds = _tokens(tok, n["vocab"])
     tk = Keys.Tokenizer
-    fields += [(tk.MODEL, "gpt2", T.STRING, None), (tk.PRE, pre_tokenizer(tok), T.STRING, None),
-               (tk.LIST, tokens, T.ARRAY, T.STRING), (tk.TOKEN_TYPE, kinds, T.ARRAY, T.INT32)]
-    merges = _merges(tok)
-    if merges:  # (GGUF has no empty arrays: a vocabulary of bytes alone has none)
-        fields.append((tk.MERGES, merges, T.ARRAY, T.STRING))
+    if gguf_vocab.is_spm(tok):  # SentencePiece-style: pieces with scores, byte pieces
+        spm = gguf_vocab.fields(tok, n["vocab"], str(folder))
+        fields += spm
+        tokens = next(v for k, v, *_ in spm if k == tk.LIST)
+    else:
+        tokens, kinds = tokens_by_id(tok, n["vocab"])
+        fields += [(tk.MODEL, "gpt2", T.STRING, None), (tk.PRE, pre_tokenizer(tok), T.STRING, None),
+                   (tk.LIST, tokens, T.ARRAY, T.STRING), (tk.TOKEN_TYPE, kinds, T.ARRAY, T.INT32)]
+        merges = _merges(tok)
+        if merges:  # (GGUF has no empty arrays: a vocabulary of bytes alone has none)
+            fields.append((tk.MERGES, merges, T.ARRAY, T.STRING))
     for key, name in ((tk.BOS_ID, "bos_token_id"), (tk.EOS_ID, "eos_token_id"), (tk.PAD_ID, "pad_token_id")):
         value = config.get(name)
         value = value[0] if isinstance(value, list) and value else value

@@ -62,12 +62,21 @@ def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def build_tokenizer(r, path: Path):
-    """A ``tokenizers.Tokenizer`` from the GGUF's byte-level BPE vocabulary."""
+    """A ``tokenizers.Tokenizer`` from the GGUF's vocabulary: byte-level BPE ("gpt2": tokens and
+    merges) or SentencePiece-style BPE ("llama": pieces with scores)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
     kind = field(r, "tokenizer.ggml.model")
+    if kind == "llama":  # SentencePiece-style BPE: pieces with scores
+        from quanta.model.formats.gguf_vocab import tokenizer_of
+
+        tokens = field(r, "tokenizer.ggml.tokens")
+        return tokenizer_of(tokens, field(r, "tokenizer.ggml.scores"),
+                            field(r, "tokenizer.ggml.token_type", [1] * len(tokens)),
+                            add_prefix=bool(field(r, "tokenizer.ggml.add_space_prefix", True)))
     if kind != "gpt2":
-        raise InputError(f"{path}: tokenizer type {kind!r} is not supported (byte-level BPE 'gpt2')")
+        raise InputError(f"{path}: tokenizer type {kind!r} is not supported (byte-level BPE 'gpt2', "
+                         "SentencePiece-style 'llama')")
     tokens = field(r, "tokenizer.ggml.tokens")
     merges = field(r, "tokenizer.ggml.merges") or []
     types = field(r, "tokenizer.ggml.token_type", [1] * len(tokens))

@@ -85,11 +85,12 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def write_hf_folder(folder: Path | str, *, seed: int = 0, hidden: int = 128, vocab: int = 259,
-                    family: str = "llama", **config: Any) -> Path:
+                    family: str = "llama", tokenizer: Any = None, **config: Any) -> Path:
     """A Hugging Face folder (config.json, model.safetensors, tokenizer.json) of the tiny model
     of ``family`` (128 wide by default, so that the default groups of 128 fit; ``vocab`` rows in
     the embedding, of which the tokenizer uses the first 258); ``config``: other settings of the
-    family's config, as :func:`tiny_model` takes them."""
+    family's config, as :func:`tiny_model` takes them; ``tokenizer``: another tokenizer to save
+    (e.g. :func:`quanta.model.formats.gguf_vocab.train`'s, of at most ``vocab`` tokens)."""
     from safetensors.torch import save_file
 
     d = Path(folder)
@@ -101,5 +102,5 @@ def write_hf_folder(folder: Path | str, *, seed: int = 0, hidden: int = 128, voc
     tied = bool(cfg.get("tie_word_embeddings"))  # a tied head is the embedding: not stored twice
     state = {k: v.contiguous() for k, v in m.state_dict().items() if k != "lm_head.weight" or not tied}
     save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
-    byte_tokenizer().save(str(d / "tokenizer.json"))
+    (tokenizer or byte_tokenizer()).save(str(d / "tokenizer.json"))
     return d

@@ -30,7 +30,7 @@ def test_what_cannot_be_written_is_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match="needs tokenizer"):
         check(tmp_path, {})
     (tmp_path / "tokenizer.json").write_text('{"model": {"type": "Unigram", "vocab": []}}')
-    with pytest.raises(ConfigError, match="byte-level BPE tokenizers only, not 'Unigram'"):
+    with pytest.raises(ConfigError, match=r"BPE tokenizers only .*, not 'Unigram'"):
         check(tmp_path, {})
     (tmp_path / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": {"a": 0}}}')
     assert check(tmp_path, {})["model"]["type"] == "BPE"
