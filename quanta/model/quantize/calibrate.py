@@ -130,6 +130,40 @@ def run_block(block: nn.Module, x: torch.Tensor, kwargs: dict) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
+#: float32 bytes of a block's widest activation (the MLP's) the windows run through it together
+#: may take: SmolLM2's 256-token windows go 8 at a time, an 8 B model's 2
+BATCH_BYTES = 32 << 20
+MAX_BATCH = 8
+
+
+def _batches(xs: list[torch.Tensor], width: int) -> list[tuple[int, int]]:
+    """(first, stop) of the groups of windows run together: windows of one shape, at most
+    :data:`MAX_BATCH` of them and :data:`BATCH_BYTES` of a ``width``-wide activation."""
+    if not xs:
+        return []
+    per = max(1, min(MAX_BATCH, BATCH_BYTES // max(4 * width * xs[0].shape[-2], 1)))
+    out, a = [], 0
+    while a < len(xs):
+        b = a + 1
+        while b < len(xs) and b - a < per and xs[b].shape == xs[a].shape:
+            b += 1
+        out.append((a, b))
+        a = b
+    return out
+
+
+def run_windows(block: nn.Module, xs: list[torch.Tensor], kwargs: dict, *, width: int,
+                keep: bool = True) -> None:
+    """Run every window of ``xs`` (each ``(1, tokens, hidden)``) through ``block`` in groups
+    (:func:`_batches`: fewer, larger products over the same rows); with ``keep`` each window's
+    output replaces its input in ``xs`` (one copy of the activations)."""
+    for a, b in _batches(xs, width):
+        x = xs[a] if b == a + 1 else torch.cat(xs[a:b])
+        out = run_block(block, x, kwargs)
+        if keep:
+            xs[a:b] = list(out.split(1)) if b > a + 1 else [out]
+
+
 @torch.inference_mode()
 def _shared_inputs(block: nn.Module, layers: list[tuple[str, nn.Linear]], x: torch.Tensor,
                    kwargs: dict) -> dict[str, str]:
@@ -166,8 +200,7 @@ def block_stats(block: nn.Module, layers: list[tuple[str, nn.Linear]], inputs: l
         hooks = [mods[n].register_forward_pre_hook(lambda _m, args, n=n: stats[n].add(args[0]))
                  for n in stats]
         try:
-            for x in inputs:
-                run_block(block, x, kwargs)
+            run_windows(block, list(inputs), kwargs, width=_width(layers), keep=False)
         finally:
             for h in hooks:
                 h.remove()
@@ -176,6 +209,15 @@ def block_stats(block: nn.Module, layers: list[tuple[str, nn.Linear]], inputs: l
     for n, _ in layers:  # the last layer quantized from shared sums may overwrite them (GPTQ)
         stats[owner[n]].users += 1
     return {n: stats[owner[n]] for n, _ in layers}
+
+
+def _width(layers: list[tuple[str, nn.Module]]) -> int:
+    return max((max(m.in_features, m.out_features) for _, m in layers), default=1)
+
+
+def _block_width(block: nn.Module) -> int:
+    return max((max(getattr(m, "in_features", 1), getattr(m, "out_features", 1)) for m in block.modules()),
+               default=1)
 
 
 @contextmanager
@@ -225,8 +267,7 @@ def layerwise(model: nn.Module, targets: list[tuple[str, nn.Linear]], calib: tor
                 quantize_block(mine, block_stats(block, mine, inputs, kwargs, hessian=hessian))
             if i + 1 < len(blocks) or outputs or after:  # the last block's outputs: for those two
                 with held_weights(block):
-                    for w, x in enumerate(inputs):  # window by window, in place: one copy of the activations
-                        inputs[w] = run_block(block, x, kwargs)
+                    run_windows(block, inputs, kwargs, width=_block_width(block))
             if after:
                 after(i, block, inputs)
             trim()  # the block's temporaries: back to the system
