@@ -68,6 +68,12 @@ class Architecture:
     expert_dims: tuple[tuple[str, str], ...] = ()
     router: str | None = None
 
+    @property
+    def gemma(self) -> bool:
+        """A Gemma family: llama.cpp's Gemma keys (soft-capping, sliding window, local rotary
+        base) and the settings its Gemma graphs fix (:mod:`quanta.model.formats.gguf_hf`)."""
+        return self.gguf_arch in ("gemma2", "gemma3")
+
     @staticmethod
     def sizes(config: dict) -> dict[str, int]:
         """The named sizes of a Hugging Face config: hidden, inter (the MLP's), head (one
@@ -226,7 +232,7 @@ def _globals(a: Architecture) -> dict[str, str]:
     for module in (a.embedding, a.final_norm, a.head):
         if module:
             name = tmap.get_name(f"{module}.weight", try_suffixes=(".weight",))
-            if name is None and module == a.head and a.norm_offset:
+            if name is None and module == a.head and a.gemma:
                 continue  # llama.cpp's gemma2 ties its head always (an untied one is refused)
             if name is None:
                 raise ConfigError(f"{a.name}: gguf's tensor map has no name for {module}")

@@ -249,6 +249,10 @@ def test_a_mixture_quanta_cannot_describe_is_refused_and_its_gguf_plans_per_expe
         err = capsys.readouterr().err
         assert why in err and len(err.strip().splitlines()) == 1 and not out.exists()
     first = tmp_path / "m.gguf"
+    # a GGUF stack is one tensor of one type: some of its experts left float cannot be written
+    assert main(["model", "quantize", str(src), "-o", str(first), "--format", "gguf", "--exclude",
+                 "*experts.3.*"]) == 2
+    assert "must take all of its experts or none" in capsys.readouterr().err and not first.exists()
     assert main(["model", "quantize", str(src), "-o", str(first), "--format", "gguf", "--bits", "8",
                  "--method", "rtn"]) == 0
     capsys.readouterr()

@@ -41,7 +41,7 @@ def check(folder: Path | str, config: dict) -> dict:
         raise ConfigError(f"{folder}: --format gguf: llama.cpp renormalises the chosen experts' weights "
                           "(norm_topk_prob), this model does not (write a quanta folder or "
                           "compressed-tensors)")
-    if arch[0] is not None and for_hf(arch[0]).norm_offset:
+    if arch[0] is not None and for_hf(arch[0]).gemma:
         _check_gemma(folder, config, for_hf(arch[0]))
     kind = gguf_rope.rope_type(config)
     llama3 = kind == "llama3" and arch[0] is not None and for_hf(arch[0]).gguf_arch == "llama"
@@ -166,10 +166,10 @@ def metadata(folder: Path | str, config: dict, family: Any, chat_template: str |
         (att.HEAD_COUNT_KV.format(arch=arch), n["kv"] // n["head"], T.UINT32, None),
         (att.LAYERNORM_RMS_EPS.format(arch=arch), float(config.get("rms_norm_eps") or 1e-6), T.FLOAT32, None),
         (rope.FREQ_BASE.format(arch=arch), float(_gemma_rope(config)[0].get("rope_theta") or 10000.0)
-         if family.norm_offset else gguf_rope.rope_theta(config), T.FLOAT32, None),
+         if family.gemma else gguf_rope.rope_theta(config), T.FLOAT32, None),
         (rope.DIMENSION_COUNT.format(arch=arch), n["head"], T.UINT32, None),
     ]
-    if family.norm_offset:
+    if family.gemma:
         fields += _gemma_fields(config, family)
     if family.experts:  # the converter's keys: experts, chosen per token, each one's MLP width
         used = int(config["num_experts_per_tok"])

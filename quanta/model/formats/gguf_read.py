@@ -117,8 +117,8 @@ def _config(r: Any, p: Path, tensors: dict) -> Any:
         experts = {"num_experts": int(g("expert_count")), "num_experts_per_tok": int(g("expert_used_count")),
                    "moe_intermediate_size": int(g("expert_feed_forward_length")),
                    "norm_topk_prob": True} if family.experts else {}
-        extra = experts | (_gemma_config(g) if family.norm_offset else {})
-        rope = {} if family.norm_offset else _rope(p, g, n_head, tensors)
+        extra = experts | (_gemma_config(g) if family.gemma else {})
+        rope = {} if family.gemma else _rope(p, g, n_head, tensors)
         return family, _hf_config(family.hf_classes()[1], r, g, n_head, tensors, rope, extra)
     except (TypeError, ValueError) as e:
         raise InputError(f"{p}: missing or malformed {family.gguf_arch} metadata ({e})") from None

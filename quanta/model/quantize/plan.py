@@ -402,6 +402,19 @@ def _check_folds(family: Architecture, method: str) -> None:
                           f"{', '.join(loose)}, which compressed-tensors cannot store (use gptq or imatrix)")
 
 
+def _check_stacks(family: Architecture, entries: tuple[PlanEntry, ...]) -> None:
+    """GGUF holds a block's experts of one kind as one tensor of one type: ``--include`` /
+    ``--exclude`` must take all of a stack's experts or none."""
+    fates: dict[str, set] = {}
+    for e in entries:
+        if family.expert_index(e.name) is not None:
+            fates.setdefault(family.stack(e.name), set()).add((e.format, e.method))
+    mixed = next((s for s, f in fates.items() if len(f) > 1), None)
+    if mixed:
+        raise ConfigError(f"--format gguf stores {mixed} as one tensor of one type: --include/--exclude "
+                          "must take all of its experts or none")
+
+
 def options_for(layout: Layout, opts: Options) -> Options:
     """The options as the source's family needs them: an embedding that scales its own output
     (Gemma's, by √hidden) stays float in a quanta folder (a quantized embedding does not carry
@@ -485,6 +498,8 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
     refine = _refine(opts, kind, needs)
     decided = (_decide(s, opts, layout, types.get(s.name, kind)) for s in layout.tensors)
     entries = tuple(e for e in decided if e is not None)
+    if kind:
+        _check_stacks(layout.family, entries)
     tensor_bytes = sum(e.nbytes for e in entries)
     fixed = _fixed_bytes(layout, opts, entries, kind, gguf_fields, refine)
     budget = unit_budget = None
