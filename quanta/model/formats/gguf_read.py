@@ -2,8 +2,10 @@
 
 Every tensor is dequantized with the ``gguf`` package (any GGML type: F32, F16, Q8_0, Q4_0,
 Q4_1, K-quants, ...), so a file written by llama.cpp or by ``gguf``'s own quantizer becomes a
-float reference model. The tokenizer is rebuilt from the file's vocabulary and merges
-(byte-level BPE) with the ``tokenizers`` library.
+float reference model — a mixture's expert stacks split one matrix per expert, Gemma's norms
+stored as 1 + weight taken back. The tokenizer is rebuilt from the file's vocabulary with the
+``tokenizers`` library: a byte-level BPE's tokens and merges, or a SentencePiece-style
+vocabulary's scored pieces (:mod:`quanta.model.formats.gguf_vocab`).
 """
 
 from __future__ import annotations
