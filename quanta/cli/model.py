@@ -166,6 +166,8 @@ def _dry_run(model: str, options: Any, json_out: bool) -> None:
     if options.max_memory is not None:
         print(f"--max-memory {options.max_memory / 1e9:.2f} GB: the embedding and head read in "
               f"{plan.slice_bytes >> 20} MB slices")
+    for note in plan.notes:
+        print(f"note: {note}")
 
 
 def _plot_target(plot: Path | None, mixed: bool, force: bool, others: tuple[Path, ...]) -> Path | None:

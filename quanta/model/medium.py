@@ -179,7 +179,7 @@ def _timed(report: ModelFileReport, t0: float, plan: Any) -> ModelFileReport:
 
     return dataclasses.replace(report, wall_s=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(),
                                planned_bytes=plan.predicted_bytes, planned_s=plan.cost.seconds,
-                               planned_peak_mb=plan.cost.peak_bytes / 1e6)
+                               planned_peak_mb=plan.cost.peak_bytes / 1e6, notes=plan.notes)
 
 
 def _export(loaded: Any, kept: dict, rep: Any, quantizer: Any, kind: str, emb_kind: str, src: Path | str,

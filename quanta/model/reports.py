@@ -109,6 +109,7 @@ class ModelFileReport(Report):
     planned_bytes: int = 0  # the plan's predictions, made before any weight was read
     planned_s: float = 0.0
     planned_peak_mb: float = 0.0
+    notes: tuple[str, ...] = ()  # what the output does not carry (the plan's notes)
 
     def rows(self) -> list[tuple[str, str]]:
         return [("input", self.input), ("output", self.output),
@@ -121,7 +122,8 @@ class ModelFileReport(Report):
                 *self._mixed_rows(),
                 ("on disk", f"{self.folder_bytes / 1e6:.1f} MB (planned: {self.planned_bytes / 1e6:.1f} MB)"),
                 ("time, peak memory", f"{self.wall_s:.1f} s, {self.peak_rss_mb:.0f} MB peak RSS (planned: "
-                 f"~{self.planned_s:.0f} s, ~{self.planned_peak_mb:.0f} MB)")]
+                 f"~{self.planned_s:.0f} s, ~{self.planned_peak_mb:.0f} MB)"),
+                *(("note", n) for n in self.notes)]
 
 
     def _mixed_rows(self) -> list[tuple[str, str]]:

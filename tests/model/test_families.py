@@ -265,3 +265,18 @@ def test_a_mixture_quanta_cannot_describe_is_refused_and_its_gguf_plans_per_expe
     assert main(args) == 0
     capsys.readouterr()
     assert abs(plan["predicted_bytes"] - out.stat().st_size) / out.stat().st_size < 0.02
+
+
+def test_a_sliding_window_gguf_cannot_carry_is_said_in_the_plan_and_the_report(tmp_path, capsys):
+    """Mistral's sliding window has no place in a "llama" GGUF (llama.cpp's converter drops it
+    too): the plan and the command's report say so; a quanta folder keeps it, and says nothing."""
+    src = write_hf_folder(tmp_path / "hf", seed=2, family="mistral")  # a 64-token window
+    out = tmp_path / "m.gguf"
+    args = ["model", "quantize", str(src), "-o", str(out), "--format", "gguf", "--method", "rtn", "--json"]
+    assert main([*args, "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert len(plan["notes"]) == 1 and "attends 64 tokens back" in plan["notes"][0]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == plan["notes"]
+    assert main(["model", "quantize", str(src), "-o", str(tmp_path / "q"), "--method", "rtn", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == []

@@ -78,6 +78,7 @@ class Layout:
     bias_bytes: int = 0  # float32 bytes of the biases (a Hugging Face folder's; written as they are)
     gqa: int = 1  # query heads per key/value head
     experts: int = 0  # a mixture's experts per block (0: a dense model)
+    sliding_window: int = 0  # a Hugging Face config's attention window (0: none)
 
     @property
     def family(self) -> Architecture:
@@ -150,7 +151,8 @@ def _hf_layout(p: Path) -> Layout:
                   context=int(cfg.get("max_position_embeddings") or 0),
                   source_bytes=sum(f.stat().st_size for f in p.iterdir() if f.is_file()),
                   tokenizer_bytes=_tokenizer_bytes(read_tokenizer(tok)) if tok.exists() else 0,
-                  bias_bytes=biases, gqa=_gqa(cfg), experts=a.sizes(cfg)["experts"])
+                  bias_bytes=biases, gqa=_gqa(cfg), experts=a.sizes(cfg)["experts"],
+                  sliding_window=int(cfg.get("sliding_window") or 0))
 
 
 def _gqa(cfg: dict) -> int:
@@ -234,6 +236,8 @@ class QuantPlan:
     unit_budget: int | None = None
     #: float32 bytes of the embedding's and head's row slices (smaller under ``--max-memory``)
     slice_bytes: int = SLICE_BYTES
+    #: what the user should know before running it (the output cannot carry something)
+    notes: tuple[str, ...] = ()
 
     def record(self, chosen: dict[str, str] | None = None) -> dict:
         """The plan as the output keeps it (a folder's config, a GGUF's ``quanta.plan``): the
@@ -402,6 +406,17 @@ def _check_folds(family: Architecture, method: str) -> None:
                           f"{', '.join(loose)}, which compressed-tensors cannot store (use gptq or imatrix)")
 
 
+def _notes(layout: Layout, kind: str | None) -> tuple[str, ...]:
+    """What the output will not carry: a sliding attention window in a GGUF "llama" file (Mistral's;
+    llama.cpp's converter drops it too — llama.cpp then attends over the whole context)."""
+    window, family = layout.sliding_window, layout.family
+    if kind and layout.kind != "gguf" and family.gguf_arch == "llama" and 0 < window < layout.context:
+        return (f"GGUF's llama architecture has no sliding window: llama.cpp will attend over the whole "
+                f"context where this model attends {window} tokens back (beyond {window} tokens the two "
+                "differ, as with llama.cpp's own converter)",)
+    return ()
+
+
 def _check_stacks(family: Architecture, entries: tuple[PlanEntry, ...]) -> None:
     """GGUF holds a block's experts of one kind as one tensor of one type: ``--include`` /
     ``--exclude`` must take all of a stack's experts or none."""
@@ -543,4 +558,5 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
                               f"and metadata alone take about {(most + floats) / 1e6:.2f} MB")
     predicted = budget if budget is not None else tensor_bytes + fixed
     return dataclasses.replace(plan, predicted_bytes=predicted, unit_budget=unit_budget,
+                               notes=_notes(layout, kind),
                                budget_bytes=budget if budget is not None else (predicted if refine else None))
