@@ -142,10 +142,18 @@ class Shapes:
     source_bytes: int
     tied: bool
     streamed: bool
+    #: of one block's Linear weights, those a token's forward pass multiplies (a mixture's router
+    #: picks k of E experts; 0: all of them). The statistics pass runs every expert on every
+    #: token (:func:`~quanta.model.sources.experts.every_token`), the propagation the routed ones.
+    routed: int = 0
 
     @property
     def block_params(self) -> int:
         return sum(o * i for o, i in self.linears)
+
+    @property
+    def routed_params(self) -> int:
+        return self.routed or self.block_params
 
 
 def shapes_of(layout: Any) -> Shapes:
@@ -153,7 +161,8 @@ def shapes_of(layout: Any) -> Shapes:
     import re
 
     linears = [s for s in layout.tensors if s.role in ("attention", "mlp") and len(s.shape) == 2]
-    first = [s for s in linears if re.search(r"\.0\.", s.name)] or linears
+    # block 0's (the first number in a name is its block: "experts.0" of block 1 is not block 0's)
+    first = [s for s in linears if (m := re.search(r"\.(\d+)\.", s.name)) and m.group(1) == "0"] or linears
     blocks = max(1, len({m.group(1) for s in linears if (m := re.search(r"\.(\d+)\.", s.name))}))
     emb = next((s.shape for s in layout.tensors if s.role == "embedding"), (0, 0))
     # layers of one block fed one tensor: the same input width and the same role, but for the
@@ -165,9 +174,13 @@ def shapes_of(layout: Any) -> Shapes:
             alone.append(s.shape[1])
         else:
             shared[(s.role, s.shape[1])] = s.shape[1]
+    experts = [s for s in first if layout.family.expert_index(s.name) is not None]
+    share = getattr(layout, "experts_used", 0) / max(getattr(layout, "experts", 0), 1)
+    routed = sum(math.prod(s.shape) for s in first) - round((1 - share) * sum(math.prod(s.shape)
+                                                                             for s in experts))
     return Shapes(blocks, tuple((s.shape[0], s.shape[1]) for s in first), (*shared.values(), *alone),
                   emb[1], emb[0], sum(math.prod(s.shape) for s in layout.tensors), layout.source_bytes,
-                  layout.tied, layout.kind == "hf-causal-lm")
+                  layout.tied, layout.kind == "hf-causal-lm", routed=routed if experts and share else 0)
 
 
 def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, calibrated: bool,
@@ -234,7 +247,8 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
     n = sh.blocks
     if calibrated:
         t = windows * tokens
-        seconds += n * 2 * (2 * sh.block_params * t) / (f32 * EFFICIENCY["forward"])
+        # two passes: the statistics (a mixture's every expert) and the quantized block (the routed)
+        seconds += n * 2 * (sh.block_params + sh.routed_params) * t / (f32 * EFFICIENCY["forward"])
         if hessian:
             seconds += n * 2 * t * h2 / (f32 * EFFICIENCY["hessian"])
             gptq_flops = sum(2 * i ** 3 + 2 * o * i * i for o, i in sh.linears)

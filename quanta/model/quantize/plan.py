@@ -78,6 +78,7 @@ class Layout:
     bias_bytes: int = 0  # float32 bytes of the biases (a Hugging Face folder's; written as they are)
     gqa: int = 1  # query heads per key/value head
     experts: int = 0  # a mixture's experts per block (0: a dense model)
+    experts_used: int = 0  # of which the router picks per token
     sliding_window: int = 0  # a Hugging Face config's attention window (0: none)
 
     @property
@@ -109,11 +110,12 @@ def _gguf_layout(p: Path) -> Layout:
     tied = not any(s.role == "head" for s in specs)
     heads, kv = (h.fields.get(f"{arch}.attention.{k}") for k in ("head_count", "head_count_kv"))
     gqa = int(heads.contents()) // int(kv.contents()) if heads and kv and int(kv.contents()) else 1
-    experts = h.fields.get(f"{arch}.expert_count")
+    experts, used = (h.fields.get(f"{arch}.{k}") for k in ("expert_count", "expert_used_count"))
     return Layout(str(p), "gguf", a.hf_class, tuple(specs), tied=tied,
                   context=int(ctx.contents()) if ctx else 0, source_bytes=p.stat().st_size,
                   tokenizer_bytes=_tokenizer_bytes(build_tokenizer(h, p)), gqa=gqa,
-                  experts=int(experts.contents()) if experts else 0)
+                  experts=int(experts.contents()) if experts else 0,
+                  experts_used=int(used.contents()) if used else 0)
 
 
 def _tokenizer_bytes(tok: Any) -> int:
@@ -152,6 +154,7 @@ def _hf_layout(p: Path) -> Layout:
                   source_bytes=sum(f.stat().st_size for f in p.iterdir() if f.is_file()),
                   tokenizer_bytes=_tokenizer_bytes(read_tokenizer(tok)) if tok.exists() else 0,
                   bias_bytes=biases, gqa=_gqa(cfg), experts=a.sizes(cfg)["experts"],
+                  experts_used=int(cfg.get("num_experts_per_tok") or 0) if a.experts else 0,
                   sliding_window=int(cfg.get("sliding_window") or 0))
 
 

@@ -299,3 +299,25 @@ def test_plan_for_plans_with_the_options_the_command_runs_with(tmp_path):
     head = next(e for e in bare.entries if e.role == "head")
     assert head.method is not None, head
     assert bare == resolved
+
+
+def test_a_mixtures_cost_counts_block_0s_experts_and_routes_the_propagation(tmp_path):
+    """A mixture's plan prices its statistics pass over every expert (each sees every token) and
+    the pass through the quantized block over the routed ones (k of E): the time is below the
+    all-experts figure; block 0's layers are its own (expert 0 of block 1 is not block 0's)."""
+    import dataclasses
+
+    from quanta.model.quantize.cost import predict, shapes_of
+    from quanta.model.sources.tiny import write_hf_folder
+
+    layout = read_layout(write_hf_folder(tmp_path / "moe", seed=1, family="qwen3_moe"))
+    assert (layout.experts, layout.experts_used) == (8, 2)
+    sh = shapes_of(layout)
+    attention = 256 * 128 + 128 * 128 + 128 * 128 + 128 * 256
+    experts = 8 * 3 * 128 * 128
+    assert len(sh.linears) == 4 + 8 * 3 and sh.block_params == attention + experts
+    assert sh.routed_params == attention + experts // 4
+    args = dict(calibrated=True, sensitivity=False, windows=64, tokens=256, speed=(1e11, 5e10))
+    routed = predict(sh, 10**6, 10**6, "gptq", **args).seconds
+    dense = predict(dataclasses.replace(sh, routed=0), 10**6, 10**6, "gptq", **args).seconds
+    assert routed < dense

@@ -123,6 +123,8 @@ def test_streamed_and_whole_write_the_same_bytes(tiny_hf, tmp_path, monkeypatch,
 def test_predicted_memory_of_a_streamed_billion_parameter_model():
     """The cost model: a 1.2 B Llama's default run streamed stays near 3 GB; loaded whole (a
     GGUF source) it would need over 12 GB."""
+    import dataclasses
+
     from quanta.model.quantize.cost import Shapes, predict
 
     h, i = 2048, 8192
@@ -130,7 +132,7 @@ def test_predicted_memory_of_a_streamed_billion_parameter_model():
     sh = Shapes(16, lin, (h, h, i, h), h, 128256, 1_235_814_400, 2_471_628_800, True, True)
     streamed = predict(sh, 700_000_000, 973_000_000, "gptq", calibrated=True, sensitivity=True, windows=64,
                        tokens=256, speed=(3e11, 1.5e11))
-    whole = predict(Shapes(*[*sh.__dict__.values()][:-1], False), 700_000_000, 973_000_000, "gptq",
+    whole = predict(dataclasses.replace(sh, streamed=False), 700_000_000, 973_000_000, "gptq",
                     calibrated=True, sensitivity=True, windows=64, tokens=256, speed=(3e11, 1.5e11))
     assert 2.0e9 < streamed.peak_bytes < 4.0e9 < 12e9 < whole.peak_bytes
     assert streamed.seconds == pytest.approx(whole.seconds, rel=0.5)
