@@ -120,10 +120,8 @@ class Architecture:
         """A Hugging Face module name with its expert number as ``*`` — the GGUF stack it belongs
         to, which holds one type ("model.layers.2.mlp.experts.5.up_proj" →
         "model.layers.2.mlp.experts.*.up_proj"); any other name unchanged."""
-        if self.expert_index(name) is None:
-            return name
-        head, _, rest = name.partition(f".{self.experts}.")
-        return f"{head}.{self.experts}.*.{rest.split('.', 1)[1]}"
+        m = re.fullmatch(re.escape(self.blocks) + r"\.(\d+)\.(.+)", name)
+        return f"{self.blocks}.{m.group(1)}.{self.generic(m.group(2))}" if m else name
 
     def expert_index(self, name: str) -> int | None:
         """The expert number of a Hugging Face module or parameter name inside a block's experts
@@ -346,7 +344,7 @@ def stacked(name: str) -> str:
     """:meth:`Architecture.stack` of whichever family's experts ``name`` lies in (reports that
     do not know the family: a plan's map)."""
     for a in ARCHITECTURES.values():
-        if a.experts and a.expert_index(name) is not None:
+        if a.expert_index(name) is not None:
             return a.stack(name)
     return name
 

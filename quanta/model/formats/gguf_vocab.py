@@ -13,7 +13,7 @@ SentencePiece model).
 
 Only the pipeline such a conversion has is accepted: spaces replaced by "▁" (with a "▁"
 prepended, llama.cpp's ``add_space_prefix``, or not), by a normalizer or a Metaspace
-pre-tokenizer; anything else is refused in one line (:func:`check`).
+pre-tokenizer; anything else is refused in one line (:func:`add_space_prefix`).
 """
 
 from __future__ import annotations
@@ -106,10 +106,21 @@ def fields(tokenizer: dict, vocab_size: int, where: str = "") -> list[tuple]:
     return out
 
 
+def _spaces(tk: Any, add_prefix: bool) -> None:
+    """A SentencePiece-style tokenizer's only steps: spaces as "▁" (one put first with
+    ``add_prefix``), and back when decoding (byte pieces joined into characters)."""
+    from tokenizers import decoders, normalizers
+
+    space = normalizers.Replace(" ", SPACE)
+    tk.normalizer = normalizers.Sequence([normalizers.Prepend(SPACE), space]) if add_prefix else space
+    steps = [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
+    tk.decoder = decoders.Sequence(steps + ([decoders.Strip(" ", 1, 0)] if add_prefix else []))
+
+
 def tokenizer_of(tokens: list[str], scores: list[float], types: list[int], *, add_prefix: bool) -> Any:
     """A ``tokenizers.Tokenizer`` of a GGUF "llama" vocabulary: BPE with byte fallback, the
     merges rebuilt from the scores (the module docstring)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+    from tokenizers import AddedToken, Tokenizer, models
 
     vocab = {t: i for i, t in enumerate(tokens)}
     merges = []
@@ -124,10 +135,7 @@ def tokenizer_of(tokens: list[str], scores: list[float], types: list[int], *, ad
     unk = next((t for t, k in zip(tokens, types) if k == UNKNOWN), None)
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[(a, b) for *_, a, b in merges], unk_token=unk,
                               fuse_unk=True, byte_fallback=True))
-    space = normalizers.Replace(" ", SPACE)
-    tk.normalizer = normalizers.Sequence([normalizers.Prepend(SPACE), space]) if add_prefix else space
-    steps = [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
-    tk.decoder = decoders.Sequence(steps + ([decoders.Strip(" ", 1, 0)] if add_prefix else []))
+    _spaces(tk, add_prefix)
     tk.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types)
                            if k == CONTROL])
     tk.add_tokens([AddedToken(t, normalized=False) for t, k in zip(tokens, types) if k == USER_DEFINED])
@@ -139,15 +147,12 @@ def train(text: str, vocab_size: int = 512, *, add_prefix: bool = True) -> Any:
     ``vocab_size`` − 260 pieces learned from ``text`` by BPE within words; "▁" for spaces; every
     split of a piece a merge, as transformers converts a SentencePiece model): the test models'
     and the families benchmark's stand-in for Llama 2's or Gemma's (no download)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     specials = ["<pad>", "</s>", "<s>", "<unk>"]
     byte_pieces = [f"<0x{b:02X}>" for b in range(256)]
     tk = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True, byte_fallback=True))
-    space = normalizers.Replace(" ", SPACE)
-    tk.normalizer = normalizers.Sequence([normalizers.Prepend(SPACE), space]) if add_prefix else space
-    steps = [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
-    tk.decoder = decoders.Sequence(steps + ([decoders.Strip(" ", 1, 0)] if add_prefix else []))
+    _spaces(tk, add_prefix)
     # pieces learned within words ("▁the"), as SentencePiece's are; applied to the whole text
     tk.pre_tokenizer = pre_tokenizers.Split(SPACE, "merged_with_next")
     tk.train_from_iterator([text], trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,

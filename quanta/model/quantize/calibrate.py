@@ -200,7 +200,7 @@ def block_stats(block: nn.Module, layers: list[tuple[str, nn.Linear]], inputs: l
         hooks = [mods[n].register_forward_pre_hook(lambda _m, args, n=n: stats[n].add(args[0]))
                  for n in stats]
         try:
-            run_windows(block, list(inputs), kwargs, width=_width(layers), keep=False)
+            run_windows(block, inputs, kwargs, width=_block_width(block), keep=False)
         finally:
             for h in hooks:
                 h.remove()
@@ -209,10 +209,6 @@ def block_stats(block: nn.Module, layers: list[tuple[str, nn.Linear]], inputs: l
     for n, _ in layers:  # the last layer quantized from shared sums may overwrite them (GPTQ)
         stats[owner[n]].users += 1
     return {n: stats[owner[n]] for n, _ in layers}
-
-
-def _width(layers: list[tuple[str, nn.Module]]) -> int:
-    return max((max(m.in_features, m.out_features) for _, m in layers), default=1)
 
 
 def _block_width(block: nn.Module) -> int:
