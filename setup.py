@@ -8,7 +8,7 @@ from setuptools import Extension, setup
 # -ffp-contract=off: no fused multiply-adds, so results are the same on every machine.
 FLAGS = ["-O3", "-ffp-contract=off"]
 KERNELS = ["quanta.core._kernels", "quanta.image.jpeg._kernels", "quanta.image.jpeg._scans",
-           "quanta.audio._kernels"]
+           "quanta.image._png", "quanta.audio._kernels"]
 
 # The JPEG kernels once more with AVX2 on x86-64 (chosen at run time by quanta.image.jpeg._dispatch;
 # without fused multiply-adds the results are the same bits).

@@ -34,9 +34,11 @@ def load_image(path: Path | str, *, check_size: Callable[[int, int], None] | Non
                 if check_size is not None:
                     check_size(*im.size)
                 _header_notes(im, notes)
-                im.load()
+                arr = _png_pixels(im, p)
+                if arr is None:
+                    im.load()
+                    arr = _to_8bit(im, notes)
                 icc = im.info.get("icc_profile")
-                arr = _to_8bit(im, notes)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(f"{p}: too large ({e})".split(" could be")[0]) from None
     except Image.UnidentifiedImageError:
@@ -46,6 +48,16 @@ def load_image(path: Path | str, *, check_size: Callable[[int, int], None] | Non
     if arr.size == 0:
         raise InputError(f"{p}: image has zero size")
     return arr, icc, notes
+
+
+def _png_pixels(im: Any, path: Path) -> np.ndarray | None:
+    """An 8-bit gray or RGB PNG's samples by :func:`quanta.image.png.decode` (no copy behind
+    them; the same values as Pillow's); None for every other file (Pillow reads it)."""
+    if im.format != "PNG" or im.mode not in ("RGB", "L") or getattr(im, "n_frames", 1) != 1:
+        return None
+    from quanta.image.png import decode
+
+    return decode(path.read_bytes())
 
 
 def _header_notes(im: Any, notes: list[str]) -> None:

@@ -1,0 +1,143 @@
+"""quanta's PNG reader (``quanta.image.png``) against Pillow's decoder: files written here row by
+row with every filter type (so each of the five is exercised at 1 and 3 bytes per pixel), the
+files it leaves to Pillow, and damaged files."""
+
+from __future__ import annotations
+
+import struct
+import sys
+import zlib
+from itertools import pairwise
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from quanta.image import png
+from quanta.image.io import load_image
+
+
+def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    p = a + b - c
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+
+
+def _filtered(img: np.ndarray, types: list[int]) -> bytes:
+    """The image's rows filtered with ``types`` (ISO/IEC 15948 §9), as a PNG encoder does."""
+    h = img.shape[0]
+    rows = img.reshape(h, -1).astype(np.int64)
+    bpp = 1 if img.ndim == 2 else img.shape[2]
+    out = bytearray()
+    for y in range(h):
+        x = rows[y]
+        up = rows[y - 1] if y else np.zeros_like(x)
+        left = np.concatenate([np.zeros(bpp, np.int64), x[:-bpp]])
+        upleft = np.concatenate([np.zeros(bpp, np.int64), up[:-bpp]])
+        pred = {1: left, 2: up, 3: (left + up) // 2, 4: _paeth(left, up, upleft)}.get(types[y], 0)
+        out.append(types[y])
+        out += ((x - pred) % 256).astype(np.uint8).tobytes()
+    return bytes(out)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png(img: np.ndarray, types: list[int], *, idat_parts: int = 1, colour: int | None = None,
+         depth: int = 8, interlace: int = 0, extra: bytes = b"") -> bytes:
+    h, w = img.shape[:2]
+    colour = (0 if img.ndim == 2 else 2) if colour is None else colour
+    stream = zlib.compress(_filtered(img, types), 6)
+    cuts = np.linspace(0, len(stream), idat_parts + 1).astype(int)
+    idat = b"".join(_chunk(b"IDAT", stream[a:b]) for a, b in pairwise(cuts))
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, interlace)
+    return png.SIGNATURE + _chunk(b"IHDR", ihdr) + extra + idat + _chunk(b"IEND", b"")
+
+
+def _pillow(data: bytes, tmp_path) -> np.ndarray:
+    f = tmp_path / "oracle.png"
+    f.write_bytes(data)
+    with Image.open(f) as im:
+        return np.asarray(im)
+
+
+@pytest.mark.parametrize("shape", [(37, 29, 3), (23, 1, 3), (1, 17, 3), (31, 45), (5, 2)])
+def test_every_filter_type_decodes_as_pillow_decodes_it(shape, tmp_path):
+    rng = np.random.default_rng(sum(shape))
+    # smooth gradients plus noise, so the predictors see what photographs give them
+    ramp = np.add.outer(np.arange(shape[0]) * 7, np.arange(shape[1]) * 5)
+    img = ramp.reshape(ramp.shape + (1,) * (len(shape) - 2)) + rng.integers(0, 90, shape)
+    img = (img % 256).astype(np.uint8)
+    types = list(rng.integers(0, 5, shape[0]))
+    types[: min(5, shape[0])] = range(min(5, shape[0]))  # every type, the first row included
+    data = _png(img, types, idat_parts=3)
+    got = png.decode(data)
+    assert got is not None and got.dtype == np.uint8
+    assert np.array_equal(got, _pillow(data, tmp_path))
+    assert np.array_equal(got, img)
+
+
+def test_kodak_images_decode_as_pillow_decodes_them(shared_data):
+    for p in sorted((shared_data / "kodak").glob("kodim0[1-3].png")):
+        got = png.decode(p.read_bytes())
+        with Image.open(p) as im:
+            assert got is not None and np.array_equal(got, np.asarray(im.convert("RGB"))), p.name
+
+
+def test_without_libdeflate_the_standard_zlib_gives_the_same_samples(monkeypatch):
+    img = (np.arange(30 * 40 * 3).reshape(30, 40, 3) % 251).astype(np.uint8)
+    data = _png(img, [4, 3, 1, 2, 0] * 6)
+    monkeypatch.setitem(sys.modules, "deflate", None)  # "import deflate" fails
+    assert np.array_equal(png.decode(data), img)
+
+
+def test_files_it_does_not_read_are_left_to_pillow(tmp_path):
+    img = np.zeros((4, 6, 3), np.uint8)
+    rgba = np.zeros((4, 6, 4), np.uint8)
+    types = [0] * 4
+    assert png.decode(_png(rgba, types, colour=6)) is None  # alpha: Pillow composites it
+    assert png.decode(_png(img, types, interlace=1)) is None  # Adam7
+    assert png.decode(_png(img, types, depth=16)) is None
+    assert png.decode(_png(img, types, extra=_chunk(b"acTL", b"\0\0\0\1\0\0\0\0"))) is None
+    assert png.decode(b"GIF89a" + b"\0" * 40) is None
+    pal = tmp_path / "p.png"
+    Image.fromarray(img).convert("P").save(pal)
+    assert png.decode(pal.read_bytes()) is None
+
+
+def test_damaged_files_are_left_to_pillow():
+    img = (np.arange(20 * 30 * 3).reshape(20, 30, 3) % 256).astype(np.uint8)
+    good = _png(img, [1] * 20)
+    assert png.decode(good) is not None
+    assert png.decode(good[: len(good) // 2]) is None  # cut inside the image data
+    assert png.decode(_png(img, [0] * 19 + [5])) is None  # PNG has no filter type 5
+    at = good.index(b"IDAT") + 20
+    flipped = good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1:]  # checksum no longer holds
+    assert png.decode(flipped) is None
+    short = _png(img[:19], [1] * 19)  # the header says 20 rows, the data holds 19
+    short = short[:16] + struct.pack(">I", 30) + struct.pack(">I", 20) + short[24:]
+    assert png.decode(short) is None
+
+
+def test_load_image_reads_an_rgb_png_without_pillow_decoding_it(tmp_path, monkeypatch):
+    img = (np.arange(16 * 24 * 3).reshape(16, 24, 3) % 253).astype(np.uint8)
+    f = tmp_path / "a.png"
+    f.write_bytes(_png(img, [4] * 16))
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("Pillow decoded the pixels")
+
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", refuse)
+    got, icc, notes = load_image(f)
+    assert np.array_equal(got, img) and icc is None and notes == []
+
+
+def test_load_image_still_refuses_a_truncated_png_in_one_line(tmp_path):
+    from quanta.errors import InputError
+
+    img = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)  # 4.8 kB of data
+    f = tmp_path / "cut.png"
+    f.write_bytes(_png(img, [1] * 40)[:3000])
+    with pytest.raises(InputError, match=r"cut\.png: cannot read image"):
+        load_image(f)
