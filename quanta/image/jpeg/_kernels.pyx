@@ -13,6 +13,14 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, int16_t, int8_t
 
 import numpy as np
 
+cdef extern from "_bits.h":
+    bint QUANTA_DCT_AVX2
+    void quanta_dct_avx2(const uint8_t* p, Py_ssize_t stride, const float* c, float* f) nogil
+    int quanta_bit_length(unsigned long long a) nogil
+    int quanta_lowest_bit(unsigned long long a) nogil
+    uint64_t quanta_magnitude_mask(const int16_t* c, int t) nogil
+    void quanta_store_be32(uint8_t* p, uint32_t w) nogil
+
 #: Worst case of one block's entropy-coded bytes: DC (11 size bits + 11 value bits) and 63 AC
 #: symbols of at most 16 + 10 bits is 1,660 bits = 208 bytes; every byte may be 0xFF and take
 #: a stuffed 0x00 after it (416), plus a restart marker (2) and padding: 420.
@@ -124,6 +132,9 @@ cdef inline void _dct_block(const uint8_t* p, Py_ssize_t stride, const float* c,
     cdef Py_ssize_t i, y, u
     cdef int lo, hi
     cdef const uint8_t* row
+    if QUANTA_DCT_AVX2:  # the AVX2 build: the same arithmetic, 8 lanes at a time (_bits.h)
+        quanta_dct_avx2(p, stride, c, f)
+        return
     for y in range(8):  # rows: tmp[y*8 + u] = Σx C[u, x]·(p[y, x] − 128)
         row = p + y * stride
         for i in range(4):
@@ -181,34 +192,6 @@ def forward_quantize(const uint8_t[:, ::1] plane, const float[:, ::1] c, const f
 
 cdef extern from *:
     """
-    static inline int quanta_bit_length(unsigned long long a) {
-        return a ? 64 - __builtin_clzll(a) : 0;
-    }
-    static inline int quanta_lowest_bit(unsigned long long a) {
-        return __builtin_ctzll(a);
-    }
-    #include <stdint.h>
-    #if defined(__SSE2__)
-    #include <emmintrin.h>
-    #endif
-    /* bit k set where |c[k]| > t (0 <= t < 32767) */
-    static inline unsigned long long quanta_magnitude_mask(const int16_t* c, int t) {
-        unsigned long long m = 0;
-    #if defined(__SSE2__)
-        const __m128i hi = _mm_set1_epi16((short) t), lo = _mm_set1_epi16((short) -t);
-        for (int i = 0; i < 64; i += 16) {
-            __m128i a = _mm_loadu_si128((const __m128i*) (c + i));
-            __m128i b = _mm_loadu_si128((const __m128i*) (c + i + 8));
-            __m128i ba = _mm_or_si128(_mm_cmpgt_epi16(a, hi), _mm_cmplt_epi16(a, lo));
-            __m128i bb = _mm_or_si128(_mm_cmpgt_epi16(b, hi), _mm_cmplt_epi16(b, lo));
-            m |= (unsigned long long) (_mm_movemask_epi8(_mm_packs_epi16(ba, bb)) & 0xFFFF) << i;
-        }
-    #else
-        for (int k = 0; k < 64; k++)
-            m |= (unsigned long long) (c[k] > t || c[k] < -t) << k;
-    #endif
-        return m;
-    }
     static int quanta_cpu_has_avx2(void) {
     #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
         __builtin_cpu_init();
@@ -218,9 +201,6 @@ cdef extern from *:
     #endif
     }
     """
-    int quanta_bit_length(unsigned long long a) nogil
-    int quanta_lowest_bit(unsigned long long a) nogil
-    uint64_t quanta_magnitude_mask(const int16_t* c, int t) nogil
     int quanta_cpu_has_avx2()
 
 
@@ -241,20 +221,48 @@ cdef struct BitWriter:
     int nacc
 
 
+cdef inline void _byte(BitWriter* bw, uint8_t byte) noexcept nogil:
+    """One byte of coded data, and the 0x00 stuffed after a 0xFF."""
+    bw.out[bw.pos] = byte
+    bw.pos += 1
+    if byte == 0xFF:
+        bw.out[bw.pos] = 0
+        bw.pos += 1
+
+
 cdef inline void _put(BitWriter* bw, uint64_t code, int size) noexcept nogil:
-    """Append ``size`` bits of ``code``; emit whole bytes, stuffing 0x00 after each 0xFF."""
-    cdef uint8_t byte
-    bw.acc = (bw.acc << size) | code
-    bw.nacc += size
+    """Append ``size`` (≤ 32) bits of ``code``. Whole bytes go out four at a time, once 32 bits
+    are waiting: stored at once when none of them is 0xFF, else one by one with a 0x00 stuffed
+    after each 0xFF (:func:`_finish` writes what is left). The state is read once and written
+    once: a byte stored through ``out`` could be any of ``bw``'s fields to the compiler."""
+    cdef uint64_t acc = (bw.acc << size) | code
+    cdef int nacc = bw.nacc + size
+    cdef uint32_t word, inv
+    cdef int k
+    if nacc >= 32:
+        nacc -= 32
+        word = <uint32_t> (acc >> nacc)
+        inv = ~word
+        if ((inv - 0x01010101u) & ~inv & 0x80808080u) == 0:  # no 0xFF byte
+            quanta_store_be32(bw.out + bw.pos, word)
+            bw.pos += 4
+        else:
+            for k in range(24, -8, -8):
+                _byte(bw, <uint8_t> ((word >> k) & 0xFF))
+        acc &= ((<uint64_t> 1) << nacc) - 1
+    bw.acc = acc
+    bw.nacc = nacc
+
+
+cdef inline void _finish(BitWriter* bw) noexcept nogil:
+    """Write the bits still waiting, the last byte padded with 1-bits (T.81 F.1.2.3)."""
     while bw.nacc >= 8:
         bw.nacc -= 8
-        byte = <uint8_t> ((bw.acc >> bw.nacc) & 0xFF)
-        bw.out[bw.pos] = byte
-        bw.pos += 1
-        if byte == 0xFF:
-            bw.out[bw.pos] = 0
-            bw.pos += 1
-    bw.acc &= ((<uint64_t> 1) << bw.nacc) - 1
+        _byte(bw, <uint8_t> ((bw.acc >> bw.nacc) & 0xFF))
+    if bw.nacc > 0:
+        _byte(bw, <uint8_t> (((bw.acc << (8 - bw.nacc)) | ((1 << (8 - bw.nacc)) - 1)) & 0xFF))
+    bw.acc = 0
+    bw.nacc = 0
 
 
 cdef struct Coder:
@@ -290,10 +298,10 @@ cdef inline void _symbol(Coder* cd, Py_ssize_t t, int sym) noexcept nogil:
 
 
 cdef inline void _value(Coder* cd, int64_t v, int s) noexcept nogil:
-    """The ``s`` value bits after a symbol (negative values as ``v − 1``, T.81 F.1.2.1)."""
-    if cd.freq != NULL:
-        cd.extra += s
-    elif s:
+    """The ``s`` value bits after a symbol (negative values as ``v − 1``, T.81 F.1.2.1). When
+    counting, nothing: a symbol's value bits are its low four bits, summed from the counts at
+    the end (:func:`_value_bits`)."""
+    if cd.freq == NULL and s:
         _put(&cd.bw, <uint64_t> ((v if v >= 0 else v - 1) & ((1 << s) - 1)), s)
 
 
@@ -305,11 +313,24 @@ cdef inline void _bits(Coder* cd, uint64_t v, int n) noexcept nogil:
         _put(&cd.bw, v & ((1 << n) - 1), n)
 
 
+cdef int64_t _value_bits(const int64_t* freq, int tables) noexcept nogil:
+    """The value bits behind the symbols counted in ``tables`` rows of 256: ``s`` for a DC
+    symbol ``s`` and for an AC symbol ``(run, s)``; none for EOB, EOBRUN and ZRL symbols, whose
+    own bits (EOBRUN lengths) are counted as they go."""
+    cdef int64_t total = 0
+    cdef int k
+    for k in range(tables * 256):
+        total += freq[k] * (k & 15)
+    return total
+
+
 cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,
                 const int64_t[::1] ac_tbl, Py_ssize_t per_mcu, Py_ssize_t restart,
-                Coder* cd) noexcept nogil:
+                Coder* into) noexcept nogil:
     """One pass over the blocks: DC differences, AC run-lengths, restart intervals; each
     symbol counted or written (``cd.freq``)."""
+    cdef Coder local = into[0]  # in registers, not behind a pointer the output could alias
+    cdef Coder* cd = &local
     cdef int64_t pred[4]
     cdef Py_ssize_t b, k, c, t, prev
     cdef int64_t v, diff
@@ -319,9 +340,7 @@ cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
     for b in range(coefs.shape[0]):
         if b > 0 and restart > 0 and b % per_mcu == 0 and (b // per_mcu) % restart == 0:
             if cd.freq == NULL:
-                _put(&cd.bw, 0x7F, 7)  # pad with 1-bits, then RSTn
-                cd.bw.acc = 0
-                cd.bw.nacc = 0
+                _finish(&cd.bw)  # pad with 1-bits, then RSTn
                 cd.bw.out[cd.bw.pos] = 0xFF
                 cd.bw.out[cd.bw.pos + 1] = 0xD0 + (rst & 7)
                 cd.bw.pos += 2
@@ -350,8 +369,9 @@ cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
             prev = k
         if prev < 63:
             _symbol(cd, t, 0)
-    if cd.freq == NULL and cd.bw.nacc > 0:
-        _put(&cd.bw, 0x7F, 7)
+    if cd.freq == NULL:
+        _finish(&cd.bw)
+    into[0] = local
 
 
 def count_symbols(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,
@@ -364,7 +384,7 @@ def count_symbols(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int
     _counting(&cd, &f[0, 0])
     with nogil:
         _scan(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart, &cd)
-    return freq[:2].copy(), freq[2:].copy(), int(cd.extra)
+    return freq[:2].copy(), freq[2:].copy(), int(cd.extra + _value_bits(&f[0, 0], 4))
 
 
 def encode_scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,
@@ -530,7 +550,7 @@ def forward_trellis(const uint8_t[:, ::1] plane, const float[:, ::1] c, const fl
 # Each scan is counted (symbol counts for its optimal table, plus its raw bits) or written with
 # the tables in rows 0-1 (DC) and 2 (the scan's AC table) of ``codes``/``sizes``.
 
-cdef void _eobrun(Coder* cd, int* eobrun, char* bits, int* nbits) noexcept nogil:
+cdef inline void _eobrun(Coder* cd, int* eobrun, char* bits, int* nbits) noexcept nogil:
     """Emit a pending end-of-band run, then the correction bits buffered behind it."""
     cdef int n, k
     if eobrun[0] > 0:
@@ -544,9 +564,11 @@ cdef void _eobrun(Coder* cd, int* eobrun, char* bits, int* nbits) noexcept nogil
 
 
 cdef void _dc_scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
-                   int ah, int al, Coder* cd) noexcept nogil:
+                   int ah, int al, Coder* into) noexcept nogil:
     """The DC scan, interleaved in MCU order: first (differences of ``dc >> al``) or refining
     (bit ``al`` of each DC)."""
+    cdef Coder local = into[0]  # in registers, not behind a pointer the output could alias
+    cdef Coder* cd = &local
     cdef int64_t pred[4]
     cdef Py_ssize_t b, c
     cdef int64_t v, diff
@@ -563,6 +585,7 @@ cdef void _dc_scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const in
         s = _nbits(diff)
         _symbol(cd, tbl[c], s)
         _value(cd, diff, s)
+    into[0] = local
 
 
 cdef inline uint64_t _band(int ss, int se) noexcept nogil:
@@ -572,10 +595,12 @@ cdef inline uint64_t _band(int ss, int se) noexcept nogil:
 
 
 cdef void _ac_first(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int ss, int se, int al,
-                    Coder* cd) noexcept nogil:
+                    Coder* into) noexcept nogil:
     """A first AC scan of one component: band ``ss..se`` of ``|v| >> al`` (sign kept), runs of
     empty bands coded as EOBRUN. Only the band's nonzero coefficients are visited (a bit mask
     per block)."""
+    cdef Coder local = into[0]  # in registers, not behind a pointer the output could alias
+    cdef Coder* cd = &local
     cdef Py_ssize_t i, b, k, prev
     cdef int run, eobrun = 0, s, zero = 0
     cdef int64_t v, m
@@ -606,14 +631,17 @@ cdef void _ac_first(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int
             if eobrun == 0x7FFF:
                 _eobrun(cd, &eobrun, none, &zero)
     _eobrun(cd, &eobrun, none, &zero)
+    into[0] = local
 
 
 cdef void _ac_refine(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, int ss, int se, int al,
-                     Coder* cd) noexcept nogil:
+                     Coder* into) noexcept nogil:
     """A refining AC scan: bit ``al`` of every coefficient already nonzero (correction bits),
     and the coefficients that become nonzero at this bit (libjpeg's ``encode_mcu_AC_refine``).
     Only the band's coefficients of ``|v| >> al`` ≥ 1 are visited (a bit mask per block); the
     zeros between them are runs."""
+    cdef Coder local = into[0]  # in registers, not behind a pointer the output could alias
+    cdef Coder* cd = &local
     cdef Py_ssize_t i, b, k, prev
     cdef int run, eob, eobrun = 0, nbe = 0, nbr, j, a
     cdef int64_t v
@@ -668,6 +696,7 @@ cdef void _ac_refine(const int16_t[:, ::1] blocks, const Py_ssize_t[::1] idx, in
             if eobrun == 0x7FFF or nbe > 1000 - 64 + 1:
                 _eobrun(cd, &eobrun, be, &nbe)
     _eobrun(cd, &eobrun, be, &nbe)
+    into[0] = local
 
 
 cdef void _prog(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
@@ -678,8 +707,8 @@ cdef void _prog(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
         _ac_first(coefs, idx, ss, se, al, cd)
     else:
         _ac_refine(coefs, idx, ss, se, al, cd)
-    if cd.freq == NULL and cd.bw.nacc > 0:
-        _put(&cd.bw, 0x7F, 7)
+    if cd.freq == NULL:
+        _finish(&cd.bw)
 
 
 def count_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,
@@ -693,7 +722,8 @@ def count_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const
     _counting(&cd, &f[0, 0])
     with nogil:
         _prog(coefs, comp, tbl, idx, ss, se, ah, al, &cd)
-    return freq, int(cd.extra)
+    # first scans code values after their symbols; a refining scan's sign bits are raw bits
+    return freq, int(cd.extra + (_value_bits(&f[0, 0], 4) if ah == 0 else 0))
 
 
 def encode_progressive(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] tbl,

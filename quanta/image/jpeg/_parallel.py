@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:  # the pool is imported when a large image first needs it
+    from concurrent.futures import ThreadPoolExecutor
 
 T = TypeVar("T")
 
 #: Blocks below which an image's work is not spread over threads (starting them costs more).
 PARALLEL_BLOCKS = 16384
+
+_pool: ThreadPoolExecutor | None = None
+_pool_threads = 0
+_lock = threading.Lock()
+_here = threading.local()  # .worker: this thread is one of the pool's
 
 
 def threads_for(blocks: int) -> int:
@@ -20,11 +30,40 @@ def threads_for(blocks: int) -> int:
 
 
 def run_all(work: list[Callable[[], T]], threads: int) -> list[T]:
-    """Each call's result, in order; in a pool of ``threads`` when there is more than one."""
-    if threads <= 1 or len(work) <= 1:
-        return [w() for w in work]
-    from concurrent.futures import ThreadPoolExecutor  # only when a pool is needed
+    """Each call's result, in order; on a pool of ``threads`` when there is more than one.
 
-    with ThreadPoolExecutor(min(threads, len(work))) as pool:
-        futures = [pool.submit(w) for w in work]
-        return [f.result() for f in futures]
+    The pool lives as long as the process (a large image runs six such steps, and starting
+    threads for each cost about 10 ms of a 9-megapixel image's 240). A step the pool's own
+    threads ask for runs in that thread, one call after another: a worker never waits for
+    the pool it is part of."""
+    if threads <= 1 or len(work) <= 1 or getattr(_here, "worker", False):
+        return [w() for w in work]
+    pool = _shared_pool(threads)
+    futures = [pool.submit(w) for w in work]
+    return [f.result() for f in futures]
+
+
+def _shared_pool(threads: int) -> ThreadPoolExecutor:
+    global _pool, _pool_threads
+    with _lock:
+        if _pool is None or _pool_threads != threads:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="quanta-jpeg", initializer=_mark)
+            _pool_threads = threads
+        return _pool
+
+
+def _mark() -> None:
+    _here.worker = True
+
+
+def _forget_pool() -> None:
+    """In a forked child the parent's pool threads do not exist: start a new pool if needed."""
+    global _pool, _pool_threads, _lock
+    _pool, _pool_threads, _lock = None, 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)

@@ -8,18 +8,19 @@ Every candidate AC scan of a component is counted from its blocks' nonzero coeff
 """
 
 from libc.stdint cimport int64_t, uint8_t, uint16_t, int16_t, int32_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 
 import numpy as np
 
 
 cdef extern from *:
-    """
-    static inline int quanta_scan_bit_length(unsigned long long a) {
-        return a ? 64 - __builtin_clzll(a) : 0;
-    }
-    """
-    int quanta_scan_bit_length(unsigned long long a) nogil
+    int __builtin_popcountll(unsigned long long a) nogil
+
+
+cdef extern from "_bits.h":
+    int quanta_bit_length(unsigned long long a) nogil
+    int quanta_lowest_bit(unsigned long long a) nogil
+    unsigned long long quanta_magnitude_mask(const int16_t* c, int t) nogil
 
 
 # --- optimal Huffman tables (T.81 K.2, libjpeg's jpeg_gen_optimal_table) --------------------
@@ -182,51 +183,42 @@ def huffman_table(const int64_t[::1] freq):
 
 # --- the candidate scans, from each block's nonzero AC coefficients --------------------------
 
-def last_nonzero(const int16_t[:, ::1] coefs):
-    """Each block's last nonzero AC position in zigzag order (0 when it has none), int16."""
-    out = np.empty(coefs.shape[0], dtype=np.int16)
-    cdef int16_t[::1] o = out
-    cdef Py_ssize_t b, k
-    with nogil:
-        for b in range(coefs.shape[0]):
-            k = 63
-            while k > 0 and coefs[b, k] == 0:
-                k -= 1
-            o[b] = <int16_t> k
-    return out
-
-
-def nonzeros(const int16_t[:, ::1] coefs, const Py_ssize_t[::1] idx, const int16_t[::1] last):
+def nonzeros(const int16_t[:, ::1] coefs, const Py_ssize_t[::1] idx):
     """Blocks ``idx`` of the zigzag ``coefs`` as lists of their nonzero AC coefficients:
     ``(start, pos, mag)`` — block ``i``'s entries are ``start[i]:start[i + 1]``, positions
-    (1..63, increasing) and magnitudes ``|v|``. ``last``: each block's last nonzero AC position
-    (:func:`last_nonzero`; nothing after it is read)."""
+    (1..63, increasing) and magnitudes ``|v|``. Each block's nonzeros are found by one
+    vector compare (a 64-bit mask), counted first, then walked bit by bit."""
     cdef Py_ssize_t n = idx.shape[0], i, k, b, m = 0, room = 0
-    if last.shape[0] != coefs.shape[0]:
-        raise ValueError("one last position per block is needed")
+    cdef unsigned long long bits
+    cdef int v
     for i in range(n):
-        if not 0 <= idx[i] < coefs.shape[0] or not 0 <= last[idx[i]] <= 63:
-            raise ValueError("block indices within coefs and last positions 0..63 are needed")
-        room += last[idx[i]]
+        if not 0 <= idx[i] < coefs.shape[0]:
+            raise ValueError("block indices within coefs are needed")
+    if coefs.shape[1] != 64:
+        raise ValueError("blocks of 64 coefficients are needed")
+    with nogil:
+        for i in range(n):
+            room += __builtin_popcountll(quanta_magnitude_mask(&coefs[idx[i], 0], 0) & ~1ULL)
     start_arr = np.empty(n + 1, dtype=np.int64)
     pos_arr = np.empty(max(room, 1), dtype=np.uint8)
     mag_arr = np.empty(max(room, 1), dtype=np.uint16)
     cdef int64_t[::1] start = start_arr
     cdef uint8_t[::1] pos = pos_arr
     cdef uint16_t[::1] mag = mag_arr
-    cdef int v
     with nogil:
         for i in range(n):
             start[i] = m
             b = idx[i]
-            for k in range(1, last[b] + 1):
+            bits = quanta_magnitude_mask(&coefs[b, 0], 0) & ~1ULL
+            while bits:
+                k = quanta_lowest_bit(bits)
+                bits &= bits - 1
                 v = coefs[b, k]
-                if v != 0:
-                    pos[m] = <uint8_t> k
-                    mag[m] = <uint16_t> (v if v > 0 else -v)
-                    m += 1
+                pos[m] = <uint8_t> k
+                mag[m] = <uint16_t> (v if v > 0 else -v)
+                m += 1
         start[n] = m
-    return start_arr, pos_arr[:max(m, 1)], mag_arr[:max(m, 1)]
+    return start_arr, pos_arr, mag_arr
 
 
 cdef struct Count:
@@ -240,54 +232,138 @@ cdef inline void _flush(Count* c) noexcept nogil:
     """A pending end-of-band run and the correction bits behind it (``_kernels._eobrun``)."""
     cdef int n
     if c.eobrun > 0:
-        n = quanta_scan_bit_length(<unsigned long long> c.eobrun) - 1
+        n = quanta_bit_length(<unsigned long long> c.eobrun) - 1
         c.freq[n << 4] += 1
         c.extra += n + c.pending
         c.eobrun = 0
         c.pending = 0
 
 
-cdef void _firsts(const int64_t* start, const uint8_t* pos, const uint16_t* mag, Py_ssize_t n,
-                  int bands, const int* ss, const int* se, int al, Count* c) noexcept nogil:
+cdef int _firsts(const int64_t* start, const uint8_t* pos, const uint16_t* mag, Py_ssize_t n,
+                 int bands, const int* ss, const int* se, int al, Count* c) noexcept nogil:
     """First AC scans of several bands (``ss[k]..se[k]``) at one point transform ``al``, in one
     pass over the entries: each counted into ``c[k]`` as ``_kernels._ac_first`` writes it (band
-    ``ss..se`` of ``|v| >> al``; empty band ends joined into EOB runs)."""
+    ``ss..se`` of ``|v| >> al``; empty band ends joined into EOB runs); −1 when memory runs out.
+
+    A nonzero at ``p`` after one at ``q`` (the block's previous entry) is coded alike in every
+    band that already held ``q`` — the run ``p − q − 1`` — so it is counted once, in a table
+    shared by those bands, and added to each of them at the end. The bands' edges cut 1..63 into
+    segments of equal membership; which bands held ``q`` and hold ``p`` depends only on the
+    segments of ``q`` and ``p``, so one table per segment pair. Only a band's first nonzero in
+    a block (its run from the band's start, and the EOB run it ends) is counted band by band.
+    The value bits — ``s`` for a symbol of size ``s`` — are summed from the counts at the end (a
+    first scan has no correction bits)."""
     cdef Py_ssize_t i, e
-    cdef int p, run, s, m, k
-    cdef int prev[16]
-    for i in range(n):
+    cdef int p, q, run, s, m, k, g, sym, r, segs = 0, t
+    cdef int eobrun[16]
+    cdef int64_t eobbits[16]
+    cdef int last_seg[16]  # each band's last segment
+    cdef int seg[64]  # each position's segment (0: none, before position 1)
+    cdef int seg_end[64]  # each segment's last position
+    cdef int seen[65]  # per block: the last nonzero's position in each segment (0: none yet)
+    cdef unsigned int member[64]  # the bands a position is in (a bit per band)
+    cdef unsigned int started[64]  # the bands that start at or before a position
+    cdef unsigned int mb, new
+    cdef int64_t* own
+    cdef int64_t* shared
+    cdef int64_t* f
+    for p in range(64):
+        member[p] = 0
+        started[p] = 0
         for k in range(bands):
-            prev[k] = ss[k]
+            if ss[k] <= p <= se[k]:
+                member[p] |= 1u << k
+            if ss[k] <= p:
+                started[p] |= 1u << k
+    seg[0] = 0
+    for p in range(1, 64):  # a new segment wherever the membership changes
+        if p == 1 or member[p] != member[p - 1]:
+            segs += 1
+        seg[p] = segs
+        seg_end[segs] = p
+    for k in range(bands):
+        eobrun[k] = 0
+        eobbits[k] = 0
+        last_seg[k] = seg[se[k]]
+    own = <int64_t*> calloc(bands * 256, sizeof(int64_t))
+    shared = <int64_t*> calloc((segs + 1) * (segs + 1) * 256, sizeof(int64_t))
+    if own == NULL or shared == NULL:
+        free(own)
+        free(shared)
+        return -1
+    for i in range(n):
+        q = 0
+        for g in range(1, segs + 1):
+            seen[g] = 0
         for e in range(start[i], start[i + 1]):
             m = mag[e] >> al
-            if m == 0:
+            if m == 0:  # not in these scans (the lists at al > 0 hold none such)
                 continue
             p = pos[e]
-            s = quanta_scan_bit_length(<unsigned long long> m)
-            for k in range(bands):
-                if p < ss[k] or p > se[k]:
-                    continue
-                run = p - prev[k]
-                _flush(&c[k])
+            s = quanta_bit_length(<unsigned long long> m)
+            mb = member[p]
+            if mb & started[q]:  # the bands that held q: one count for them all
+                f = shared + (seg[q] * (segs + 1) + seg[p]) * 256
+                run = p - q - 1
                 while run > 15:
-                    c[k].freq[0xF0] += 1
+                    f[0xF0] += 1
                     run -= 16
-                c[k].freq[(run << 4) | s] += 1
-                c[k].extra += s
-                prev[k] = p + 1
+                f[(run << 4) | s] += 1
+            new = mb & ~started[q]
+            while new:  # the bands whose first nonzero in this block this is
+                k = quanta_lowest_bit(new)
+                new &= new - 1
+                f = own + k * 256
+                if eobrun[k] > 0:  # the band's pending EOB run ends here
+                    r = quanta_bit_length(<unsigned long long> eobrun[k]) - 1
+                    f[r << 4] += 1
+                    eobbits[k] += r
+                    eobrun[k] = 0
+                run = p - ss[k]
+                while run > 15:
+                    f[0xF0] += 1
+                    run -= 16
+                f[(run << 4) | s] += 1
+            seen[seg[p]] = p
+            q = p
         for k in range(bands):
-            if prev[k] <= se[k]:  # zeros to the band's end: the block joins the EOB run
-                c[k].eobrun += 1
-                if c[k].eobrun == 0x7FFF:
-                    _flush(&c[k])
+            if seen[last_seg[k]] != se[k]:  # zeros to the band's end: the block joins the EOB run
+                eobrun[k] += 1
+                if eobrun[k] == 0x7FFF:
+                    own[k * 256 + (14 << 4)] += 1
+                    eobbits[k] += 14
+                    eobrun[k] = 0
+    for g in range(1, segs + 1):  # the shared tables to their bands
+        for t in range(1, segs + 1):
+            f = shared + (g * (segs + 1) + t) * 256
+            mb = member[seg_end[t]] & started[seg_end[g]]
+            while mb:
+                k = quanta_lowest_bit(mb)
+                mb &= mb - 1
+                for sym in range(256):
+                    own[k * 256 + sym] += f[sym]
     for k in range(bands):
-        _flush(&c[k])
+        f = own + k * 256
+        if eobrun[k] > 0:
+            r = quanta_bit_length(<unsigned long long> eobrun[k]) - 1
+            f[r << 4] += 1
+            eobbits[k] += r
+        c[k].eobrun = 0
+        c[k].extra += eobbits[k]
+        for sym in range(256):
+            c[k].freq[sym] += f[sym]
+            c[k].extra += f[sym] * (sym & 15)  # value bits (none for EOBRUN and ZRL)
+    free(own)
+    free(shared)
+    return 0
 
 
 cdef void _refine(const int64_t* start, const uint8_t* pos, const uint16_t* mag, Py_ssize_t n,
-                  int ss, int se, int al, Count* c) noexcept nogil:
+                  int ss, int se, int al, Count* into) noexcept nogil:
     """A refining AC scan (bit ``al``), counted as ``_kernels._ac_refine``: coefficients of
     ``|v| >> al`` above 1 give correction bits, those equal to 1 become nonzero here."""
+    cdef Count local = into[0]  # in registers: the counts behind ``freq`` could alias ``into``
+    cdef Count* c = &local
     cdef Py_ssize_t i, e, lo, hi
     cdef int p, prev, run, eob, nbr, a
     for i in range(n):
@@ -331,6 +407,7 @@ cdef void _refine(const int64_t* start, const uint8_t* pos, const uint16_t* mag,
             if c.eobrun == 0x7FFF or c.pending > 1000 - 64 + 1:
                 _flush(c)
     _flush(c)
+    into[0] = local
 
 
 cdef struct Lists:
@@ -342,7 +419,8 @@ cdef struct Lists:
 cdef int _keep(const int64_t* start, const uint8_t* pos, const uint16_t* mag, Py_ssize_t n, int al,
                Lists* out) noexcept nogil:
     """The entries whose ``|v| >> al`` is nonzero (what a scan at point transform ``al`` sees),
-    in ``out`` (malloc'd); −1 when memory runs out."""
+    in ``out`` (malloc'd); −1 when memory runs out. Every entry is copied and the next slot
+    taken only for those kept: no branch to mispredict on the many ±1s."""
     cdef Py_ssize_t i, e, m = 0
     out.start = <int64_t*> malloc((n + 1) * sizeof(int64_t))
     out.pos = <uint8_t*> malloc(max(start[n], 1) * sizeof(uint8_t))
@@ -352,10 +430,9 @@ cdef int _keep(const int64_t* start, const uint8_t* pos, const uint16_t* mag, Py
     for i in range(n):
         out.start[i] = m
         for e in range(start[i], start[i + 1]):
-            if mag[e] >> al:
-                out.pos[m] = pos[e]
-                out.mag[m] = mag[e]
-                m += 1
+            out.pos[m] = pos[e]
+            out.mag[m] = mag[e]
+            m += (mag[e] >> al) != 0
     out.start[n] = m
     return 0
 
@@ -365,10 +442,14 @@ def scan_bits(const int64_t[::1] start, const uint8_t[::1] pos, const uint16_t[:
     """Each AC scan ``(Ss, Se, Ah, Al)`` of ``scans`` over the blocks :func:`nonzeros` listed:
     its symbol counts into ``freq[k]`` (256) and its size in bits — Huffman codes with its own
     optimal table, raw bits, 8 bits per table symbol and ``header_bits`` (before stuffing).
-    Scans at the same point transform share one list of the entries they see."""
+    Scans at the same point transform share one list of the entries they see (at ``Al`` 0,
+    the caller's), and its first scans are counted together, in one pass over it."""
     cdef Py_ssize_t k, s, j, n = start.shape[0] - 1
-    cdef Lists lists[14]
+    cdef const int64_t* st = &start[0]
+    cdef const uint8_t* ps = &pos[0]
+    cdef const uint16_t* mg = &mag[0]
     cdef int al, nb, failed = 0
+    cdef Lists lists[14]
     cdef int member[16]
     cdef int lo[16]
     cdef int hi[16]
@@ -387,13 +468,16 @@ def scan_bits(const int64_t[::1] start, const uint8_t[::1] pos, const uint16_t[:
         lists[al].start = NULL
         lists[al].pos = NULL
         lists[al].mag = NULL
+    lists[0].start = <int64_t*> st
+    lists[0].pos = <uint8_t*> ps
+    lists[0].mag = <uint16_t*> mg
     counts = <Count*> malloc(max(scans.shape[0], 1) * sizeof(Count))
     if counts == NULL:
         raise MemoryError()
     with nogil:
         for k in range(scans.shape[0]):
             al = scans[k, 3]
-            if lists[al].start == NULL and _keep(&start[0], &pos[0], &mag[0], n, al, &lists[al]) < 0:
+            if lists[al].start == NULL and _keep(st, ps, mg, n, al, &lists[al]) < 0:
                 failed = 1
                 break
             for s in range(256):
@@ -403,8 +487,7 @@ def scan_bits(const int64_t[::1] start, const uint8_t[::1] pos, const uint16_t[:
             counts[k].eobrun = 0
             counts[k].pending = 0
             if scans[k, 2] != 0:
-                _refine(lists[al].start, lists[al].pos, lists[al].mag, n, scans[k, 0], scans[k, 1], al,
-                        &counts[k])
+                _refine(lists[al].start, lists[al].pos, lists[al].mag, n, scans[k, 0], scans[k, 1], al, &counts[k])
         for al in range(14 if not failed else 0):  # the first scans of each point transform together
             nb = 0
             for k in range(scans.shape[0]):
@@ -415,7 +498,8 @@ def scan_bits(const int64_t[::1] start, const uint8_t[::1] pos, const uint16_t[:
                     group[nb] = counts[k]
                     nb += 1
                 if nb == 16 or (nb > 0 and k == scans.shape[0] - 1):
-                    _firsts(lists[al].start, lists[al].pos, lists[al].mag, n, nb, lo, hi, al, group)
+                    if _firsts(lists[al].start, lists[al].pos, lists[al].mag, n, nb, lo, hi, al, group) < 0:
+                        failed = 1
                     for j in range(nb):
                         counts[member[j]] = group[j]
                     nb = 0
@@ -423,7 +507,7 @@ def scan_bits(const int64_t[::1] start, const uint8_t[::1] pos, const uint16_t[:
             o[k] = _table_bits(&freq[k, 0])
             if o[k] >= 0:
                 o[k] += counts[k].extra + header_bits
-        for al in range(14):
+        for al in range(1, 14):
             free(lists[al].start)
             free(lists[al].pos)
             free(lists[al].mag)
