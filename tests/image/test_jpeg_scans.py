@@ -191,3 +191,38 @@ def test_the_kernels_follow_the_setting():
     assert _dispatch.choose("portable") is _dispatch.portable
     chosen = _dispatch.choose("")
     assert (chosen is not _dispatch.portable) == _dispatch.portable.cpu_has_avx2()
+
+
+def _every_layout(coefs, idx):
+    """The exhaustive search: every layout's size from every distinct scan counted."""
+    distinct = sorted({s for lay in progressive.LAYOUTS for s in lay})
+    freq = np.empty((len(distinct), 256), np.int64)
+    bits = _scans.scan_bits(*_scans.nonzeros(coefs, idx), np.asarray(distinct, np.int32), freq,
+                            progressive._HEADER_BITS)
+    sizes = [sum(int(bits[distinct.index(s)]) for s in lay) for lay in progressive.LAYOUTS]
+    best = int(np.argmin(sizes))  # the first smallest
+    return progressive.LAYOUTS[best], sizes[best]
+
+
+def test_the_search_by_depth_chooses_what_the_search_over_every_layout_chooses(photos, monkeypatch):
+    calls = []
+    real = _scans.scan_bits
+    monkeypatch.setattr(_scans, "scan_bits", lambda *a: calls.append(a[3].shape[0]) or real(*a))
+    deep = 0
+    for img in photos:
+        for q in (30, 75, 95):
+            fr = encoder._plan(img, q, "4:2:0", "quanta", 0)
+            planes = encoder._planes(img, fr, "sharp")
+            rows, _ = encoder._scan_rows(planes, fr)
+            coefs = encoder._quantize(planes, fr, rows)
+            for geo in encoder._geometry(planes, rows, fr):
+                idx = geo.index()
+                want = _every_layout(coefs, idx)
+                calls.clear()
+                lay, counts, size = progressive.choose_layout(coefs, idx)
+                assert (lay, size) == want
+                assert [len(c) for c in counts] == [256] * len(lay)
+                deep += max(s[3] for s in lay) == 2
+                if max(s[3] for s in lay) == 0:  # point transform 1 lost: 2 was never counted
+                    assert len(calls) == 2 and sum(calls) == 13  # 6 first scans at Al 0, 7 at Al 1
+    assert deep  # some components here do pay for two bits split off

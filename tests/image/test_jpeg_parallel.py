@@ -1,0 +1,38 @@
+"""The JPEG encoder's thread pool (``quanta.image.jpeg._parallel``)."""
+
+from __future__ import annotations
+
+import threading
+
+from quanta.image.jpeg import _parallel
+
+
+def test_results_come_back_in_order_from_one_pool_kept_for_the_process():
+    names = _parallel.run_all([lambda k=k: (k, threading.current_thread().name) for k in range(6)], 2)
+    assert [k for k, _ in names] == list(range(6))
+    assert all(n.startswith("quanta-jpeg") for _, n in names)
+    pool = _parallel._shared_pool(2)
+    _parallel.run_all([lambda: 1, lambda: 2], 2)
+    assert _parallel._shared_pool(2) is pool
+
+
+def test_a_step_a_worker_asks_for_runs_in_that_worker():
+    def outer(k):
+        # each outer step asks for two more: with both workers busy, a pool that queued them
+        # behind the outer steps would wait forever
+        return _parallel.run_all([lambda: (k, threading.current_thread().name)] * 2, 2)
+
+    done = []
+    steps = [lambda k=k: outer(k) for k in range(4)]
+    t = threading.Thread(target=lambda: done.append(_parallel.run_all(steps, 2)))
+    t.start()
+    t.join(timeout=30)
+    assert not t.is_alive(), "nested steps waited for the pool they run on"
+    for k, inner in enumerate(done[0]):
+        assert [i for i, _ in inner] == [k, k] and inner[0][1] == inner[1][1]  # one worker, in turn
+
+
+def test_one_thread_or_one_step_runs_here():
+    here = threading.current_thread().name
+    assert _parallel.run_all([lambda: threading.current_thread().name] * 3, 1) == [here] * 3
+    assert _parallel.run_all([lambda: threading.current_thread().name], 2) == [here]
