@@ -19,13 +19,50 @@ def load_image(path: Path | str, *, check_size: Callable[[int, int], None] | Non
 
     Refuses missing, unreadable, truncated and zero-size files, and images beyond Pillow's
     decompression-bomb limit, with :class:`InputError`. ``check_size(width, height)`` runs on
-    the header's size before any pixel is decoded (an encoder's limits).
+    the header's size before any pixel is decoded (an encoder's limits). The PNGs
+    :mod:`quanta.image.png` reads are read without Pillow (the same samples and profile).
     """
-    from PIL import Image
-
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
+    png = _png_file(p)
+    if png is not None:
+        head, data = png
+        if check_size is not None:
+            check_size(head.width, head.height)
+        from quanta.image.png import pixels
+
+        arr = pixels(data, head)
+        if arr is not None:
+            return arr, head.icc_profile, []
+    return _load_with_pillow(p, check_size)
+
+
+def _png_file(p: Path) -> tuple[Any, bytes] | None:
+    """The header (:class:`quanta.image.png.Header`) and bytes of a PNG file
+    :mod:`quanta.image.png` reads; None for every other file (Pillow reads those, and says what
+    is wrong with them)."""
+    try:
+        with open(p, "rb") as f:
+            if f.read(8) != SIGNATURE:
+                return None
+            data = SIGNATURE + f.read()
+    except OSError:
+        return None
+    from quanta.image.png import header
+
+    head = header(data)
+    return None if head is None else (head, data)
+
+
+#: the first 8 bytes of every PNG file (quanta.image.png.SIGNATURE, without importing it first)
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _load_with_pillow(p: Path, check_size: Callable[[int, int], None] | None,
+                      ) -> tuple[np.ndarray, bytes | None, list[str]]:
+    from PIL import Image
+
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -34,11 +71,9 @@ def load_image(path: Path | str, *, check_size: Callable[[int, int], None] | Non
                 if check_size is not None:
                     check_size(*im.size)
                 _header_notes(im, notes)
-                arr = _png_pixels(im, p)
-                if arr is None:
-                    im.load()
-                    arr = _to_8bit(im, notes)
+                im.load()
                 icc = im.info.get("icc_profile")
+                arr = _to_8bit(im, notes)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(f"{p}: too large ({e})".split(" could be")[0]) from None
     except Image.UnidentifiedImageError:
@@ -48,16 +83,6 @@ def load_image(path: Path | str, *, check_size: Callable[[int, int], None] | Non
     if arr.size == 0:
         raise InputError(f"{p}: image has zero size")
     return arr, icc, notes
-
-
-def _png_pixels(im: Any, path: Path) -> np.ndarray | None:
-    """An 8-bit gray or RGB PNG's samples by :func:`quanta.image.png.decode` (no copy behind
-    them; the same values as Pillow's); None for every other file (Pillow reads it)."""
-    if im.format != "PNG" or im.mode not in ("RGB", "L") or getattr(im, "n_frames", 1) != 1:
-        return None
-    from quanta.image.png import decode
-
-    return decode(path.read_bytes())
 
 
 def _header_notes(im: Any, notes: list[str]) -> None:
@@ -110,6 +135,9 @@ def read_metadata(path: Path | str, notes: list[str] | None = None,
     """The image's EXIF bytes (orientation included) and resolution in dots per inch, if any
     (read from the header only). EXIF too large for one JPEG segment (64 kB) keeps its small
     tags — orientation, camera, dates — and drops the large ones (a note in ``notes`` says so)."""
+    png = _png_file(Path(path))
+    if png is not None and (png[0].exif is None or len(png[0].exif) <= EXIF_ROOM):
+        return png[0].exif, png[0].dpi
     from PIL import Image
 
     try:

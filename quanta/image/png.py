@@ -1,71 +1,147 @@
 """The PNGs photographs and web images mostly are — 8-bit gray or RGB, not interlaced, one frame —
-decoded into one array with no copy behind it (ISO/IEC 15948).
+read without Pillow: header, metadata and samples, into one array with no copy behind it
+(ISO/IEC 15948).
 
 Pillow decodes a PNG into its own buffer, and ``np.asarray`` then copies it out: for a Kodak
-image about 8.5 ms, more than a third of what encoding it as JPEG costs. :func:`decode` walks
-the chunks, inflates the image data with libdeflate (the ``deflate`` package; the standard
-library's zlib where it is missing) and undoes the row filters straight into the array
-(:mod:`quanta.image._png`). Anything else — palettes, alpha, 16 bits, interlacing, animation,
-and any file this reader does not find whole — is None, and the caller reads it through Pillow,
-which also names what is wrong with a damaged file.
+image about 8.5 ms, more than a third of what encoding it as JPEG costs, and importing Pillow
+costs a command another 15 ms. :func:`header` walks the chunks (each one before the image data
+checked against its CRC, as Pillow checks them), keeps what quanta carries into a JPEG — the
+ICC profile, EXIF, the resolution — as Pillow reports them; :func:`pixels` inflates the image data with
+libdeflate (the ``deflate`` package; the standard library's zlib where it is missing) and undoes
+the row filters straight into the array (:mod:`quanta.image._png`). Anything else — palettes,
+alpha, 16 bits, interlacing, animation, very large images, and any file this reader does not
+find whole — is None, and the caller reads it through Pillow, which also names what is wrong
+with a damaged file.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: IHDR colour types decoded here, with their samples per pixel (0: gray, 2: RGB)
+#: IHDR colour types read here, with their samples per pixel (0: gray, 2: RGB)
 CHANNELS = {0: 1, 2: 3}
+#: Pillow's limits, so that a file over them goes to Pillow and gets its answer: its
+#: decompression-bomb warning (the default of ``Image.MAX_IMAGE_PIXELS``, which quanta refuses
+#: at) and the largest ICC profile it inflates (``PngImagePlugin.MAX_TEXT_CHUNK``)
+MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+MAX_PROFILE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a PNG's chunks before its image data say, as Pillow's ``info`` has it."""
+
+    width: int
+    height: int
+    channels: int
+    icc_profile: bytes | None
+    exif: bytes | None  # with the "Exif\0\0" header Pillow puts in front
+    dpi: tuple[float, float] | None
+    idat: tuple[tuple[int, int], ...]  # (start, end) of each IDAT chunk's data
 
 
 def decode(data: bytes) -> np.ndarray | None:
-    """uint8 ``(H, W)`` (gray) or ``(H, W, 3)`` (RGB) samples of the PNG file ``data`` — the
-    same as Pillow's — when it is 8-bit gray or RGB, not interlaced, not animated, and its image
-    data inflate whole to exactly its rows; None otherwise."""
-    found = _chunks(data)
-    if found is None:
-        return None
-    (width, height, channels), idat = found
-    rowbytes = width * channels
-    raw = _inflate(idat, height * (rowbytes + 1))
-    if raw is None:
-        return None
-    from quanta.image import _png
-
-    out = np.empty((height, width, channels) if channels > 1 else (height, width), dtype=np.uint8)
-    if not _png.unfilter(np.frombuffer(raw, dtype=np.uint8), out.reshape(height, rowbytes), channels):
-        return None
-    return out
+    """The uint8 ``(H, W)`` (gray) or ``(H, W, 3)`` (RGB) samples — the same as Pillow's — of
+    the PNG file ``data``, when :func:`header` reads it and :func:`pixels` decodes it; None
+    otherwise."""
+    h = header(data)
+    return None if h is None else pixels(data, h)
 
 
-def _chunks(data: bytes) -> tuple[tuple[int, int, int], bytes] | None:
-    """The header's (width, height, channels) and the image data (the IDAT chunks joined), when
-    the header is one :func:`decode` reads and every chunk up to the last IDAT is whole."""
+def header(data: bytes) -> Header | None:
+    """The header of a PNG this module reads: 8-bit gray or RGB, not interlaced, not animated,
+    within Pillow's pixel limit, every chunk up to the last IDAT whole and those before the
+    first IDAT matching their CRC, an ICC profile that inflates within :data:`MAX_PROFILE`.
+    None for any other file."""
     if len(data) < 33 or not data.startswith(SIGNATURE) or data[12:16] != b"IHDR":
         return None
     width, height, depth, colour, method, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    limit = _pixel_limit()
     if (struct.unpack(">I", data[8:12])[0] != 13 or depth != 8 or colour not in CHANNELS or method
-            or filtering or interlace or not 0 < width < 2**31 or not 0 < height < 2**31):
+            or filtering or interlace or width * height == 0 or (limit and width * height > limit)):
         return None
-    parts: list[bytes] = []
-    at, end = 33, len(data)
+    walked = _chunks(data)
+    if walked is None:
+        return None
+    found, idat = walked
+    icc = _profile(found[b"iCCP"]) if b"iCCP" in found else None
+    phys = found.get(b"pHYs")
+    if icc is False or (phys is not None and len(phys) < 9):
+        return None
+    dpi = None
+    if phys is not None and phys[8] == 1:  # pixels per metre
+        px, py = struct.unpack(">II", phys[:8])
+        dpi = (px * 0.0254, py * 0.0254)
+    exif = b"Exif\x00\x00" + found[b"eXIf"] if b"eXIf" in found else None
+    return Header(width, height, CHANNELS[colour], icc, exif, dpi, tuple(idat))
+
+
+def _pixel_limit() -> int | None:
+    """Pillow's decompression-bomb limit: its own where Pillow is loaded (a caller may have set
+    it), else its default."""
+    import sys
+
+    pil = sys.modules.get("PIL.Image")
+    return getattr(pil, "MAX_IMAGE_PIXELS", MAX_PIXELS) if pil is not None else MAX_PIXELS
+
+
+def _chunks(data: bytes) -> tuple[dict[bytes, bytes], list[tuple[int, int]]] | None:
+    """The chunks before the image data (by type; a repeated one: the last, as in Pillow) and
+    where each IDAT chunk's data lies; None when a chunk is cut short, one before the image
+    data fails its CRC, the file is animated or has no image data."""
+    found: dict[bytes, bytes] = {}
+    idat: list[tuple[int, int]] = []
+    at, end = 8, len(data)
     while at + 12 <= end:
         length = struct.unpack(">I", data[at:at + 4])[0]
         kind = data[at + 4:at + 8]
         if at + 12 + length > end:
             return None  # cut short: Pillow says how
         if kind == b"IDAT":
-            parts.append(data[at + 8:at + 8 + length])
-        elif parts or kind in (b"IEND", b"acTL"):
-            break  # the image data ended (they are consecutive), or there is none, or animation
+            idat.append((at + 8, at + 8 + length))
+        elif idat or kind == b"IEND":
+            break  # the image data ended (they are consecutive), or there is none
+        else:
+            crc = struct.unpack(">I", data[at + 8 + length:at + 12 + length])[0]
+            if zlib.crc32(data[at + 4:at + 8 + length]) != crc or kind == b"acTL":
+                return None  # a damaged chunk (Pillow refuses the file), or animation
+            found[kind] = data[at + 8:at + 8 + length]
         at += 12 + length
-    if not parts or kind == b"acTL":
+    return (found, idat) if idat else None
+
+
+def _profile(chunk: bytes) -> bytes | bool | None:
+    """An iCCP chunk's profile, inflated; False when Pillow would not read it as it is."""
+    name = chunk.find(b"\0")
+    if name < 0 or name + 1 >= len(chunk) or chunk[name + 1] != 0:
+        return False
+    d = zlib.decompressobj()
+    try:
+        profile = d.decompress(chunk[name + 2:], MAX_PROFILE)
+    except zlib.error:
+        return False
+    return False if d.unconsumed_tail else profile
+
+
+def pixels(data: bytes, h: Header) -> np.ndarray | None:
+    """The samples of the PNG file ``data`` whose :func:`header` is ``h``, when its image data
+    inflate whole to exactly its rows and every row names a PNG filter; else None."""
+    rowbytes = h.width * h.channels
+    raw = _inflate(b"".join(data[a:b] for a, b in h.idat), h.height * (rowbytes + 1))
+    if raw is None:
         return None
-    return (width, height, CHANNELS[colour]), b"".join(parts)
+    from quanta.image import _png
+
+    out = np.empty((h.height, h.width, h.channels) if h.channels > 1 else (h.height, h.width),
+                   dtype=np.uint8)
+    if not _png.unfilter(np.frombuffer(raw, dtype=np.uint8), out.reshape(h.height, rowbytes), h.channels):
+        return None
+    return out
 
 
 def _inflate(idat: bytes, size: int) -> bytes | None:

@@ -141,3 +141,68 @@ def test_load_image_still_refuses_a_truncated_png_in_one_line(tmp_path):
     f.write_bytes(_png(img, [1] * 40)[:3000])
     with pytest.raises(InputError, match=r"cut\.png: cannot read image"):
         load_image(f)
+
+
+def _forced_pillow(monkeypatch):
+    import quanta.image.io as io
+
+    monkeypatch.setattr(io, "_png_file", lambda p: None)
+
+
+def test_profile_exif_and_resolution_are_what_pillow_reports(tmp_path, monkeypatch):
+    from quanta.image.io import read_metadata
+
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation
+    exif[0x010F] = "quanta"
+    f = tmp_path / "meta.png"
+    img.save(f, icc_profile=b"not really a profile, but bytes" * 40, exif=exif.tobytes(), dpi=(300, 150))
+    fast = load_image(f), read_metadata(f)
+    _forced_pillow(monkeypatch)
+    slow = load_image(f), read_metadata(f)
+    assert np.array_equal(fast[0][0], slow[0][0]) and fast[0][1:] == slow[0][1:]
+    assert fast[1] == slow[1] and fast[1][1] == pytest.approx((300, 150), abs=0.05)
+    assert fast[1][0].startswith(b"Exif\0\0") and fast[0][1].startswith(b"not really")
+
+
+def test_a_damaged_chunk_before_the_data_is_refused_as_pillow_refuses_it(tmp_path, monkeypatch):
+    from quanta.errors import InputError
+
+    img = (np.arange(12 * 10 * 3).reshape(12, 10, 3) % 256).astype(np.uint8)
+    data = bytearray(_png(img, [1] * 12, extra=_chunk(b"pHYs", struct.pack(">IIB", 3000, 3000, 1))))
+    data[data.index(b"pHYs") + 4] ^= 1  # the chunk no longer matches its CRC
+    assert png.decode(bytes(data)) is None
+    f = tmp_path / "crc.png"
+    f.write_bytes(bytes(data))
+    with pytest.raises(InputError) as fast:
+        load_image(f)
+    _forced_pillow(monkeypatch)
+    with pytest.raises(InputError) as slow:
+        load_image(f)
+    assert str(fast.value) == str(slow.value) and "Pillow" in str(fast.value)
+
+
+def test_pillows_pixel_limit_holds(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    from quanta.errors import InputError
+
+    f = tmp_path / "big.png"
+    f.write_bytes(_png(np.zeros((120, 100), np.uint8), [0] * 120))
+    assert load_image(f)[0].shape == (120, 100)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 10_000)
+    with pytest.raises(InputError, match="too large"):
+        load_image(f)
+
+
+def test_encoding_a_png_does_not_load_pillow(tmp_path):
+    import subprocess
+
+    f = tmp_path / "a.png"
+    f.write_bytes(_png((np.arange(16 * 24 * 3).reshape(16, 24, 3) % 253).astype(np.uint8), [4] * 16))
+    code = ("import sys; from pathlib import Path; from quanta.image.medium import Options, quantize_file; "
+            f"quantize_file({str(f)!r}, {str(tmp_path / 'a.jpg')!r}, Options()); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'PIL'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]" and (tmp_path / "a.jpg").stat().st_size > 0
