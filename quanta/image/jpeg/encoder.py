@@ -204,6 +204,8 @@ def _scan_rows(planes: list[np.ndarray], frame: Frame) -> tuple[np.ndarray, np.n
 def _strips(plane: np.ndarray, dest: np.ndarray, parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``parts`` horizontal strips of whole block rows, each with its blocks' destination rows."""
     by, bx = plane.shape[0] // 8, plane.shape[1] // 8
+    if parts <= 1:
+        return [(plane, dest)]
     cuts = np.linspace(0, by, min(parts, by) + 1).round().astype(int)
     return [(plane[8 * a:8 * b], dest[a * bx:b * bx]) for a, b in pairwise(cuts) if b > a]
 

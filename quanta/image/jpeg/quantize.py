@@ -37,7 +37,6 @@ def _prepare(plane: np.ndarray, table: np.ndarray, out: np.ndarray | None,
              rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The grid's 64 scales (float32), the output array and each block's destination row,
     checked for the compiled passes."""
-    qp = coef_qparams(table)
     h, w = plane.shape
     n = (h // 8) * (w // 8)
     if out is None:
@@ -46,8 +45,17 @@ def _prepare(plane: np.ndarray, table: np.ndarray, out: np.ndarray | None,
     if dest.shape != (n,) or out.dtype != np.int16 or out.ndim != 2 or out.shape[1] != 64 or (
             n and not 0 <= dest.min() <= dest.max() < out.shape[0]):
         raise ValueError("rows must give each block a row of out, an int16 (N, 64) array")
+    return _scales(np.ascontiguousarray(table).tobytes(), np.asarray(table).dtype.str), out, dest
+
+
+@functools.lru_cache(maxsize=64)
+def _scales(table: bytes, dtype: str) -> np.ndarray:
+    """The grid's 64 scales (float32, read-only) of the natural-order table held in ``table``
+    (its bytes, of ``dtype``): :func:`coef_qparams` once per table, not once per plane."""
+    qp = coef_qparams(np.frombuffer(table, dtype=dtype))
     scale = np.ascontiguousarray(np.broadcast_to(qp.scale, (1, 64)).ravel(), dtype=np.float32)
-    return scale, out, dest
+    scale.flags.writeable = False
+    return scale
 
 
 def transform_quantize(plane: np.ndarray, table: np.ndarray, out: np.ndarray | None = None,

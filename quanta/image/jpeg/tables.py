@@ -5,6 +5,7 @@ Tables are 64 integers in natural (row-major) order; the file stores them in zig
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -115,11 +116,20 @@ def scale_table(base: np.ndarray, quality: int, *, baseline: bool = True,
 def tables_for(quality: int, preset: str = "annexk", *,
                scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(luma, chroma) tables for ``quality`` (or a continuous ``scale`` in percent) from a
-    named preset."""
+    named preset; read-only (the same arrays for the same arguments: a batch asks for them
+    twice an image)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown table preset {preset!r} (choose from {', '.join(PRESETS)})")
+    return _scaled(quality, preset, scale)
+
+
+@functools.lru_cache(maxsize=256)
+def _scaled(quality: int, preset: str, scale: float | None) -> tuple[np.ndarray, np.ndarray]:
     luma, chroma = PRESETS[preset]
-    return scale_table(luma, quality, scale=scale), scale_table(chroma, quality, scale=scale)
+    out = scale_table(luma, quality, scale=scale), scale_table(chroma, quality, scale=scale)
+    for t in out:
+        t.flags.writeable = False
+    return out
 
 
 def check_table(table: np.ndarray | list[int], name: str = "table") -> np.ndarray:
