@@ -3,11 +3,13 @@ scan layout chosen per component to minimise size and an optimal Huffman table p
 
 The frame holds the same quantized coefficients as the baseline encoder's; only their order in
 the file changes. One interleaved DC scan comes first; each component then gets the AC layout
-(bands and bit planes) that :func:`choose_layout` finds smallest among :data:`LAYOUTS`, every
-candidate scan counted exactly (its Huffman bits with its own optimal table, raw value and
-correction bits, and its header bytes) from the blocks' nonzero coefficients by the compiled
-``_scans``. :func:`plan` decides every scan and the file's size before :func:`write` codes it
-(the encoder writes only the structure the counted sizes show smaller).
+(bands and bit planes) that :func:`choose_layout` finds smallest among :data:`LAYOUTS` — tried
+by point transform, shallowest first, deeper only while the shallower won — every candidate
+scan counted exactly (its Huffman bits with its own optimal table, raw value and correction
+bits, and its header bytes) from the blocks' nonzero coefficients by the compiled ``_scans``.
+:func:`plan` decides every scan and the file's size before :func:`write` codes it (the encoder
+writes only the structure the counted sizes show smaller); on large images both run their
+steps on the threads.
 """
 
 from __future__ import annotations
