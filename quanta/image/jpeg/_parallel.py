@@ -66,4 +66,5 @@ def _forget_pool() -> None:
     _pool, _pool_threads, _lock = None, 0, threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_pool)
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forget_pool)
