@@ -36,3 +36,25 @@ def test_one_thread_or_one_step_runs_here():
     here = threading.current_thread().name
     assert _parallel.run_all([lambda: threading.current_thread().name] * 3, 1) == [here] * 3
     assert _parallel.run_all([lambda: threading.current_thread().name], 2) == [here]
+
+
+def test_a_scan_counted_in_parts_counts_as_one_pass(monkeypatch):
+    import numpy as np
+
+    from quanta.image.jpeg import entropy
+    from quanta.image.jpeg._dispatch import kernels
+
+    rng = np.random.default_rng(5)
+    n = 6 * 997  # whole 4:2:0 MCUs of six blocks
+    coefs = np.where(rng.random((n, 64)) < 0.2, rng.integers(-60, 61, (n, 64)), 0).astype(np.int16)
+    coefs[:, 0] = rng.integers(-300, 300, n)  # DC differences cross the cuts
+    comp = np.tile(np.array([0, 0, 0, 0, 1, 2], np.int8), n // 6)
+    tables = np.array([0, 1, 1], np.int64)
+    whole = kernels.count_symbols(coefs, comp, tables, tables, 6, 0)
+    for parts in (2, 3, 7):
+        monkeypatch.setattr(_parallel, "threads_for", lambda blocks, parts=parts: parts)
+        dc, ac, extra = entropy.count(coefs, comp, tables, 6)
+        assert np.array_equal(dc, whole[0]) and np.array_equal(ac, whole[1]) and extra == whole[2]
+    with_restarts = kernels.count_symbols(coefs, comp, tables, tables, 6, 5)
+    dc, ac, extra = entropy.count(coefs, comp, tables, 6, 5)  # restart markers: one pass
+    assert np.array_equal(dc, with_restarts[0]) and extra == with_restarts[2]

@@ -326,9 +326,10 @@ cdef int64_t _value_bits(const int64_t* freq, int tables) noexcept nogil:
 
 cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,
                 const int64_t[::1] ac_tbl, Py_ssize_t per_mcu, Py_ssize_t restart,
-                Coder* into) noexcept nogil:
+                Coder* into, const int64_t* first = NULL) noexcept nogil:
     """One pass over the blocks: DC differences, AC run-lengths, restart intervals; each
-    symbol counted or written (``cd.freq``)."""
+    symbol counted or written (``cd.freq``). ``first``: each component's DC predictor at the
+    start (the blocks are the rest of a scan that began earlier), else 0."""
     cdef Coder local = into[0]  # in registers, not behind a pointer the output could alias
     cdef Coder* cd = &local
     cdef int64_t pred[4]
@@ -336,7 +337,8 @@ cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
     cdef int64_t v, diff
     cdef uint64_t mask
     cdef int s, run, rst = 0
-    pred[0] = pred[1] = pred[2] = pred[3] = 0
+    for c in range(4):
+        pred[c] = first[c] if first != NULL else 0
     for b in range(coefs.shape[0]):
         if b > 0 and restart > 0 and b % per_mcu == 0 and (b // per_mcu) % restart == 0:
             if cd.freq == NULL:
@@ -375,15 +377,22 @@ cdef void _scan(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64
 
 
 def count_symbols(const int16_t[:, ::1] coefs, const int8_t[::1] comp, const int64_t[::1] dc_tbl,
-                  const int64_t[::1] ac_tbl, Py_ssize_t blocks_per_mcu, Py_ssize_t restart):
+                  const int64_t[::1] ac_tbl, Py_ssize_t blocks_per_mcu, Py_ssize_t restart,
+                  const int64_t[::1] first = None):
     """Symbol counts per table, ``(dc_freq, ac_freq)``, each ``(2, 256)`` int64, and the value
-    bits that follow the symbols."""
+    bits that follow the symbols. ``first``: the four DC predictors to start from (the blocks
+    continue a scan; no restart markers), else zeros."""
     freq = np.zeros((4, 256), dtype=np.int64)
     cdef int64_t[:, ::1] f = freq
     cdef Coder cd
+    cdef const int64_t* p = NULL
+    if first is not None:
+        if first.shape[0] != 4 or restart:
+            raise ValueError("four DC predictors, and no restart markers, are needed")
+        p = &first[0]
     _counting(&cd, &f[0, 0])
     with nogil:
-        _scan(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart, &cd)
+        _scan(coefs, comp, dc_tbl, ac_tbl, blocks_per_mcu, restart, &cd, p)
     return freq[:2].copy(), freq[2:].copy(), int(cd.extra + _value_bits(&f[0, 0], 4))
 
 

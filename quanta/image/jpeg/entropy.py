@@ -8,6 +8,9 @@ component index of each block; ``blocks_per_mcu`` blocks form one MCU.
 
 from __future__ import annotations
 
+from functools import partial
+from itertools import pairwise
+
 import numpy as np
 
 from quanta.image.jpeg._dispatch import kernels as _kernels
@@ -45,11 +48,31 @@ def count_symbols(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, block
 
 def count(coefs: np.ndarray, comp: np.ndarray, tables: np.ndarray, blocks_per_mcu: int,
           restart: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
-    """:func:`count_symbols` and the value bits that follow the symbols."""
+    """:func:`count_symbols` and the value bits that follow the symbols. Large scans without
+    restart markers are counted in parts on the threads (cut between MCUs, each part starting
+    from the DC predictors the part before leaves): the counts add up to one pass's."""
+    from quanta.image.jpeg._parallel import run_all, threads_for
+
     _check_scan(coefs, comp, tables, blocks_per_mcu, restart)
     t = np.ascontiguousarray(tables, dtype=np.int64)
-    return _kernels.count_symbols(np.ascontiguousarray(coefs), _comp(comp), t, t, int(blocks_per_mcu),
-                                  int(restart))
+    coefs, comp = np.ascontiguousarray(coefs), _comp(comp)
+    per_mcu, mcus = int(blocks_per_mcu), coefs.shape[0] // max(int(blocks_per_mcu), 1)
+    parts = threads_for(coefs.shape[0]) if not restart else 1
+    if parts <= 1 or mcus < parts:
+        return _kernels.count_symbols(coefs, comp, t, t, per_mcu, int(restart))
+    cuts = [per_mcu * (mcus * k // parts) for k in range(parts)] + [coefs.shape[0]]
+    done = run_all([partial(_kernels.count_symbols, coefs[a:b], comp[a:b], t, t, per_mcu, 0,
+                            _predictors(coefs, comp, a, per_mcu)) for a, b in pairwise(cuts)], parts)
+    return (sum(d[0] for d in done), sum(d[1] for d in done), sum(d[2] for d in done))
+
+
+def _predictors(coefs: np.ndarray, comp: np.ndarray, start: int, per_mcu: int) -> np.ndarray:
+    """Each component's DC predictor at block ``start`` (an MCU boundary; every component has
+    blocks in each MCU): its last DC in the MCU before, 0 at the scan's start."""
+    pred = np.zeros(4, dtype=np.int64)
+    for dc, c in zip(coefs[max(start - per_mcu, 0):start, 0], comp[max(start - per_mcu, 0):start]):
+        pred[c] = dc  # a later block of the component overwrites an earlier one
+    return pred
 
 
 def scan_bits(coefs: np.ndarray) -> int:
