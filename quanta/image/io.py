@@ -1,15 +1,22 @@
-"""Reading images through Pillow, with clear refusals and explicit conversions."""
+"""Reading images — the common PNGs by :mod:`quanta.image.png`, everything else through
+Pillow — with clear refusals and explicit conversions."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from quanta.errors import InputError
+
+if TYPE_CHECKING:  # imported when a PNG is read, not with this module
+    from quanta.image.png import Header
+
+#: the first 8 bytes of every PNG file (quanta.image.png.SIGNATURE, without importing it first)
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def load_image(path: Path | str, *, check_size: Callable[[int, int], None] | None = None,
@@ -38,7 +45,7 @@ def load_image(path: Path | str, *, check_size: Callable[[int, int], None] | Non
     return _load_with_pillow(p, check_size)
 
 
-def _png_file(p: Path) -> tuple[Any, bytes] | None:
+def _png_file(p: Path) -> tuple[Header, bytes] | None:
     """The header (:class:`quanta.image.png.Header`) and bytes of a PNG file
     :mod:`quanta.image.png` reads; None for every other file (Pillow reads those, and says what
     is wrong with them)."""
@@ -53,10 +60,6 @@ def _png_file(p: Path) -> tuple[Any, bytes] | None:
 
     head = header(data)
     return None if head is None else (head, data)
-
-
-#: the first 8 bytes of every PNG file (quanta.image.png.SIGNATURE, without importing it first)
-SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _load_with_pillow(p: Path, check_size: Callable[[int, int], None] | None,

@@ -206,3 +206,9 @@ def test_encoding_a_png_does_not_load_pillow(tmp_path):
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'PIL'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]" and (tmp_path / "a.jpg").stat().st_size > 0
+
+
+def test_the_reader_and_io_agree_on_the_signature():
+    import quanta.image.io as io
+
+    assert io.SIGNATURE == png.SIGNATURE  # io keeps its own copy so that a non-PNG imports nothing

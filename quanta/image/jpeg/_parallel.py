@@ -32,8 +32,8 @@ def threads_for(blocks: int) -> int:
 def run_all(work: list[Callable[[], T]], threads: int) -> list[T]:
     """Each call's result, in order; on a pool of ``threads`` when there is more than one.
 
-    The pool lives as long as the process (a large image runs six such steps, and starting
-    threads for each cost about 10 ms of a 9-megapixel image's 240). A step the pool's own
+    The pool lives as long as the process (a large image runs a dozen such steps, and
+    starting threads for each cost about 10 ms of a 9-megapixel image's 240). A step the pool's own
     threads ask for runs in that thread, one call after another: a worker never waits for
     the pool it is part of."""
     if threads <= 1 or len(work) <= 1 or getattr(_here, "worker", False):

@@ -116,8 +116,8 @@ def scale_table(base: np.ndarray, quality: int, *, baseline: bool = True,
 def tables_for(quality: int, preset: str = "annexk", *,
                scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(luma, chroma) tables for ``quality`` (or a continuous ``scale`` in percent) from a
-    named preset; read-only (the same arrays for the same arguments: a batch asks for them
-    twice an image)."""
+    named preset; read-only, made once per set of arguments (an encode asks for them twice,
+    a batch for every image)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown table preset {preset!r} (choose from {', '.join(PRESETS)})")
     return _scaled(quality, preset, scale)
