@@ -6,17 +6,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from quanta.errors import InputError
-
-if TYPE_CHECKING:  # imported when a PNG is read, not with this module
-    from quanta.image.png import Header
-
-#: the first 8 bytes of every PNG file (quanta.image.png.SIGNATURE, without importing it first)
-SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from quanta.image.png import SIGNATURE as SIGNATURE  # what a PNG file starts with (re-exported)
+from quanta.image.png import Header
 
 
 def load_image(path: Path | str, *, check_size: Callable[[int, int], None] | None = None,
@@ -49,15 +45,16 @@ def _png_file(p: Path) -> tuple[Header, bytes] | None:
     """The header (:class:`quanta.image.png.Header`) and bytes of a PNG file
     :mod:`quanta.image.png` reads; None for every other file (Pillow reads those, and says what
     is wrong with them)."""
+    from quanta.image.png import HEAD_BYTES, header, image_size
+
     try:
         with open(p, "rb") as f:
-            if f.read(8) != SIGNATURE:
+            first = f.read(HEAD_BYTES)
+            if image_size(first) is None:  # not a PNG this reader takes: Pillow reads the file
                 return None
-            data = SIGNATURE + f.read()
+            data = first + f.read()
     except OSError:
         return None
-    from quanta.image.png import header
-
     head = header(data)
     return None if head is None else (head, data)
 

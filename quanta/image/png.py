@@ -58,13 +58,10 @@ def header(data: bytes) -> Header | None:
     within Pillow's pixel limit, every chunk up to the last IDAT whole and those before the
     first IDAT matching their CRC, an ICC profile that inflates within :data:`MAX_PROFILE`.
     None for any other file."""
-    if len(data) < 33 or not data.startswith(SIGNATURE) or data[12:16] != b"IHDR":
+    size = image_size(data)
+    if size is None:
         return None
-    width, height, depth, colour, method, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    limit = _pixel_limit()
-    if (struct.unpack(">I", data[8:12])[0] != 13 or depth != 8 or colour not in CHANNELS or method
-            or filtering or interlace or width * height == 0 or (limit and width * height > limit)):
-        return None
+    width, height, channels = size
     walked = _chunks(data)
     if walked is None:
         return None
@@ -78,7 +75,25 @@ def header(data: bytes) -> Header | None:
         px, py = struct.unpack(">II", phys[:8])
         dpi = (px * 0.0254, py * 0.0254)
     exif = b"Exif\x00\x00" + found[b"eXIf"] if b"eXIf" in found else None
-    return Header(width, height, CHANNELS[colour], icc, exif, dpi, tuple(idat))
+    return Header(width, height, channels, icc, exif, dpi, tuple(idat))
+
+
+#: the bytes :func:`image_size` needs: the signature and the IHDR chunk (its CRC excluded)
+HEAD_BYTES = 29
+
+
+def image_size(head: bytes) -> tuple[int, int, int] | None:
+    """(width, height, channels) from a file's first :data:`HEAD_BYTES` bytes when its IHDR is
+    one this module reads (8-bit gray or RGB, not interlaced, within Pillow's pixel limit);
+    None otherwise — a caller need not read further."""
+    if len(head) < HEAD_BYTES or not head.startswith(SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour, method, filtering, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    limit = _pixel_limit()
+    if (struct.unpack(">I", head[8:12])[0] != 13 or depth != 8 or colour not in CHANNELS or method
+            or filtering or interlace or width * height == 0 or (limit and width * height > limit)):
+        return None
+    return width, height, CHANNELS[colour]
 
 
 def _pixel_limit() -> int | None:

@@ -211,7 +211,7 @@ def test_encoding_a_png_does_not_load_pillow(tmp_path):
 def test_the_reader_and_io_agree_on_the_signature():
     import quanta.image.io as io
 
-    assert io.SIGNATURE == png.SIGNATURE  # io keeps its own copy so that a non-PNG imports nothing
+    assert io.SIGNATURE == png.SIGNATURE  # one constant: io re-exports the reader's
 
 
 def test_damaged_files_are_read_as_pillow_reads_them_or_left_to_it():

@@ -218,11 +218,13 @@ def tensors(model: Any, family: Any) -> Iterator[tuple[str, np.ndarray | None]]:
     if gguf_rope.rope_type(config) == "llama3":  # llama.cpp's converter writes the factors first
         yield gguf_rope.NAME, gguf_rope.factors(gguf_rope.rope_params(config), gguf_rope.rope_theta(config),
                                                 family.sizes(config)["head"])
+    stacked: tuple[str, ...] = ()  # the experts modules written as stacks (their insides skipped)
     for module_name, module in model.named_modules():
-        if family.experts and family.expert_index(module_name + ".x") is not None:
-            continue  # inside the experts: written as stacks below
+        if module_name.startswith(stacked):
+            continue
         if isinstance(module, SplitExperts):
             yield from _stacks(module_name, module, family)
+            stacked += (module_name + ".",)
             continue
         quantized = isinstance(module, QuantLinear | QuantEmbedding)
         params = list(module.named_parameters(recurse=False))
