@@ -54,7 +54,10 @@ class Medium:
     folder: outputs are folders. suffix: an output name's default extension. reads: the
     extensions a batch picks up in an input folder (explicitly named files are taken as they are).
     numpy_blas: the medium's heavy work uses numpy's BLAS (else its commands run OpenBLAS on one
-    thread: :func:`quanta.threads.blas_on_one_thread`).
+    thread: :func:`quanta.threads.blas_on_one_thread`). ahead: ``"module:function"`` of a light
+    function (no numpy) the ``quanta`` process calls with a command line of the medium (after
+    its name) before the CLI is imported, to start what the command will need on other threads
+    (:mod:`quanta.cli.launch`).
     """
 
     name: str
@@ -67,10 +70,18 @@ class Medium:
     suffix: str = ""
     reads: tuple[str, ...] = ()
     numpy_blas: bool = True
+    ahead: str | None = None
 
     def module(self) -> ModuleType:
         """The contract module (imported on first use, so registering costs nothing)."""
         return importlib.import_module(self.contract)
+
+    def start_ahead(self, args: list[str]) -> None:
+        """Start what the command line ``args`` (after the medium's name) will need, by the
+        medium's :attr:`ahead` (nothing without one)."""
+        if self.ahead is not None:
+            mod, _, fn = self.ahead.partition(":")
+            getattr(importlib.import_module(mod), fn)(args)
 
     def options(self, **values: Any) -> Any:
         """The medium's ``Options`` from keyword values: a name it does not take is an error
@@ -145,7 +156,7 @@ register(Medium("image", "Images: a JPEG encoder whose quantization is ours; pos
                 "quanta.image.medium", extras=("PIL", "skimage", "ssimulacra2"),
                 cli="quanta.cli.image:app", command="encode", suffix=".jpg",
                 reads=(".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".webp",
-                       ".gif", ".tga"), numpy_blas=False))
+                       ".gif", ".tga"), numpy_blas=False, ahead="quanta.image.hint:head_start"))
 register(Medium("model", "Neural networks: quantize weights, run them on the CPU, measure the cost.",
                 "quanta.model.medium", extras=("torch", "safetensors", "transformers", "gguf", "tokenizers"),
                 cli="quanta.cli.model:app", folder=True))

@@ -45,3 +45,48 @@ def test_trim_calls_malloc_trim_only_where_there_is_one(monkeypatch):
     monkeypatch.setattr(memory, "_libc", lambda: None)
     memory.trim()
     assert calls == [0]
+
+
+KEEP_PROBE = """
+import resource, sys
+import numpy as np
+from quanta import memory
+if sys.argv[1] == "keep":
+    assert memory.keep_freed()
+a = np.empty(64 << 20, np.uint8)
+a[:] = 1
+del a  # 64 MB: beyond glibc's largest mmap threshold, so a mapping of its own unless kept
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+b = np.empty(64 << 20, np.uint8)
+b[:] = 2
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or _libc() is None, reason="glibc on Linux only")
+def test_a_kept_heap_serves_the_next_large_array_from_the_last_ones_pages():
+    """After keep_freed, 64 MB allocated, filled and freed, then 64 MB more: the second array
+    takes the first one's pages (next to no faults); otherwise it is a fresh mapping, faulted
+    page by page (4 kB, or 2 MB where the kernel gives numpy huge pages)."""
+    import subprocess
+
+    def faults(mode: str) -> int:
+        r = subprocess.run([sys.executable, "-c", KEEP_PROBE, mode], capture_output=True, text=True,
+                           check=True, timeout=120)
+        return int(r.stdout.strip())
+
+    fresh, kept = faults("plain"), faults("keep")
+    assert fresh >= 30 and kept <= fresh // 4, (fresh, kept)
+
+
+def test_keep_freed_needs_glibcs_mallopt(monkeypatch):
+    import quanta.memory as memory
+
+    class Lib:  # a C library without mallopt (musl, another system)
+        def malloc_trim(self, pad):
+            pass
+
+    monkeypatch.setattr(memory, "_libc", Lib)
+    assert memory.keep_freed() is False
+    monkeypatch.setattr(memory, "_libc", lambda: None)
+    assert memory.keep_freed() is False

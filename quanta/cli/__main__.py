@@ -1,3 +1,3 @@
-from quanta.cli.main import main_exit
+from quanta.cli.launch import main_exit
 
 main_exit()

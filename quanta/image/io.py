@@ -30,23 +30,28 @@ def load_image(path: Path | str, *, check_size: Callable[[int, int], None] | Non
         raise InputError(f"{p}: no such file")
     png = _png_file(p)
     if png is not None:
-        head, data = png
+        head, data, arr = png
         if check_size is not None:
             check_size(head.width, head.height)
-        from quanta.image.png import pixels
+        if arr is None:
+            from quanta.image.png import pixels
 
-        arr = pixels(data, head)
+            arr = pixels(data, head)
         if arr is not None:
             return arr, head.icc_profile, []
     return _load_with_pillow(p, check_size)
 
 
-def _png_file(p: Path) -> tuple[Header, bytes] | None:
-    """The header (:class:`quanta.image.png.Header`) and bytes of a PNG file
-    :mod:`quanta.image.png` reads; None for every other file (Pillow reads those, and says what
-    is wrong with them)."""
-    from quanta.image.png import HEAD_BYTES, header, image_size
+def _png_file(p: Path) -> tuple[Header, bytes, np.ndarray | None] | None:
+    """The header (:class:`quanta.image.png.Header`), bytes and — when the file was read ahead
+    (:func:`quanta.image.png.read_ahead`) — samples of a PNG file :mod:`quanta.image.png`
+    reads; None for every other file (Pillow reads those, and says what is wrong with them)."""
+    from quanta.image.png import HEAD_BYTES, ahead, header, image_size
 
+    early = ahead(str(p))
+    if early is not None:
+        data, head, arr = early
+        return None if head is None else (head, data, arr)
     try:
         with open(p, "rb") as f:
             first = f.read(HEAD_BYTES)
@@ -56,7 +61,7 @@ def _png_file(p: Path) -> tuple[Header, bytes] | None:
     except OSError:
         return None
     head = header(data)
-    return None if head is None else (head, data)
+    return None if head is None else (head, data, None)
 
 
 def _load_with_pillow(p: Path, check_size: Callable[[int, int], None] | None,

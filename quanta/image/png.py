@@ -16,11 +16,15 @@ with a damaged file.
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where pixels are decoded: a header costs no numpy import
+    import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: IHDR colour types read here, with their samples per pixel (0: gray, 2: RGB)
@@ -146,17 +150,89 @@ def _profile(chunk: bytes) -> bytes | bool | None:
 def pixels(data: bytes, h: Header) -> np.ndarray | None:
     """The samples of the PNG file ``data`` whose :func:`header` is ``h``, when its image data
     inflate whole to exactly its rows and every row names a PNG filter; else None."""
+    import numpy as np
+
+    out = np.empty(_shape(h), dtype=np.uint8)
+    return out if _decode_into(data, h, out.reshape(h.height, h.width * h.channels)) else None
+
+
+def _shape(h: Header) -> tuple[int, ...]:
+    return (h.height, h.width, h.channels) if h.channels > 1 else (h.height, h.width)
+
+
+def _decode_into(data: bytes, h: Header, out: object) -> bool:
+    """Inflate ``data``'s image data and undo its row filters into ``out`` (any writable 2-D
+    buffer of ``h.height`` rows of ``h.width · h.channels`` bytes): whether it held exactly its
+    rows, every one naming a PNG filter."""
     rowbytes = h.width * h.channels
     raw = _inflate(b"".join(data[a:b] for a, b in h.idat), h.height * (rowbytes + 1))
     if raw is None:
-        return None
+        return False
     from quanta.image import _png
 
-    out = np.empty((h.height, h.width, h.channels) if h.channels > 1 else (h.height, h.width),
-                   dtype=np.uint8)
-    if not _png.unfilter(np.frombuffer(raw, dtype=np.uint8), out.reshape(h.height, rowbytes), h.channels):
+    return bool(_png.unfilter(raw, out, h.channels))
+
+
+#: files being read ahead (:func:`read_ahead`): path → (the file's identity when it was
+#: asked for, the reading thread, its result once done)
+_AHEAD: dict[str, tuple[tuple[int, ...] | None, threading.Thread, list]] = {}
+
+
+def read_ahead(path: str) -> None:
+    """Start reading the PNG file ``path`` — its bytes, :func:`header` and samples — on a
+    background thread, for :func:`ahead` to hand over when the command gets to it (the
+    ``quanta`` process starts this before it has imported its CLI: :mod:`quanta.image.hint`).
+    Needs no numpy; the inflating and unfiltering release the interpreter."""
+    path = os.path.abspath(path)
+    box: list = []
+    thread = threading.Thread(target=_read_into, args=(path, box), name="quanta-read-ahead", daemon=True)
+    _AHEAD[path] = (_identity(path), thread, box)
+    thread.start()
+
+
+def _read_into(path: str, box: list) -> None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        h = header(data)
+        samples = None
+        if h is not None:
+            rowbytes = h.width * h.channels
+            buf = bytearray(h.height * rowbytes)
+            samples = buf if _decode_into(data, h, memoryview(buf).cast("B", (h.height, rowbytes))) else None
+        box.append((data, h, samples))
+    except (OSError, MemoryError, ValueError):
+        pass  # the command reads the file itself, and says what is wrong with it
+
+
+def ahead(path: str) -> tuple[bytes, Header | None, np.ndarray | None] | None:
+    """What :func:`read_ahead` read of ``path`` — the file's bytes, its :func:`header` (None: not
+    a PNG this module reads) and samples (None: the image data did not decode) — once it is
+    done, when the file is still the one it read (device, inode, size and modification time);
+    None when nothing was read ahead, the read failed or the file changed. The samples are
+    handed over once (a later call decodes them again)."""
+    entry = _AHEAD.get(os.path.abspath(path)) if _AHEAD else None
+    if entry is None:
         return None
-    return out
+    known, thread, box = entry
+    thread.join()
+    if not box or known is None or _identity(path) != known:
+        return None
+    data, h, samples = box[0]
+    if h is None or samples is None:
+        return data, h, None
+    box[0] = (data, h, None)  # the samples are handed over once: the caller owns them
+    import numpy as np
+
+    return data, h, np.frombuffer(samples, dtype=np.uint8).reshape(_shape(h))
+
+
+def _identity(path: str) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _inflate(idat: bytes, size: int) -> bytes | None:

@@ -58,3 +58,30 @@ def test_a_scan_counted_in_parts_counts_as_one_pass(monkeypatch):
     with_restarts = kernels.count_symbols(coefs, comp, tables, tables, 6, 5)
     dc, ac, extra = entropy.count(coefs, comp, tables, 6, 5)  # restart markers: one pass
     assert np.array_equal(dc, with_restarts[0]) and extra == with_restarts[2]
+
+
+def test_a_components_lists_and_scans_counted_in_pieces_are_the_whole_ones(monkeypatch):
+    """The progressive plan's pieces on the threads: nonzero lists built in halves and joined,
+    and a depth group's scans counted in pieces (first scans by point transform, each refining
+    scan alone), give exactly what one call gives."""
+    import numpy as np
+
+    from quanta.image.jpeg import _scans, progressive
+
+    rng = np.random.default_rng(11)
+    coefs = np.where(rng.random((3001, 64)) < 0.15, rng.integers(-40, 41, (3001, 64)), 0).astype(np.int16)
+    idx = np.ascontiguousarray(rng.permutation(3001)[:2500], dtype=np.intp)
+    monkeypatch.setattr(_parallel, "PARALLEL_BLOCKS", 1)
+    monkeypatch.setenv("QUANTA_THREADS", "2")
+    halves = progressive._halves(idx, 2)
+    assert [h.size for h in halves] == [1250, 1250]
+    whole = _scans.nonzeros(coefs, idx)
+    joined = progressive._joined([_scans.nonzeros(coefs, h) for h in halves])
+    assert all(np.array_equal(a[:int(whole[0][-1])], b[:int(whole[0][-1])]) for a, b in zip(whole, joined))
+    assert np.array_equal(whole[0], joined[0])
+    scans = sorted({s for lay in progressive.LAYOUTS for s in lay})
+    search = progressive._Search(progressive.LAYOUTS, whole)
+    one = search.count(0, scans)
+    pieces = progressive._merged([(0, *search.count(0, p)) for p in progressive._pieces(scans)])
+    order = [pieces[0][1].index(s) for s in scans]
+    assert np.array_equal(one[1], pieces[0][2][order]) and np.array_equal(one[2], pieces[0][3][order])

@@ -249,3 +249,44 @@ def test_damaged_files_are_read_as_pillow_reads_them_or_left_to_it():
                 assert np.array_equal(ours, np.asarray(im)), t
         read += 1
     assert read  # some damage (a chunk CRC after the data, say) leaves the picture whole
+
+
+def _photo(h: int, w: int, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ramp = np.add.outer(np.arange(h), np.arange(w))[..., None] * np.array([1, 2, 3])
+    return ((ramp + rng.integers(0, 40, (h, w, 3))) % 256).astype(np.uint8)
+
+
+def test_a_file_read_ahead_is_handed_over_once_with_the_samples_a_read_gives(tmp_path):
+    img = _photo(120, 90)
+    p = tmp_path / "a.png"
+    Image.fromarray(img).save(p)
+    png.read_ahead(str(p))
+    data, head, samples = png.ahead(str(tmp_path / "." / "a.png"))  # the same file, spelt otherwise
+    assert data == p.read_bytes() and (head.width, head.height) == (90, 120)
+    assert np.array_equal(samples, img) and samples.flags.writeable
+    assert png.ahead(str(p))[2] is None  # handed over once: a second caller decodes its own
+    arr, icc, notes = load_image(p)
+    assert np.array_equal(arr, img) and icc is None and notes == []
+
+
+def test_a_file_changed_after_it_was_read_ahead_is_read_again(tmp_path):
+    p = tmp_path / "a.png"
+    Image.fromarray(_photo(64, 48, seed=1)).save(p)
+    png.read_ahead(str(p))
+    png._AHEAD[str(p)][1].join()  # the first file read whole
+    changed = _photo(50, 40, seed=2)
+    Image.fromarray(changed).save(p)
+    assert png.ahead(str(p)) is None
+    assert np.array_equal(load_image(p)[0], changed)
+
+
+def test_a_file_read_ahead_that_this_reader_does_not_take_is_left_to_pillow(tmp_path):
+    p = tmp_path / "photo.png"  # a JPEG under a PNG's name
+    Image.fromarray(_photo(40, 30)).save(p, format="JPEG", quality=90)
+    png.read_ahead(str(p))
+    data, head, samples = png.ahead(str(p))
+    assert data == p.read_bytes() and head is None and samples is None
+    with Image.open(p) as im:
+        assert np.array_equal(load_image(p)[0], np.asarray(im.convert("RGB")))
+    assert png.ahead(str(tmp_path / "never-read-ahead.png")) is None

@@ -805,63 +805,55 @@ def downsample_fit(const uint8_t[:, ::1] plane, int h, int v, int iterations, ui
     upsampling, as libjpeg decodes, fits the plane: box averages, then ``iterations`` Jacobi
     steps adding each cell's mean residual; rounded and clipped to 8 bits.
 
-    Each step filters every row horizontally once (both phases, three rows kept: the row and
-    its neighbours) and blends rows vertically per output sample: ``¾·row + ¼·neighbour``."""
-    cdef Py_ssize_t rows = out.shape[0], cols = out.shape[1], i, j, it
+    Every step is a row's function of the previous step's row and its two neighbours, so the
+    steps run as a wavefront down the plane: step ``k`` of row ``i`` as soon as step ``k − 1``
+    of row ``i + 1`` exists. Each step keeps three rows (and their horizontal filters, both
+    phases, in double as the upsampling error's expression computes them) — a few hundred
+    kilobytes instead of two float planes, and every row still in cache when the next step
+    reads it. The arithmetic of each sample is the plane-at-a-time Jacobi's, bit for bit."""
+    cdef Py_ssize_t rows = out.shape[0], cols = out.shape[1], i, j, t
+    cdef int lv
     if h != 2 or v not in (1, 2) or plane.shape[0] < rows * v or plane.shape[1] < cols * h:
         raise ValueError("2x1 or 2x2 cells of a plane at least rows*v by cols*h are needed")
-    d_arr = np.empty((rows, cols), dtype=np.float32)
-    n_arr = np.empty((rows, cols), dtype=np.float32)
-    hb_arr = np.empty((3, 2, max(cols, 1)), dtype=np.float64)  # three filtered rows: left, right
-    ups_arr = np.empty(4 * max(cols, 1), dtype=np.float32)
-    cdef float[::1] ups = ups_arr
-    cdef float[:, ::1] dv = d_arr
-    cdef float[:, ::1] nv = n_arr
-    cdef double[:, :, ::1] hb = hb_arr
-    cdef float* d = &dv[0, 0] if rows and cols else NULL
-    cdef float* nd = &nv[0, 0] if rows and cols else NULL
-    cdef float* t
-    cdef double* up
-    cdef double* cur
-    cdef double* down
-    cdef double* spare
-    cdef const uint8_t* r0
-    cdef const uint8_t* r1
-    cdef float s
-    cdef float inv = 1.0 / (h * v)
     if rows == 0 or cols == 0:
         return
+    if iterations < 0:
+        raise ValueError("iterations must be >= 0")
+    # per step: three rows of samples and their filters (left phase, then right, ``cols`` on)
+    row_arr = np.empty((iterations + 1, 3, cols), dtype=np.float32)
+    hal_arr = np.empty((iterations + 1, 3, 2 * cols), dtype=np.float64)
+    ups_arr = np.empty(4 * cols, dtype=np.float32)
+    cdef float[:, :, ::1] rv = row_arr
+    cdef double[:, :, ::1] hv = hal_arr
+    cdef float[::1] ups = ups_arr
+    cdef const uint8_t* r0
+    cdef const uint8_t* r1
+    cdef float* d
+    cdef float s
+    cdef float inv = 1.0 / (h * v)
     with nogil:
-        for i in range(rows):  # box averages, the cell's samples summed in raster order
-            r0 = &plane[i * v, 0]
-            r1 = &plane[i * v + v - 1, 0]
-            for j in range(cols):
-                s = (<float> 0) + r0[2 * j]
-                s = s + r0[2 * j + 1]
-                if v == 2:
-                    s = s + r1[2 * j]
-                    s = s + r1[2 * j + 1]
-                d[i * cols + j] = s * inv
-        for it in range(iterations):
-            up, cur, down = &hb[0, 0, 0], &hb[1, 0, 0], &hb[2, 0, 0]
-            _halves(d, cols, cur, cur + hb.shape[2])
-            if v == 2:
-                _halves(d, cols, up, up + hb.shape[2])  # row −1: the edge replicated
-                _halves(d + min(1, rows - 1) * cols, cols, down, down + hb.shape[2])
-            for i in range(rows):
-                if i > 0 and v == 1:
-                    _halves(d + i * cols, cols, cur, cur + hb.shape[2])
-                elif i > 0:  # the three filtered rows move up by one; the next row filtered
-                    spare = up
-                    up = cur
-                    cur = down
-                    down = spare
-                    _halves(d + min(i + 1, rows - 1) * cols, cols, down, down + hb.shape[2])
-                _fit_row(&plane[i * v, 0], &plane[i * v + v - 1, 0], up, cur, down, hb.shape[2], v, inv,
-                         d + i * cols, nd + i * cols, &ups[0], cols)
-            t = d  # the new samples become the current ones
-            d = nd
-            nd = t
-        for i in range(rows):
-            for j in range(cols):
-                out[i, j] = <uint8_t> <int> (d[i * cols + j] + <float> 0.5)
+        for t in range(rows + iterations):
+            for lv in range(iterations + 1):
+                i = t - lv
+                if i < 0 or i >= rows:
+                    continue
+                d = &rv[lv, i % 3, 0]
+                r0 = &plane[i * v, 0]
+                r1 = &plane[i * v + v - 1, 0]
+                if lv == 0:  # box averages, the cell's samples summed in raster order
+                    for j in range(cols):
+                        s = (<float> 0) + r0[2 * j]
+                        s = s + r0[2 * j + 1]
+                        if v == 2:
+                            s = s + r1[2 * j]
+                            s = s + r1[2 * j + 1]
+                        d[j] = s * inv
+                else:  # one step from the previous step's row and its neighbours (edges replicated)
+                    _fit_row(r0, r1, &hv[lv - 1, (i - 1 if i > 0 else 0) % 3, 0], &hv[lv - 1, i % 3, 0],
+                             &hv[lv - 1, (i + 1 if i + 1 < rows else rows - 1) % 3, 0], cols, v, inv,
+                             &rv[lv - 1, i % 3, 0], d, &ups[0], cols)
+                if lv < iterations:
+                    _halves(d, cols, &hv[lv, i % 3, 0], &hv[lv, i % 3, cols])
+                else:
+                    for j in range(cols):
+                        out[i, j] = <uint8_t> <int> (d[j] + <float> 0.5)

@@ -212,11 +212,13 @@ def _strips(plane: np.ndarray, dest: np.ndarray, parts: int) -> list[tuple[np.nd
 
 def _quantize(planes: list[np.ndarray], frame: Frame, rows: np.ndarray,
               ac_bits: list[np.ndarray] | None = None,
-              rules: tuple[Trellis, Trellis] | None = None) -> np.ndarray:
+              rules: tuple[Trellis, Trellis] | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Quantized zigzag blocks in scan order (int16 ``(N, 64)``): rounded to nearest, or by
     the trellis with each Huffman selector's AC code lengths ``ac_bits``. Large images are cut
-    into strips quantized in parallel threads (the kernels release the GIL)."""
-    out = np.empty((rows.size, 64), dtype=np.int16)
+    into strips quantized in parallel threads (the kernels release the GIL). ``out``: an
+    earlier pass's array to write over (a pass reads only the planes): the trellis pass of a
+    large image then touches no new memory."""
+    out = np.empty((rows.size, 64), dtype=np.int16) if out is None else out
     work, offset = [], 0
     parts = threads_for(rows.size)
     for p, c in zip(planes, frame.components):
@@ -431,7 +433,7 @@ def encode(
     coefs = _quantize(planes, frame, rows)
     dcs, acs, base_bits = _huffman_tables(coefs, comp, frame, optimize)
     for _ in range(trellis_passes if rules else 0):
-        coefs = _quantize(planes, frame, rows, [_code_lengths(t) for t in acs], rules)
+        coefs = _quantize(planes, frame, rows, [_code_lengths(t) for t in acs], rules, out=coefs)
         dcs, acs, base_bits = _huffman_tables(coefs, comp, frame, optimize)
     markers = Markers(icc_profile, exif, dpi)
     layout = prog.plan(coefs, comp, _selectors(frame), [c.id for c in frame.components],

@@ -184,41 +184,100 @@ def plan(coefs: np.ndarray, comp: np.ndarray, selectors: np.ndarray, ids: list[i
     coefs: int16 ``(N, 64)`` zigzag blocks in interleaved (MCU) order, ``comp`` each block's
     component; selectors: each component's DC table; ids: each component's id; layouts: the AC
     layouts to choose from (default :data:`LAYOUTS`).
+
+    On large images the steps run on the threads, the largest first: the DC scan's counts beside
+    every component's nonzero lists (the largest component's in two halves), then each round of
+    the components' searches with every depth group's scans cut by kind and point transform
+    (:func:`_pieces`) — each piece counted alone gives the same counts.
     """
     layouts = layouts or LAYOUTS
     coefs = np.ascontiguousarray(coefs, dtype=np.int16)
     comp = np.ascontiguousarray(comp, dtype=np.int8)
     tbl = np.ascontiguousarray(selectors, dtype=np.int64)
-    # the DC scan: interleaved for colour; a gray frame's only component is non-interleaved,
-    # which for 8×8 MCUs is the same blocks in the same order
-    freq, extra = _kernels.count_progressive(coefs, comp, tbl, _NO_INDEX, 0, 0, 0, 0)
+    threads = threads_for(coefs.shape[0])
+    idxs = [g.index() for g in geometry]
+    # the DC scan (interleaved for colour; a gray frame's only component is non-interleaved,
+    # which for 8×8 MCUs is the same blocks in the same order) counted beside the nonzero lists
+    halves = [_halves(i, threads) for i in idxs]
+    done = run_all([partial(_kernels.count_progressive, coefs, comp, tbl, _NO_INDEX, 0, 0, 0, 0)] +
+                   [partial(_scans.nonzeros, coefs, h) for parts in halves for h in parts], threads)
+    (freq, extra), lists = done[0], iter(done[1:])
     used = int(tbl.max()) + 1
     dcs = [huffman.optimal_table(freq[i]) for i in range(used)]
     bits = extra + markers_bits(dcs, len(ids)) + sum(
         int(freq[i] @ huffman.code_lengths(dcs[i])) for i in range(used))
 
-    # every component's search at once: on large images its steps (a component's nonzeros, a
-    # depth group's scans counted) run on the threads, components and groups side by side
-    threads = threads_for(coefs.shape[0])
-    idxs = [g.index() for g in geometry]
-    searches = [_Search(layouts, nz) for nz in run_all([partial(_scans.nonzeros, coefs, i) for i in idxs],
-                                                       threads)]
-    while todo := [(k, g, scans) for k, search in enumerate(searches) for g, scans in search.todo()]:
-        counted = run_all([partial(searches[k].count, g, scans) for k, g, scans in todo], threads)
+    searches = [_Search(layouts, _joined([next(lists) for _ in parts])) for parts in halves]
+    while todo := [(k, g, piece) for k, search in enumerate(searches) for g, scans in search.todo()
+                   for piece in (_pieces(scans) if threads > 1 else [scans])]:
+        todo.sort(key=lambda t: -idxs[t[0]].size)  # the largest component's pieces first
+        counted = run_all([partial(searches[k].count, g, piece) for k, g, piece in todo], threads)
         for k, search in enumerate(searches):
-            search.take([(g, *c) for (j, g, _), c in zip(todo, counted) if j == k])
+            search.take(_merged([(g, *c) for (j, g, _), c in zip(todo, counted) if j == k]))
     chosen = [search.result() for search in searches]
     return Plan(coefs, comp, tbl, ids, dcs, [(i, *c[:2]) for i, c in zip(idxs, chosen)],
                 bits + sum(c[2] for c in chosen))
 
 
+def _halves(idx: np.ndarray, threads: int) -> list[np.ndarray]:
+    """A component's blocks as the pieces its nonzero lists are built in: two halves for a
+    component large enough to spread over threads, else one."""
+    if threads <= 1 or threads_for(idx.size) <= 1:
+        return [idx]
+    return [idx[:idx.size // 2], idx[idx.size // 2:]]
+
+
+def _joined(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """:func:`_scans.nonzeros` of consecutive pieces of a component's blocks as one list."""
+    if len(parts) == 1:
+        return parts[0]
+    ends = [int(p[0][-1]) for p in parts]
+    offsets = np.cumsum([0, *ends[:-1]])
+    start = np.concatenate([p[0][:-1] + o for p, o in zip(parts, offsets)] + [np.array([sum(ends)])])
+    return (start, np.concatenate([p[1][:e] for p, e in zip(parts, ends)]),
+            np.concatenate([p[2][:e] for p, e in zip(parts, ends)]))
+
+
+def _pieces(scans: list[Scan]) -> list[list[Scan]]:
+    """``scans`` cut into the pieces counted on their own: the first scans of each point
+    transform together (they share one pass), each refining scan alone."""
+    firsts: dict[int, list[Scan]] = {}
+    out: list[list[Scan]] = []
+    for s in scans:
+        if s[2] == 0:
+            firsts.setdefault(s[3], []).append(s)
+        else:
+            out.append([s])
+    return [*firsts.values(), *out]
+
+
+def _merged(counted: list[tuple]) -> list[tuple]:
+    """Counted pieces ``(group, scans, bits, freq)`` joined per depth group, in group order."""
+    groups: dict[int, list] = {}
+    for g, scans, bits, freq in counted:
+        acc = groups.setdefault(g, [[], [], []])
+        acc[0] += scans
+        acc[1].append(bits)
+        acc[2].append(freq)
+    return [(g, scans, np.concatenate(bits), np.concatenate(freq))
+            for g, (scans, bits, freq) in sorted(groups.items())]
+
+
 def write(p: Plan) -> list[bytes]:
     """The DHT + SOS + entropy-coded segments of every scan of ``p``, in file order (on large
-    images the scans are coded on the threads, each on its own)."""
+    images the scans are coded on the threads, each on its own, the costliest started first:
+    refining scans, then by their component's blocks)."""
     work = [partial(_dc_segment, p)] + [partial(_ac_segment, p, cid, idx, scan, freq)
                                        for cid, (idx, chosen, counts) in zip(p.ids, p.components)
                                        for scan, freq in zip(chosen, counts)]
-    return run_all(work, threads_for(p.coefs.shape[0]))
+    cost = [p.coefs.shape[0]] + [idx.size * (2 if scan[2] else 1) for idx, chosen, _ in p.components
+                                 for scan in chosen]
+    order = sorted(range(len(work)), key=lambda i: -cost[i])
+    done = run_all([work[i] for i in order], threads_for(p.coefs.shape[0]))
+    out: list[bytes] = [b""] * len(work)
+    for i, data in zip(order, done):
+        out[i] = data
+    return out
 
 
 def _dc_segment(p: Plan) -> bytes:

@@ -1,0 +1,33 @@
+"""The ``quanta`` command as a process (the console script and ``python -m quanta.cli``): what
+only a whole process may do, before the CLI (:mod:`quanta.cli.main`, which tests and callers
+also run in their own process) is even imported.
+
+Today one thing: a medium may start what a command line will need while this process imports
+the CLI (:attr:`quanta.media.Medium.ahead`) — for one large image to encode, the file read and
+decoded on another thread in the ~0.1 s of imports during which the second core has nothing
+else to do (:mod:`quanta.image.hint`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main_exit() -> None:
+    """Run ``quanta`` with this process's arguments and exit with its code."""
+    _head_start([a for a in sys.argv[1:] if a != "--debug"])
+    from quanta.cli.main import main_exit as run
+
+    run()
+
+
+def _head_start(args: list[str]) -> None:
+    """Start what the command line ``args`` will need, where its medium can tell."""
+    from quanta.media import MEDIA
+
+    if not args or args[0] not in MEDIA:
+        return
+    try:
+        MEDIA[args[0]].start_ahead(args[1:])
+    except Exception:  # for speed only: whatever goes wrong here, the command runs as it would
+        return

@@ -1,0 +1,36 @@
+"""The ``quanta`` process (``quanta.cli.launch``): what it starts before the CLI changes no output,
+and nothing that goes wrong there stops a command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from quanta.cli import launch
+from quanta.image.jpeg import encode
+from quanta.media import Medium
+
+
+def test_a_large_png_encoded_by_the_process_is_the_encoders_bytes(tmp_path):
+    rng = np.random.default_rng(7)
+    img = np.clip(np.add.outer(np.arange(520), np.arange(640))[..., None] // 5
+                  + rng.integers(0, 30, (520, 640, 3)), 0, 255).astype(np.uint8)
+    src, dst = tmp_path / "a.png", tmp_path / "a.jpg"
+    Image.fromarray(img).save(src)
+    r = subprocess.run([sys.executable, "-m", "quanta.cli", "image", "encode", str(src), str(dst)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert dst.read_bytes() == encode(img).data
+
+
+def test_a_failing_head_start_leaves_the_command_to_run(monkeypatch):
+    def broken(self, args):
+        raise RuntimeError("a bug in a guess")
+
+    monkeypatch.setattr(Medium, "start_ahead", broken)
+    launch._head_start(["image", "encode", "a.png", "b.jpg"])  # swallowed: the command runs as it would
+    launch._head_start([])
+    launch._head_start(["no-such-medium"])
