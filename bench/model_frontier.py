@@ -10,7 +10,8 @@ shipped in the package: 64 chunks of 256 tokens) and quantizes ``smollm2-unbinne
 each llama.cpp type. quanta writes its own GGUF files, each with one command as a user runs it
 (``--format gguf --method gptq``, default calibration): uniform Q8_0 and Q4_1, and ``--type T`` for
 each llama.cpp file type T (the file no larger than llama.cpp's, every tensor's type — K-quants
-included — chosen by the measured sensitivity). Every file is scored by quanta's evaluator
+included — chosen by the measured sensitivity); and the two plain defaults, ``--bits 4`` as a
+quanta folder and as GGUF. Every file is scored by quanta's evaluator
 (quanta-ppl/1, KL divergence against ``smollm2-unbinned``); quanta's ``--type Q4_K_M`` and
 llama.cpp's Q4_K_M are also scored by ``llama-perplexity --kl-divergence`` (which also rounds
 activations to 8 bits). Also checks quanta's table of llama.cpp's rules
@@ -48,8 +49,10 @@ QUANTA = (("quanta Q8_0 (GPTQ)", ["--bits", "8", "--sym", "--group-size", "32"])
           ("quanta Q4_1 (GPTQ)", ["--bits", "4", "--group-size", "32"]))
 
 
-#: the plain command of the "defaults" target: a quanta folder, nothing but --bits 4
+#: the plain commands of the "defaults" target: a quanta folder, nothing but --bits 4; and the
+#: same written as GGUF (--format gguf --bits 4: llama.cpp's Q4_0 size, types by sensitivity)
 DEFAULTS = ("quanta defaults (--bits 4, quanta folder)", ["--bits", "4"])
+DEFAULTS_GGUF = ("quanta defaults (--format gguf --bits 4)", ["--bits", "4"])
 
 
 def nbytes(path: Path) -> int:
@@ -115,6 +118,7 @@ def main() -> None:
     jobs = [] if args.no_uniform else [(name, f"quanta_{name.split()[1]}.gguf", opts)
                                        for name, opts in QUANTA]
     jobs.append((DEFAULTS[0], "quanta_defaults", DEFAULTS[1]))
+    jobs.append((DEFAULTS_GGUF[0], "quanta_defaults.gguf", DEFAULTS_GGUF[1]))
     rules = [rules_check(path, name.split()[1]) for name, path, _ in files]
     print_table("llama.cpp's rules: quanta's --type T --uniform plan against llama-quantize's file",
                 ["type", "tensors", "same type", "differ"],
@@ -185,11 +189,12 @@ def main() -> None:
                 [[p["type"], f"{p['llama_bytes']:,}", f"{p['quanta_bytes']:,}",
                   "yes" if p["quanta_bytes"] <= p["llama_bytes"] else "NO",
                   f"{p['quanta_kld'] / p['llama_kld']:.2f}×", str(p["types"])] for p in presets], left=(0, 5))
-    targets = defaults_target(rows)
-    if targets:
-        console.print(f"defaults target: {targets['bytes']:,} bytes (Q4_0: {targets['q4_0_bytes']:,}), "
-                      f"KLD {targets['kld']:.4f} (Q4_K_M: {targets['q4_k_m_kld']:.4f}): "
-                      + ("met" if targets["met"] else "missed"))
+    targets = {name: defaults_target(rows, name) for name in (DEFAULTS[0], DEFAULTS_GGUF[0])}
+    for name, t in targets.items():
+        if t:
+            console.print(f"defaults target, {name}: {t['bytes']:,} bytes (Q4_0: {t['q4_0_bytes']:,}), "
+                          f"KLD {t['kld']:.4f} (Q4_K_M: {t['q4_k_m_kld']:.4f}): "
+                          + ("met" if t["met"] else "missed"))
     plot(rows)
     write_json("model_frontier", {"rows": rows, "frontier": frontier, "defaults_target": targets,
                                   "presets": presets, "rules": rules,
@@ -220,12 +225,12 @@ def rules_check(llama_file: Path, qtype: str) -> dict:
     return {"type": qtype, "tensors": len(theirs), "same": len(theirs) - len(differ), "differ": differ}
 
 
-def defaults_target(rows: list[dict]) -> dict | None:
-    """The plain ``--bits 4`` folder against its target: no larger than llama.cpp's Q4_0 file,
-    KL divergence no higher than llama.cpp's Q4_K_M (None when the run lacks one of the three)."""
+def defaults_target(rows: list[dict], name: str) -> dict | None:
+    """A plain ``--bits 4`` command's file (row ``name``) against its target: no larger than
+    llama.cpp's Q4_0 file, KL divergence no higher than llama.cpp's Q4_K_M (None when the run
+    lacks one of the three)."""
     by = {r["name"]: r for r in rows}
-    d, q40, q4km = (by.get(n) for n in (DEFAULTS[0], "llama.cpp Q4_0 + imatrix",
-                                        "llama.cpp Q4_K_M + imatrix"))
+    d, q40, q4km = (by.get(n) for n in (name, "llama.cpp Q4_0 + imatrix", "llama.cpp Q4_K_M + imatrix"))
     if not (d and q40 and q4km):
         return None
     return {"bytes": d["bytes"], "kld": d["kld"], "q4_0_bytes": q40["bytes"], "q4_k_m_kld": q4km["kld"],

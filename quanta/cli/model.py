@@ -44,7 +44,9 @@ def quantize(
                              "--format gguf (replaced with --force only if quanta wrote it)."),
     bits: int = typer.Option(4, "--bits", "-b", help="Bits per weight (2..8; nf4: 4). With a calibrated "
                              "method and no --group-size: the size of that uniform file, its bytes shared "
-                             "out by each tensor's measured sensitivity (--uniform: every layer at --bits)."),
+                             "out by each tensor's measured sensitivity (--format gguf --bits 4/5: "
+                             "llama.cpp's Q4_0/Q5_0 file, as --type Q4_0/Q5_0; --uniform: every layer at "
+                             "--bits)."),
     group_size: int = typer.Option(None, help="Inputs per scale group (0: one group per row; "
                                    "default: per layer the largest of 128, 64, 32 that divides its "
                                    "inputs; GGUF: 32)."),

@@ -201,8 +201,8 @@ def _read_into(path: str, box: list) -> None:
             buf = bytearray(h.height * rowbytes)
             samples = buf if _decode_into(data, h, memoryview(buf).cast("B", (h.height, rowbytes))) else None
         box.append((data, h, samples))
-    except (OSError, MemoryError, ValueError):
-        pass  # the command reads the file itself, and says what is wrong with it
+    except Exception:  # nothing handed over: the command reads the file itself, and says what is wrong
+        box.clear()
 
 
 def ahead(path: str) -> tuple[bytes, Header | None, np.ndarray | None] | None:

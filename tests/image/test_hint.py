@@ -57,4 +57,5 @@ def test_a_pipe_on_the_command_line_is_never_read(files, tmp_path):
     fifo = tmp_path / "in.png"
     os.mkfifo(fifo)  # opening it to read would wait for a writer: the guess must not touch it
     assert hint.large_input(["encode", str(fifo), "out.jpg"]) is None
-    assert hint.large_input(["encode", str(files["big"]), str(fifo), "out.jpg"]) == (str(files["big"]), 300_000)
+    big = str(files["big"])
+    assert hint.large_input(["encode", big, str(fifo), "out.jpg"]) == (big, 300_000)

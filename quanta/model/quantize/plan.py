@@ -436,15 +436,32 @@ def _check_stacks(family: Architecture, entries: tuple[PlanEntry, ...]) -> None:
 def options_for(layout: Layout, opts: Options) -> Options:
     """The options as the source's family needs them: an embedding that scales its own output
     (Gemma's, by √hidden) stays float in a quanta folder (a quantized embedding does not carry
-    the scale; llama.cpp scales a GGUF's in its graph, so there it is quantized); a llama.cpp
-    preset quantizes an untied output head, as llama.cpp does. The command and its
-    ``--dry-run`` both plan with these."""
+    the scale; llama.cpp scales a GGUF's in its graph, so there it is quantized); the plain
+    calibrated GGUF default is a llama.cpp preset (:func:`default_type`); a llama.cpp preset
+    quantizes an untied output head, as llama.cpp does. The command and its ``--dry-run`` both
+    plan with these."""
     scaled = for_hf(layout.architecture).scaled_embedding
     if opts.embedding_bits is None and scaled and opts.format == "quanta":
         opts = dataclasses.replace(opts, embedding_bits=0)
+    if (kind := default_type(opts)) is not None:
+        opts = dataclasses.replace(opts, type=kind)
     if opts.type and not layout.tied and not opts.head:
         opts = dataclasses.replace(opts, head=True)
     return opts
+
+
+def default_type(opts: Options) -> str | None:
+    """The llama.cpp preset a plain ``--format gguf --bits 4`` (or 5) with a calibrated method
+    stands for — no ``--uniform``, ``--type``, target, ``--group-size`` or ``--sym``: ``Q4_0``
+    (``Q5_0``), a file no larger than llama.cpp's of that type with every tensor's type chosen by
+    its measured sensitivity, as the plain default shares a quanta folder's bytes out; None
+    for every other command (``--uniform`` gives the uniform Q4_1/Q5_1 file)."""
+    from quanta.model.quantize.methods import METHODS
+
+    plain = not (opts.type or opts.mixed or opts.uniform or opts.sym or opts.group_size is not None)
+    if opts.format == "gguf" and plain and opts.bits in (4, 5) and METHODS[opts.method].needs_calibration:
+        return f"Q{opts.bits}_0"
+    return None
 
 
 def _preset_types(layout: Layout, opts: Options) -> dict[str, str]:

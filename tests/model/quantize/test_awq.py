@@ -168,7 +168,8 @@ def test_gguf_export_carries_the_folded_norms(tiny, tmp_path):
 
     _, path = tiny
     out = tmp_path / "awq.gguf"
-    get("model").write(path, out, Options(bits=4, method="awq", format="gguf", calib_samples=8, calib_len=32))
+    get("model").write(path, out, Options(bits=4, method="awq", format="gguf", uniform=True, calib_samples=8,
+                                          calib_len=32))  # every layer Q4_1, as in memory below
     norms = [np.asarray(t.data) for t in GGUFReader(out).tensors if t.name.endswith("attn_norm.weight")]
     assert norms and not all(np.allclose(v, 1.0) for v in norms)  # the tiny model's are all 1
     mem = load_model(path)  # the same quantization in memory (the file's embedding is Q8_0)

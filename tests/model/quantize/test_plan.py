@@ -321,3 +321,24 @@ def test_a_mixtures_cost_counts_block_0s_experts_and_routes_the_propagation(tmp_
     routed = predict(sh, 10**6, 10**6, "gptq", **args).seconds
     dense = predict(dataclasses.replace(sh, routed=0), 10**6, 10**6, "gptq", **args).seconds
     assert routed < dense
+
+
+def test_the_plain_calibrated_gguf_default_is_llama_cpps_q4_0_with_types_by_sensitivity(tiny):
+    """--format gguf --bits 4 (5) with a calibrated method and nothing else: the file of --type
+    Q4_0 (Q5_0) — no larger than llama.cpp's, each tensor's type chosen by its sensitivity, as
+    the plain default shares a quanta folder's bytes out; anything more said keeps the uniform file."""
+    from quanta.model.quantize.plan import default_type, options_for
+
+    _, path = tiny
+    layout = read_layout(path)
+    plain = plan_for(layout, Options(format="gguf"))
+    preset = plan_for(layout, Options(type="Q4_0", format="gguf"))
+    assert plain.refine == "target" and plain.kind == "Q4_0" and plain.budget_bytes == preset.budget_bytes
+    assert [(e.name, e.format) for e in plain.entries] == [(e.name, e.format) for e in preset.entries]
+    assert options_for(layout, Options(format="gguf", bits=5, method="imatrix")).type == "Q5_0"
+    for kept in (Options(format="gguf", uniform=True), Options(format="gguf", method="rtn"),
+                 Options(format="gguf", sym=True), Options(format="gguf", group_size=32),
+                 Options(format="gguf", bits=8), Options(format="gguf", target_bpw=5.0), Options()):
+        assert default_type(kept) is None, kept
+    uniform = plan_for(layout, Options(format="gguf", uniform=True))
+    assert uniform.refine is None and uniform.kind == "Q4_1"
