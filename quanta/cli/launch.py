@@ -2,10 +2,11 @@
 only a whole process may do, before the CLI (:mod:`quanta.cli.main`, which tests and callers
 also run in their own process) is even imported.
 
-Today one thing: a medium may start what a command line will need while this process imports
-the CLI (:attr:`quanta.media.Medium.ahead`) — for one large image to encode, the file read and
+Two things: a medium may start what a command line will need while this process imports the
+CLI (:attr:`quanta.media.Medium.ahead`) — for one large image to encode, the file read and
 decoded on another thread in the ~0.1 s of imports during which the second core has nothing
-else to do (:mod:`quanta.image.hint`).
+else to do (:mod:`quanta.image.hint`); and a Ctrl-C that lands during those imports gets the
+one line and exit code 130 that the CLI gives one later, not a traceback.
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ import sys
 
 
 def main_exit() -> None:
-    """Run ``quanta`` with this process's arguments and exit with its code."""
-    _head_start([a for a in sys.argv[1:] if a != "--debug"])
-    from quanta.cli.main import main_exit as run
-
+    """Run ``quanta`` with this process's arguments and exit with its code. Ctrl-C while the
+    CLI is still being imported (before it handles stop signals itself) exits 130 with one line,
+    as it does later."""
+    try:
+        _head_start([a for a in sys.argv[1:] if a != "--debug"])
+        from quanta.cli.main import main_exit as run
+    except KeyboardInterrupt:
+        print("quanta: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     run()
 
 

@@ -34,3 +34,15 @@ def test_a_failing_head_start_leaves_the_command_to_run(monkeypatch):
     launch._head_start(["image", "encode", "a.png", "b.jpg"])  # swallowed: the command runs as it would
     launch._head_start([])
     launch._head_start(["no-such-medium"])
+
+
+def test_ctrl_c_while_the_cli_is_imported_exits_130_in_one_line(monkeypatch, capsys):
+    import pytest
+
+    def stop(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch, "_head_start", stop)
+    with pytest.raises(SystemExit) as e:
+        launch.main_exit()
+    assert e.value.code == 130 and capsys.readouterr().err == "quanta: interrupted\n"
