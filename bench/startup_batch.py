@@ -20,8 +20,9 @@ Every time is wall-clock of whole processes (start-up, imports, reading, writing
    ``xargs -P 2``; the 24 Kodak images × ``--copies`` to JPEG q75 in one quanta command (MP/s),
    against Pillow (``optimize=True``) in a pool of 2 processes.
 4. images (issue 26; alone with ``--only-images``, into bench/out/startup_images.json): quanta's
-   default path and ``--fast`` against Pillow optimize and Pillow progressive — one Kodak image,
-   one 9.4-megapixel image, and the Kodak images × ``--copies`` in one command each.
+   default path and ``--fast`` against Pillow optimize, Pillow progressive and jpegli (the
+   ``pyjpegli`` wheel, Pillow decoding) — one Kodak image, one 9.4-megapixel image, and the Kodak
+   images × ``--copies`` in one command each (the batch against Pillow's pools).
 
 The commands run without ``PYTHONDONTWRITEBYTECODE`` (a user's Python caches bytecode).
 
@@ -58,6 +59,14 @@ CORES = 2
 PILLOW_ONE = (
     "from PIL import Image; import sys; Image.open(sys.argv[1]).save(sys.argv[2], quality=75, optimize=True, "
     "progressive=sys.argv[3:] == ['progressive'])"
+)
+#: jpegli (the ``pyjpegli`` wheel the rate-distortion bench installs beside the cache) as a user
+#: would script it: Pillow decodes, jpegli encodes at q75 with its own defaults
+JPEGLI_ONE = (
+    "import sys; sys.path.insert(0, sys.argv[1]); import numpy as np; from PIL import Image; "
+    "import pyjpegli; "
+    "img = np.ascontiguousarray(np.asarray(Image.open(sys.argv[2]).convert('RGB'))); "
+    "open(sys.argv[3], 'wb').write(pyjpegli.encode(img.tobytes(), img.shape[1], img.shape[0], 75))"
 )
 PILLOW_POOL = """
 import sys
@@ -298,6 +307,10 @@ def images(work: Path, kodak: Path, repeat: int, copies: int, fast: dict | None 
     Image.fromarray(img[:16, :16]).save(tiny)
     big_mp = 3072 * 3072 / 1e6
 
+    from bench.jpeg_rd import PEERS, jpegli
+
+    with_jpegli = jpegli() is not None  # installed beside the cache on first use
+
     def commands(src: Path, tag: str) -> list[tuple[str, list[str]]]:
         return [
             ("quanta", [*QUANTA, "image", "encode", str(src), str(work / f"{tag}.q.jpg"), "--force"]),
@@ -306,7 +319,8 @@ def images(work: Path, kodak: Path, repeat: int, copies: int, fast: dict | None 
             ("Pillow optimize", [sys.executable, "-c", PILLOW_ONE, str(src), str(work / f"{tag}.p.jpg")]),
             ("Pillow progressive", [sys.executable, "-c", PILLOW_ONE, str(src), str(work / f"{tag}.pp.jpg"),
                                     "progressive"]),
-        ]
+        ] + ([("jpegli (python -c)", [sys.executable, "-c", JPEGLI_ONE, str(PEERS), str(src),
+                                      str(work / f"{tag}.j.jpg")])] if with_jpegli else [])
 
     single = alternate(commands(one, "one"), repeat)
     large = alternate(commands(big, "big"), max(1, repeat // 2))

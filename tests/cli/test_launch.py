@@ -46,3 +46,19 @@ def test_ctrl_c_while_the_cli_is_imported_exits_130_in_one_line(monkeypatch, cap
     with pytest.raises(SystemExit) as e:
         launch.main_exit()
     assert e.value.code == 130 and capsys.readouterr().err == "quanta: interrupted\n"
+
+
+def test_the_process_sets_what_its_imports_made_out_of_the_collectors_way(monkeypatch):
+    import gc
+
+    import quanta.cli.main as cli_main
+
+    seen = {}
+    monkeypatch.setattr(cli_main, "main_exit", lambda: seen.update(frozen=gc.get_freeze_count(),
+                                                                   enabled=gc.isenabled()))
+    monkeypatch.setattr(launch, "_head_start", lambda args: None)
+    try:
+        launch.main_exit()
+    finally:
+        gc.unfreeze()  # this test process's objects back in the collector's sight
+    assert seen["frozen"] > 1000 and seen["enabled"]
