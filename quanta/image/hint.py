@@ -17,6 +17,7 @@ from __future__ import annotations
 MIN_PIXELS = 250_000
 #: options after which no single-image command follows: a batch (its workers are other processes)
 BATCH = ("-o", "--output", "-j", "--jobs", "--cluster")
+_BATCH_VALUES = tuple(f"{b}=" for b in BATCH)  # the same options given as --output=DIR
 
 
 def head_start(args: list[str]) -> None:
@@ -37,8 +38,7 @@ def large_input(args: list[str]) -> tuple[str, int] | None:
     of a single PNG the reader of :mod:`quanta.image.png` takes, of :data:`MIN_PIXELS` or more;
     None for anything else (another command, a batch, a smaller or other image). Reads 29
     bytes of each regular file the command line names (never a pipe or a device)."""
-    if not args or args[0] != "encode" or any(a in BATCH or a.startswith(tuple(f"{b}=" for b in BATCH))
-                                               for a in args):
+    if not args or args[0] != "encode" or any(a in BATCH or a.startswith(_BATCH_VALUES) for a in args):
         return None
     import os
     import stat

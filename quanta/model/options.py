@@ -169,6 +169,13 @@ class Options:
             (self.type is not None and not self.uniform)
 
     @property
+    def plain(self) -> bool:
+        """Nothing said of the grid beyond ``bits`` and the method: no ``uniform``, ``sym``,
+        ``group_size``, ``type`` or target — the command whose bytes the measured sensitivity
+        shares out (a quanta folder; a GGUF file as llama.cpp's Q4_0/Q5_0)."""
+        return not (self.type or self.mixed or self.uniform or self.sym or self.group_size is not None)
+
+    @property
     def excluded(self) -> tuple[str, ...]:
         """The ``exclude`` patterns in effect: with ``head``, the output head is not one of them."""
         return tuple(p for p in self.exclude if p != "lm_head") if self.head else self.exclude

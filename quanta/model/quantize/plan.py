@@ -378,14 +378,13 @@ def _decide(spec: TensorSpec, opts: Options, layout: Layout, kind: str | None) -
     return PlanEntry(spec.name, spec.shape, spec.role, fmt.label, opts.method, size, why)
 
 
-def _refine(opts: Options, kind: str | None, needs_calibration: bool) -> str | None:
+def _refine(opts: Options, needs_calibration: bool) -> str | None:
     """Whether the sensitivity pass chooses the formats: under a target (a llama.cpp preset's
     size too), or for the plain calibrated default in a quanta folder (the uniform file's bytes
     shared out)."""
     if opts.mixed:
         return "target"
-    plain = not (opts.uniform or kind or opts.format != "quanta" or opts.group_size is not None or opts.sym
-                 or opts.bits >= 8)
+    plain = opts.plain and opts.format == "quanta" and opts.bits < 8
     return "default sharing" if plain and needs_calibration else None
 
 
@@ -458,8 +457,8 @@ def default_type(opts: Options) -> str | None:
     for every other command (``--uniform`` gives the uniform Q4_1/Q5_1 file)."""
     from quanta.model.quantize.methods import METHODS
 
-    plain = not (opts.type or opts.mixed or opts.uniform or opts.sym or opts.group_size is not None)
-    if opts.format == "gguf" and plain and opts.bits in (4, 5) and METHODS[opts.method].needs_calibration:
+    calibrated = METHODS[opts.method].needs_calibration
+    if opts.format == "gguf" and opts.plain and opts.bits in (4, 5) and calibrated:
         return f"Q{opts.bits}_0"
     return None
 
@@ -530,7 +529,7 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
     kind = (PRESETS[opts.type].base if opts.type else gguf_type(opts.bits, opts.sym, group)) \
         if opts.format == "gguf" else None
     needs = METHODS[opts.method].needs_calibration
-    refine = _refine(opts, kind, needs)
+    refine = _refine(opts, needs)
     decided = (_decide(s, opts, layout, types.get(s.name, kind)) for s in layout.tensors)
     entries = tuple(e for e in decided if e is not None)
     if kind:
