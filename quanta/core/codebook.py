@@ -88,20 +88,34 @@ def quantize_scaled(x: Any, codebook: Any, grid: Grid) -> tuple[Any, Any]:
     return from_blocks(nearest(b, codebook), grid, tuple(x.shape)), scales
 
 
+#: blocks per task of :func:`search_scales` (each is independent: any split gives the same scales)
+SCALE_BLOCKS = 4096
+
+
 def search_scales(x: Any, codebook: Any, grid: Grid, *, weights: Any = None, tries: int = 7) -> Any:
     """Per-block scales ``d`` (torch, signed) for ``x ≈ d · codebook[code]`` with the least
     (weighted) squared error: the block's value of largest magnitude put on the codebook's
     longer end, stretched over ``2·tries + 1`` steps, each candidate's codes scored with the
     least-squares scale they imply (which is the scale kept; 0 for an all-zero block). Compiled:
-    one pass per block."""
+    one pass per block, the blocks shared out to :func:`quanta.threads.threads` threads."""
     import torch
+
+    from quanta.threads import each
 
     cbn = _check(codebook)
     b = to_blocks(x.float(), grid).contiguous()
     wt = torch.ones_like(b) if weights is None else to_blocks(weights.float(), grid).contiguous()
     end = cbn[0] if abs(cbn[0]) >= abs(cbn[-1]) else cbn[-1]
     step = float(np.min(np.diff(cbn))) / 2 * float(np.sign(end))
-    d = _kernels.codebook_scales(b.numpy(), wt.numpy(), cbn, float(end), step, int(tries))
+    bn, wn = b.numpy(), wt.numpy()
+    d = np.empty(bn.shape[0])
+
+    def run(start: int) -> None:
+        stop = start + SCALE_BLOCKS
+        d[start:stop] = _kernels.codebook_scales(bn[start:stop], wn[start:stop], cbn, float(end), step,
+                                                 int(tries))
+
+    each(run, range(0, bn.shape[0], SCALE_BLOCKS))
     d[(b == 0).all(1).numpy()] = 0.0  # an all-zero block: every code gives zero (no level is 0)
     return torch.from_numpy(d).to(torch.float32).reshape(param_shape(grid, tuple(x.shape)))
 

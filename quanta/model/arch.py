@@ -21,6 +21,9 @@ from dataclasses import dataclass, replace
 
 from quanta.errors import ConfigError
 
+#: the GGUF architectures quanta's compiled kernels run (:mod:`quanta.model.runtime.native`)
+COMPILED = ("llama", "qwen2", "qwen3", "phi3")
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -67,6 +70,13 @@ class Architecture:
     expert_linears: tuple[str, ...] = ()
     expert_dims: tuple[tuple[str, str], ...] = ()
     router: str | None = None
+
+    @property
+    def compiled(self) -> bool:
+        """Whether quanta's compiled kernels run this family's models
+        (:mod:`quanta.model.runtime.native`): a quanta folder's sensitivity pass then also offers
+        the grids only they run fast (:func:`quanta.model.formats.weight.sym_groups`)."""
+        return self.causal and self.gguf_arch in COMPILED
 
     @property
     def gemma(self) -> bool:

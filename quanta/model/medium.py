@@ -46,9 +46,10 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
     The plain ``bits`` with a calibrated method, a quanta folder, no group size and no target
     (unless ``uniform``): the bytes of that uniform file — every layer at ``bits`` in the
     default groups, the embedding at 8 bits per row — are shared out by the same sensitivity:
-    each layer at ``bits`` in groups of 128, 64 or 32 or at 5 to 8 bits per row
+    each layer at ``bits`` in groups of 128, 64 or 32 or at 5 to 8 bits per row, and for a family
+    the compiled kernels run also symmetric groups of 32 at more bits and the IQ4_NL codebook
     (:func:`quanta.model.formats.weight.default_formats`), the embedding at 4 bits in groups of 64 or
-    32 or 5 to 8 bits per row (unless ``embedding_bits`` fixes it).
+    32, symmetric groups of 32 there, or 5 to 8 bits per row (unless ``embedding_bits`` fixes it).
 
     embedding_bits: the token embedding's bits in a quanta folder (default 8, one symmetric
     scale per row — a tied embedding is also the output head, the most sensitive matrix, which

@@ -146,17 +146,26 @@ def compute(folder: Path, names: list[str] | None = None) -> dict[str, str]:
 
 
 def _main(argv: list[str]) -> None:
-    """``python -m tests.golden.cases``: rewrite digests.json (after a change that must alter
-    bytes; say why in the commit). A case's other digests ("elsewhere") are kept while its
-    digest stays the same. ``--elsewhere LABEL``: record this machine's digests, where they differ,
-    as the cases' bytes in another numerical environment (MKL and PyTorch take other code paths
-    on other processors: the float cases' last bits move), leaving the pinned ones alone."""
+    """``python -m tests.golden.cases [NAME ...]``: rewrite digests.json (after a change that must
+    alter bytes; say why in the commit) — every case, or only the named ones (the others' entries
+    are left as they are). A case's other digests ("elsewhere") are kept while its digest stays
+    the same; a case whose bytes changed keeps only this machine's digest (the other
+    environments' must be recorded there again). ``--elsewhere LABEL``: record this machine's
+    digests, where they differ, as the cases' bytes in another numerical environment (MKL and
+    PyTorch take other code paths on other processors: the float cases' last bits move), leaving
+    the pinned ones alone."""
     import tempfile
 
     path = Path(__file__).parent / "digests.json"
     old = json.loads(path.read_text()) if path.exists() else {}
+    names = [] if argv[:1] == ["--elsewhere"] else argv
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        raise SystemExit(f"no golden case {unknown[0]!r} (cases: {', '.join(CASES)})")
     with tempfile.TemporaryDirectory() as tmp:
-        got = compute(Path(tmp))
+        got = compute(Path(tmp), names or None)
+    if names:
+        got = {n: got[n] if n in got else old[n]["sha256"] for n in CASES}
     if argv[:1] == ["--elsewhere"] and len(argv) == 2:
         data = old
         for n, d in got.items():

@@ -193,6 +193,10 @@ class WeightFormat:
     group_size: int | None
     sym: bool = False
     ggml: str | None = None
+    #: a quanta folder's codebook grid: the GGML codebook type (``"IQ4_NL"``) whose levels it
+    #: rounds onto and whose signed float16 scales it keeps — stored as a folder stores any
+    #: codebook (codes, a scale per group, the levels once per layer), not as that type's blocks
+    levels: str | None = None
 
     def group_for(self, cols: int) -> int:
         """The group size on rows ``cols`` wide (None resolved by :func:`auto_group`)."""
@@ -201,6 +205,13 @@ class WeightFormat:
     @property
     def block_type(self) -> BlockType | None:
         return BLOCK_TYPES[self.ggml] if self.ggml else None
+
+    @property
+    def codebook_type(self) -> str | None:
+        """The GGML type whose codebook this format rounds onto (a GGUF IQ4_NL block, or a
+        folder's :attr:`levels`), or None for a grid."""
+        kind = self.ggml or self.levels
+        return kind if kind and BLOCK_TYPES[kind].codebook is not None else None
 
     def width(self, cols: int, *, embedding: bool = False) -> int:
         """The stored width of rows ``cols`` wide: whole groups (zero-padded); a token
@@ -215,7 +226,8 @@ class WeightFormat:
         """The folder tensors of a ``rows × cols`` weight in this format (:func:`folder_layout`)."""
         width, g = self.width(cols, embedding=embedding), self.group_for(cols)
         groups = 1 if g in (0, -1) else width // g
-        return folder_layout(rows, width, self.bits, groups, zeros=not self.sym)
+        levels = 0 if self.levels is None else len(BLOCK_TYPES[self.levels].codebook)
+        return folder_layout(rows, width, self.bits, groups, zeros=not (self.sym or levels), levels=levels)
 
     def nbytes(self, rows: int, cols: int, *, embedding: bool = False) -> int:
         """Bytes of a ``rows × cols`` weight in this format (codes, scales, zero points), exact:
@@ -256,28 +268,58 @@ def row_formats() -> list[WeightFormat]:
     return [WeightFormat(f"{b}-bit row", b, 0, sym=True) for b in (5, 6, 7, 8)]
 
 
-def quanta_formats(width: int | None = None) -> list[WeightFormat]:
+#: a quanta folder's codebook grid: llama.cpp's IQ4_NL levels, a signed float16 scale per
+#: group of 32 (4.5 bits per weight, as Q4_0's bytes; the compiled kernels run it as IQ4_NL)
+NL4 = WeightFormat("4-bit g32 nl", 4, BLOCK, sym=True, levels="IQ4_NL")
+
+
+def sym_groups(bits: int, width: int | None = None, takes_levels: bool = True,
+               compiled: bool = True) -> list[WeightFormat]:
+    """Symmetric grids in groups of 32 — a float16 scale each, no zero point: llama.cpp's
+    Q4_0/Q5_0/Q8_0 grids — at ``bits`` and at each of 4, 5, 6 and 8 bits above it, with
+    :data:`NL4` in place of the 4-bit one (the same bytes, levels that follow the weights) for
+    methods that round onto a codebook (``takes_levels``); none for rows ``width`` inputs wide
+    that are narrower than a group, and none for a model that the compiled kernels do not run
+    (``compiled`` False): they run these as Q4_0, Q5_0, Q8_0 and IQ4_NL blocks, where PyTorch's
+    path would unpack all but the 4-bit grid on every product."""
+    if not compiled or (width is not None and width < BLOCK):
+        return []
+    nl = bits <= 4 and takes_levels
+    grids = [WeightFormat(f"{b}-bit g{BLOCK} sym", b, BLOCK, sym=True)
+             for b in sorted({bits} | {b for b in (4, 5, 6, 8) if b > bits}) if not (nl and b == 4)]
+    return grids + ([NL4] if nl else [])
+
+
+def quanta_formats(width: int | None = None, takes_levels: bool = True,
+                   compiled: bool = True) -> list[WeightFormat]:
     """quanta's own grids (asymmetric, groups of 128, 64 or 32 — those no wider than ``width``):
-    3, 4, 5, 6 and 8 bits, and 5 to 8 bits with one symmetric scale per row (PyTorch's int8
-    kernel; 4 bits take the int4 kernel)."""
+    3, 4, 5, 6 and 8 bits; symmetric groups of 32 from 3 to 8 bits and the :data:`NL4` codebook
+    (:func:`sym_groups`, for a model the compiled kernels run); and 5 to 8 bits with one
+    symmetric scale per row (PyTorch's int8 kernel; 4 bits take the int4 kernel)."""
     return [WeightFormat(f"{b}-bit g{g}", b, g) for b, g in
             ((3, 64), (3, 32), (4, 128), (4, 64), (4, 32), (5, 64), (5, 32), (6, 32), (8, 32))
-            if width is None or g <= width] + row_formats()
+            if width is None or g <= width] + sym_groups(3, width, takes_levels, compiled) + row_formats()
 
 
-def default_formats(bits: int, width: int | None = None) -> list[WeightFormat]:
+def default_formats(bits: int, width: int | None = None, takes_levels: bool = True,
+                    compiled: bool = True) -> list[WeightFormat]:
     """What a quanta folder's ``--bits B`` (no group size, no target) chooses among for a layer
-    ``width`` inputs wide: ``B`` bits in groups of 128, 64 or 32 (no wider than the layer), or
-    5 to 8 bits per row — at 4 bits each runs a PyTorch kernel (int4, int8)."""
+    ``width`` inputs wide: ``B`` bits in groups of 128, 64 or 32 (no wider than the layer) or 5
+    to 8 bits per row — each on a PyTorch kernel at 4 bits (int4, int8) — and, for a model the
+    compiled kernels run, the symmetric groups of 32 at ``B`` and more bits and (``B`` ≤ 4,
+    ``takes_levels``) the :data:`NL4` codebook (:func:`sym_groups`)."""
     return [WeightFormat(f"{bits}-bit g{g}", bits, g) for g in (128, 64, 32)
-            if width is None or g <= width] + row_formats()
+            if width is None or g <= width] + sym_groups(bits, width, takes_levels, compiled) + row_formats()
 
 
-def embedding_formats() -> list[WeightFormat]:
-    """The grids a quanta folder's token embedding may take: those on which a tied output head
-    runs PyTorch's int4 or int8 kernel (4 bits in groups of 64 or 32; 5 to 8 bits, one
-    symmetric scale per row)."""
-    return [WeightFormat("4-bit g64", 4, 64), WeightFormat("4-bit g32", 4, 32), *row_formats()]
+def embedding_formats(compiled: bool = True) -> list[WeightFormat]:
+    """The grids a quanta folder's token embedding may take: 4 bits in groups of 64 or 32 and 5
+    to 8 bits with one symmetric scale per row (a tied output head runs PyTorch's int4 or int8
+    kernel), and for a model the compiled kernels run the symmetric groups of 32 at 4, 5, 6 and
+    8 bits (:func:`sym_groups`: Q4_0 and Q8_0 blocks there) — no codebook: a row is looked up on
+    its grid."""
+    return [WeightFormat("4-bit g64", 4, 64), WeightFormat("4-bit g32", 4, 32),
+            *sym_groups(4, takes_levels=False, compiled=compiled), *row_formats()]
 
 
 #: the token embedding's format in a quanta folder by default: 8 bits, one symmetric scale per

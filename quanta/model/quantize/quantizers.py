@@ -233,14 +233,15 @@ class WeightQuantizer:
         self.group_size = None if fmt.group_size is None else int(fmt.group_size)
         self.sym = bool(fmt.sym)
         storage = fmt.ggml
-        if storage is not None and self.codebook is not None:
+        if (storage or fmt.levels) is not None and self.codebook is not None:
             raise ConfigError(f"{self.name} is a codebook; it has no GGML block type")
         #: a GGML block type ("Q4_1", ...) whose float16 scales the grid must use, or None
         self.storage = storage
-        #: the storage type's codebook (IQ4_NL), which then replaces the uniform grid
-        self.levels = _storage_levels(storage)
+        #: the codebook (IQ4_NL's) of the storage type or of a folder's codebook grid, which
+        #: then replaces the uniform grid
+        self.levels = _storage_levels(storage or fmt.levels)
         if self.levels is not None and not self.takes_levels:
-            raise ConfigError(f"method {self.name!r} cannot write {storage} (a codebook type); "
+            raise ConfigError(f"method {self.name!r} cannot write {fmt.label} (a codebook grid); "
                               "use rtn, mse, imatrix or gptq")
 
     def stored(self, qp: QParams, w: torch.Tensor | None = None,
@@ -337,10 +338,10 @@ class WeightQuantizer:
                                in_features, np.asarray(self.levels, np.float32))
 
     def stored_scales(self, scale: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """Signed codebook scales as the storage type keeps them (float16, never zero)."""
+        """Signed codebook scales as the file keeps them (float16, never zero)."""
         from quanta.model.formats.weight import storage_grid
 
-        return storage_grid(scale, None, self.storage)
+        return storage_grid(scale, None, self.format.codebook_type)
 
     def _on_grid(self, w: torch.Tensor, qp: QParams, in_features: int) -> QuantizedWeight:
         codes = quantize(w, qp)

@@ -32,14 +32,25 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tup
 
         raise ConfigError(f"no Linear layer matches --include {','.join(include)} "
                           f"(minus --exclude {','.join(exclude) or 'nothing'})")
+    from quanta.model.arch import for_hf
+
+    family = for_hf(type(loaded.model).__name__)
     shapes = mixed.unit_shapes(loaded.model, names, embedding=embedding)
+    levels, compiled = QUANTIZERS[method].takes_levels, family.compiled
     if format == "gguf":
-        levels = QUANTIZERS[method].takes_levels
         cands: mixed.Candidates = {n: formats.gguf_formats(levels, cols) for n, (_, cols) in shapes.items()}
     else:
-        cands = {n: formats.quanta_formats(cols) if default_bits is None else
-                 formats.default_formats(default_bits, cols) for n, (_, cols) in shapes.items()} | {
-            mixed.EMBEDDING: formats.embedding_formats()}
+        # a method whose zero points are fractional (HQQ) stores every grid asymmetric: a
+        # symmetric format's bytes (no zero points) would not be what it writes
+        asym = QUANTIZERS[method].fractional_zeros
+
+        def folder(fmts: list) -> list:
+            return [f for f in fmts if not (asym and f.sym)]
+
+        cands = {n: folder(formats.quanta_formats(cols, levels, compiled) if default_bits is None else
+                           formats.default_formats(default_bits, cols, levels, compiled))
+                 for n, (_, cols) in shapes.items()}
+        cands[mixed.EMBEDDING] = folder(formats.embedding_formats(compiled))
     table = work.table() if work is not None else None
     if table is None:
         table = mixed.measure_table(loaded.model, windows[:SENSITIVITY_WINDOWS], names, cands,
@@ -48,9 +59,6 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tup
             work.save_table(table)
     if budget is None:
         budget = int(float(target_bpw) * sum(r * c for r, c in shapes.values()) / 8)
-    from quanta.model.arch import for_hf
-
-    family = for_hf(type(loaded.model).__name__)
     return mixed.choose(table, shapes, cands, budget, together={n: family.stack(n) for n in names})
 
 

@@ -6,7 +6,7 @@ side; :mod:`quanta.model.runtime._dispatch` picks this portable build or the AVX
 
 import numpy as np
 
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uintptr_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uintptr_t
 from libc.string cimport memcpy
 
 
@@ -18,7 +18,7 @@ cdef extern from "blocks.h" nogil:
     int wide(int t)
     void dequantize_row(int t, const uint8_t *row, float *out, int64_t n)
     float f16_to_f32(uint16_t h)
-    int T_Q4_0, T_Q8_0, T_QG4, T_QG8
+    int T_Q4_0, T_Q5_0, T_Q8_0, T_QG4, T_QG8, T_IQ4_NL
 
 
 cdef extern from "engine.h" nogil:
@@ -125,25 +125,32 @@ cdef inline int _code(const uint8_t *packed, int64_t i, int bits) noexcept nogil
 
 
 def grid_blocks(const uint8_t[::1] packed, int bits, int64_t rows, int64_t width, int64_t cols,
-                const uint16_t[:, ::1] scales, zeros, int group, int zero):
+                const uint16_t[:, ::1] scales, zeros, int group, int zero, bint nl=False):
     """A weight of a quanta folder (its packed codes, ``rows × width``; float16 scales per group
     of ``group`` inputs, ``rows × groups``, as raw bits; ``zeros`` the same for an asymmetric grid,
     None for a symmetric one, whose zero point is ``zero``) as blocks the kernels read: its first
     ``cols`` inputs (``cols`` a multiple of 32, every group a multiple of 32 or the whole row).
 
     Exact (weight = d·q + m gives the folder's ``scale · (code − zero)`` to the bit: d = scale,
-    and m = −scale·zero is exact in float32): a symmetric grid of up to 4 bits as Q4_0, wider as
-    Q8_0; an asymmetric one of up to 4 bits as T_QG4, wider as T_QG8. Returns (type, uint8
-    ``(rows, bytes per row)``)."""
+    and m = −scale·zero is exact in float32): a symmetric grid of up to 4 bits as Q4_0, of 5 bits
+    in groups as Q5_0, wider (or 5 bits per row) as Q8_0; an asymmetric one of up to 4 bits as
+    T_QG4, wider as T_QG8. ``nl``: 4-bit codes into IQ4_NL's levels in groups of 32 (weight =
+    scale · level[code]), as IQ4_NL blocks. Returns (type, uint8 ``(rows, bytes per row)``)."""
     cdef bint sym = zeros is None
-    cdef int t = (T_Q4_0 if bits <= 4 else T_Q8_0) if sym else (T_QG4 if bits <= 4 else T_QG8)
+    cdef int t = T_IQ4_NL if nl else \
+        (T_Q4_0 if bits <= 4 else T_Q5_0 if bits == 5 and group > 0 else T_Q8_0) if sym else \
+        (T_QG4 if bits <= 4 else T_QG8)
+    if nl and not (sym and bits == 4 and group == 32):
+        raise ValueError("IQ4_NL blocks hold 4-bit codes in groups of 32")
     cdef int bb = block_bytes(t), head = 2 if sym else 6
     cdef int64_t nc = cols // 32
     out = np.empty((rows, nc * bb), dtype=np.uint8)
     cdef uint8_t[:, ::1] o = out
     cdef const uint16_t[:, ::1] z = scales if sym else zeros
     cdef int64_t r, c, g, at
-    cdef int i, q0, q1, shift = 8 - zero if t == T_Q4_0 else -zero if t == T_Q8_0 else 0
+    cdef int i, q0, q1, shift = 8 - zero if t == T_Q4_0 else 16 - zero if t == T_Q5_0 else \
+        -zero if t == T_Q8_0 else 0
+    cdef uint32_t qh
     cdef float m
     cdef uint8_t *b
     with nogil:
@@ -156,11 +163,19 @@ def grid_blocks(const uint8_t[::1] packed, int bits, int64_t rows, int64_t width
                     m = -(f16_to_f32(scales[r, g]) * f16_to_f32(z[r, g]))
                     memcpy(b + 2, &m, 4)
                 at = r * width + c * 32
-                if t == T_Q4_0 or t == T_QG4:
+                if t == T_Q4_0 or t == T_QG4 or t == T_IQ4_NL:
                     for i in range(16):
                         q0 = _code(&packed[0], at + i, bits) + shift
                         q1 = _code(&packed[0], at + i + 16, bits) + shift
                         b[head + i] = <uint8_t>(q0 | (q1 << 4))
+                elif t == T_Q5_0:  # the low nibbles as Q4_0's, each code's fifth bit in qh
+                    qh = 0
+                    for i in range(16):
+                        q0 = _code(&packed[0], at + i, bits) + shift
+                        q1 = _code(&packed[0], at + i + 16, bits) + shift
+                        b[6 + i] = <uint8_t>((q0 & 15) | ((q1 & 15) << 4))
+                        qh |= (<uint32_t>(q0 >> 4) << i) | (<uint32_t>(q1 >> 4) << (i + 16))
+                    memcpy(b + 2, &qh, 4)
                 elif sym:
                     for i in range(32):
                         (<int8_t *>(b + head))[i] = <int8_t>(_code(&packed[0], at + i, bits) + shift)

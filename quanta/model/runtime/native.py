@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from quanta.model.arch import COMPILED
 from quanta.model.formats.gguf_read import field
 
-#: the GGUF architectures this path runs; each one's rotary layout comes from the architecture
-#: table (:func:`rope_pairs`)
-ARCHS = ("llama", "qwen2", "qwen3", "phi3")
+#: the GGUF architectures this path runs (the architecture table's list); each one's rotary
+#: layout comes from that table too (:func:`rope_pairs`)
+ARCHS = COMPILED
 
 
 def rope_pairs(arch: str) -> bool:

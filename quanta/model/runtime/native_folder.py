@@ -4,15 +4,17 @@ A folder's weights are kernel-neutral (:mod:`quanta.model.formats.stored`: bit-p
 float16 scales and zero points per group); on loading, each one is repacked into blocks the
 kernels read, exactly — ``d·q + m`` gives the folder's ``scale · (code − zero)`` to the bit
 (``_native.grid_blocks``: a symmetric grid as Q4_0 or Q8_0, an asymmetric one as quanta's
-T_QG4/T_QG8 blocks of 32 weights with a float16 step and a float32 offset). The folder's file is
+T_QG4/T_QG8 blocks of 32 weights with a float16 step and a float32 offset; IQ4_NL's levels in
+groups of 32, ``scale · level[code]``, as IQ4_NL blocks). The folder's file is
 only mapped while that happens; resident memory is then the repacked blocks (about the folder's
 size: 5.5 bits per weight for 4-bit groups, 8.5 for the 5–8-bit rows).
 
 The Hugging Face names map to the GGUF kinds the engine knows through the architecture table
 (:meth:`quanta.model.arch.Architecture.gguf_name`), so the same checks run as for a GGUF file; a
 folder's rows are in transformers' order, so its rotary embedding turns halves. What this path
-does not run — another architecture, a codebook grid, AWQ's input scales, rotary scaling other
-than linear or Llama 3's, a width that is not a multiple of 32 — is :class:`Unsupported` with
+does not run — another architecture, a codebook other than IQ4_NL's in groups of 32, AWQ's
+input scales, rotary scaling other than linear or Llama 3's, a width that is not a multiple of
+32 — is :class:`Unsupported` with
 the reason, and the caller loads the PyTorch model instead.
 """
 
@@ -112,7 +114,7 @@ def _repack(files: _Folder, module: str, spec: dict) -> tuple[int, np.ndarray, i
         np.ascontiguousarray(packed), spec["bits"], rows, width, cols,
         np.ascontiguousarray(scales.view(np.uint16).reshape(rows, groups)),
         None if zeros is None else np.ascontiguousarray(zeros.view(np.uint16).reshape(rows, groups)),
-        0 if groups == 1 else g, zero)
+        0 if groups == 1 else g, zero, bool(spec["levels"]))
     return kind, blocks, cols
 
 
@@ -121,10 +123,16 @@ _OWN = ("codes", "scales", "zeros", "codebook", "input_scale")
 
 
 def _runs(module: str, spec: dict, files: _Folder) -> dict:
-    """``spec``, when the kernels run its grid (else :class:`Unsupported` with the reason)."""
+    """``spec``, when the kernels run its grid (else :class:`Unsupported` with the reason): a
+    codebook only when it is IQ4_NL's levels in groups of 32 (its 64 bytes read to tell)."""
     cols, g = spec["in"], spec["group_size"]
     if spec["levels"]:
-        raise Unsupported(f"{module} rounds onto a codebook")
+        from quanta.core.codebook import IQ4_NL
+
+        book = files.raw(f"{module}.codebook", "F32", (spec["levels"],)) \
+            if spec["levels"] == len(IQ4_NL) and g == 32 else None
+        if book is None or not np.array_equal(book.view(np.float32), IQ4_NL):
+            raise Unsupported(f"{module} rounds onto a codebook other than IQ4_NL's in groups of 32")
     if cols % 32 or (g != spec["padded_in"] and g % 32):
         raise Unsupported(f"{module}: {cols} inputs in groups of {g} (multiples of 32 needed)")
     if f"{module}.input_scale" in files.entries:
@@ -135,7 +143,8 @@ def _runs(module: str, spec: dict, files: _Folder) -> dict:
 def _plan(d: Path, cfg: dict, arch: Any, files: _Folder) -> tuple[list[tuple[str, dict]], list[str]]:
     """Every decision before a weight is read: the quantized weights ``(module, spec)`` and the
     float tensors, each checked against what this path runs (:class:`Unsupported`) and against
-    the file's header (InputError) — from the config and the safetensors header alone."""
+    the file's header (InputError) — from the config and the safetensors header alone (and a
+    codebook's 64 bytes)."""
     from quanta.model.formats.folder_config import check_spec
 
     layers = cfg.get("layers")

@@ -61,3 +61,46 @@ def test_formats_import_no_torch():
     code = "import sys, quanta.model.formats.weight; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_symmetric_groups_of_32_and_the_iq4_nl_codebook_join_a_folders_grids():
+    from quanta.model.formats.weight import NL4, default_formats, sym_groups
+
+    def labels(fmts):
+        return [f.label for f in fmts]
+
+    # the codebook in place of the symmetric 4-bit grid (the same bytes) where the method takes it
+    assert labels(sym_groups(4)) == ["5-bit g32 sym", "6-bit g32 sym", "8-bit g32 sym", "4-bit g32 nl"]
+    assert labels(sym_groups(4, takes_levels=False)) == ["4-bit g32 sym", "5-bit g32 sym", "6-bit g32 sym",
+                                                         "8-bit g32 sym"]
+    assert labels(sym_groups(3)) == ["3-bit g32 sym", "5-bit g32 sym", "6-bit g32 sym", "8-bit g32 sym",
+                                     "4-bit g32 nl"]
+    assert labels(sym_groups(6)) == ["6-bit g32 sym", "8-bit g32 sym"]  # no 4-bit codebook above 4 bits
+    assert sym_groups(4, width=16) == []
+    assert NL4 in default_formats(4, 576) and NL4 not in default_formats(4, 576, takes_levels=False)
+    assert NL4 in quanta_formats(576) and NL4 not in quanta_formats(576, takes_levels=False)
+    # 4.5 bits per weight as llama.cpp's IQ4_NL and Q4_0, plus the 16 levels once per layer
+    assert NL4.nbytes(64, 256) == BLOCK_TYPES["IQ4_NL"].nbytes(64 * 256) + 16 * 4
+    assert NL4.codebook_type == "IQ4_NL" and sym_groups(4)[0].codebook_type is None
+
+
+def test_a_method_that_cannot_round_onto_levels_refuses_the_codebook_grid():
+    from quanta.errors import ConfigError
+    from quanta.model.formats.weight import NL4
+
+    with pytest.raises(ConfigError, match="4-bit g32 nl"):
+        quantizer_for("hqq", NL4)
+
+
+def test_a_family_the_compiled_kernels_do_not_run_keeps_pytorchs_kernel_grids():
+    from quanta.model.arch import ARCHITECTURES
+    from quanta.model.formats.weight import default_formats, embedding_formats, sym_groups
+
+    assert ARCHITECTURES["llama"].compiled and ARCHITECTURES["qwen3"].compiled
+    assert not ARCHITECTURES["gemma2"].compiled and not ARCHITECTURES["qwen3_moe"].compiled
+    assert not ARCHITECTURES["bert"].compiled
+    extra = {f.label for f in sym_groups(3)}
+    assert not extra & {f.label for f in default_formats(4, 576, compiled=False)}
+    assert not extra & {f.label for f in quanta_formats(576, compiled=False)}
+    assert not extra & {f.label for f in embedding_formats(compiled=False)}
+    assert "5-bit g32 sym" in {f.label for f in embedding_formats()}

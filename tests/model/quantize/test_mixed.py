@@ -182,6 +182,19 @@ def test_mixed_quanta_folder_records_the_map(tiny, tmp_path):
         assert torch.isfinite(model(torch.tensor([[256, 3, 4, 5]])).logits).all()
 
 
+def test_an_always_asymmetric_method_is_offered_no_symmetric_grid(tiny, tmp_path):
+    """HQQ refines every zero point (fractional): a symmetric format's bytes would not be the
+    bytes it writes, so the allocator offers it only asymmetric grids, and the folder holds
+    the planned bytes."""
+    _, path = tiny
+    out = tmp_path / "hqq"
+    rep = get("model").write(path, out, Options(method="hqq", target_bpw=6.0, calib_samples=8, calib_len=32))
+    assert not any(lab.endswith(("sym", "row", "nl")) for lab in rep.mixed["map"].values())
+    cfg = json.loads((out / "quant_config.json").read_text())
+    assert not any(spec["sym"] for spec in cfg["layers"].values())
+    assert rep.mixed["tensor_bytes"] <= rep.mixed["budget_bytes"]
+
+
 def test_mixed_rules(tiny, tmp_path):
     _, path = tiny
     m = get("model")
@@ -198,8 +211,10 @@ def test_mixed_rules(tiny, tmp_path):
 
 def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
     """``--bits 4`` with a calibrated method (the default) spends the bytes of the uniform 4-bit
-    folder (8-bit embedding) by sensitivity: within its budget, among the kernel-backed grids,
-    with less predicted loss than the uniform choice; ``--uniform`` keeps every layer at 4 bits."""
+    folder (8-bit embedding) by sensitivity: within its budget, among the kernel-backed grids
+    (PyTorch's int4/int8, and for a family the compiled kernels run the symmetric groups of 32
+    and the IQ4_NL codebook), with less predicted loss than the uniform choice; ``--uniform``
+    keeps every layer at 4 bits."""
     from quanta.model.formats.folder import load_quantized
     from quanta.model.sources.load import load_model
 
@@ -209,8 +224,9 @@ def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
     uni = m.write(path, tmp_path / "b", Options(bits=4, calib_samples=8, calib_len=32, uniform=True))
     assert uni.mixed is None and uni.embedding == "8-bit per row (gptq)"
     plan = rep.mixed
-    kernels = {"4-bit g128", "4-bit g64", "4-bit g32", "5-bit row", "6-bit row", "7-bit row", "8-bit row"}
-    assert set(plan["summary"]) <= kernels
+    torch_kernels = {"4-bit g128", "4-bit g64", "4-bit g32", *(f"{b}-bit row" for b in (5, 6, 7, 8))}
+    compiled = {f.label for f in formats.sym_groups(4)}
+    assert set(plan["summary"]) <= torch_kernels | compiled
     g = load_model(path)
     names = [n for n, _ in find_targets(g.model, ("*",), ("lm_head",))]
     shapes = mixed.unit_shapes(g.model, names, embedding=True)
@@ -230,13 +246,19 @@ def test_plain_bits_share_out_the_uniform_files_bytes(tiny, tmp_path):
         mixed.EMBEDDING: formats.embedding_formats()}
     q_cands = [c.label for c in cands["model.layers.0.self_attn.q_proj"]]
     rows = ["5-bit row", "6-bit row", "7-bit row", "8-bit row"]
-    assert q_cands == ["4-bit g64", "4-bit g32", *rows]  # 64 inputs: no groups of 128
+    sym = ["5-bit g32 sym", "6-bit g32 sym", "8-bit g32 sym", "4-bit g32 nl"]
+    assert q_cands == ["4-bit g64", "4-bit g32", *sym, *rows]  # 64 inputs: no groups of 128
     table = mixed.loss_table(g.model, sens, shapes, cands)
     uniform_loss = sum(t[0] for n, t in table.items() if n != mixed.EMBEDDING) + table[mixed.EMBEDDING][-1]
     assert plan["predicted_loss_increase"] <= uniform_loss + 1e-12
     model, _, _ = load_quantized(tmp_path / "a")
     mods = dict(model.named_modules())
-    assert {mods[n].path for n in names} <= {"int4pack", "int8pack"}  # every layer on a PyTorch kernel
+    layer_fmt = plan["map"]
+    # every layer on a PyTorch kernel but the compiled kernels' grids; the compiled kernels run all
+    assert {mods[n].path for n in names if layer_fmt[n] not in compiled} <= {"int4pack", "int8pack"}
+    from quanta.model.runtime.native_folder import open_folder
+
+    open_folder(tmp_path / "a", threads=1)
 
 
 def test_units_chosen_together_take_one_format_and_share_the_budget():

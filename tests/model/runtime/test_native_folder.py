@@ -34,6 +34,8 @@ GRIDS = [
     (5, True, 0, 96, 96),  # the default's 5–8-bit rows
     (8, True, 0, 64, 64),
     (6, False, 32, 64, 64),
+    (5, True, 32, 96, 96),  # the default's symmetric 5-bit groups: Q5_0
+    (6, True, 32, 64, 64),
     (8, False, 64, 128, 128),
 ]
 
@@ -52,6 +54,8 @@ def test_every_folder_grid_repacks_to_the_bit_and_multiplies_within_the_bound(bi
     truth = qw.dequantize().numpy()  # the folder's weight: scale · (code − zero), float32
     kind, blocks = _native.grid_blocks(pack(codes, bits), bits, rows, width, cols, scales.view(np.uint16),
                                        None if sym else zeros.view(np.uint16), group, default_zero(bits))
+    if sym:  # Q4_0 up to 4 bits, Q5_0 for 5-bit groups, Q8_0 wider and for rows
+        assert kind == (2 if bits <= 4 else 6 if bits == 5 and group else 8)
     x = rng.standard_normal((7, cols)).astype(np.float32)
     xr, step = rounded(x, 16 if _native.wide_activations(kind) else 8)
     w = truth.astype(np.float64)
@@ -65,6 +69,35 @@ def test_every_folder_grid_repacks_to_the_bit_and_multiplies_within_the_bound(bi
             assert np.all(np.abs(y - exact[:T]) <= 1e-5 * scale[:T] + 1e-6), (mod.__name__, T)
             float_product = x[:T].astype(np.float64) @ w.T
             assert np.all(np.abs(y - float_product) <= bound[:T] + 1e-5 * scale[:T] + 1e-6), (mod.__name__, T)
+
+
+def test_iq4_nl_levels_in_groups_of_32_repack_to_iq4_nl_blocks_to_the_bit():
+    """A folder's codebook grid (weight = scale · IQ4_NL[code], signed float16 scales) is IQ4_NL's
+    block exactly: the same weights from every build, products within the activations' bound."""
+    from quanta.core.codebook import IQ4_NL
+
+    rng = np.random.default_rng(41)
+    rows, cols = 37, 128
+    codes = rng.integers(0, 16, (rows, cols)).astype(np.uint8)
+    scales = (rng.uniform(0.0005, 0.002, (rows, cols // 32)) * rng.choice([-1, 1], (rows, cols // 32))
+              ).astype(np.float16)
+    qw = QuantizedWeight(torch.from_numpy(codes.astype(np.int64)), torch.from_numpy(scales).float(), None, 4,
+                         32, "gptq", cols, IQ4_NL.copy(), True)
+    truth = qw.dequantize().numpy()
+    kind, blocks = _native.grid_blocks(pack(codes, 4), 4, rows, cols, cols, scales.view(np.uint16), None,
+                                       32, 0, True)
+    assert kind == 20  # GGML's IQ4_NL
+    x = rng.standard_normal((3, cols)).astype(np.float32)
+    xr, _ = rounded(x, 8)
+    w = truth.astype(np.float64)
+    scale = np.abs(xr).astype(np.float64) @ np.abs(w).T
+    for mod in builds():
+        np.testing.assert_array_equal(mod.dequantize(kind, blocks, cols), truth)
+        y = mod.matmul(kind, blocks, cols, x).astype(np.float64)
+        assert np.all(np.abs(y - xr.astype(np.float64) @ w.T) <= 1e-5 * scale + 1e-6), mod.__name__
+    with pytest.raises(ValueError, match="groups of 32"):
+        _native.grid_blocks(pack(codes, 4), 4, rows, cols, cols, scales[:, ::2].copy().view(np.uint16), None,
+                            64, 0, True)
 
 
 def test_the_formats_of_six_bits_and_more_take_16_bit_activations():
