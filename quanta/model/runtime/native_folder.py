@@ -7,15 +7,15 @@ kernels read, exactly — ``d·q + m`` gives the folder's ``scale · (code − z
 T_QG4/T_QG8 blocks of 32 weights with a float16 step and a float32 offset; IQ4_NL's levels in
 groups of 32, ``scale · level[code]``, as IQ4_NL blocks). The folder's file is
 only mapped while that happens; resident memory is then the repacked blocks (about the folder's
-size: 5.5 bits per weight for 4-bit groups, 8.5 for the 5–8-bit rows).
+size: 4.5 bits per weight for symmetric 4-bit and IQ4_NL groups, 5.5 for asymmetric 4-bit and
+symmetric 5-bit groups, 8.5 for wider grids and the 5–8-bit rows).
 
 The Hugging Face names map to the GGUF kinds the engine knows through the architecture table
 (:meth:`quanta.model.arch.Architecture.gguf_name`), so the same checks run as for a GGUF file; a
 folder's rows are in transformers' order, so its rotary embedding turns halves. What this path
 does not run — another architecture, a codebook other than IQ4_NL's in groups of 32, AWQ's
 input scales, rotary scaling other than linear or Llama 3's, a width that is not a multiple of
-32 — is :class:`Unsupported` with
-the reason, and the caller loads the PyTorch model instead.
+32 — is :class:`Unsupported` with the reason, and the caller loads the PyTorch model instead.
 """
 
 from __future__ import annotations
