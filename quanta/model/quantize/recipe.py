@@ -51,7 +51,7 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tup
                            formats.default_formats(default_bits, cols, levels, compiled))
                  for n, (_, cols) in shapes.items()}
         cands[mixed.EMBEDDING] = folder(formats.embedding_formats(compiled))
-    table = work.table() if work is not None else None
+    table = saved_table(work, cands, list(shapes))
     if table is None:
         table = mixed.measure_table(loaded.model, windows[:SENSITIVITY_WINDOWS], names, cands,
                                     embedding=embedding, progress=phases.next())
@@ -60,6 +60,16 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tup
     if budget is None:
         budget = int(float(target_bpw) * sum(r * c for r, c in shapes.values()) / 8)
     return mixed.choose(table, shapes, cands, budget, together={n: family.stack(n) for n in names})
+
+
+def saved_table(work: Any, cands: dict, units: list[str]) -> dict | None:
+    """The loss table a resumed run's work folder kept, if it prices exactly these ``units``, each
+    in as many formats as ``cands`` offers it now (a folder left by an earlier quanta, which
+    offered other grids, is measured again); None otherwise."""
+    table = work.table() if work is not None else None
+    if table is None or set(table) != set(units) or any(len(table[n]) != len(cands[n]) for n in units):
+        return None
+    return table
 
 
 #: calibration windows the sensitivity pass uses (it back-propagates: 4× a forward pass)

@@ -148,3 +148,21 @@ def test_a_killed_process_resumes_to_the_same_bytes(source, tmp_path):
     assert done.returncode == 0, done.stderr
     assert _files(out) == _files(ref)
     assert not work.exists()
+
+
+def test_a_kept_loss_table_is_used_only_if_it_prices_the_formats_offered_now(tmp_path):
+    """A work folder left by a quanta that offered other grids holds a table of other widths:
+    it is measured again rather than read against the wrong formats."""
+    import numpy as np
+
+    from quanta.model.formats.weight import default_formats
+    from quanta.model.quantize.recipe import saved_table
+
+    work = resume.WorkFolder.open(tmp_path / "w", src="x", options={}, seed=0)
+    cands = {"a": default_formats(4, 64), "token_embd": default_formats(4, 64)[:3]}
+    assert saved_table(work, cands, ["a", "token_embd"]) is None  # nothing kept yet
+    work.save_table({"a": np.arange(len(cands["a"]), dtype=float), "token_embd": np.zeros(3)})
+    kept = saved_table(work, cands, ["a", "token_embd"])
+    assert kept is not None and list(kept["a"]) == list(range(len(cands["a"])))
+    assert saved_table(work, {**cands, "a": cands["a"][:7]}, ["a", "token_embd"]) is None  # other grids
+    assert saved_table(work, cands, ["a"]) is None  # other units
