@@ -188,13 +188,24 @@ def gptq_block(double[:, ::1] w, const double[:, ::1] hinv, const double[:, :] s
                     w[r, k] -= e * hinv[i, k]
 
 
+cdef inline bint _counted(Py_ssize_t n) noexcept nogil:
+    """Whether a codebook of ``n`` levels finds a value's bracket by counting the levels at or
+    below it (no branch to mispredict) rather than by a binary search: up to 16 levels."""
+    return 2 < n <= 16
+
+
+cdef inline Py_ssize_t _nearer(const double *levels, Py_ssize_t lo, double x) noexcept nogil:
+    """The nearer of the bracket ``levels[lo] <= x < levels[lo + 1]``'s two levels (ties to the
+    larger)."""
+    return lo + 1 if x - levels[lo] >= levels[lo + 1] - x else lo
+
+
 cdef inline Py_ssize_t _nearest(const double[::1] levels, double x) noexcept nogil:
-    """Index of the level nearest ``x`` (``levels`` sorted; ties to the larger). The bracket
-    ``levels[lo] <= x < levels[lo + 1]`` (clamped to the ends) is found by counting for up to 16
-    levels — no branch to mispredict, the same ``lo`` as the binary search that larger codebooks
-    take — then the nearer of the two."""
+    """Index of the level nearest ``x`` (``levels`` sorted, at least 2; ties to the larger): the
+    bracket ``levels[lo] <= x < levels[lo + 1]`` (clamped to the ends) counted (:func:`_counted`)
+    or searched — the same ``lo`` either way —, then :func:`_nearer`."""
     cdef Py_ssize_t n = levels.shape[0], lo = 0, hi = n - 1, mid, i
-    if 2 < n <= 16:
+    if _counted(n):
         for i in range(1, n - 1):
             lo += levels[i] <= x
         hi = lo + 1
@@ -204,7 +215,7 @@ cdef inline Py_ssize_t _nearest(const double[::1] levels, double x) noexcept nog
             lo = mid
         else:
             hi = mid
-    return hi if x - levels[lo] >= levels[hi] - x else lo
+    return _nearer(&levels[0], lo, x)
 
 
 def gptq_block_codebook(double[:, ::1] w, const double[:, ::1] hinv, const double[:, :] scale,
@@ -229,7 +240,8 @@ def codebook_scales(const float[:, ::1] b, const float[:, ::1] wt, const double[
                     double end, double step, long tries):
     """Per block, the least-squares scale of the best of ``2·tries + 1`` trial scales around
     ``peak / end`` (the codebook's largest magnitude on the block's peak)."""
-    cdef Py_ssize_t nb = b.shape[0], g = b.shape[1], nl = levels.shape[0], k, j, i, lo
+    cdef Py_ssize_t nb = b.shape[0], g = b.shape[1], nl = levels.shape[0], k, j, i
+    cdef bint counted = _counted(nl)
     cdef long t
     cdef double peak, best, dd, v, lv, sxl, sll
     cdef float fw
@@ -267,7 +279,7 @@ def codebook_scales(const float[:, ::1] b, const float[:, ::1] wt, const double[
                 dd = peak / (end + t * step)
                 for j in range(g):
                     vs[j] = x[j] / dd
-                if 2 < nl <= 16:
+                if counted:
                     for j in range(g):
                         cnt[j] = 0
                     for i in range(1, nl - 1):
@@ -277,11 +289,7 @@ def codebook_scales(const float[:, ::1] b, const float[:, ::1] wt, const double[
                 sll = 0.0
                 for j in range(g):
                     v = vs[j]
-                    if 2 < nl <= 16:  # the nearer of the bracket's two levels, as _nearest
-                        lo = cnt[j]
-                        lv = lvp[lo + 1] if v - lvp[lo] >= lvp[lo + 1] - v else lvp[lo]
-                    else:
-                        lv = levels[_nearest(levels, v)]
+                    lv = lvp[_nearer(lvp, cnt[j], v) if counted else _nearest(levels, v)]
                     sxl += wx[j] * lv
                     sll += w[j] * lv * lv
                 if sll > 0 and sxl != 0 and sxl * sxl / sll > best:

@@ -140,8 +140,8 @@ def grid_blocks(const uint8_t[::1] packed, int bits, int64_t rows, int64_t width
     cdef int t = T_IQ4_NL if nl else \
         (T_Q4_0 if bits <= 4 else T_Q5_0 if bits == 5 and group > 0 else T_Q8_0) if sym else \
         (T_QG4 if bits <= 4 else T_QG8)
-    if nl and not (sym and bits == 4 and group == 32):
-        raise ValueError("IQ4_NL blocks hold 4-bit codes in groups of 32")
+    if nl and not (sym and bits == 4 and (group == 32 or (group <= 0 and cols == 32))):
+        raise ValueError("IQ4_NL blocks hold 4-bit codes in groups of 32")  # (one group: a row of 32)
     cdef int bb = block_bytes(t), head = 2 if sym else 6
     cdef int64_t nc = cols // 32
     out = np.empty((rows, nc * bb), dtype=np.uint8)

@@ -95,6 +95,12 @@ def test_iq4_nl_levels_in_groups_of_32_repack_to_iq4_nl_blocks_to_the_bit():
         np.testing.assert_array_equal(mod.dequantize(kind, blocks, cols), truth)
         y = mod.matmul(kind, blocks, cols, x).astype(np.float64)
         assert np.all(np.abs(y - xr.astype(np.float64) @ w.T) <= 1e-5 * scale + 1e-6), mod.__name__
+    # a layer 32 inputs wide has one group, which the folder's loader passes as group 0
+    one = QuantizedWeight(qw.codes[:, :32], qw.scales[:, :1], None, 4, 32, "gptq", 32, IQ4_NL.copy(), True)
+    kind, blocks = _native.grid_blocks(pack(codes[:, :32].copy(), 4), 4, rows, 32, 32,
+                                       scales[:, :1].copy().view(np.uint16), None, 0, 0, True)
+    assert kind == 20
+    np.testing.assert_array_equal(_native.dequantize(kind, blocks, 32), one.dequantize().numpy())
     with pytest.raises(ValueError, match="groups of 32"):
         _native.grid_blocks(pack(codes, 4), 4, rows, cols, cols, scales[:, ::2].copy().view(np.uint16), None,
                             64, 0, True)
