@@ -31,12 +31,13 @@ from quanta.threads import each
 ROWS = 256
 
 
-def _inverse_factor(a: np.ndarray, damp: float) -> np.ndarray:
+def _inverse_factor(a: np.ndarray, damp: float, *, keep: bool = False) -> np.ndarray:
     """Upper Cholesky factor of ``(A + λI)⁻¹`` with λ = damp · mean(diag A), raised ×10 until
     the matrix is positive definite, computed in place in the Fortran-ordered float64 ``a``
     (symmetric) by LAPACK: Cholesky, inverse from the factor, Cholesky again, each on the lower
     triangle — the strict upper triangle keeps ``A``, so a failed try is restored from it, and
-    no second ``n × n`` matrix is ever made. Returns a view of ``a``."""
+    no second ``n × n`` matrix is ever made. Returns a view of ``a``; with ``keep`` the view's
+    strict lower triangle still holds ``A`` (for :func:`_restore`), else zeros."""
     from scipy.linalg import lapack
 
     n = a.shape[0]
@@ -51,7 +52,7 @@ def _inverse_factor(a: np.ndarray, damp: float) -> np.ndarray:
         if info == 0:
             c, info = lapack.dpotrf(c, lower=1, overwrite_a=1, clean=0)
         if info == 0:
-            for j in range(1, n):  # the strict upper triangle (A's copy) cleared: L alone
+            for j in range(1, 1 if keep else n):  # the strict upper triangle (A's copy) cleared
                 c[:j, j] = 0.0
             return c.T  # L Lᵀ = (A + λI)⁻¹, so Lᵀ is the upper factor
         for j in range(n - 1):  # the lower triangle rebuilt from the upper one, then more damping
@@ -94,7 +95,7 @@ def permute_symmetric(a: np.ndarray, perm: np.ndarray, tile: int = 512) -> None:
 def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndarray, *,
                   qmin: int, qmax: int, group_size: int, act_order: bool = True,
                   damp: float = 0.01, block: int = 128, levels: np.ndarray | None = None,
-                  h_div: float = 1.0, overwrite_h: bool = False) -> np.ndarray:
+                  h_div: float = 1.0, overwrite_h: bool = False, restore_h: bool = False) -> np.ndarray:
     """Integer codes (``uint8``, ``out × in``) of ``w`` on a fixed grid.
 
     w: ``(out, in)``; h: ``(in, in)`` second moment of the inputs (``XᵀX/n``, or ``XᵀX`` with
@@ -109,6 +110,8 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
     Memory: ``w`` in activation order, the codes, and one ``in × in`` float64 buffer that becomes
     the inverse factor — ``h`` itself with ``overwrite_h`` (a C-ordered float64 ``h`` the caller
     gives up: permuted and factored in place); the grid is expanded per chunk of rows.
+    ``restore_h`` (with ``overwrite_h``): ``h`` holds ``XᵀX / h_div`` again on return, in the inputs'
+    order (the factor is made beside its copy, in the other triangle — for :func:`refit_scales`).
     """
     overwrite_h = overwrite_h and isinstance(h, np.ndarray) and h.dtype == np.float64 \
         and h.flags.c_contiguous and h.flags.writeable
@@ -140,11 +143,12 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
 
     group = perm // group_size
     scale, zero = np.asarray(scale, np.float64), np.asarray(zero, np.float64)
-    u = _inverse_factor(permuted(), damp)
-    if qmax > 255 or (levels is not None and len(levels) > 256):
-        raise ConfigError(f"gptq: codes up to {qmax} do not fit 8 bits")
-    codes = np.zeros((out, n), np.uint8)
-    diag_blocks = [np.ascontiguousarray(u[i1:i1 + block, i1:i1 + block]) for i1 in range(0, n, block)]
+    restore_h = restore_h and overwrite_h
+    hp = permuted()
+    kept_diag = np.diag(hp).copy() if restore_h else np.zeros(0)
+    u = _inverse_factor(hp, damp, keep=restore_h)
+    codes = np.zeros((out, n), _code_type(qmax, levels))
+    diag_blocks = [np.triu(u[i1:i1 + block, i1:i1 + block]) for i1 in range(0, n, block)]
 
     def rows(r0: int) -> None:  # rows are independent: a chunk's working set stays in cache
         r1 = min(r0 + ROWS, out)
@@ -166,4 +170,95 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
             wr[:, i2:] -= err @ u[i1:i2, i2:]
 
     each(rows, range(0, out, ROWS))
+    if restore_h:
+        kept_diag[dead_at] = 0.0
+        _restore(h, kept_diag, perm)
     return codes
+
+
+def _code_type(qmax: int, levels: np.ndarray | None) -> type:
+    if qmax > 255 or (levels is not None and len(levels) > 256):
+        raise ConfigError(f"gptq: codes up to {qmax} do not fit 8 bits")
+    return np.uint8
+
+
+def _restore(a: np.ndarray, diag: np.ndarray, perm: np.ndarray, tile: int = 512) -> None:
+    """``H`` back in ``a`` after :func:`_inverse_factor` with ``keep``: its strict lower
+    triangle (``H`` in activation order) mirrored over the factor, tile by tile, ``diag`` on the
+    diagonal, then the inputs' order (``perm`` undone)."""
+    n = a.shape[0]
+    for i0 in range(0, n, tile):
+        i1 = min(i0 + tile, n)
+        t = a[i0:i1, i0:i1]
+        low = np.tril(t, -1)
+        t[...] = low + low.T
+        a[i0:i1, i1:] = a[i1:, i0:i1].T
+    a[np.diag_indices(n)] = diag
+    permute_symmetric(a, np.argsort(perm))
+
+
+#: bytes of the per-chunk products of :func:`refit_scales` (rows × groups × inputs float64)
+REFIT_BYTES = 64 << 20
+
+
+def refit_scales(w: np.ndarray, h: np.ndarray, values: np.ndarray, group_size: int, scale: np.ndarray,
+                 offset: np.ndarray | None = None, *, damp: float = 0.01, ridge: float = 1e-6,
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each group's scale (and offset) that, the codes held, least moves the layer's outputs.
+
+    With the codes chosen (by :func:`gptq_quantize`), a row of the weight is
+    ``ŵ = Σ_g (s_g · v_g + m_g · 1_g)`` — ``values`` ``v`` the codes' places on the unit grid
+    (``code − zero``, or a codebook's level), ``1_g`` group ``g``'s inputs. Its output error
+    ``(w − ŵ)(H + λI)(w − ŵ)ᵀ`` is quadratic in the row's scales (and offsets): a least-squares
+    problem of one unknown per group (two with ``offset``), all of a row's groups at once — they
+    interact through ``H``. λ = damp · mean(diag H) as in GPTQ; a small ``ridge`` toward the given
+    ``scale`` (``offset``) keeps a group whose values are all zero where it was.
+
+    w: ``(out, in)``; h: ``(in, in)``, ``XᵀX / n``; values: ``(out, in)``; scale, offset:
+    ``(out, in / group_size)``. Returns the new scales and offsets (None without ``offset``),
+    float64, unrounded. Memory: :data:`REFIT_BYTES` of products per chunk of rows (``w`` and
+    ``values`` taken in float64 a chunk at a time); time that of two ``(out × in) · (in × in)``
+    products.
+    """
+    w, v = np.asarray(w), np.asarray(values)  # taken in float64 a chunk of rows at a time
+    h = np.asarray(h, np.float64)
+    out, n = w.shape
+    g = int(group_size)
+    if n % g or h.shape != (n, n) or v.shape != w.shape or np.shape(scale) != (out, n // g):
+        raise ConfigError(f"refit: shapes do not agree (w {w.shape}, h {h.shape}, scale {np.shape(scale)})")
+    nb = n // g
+    d = np.diag(h)
+    lam = damp * float(np.mean(d[d > 0])) if np.any(d > 0) else 1.0
+    hb = h.reshape(nb, g, n)
+    ones = h.reshape(nb, g, nb, g).sum(axis=(1, 3)) + lam * g * np.eye(nb)  # 1ᵀ(H + λI)1 per pair
+    new_s = np.empty((out, nb))
+    new_m = None if offset is None else np.empty((out, nb))
+    step = max(1, REFIT_BYTES // (8 * nb * n))
+
+    def rows(r0: int) -> None:
+        r1 = min(r0 + step, out)
+        vb = v[r0:r1].astype(np.float64).reshape(-1, nb, g)
+        wr = w[r0:r1].astype(np.float64)
+        p = np.matmul(vb.transpose(1, 0, 2), hb)  # (nb, R, in): v_g H[g, :]
+        p4 = p.reshape(nb, r1 - r0, nb, g)
+        mvv = np.einsum("brck,rck->rbc", p4, vb) + lam * np.einsum("rbk,rck,bc->rbc", vb, vb, np.eye(nb))
+        hw = wr @ h + lam * wr  # (R, in): (H + λI) wᵀ
+        rv = np.einsum("rbk,rbk->rb", vb, hw.reshape(-1, nb, g))
+        s0 = np.asarray(scale[r0:r1], np.float64)
+        if offset is None:
+            m, rhs, x0 = mvv, rv, s0
+        else:
+            mv1 = p4.sum(axis=3).transpose(1, 0, 2) + lam * np.einsum("rbk,bc->rbc", vb, np.eye(nb))
+            low = np.concatenate([mv1.transpose(0, 2, 1), np.broadcast_to(ones, mvv.shape)], 2)
+            m = np.concatenate([np.concatenate([mvv, mv1], 2), low], 1)
+            rhs = np.concatenate([rv, hw.reshape(-1, nb, g).sum(axis=2)], 1)
+            x0 = np.concatenate([s0, np.asarray(offset[r0:r1], np.float64)], 1)
+        reg = ridge * np.abs(np.diagonal(m, axis1=1, axis2=2)) + 1e-300
+        m = m + reg[:, :, None] * np.eye(m.shape[1])
+        x = np.linalg.solve(m, (rhs + reg * x0)[..., None])[..., 0]
+        new_s[r0:r1] = x[:, :nb]
+        if new_m is not None:
+            new_m[r0:r1] = x[:, nb:]
+
+    each(rows, range(0, out, step))
+    return new_s, new_m

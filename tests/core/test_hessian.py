@@ -103,3 +103,78 @@ def test_a_failed_factorization_is_retried_from_the_kept_triangle():
             lam *= 10
     np.testing.assert_allclose(u, want, rtol=1e-8, atol=1e-10)
     assert np.array_equal(np.tril(u, -1), np.zeros((40, 40)))
+
+
+@pytest.mark.parametrize("h_div", [1.0, 2048.0])
+def test_the_overwritten_hessian_is_given_back_when_asked(h_div):
+    """``restore_h``: the caller's buffer holds ``XᵀX / h_div`` again after GPTQ (a dead input's
+    zero row and column too), in the inputs' order, and the codes are the same."""
+    rng = np.random.default_rng(5)
+    n, k = 2048, 600  # wider than one 512-wide tile of the restoring pass
+    x = rng.normal(size=(n, 8)) @ rng.normal(size=(8, k)) + 0.1 * rng.normal(size=(n, k))
+    w = rng.normal(size=(24, k))
+    h = x.T @ x * (h_div / n)
+    h[7, :] = h[:, 7] = 0.0
+    grid, qp = _grid(w, bits=4, g=24)
+    kw = dict(qmin=grid.qmin, qmax=grid.qmax, group_size=24, h_div=h_div)
+    ref = gptq_quantize(w, h, qp.scale, qp.zero_point, **kw)
+    mine = h.copy()
+    got = gptq_quantize(w, mine, qp.scale, qp.zero_point, overwrite_h=True, restore_h=True, **kw)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(mine, h / h_div if h_div != 1.0 else h)
+
+
+def _output_error(w, what, h, lam):
+    e = w - what
+    return float(np.einsum("ri,ij,rj->", e, h + lam * np.eye(len(h)), e))
+
+
+@pytest.mark.parametrize("offsets", [False, True])
+def test_refitted_scales_solve_each_rows_least_squares(offsets):
+    """The refit is the exact minimiser of the damped output error for the codes held — checked
+    against a least-squares solve of one row built from its design matrix — and never worse than
+    the scales it started from."""
+    from quanta.core.hessian import refit_scales
+
+    rng = np.random.default_rng(6)
+    n, k, g = 4096, 96, 32
+    x = rng.normal(size=(n, 8)) @ rng.normal(size=(8, k)) + 0.3 * rng.normal(size=(n, k))
+    h = x.T @ x / n
+    w = rng.normal(size=(12, k))
+    grid, qp = _grid(w, bits=3, g=g)
+    codes = gptq_quantize(w, h, qp.scale, qp.zero_point, qmin=grid.qmin, qmax=grid.qmax, group_size=g)
+    z = np.repeat(qp.zero_point, g, axis=1)
+    values = codes.astype(float) if offsets else codes - z
+    s0, m0 = qp.scale, -qp.scale * qp.zero_point
+    s, m = refit_scales(w, h, values, g, s0, m0 if offsets else None, ridge=0.0)
+    lam = 0.01 * np.mean(np.diag(h))
+    expand = lambda a: np.repeat(a, g, axis=1)  # noqa: E731
+    before = expand(s0) * values + (expand(m0) if offsets else 0.0)
+    after = expand(s) * values + (expand(m) if offsets else 0.0)
+    assert _output_error(w, after, h, lam) < 0.97 * _output_error(w, before, h, lam)
+    # row 3 by hand: ŵ = A θ, minimise (w − Aθ)ᵀ(H + λI)(w − Aθ) through its Cholesky factor
+    r = 3
+    cols = [np.where(np.arange(k) // g == b, values[r], 0.0) for b in range(k // g)]
+    if offsets:
+        cols += [(np.arange(k) // g == b).astype(float) for b in range(k // g)]
+    a = np.stack(cols, 1)
+    c = np.linalg.cholesky(h + lam * np.eye(k)).T
+    theta = np.linalg.lstsq(c @ a, c @ w[r], rcond=None)[0]
+    got = np.concatenate([s[r], m[r]]) if offsets else s[r]
+    np.testing.assert_allclose(got, theta, rtol=1e-7, atol=1e-10)
+    assert m is None or m.shape == s.shape
+
+
+def test_a_group_of_zero_values_keeps_its_scale_and_shapes_are_checked():
+    from quanta.core.hessian import refit_scales
+
+    rng = np.random.default_rng(7)
+    w = rng.normal(size=(4, 64))
+    values = rng.integers(-4, 4, size=(4, 64)).astype(float)
+    values[2, 32:] = 0.0
+    s0 = np.full((4, 2), 0.25)
+    s, _ = refit_scales(w, np.eye(64), values, 32, s0)
+    assert s[2, 1] == pytest.approx(0.25)
+    assert np.all(np.isfinite(s))
+    with pytest.raises(ConfigError, match="shapes"):
+        refit_scales(w, np.eye(64), values, 32, np.full((4, 3), 0.25))

@@ -30,10 +30,10 @@ A GGUF source is dequantized whole (:data:`BYTES_PER_PARAM` per parameter, as me
 
 Time: start-up; reading the source; for calibrated methods two passes of the calibration
 windows per block (2 flops per weight per token) and the Hessians' sums (2·in² per token per
-distinct input); GPTQ per layer (its inverse factor, ~2·in³ in float64, and the lazy updates,
-2·out·in²); for the sensitivity pass four passes of its windows, the head's logits and their
-gradient, and the loss table (each candidate's error through ``H``: 2·out·in² per candidate);
-the rounding and clipping search per weight.
+distinct input); GPTQ per layer (its inverse factor, ~2·in³ in float64, the lazy updates,
+2·out·in², and the grid's refit, two products as large); for the sensitivity pass four passes
+of its windows, the head's logits and their gradient, and the loss table (each candidate's
+error through ``H``: 2·out·in² per candidate); the rounding and clipping search per weight.
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ SENSITIVITY_LAYER_S = 0.15
 EFFICIENCY = {"forward": 0.75, "hessian": 0.6, "table": 0.75, "head": 0.35}
 #: the share of the measured float64 speed GPTQ's factor and updates reach (fitted)
 GPTQ_EFFICIENCY = 0.8
+#: products of GPTQ's size (2·out·in² flops) that refitting a layer's grid to its codes adds
+#: (:func:`quanta.core.hessian.refit_scales`; counted, not fitted: taken at GPTQ's efficiency)
+REFIT_PRODUCTS = 2
 #: flops per second assumed when no measurement is made (this machine class)
 DEFAULT_SPEED = (2.0e11, 0.9e11)
 
@@ -251,8 +254,9 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
         seconds += n * 2 * (sh.block_params + sh.routed_params) * t / (f32 * EFFICIENCY["forward"])
         if hessian:
             seconds += n * 2 * t * h2 / (f32 * EFFICIENCY["hessian"])
-            gptq_flops = sum(2 * i ** 3 + 2 * o * i * i for o, i in sh.linears)
-            emb = (2 * sh.hidden ** 3 + 2 * sh.vocab * sh.hidden ** 2) if sh.tied else 0
+            updates = 1 + REFIT_PRODUCTS  # the lazy updates, then the grid's refit to the codes
+            gptq_flops = sum(2 * i ** 3 + updates * 2 * o * i * i for o, i in sh.linears)
+            emb = (2 * sh.hidden ** 3 + updates * 2 * sh.vocab * sh.hidden ** 2) if sh.tied else 0
             seconds += (n * gptq_flops + emb) / (f64 * GPTQ_EFFICIENCY)
     if sensitivity:
         t = SENSITIVITY_WINDOWS * tokens

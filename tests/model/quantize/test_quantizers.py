@@ -221,3 +221,41 @@ def test_a_layer_quantized_in_row_chunks_takes_the_hessian_on_its_last_chunk(mon
     st = stats(1)
     chunked = q.quantize(w, stats=st)
     assert torch.equal(whole.codes, chunked.codes) and st.xtx is None and st.users == 0
+
+
+def _gptq_error(fmt, w, x, owned=False):
+    """GPTQ's output error on ``w`` with inputs ``x``; ``owned``: GPTQ takes the sums as its
+    working buffer (and gives the Hessian back for the refit)."""
+    from quanta.model.quantize.quantizers import LayerStats, quantizer_for
+
+    st = LayerStats(w.shape[1], with_hessian=True, users=int(owned))
+    st.add(x)
+    h = (x.T @ x / x.shape[0]).double()
+    e = (w - quantizer_for("gptq", fmt).quantize(w, stats=st).dequantize()).double()
+    assert (st.xtx is None) == owned
+    return float(((e @ h) * e).sum())
+
+
+@pytest.mark.parametrize("label", ["Q5_1", "Q5_0", "Q8_0", "IQ4_NL", "4-bit g32", "4-bit g32 sym",
+                                   "4-bit g32 nl"])
+def test_gptq_refits_the_grid_to_its_codes(label, monkeypatch):
+    """GPTQ's last step — each group's scale (and a Q4_1/Q5_1 offset) refitted to the codes —
+    lowers the layer's output error against the same codes on the grid chosen before them; on a
+    super-block type (whose scales are factors of one ``d``) nothing is refitted."""
+    import quanta.core.hessian as hessian
+    from quanta.model.formats.weight import NL4, ggml_format
+
+    torch.manual_seed(0)
+    x = torch.randn(4096, 12) @ torch.randn(12, 256) + 0.3 * torch.randn(4096, 256)
+    w = torch.randn(48, 256)
+    fmt = NL4 if label.endswith("nl") else grid_format(4, 32, sym=label.endswith("sym")) \
+        if label.startswith("4-bit") else ggml_format(label)
+    refitted = _gptq_error(fmt, w, x)
+    assert _gptq_error(fmt, w, x, owned=True) == pytest.approx(refitted, rel=1e-9)
+    monkeypatch.setattr(hessian, "refit_scales", lambda w, h, v, g, s, m=None, **kw: (s, m))
+    held = _gptq_error(fmt, w, x)
+    assert refitted < 0.98 * held
+    k = ggml_format("Q4_K")
+    with_refit = _gptq_error(k, w, x)
+    monkeypatch.undo()
+    assert _gptq_error(k, w, x) == with_refit
