@@ -197,8 +197,11 @@ def _restore(a: np.ndarray, diag: np.ndarray, perm: np.ndarray, tile: int = 512)
     permute_symmetric(a, np.argsort(perm))
 
 
-#: bytes of the per-chunk products of :func:`refit_scales` (rows × groups × inputs float64)
+#: bytes of the least-squares systems of one chunk of rows in :func:`refit_scales`
 REFIT_BYTES = 64 << 20
+#: bytes of one group's products for a chunk of rows (kept within a core's cache), and the
+#: fewest rows a chunk takes (a wide layer's loop over its groups stays short)
+REFIT_CACHE, REFIT_ROWS = 4 << 20, 16
 
 
 def refit_scales(w: np.ndarray, h: np.ndarray, values: np.ndarray, group_size: int, scale: np.ndarray,
@@ -218,47 +221,56 @@ def refit_scales(w: np.ndarray, h: np.ndarray, values: np.ndarray, group_size: i
     ``(out, in / group_size)``. Returns the new scales and offsets (None without ``offset``),
     float64, unrounded. Memory: :data:`REFIT_BYTES` of products per chunk of rows (``w`` and
     ``values`` taken in float64 a chunk at a time); time that of two ``(out × in) · (in × in)``
-    products.
+    products (torch's, on its threads).
     """
+    import torch  # the batched products: torch's run on its threads, numpy's stacked ones do not
+
     w, v = np.asarray(w), np.asarray(values)  # taken in float64 a chunk of rows at a time
-    h = np.asarray(h, np.float64)
     out, n = w.shape
     g = int(group_size)
-    if n % g or h.shape != (n, n) or v.shape != w.shape or np.shape(scale) != (out, n // g):
-        raise ConfigError(f"refit: shapes do not agree (w {w.shape}, h {h.shape}, scale {np.shape(scale)})")
+    if n % g or np.shape(h) != (n, n) or v.shape != w.shape or np.shape(scale) != (out, n // g):
+        raise ConfigError(f"refit: shapes do not agree (w {w.shape}, h {np.shape(h)}, "
+                          f"scale {np.shape(scale)})")
     nb = n // g
-    d = np.diag(h)
-    lam = damp * float(np.mean(d[d > 0])) if np.any(d > 0) else 1.0
-    hb = h.reshape(nb, g, n)
-    ones = h.reshape(nb, g, nb, g).sum(axis=(1, 3)) + lam * g * np.eye(nb)  # 1ᵀ(H + λI)1 per pair
+    ht = torch.from_numpy(np.asarray(h, np.float64))
+    d = torch.diagonal(ht)
+    lam = damp * float(d[d > 0].mean()) if bool((d > 0).any()) else 1.0
+    eye = torch.eye(nb, dtype=torch.float64)
+    hb = ht.view(nb, g, n)
+    ones = ht.reshape(nb, g, nb, g).sum(dim=(1, 3)) + lam * g * eye  # 1ᵀ(H + λI)1 per pair of groups
     new_s = np.empty((out, nb))
     new_m = None if offset is None else np.empty((out, nb))
-    step = max(1, REFIT_BYTES // (8 * nb * n))
-
-    def rows(r0: int) -> None:
+    k = 2 if offset is not None else 1  # unknowns per group
+    step = max(REFIT_ROWS, REFIT_CACHE // (8 * n))  # a group's products stay in cache
+    step = max(1, min(step, REFIT_BYTES // (8 * nb * nb * k * k)))  # the chunk's systems
+    for r0 in range(0, out, step):
         r1 = min(r0 + step, out)
-        vb = v[r0:r1].astype(np.float64).reshape(-1, nb, g)
-        wr = w[r0:r1].astype(np.float64)
-        p = np.matmul(vb.transpose(1, 0, 2), hb)  # (nb, R, in): v_g H[g, :]
-        p4 = p.reshape(nb, r1 - r0, nb, g)
-        mvv = np.einsum("brck,rck->rbc", p4, vb) + lam * np.einsum("rbk,rck,bc->rbc", vb, vb, np.eye(nb))
-        hw = wr @ h + lam * wr  # (R, in): (H + λI) wᵀ
-        rv = np.einsum("rbk,rbk->rb", vb, hw.reshape(-1, nb, g))
-        s0 = np.asarray(scale[r0:r1], np.float64)
-        if offset is None:
-            m, rhs, x0 = mvv, rv, s0
-        else:
-            mv1 = p4.sum(axis=3).transpose(1, 0, 2) + lam * np.einsum("rbk,bc->rbc", vb, np.eye(nb))
-            low = np.concatenate([mv1.transpose(0, 2, 1), np.broadcast_to(ones, mvv.shape)], 2)
-            m = np.concatenate([np.concatenate([mvv, mv1], 2), low], 1)
-            rhs = np.concatenate([rv, hw.reshape(-1, nb, g).sum(axis=2)], 1)
-            x0 = np.concatenate([s0, np.asarray(offset[r0:r1], np.float64)], 1)
-        reg = ridge * np.abs(np.diagonal(m, axis1=1, axis2=2)) + 1e-300
-        m = m + reg[:, :, None] * np.eye(m.shape[1])
-        x = np.linalg.solve(m, (rhs + reg * x0)[..., None])[..., 0]
+        vb = torch.from_numpy(v[r0:r1].astype(np.float64)).view(-1, nb, g)
+        wr = torch.from_numpy(w[r0:r1].astype(np.float64))
+        mvv = torch.empty(r1 - r0, nb, nb, dtype=torch.float64)
+        mv1 = torch.empty_like(mvv) if offset is not None else None
+        for b in range(nb):  # group b's values through H: one product of all the chunk's rows
+            a = 0 if mv1 is not None else b  # without offsets the groups from b on (symmetric)
+            q = (vb[:, b, :] @ hb[b, :, a * g:]).view(r1 - r0, -1, g)
+            mvv[:, b, a:] = (q * vb[:, a:]).sum(2)
+            if mv1 is not None:
+                mv1[:, b, :] = q.sum(2)
+        if mv1 is None:  # the upper triangle mirrored
+            mvv = torch.triu(mvv) + torch.triu(mvv, 1).transpose(1, 2)
+        mvv += torch.diag_embed(lam * (vb * vb).sum(2))
+        hw = (wr @ ht + lam * wr).view(-1, nb, g)  # (H + λI) wᵀ
+        rhs = (vb * hw).sum(2)
+        x0 = torch.from_numpy(np.asarray(scale[r0:r1], np.float64))
+        m = mvv
+        if mv1 is not None:
+            mv1 += torch.diag_embed(lam * vb.sum(2))
+            low = torch.cat([mv1.transpose(1, 2), ones.expand_as(mvv)], 2)
+            m = torch.cat([torch.cat([mvv, mv1], 2), low], 1)
+            rhs = torch.cat([rhs, hw.sum(2)], 1)
+            x0 = torch.cat([x0, torch.from_numpy(np.asarray(offset[r0:r1], np.float64))], 1)
+        reg = ridge * torch.diagonal(m, dim1=1, dim2=2).abs() + 1e-300
+        x = torch.linalg.solve(m + torch.diag_embed(reg), rhs + reg * x0).numpy()
         new_s[r0:r1] = x[:, :nb]
         if new_m is not None:
             new_m[r0:r1] = x[:, nb:]
-
-    each(rows, range(0, out, step))
     return new_s, new_m
