@@ -235,9 +235,9 @@ def refit_scales(w: np.ndarray, h: np.ndarray, values: np.ndarray, group_size: i
     ht = torch.from_numpy(np.asarray(h, np.float64))
     d = torch.diagonal(ht)
     lam = damp * float(d[d > 0].mean()) if bool((d > 0).any()) else 1.0
-    eye = torch.eye(nb, dtype=torch.float64)
     hb = ht.view(nb, g, n)
-    ones = ht.reshape(nb, g, nb, g).sum(dim=(1, 3)) + lam * g * eye  # 1ᵀ(H + λI)1 per pair of groups
+    if offset is not None:  # 1ᵀ(H + λI)1 per pair of groups
+        ones = ht.reshape(nb, g, nb, g).sum(dim=(1, 3)) + lam * g * torch.eye(nb, dtype=torch.float64)
     new_s = np.empty((out, nb))
     new_m = None if offset is None else np.empty((out, nb))
     k = 2 if offset is not None else 1  # unknowns per group

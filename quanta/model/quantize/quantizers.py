@@ -335,7 +335,8 @@ class WeightQuantizer:
             codes = torch.from_numpy(gptq_quantize(
                 w.numpy(), hn, d.double().numpy(), torch.zeros_like(d).double().numpy(),
                 qmin=0, qmax=len(self.levels) - 1, group_size=group_size, act_order=self.act_order,
-                damp=self.damp, levels=self.levels, h_div=h_div, overwrite_h=overwrite_h, restore_h=True))
+                damp=self.damp, levels=self.levels, h_div=h_div, overwrite_h=overwrite_h,
+                restore_h=not self._on_super_grid()))
             if not self._on_super_grid():
                 s, _ = refit_scales(w.numpy(), hn, np.asarray(self.levels, np.float32)[codes.numpy()],
                                     group_size, d.double().numpy(), damp=self.damp)
@@ -457,7 +458,7 @@ class GPTQ(WeightQuantizer, name="gptq"):
         codes = gptq_quantize(w.numpy(), hn, qp.scale.double().numpy(),
                               qp.zero_point.double().numpy(), qmin=grid.qmin, qmax=grid.qmax,
                               group_size=group_size, act_order=self.act_order, damp=self.damp, h_div=div,
-                              overwrite_h=owned is not None, restore_h=True)
+                              overwrite_h=owned is not None, restore_h=not self._on_super_grid())
         if not self._on_super_grid():
             qp = self._refit(w, hn, codes, qp, group_size)
         return QuantizedWeight(torch.from_numpy(codes).to(torch.uint8), qp.scale.to(torch.float32),
