@@ -2,7 +2,10 @@
 
     python bench/model_frontier.py [--chunks 40]
                                    [--types Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_1,Q4_0,IQ4_XS,Q3_K_M,Q3_K_S,Q2_K]
-                                   [--no-uniform] [--no-mixed]
+                                   [--no-uniform] [--no-mixed] [--no-defaults]
+
+(any llama.cpp file type quanta makes may be listed: also IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M, IQ3_XXS,
+IQ3_XS, IQ3_S, IQ3_M, Q4_K_S, Q5_K_S, …)
 
 Builds llama.cpp's tools on first use (bench/_llama_cpp.py, ~20 min, cached outside the repo),
 makes an importance matrix from quanta's default calibration text (the WikiText-2 *valid* slice
@@ -89,6 +92,17 @@ def llama_kld(bin_dir: Path, model: Path, base: Path, text: Path, chunks: int) -
     return float(m.group(1))
 
 
+def llama_imatrix(bin_dir: Path, ref_path: Path, tmp: Path) -> Path:
+    """llama.cpp's importance matrix of ``ref_path`` from quanta's default calibration text (64
+    chunks of 256 tokens), written in ``tmp``."""
+    calib = tmp / "calib.txt"
+    calib.write_text(default_text(), encoding="utf-8")
+    imatrix = tmp / "imatrix.gguf"
+    llama(bin_dir, "llama-imatrix", "-m", str(ref_path), "-f", str(calib), "-o", str(imatrix), "-c", "256",
+          "--chunks", "64", "-t", "2", "--no-ppl")
+    return imatrix
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--chunks", type=int, default=40)
@@ -97,18 +111,16 @@ def main() -> None:
                     help="skip quanta's uniform Q8_0 and Q4_1 files (the mixed ones and the defaults stay)")
     ap.add_argument("--no-mixed", action="store_true",
                     help="skip quanta's mixed files (for the defaults target alone)")
+    ap.add_argument("--no-defaults", action="store_true",
+                    help="skip the two plain --bits 4 commands (for the --type files alone)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     bin_dir = ensure_built()
     ref_path = unbinned.ensure()
     tmp = Path(tempfile.mkdtemp(prefix="frontier-"))
-    calib = tmp / "calib.txt"
-    calib.write_text(default_text(), encoding="utf-8")
     test = tmp / "test.txt"
     test.write_text(wikitext2_test_text(), encoding="utf-8")
-    imatrix = tmp / "imatrix.gguf"
-    llama(bin_dir, "llama-imatrix", "-m", str(ref_path), "-f", str(calib), "-o", str(imatrix), "-c", "256",
-          "--chunks", "64", "-t", "2", "--no-ppl")
+    imatrix = llama_imatrix(bin_dir, ref_path, tmp)
     files: list[tuple[str, Path, str]] = []
     for qtype in args.types.split(","):
         out = tmp / f"llama_{qtype}.gguf"
@@ -117,8 +129,9 @@ def main() -> None:
     times = {}
     jobs = [] if args.no_uniform else [(name, f"quanta_{name.split()[1]}.gguf", opts)
                                        for name, opts in QUANTA]
-    jobs.append((DEFAULTS[0], "quanta_defaults", DEFAULTS[1]))
-    jobs.append((DEFAULTS_GGUF[0], "quanta_defaults.gguf", DEFAULTS_GGUF[1]))
+    if not args.no_defaults:
+        jobs.append((DEFAULTS[0], "quanta_defaults", DEFAULTS[1]))
+        jobs.append((DEFAULTS_GGUF[0], "quanta_defaults.gguf", DEFAULTS_GGUF[1]))
     rules = [rules_check(path, name.split()[1]) for name, path, _ in files]
     print_table("llama.cpp's rules: quanta's --type T --uniform plan against llama-quantize's file",
                 ["type", "tensors", "same type", "differ"],

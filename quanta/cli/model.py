@@ -66,10 +66,11 @@ def quantize(
     format: str = typer.Option("quanta", "--format", help="quanta (a folder of safetensors + JSON), "
                                "gguf (one file llama.cpp runs: Q8_0, Q5_0/Q5_1, Q4_0/Q4_1 in groups "
                                "of 32; with a target or --type also IQ4_NL and, on rows of 256, the "
-                               "K-quants Q2_K…Q6_K and IQ4_XS) or "
+                               "K-quants Q2_K…Q6_K, IQ4_XS and the lattice types IQ2_XXS…IQ3_S) or "
                                "compressed-tensors (the folder llm-compressor writes: transformers and "
                                "vLLM load it; integer grids, one scheme, the embedding float)."),
-    type_: str = typer.Option(None, "--type", help="A llama.cpp file type (Q2_K, Q3_K_S/M/L, IQ4_XS, "
+    type_: str = typer.Option(None, "--type", help="A llama.cpp file type (IQ2_XXS/XS/S/M, IQ3_XXS/XS/S/M, "
+                              "Q2_K, Q3_K_S/M/L, IQ4_XS, "
                               "Q4_0, Q4_K_S/M, Q5_K_S/M, Q6_K, Q8_0, …): a GGUF no larger than llama.cpp's, "
                               "each tensor's type (K-quants included) chosen by its measured sensitivity; "
                               "with --uniform, llama.cpp's own type for each tensor. Implies --format gguf."),

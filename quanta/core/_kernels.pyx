@@ -383,3 +383,109 @@ def clip_search(const float[:, ::1] b, const float[:, ::1] wt, Py_ssize_t k0, co
     with nogil:
         qs_search(&gr, &b[0, 0], nb, n, &wt[0, 0] if nw else NULL, nw, k0, &lo[0], &hi[0], &ratios[0],
                   ratios.shape[0], &s_out[0], &z_out[0])
+
+
+cdef inline int _lattice_point(const float* a, const float* w, double s, Py_ssize_t dim,
+                               const float* mids, Py_ssize_t nl, const float[:, ::1] pv,
+                               const int[::1] table, const int[::1] cstart, const int[::1] cand,
+                               double* err) noexcept nogil:
+    """The point of a lattice codebook nearest ``a / s`` (``w``-weighted squared error of
+    ``a − s·point``, written to ``err``): each value's nearest level (``mids``: the ``nl − 1``
+    midpoints between the levels), and that vector itself when it is a point, else the nearest of
+    its listed candidates (``cand[cstart[key]:cstart[key + 1]]``)."""
+    cdef Py_ssize_t j, m, c, l
+    cdef long key = 0, mult = 1
+    cdef int p, best = 0
+    cdef double t, e, be = -1.0, dv
+    for j in range(dim):
+        t = a[j] / s
+        l = 0
+        for m in range(nl - 1):
+            l += mids[m] < t
+        key += l * mult
+        mult *= nl
+    p = table[key]
+    if p >= 0:
+        e = 0.0
+        for j in range(dim):
+            dv = a[j] - s * pv[p, j]
+            e += w[j] * dv * dv
+        err[0] = e
+        return p
+    for c in range(cstart[key], cstart[key + 1]):
+        p = cand[c]
+        e = 0.0
+        for j in range(dim):
+            dv = a[j] - s * pv[p, j]
+            e += w[j] * dv * dv
+        if be < 0 or e < be:
+            be = e
+            best = p
+    err[0] = be
+    return best
+
+
+def lattice_fit(const float[:, ::1] a, const float[:, ::1] w, const double[::1] scale, const double[::1] ratios,
+                const float[::1] mids, const float[:, ::1] pv, const int[::1] table, const int[::1] cstart,
+                const int[::1] cand, int[:, ::1] idx, double[::1] s_out, double[::1] e_out) -> None:
+    """Per sub-block ``b`` (a row of ``a``, whole vectors of ``pv.shape[1]`` values): with
+    ``ratios`` empty, each vector's nearest point (:func:`_lattice_point`) at the scale
+    ``scale[b]``; else the scale searched — each ``scale[b] · ratio`` tried, each vector's nearest
+    point found, the scale then refitted to those points by least squares, and once more the
+    points at that scale — keeping the least (``w``-weighted) squared error. Writes the points
+    (``idx``), the scale (``s_out``) and the error (``e_out``). A sub-block whose scale is not
+    positive keeps it (its points: those nearest zero at scale 1)."""
+    cdef Py_ssize_t S = a.shape[0], n = a.shape[1], dim = pv.shape[1], nv = n // dim
+    cdef Py_ssize_t nl = mids.shape[0] + 1, nr = ratios.shape[0], b, r, v, j, it
+    cdef double s, num, den, e, e0, best, bs, ge, val
+    cdef int p, found
+    cdef int* cur = <int*>malloc(nv * sizeof(int))
+    if cur == NULL:
+        raise MemoryError()
+    with nogil:
+        for b in range(S):
+            e0 = 0.0
+            for j in range(n):
+                e0 += w[b, j] * a[b, j] * a[b, j]
+            if scale[b] <= 0:
+                for v in range(nv):
+                    idx[b, v] = _lattice_point(&a[b, v * dim], &w[b, v * dim], 1.0, dim, &mids[0], nl, pv,
+                                               table, cstart, cand, &ge)
+                s_out[b] = scale[b]
+                e_out[b] = e0
+                continue
+            best = 0.0
+            found = 0
+            bs = scale[b]
+            for r in range(nr if nr > 0 else 1):
+                s = scale[b] * ratios[r] if nr > 0 else scale[b]
+                for it in range(2 if nr > 0 else 1):
+                    num = 0.0
+                    den = 0.0
+                    e = 0.0
+                    for v in range(nv):
+                        p = _lattice_point(&a[b, v * dim], &w[b, v * dim], s, dim, &mids[0], nl, pv,
+                                           table, cstart, cand, &ge)
+                        cur[v] = p
+                        e += ge
+                        for j in range(dim):
+                            val = pv[p, j]
+                            num += w[b, v * dim + j] * a[b, v * dim + j] * val
+                            den += w[b, v * dim + j] * val * val
+                    if nr > 0 and den > 0 and num > 0:
+                        e = e0 - num * num / den  # the error at the refitted scale, these points
+                        if e < 0:  # cancellation: these points fit exactly
+                            e = 0.0
+                    if found == 0 or e < best:
+                        found = 1
+                        best = e
+                        bs = num / den if nr > 0 and den > 0 and num > 0 else s
+                        for v in range(nv):
+                            idx[b, v] = cur[v]
+                    if nr > 0 and den > 0 and num > 0:
+                        s = num / den
+                    else:
+                        break
+            s_out[b] = bs
+            e_out[b] = best
+    free(cur)

@@ -20,6 +20,8 @@ goes through a filter onto the next samples; here through ``H⁻¹`` onto the ne
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from quanta.core import _kernels
@@ -174,6 +176,68 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
         kept_diag[dead_at] = 0.0
         _restore(h, kept_diag, perm)
     return codes
+
+
+def gptq_lattice(w: np.ndarray, h: np.ndarray, scale: np.ndarray, lattice: Any, sub: int, *,
+                 damp: float = 0.01, block: int = 128, h_div: float = 1.0,
+                 overwrite_h: bool = False) -> np.ndarray:
+    """GPTQ on a lattice codebook (:class:`quanta.core.lattice.Lattice`): the signed level of each
+    weight (``out × in`` float32; the weight is ``scale · value``).
+
+    The columns go in their own order (a vector is consecutive inputs), a run at a time — one
+    vector, or the ``lattice.parity`` values whose signs are chosen together —: the run's signs
+    and its vectors' nearest points at the fixed scales (``scale``: ``out × in / sub``, each
+    sub-block of ``sub`` inputs), the squared error of each value weighted by the inverse
+    factor's diagonal (``1 / U_jj²``, GPTQ's own weight of a lone column); then the run's error
+    fed onto the columns after it, ``E · U_rr⁻¹ · U_r,rest`` — the same update as GPTQ's, for
+    columns rounded together (GPTVQ, van Baalen et al., 2024). h, h_div, damp, block and
+    overwrite_h as :func:`gptq_quantize` (no activation order: it would split the vectors)."""
+    from scipy.linalg import solve_triangular
+
+    from quanta.core.lattice import assign, signs
+
+    out, n = np.shape(w)
+    run = max(lattice.dim, lattice.parity)
+    if n % sub or sub % run or block % run or np.shape(scale) != (out, n // sub):
+        raise ConfigError(f"gptq: shapes do not agree (w {np.shape(w)}, sub-blocks of {sub}, scale "
+                          f"{np.shape(scale)})")
+    overwrite_h = overwrite_h and isinstance(h, np.ndarray) and h.dtype == np.float64 \
+        and h.flags.c_contiguous and h.flags.writeable
+    hp = h.T if overwrite_h else np.array(np.asarray(h, np.float64).T, order="F")
+    if h_div != 1.0:
+        hp /= h_div
+    dead = np.flatnonzero(np.diag(hp) <= 0)
+    hp[dead, dead] = 1.0
+    w = np.array(w, np.float64)
+    w[:, dead] = 0.0
+    u = _inverse_factor(hp, damp)
+    wt_cols = (1.0 / np.diag(u) ** 2).astype(np.float32)
+    inv = [solve_triangular(np.triu(u[j:j + run, j:j + run]), np.eye(run)) for j in range(0, n, run)]
+    values = np.zeros((out, n), np.float32)
+    pv = lattice.values
+
+    def rows(r0: int) -> None:
+        r1 = min(r0 + ROWS, out)
+        wr = w[r0:r1].copy()
+        for i1 in range(0, n, block):
+            i2 = min(i1 + block, n)
+            err = np.zeros((r1 - r0, i2 - i1))
+            for j in range(i1, i2, run):
+                cur = wr[:, j:j + run].astype(np.float32)
+                wt = np.broadcast_to(wt_cols[j:j + run], cur.shape)
+                sg = signs(cur, wt, lattice.parity)
+                s = scale[r0:r1, j // sub]
+                idx, _ = assign((cur * sg).reshape(-1, lattice.dim),
+                                lattice, np.repeat(s, run // lattice.dim), wt.reshape(-1, lattice.dim))
+                v = sg * pv[idx.reshape(-1)].reshape(cur.shape)
+                values[r0:r1, j:j + run] = v
+                e = (wr[:, j:j + run] - s[:, None] * v) @ inv[j // run]
+                err[:, j - i1:j - i1 + run] = e
+                wr[:, j + run:i2] -= e @ u[j:j + run, j + run:i2]
+            wr[:, i2:] -= err @ u[i1:i2, i2:]
+
+    each(rows, range(0, out, ROWS))
+    return values
 
 
 def _code_type(qmax: int, levels: np.ndarray | None) -> type:

@@ -178,3 +178,50 @@ def test_a_group_of_zero_values_keeps_its_scale_and_shapes_are_checked():
     assert np.all(np.isfinite(s))
     with pytest.raises(ConfigError, match="shapes"):
         refit_scales(w, np.eye(64), values, 32, np.full((4, 3), 0.25))
+
+
+def _lattice():
+    """Vectors of 4 on levels 1, 3, 5, 8: the half with an even sum of level indices."""
+    from quanta.core.lattice import Lattice
+
+    every = np.stack(np.meshgrid(*[np.arange(4)] * 4, indexing="ij"), -1).reshape(-1, 4)
+    return Lattice(np.array([1.0, 3.0, 5.0, 8.0]), every[every.sum(1) % 2 == 0])
+
+
+def test_gptq_on_a_lattice_with_an_identity_hessian_is_the_nearest_points():
+    from quanta.core.hessian import gptq_lattice
+    from quanta.core.lattice import assign, signs
+
+    rng = np.random.default_rng(0)
+    lat = _lattice()
+    w = rng.standard_normal((16, 64)).astype(np.float32)
+    scale = np.full((16, 2), 0.25)
+    values = gptq_lattice(w, np.eye(64), scale, lat, 32, damp=0.0)
+    idx, _ = assign((w * signs(w, None, 0)).reshape(-1, 32), lat, np.full(32, 0.25))
+    np.testing.assert_array_equal(np.abs(values), lat.values[idx.reshape(-1)].reshape(16, 64))
+    np.testing.assert_array_equal(np.sign(values), np.where(w < 0, -1, 1))
+
+
+def test_gptq_on_a_lattice_lowers_the_output_error_and_checks_shapes():
+    from quanta.core.hessian import gptq_lattice
+    from quanta.core.lattice import assign, signs
+
+    rng = np.random.default_rng(1)
+    lat = _lattice()
+    x = rng.standard_normal((2048, 8)) @ rng.standard_normal((8, 64)) + 0.2 * rng.standard_normal((2048, 64))
+    h = x.T @ x / len(x)
+    w = rng.standard_normal((32, 64)).astype(np.float32)
+    scale = np.full((32, 2), 0.3)
+    values = gptq_lattice(w, h * len(x), scale, lat, 32, h_div=float(len(x)))
+    idx, _ = assign((w * signs(w, None, 0)).reshape(-1, 32), lat, np.full(64, 0.3))
+    nearest = signs(w, None, 0) * lat.values[idx.reshape(-1)].reshape(32, 64)
+
+    def err(v):
+        e = w - 0.3 * v
+        return float(np.einsum("ij,jk,ik->", e, h, e))
+
+    assert err(values) < 0.7 * err(nearest)
+    mine = h.copy()
+    np.testing.assert_array_equal(gptq_lattice(w, mine, scale, lat, 32, overwrite_h=True), values)
+    with pytest.raises(ConfigError, match="shapes do not agree"):
+        gptq_lattice(w, h, np.ones((32, 3)), lat, 32)

@@ -91,6 +91,15 @@ def _tiny_gguf(folder: Path) -> Path:
     return p if p.exists() else write_tiny_gguf(tiny_llama(), p)
 
 
+def _wide_gguf(folder: Path) -> Path:
+    """A 2-layer tiny Llama 256 wide (rows of super-blocks) as a GGUF file."""
+    from quanta.model.sources.tiny import tiny_model
+    from tests.model.conftest import write_tiny_gguf
+
+    p = folder / "wide.gguf"
+    return p if p.exists() else write_tiny_gguf(tiny_model("llama", seed=0, hidden=256), p)
+
+
 def _model(source: Callable[[Path], Path], name: str, **options) -> Callable[[Path], Path]:
     def case(folder: Path) -> Path:
         from quanta.media import get
@@ -137,6 +146,9 @@ CASES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "gguf-imatrix-mixed": ("tiny Llama (GGUF) → GGUF, imatrix, mixed precision at 5 bits/weight",
                            _model(_tiny_gguf, "mix.gguf", method="imatrix", format="gguf",
                                   target_bpw=5.0)),
+    "gguf-rtn-iq3_s": ("tiny Llama 256 wide (GGUF) → GGUF --type IQ3_S --uniform, RTN (lattice types)",
+                       _model(_wide_gguf, "iq3s.gguf", method="rtn", format="gguf", type="IQ3_S",
+                              uniform=True)),
 }
 
 

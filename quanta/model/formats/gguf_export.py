@@ -9,7 +9,9 @@ The grids map onto llama.cpp's block types (blocks of 32 along each row):
 * IQ4_NL: ``w = d·levels[q]``, 16 non-uniform levels (:data:`quanta.core.codebook.IQ4_NL`);
 * the super-block types Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS (256 weights along rows whose
   width allows it): each group's scale an integer factor of a float16 ``d`` — and, for Q2_K, Q4_K
-  and Q5_K, its offset a factor of a float16 ``dmin`` — (:mod:`quanta.model.formats.kquant`).
+  and Q5_K, its offset a factor of a float16 ``dmin`` — (:mod:`quanta.model.formats.kquant`);
+* the lattice types IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S (same rows): vectors of 8 or 4
+  weights on a grid of points, signs apart (:mod:`quanta.model.formats.lattice`).
 
 ``d`` and ``m`` are stored as float16, so the quantizers round their grid to float16 first
 (:meth:`WeightQuantizer.quantize` with ``storage=``) and the codes they choose are the codes
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from quanta.model.formats import kquant
+from quanta.model.formats import kquant, lattice
 from quanta.model.formats.weight import BLOCK, BLOCK_TYPES
 
 MARK = ("quanta.format", "quanta-gguf/1")  # how quanta recognises a GGUF file it wrote
@@ -67,6 +69,8 @@ def _pack_rows(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: s
     t = BLOCK_TYPES[kind]
     if t.factors:
         return kquant.pack(codes, scales, zeros, kind, t.factors, t.min_top)
+    if t.lattice:
+        return lattice.pack(codes, scales, kind)
     q = codes.reshape(rows, n // BLOCK, BLOCK).astype(np.int16)
     d = _f16(scales.astype(np.float16)[..., None]).reshape(rows, n // BLOCK, 2)
     if kind == "Q8_0":

@@ -109,7 +109,7 @@ def on_grid(scale: np.ndarray, zero: np.ndarray | None, per: int, scale_range: t
     return s2, (dm[..., None] * g).reshape(s.shape) / s2
 
 
-def _bits(q: np.ndarray, width: int, axis: int) -> np.ndarray:
+def bit_fields(q: np.ndarray, width: int, axis: int) -> np.ndarray:
     """Fields of ``width`` bits along ``axis`` of ``q`` OR-ed into one byte (field k at bit
     ``k·width``)."""
     shifts = (np.arange(q.shape[axis]) * width).reshape([-1] + [1] * (q.ndim - 1 - axis % q.ndim))
@@ -156,7 +156,7 @@ def _q2_k(q, f, g, rows, nb):
     # 16 bytes of factors (scale low, min high), then 64 bytes: byte 32h + l holds codes
     # 128h + 32k + l at bits 2k
     sc = (f.astype(np.uint8) & 0xF) | ((g.astype(np.uint8) & 0xF) << 4)
-    return [sc, _bits(q.reshape(rows, nb, 2, 4, 32) & 3, 2, -2).reshape(rows, nb, 64)]
+    return [sc, bit_fields(q.reshape(rows, nb, 2, 4, 32) & 3, 2, -2).reshape(rows, nb, 64)]
 
 
 def _q3_k(q, f, g, rows, nb):
@@ -164,21 +164,21 @@ def _q3_k(q, f, g, rows, nb):
     # sixteen factors + 32 in 6 bits: low nibbles in bytes 0..7 (factor j and j + 8), the high
     # two bits of factor 4i + b in byte 8 + b at bits 2i
     u = (f + 32).astype(np.uint8)
-    hmask = _bits(q.reshape(rows, nb, 8, 32) >> 2, 1, -2)
-    low = _bits(q.reshape(rows, nb, 2, 4, 32) & 3, 2, -2).reshape(rows, nb, 64)
+    hmask = bit_fields(q.reshape(rows, nb, 8, 32) >> 2, 1, -2)
+    low = bit_fields(q.reshape(rows, nb, 2, 4, 32) & 3, 2, -2).reshape(rows, nb, 64)
     nib = (u[..., :8] & 0xF) | ((u[..., 8:] & 0xF) << 4)
-    high = _bits((u.reshape(rows, nb, 4, 4) >> 4) & 3, 2, -2)
+    high = bit_fields((u.reshape(rows, nb, 4, 4) >> 4) & 3, 2, -2)
     return [hmask, low, nib, high]
 
 
 def _q4_k(q, f, g, rows, nb):
     # eight groups of 32: group 2c + h in the low (h = 0) or high nibbles of bytes 32c..32c + 31
-    qs = _bits(q.reshape(rows, nb, 4, 2, 32) & 0xF, 4, -2).reshape(rows, nb, 128)
+    qs = bit_fields(q.reshape(rows, nb, 4, 2, 32) & 0xF, 4, -2).reshape(rows, nb, 128)
     return [_scales_6bit(f.astype(np.uint8), g.astype(np.uint8)), qs]
 
 
 def _q5_k(q, f, g, rows, nb):
-    qh = _bits(q.reshape(rows, nb, 8, 32) >> 4, 1, -2)
+    qh = bit_fields(q.reshape(rows, nb, 8, 32) >> 4, 1, -2)
     scales, qs = _q4_k(q, f, g, rows, nb)
     return [scales, qh, qs]
 
@@ -189,7 +189,7 @@ def _q6_k(q, f, g, rows, nb):
     h = q.reshape(rows, nb, 2, 4, 32)
     lo, hi = h & 0xF, h >> 4
     ql = np.concatenate([lo[..., 0, :] | (lo[..., 2, :] << 4), lo[..., 1, :] | (lo[..., 3, :] << 4)], -1)
-    return [ql.reshape(rows, nb, 128), _bits(hi, 2, -2).reshape(rows, nb, 64),
+    return [ql.reshape(rows, nb, 128), bit_fields(hi, 2, -2).reshape(rows, nb, 64),
             f.astype(np.int8).view(np.uint8)]
 
 

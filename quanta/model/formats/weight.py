@@ -59,7 +59,8 @@ class BlockType:
     the weights per scale (``group``); the block and its bytes come from GGML's table. A
     super-block type (:mod:`quanta.model.formats.kquant`) keeps each group's scale as an integer
     factor in ``factors`` of its float16 ``d``, and, asymmetric, each group's offset as a factor
-    in ``0..min_top`` of its float16 ``dmin``."""
+    in ``0..min_top`` of its float16 ``dmin``. A lattice type rounds vectors of 4 or 8 weights
+    together onto a grid of points (``bits``: its nominal bits per weight, rounded down)."""
 
     name: str
     bits: int
@@ -68,6 +69,9 @@ class BlockType:
     group: int = BLOCK
     factors: tuple[int, int] | None = None
     min_top: int = 0
+    #: a lattice type (:mod:`quanta.model.formats.lattice`): vectors of weights on a grid of
+    #: points, signs apart, a 4-bit factor of one float16 ``d`` per group
+    lattice: bool = False
     block: int = field(init=False)
     type_size: int = field(init=False)
 
@@ -92,7 +96,10 @@ class BlockType:
 #: name → type, smallest first (ggml's factor ranges: Q3_K's and IQ4_XS's 6-bit signed
 #: factors reach −32, Q6_K's int8 factors −128)
 BLOCK_TYPES = {t.name: t for t in (
+    BlockType("IQ2_XXS", 2, True, lattice=True), BlockType("IQ2_XS", 2, True, group=16, lattice=True),
+    BlockType("IQ2_S", 2, True, group=16, lattice=True),
     BlockType("Q2_K", 2, False, group=16, factors=(1, 15), min_top=15),
+    BlockType("IQ3_XXS", 3, True, lattice=True), BlockType("IQ3_S", 3, True, lattice=True),
     BlockType("Q3_K", 3, True, group=16, factors=(-32, 31)),
     BlockType("IQ4_XS", 4, True, IQ4_NL, factors=(-32, 31)),
     BlockType("Q4_0", 4, True), BlockType("IQ4_NL", 4, True, IQ4_NL),
@@ -254,12 +261,15 @@ def ggml_format(name: str) -> WeightFormat:
     return WeightFormat(t.name, t.bits, t.group, t.sym, t.name)
 
 
-def gguf_formats(takes_levels: bool = True, width: int | None = None) -> list[WeightFormat]:
-    """llama.cpp's block types quanta writes — the codebook types only for methods that round
-    onto a codebook (``takes_levels``), the K-quants only for rows ``width`` wide that hold whole
-    super-blocks (every type when ``width`` is None)."""
+def gguf_formats(takes_levels: bool = True, width: int | None = None, *,
+                 lattice: bool = True) -> list[WeightFormat]:
+    """llama.cpp's block types quanta writes — the codebook and lattice types only for methods
+    that round onto a codebook (``takes_levels``), the K-quants and lattice types only for rows
+    ``width`` wide that hold whole super-blocks (every type when ``width`` is None), the lattice
+    types only with ``lattice``."""
     return [ggml_format(t.name) for t in BLOCK_TYPES.values()
-            if (takes_levels or t.codebook is None) and (width is None or t.fits(width))]
+            if (takes_levels or (t.codebook is None and not t.lattice)) and (lattice or not t.lattice)
+            and (width is None or t.fits(width))]
 
 
 def row_formats() -> list[WeightFormat]:

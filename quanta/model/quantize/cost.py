@@ -86,6 +86,11 @@ GPTQ_EFFICIENCY = 0.8
 #: products of GPTQ's size (2·out·in² flops) that refitting a layer's grid to its codes adds
 #: (:func:`quanta.core.hessian.refit_scales`; counted, not fitted: taken at GPTQ's efficiency)
 REFIT_PRODUCTS = 2
+#: seconds per weight of a lattice type (IQ2_XXS … IQ3_S): the search of its points, in the
+#: final rounding (GPTQ's runs of columns add a step per run) and for each candidate priced
+#: (measured on SmolLM2's down projections, 2 cores)
+LATTICE_S_PER_WEIGHT = 0.5e-6
+LATTICE_PRICE_S_PER_WEIGHT = 0.35e-6
 #: flops per second assumed when no measurement is made (this machine class)
 DEFAULT_SPEED = (2.0e11, 0.9e11)
 
@@ -189,7 +194,8 @@ def shapes_of(layout: Any) -> Shapes:
 def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, calibrated: bool,
             sensitivity: bool, windows: int, tokens: int, gguf: bool = False, hessian: bool = True,
             speed: tuple[float, float] | None = None, floats: int = 0, parked: bool = True,
-            slice_bytes: int = SLICE_BYTES, emb_bytes: int = 0, sliced: bool = False) -> Cost:
+            slice_bytes: int = SLICE_BYTES, emb_bytes: int = 0, sliced: bool = False,
+            lattice: int = 0, lattice_priced: int = 0) -> Cost:
     """The cost of quantizing a model of shapes ``sh`` into ``quantized_bytes`` of quantized
     tensors (``quantized`` weights rounded by ``method``; ``gguf``: packed into GGML blocks);
     ``calibrated``: the method reads ``windows`` × ``tokens`` calibration tokens (``hessian``:
@@ -197,7 +203,9 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
     ``floats``: the parameters written float; ``parked``: finished layers leave memory;
     ``slice_bytes``: the embedding's and head's row slices (float32); ``emb_bytes``: the quantized
     embedding's bytes; ``sliced``: the float tensors are written a row slice at a time (a quanta
-    folder's writer; a GGUF or compressed-tensors writer reads them whole first)."""
+    folder's writer; a GGUF or compressed-tensors writer reads them whole first); ``lattice``:
+    the weights rounded onto a lattice type; ``lattice_priced``: the weights the sensitivity pass
+    prices in lattice types (each candidate counted)."""
     f32, f64 = speed or DEFAULT_SPEED
     block_f32 = 4 * sh.block_params
     h2 = sum(i * i for i in sh.inputs)
@@ -247,6 +255,8 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
     seconds = START_S + READ_S_PER_BYTE * sh.source_bytes * (3 if sensitivity else 1)
     seconds += ROUND_S_PER_WEIGHT.get(method, 150e-9) * quantized
     seconds += EXPORT_S_PER_WEIGHT * quantized if gguf else 0.0
+    seconds += LATTICE_S_PER_WEIGHT * lattice
+    seconds += LATTICE_PRICE_S_PER_WEIGHT * lattice_priced if sensitivity else 0.0
     n = sh.blocks
     if calibrated:
         t = windows * tokens
@@ -273,16 +283,23 @@ def predict(sh: Shapes, quantized_bytes: int, quantized: int, method: str, *, ca
 def for_plan(layout: Any, entries: Any, method: str, *, calibrated: bool, sensitivity: bool,
              windows: int, tokens: int, gguf: bool = False, hessian: bool = True,
              speed: tuple[float, float] | None = None, parked: bool = True,
-             slice_bytes: int = SLICE_BYTES, sliced: bool = False) -> Cost:
-    """:func:`predict` for a plan's tensors (:mod:`quanta.model.quantize.plan`)."""
+             slice_bytes: int = SLICE_BYTES, sliced: bool = False, lattice_offered: bool = False) -> Cost:
+    """:func:`predict` for a plan's tensors (:mod:`quanta.model.quantize.plan`); ``lattice_offered``:
+    the sensitivity pass prices every unit whose rows fit in each lattice type."""
+    from quanta.model.formats.weight import BLOCK_TYPES
+
+    kinds = [t for t in BLOCK_TYPES.values() if t.lattice]
     quantized = [e for e in entries if e.method is not None]
+    lattice = sum(math.prod(e.shape) for e in quantized if e.format in {t.name for t in kinds})
+    priced = sum(math.prod(e.shape) * sum(t.fits(e.shape[-1]) for t in kinds) for e in quantized) \
+        if lattice_offered else 0
     floats = sum(math.prod(e.shape) for e in entries if e.method is None)
     emb_bytes = sum(e.nbytes for e in quantized if e.role == "embedding")
     return predict(shapes_of(layout), sum(e.nbytes for e in quantized),
                    sum(math.prod(e.shape) for e in quantized), method, calibrated=calibrated,
                    sensitivity=sensitivity, windows=windows, tokens=tokens, gguf=gguf, hessian=hessian,
                    speed=speed, floats=floats, parked=parked, slice_bytes=slice_bytes, emb_bytes=emb_bytes,
-                   sliced=sliced)
+                   sliced=sliced, lattice=lattice, lattice_priced=priced)
 
 
 __all__ = ["SLICE_BYTES", "Cost", "Shapes", "for_plan", "machine_speed", "predict", "shapes_of"]

@@ -449,6 +449,18 @@ def options_for(layout: Layout, opts: Options) -> Options:
     return opts
 
 
+def lattice_offered(opts: Options) -> bool:
+    """Whether a GGUF command's sensitivity pass prices the lattice types: a lattice preset, or a
+    ``--target-bpw`` under :data:`~quanta.model.quantize.recipe.LATTICE_BPW` (the command decides
+    a size target's and a preset's budget by the same rule once it knows the bytes; the plan's
+    time counts those only for a lattice preset)."""
+    from quanta.model.quantize.presets import lattice_preset
+    from quanta.model.quantize.recipe import LATTICE_BPW
+
+    return opts.format == "gguf" and (lattice_preset(opts.type) or (
+        opts.target_bpw is not None and float(opts.target_bpw) < LATTICE_BPW))
+
+
 def default_type(opts: Options) -> str | None:
     """The llama.cpp preset a plain ``--format gguf --bits 4`` (or 5) with a calibrated method
     stands for — no ``--uniform``, ``--type``, target, ``--group-size`` or ``--sym``: ``Q4_0``
@@ -559,7 +571,8 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
         layout, entries, opts.method, calibrated=calibrated, sensitivity=refine is not None,
         windows=opts.calib_samples, tokens=opts.calib_len, gguf=kind is not None,
         hessian=METHODS[opts.method].needs_hessian, speed=speed,
-        parked=opts.format != "compressed-tensors", slice_bytes=sb, sliced=opts.format == "quanta"))
+        parked=opts.format != "compressed-tensors", slice_bytes=sb, sliced=opts.format == "quanta",
+        lattice_offered=lattice_offered(opts)))
     plan = QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
                      opts.sym or bool(kind and ggml_format(kind).sym),
                      ggml_format(kind).group_size if kind else opts.group_size,

@@ -30,6 +30,9 @@ class Preset:
 
 #: llama.cpp's file types quanta makes, smallest first (``llama-quantize --help``)
 PRESETS = {p.name: p for p in (
+    Preset("IQ2_XXS", "IQ2_XXS"), Preset("IQ2_XS", "IQ2_XS"), Preset("IQ2_S", "IQ2_XS"),
+    Preset("IQ2_M", "IQ2_S"), Preset("IQ3_XXS", "IQ3_XXS"), Preset("IQ3_XS", "IQ3_S"),
+    Preset("IQ3_S", "IQ3_S"), Preset("IQ3_M", "IQ3_S"),
     Preset("Q2_K", "Q2_K"), Preset("Q2_K_S", "Q2_K"), Preset("Q3_K_S", "Q3_K"), Preset("Q3_K_M", "Q3_K"),
     Preset("Q3_K_L", "Q3_K"), Preset("IQ4_XS", "IQ4_XS"), Preset("IQ4_NL", "IQ4_NL"), Preset("Q4_0", "Q4_0"),
     Preset("Q4_K_S", "Q4_K"), Preset("Q4_K_M", "Q4_K"), Preset("Q4_1", "Q4_1"), Preset("Q5_0", "Q5_0"),
@@ -38,7 +41,11 @@ PRESETS = {p.name: p for p in (
 
 #: llama.cpp's type for rows a type's blocks do not divide (then F16 if that does not fit either)
 FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "IQ4_XS": "IQ4_NL", "Q4_K": "Q5_0", "Q5_K": "Q5_1",
-            "Q6_K": "Q8_0"}
+            "Q6_K": "Q8_0", "IQ2_XXS": "IQ4_NL", "IQ2_XS": "IQ4_NL", "IQ2_S": "IQ4_NL", "IQ3_XXS": "IQ4_NL",
+            "IQ3_S": "IQ4_NL"}
+
+#: the presets of llama.cpp's own branch of rules (its 2-bit lattice presets)
+IQ2 = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M")
 
 
 def check_preset(name: str) -> Preset:
@@ -49,14 +56,38 @@ def check_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+def lattice_preset(name: str | None) -> bool:
+    """Whether preset ``name`` has a lattice type (IQ2_XXS … IQ3_S) as its base."""
+    from quanta.model.formats.weight import BLOCK_TYPES
+
+    return bool(name) and BLOCK_TYPES[check_preset(name).base].lattice
+
+
 def more_bits(i: int, n: int) -> bool:
     """llama.cpp's ``use_more_bits``: the first and last eighth of the layers, and every third
     between."""
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
+def _iq2(p: str, kind: str, i: int, n: int, gqa: int, experts: int) -> str | None:
+    """llama.cpp's rules for the 2-bit lattice presets (:data:`IQ2`), which replace the others;
+    None: the base type."""
+    wide = p in ("IQ2_S", "IQ2_M")
+    if kind == "attn_v":
+        return "Q4_K" if gqa >= 4 or experts >= 4 else "IQ3_S" if wide else "Q2_K"
+    if kind == "attn_k" and experts == 8:
+        return "Q4_K"
+    if kind == "ffn_down" and i < n // 8:
+        return "IQ3_S" if wide else "Q2_K"
+    if kind == "attn_output":
+        return "Q5_K" if experts == 8 else "IQ3_S" if wide else None
+    return None
+
+
 def _attn_v(p: str, i: int, n: int, gqa: int) -> str | None:
-    rules = {"Q2_K": "Q4_K" if gqa >= 4 else "Q3_K", "Q2_K_S": "Q4_K" if gqa >= 4 else None,
+    grouped = "Q4_K" if gqa >= 4 else None
+    rules = {"IQ3_XXS": grouped, "IQ3_XS": grouped, "IQ3_S": grouped, "IQ3_M": "Q4_K",
+             "Q2_K": "Q4_K" if gqa >= 4 else "Q3_K", "Q2_K_S": grouped,
              "Q3_K_M": "Q5_K" if i < 2 else "Q4_K", "Q3_K_L": "Q5_K",
              "IQ4_NL": "Q5_K" if gqa >= 4 else None, "IQ4_XS": "Q5_K" if gqa >= 4 else None,
              "Q4_K_M": "Q6_K" if more_bits(i, n) else None, "Q5_K_M": "Q6_K" if more_bits(i, n) else None,
@@ -64,8 +95,9 @@ def _attn_v(p: str, i: int, n: int, gqa: int) -> str | None:
     return rules.get(p)
 
 
-def _ffn_down(p: str, i: int, n: int) -> str | None:
-    rules = {"Q2_K": "Q3_K", "Q2_K_S": "Q4_K" if i < n // 8 else None,
+def _ffn_down(p: str, i: int, n: int, experts: int = 0) -> str | None:
+    rules = {"IQ3_M": "Q4_K" if i < n // 8 or (experts == 8 and more_bits(i, n)) else None,
+             "Q2_K": "Q3_K", "Q2_K_S": "Q4_K" if i < n // 8 else None,
              "Q3_K_M": "Q5_K" if i < n // 16 else "Q4_K", "Q3_K_L": "Q5_K",
              "Q4_K_M": "Q6_K" if more_bits(i, n) else None, "Q5_K_M": "Q6_K" if more_bits(i, n) else None,
              "Q4_K_S": "Q5_K" if i < n // 8 else None,
@@ -73,10 +105,36 @@ def _ffn_down(p: str, i: int, n: int) -> str | None:
     return rules.get(p)
 
 
-_RAISED = {"attn_output": {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"},
-           "attn_qkv": {"Q3_K_M": "Q4_K", "Q3_K_L": "Q4_K", "Q4_K_M": "Q5_K", "Q5_K_M": "Q6_K"}}
+_RAISED = {"attn_output": {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K", "IQ3_XXS": "IQ3_S",
+                           "IQ3_M": "Q4_K"},
+           "attn_qkv": {"Q3_K_M": "Q4_K", "Q3_K_L": "Q4_K", "Q4_K_M": "Q5_K", "Q5_K_M": "Q6_K",
+                        "IQ3_M": "Q4_K"},
+           "attn_k": {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"},
+           "attn_q": {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}}
 #: llama.cpp's attn_output for a model of 8 experts: Q5_K under these presets, else the base
-_OUTPUT_8 = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M", "IQ4_XS")
+_OUTPUT_8 = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M", "IQ4_XS", "IQ3_XS", "IQ3_XXS", "IQ3_S",
+             "IQ3_M")
+#: llama.cpp's untied token embedding under these presets (else the base type)
+_TOKEN_EMBD = {"IQ2_XXS": "Q2_K", "IQ2_XS": "Q2_K", "IQ2_S": "IQ3_S", "IQ2_M": "IQ3_S", "IQ3_XXS": "IQ3_S"}
+
+
+def _rule(preset: str, base: str, kind: str, layer: int, n_layers: int, gqa: int, experts: int) -> str:
+    """The type of a tensor other than the output head before the fallback."""
+    if kind == "token_embd":
+        return _TOKEN_EMBD.get(preset, base)
+    if preset in IQ2:
+        return _iq2(preset, kind, layer, n_layers, gqa, experts) or base
+    if kind in ("attn_v", "attn_k") and experts == 8:  # "trades just ~128MB" (llama.cpp)
+        return "Q8_0"
+    if kind == "attn_v":
+        return _attn_v(preset, layer, n_layers, gqa) or base
+    if kind == "ffn_down":
+        return _ffn_down(preset, layer, n_layers, experts) or base
+    if kind in ("ffn_gate", "ffn_up"):
+        return "IQ3_XXS" if preset == "IQ3_XS" and n_layers // 8 <= layer < 7 * n_layers // 8 else base
+    if kind == "attn_output" and experts == 8:
+        return "Q5_K" if preset in _OUTPUT_8 else base
+    return _RAISED[kind].get(preset, base) if kind in _RAISED else base
 
 
 def tensor_type(preset: str, kind: str, layer: int, n_layers: int, cols: int, *, gqa: int = 1,
@@ -89,20 +147,12 @@ def tensor_type(preset: str, kind: str, layer: int, n_layers: int, cols: int, *,
     from quanta.model.formats.weight import BLOCK_TYPES
 
     base = check_preset(preset).base
-    t: str | None = base
     kind = kind.removesuffix("_exps")
     if kind == "output":
-        t = "Q8_0" if cols % BLOCK_TYPES[base].block or base == "Q8_0" else "Q6_K"
-    elif kind in ("attn_v", "attn_k") and experts == 8:  # "trades just ~128MB" (llama.cpp)
-        t = "Q8_0"
-    elif kind == "attn_v":
-        t = _attn_v(preset, layer, n_layers, gqa) or base
-    elif kind == "ffn_down":
-        t = _ffn_down(preset, layer, n_layers) or base
-    elif kind == "attn_output" and experts == 8:
-        t = "Q5_K" if preset in _OUTPUT_8 else base
-    elif kind in _RAISED:
-        t = _RAISED[kind].get(preset, base)
+        t = "Q8_0" if cols % BLOCK_TYPES[base].block or base == "Q8_0" else \
+            "Q5_K" if preset in (*IQ2, "IQ3_XXS") else "Q6_K"
+    else:
+        t = _rule(preset, base, kind, layer, n_layers, gqa, experts)
     if cols % BLOCK_TYPES[t].block:
         t = FALLBACK.get(t, t)
         if cols % BLOCK_TYPES[t].block:

@@ -246,6 +246,11 @@ class WeightQuantizer:
         if self.levels is not None and not self.takes_levels:
             raise ConfigError(f"method {self.name!r} cannot write {fmt.label} (a codebook grid); "
                               "use rtn, mse, imatrix or gptq")
+        #: a lattice type ("IQ3_S", …) whose grid points the weights' vectors are rounded onto
+        self.lattice = storage if storage and BLOCK_TYPES[storage].lattice else None
+        if self.lattice and not self.takes_levels:
+            raise ConfigError(f"method {self.name!r} cannot write {fmt.label} (a lattice type); "
+                              "use rtn, mse, imatrix or gptq")
 
     def stored(self, qp: QParams, w: torch.Tensor | None = None,
                weights: torch.Tensor | None = None) -> QParams:
@@ -295,12 +300,12 @@ class WeightQuantizer:
         if k % g:
             wf = torch.nn.functional.pad(wf, (0, g - k % g))
         if wf.shape[0] <= ROW_CHUNK:
-            return self.quantize_padded(wf, g, k, stats)
+            return self._padded(wf, g, k, stats)
         # rows are independent (their own scales; GPTQ's feedback runs along a row): a large
         # matrix — a token embedding — is quantized in slices of rows, its peak memory bounded
         if stats is not None and stats.users:  # each slice is one more use of shared sums
             stats.users += (wf.shape[0] - 1) // ROW_CHUNK
-        parts = [self.quantize_padded(wf[i:i + ROW_CHUNK], g, k, stats)
+        parts = [self._padded(wf[i:i + ROW_CHUNK], g, k, stats)
                  for i in range(0, wf.shape[0], ROW_CHUNK)]
         first = parts[0]
         return QuantizedWeight(torch.cat([q.codes for q in parts]), torch.cat([q.scales for q in parts]),
@@ -312,6 +317,28 @@ class WeightQuantizer:
                         stats: LayerStats | None) -> QuantizedWeight:
         """Quantize a weight whose width is a multiple of ``group_size``."""
         raise NotImplementedError
+
+    def _padded(self, w: torch.Tensor, group_size: int, in_features: int,
+                stats: LayerStats | None) -> QuantizedWeight:
+        return self._on_lattice(w, group_size, in_features, stats) if self.lattice else \
+            self.quantize_padded(w, group_size, in_features, stats)
+
+    def _on_lattice(self, w: torch.Tensor, group_size: int, in_features: int,
+                    stats: LayerStats | None) -> QuantizedWeight:
+        """Quantize onto a lattice type's grid points (:func:`quanta.model.formats.lattice.quantize`):
+        each sub-block's scale and each vector's point searched for the least squared error —
+        weighted by the importance matrix's diagonal for a calibrated method (GPTQ's Hessian is
+        then not used: its sums are released as GPTQ would release them)."""
+        from quanta.model.formats import lattice
+
+        imp = None
+        if self.needs_calibration and stats is not None:
+            imp = importance(stats.mean_sq, w.shape[1]).numpy()
+            if self.needs_hessian:
+                stats.take_hessian()
+        codes, scales = lattice.quantize(w.numpy(), self.lattice, imp)
+        return QuantizedWeight(torch.from_numpy(codes), torch.from_numpy(scales), None, 4, group_size,
+                               self.name, in_features, lattice.codebook(self.lattice), sym=True)
 
     def _on_levels(self, w: torch.Tensor, group_size: int, in_features: int,
                    importance: torch.Tensor | None = None,
@@ -465,6 +492,22 @@ class GPTQ(WeightQuantizer, name="gptq"):
                                qp.zero_point.to(torch.float32), self.bits, group_size, self.name,
                                in_features, sym=grid.symmetric)
 
+
+    def _on_lattice(self, w, group_size, in_features, stats):
+        """GPTQ onto a lattice type: the sub-blocks' scales searched with the Hessian's diagonal,
+        then each run of columns rounded onto the grid's points with its error fed onto the
+        columns after it (:func:`quanta.model.formats.lattice.quantize_gptq`; in the inputs' order —
+        a vector is consecutive inputs)."""
+        from quanta.model.formats import lattice
+
+        owned = stats.take_hessian()
+        xtx = owned if owned is not None else stats.xtx
+        codes, scales = lattice.quantize_gptq(
+            w.numpy(), self.lattice, xtx.to(torch.float64).numpy(),
+            importance(stats.mean_sq, w.shape[1]).numpy(),
+            damp=self.damp, h_div=float(max(stats.n, 1)), overwrite_h=owned is not None)
+        return QuantizedWeight(torch.from_numpy(codes), torch.from_numpy(scales), None, 4, group_size,
+                               self.name, in_features, lattice.codebook(self.lattice), sym=True)
 
     def _refit(self, w: torch.Tensor, h: np.ndarray, codes: np.ndarray, qp: QParams,
                group_size: int) -> QParams:

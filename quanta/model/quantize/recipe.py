@@ -14,12 +14,14 @@ from quanta.progress import Phases
 def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tuple[str, ...],
                exclude: tuple[str, ...], phases: Phases | None = None, *, budget: int | None = None,
                target_bpw: float | None = None, default_bits: int | None = None,
-               embedding: bool = True, work: Any = None) -> Any:
+               embedding: bool = True, work: Any = None, lattice: bool | None = None) -> Any:
     """Measure every tensor's sensitivity and choose its format within ``budget`` bytes for the
     units (the plan's :attr:`~quanta.model.quantize.plan.QuantPlan.unit_budget`), or ``target_bpw`` bits
     per unit weight — with ``default_bits``, among :func:`~quanta.model.formats.weight.default_formats`.
     ``embedding``: the token embedding is one of the units. ``work``: a resumable run's work folder
-    (the measured table is kept there, and taken from there when an earlier run measured it)."""
+    (the measured table is kept there, and taken from there when an earlier run measured it).
+    ``lattice``: whether a GGUF budget's candidates include the lattice types (None: when the
+    budget is under :data:`LATTICE_BPW` bits per unit weight)."""
     phases = phases or Phases(None)
     from quanta.model.formats import weight as formats
     from quanta.model.quantize import mixed
@@ -37,8 +39,13 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tup
     family = for_hf(type(loaded.model).__name__)
     shapes = mixed.unit_shapes(loaded.model, names, embedding=embedding)
     levels, compiled = QUANTIZERS[method].takes_levels, family.compiled
-    if format == "gguf":
-        cands: mixed.Candidates = {n: formats.gguf_formats(levels, cols) for n, (_, cols) in shapes.items()}
+    weights = sum(r * c for r, c in shapes.values())
+    if budget is None:
+        budget = int(float(target_bpw) * weights / 8)
+    if format == "gguf":  # the lattice types only under budgets near their bits (their pricing is slow)
+        lattice = 8 * budget / max(weights, 1) < LATTICE_BPW if lattice is None else lattice
+        cands: mixed.Candidates = {n: formats.gguf_formats(levels, cols, lattice=lattice)
+                                   for n, (_, cols) in shapes.items()}
     else:
         # a method whose zero points are fractional (HQQ) stores every grid asymmetric: a
         # symmetric format's bytes (no zero points) would not be what it writes
@@ -57,8 +64,6 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tup
                                     embedding=embedding, progress=phases.next())
         if work is not None:
             work.save_table(table)
-    if budget is None:
-        budget = int(float(target_bpw) * sum(r * c for r, c in shapes.values()) / 8)
     return mixed.choose(table, shapes, cands, budget, together={n: family.stack(n) for n in names})
 
 
@@ -72,6 +77,10 @@ def saved_table(work: Any, cands: dict, units: list[str]) -> dict | None:
     return table
 
 
+#: the bits per unit weight below which a GGUF budget's candidates include the lattice types
+#: (IQ2_XXS … IQ3_S, 2.06–3.44 bits): pricing one costs a grid search per weight (~0.35 µs on
+#: 2 cores, 10× a K-quant's), paid on every unit whose rows fit — not where they would not be chosen
+LATTICE_BPW = 4.0
 #: calibration windows the sensitivity pass uses (it back-propagates: 4× a forward pass)
 SENSITIVITY_WINDOWS = 16
 

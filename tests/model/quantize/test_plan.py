@@ -5,6 +5,7 @@ one ordered decision per tensor, the predicted size against the file the same co
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -342,3 +343,29 @@ def test_the_plain_calibrated_gguf_default_is_llama_cpps_q4_0_with_types_by_sens
         assert default_type(kept) is None, kept
     uniform = plan_for(layout, Options(format="gguf", uniform=True))
     assert uniform.refine is None and uniform.kind == "Q4_1"
+
+
+def test_a_lattice_preset_prices_its_lattice_search_in_the_plans_time(tmp_path):
+    """``--type IQ3_S``: the plan counts the lattice search of the tensors it puts in IQ3_S and,
+    mixed, the pricing of every unit whose rows fit in each lattice type; ``--type Q4_K_M``'s
+    sensitivity pass does not price them."""
+    from quanta.model.quantize.cost import LATTICE_PRICE_S_PER_WEIGHT, LATTICE_S_PER_WEIGHT
+    from quanta.model.quantize.plan import lattice_offered, options_for, plan_for, read_layout
+    from quanta.model.sources.tiny import tiny_model
+    from tests.model.conftest import write_tiny_gguf
+
+    src = write_tiny_gguf(tiny_model("llama", hidden=256), tmp_path / "wide.gguf")
+    layout = read_layout(src)
+
+    def seconds(**kw) -> float:
+        return plan_for(layout, options_for(layout, Options(format="gguf", **kw))).cost.seconds
+
+    uniform = plan_for(layout, options_for(layout, Options(format="gguf", type="IQ3_S", uniform=True)))
+    in_lattice = sum(math.prod(e.shape) for e in uniform.entries if e.format == "IQ3_S")
+    assert in_lattice > 0
+    k = plan_for(layout, options_for(layout, Options(format="gguf", type="Q3_K_S", uniform=True)))
+    assert uniform.cost.seconds - k.cost.seconds == pytest.approx(LATTICE_S_PER_WEIGHT * in_lattice, rel=0.05)
+    assert lattice_offered(Options(format="gguf", type="IQ3_S"))
+    assert lattice_offered(Options(format="gguf", target_bpw=3.0))
+    assert not lattice_offered(Options(format="gguf", type="Q4_K_M"))
+    assert seconds(type="IQ3_S") > seconds(type="IQ3_S", uniform=True) + LATTICE_PRICE_S_PER_WEIGHT * in_lattice

@@ -61,7 +61,9 @@ def test_rows_no_super_block_divides_fall_back_as_llama_cpp_does():
     assert tensor_type("Q4_K_M", "attn_q", 5, 30, 100) == "F16"
     with pytest.raises(ConfigError, match=r"not a llama\.cpp file type"):
         tensor_type("Q4_K_X", "attn_q", 0, 2, 256)
-    assert next(iter(PRESETS)) == "Q2_K" and "Q4_K_M" in PRESETS
+    assert next(iter(PRESETS)) == "IQ2_XXS" and "Q4_K_M" in PRESETS
+    assert tensor_type("IQ3_S", "attn_q", 5, 30, 576) == "IQ4_NL"
+    assert tensor_type("IQ2_XXS", "ffn_up", 5, 30, 576) == "IQ4_NL"
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +206,66 @@ def test_stacks_of_experts_follow_their_kind_and_eight_experts_take_llama_cpps_r
     assert tensor_type("Q4_K_M", "attn_output", 5, n, 4096, experts=8) == "Q5_K"
     assert tensor_type("Q5_K_M", "attn_output", 5, n, 4096, experts=8) == "Q5_K"  # its base
     assert tensor_type("Q6_K", "attn_output", 5, n, 4096, experts=8) == "Q6_K"
+
+
+def test_the_lattice_presets_follow_llama_cpps_rules():
+    """The IQ2 presets' own branch of rules, the IQ3 presets' among the others (0.3.36's
+    ``llama_tensor_get_type``, with an importance matrix)."""
+    t = _types("IQ2_XXS")
+    assert t["attn_v", 5] == "Q2_K" and _types("IQ2_XXS", gqa=4)["attn_v", 5] == "Q4_K"
+    assert t["ffn_down", 3] == "Q2_K" and t["ffn_down", 4] == "IQ2_XXS"  # the first eighth raised
+    assert t["attn_q", 5] == t["attn_output", 5] == t["ffn_gate", 5] == "IQ2_XXS"
+    t = _types("IQ2_M")
+    assert t["attn_v", 5] == t["ffn_down", 0] == t["attn_output", 5] == "IQ3_S"
+    assert t["attn_q", 5] == "IQ2_S" and _types("IQ2_S")["attn_q", 5] == "IQ2_XS"
+    t = _types("IQ3_XXS")
+    assert t["attn_q", 5] == t["attn_k", 5] == "IQ2_S" and t["attn_output", 5] == "IQ3_S"
+    assert t["attn_v", 5] == t["ffn_up", 5] == t["ffn_down", 5] == "IQ3_XXS"
+    t = _types("IQ3_XS")
+    assert t["ffn_gate", 3] == "IQ3_S" and t["ffn_gate", 4] == t["ffn_up", 27] == "IQ3_XXS"
+    assert t["ffn_up", 28] == "IQ3_S" and t["attn_q", 5] == "IQ3_XXS"
+    t = _types("IQ3_M")
+    assert t["attn_v", 5] == t["attn_output", 5] == t["ffn_down", 3] == "Q4_K" and t["ffn_down", 4] == "IQ3_S"
+    assert _types("IQ3_S", gqa=4)["attn_v", 5] == "Q4_K" and _types("IQ3_S")["attn_v", 5] == "IQ3_S"
+    assert tensor_type("IQ2_XS", "output", 0, 32, 4096) == "Q5_K"
+    assert tensor_type("IQ3_XXS", "output", 0, 32, 4096) == "Q5_K"
+    assert tensor_type("IQ3_M", "output", 0, 32, 4096) == "Q6_K"
+    assert tensor_type("IQ2_XS", "token_embd", 0, 32, 4096) == "Q2_K"  # untied
+    assert tensor_type("IQ2_M", "token_embd", 0, 32, 4096) == "IQ3_S"
+    assert tensor_type("IQ2_XXS", "attn_k", 5, 32, 4096, experts=8) == "Q4_K"
+    assert tensor_type("IQ3_S", "attn_output", 5, 32, 4096, experts=8) == "Q5_K"
+
+
+def test_a_lattice_preset_writes_lattice_types_the_gguf_package_reads(wide, tmp_path):
+    """``--type IQ2_XS --uniform``: llama.cpp's types, every lattice tensor read back by the
+    ``gguf`` package as quanta dequantizes it; ``--type IQ3_M``: the budget shared out among every
+    type, the lattice types included (a lattice preset always offers them)."""
+    import numpy as np
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    from quanta.model.quantize.plan import options_for, plan_for, read_layout
+
+    m, src = wide
+    out = tmp_path / "u.gguf"
+    get("model").write(src, out, Options(format="gguf", type="IQ2_XS", uniform=True, method="rtn"))
+    g = load_gguf(out)
+    assert g.tensor_types["blk.0.ffn_down.weight"] == "IQ2_XS"  # of 4 layers, none is the first eighth
+    assert g.tensor_types["blk.1.attn_v.weight"] == "Q2_K"
+    assert g.tensor_types["blk.2.attn_q.weight"] == "IQ2_XS"
+    assert g.tensor_types["token_embd.weight"] == "Q5_K"  # tied: llama.cpp's output type under IQ2_XS
+    for t in GGUFReader(out).tensors:
+        if t.tensor_type.name == "IQ2_XS":
+            mine = dequantize(np.asarray(t.data), t.tensor_type)
+            assert np.isfinite(mine).all() and np.abs(mine).max() > 0
+    x = torch.tensor([[256, 5, 77, 100, 3, 9]])
+    with torch.no_grad():
+        a, b = g.model(x).logits, m(x).logits
+    assert float((a - b).norm() / b.norm()) < 1.0
+    opts = Options(format="gguf", type="IQ3_M", calib_samples=8, calib_len=32)
+    layout = read_layout(src)
+    plan = plan_for(layout, options_for(layout, opts))
+    out = tmp_path / "m.gguf"
+    rep = get("model").write(src, out, opts)
+    assert out.stat().st_size <= plan.budget_bytes
+    assert set(rep.mixed["summary"]) & {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S"}

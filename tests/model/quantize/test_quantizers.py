@@ -259,3 +259,41 @@ def test_gptq_refits_the_grid_to_its_codes(label, monkeypatch):
     with_refit = _gptq_error(k, w, x)
     monkeypatch.undo()
     assert _gptq_error(k, w, x) == with_refit
+
+
+@pytest.mark.parametrize("kind", ["IQ2_XS", "IQ3_XXS", "IQ3_S"])
+def test_gptq_on_a_lattice_type_lowers_the_output_error_of_importance_rounding(kind):
+    """On a lattice type GPTQ rounds each run of columns onto the grid's points and feeds its
+    error on (importance rounding alone: "imatrix", on the same scales' search); its codes are
+    the file's (the ``gguf`` package reads them back) and it takes the Hessian's sums when it is
+    their last user."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    from quanta.model.formats.gguf_export import pack_blocks
+    from quanta.model.formats.weight import ggml_format
+    from quanta.model.quantize.quantizers import LayerStats, quantizer_for
+
+    torch.manual_seed(0)
+    x = torch.randn(4096, 12) @ torch.randn(12, 256) + 0.3 * torch.randn(4096, 256)
+    w = torch.randn(48, 256)
+    gptq = _gptq_error(ggml_format(kind), w, x)
+    assert _gptq_error(ggml_format(kind), w, x, owned=True) == pytest.approx(gptq, rel=1e-9)
+    st = LayerStats(256)
+    st.add(x)
+    q = quantizer_for("imatrix", ggml_format(kind)).quantize(w, stats=st)
+    h = (x.T @ x / x.shape[0]).double()
+    e = (w - q.dequantize()).double()
+    assert gptq < 0.8 * float(((e @ h) * e).sum())
+    back = dequantize(pack_blocks(q.codes.numpy(), q.scales.numpy(), None, kind), GGMLQuantizationType[kind])
+    np.testing.assert_array_equal(back.reshape(w.shape), q.dequantize().numpy())
+
+
+def test_a_lattice_type_takes_only_the_methods_that_round_onto_levels():
+    from quanta.model.formats.weight import ggml_format
+    from quanta.model.quantize.quantizers import quantizer_for
+
+    with pytest.raises(ConfigError, match="a lattice type"):
+        quantizer_for("hqq", ggml_format("IQ3_S"))
+    with pytest.raises(ConfigError, match="multiple of 256"):
+        quantizer_for("rtn", ggml_format("IQ3_S")).quantize(torch.randn(4, 576))
