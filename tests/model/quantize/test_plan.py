@@ -368,4 +368,5 @@ def test_a_lattice_preset_prices_its_lattice_search_in_the_plans_time(tmp_path):
     assert lattice_offered(Options(format="gguf", type="IQ3_S"))
     assert lattice_offered(Options(format="gguf", target_bpw=3.0))
     assert not lattice_offered(Options(format="gguf", type="Q4_K_M"))
-    assert seconds(type="IQ3_S") > seconds(type="IQ3_S", uniform=True) + LATTICE_PRICE_S_PER_WEIGHT * in_lattice
+    priced = LATTICE_PRICE_S_PER_WEIGHT * in_lattice
+    assert seconds(type="IQ3_S") > seconds(type="IQ3_S", uniform=True) + priced
