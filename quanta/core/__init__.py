@@ -1,6 +1,6 @@
 """quanta.core — the one implementation of what every medium shares.
 
-Three questions make a quantizer: which levels (:mod:`grid`, :mod:`codebook`), how to round
+Three questions make a quantizer: which levels (:mod:`grid`, :mod:`codebook`, :mod:`lattice`), how to round
 (nearest, dithered: :mod:`dither`) and where the error goes (:mod:`feedback`). Around them:
 bit packing (:mod:`packing`), measures (:mod:`measures`) and bit allocation under a budget
 (:mod:`allocate`).
@@ -28,6 +28,7 @@ _WHERE = {
     "noise_gain_db": "feedback",
     "Grid": "grid",
     "QParams": "grid",
+    "Lattice": "lattice",
     "choose_qparams": "grid",
     "dequantize": "grid",
     "fake_quantize": "grid",
@@ -45,7 +46,7 @@ _WHERE = {
 
 
 __all__ = [
-    "NF4", "Allocation", "DitherSource", "FeedbackState", "Grid", "QParams", "allocate",
+    "NF4", "Allocation", "DitherSource", "FeedbackState", "Grid", "Lattice", "QParams", "allocate",
     "bits_per_element", "choose_qparams", "dequantize", "dequantize_scaled", "dither_noise",
     "error_feedback_quantize", "fake_quantize", "lloyd_max", "lookup", "mse", "nearest",
     "noise_gain_db", "pack", "packed_size", "psnr_db", "quantize", "quantize_scaled", "snr_db",
