@@ -115,8 +115,7 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
     ``restore_h`` (with ``overwrite_h``): ``h`` holds ``XᵀX / h_div`` again on return, in the inputs'
     order (the factor is made beside its copy, in the other triangle — for :func:`refit_scales`).
     """
-    overwrite_h = overwrite_h and isinstance(h, np.ndarray) and h.dtype == np.float64 \
-        and h.flags.c_contiguous and h.flags.writeable
+    overwrite_h = _writable(h, overwrite_h)
     h = np.asarray(h, dtype=np.float64)  # without overwrite_h: read, never written
     out, n = np.shape(w)
     if h.shape != (n, n) or n % group_size or scale.shape != (out, n // group_size):
@@ -201,8 +200,7 @@ def gptq_lattice(w: np.ndarray, h: np.ndarray, scale: np.ndarray, lattice: Any, 
     if n % sub or sub % run or block % run or np.shape(scale) != (out, n // sub):
         raise ConfigError(f"gptq: shapes do not agree (w {np.shape(w)}, sub-blocks of {sub}, scale "
                           f"{np.shape(scale)})")
-    overwrite_h = overwrite_h and isinstance(h, np.ndarray) and h.dtype == np.float64 \
-        and h.flags.c_contiguous and h.flags.writeable
+    overwrite_h = _writable(h, overwrite_h)
     hp = h.T if overwrite_h else np.array(np.asarray(h, np.float64).T, order="F")
     if h_div != 1.0:
         hp /= h_div
@@ -238,6 +236,13 @@ def gptq_lattice(w: np.ndarray, h: np.ndarray, scale: np.ndarray, lattice: Any, 
 
     each(rows, range(0, out, ROWS))
     return values
+
+
+def _writable(h: Any, overwrite_h: bool) -> bool:
+    """Whether ``h`` may become the working buffer: asked (``overwrite_h``), and a writable
+    C-ordered float64 array (its transpose the Fortran-ordered matrix LAPACK factors in place)."""
+    return overwrite_h and isinstance(h, np.ndarray) and h.dtype == np.float64 and h.flags.c_contiguous \
+        and h.flags.writeable
 
 
 def _code_type(qmax: int, levels: np.ndarray | None) -> type:

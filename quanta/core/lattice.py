@@ -50,10 +50,15 @@ class Lattice:
     def dim(self) -> int:
         return int(self.points.shape[1])
 
-    @property
+    @cached_property
     def values(self) -> np.ndarray:
-        """The points' magnitudes, ``N × dim`` float32."""
-        return self.levels[self.points]
+        """The points' magnitudes, ``N × dim`` float32 (contiguous: the kernel reads it)."""
+        return np.ascontiguousarray(self.levels[self.points])
+
+    @cached_property
+    def _mids(self) -> np.ndarray:
+        """The midpoints between neighbouring levels (a value's nearest level is counted by them)."""
+        return ((self.levels[1:] + self.levels[:-1]) / 2).astype(np.float32)
 
     def keys(self, level_idx: np.ndarray) -> np.ndarray:
         """The key of vectors of level indices (``… × dim``): ``Σ l_j · K^j``."""
@@ -92,8 +97,7 @@ class Lattice:
         w = np.ones_like(a) if w is None else np.ascontiguousarray(np.broadcast_to(w, a.shape), np.float32)
         scale = np.ascontiguousarray(scale, np.float64).reshape(-1)
         table, starts, cand = self._tables
-        mids = ((self.levels[1:] + self.levels[:-1]) / 2).astype(np.float32)
-        pv = np.ascontiguousarray(self.values)
+        mids, pv = self._mids, self.values
         s_blocks = a.shape[0]
         idx = np.zeros((s_blocks, a.shape[1] // self.dim), np.int32)
         s_out, e_out = np.zeros(s_blocks), np.zeros(s_blocks)

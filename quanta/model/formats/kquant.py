@@ -29,7 +29,8 @@ TINY = 2.0**-24
 REFINE_GROUPS = 8192
 
 
-def _f16(x: np.ndarray) -> np.ndarray:
+def f16(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to float16, as float32."""
     return np.asarray(x, np.float32).astype(np.float16).astype(np.float32)
 
 
@@ -47,7 +48,7 @@ def grid_factors(v: np.ndarray, lo: int, hi: int, *, zero_ok: bool = False) -> t
         d = np.where(down < up, -down, up)
     else:
         d = up
-    d = _f16(d)
+    d = f16(d)
     d = np.where(d != 0, d, np.where(np.signbit(d), -TINY, TINY)).astype(np.float32)
     r = v / d[..., None]
     f = np.clip(np.rint(r), lo, hi)
@@ -57,11 +58,12 @@ def grid_factors(v: np.ndarray, lo: int, hi: int, *, zero_ok: bool = False) -> t
 
 
 def factors(v: np.ndarray, lo: int, hi: int, *, zero_ok: bool = False,
-            tol: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+            tol: float = 0.0, odd: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``d`` and ``f`` of values ``v`` (``(…, groups)``) that :func:`grid_factors` made (``d·f``,
     or within ``tol`` of its largest value, per row): the largest value's factor searched from the
-    largest in size down, so a ``d`` rounded to a float16 subnormal is found too. Refuses values
-    that are on no such grid."""
+    largest in size down, so a ``d`` rounded to a float16 subnormal is found too; ``odd``: the
+    factors are odd (a lattice type's ``2l + 1``, :mod:`quanta.model.formats.lattice`). Refuses
+    values that are on no such grid."""
     v = np.asarray(v, np.float32)
     idx = np.abs(v).argmax(-1)[..., None]
     top = np.take_along_axis(v, idx, -1)[..., 0]
@@ -71,14 +73,15 @@ def factors(v: np.ndarray, lo: int, hi: int, *, zero_ok: bool = False,
     if not zero_ok and (~todo).any():
         raise ConfigError("a super-block's scales are all zero (quantize with storage=)")
     bound = tol * np.abs(top)[..., None]
-    for k in sorted((k for k in range(lo, hi + 1) if k), key=lambda k: (-abs(k), -k)):
+    for k in sorted((k for k in range(lo, hi + 1) if k and (k % 2 or not odd)), key=lambda k: (-abs(k), -k)):
         if not todo.any():
             return d, f
-        dk = _f16(top / k)
+        dk = f16(top / k)
         with np.errstate(divide="ignore", invalid="ignore"):
             fk = np.rint(v / dk[..., None])
             ok = todo & (dk != 0) & (np.abs(fk * dk[..., None] - v) <= bound).all(-1) & \
-                (fk >= lo).all(-1) & (fk <= hi).all(-1) & (zero_ok | (fk != 0).all(-1))
+                (fk >= lo).all(-1) & (fk <= hi).all(-1) & (zero_ok | (fk != 0).all(-1)) & \
+                (not odd or (fk % 2 == 1).all(-1))
         d[ok], f[ok] = dk[ok], fk[ok]
         todo &= ~ok
     if todo.any():
@@ -129,7 +132,8 @@ def _scales_6bit(sc: np.ndarray, mn: np.ndarray) -> np.ndarray:
     return np.concatenate([lo, mid, hi], -1).astype(np.uint8)
 
 
-def _f16_bytes(x: np.ndarray) -> np.ndarray:
+def f16_bytes(x: np.ndarray) -> np.ndarray:
+    """The bytes of ``x`` as little-endian float16 (a new last axis of 2: ggml's ``d``)."""
     return np.ascontiguousarray(x[..., None], dtype="<f2").view(np.uint8)
 
 
@@ -147,7 +151,7 @@ def pack(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray | None, kind: 
         m = s * np.asarray(zeros, np.float32).reshape(s.shape)
         dm, g = factors(m, 0, min_top, zero_ok=True, tol=1e-5)
     parts = _LAYOUTS[kind](q, f.astype(np.int16), None if g is None else g.astype(np.int16), rows, nb)
-    heads = [_f16_bytes(d)] + ([] if dm is None else [_f16_bytes(dm)])
+    heads = [f16_bytes(d)] + ([] if dm is None else [f16_bytes(dm)])
     parts = parts + heads if kind in ("Q2_K", "Q3_K", "Q6_K") else heads + parts  # ggml's order
     return np.concatenate(parts, -1).reshape(rows, -1)
 

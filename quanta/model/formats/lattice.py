@@ -27,7 +27,7 @@ import numpy as np
 
 from quanta.core.lattice import Lattice, assign, fit, signs
 from quanta.errors import ConfigError
-from quanta.model.formats.kquant import bit_fields
+from quanta.model.formats.kquant import bit_fields, f16, f16_bytes, factors
 
 #: weights per super-block (ggml's QK_K)
 SUPER = 256
@@ -83,10 +83,6 @@ def codebook(name: str) -> np.ndarray:
     return np.concatenate([-lv[::-1], lv]).astype(np.float32)
 
 
-def _f16(x: np.ndarray) -> np.ndarray:
-    return np.asarray(x, np.float32).astype(np.float16).astype(np.float32)
-
-
 def quantize(x: np.ndarray, name: str, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Codes ``(rows, n)`` (indices into :func:`codebook`) and scales ``(rows, n / sub)`` of
     ``x`` (``n`` a multiple of 256) in type ``name``; ``weights``: per-weight weights of the
@@ -104,7 +100,7 @@ def quantize(x: np.ndarray, name: str, weights: np.ndarray | None = None) -> tup
     _, s, _ = fit(a, lat, wb)
     per = SUPER // t.sub
     sb = np.maximum(s, 0).reshape(-1, per)
-    d = _f16(sb.max(1) / (t.c * (2 * TOP + 1)))
+    d = f16(sb.max(1) / (t.c * (2 * TOP + 1)))
     best_err = best_idx = best_scale = None
     with np.errstate(divide="ignore", invalid="ignore"):
         ell = np.rint((np.where(d[:, None] > 0, sb / (t.c * d[:, None]), 0) - 1) / 2)
@@ -145,30 +141,6 @@ def codes_of(values: np.ndarray, name: str) -> np.ndarray:
     return np.where(values > 0, k + m, k - 1 - m).astype(np.uint8)
 
 
-def _factors(scales: np.ndarray, t: LatticeType) -> tuple[np.ndarray, np.ndarray]:
-    """``d`` (float16 values) and factors ``l`` of each super-block's scales ``(…, per)`` made by
-    :func:`quantize` (``d · c · (2l + 1)``): the largest scale's odd multiplier searched from 31
-    down. Refuses scales that are on no such grid."""
-    top = scales.max(-1)
-    d = np.zeros(top.shape, np.float32)
-    f = np.zeros(scales.shape, np.float32)
-    todo = top > 0
-    for k in range(2 * TOP + 1, 0, -2):
-        if not todo.any():
-            break
-        dk = _f16(top / np.float32(t.c * k))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            m = scales / (dk[..., None] * np.float32(t.c))
-            ok = todo & (dk > 0) & (np.rint(m) == m).all(-1) & (np.rint(m) % 2 == 1).all(-1) & \
-                (m <= 2 * TOP + 1).all(-1) & \
-                ((dk[..., None] * np.float32(t.c) * np.rint(m)).astype(np.float32) == scales).all(-1)
-        d[ok], f[ok] = dk[ok], ((np.rint(m) - 1) / 2)[ok]
-        todo &= ~ok
-    if todo.any():
-        raise ConfigError(f"{t.name}: scales not on its grid (quantize with storage={t.name!r})")
-    return d, f
-
-
 def pack(codes: np.ndarray, scales: np.ndarray, name: str) -> np.ndarray:
     """Bytes ``(rows, blocks · type_size)`` of type ``name`` from :func:`quantize`'s codes and
     scales. Refuses vectors that are not grid points and, for the types that keep 7 sign bits per
@@ -186,9 +158,12 @@ def pack(codes: np.ndarray, scales: np.ndarray, name: str) -> np.ndarray:
         raise ConfigError(f"{name}: a vector of weights is not on its grid")
     if t.parity and (neg.reshape(rows, nb, -1, 8).sum(-1) % 2).any():
         raise ConfigError(f"{name}: a run of 8 signs has an odd count of negatives")
-    d, f = _factors(np.asarray(scales, np.float32).reshape(rows, nb, SUPER // t.sub), t)
-    f = f.astype(np.uint32)
-    head = np.ascontiguousarray(d[..., None], dtype="<f2").view(np.uint8)
+    # d and the odd factors 2l + 1 of d·c (c a power of two: the division is exact); an all-zero
+    # super-block keeps d = 0, l = 0
+    s = np.asarray(scales, np.float32).reshape(rows, nb, SUPER // t.sub) / np.float32(t.c)
+    d, odd = factors(s, 1, 2 * TOP + 1, zero_ok=True, odd=True)
+    f = np.maximum((odd - 1) // 2, 0).astype(np.uint32)
+    head = f16_bytes(d)
     bits = bit_fields(neg.reshape(rows, nb, SUPER // 8, 8), 1, -1)  # sign bits, weight 8i + j
     sign7 = (bits & 0x7F).astype(np.uint32)
     nib = (f[..., 0::2] | (f[..., 1::2] << 4)).astype(np.uint8)

@@ -288,10 +288,10 @@ def for_plan(layout: Any, entries: Any, method: str, *, calibrated: bool, sensit
     the sensitivity pass prices every unit whose rows fit in each lattice type."""
     from quanta.model.formats.weight import BLOCK_TYPES
 
-    kinds = [t for t in BLOCK_TYPES.values() if t.lattice]
+    kinds = {t.name: t for t in BLOCK_TYPES.values() if t.lattice}
     quantized = [e for e in entries if e.method is not None]
-    lattice = sum(math.prod(e.shape) for e in quantized if e.format in {t.name for t in kinds})
-    priced = sum(math.prod(e.shape) * sum(t.fits(e.shape[-1]) for t in kinds) for e in quantized) \
+    lattice = sum(math.prod(e.shape) for e in quantized if e.format in kinds)
+    priced = sum(math.prod(e.shape) * sum(t.fits(e.shape[-1]) for t in kinds.values()) for e in quantized) \
         if lattice_offered else 0
     floats = sum(math.prod(e.shape) for e in entries if e.method is None)
     emb_bytes = sum(e.nbytes for e in quantized if e.role == "embedding")
