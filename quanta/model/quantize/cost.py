@@ -286,13 +286,18 @@ def for_plan(layout: Any, entries: Any, method: str, *, calibrated: bool, sensit
              slice_bytes: int = SLICE_BYTES, sliced: bool = False, lattice_offered: bool = False) -> Cost:
     """:func:`predict` for a plan's tensors (:mod:`quanta.model.quantize.plan`); ``lattice_offered``:
     the sensitivity pass prices every unit whose rows fit in each lattice type."""
-    from quanta.model.formats.weight import BLOCK_TYPES
+    from quanta.model.formats.weight import BLOCK_TYPES, ggml_format
+    from quanta.model.quantize.pricing import priced_rows
 
     kinds = {t.name: t for t in BLOCK_TYPES.values() if t.lattice}
     quantized = [e for e in entries if e.method is not None]
     lattice = sum(math.prod(e.shape) for e in quantized if e.format in kinds)
-    priced = sum(math.prod(e.shape) * sum(t.fits(e.shape[-1]) for t in kinds.values()) for e in quantized) \
-        if lattice_offered else 0
+
+    def priced_in(t: Any, shape: tuple[int, ...]) -> int:  # the weights one lattice type is priced on
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        return priced_rows(ggml_format(t.name), rows, cols) * cols if t.fits(cols) else 0
+
+    priced = sum(priced_in(t, e.shape) for e in quantized for t in kinds.values()) if lattice_offered else 0
     floats = sum(math.prod(e.shape) for e in entries if e.method is None)
     emb_bytes = sum(e.nbytes for e in quantized if e.role == "embedding")
     return predict(shapes_of(layout), sum(e.nbytes for e in quantized),

@@ -14,8 +14,9 @@ the residual stream directly: ``ΔL ≈ ½ Σ_{v,d} Ḡ²_{v,d} E²_{v,d}``, ``�
 of the embedding's outputs summed per token id (over all tokens); a tied embedding is also the
 output head and adds that layer's term. Each candidate format's ``E`` is its round-to-nearest
 error, so the figures rank formats and tensors; the calibrated method applied afterwards (GPTQ)
-lowers every term. The units add up, so the allocator minimises the predicted ΔL under the byte
-budget.
+lowers every term. A lattice type's error (a grid search per weight) is taken on a sample of a
+large unit's rows (:func:`unit_losses`). The units add up, so the allocator minimises the
+predicted ΔL under the byte budget.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch import nn
 from quanta.errors import ConfigError
 from quanta.model.arch import ARCHITECTURES, stacked
 from quanta.model.formats.weight import WeightFormat
+from quanta.model.quantize.pricing import price_stride
 from quanta.model.quantize.quantizers import LayerStats, WeightQuantizer, quantizer_for, quantizers_for
 from quanta.model.runtime.qembed import ties_head
 from quanta.progress import Progress
@@ -63,22 +65,34 @@ class Sensitivity:
     embedding_rows: torch.Tensor | None = None
 
     def layer_loss(self, name: str, err: torch.Tensor, first: int = 0,
-                   h: torch.Tensor | None = None) -> float:
+                   h: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> float:
         """Predicted loss increase of the error ``err`` (``rows × in``: the layer's rows from
-        ``first`` on) on layer ``name`` (``h``: its Hessian in float32, if the caller has it)."""
+        ``first`` on, or the rows ``rows`` names) on layer ``name`` (``h``: its Hessian in
+        float32, if the caller has it)."""
+        return float(self.row_losses(name, err, first, h, rows).sum())
+
+    def row_losses(self, name: str, err: torch.Tensor, first: int = 0,
+                   h: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`layer_loss` row by row (float32, one figure per row of ``err``)."""
         h = self.inputs[name].hessian.to(torch.float32) if h is None else h
-        g2 = (self.grad_sq[name][first:first + err.shape[0]] / self.tokens).to(torch.float32)
-        return 0.5 * float((g2 * ((err @ h) * err).sum(1)).sum())
+        g2 = self.grad_sq[name][first:first + err.shape[0]] if rows is None else self.grad_sq[name][rows]
+        g2 = (g2 / self.tokens).to(torch.float32)
+        return 0.5 * g2 * ((err @ h) * err).sum(1)
 
     def embedding_loss(self, err: torch.Tensor, *, tied: bool, first: int = 0,
-                       h: torch.Tensor | None = None) -> float:
-        """Predicted loss increase of the error ``err`` (the embedding's rows from ``first`` on)
-        on the embedding (and, tied, on the output head, ``h`` its Hessian if given)."""
-        rows = self.embedding_rows
-        sel = (rows >= first) & (rows < first + err.shape[0])
-        e = err[rows[sel] - first]
+                       h: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> float:
+        """Predicted loss increase of the error ``err`` (the embedding's rows from ``first`` on, or
+        the sorted rows ``rows`` names) on the embedding (and, tied, on the output head, ``h`` its
+        Hessian if given)."""
+        seen = self.embedding_rows
+        if rows is None:
+            sel = (seen >= first) & (seen < first + err.shape[0])
+            e = err[seen[sel] - first]
+        else:
+            sel = torch.isin(seen, rows)
+            e = err[torch.searchsorted(rows, seen[sel])]
         d = 0.5 * float(((self.embedding_grad_sq[sel] / self.tokens) * e * e).sum())
-        return d + (self.layer_loss("lm_head", err, first, h) if tied else 0.0)
+        return d + (self.layer_loss("lm_head", err, first, h, rows) if tied else 0.0)
 
 
 def sensitivities(model: nn.Module, calib: torch.Tensor, names: Sequence[str], *,
@@ -338,10 +352,49 @@ def unit_shapes(model: nn.Module, names: Sequence[str], *, embedding: bool) -> d
     return out
 
 
+def _reference(candidates: Sequence[WeightFormat], strides: list[int]) -> int | None:
+    """The candidate a sampled type's price leans on: the fewest-bit one priced on every row."""
+    whole = [j for j, k in enumerate(strides) if k == 1]
+    return min(whole, key=lambda j: candidates[j].bits) if whole else None
+
+
+def _rtn_error(x: torch.Tensor, fmt: WeightFormat, name: str) -> torch.Tensor:
+    return x - quantizer_for("rtn", fmt).quantize(x, name=name).dequantize()
+
+
+def _sampled(sens: Sensitivity, which: str, w: torch.Tensor, a: int, k: int, fmt: WeightFormat,
+             name: str, h: torch.Tensor | None, ref_rows: torch.Tensor | None) -> np.ndarray:
+    """One row slice's share of a sampled price (:func:`unit_losses`): ``fmt``'s and the
+    reference's loss on the rows of the largest reference loss, the reference's on the other
+    rows, and both formats' on every ``k``-th of those — or, with no reference, the even sample
+    counted k times."""
+    n = w.shape[0]
+    even = torch.arange((-a) % k, n, k)
+    top = torch.zeros(n, dtype=torch.bool)
+    if ref_rows is not None:
+        top[torch.topk(ref_rows, min(n, -(-len(even) // 4))).indices] = True
+    even = even[~top[even]]
+    took = torch.cat([top.nonzero()[:, 0], even]).sort().values
+    lat = torch.zeros(n)
+    lat[took] = sens.row_losses(which, _rtn_error(w[took], fmt, name), h=h, rows=took + a)
+    if ref_rows is None:
+        return np.array([float(lat.sum()) * k, 0.0, 0.0, 0.0, 0.0])
+    return np.array([float(lat[top].sum()), float(ref_rows[top].sum()), float(ref_rows[~top].sum()),
+                     float(lat[even].sum()), float(ref_rows[even].sum())])
+
+
 def unit_losses(model: nn.Module, sens: Sensitivity, name: str,
                 candidates: Sequence[WeightFormat]) -> np.ndarray:
     """Predicted loss increase of unit ``name`` in each candidate format (its round-to-nearest
-    error); the weight in row slices (:func:`~quanta.model.sources.stream.row_slices`)."""
+    error); the weight in row slices (:func:`~quanta.model.sources.stream.row_slices`).
+
+    A lattice type on a large unit (:func:`~quanta.model.quantize.pricing.price_stride`: k > 1)
+    is priced on a sample of rows
+    against a reference — the fewest-bit format priced on every row (a K-quant): the rows whose
+    reference loss is largest (a quarter of the sample) exactly, and the rest by the ratio of the
+    two formats' losses on every k-th row, times the reference's loss there; a few rows can hold
+    most of a layer's loss (those that feed its most sensitive outputs), which an even sample
+    alone would miss. The embedding's lookup term is taken on every row the text uses."""
     from quanta.model.sources.stream import row_slices
 
     tied = ties_head(model)
@@ -349,12 +402,33 @@ def unit_losses(model: nn.Module, sens: Sensitivity, name: str,
     module = model.get_input_embeddings() if emb else model.get_submodule(name)
     which = "lm_head" if emb else name
     h = sens.inputs[which].hessian.to(torch.float32) if which in sens.inputs else None  # once per unit
+    strides = [price_stride(c, *module.weight.shape) for c in candidates]
+    ref = _reference(candidates, strides)
+    rowwise = not emb or tied  # a row-wise term (the layer's, or the tied head's) to sample
+    acc = {j: np.zeros(5) for j, k in enumerate(strides) if k > 1}  # _sampled's sums
     row = np.zeros(len(candidates))
     for a, w in row_slices(model, module):
+        ref_rows = None
         for j, c in enumerate(candidates):
-            err = w - quantizer_for("rtn", c).quantize(w, name=name).dequantize()
+            if strides[j] > 1:
+                continue
+            err = _rtn_error(w, c, name)
+            if j == ref and rowwise:
+                ref_rows = sens.row_losses(which, err, a, h)
             row[j] += sens.embedding_loss(err, tied=tied, first=a, h=h) if emb else \
-                sens.layer_loss(name, err, a, h)
+                float(ref_rows.sum()) if j == ref else sens.layer_loss(name, err, a, h)
+        for j in acc:
+            if emb:  # the lookup's term on the rows the text uses, all of them
+                seen = sens.embedding_rows
+                mine = seen[(seen >= a) & (seen < a + w.shape[0])]
+                err = _rtn_error(w[mine - a], candidates[j], name)
+                row[j] += sens.embedding_loss(err, tied=False, rows=mine)
+            if rowwise:
+                acc[j] += _sampled(sens, which, w, a, strides[j], candidates[j], name, h, ref_rows)
+    for j, (exact, exact_ref, rest, num, den) in acc.items():
+        # the even sample's ratio; the top rows' where a unit's few rows left the sample only those
+        ratio = num / den if den > 0 else exact / exact_ref if exact_ref > 0 else 0.0
+        row[j] += exact + rest * ratio
     return row
 
 

@@ -449,16 +449,18 @@ def options_for(layout: Layout, opts: Options) -> Options:
     return opts
 
 
-def lattice_offered(opts: Options) -> bool:
+def lattice_offered(opts: Options, unit_budget: int | None = None, units: int = 0) -> bool:
     """Whether a GGUF command's sensitivity pass prices the lattice types: a lattice preset, or a
-    ``--target-bpw`` under :data:`~quanta.model.quantize.recipe.LATTICE_BPW` (the command decides
-    a size target's and a preset's budget by the same rule once it knows the bytes; the plan's
-    time counts those only for a lattice preset)."""
+    budget for the units (``unit_budget`` bytes for ``units`` weights: a target's, a preset's, the
+    default's) under :data:`~quanta.model.quantize.recipe.LATTICE_BPW` bits per weight — the
+    rule the command applies once it knows the budget (:func:`~quanta.model.quantize.recipe.mixed_plan`)."""
     from quanta.model.quantize.presets import lattice_preset
     from quanta.model.quantize.recipe import LATTICE_BPW
 
-    return opts.format == "gguf" and (lattice_preset(opts.type) or (
-        opts.target_bpw is not None and float(opts.target_bpw) < LATTICE_BPW))
+    if opts.format != "gguf":
+        return False
+    return bool(lattice_preset(opts.type)) or (
+        unit_budget is not None and 8 * unit_budget < LATTICE_BPW * max(units, 1))
 
 
 def default_type(opts: Options) -> str | None:
@@ -567,12 +569,17 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
         unit_budget = sum(e.nbytes for e, u in zip(entries, unit) if u)
     calibrated = needs or refine is not None
     speed = machine_speed(shapes_of(layout).hidden) if calibrated else None  # at the model's width
-    cost, slice_bytes = _fit_memory(opts, lambda sb: for_plan(
-        layout, entries, opts.method, calibrated=calibrated, sensitivity=refine is not None,
-        windows=opts.calib_samples, tokens=opts.calib_len, gguf=kind is not None,
-        hessian=METHODS[opts.method].needs_hessian, speed=speed,
-        parked=opts.format != "compressed-tensors", slice_bytes=sb, sliced=opts.format == "quanta",
-        lattice_offered=lattice_offered(opts)))
+
+    def costed(lattice: bool) -> tuple[Cost, int]:
+        return _fit_memory(opts, lambda sb: for_plan(
+            layout, entries, opts.method, calibrated=calibrated, sensitivity=refine is not None,
+            windows=opts.calib_samples, tokens=opts.calib_len, gguf=kind is not None,
+            hessian=METHODS[opts.method].needs_hessian, speed=speed,
+            parked=opts.format != "compressed-tensors", slice_bytes=sb, sliced=opts.format == "quanta",
+            lattice_offered=lattice))
+
+    lattice = lattice_offered(opts, unit_budget, units)
+    cost, slice_bytes = costed(lattice)
     plan = QuantPlan(layout.source, layout.architecture, opts.format, opts.method, needs, kind,
                      opts.sym or bool(kind and ggml_format(kind).sym),
                      ggml_format(kind).group_size if kind else opts.group_size,
@@ -588,6 +595,9 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
                 f"--type {opts.type} (llama.cpp's file: {size_target:,} bytes)"
             raise ConfigError(f"{what}: the output's float tensors, tokenizer "
                               f"and metadata alone take about {(most + floats) / 1e6:.2f} MB")
+        if lattice_offered(opts, unit_budget, units) != lattice:  # a size's budget offers them:
+            cost, slice_bytes = costed(not lattice)  # the time counts their pricing (no bytes change)
+            plan = dataclasses.replace(plan, cost=cost, slice_bytes=slice_bytes)
     predicted = budget if budget is not None else tensor_bytes + fixed
     return dataclasses.replace(plan, predicted_bytes=predicted, unit_budget=unit_budget,
                                notes=_notes(layout, kind),

@@ -276,3 +276,30 @@ def test_units_chosen_together_take_one_format_and_share_the_budget():
     # 2 × 64 rows do not fit at 8 bits: the group goes to 2, d takes 8
     assert grouped.choice["e0"].bits == 2 and grouped.choice["d"].bits == 8
     assert set(grouped.shapes) == set(shapes) and grouped.nbytes <= budget
+
+
+def test_a_large_units_lattice_price_is_taken_on_a_sample_of_its_rows(monkeypatch):
+    """A lattice type is priced on a sample of the rows of a unit over ``LATTICE_PRICE_WEIGHTS``
+    weights: close to the whole unit's price, other types priced whole as before, the tied
+    embedding's lookup term on every row the text uses — and a row that holds most of a layer's
+    loss (its output's sensitivity 10⁴ times the others') is found through the reference format,
+    which an even sample would miss."""
+    from quanta.model.quantize import pricing
+    from quanta.model.sources.tiny import tiny_model
+
+    model = tiny_model("llama", hidden=256, vocab=600, tie_word_embeddings=True)
+    wins = torch.randint(3, 600, (8, 32), generator=torch.Generator().manual_seed(0))
+    names = ["model.layers.0.mlp.down_proj", "model.layers.1.self_attn.q_proj"]
+    sens = mixed.measure(model, wins, names)
+    sens.grad_sq[names[1]][5] *= 1e4  # row 5: off every 8th row
+    cands = [formats.ggml_format(t) for t in ("Q4_K", "Q2_K", "IQ3_S", "IQ2_XS")]
+    whole = {n: mixed.unit_losses(model, sens, n, cands) for n in [*names, mixed.EMBEDDING]}
+    monkeypatch.setattr(pricing, "LATTICE_PRICE_WEIGHTS", 256 * 64)
+    for n in [*names, mixed.EMBEDDING]:
+        taken = mixed.unit_losses(model, sens, n, cands)
+        assert list(taken[:2]) == list(whole[n][:2])  # K-quants: every row, the same figures
+        assert taken[2:] == pytest.approx(whole[n][2:], rel=0.1)
+        assert not np.allclose(taken[2:], whole[n][2:], rtol=1e-6)  # a sample, not every row
+    # the even sample alone (no reference priced whole) misses row 5: far too low
+    alone = mixed.unit_losses(model, sens, names[1], cands[2:])
+    assert (alone < 0.2 * whole[names[1]][2:]).all()

@@ -345,7 +345,7 @@ def test_the_plain_calibrated_gguf_default_is_llama_cpps_q4_0_with_types_by_sens
     assert uniform.refine is None and uniform.kind == "Q4_1"
 
 
-def test_a_lattice_preset_prices_its_lattice_search_in_the_plans_time(tmp_path):
+def test_a_lattice_preset_prices_its_lattice_search_in_the_plans_time(tmp_path, monkeypatch):
     """``--type IQ3_S``: the plan counts the lattice search of the tensors it puts in IQ3_S and,
     mixed, the pricing of every unit whose rows fit in each lattice type; ``--type Q4_K_M``'s
     sensitivity pass does not price them."""
@@ -366,7 +366,26 @@ def test_a_lattice_preset_prices_its_lattice_search_in_the_plans_time(tmp_path):
     k = plan_for(layout, options_for(layout, Options(format="gguf", type="Q3_K_S", uniform=True)))
     assert uniform.cost.seconds - k.cost.seconds == pytest.approx(LATTICE_S_PER_WEIGHT * in_lattice, rel=0.05)
     assert lattice_offered(Options(format="gguf", type="IQ3_S"))
-    assert lattice_offered(Options(format="gguf", target_bpw=3.0))
-    assert not lattice_offered(Options(format="gguf", type="Q4_K_M"))
+    assert lattice_offered(Options(format="gguf", target_bpw=3.0), 3 * 1000 // 8, 1000)
+    assert not lattice_offered(Options(format="gguf", target_bpw=4.5), 45 * 1000 // 80, 1000)
+    assert not lattice_offered(Options(format="gguf", type="Q4_K_M"), 5 * 1000 // 8, 1000)
+    assert not lattice_offered(Options(format="quanta"), 1000 // 8, 1000)
     priced = LATTICE_PRICE_S_PER_WEIGHT * in_lattice
     assert seconds(type="IQ3_S") > seconds(type="IQ3_S", uniform=True) + priced
+    # a size target's budget decides as the command does (under 4 bits per unit weight): the
+    # plan's time counts the pricing for a small --target-size and for --target-bpw alike
+    small, large = int(uniform.predicted_bytes * 0.8), int(uniform.predicted_bytes * 3)
+    assert seconds(target_size=small) > seconds(target_size=large) + priced
+    assert seconds(target_size=small) == pytest.approx(seconds(target_bpw=3.0), rel=0.05)
+    # large units are priced on a sample of rows (quanta.model.quantize.pricing.priced_rows): with
+    # a cap of one row's weights, the pricing's time all but vanishes from the plan's
+    from quanta.model.formats.weight import BLOCK_TYPES
+    from quanta.model.quantize import pricing
+
+    kinds = [t for t in BLOCK_TYPES.values() if t.lattice]
+    mixed_plan = plan_for(layout, options_for(layout, Options(format="gguf", type="IQ3_S")))
+    whole = LATTICE_PRICE_S_PER_WEIGHT * sum(math.prod(e.shape) * sum(t.fits(e.shape[-1]) for t in kinds)
+                                             for e in mixed_plan.entries if e.method)
+    before = seconds(type="IQ3_S")
+    monkeypatch.setattr(pricing, "LATTICE_PRICE_WEIGHTS", 256)
+    assert before - seconds(type="IQ3_S") > 0.9 * whole > 0
