@@ -389,12 +389,12 @@ def unit_losses(model: nn.Module, sens: Sensitivity, name: str,
     error); the weight in row slices (:func:`~quanta.model.sources.stream.row_slices`).
 
     A lattice type on a large unit (:func:`~quanta.model.quantize.pricing.price_stride`: k > 1)
-    is priced on a sample of rows
-    against a reference — the fewest-bit format priced on every row (a K-quant): the rows whose
-    reference loss is largest (a quarter of the sample) exactly, and the rest by the ratio of the
-    two formats' losses on every k-th row, times the reference's loss there; a few rows can hold
-    most of a layer's loss (those that feed its most sensitive outputs), which an even sample
-    alone would miss. The embedding's lookup term is taken on every row the text uses."""
+    is priced on a sample of rows against a reference — the fewest-bit format priced on every row
+    (a K-quant): the rows whose reference loss is largest (a quarter of the sample) exactly, and
+    the rest by the ratio of the two formats' losses on every k-th row, times the reference's loss
+    there; a few rows can hold most of a layer's loss (those that feed its most sensitive
+    outputs), which an even sample alone would miss. The embedding's lookup term is taken on
+    every row the text uses."""
     from quanta.model.sources.stream import row_slices
 
     tied = ties_head(model)
@@ -413,10 +413,12 @@ def unit_losses(model: nn.Module, sens: Sensitivity, name: str,
             if strides[j] > 1:
                 continue
             err = _rtn_error(w, c, name)
-            if j == ref and rowwise:
+            if j == ref and rowwise:  # kept row by row for the sampled types
                 ref_rows = sens.row_losses(which, err, a, h)
-            row[j] += sens.embedding_loss(err, tied=tied, first=a, h=h) if emb else \
-                float(ref_rows.sum()) if j == ref else sens.layer_loss(name, err, a, h)
+            if emb:
+                row[j] += sens.embedding_loss(err, tied=tied, first=a, h=h)
+            else:
+                row[j] += float(ref_rows.sum()) if j == ref else sens.layer_loss(name, err, a, h)
         for j in acc:
             if emb:  # the lookup's term on the rows the text uses, all of them
                 seen = sens.embedding_rows
