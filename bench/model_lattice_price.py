@@ -11,7 +11,7 @@ a lattice type's price is a grid search per weight (~0.35 µs on 2 cores), so a 
 * **What it changes** (``smollm2-unbinned``, real weights, the sensitivity pass's 16 default
   calibration windows): SmolLM2's units are all under 2^20 weights, so its commands price them
   whole; here the cap is lowered (``--caps``) so its 30 ``ffn_down`` layers (576 rows of 1536) are
-  sampled — 42 rows at 2^16, fewer than any unit of an 8 B model gets at 2^20 (73 rows of 14,336)
+  sampled — 42 rows at 2^16, fewer than any unit of an 8 B model gets at 2^20 (74 rows of 14,336)
   —: each lattice type's sampled price against the whole one, layer by layer; and the allocator's
   choice under ``--target-bpw`` (every unit, every GGUF candidate) from the sampled table against
   the whole table's — units that change type, and the sampled choice's loss priced whole.

@@ -303,3 +303,20 @@ def test_a_large_units_lattice_price_is_taken_on_a_sample_of_its_rows(monkeypatc
     # the even sample alone (no reference priced whole) misses row 5: far too low
     alone = mixed.unit_losses(model, sens, names[1], cands[2:])
     assert (alone < 0.2 * whole[names[1]][2:]).all()
+
+
+def test_an_untied_embeddings_lattice_price_is_its_lookup_on_every_row_it_uses(monkeypatch):
+    """Untied, the embedding's price is its lookup term alone — on the rows the text uses, all of
+    them — so sampling its other rows changes nothing."""
+    from quanta.model.quantize import pricing
+    from quanta.model.sources.tiny import tiny_model
+
+    model = tiny_model("llama", hidden=256, vocab=600, tie_word_embeddings=False)
+    wins = torch.randint(3, 600, (8, 32), generator=torch.Generator().manual_seed(0))
+    sens = mixed.measure(model, wins, ["model.layers.0.mlp.down_proj"])
+    cands = [formats.ggml_format(t) for t in ("Q2_K", "IQ3_S", "IQ2_XS")]
+    whole = mixed.unit_losses(model, sens, mixed.EMBEDDING, cands)
+    monkeypatch.setattr(pricing, "LATTICE_PRICE_WEIGHTS", 256 * 64)
+    assert pricing.price_stride(cands[1], 600, 256) == 10
+    taken = mixed.unit_losses(model, sens, mixed.EMBEDDING, cands)
+    assert (whole > 0).all() and taken == pytest.approx(whole, rel=1e-5)
