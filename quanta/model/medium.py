@@ -75,7 +75,6 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
     from quanta.model.formats.weight import ggml_format
     from quanta.model.quantize.apply import count_by_path, quantize_model
     from quanta.model.quantize.mixed import EMBEDDING, plan_quantizers
-    from quanta.model.quantize.presets import lattice_preset
     from quanta.model.quantize.quantizers import make_quantizer, quantizer_for, quantizers_for
     from quanta.model.quantize.recipe import (
         calibration_for,
@@ -107,7 +106,7 @@ def quantize_file(src: Path | str, dst: Path | str, options: Options, *, seed: i
         plan = mixed_plan(loaded, windows, o.method, o.format, o.include, o.excluded, phases,
                           budget=qplan.unit_budget, default_bits=o.bits if shared else None,
                           embedding=o.embedding_bits is None, work=work,
-                          lattice=lattice_preset(o.type) or None) if mixed or shared else None
+                          lattice=qplan.lattice) if mixed or shared else None
         emb_method = embedding_method(o.method, loaded.model, windows)
         kept: dict[str, Any] = {}
         heads: list = []  # the tied head's input statistics, as the engine gathers them

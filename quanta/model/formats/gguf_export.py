@@ -36,10 +36,6 @@ from quanta.model.formats.weight import BLOCK, BLOCK_TYPES
 MARK = ("quanta.format", "quanta-gguf/1")  # how quanta recognises a GGUF file it wrote
 
 
-def _f16(x: np.ndarray) -> bytes:
-    return np.ascontiguousarray(x, dtype="<f2").view(np.uint8)
-
-
 #: weights packed at a time (rows are packed independently: the same bytes in row chunks, and
 #: the packers' int16/float temporaries stay bounded — a 128,256-row embedding made 2 GB of them
 #: whole; chunks of 2 M weights keep them near 50 MB and in cache: Q6_K packs 262 M weights in
@@ -72,7 +68,7 @@ def _pack_rows(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: s
     if t.lattice:
         return lattice.pack(codes, scales, kind)
     q = codes.reshape(rows, n // BLOCK, BLOCK).astype(np.int16)
-    d = _f16(scales.astype(np.float16)[..., None]).reshape(rows, n // BLOCK, 2)
+    d = kquant.f16_bytes(scales.astype(np.float16)).reshape(rows, n // BLOCK, 2)
     if kind == "Q8_0":
         body = (q - 128).astype(np.int8).view(np.uint8)
         return np.concatenate([d, body], axis=-1).reshape(rows, -1)
@@ -80,7 +76,7 @@ def _pack_rows(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, kind: s
     parts = [d]
     if not BLOCK_TYPES[kind].sym:
         m = -(scales.astype(np.float32) * zeros.astype(np.float32))
-        parts.append(_f16(m.astype(np.float16)[..., None]).reshape(rows, n // BLOCK, 2))
+        parts.append(kquant.f16_bytes(m.astype(np.float16)).reshape(rows, n // BLOCK, 2))
     if BLOCK_TYPES[kind].bits == 5:  # bit j of a little-endian word: the fifth bit of code j
         qh = ((q >> 4).astype("<u4") << np.arange(BLOCK, dtype="<u4")).sum(-1, dtype="<u4")
         parts.append(qh[..., None].view(np.uint8))

@@ -241,6 +241,8 @@ class QuantPlan:
     slice_bytes: int = SLICE_BYTES
     #: what the user should know before running it (the output cannot carry something)
     notes: tuple[str, ...] = ()
+    #: whether the sensitivity pass offers (and prices) the lattice types (:func:`lattice_offered`)
+    lattice: bool = False
 
     def record(self, chosen: dict[str, str] | None = None) -> dict:
         """The plan as the output keeps it (a folder's config, a GGUF's ``quanta.plan``): the
@@ -453,7 +455,7 @@ def lattice_offered(opts: Options, unit_budget: int | None = None, units: int = 
     """Whether a GGUF command's sensitivity pass prices the lattice types: a lattice preset, or a
     budget for the units (``unit_budget`` bytes for ``units`` weights: a target's, a preset's, the
     default's) under :data:`~quanta.model.quantize.recipe.LATTICE_BPW` bits per weight — the
-    rule the command applies once it knows the budget (:func:`~quanta.model.quantize.recipe.mixed_plan`)."""
+    rule :func:`plan_for` decides by and the command follows (:attr:`QuantPlan.lattice`)."""
     from quanta.model.quantize.presets import lattice_preset
     from quanta.model.quantize.recipe import LATTICE_BPW
 
@@ -600,5 +602,6 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
             plan = dataclasses.replace(plan, cost=cost, slice_bytes=slice_bytes)
     predicted = budget if budget is not None else tensor_bytes + fixed
     return dataclasses.replace(plan, predicted_bytes=predicted, unit_budget=unit_budget,
+                               lattice=lattice_offered(opts, unit_budget, units),
                                notes=_notes(layout, kind),
                                budget_bytes=budget if budget is not None else (predicted if refine else None))

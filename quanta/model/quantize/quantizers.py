@@ -336,7 +336,13 @@ class WeightQuantizer:
             imp = importance(stats.mean_sq, w.shape[1]).numpy()
             if self.needs_hessian:
                 stats.take_hessian()
-        codes, scales = lattice.quantize(w.numpy(), self.lattice, imp)
+        return self._lattice_weight(*lattice.quantize(w.numpy(), self.lattice, imp), group_size, in_features)
+
+    def _lattice_weight(self, codes: np.ndarray, scales: np.ndarray, group_size: int,
+                        in_features: int) -> QuantizedWeight:
+        """A lattice type's codes (indices into its signed levels) and sub-block scales as a weight."""
+        from quanta.model.formats import lattice
+
         return QuantizedWeight(torch.from_numpy(codes), torch.from_numpy(scales), None, 4, group_size,
                                self.name, in_features, lattice.codebook(self.lattice), sym=True)
 
@@ -506,8 +512,7 @@ class GPTQ(WeightQuantizer, name="gptq"):
             w.numpy(), self.lattice, xtx.to(torch.float64).numpy(),
             importance(stats.mean_sq, w.shape[1]).numpy(),
             damp=self.damp, h_div=float(max(stats.n, 1)), overwrite_h=owned is not None)
-        return QuantizedWeight(torch.from_numpy(codes), torch.from_numpy(scales), None, 4, group_size,
-                               self.name, in_features, lattice.codebook(self.lattice), sym=True)
+        return self._lattice_weight(codes, scales, group_size, in_features)
 
     def _refit(self, w: torch.Tensor, h: np.ndarray, codes: np.ndarray, qp: QParams,
                group_size: int) -> QParams:

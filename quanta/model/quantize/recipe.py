@@ -14,14 +14,14 @@ from quanta.progress import Phases
 def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tuple[str, ...],
                exclude: tuple[str, ...], phases: Phases | None = None, *, budget: int | None = None,
                target_bpw: float | None = None, default_bits: int | None = None,
-               embedding: bool = True, work: Any = None, lattice: bool | None = None) -> Any:
+               embedding: bool = True, work: Any = None, lattice: bool = False) -> Any:
     """Measure every tensor's sensitivity and choose its format within ``budget`` bytes for the
     units (the plan's :attr:`~quanta.model.quantize.plan.QuantPlan.unit_budget`), or ``target_bpw`` bits
     per unit weight — with ``default_bits``, among :func:`~quanta.model.formats.weight.default_formats`.
     ``embedding``: the token embedding is one of the units. ``work``: a resumable run's work folder
     (the measured table is kept there, and taken from there when an earlier run measured it).
-    ``lattice``: whether a GGUF budget's candidates include the lattice types (None: when the
-    budget is under :data:`LATTICE_BPW` bits per unit weight)."""
+    ``lattice``: whether a GGUF budget's candidates include the lattice types (the plan's
+    decision, :func:`~quanta.model.quantize.plan.lattice_offered`)."""
     phases = phases or Phases(None)
     from quanta.model.formats import weight as formats
     from quanta.model.quantize import mixed
@@ -39,11 +39,9 @@ def mixed_plan(loaded: Any, windows: Any, method: str, format: str, include: tup
     family = for_hf(type(loaded.model).__name__)
     shapes = mixed.unit_shapes(loaded.model, names, embedding=embedding)
     levels, compiled = QUANTIZERS[method].takes_levels, family.compiled
-    weights = sum(r * c for r, c in shapes.values())
     if budget is None:
-        budget = int(float(target_bpw) * weights / 8)
-    if format == "gguf":  # the lattice types only under budgets near their bits (their pricing is slow)
-        lattice = 8 * budget / max(weights, 1) < LATTICE_BPW if lattice is None else lattice
+        budget = int(float(target_bpw) * sum(r * c for r, c in shapes.values()) / 8)
+    if format == "gguf":
         cands: mixed.Candidates = {n: formats.gguf_formats(levels, cols, lattice=lattice)
                                    for n, (_, cols) in shapes.items()}
     else:
