@@ -94,6 +94,30 @@ def permute_symmetric(a: np.ndarray, perm: np.ndarray, tile: int = 512) -> None:
     rows()
 
 
+def _ordered(h: np.ndarray, perm: np.ndarray | None, h_div: float, dead: np.ndarray,
+             overwrite_h: bool) -> np.ndarray:
+    """``h / h_div`` with rows and columns in the order ``perm`` (None: as they are), the ``dead``
+    inputs (positions in that order) given a unit diagonal: a Fortran-ordered matrix — ``h``
+    itself, permuted in place, with ``overwrite_h``; else a new one, copied a band of rows at a
+    time."""
+    n = h.shape[0]
+    if overwrite_h:
+        if perm is not None:
+            permute_symmetric(h, perm)
+        hp = h.T  # symmetric: its Fortran-ordered view is the same matrix
+    elif perm is None:
+        hp = np.array(h.T, order="F")
+    else:
+        hp = np.empty((n, n), order="F")
+        ht = hp.T  # C-ordered view: ht[j, i] = hp[i, j] = h[perm[i], perm[j]]
+        for j0 in range(0, n, ROWS):
+            ht[j0:j0 + ROWS] = h.T[perm[j0:j0 + ROWS]][:, perm]
+    if h_div != 1.0:
+        hp /= h_div
+    hp[dead, dead] = 1.0
+    return hp
+
+
 def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndarray, *,
                   qmin: int, qmax: int, group_size: int, act_order: bool = True,
                   damp: float = 0.01, block: int = 128, levels: np.ndarray | None = None,
@@ -128,24 +152,10 @@ def gptq_quantize(w: np.ndarray, h: np.ndarray, scale: np.ndarray, zero: np.ndar
     dead_at = np.flatnonzero(dead[perm])
     w[:, dead_at] = 0.0
 
-    def permuted() -> np.ndarray:  # H in activation order, dead inputs given a unit diagonal
-        if overwrite_h:
-            permute_symmetric(h, perm)
-            hp = h.T  # symmetric: its Fortran-ordered view is the same matrix
-        else:
-            hp = np.empty((n, n), order="F")
-            ht = hp.T  # C-ordered view: ht[j, i] = hp[i, j] = h[perm[i], perm[j]]
-            for j0 in range(0, n, ROWS):
-                ht[j0:j0 + ROWS] = h.T[perm[j0:j0 + ROWS]][:, perm]
-        if h_div != 1.0:
-            hp /= h_div
-        hp[dead_at, dead_at] = 1.0
-        return hp
-
     group = perm // group_size
     scale, zero = np.asarray(scale, np.float64), np.asarray(zero, np.float64)
     restore_h = restore_h and overwrite_h
-    hp = permuted()
+    hp = _ordered(h, perm, h_div, dead_at, overwrite_h)
     kept_diag = np.diag(hp).copy() if restore_h else np.zeros(0)
     u = _inverse_factor(hp, damp, keep=restore_h)
     codes = np.zeros((out, n), _code_type(qmax, levels))
@@ -201,11 +211,9 @@ def gptq_lattice(w: np.ndarray, h: np.ndarray, scale: np.ndarray, lattice: Any, 
         raise ConfigError(f"gptq: shapes do not agree (w {np.shape(w)}, sub-blocks of {sub}, scale "
                           f"{np.shape(scale)})")
     overwrite_h = _writable(h, overwrite_h)
-    hp = h.T if overwrite_h else np.array(np.asarray(h, np.float64).T, order="F")
-    if h_div != 1.0:
-        hp /= h_div
-    dead = np.flatnonzero(np.diag(hp) <= 0)
-    hp[dead, dead] = 1.0
+    h = np.asarray(h, dtype=np.float64)
+    dead = np.flatnonzero(np.diag(h) <= 0)
+    hp = _ordered(h, None, h_div, dead, overwrite_h)
     w = np.array(w, np.float64)
     w[:, dead] = 0.0
     u = _inverse_factor(hp, damp)
