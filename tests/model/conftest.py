@@ -13,9 +13,16 @@ LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "lo
                "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
 
 
-def write_tiny_gguf(model, path: Path, qtype: str = "F32", chat_template: str | None = None) -> Path:
+def write_tiny_gguf(model, path: Path, qtype: str = "F32", chat_template: str | None = None,
+                    kinds: dict[str, str] | None = None) -> Path:
+    """``model`` as a llama GGUF file, its matrices in ``qtype`` (gguf-py's quantizer) — or, a
+    block's matrix whose kind (``attn_q``, ``ffn_up``, …) ``kinds`` names, in that lattice type
+    (quanta's rounding and packer, whose bytes tests/model/formats/test_lattice.py checks against
+    gguf-py's dequantizer)."""
     from gguf import GGMLQuantizationType, GGUFWriter
     from gguf.quants import quantize
+
+    from quanta.model.formats import lattice
 
     cfg = model.config
     b2u = bytes_to_unicode()
@@ -43,7 +50,11 @@ def write_tiny_gguf(model, path: Path, qtype: str = "F32", chat_template: str | 
     q = GGMLQuantizationType[qtype]
 
     def add(name, arr):
-        if q != GGMLQuantizationType.F32 and arr.ndim == 2 and arr.shape[1] % 32 == 0:
+        kind = (kinds or {}).get(name.split(".")[-2])
+        if kind:
+            packed = lattice.pack(*lattice.quantize(arr, kind), kind)
+            w.add_tensor(name, packed, raw_dtype=GGMLQuantizationType[kind])
+        elif q != GGMLQuantizationType.F32 and arr.ndim == 2 and arr.shape[1] % 32 == 0:
             w.add_tensor(name, quantize(arr, q), raw_dtype=q)
         else:
             w.add_tensor(name, np.ascontiguousarray(arr))

@@ -18,6 +18,7 @@ cdef extern from "blocks.h" nogil:
     int wide(int t)
     void dequantize_row(int t, const uint8_t *row, float *out, int64_t n)
     float f16_to_f32(uint16_t h)
+    int set_grid(int t, const uint8_t *values, int64_t n, int dim)
     int T_Q4_0, T_Q5_0, T_Q8_0, T_QG4, T_QG8, T_IQ4_NL
 
 
@@ -103,8 +104,24 @@ def wide_activations(int ggml_type):
     return bool(wide(ggml_type))
 
 
+def load_grid(int ggml_type, const uint8_t[:, ::1] values):
+    """Load a lattice type's grid (``points × dim`` magnitudes, the gguf package's table): until
+    then the type reads as unsupported (:func:`sizes` gives (0, 0)). Raises ValueError for
+    another type or another shape."""
+    if set_grid(ggml_type, &values[0, 0] if values.size else NULL, values.shape[0], values.shape[1]):
+        raise ValueError(f"GGML type {ggml_type}: not a lattice type, or its grid is not "
+                         f"{values.shape[0]} × {values.shape[1]}")
+
+
+cdef _readable(int ggml_type, int64_t n):
+    if not block_size(ggml_type) or n % block_size(ggml_type):
+        raise ValueError(f"GGML type {ggml_type}: not read by these kernels, or {n} weights "
+                         "not a whole number of its blocks")
+
+
 def dequantize(int ggml_type, const uint8_t[:, ::1] rows, int64_t n):
     """``rows`` (raw bytes, one stored row each) as float32 ``(len(rows), n)``."""
+    _readable(ggml_type, n)
     out = np.empty((rows.shape[0], n), dtype=np.float32)
     cdef float[:, ::1] o = out
     cdef Py_ssize_t i
@@ -191,6 +208,7 @@ def matmul(int ggml_type, const uint8_t[:, ::1] weight, int64_t cols, const floa
     always take them)."""
     if x.shape[1] != cols or cols % 32:
         raise ValueError("x must have cols columns, a multiple of 32")
+    _readable(ggml_type, cols)
     out = np.empty((x.shape[0], weight.shape[0]), dtype=np.float32)
     cdef float[:, ::1] o = out
     cdef int rc

@@ -8,7 +8,7 @@
  * half kept beside them), a chunk's dot product is
  *     d * (scale0 * sum_{i<16} q[i] x[i] + scale1 * sum_{i>=16} q[i] x[i] + off0 * s0 + off1 * s1)
  * — the integer part exact, so each format needs only its decoder. Codes are unsigned (up to 63;
- * T_QG8's up to 255) except Q8_0's and the IQ4 lookups', which are signed.
+ * T_QG8's up to 255) except Q8_0's, the IQ4 lookups' and the lattice types', which are signed.
  *
  * Layouts are ggml's (ggml-common.h), little-endian; each is checked against the gguf package's
  * dequantizer by the tests. Built four times (portable, AVX2+FMA, +AVX-VNNI, +AVX-512 VNNI);
@@ -27,7 +27,7 @@
 /* ggml's type numbers */
 enum { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8,
        T_Q2_K = 10, T_Q3_K = 11, T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14, T_IQ4_NL = 20,
-       T_IQ4_XS = 23,
+       T_IQ4_XS = 23, T_IQ2_XXS = 16, T_IQ2_XS = 17, T_IQ3_XXS = 18, T_IQ3_S = 21, T_IQ2_S = 22,
        /* quanta's own grids, repacked from a quanta folder when it is loaded (in memory only, no
         * GGML number): 32 weights per block, a float16 step d, a float32 offset m (d times minus
         * the zero point: exact in float32, a product of two float16 values) and the codes —
@@ -77,6 +77,133 @@ static inline uint32_t rd_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); 
 
 static const int8_t IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
+/* The lattice types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S): each vector of 8 (IQ2) or 4 (IQ3)
+ * magnitudes is a point of a grid of 256 to 1024, its index stored; each weight's sign apart (a
+ * byte of 8 signs, or 7 bits and an even count of negatives). The grids are the gguf package's
+ * tables (llama.cpp's own), loaded at run time by set_grid (quanta.model.runtime.native); a type
+ * reads as unsupported (block_size 0) until its grid is loaded. Codes: the grid's magnitudes
+ * (at most 62) with their signs; one scale per sub-block of 32 or 16, no offset. */
+#define LATTICE_TYPES 5
+static uint8_t GRID_IQ2_XXS[256 * 8], GRID_IQ2_XS[512 * 8], GRID_IQ2_S[1024 * 8], GRID_IQ3_XXS[256 * 4],
+    GRID_IQ3_S[512 * 4];
+static int grid_ready[LATTICE_TYPES];
+
+/* the sign byte of 7 stored bits: the eighth makes the count of negatives even (a table of
+ * 128, filled by that rule when a grid is loaded) */
+static uint8_t EVEN_SIGNS[128];
+
+static inline uint32_t even_signs(uint32_t s7) { return EVEN_SIGNS[s7 & 127]; }
+
+/* a lattice type's slot (0-4), its grid, its points and their magnitudes per point; -1 for
+ * another type */
+static int lattice_slot(int t, uint8_t **grid, int *points, int *dim) {
+    switch (t) {
+    case T_IQ2_XXS: *grid = GRID_IQ2_XXS; *points = 256; *dim = 8; return 0;
+    case T_IQ2_XS: *grid = GRID_IQ2_XS; *points = 512; *dim = 8; return 1;
+    case T_IQ2_S: *grid = GRID_IQ2_S; *points = 1024; *dim = 8; return 2;
+    case T_IQ3_XXS: *grid = GRID_IQ3_XXS; *points = 256; *dim = 4; return 3;
+    case T_IQ3_S: *grid = GRID_IQ3_S; *points = 512; *dim = 4; return 4;
+    default: return -1;
+    }
+}
+
+/* Load type t's grid: n points of dim magnitudes each, row by row. 0 on success, -1 when t is
+ * not a lattice type or the shape is not its grid's. Called before any product reads t. */
+static int set_grid(int t, const uint8_t *values, int64_t n, int dim) {
+    uint8_t *grid;
+    int points, d, slot = lattice_slot(t, &grid, &points, &d);
+    if (slot < 0 || n != points || dim != d) return -1;
+    if (grid_ready[slot]) return 0;  /* loaded once: products may be reading it */
+    memcpy(grid, values, (size_t)points * (size_t)d);
+    for (uint32_t i = 0; i < 128; i++) {  /* the same bytes each time */
+        uint32_t p = i ^ (i >> 4);
+        p ^= p >> 2;
+        p ^= p >> 1;
+        EVEN_SIGNS[i] = (uint8_t)(i | ((p & 1) << 7));
+    }
+    grid_ready[slot] = 1;
+    return 0;
+}
+
+static int lattice_ready(int t) {
+    uint8_t *grid;
+    int points, dim, slot = lattice_slot(t, &grid, &points, &dim);
+    return slot >= 0 && grid_ready[slot];
+}
+
+/* a grid point's magnitudes as the bytes of a 64-bit word: an IQ2 point, or two IQ3 points */
+static inline uint64_t grid8(const uint8_t *grid, int i) { uint64_t v; memcpy(&v, grid + 8 * i, 8); return v; }
+static inline uint64_t grid4x2(const uint8_t *grid, int i, int k) {
+    uint32_t a, b;
+    memcpy(&a, grid + 4 * i, 4);
+    memcpy(&b, grid + 4 * k, 4);
+    return (uint64_t)a | ((uint64_t)b << 32);
+}
+
+/* Chunk j (32 weights) of the lattice block at b: its 32 magnitudes (grid bytes, weight 8l + k
+ * in byte k of g[l]), its sign bits in *neg (bit i: weight i negative), per half its scale —
+ * ggml's expressions, so each weight is sc · q exactly as ggml's dequantizer computes it.
+ * Inlined where t is a constant (the product loops): the switch folds away. */
+static inline __attribute__((always_inline)) void lattice_chunk(int t, const uint8_t *b, int j, uint64_t g[4],
+                                                                uint32_t *neg, float sc[2]) {
+    float d = rd16(b);
+    uint32_t n = 0;
+    int l;
+    switch (t) {
+    case T_IQ2_XXS: {  /* 8 bytes per chunk: 4 point indices, then 4 × 7 sign bits and the factor */
+        const uint8_t *p = b + 2 + 8 * j;
+        uint32_t s = rd_u32(p + 4);
+        sc[0] = sc[1] = d * (0.5f + (float)(s >> 28)) * 0.25f;
+        for (l = 0; l < 4; l++) {
+            g[l] = grid8(GRID_IQ2_XXS, p[l]);
+            n |= even_signs((s >> (7 * l)) & 127) << (8 * l);
+        }
+        break;
+    }
+    case T_IQ2_XS: {  /* 4 × 16 bits: a 9-bit index and 7 sign bits; a factor per 16 */
+        const uint8_t *p = b + 2 + 8 * j, f = b[66 + j];
+        sc[0] = d * (0.5f + (float)(f & 15)) * 0.25f;
+        sc[1] = d * (0.5f + (float)(f >> 4)) * 0.25f;
+        for (l = 0; l < 4; l++) {
+            uint32_t v = (uint32_t)p[2 * l] | ((uint32_t)p[2 * l + 1] << 8);
+            g[l] = grid8(GRID_IQ2_XS, (int)(v & 511));
+            n |= even_signs(v >> 9) << (8 * l);
+        }
+        break;
+    }
+    case T_IQ2_S: {  /* 4 low index bytes, 2 high bits each in qh, 4 sign bytes; a factor per 16 */
+        const uint8_t *qs = b + 2 + 4 * j, h = b[66 + j], f = b[74 + j];
+        sc[0] = d * (0.5f + (float)(f & 15)) * 0.25f;
+        sc[1] = d * (0.5f + (float)(f >> 4)) * 0.25f;
+        for (l = 0; l < 4; l++) g[l] = grid8(GRID_IQ2_S, qs[l] | ((h << (8 - 2 * l)) & 0x300));
+        n = rd_u32(b + 34 + 4 * j);
+        break;
+    }
+    case T_IQ3_XXS: {  /* 8 index bytes; then per chunk 4 × 7 sign bits and the factor */
+        const uint8_t *qs = b + 2 + 8 * j;
+        uint32_t s = rd_u32(b + 66 + 4 * j);
+        sc[0] = sc[1] = d * (0.5f + (float)(s >> 28)) * 0.5f;
+        for (l = 0; l < 4; l++) {
+            g[l] = grid4x2(GRID_IQ3_XXS, qs[2 * l], qs[2 * l + 1]);
+            n |= even_signs((s >> (7 * l)) & 127) << (8 * l);
+        }
+        break;
+    }
+    case T_IQ3_S: {  /* 8 low index bytes, a ninth bit each in qh, 4 sign bytes; factors by nibble */
+        const uint8_t *qs = b + 2 + 8 * j, h = b[66 + j];
+        sc[0] = sc[1] = d * (float)(1 + 2 * ((b[106 + j / 2] >> (4 * (j & 1))) & 15));
+        for (l = 0; l < 4; l++)
+            g[l] = grid4x2(GRID_IQ3_S, qs[2 * l] | ((h << (8 - 2 * l)) & 256), qs[2 * l + 1] | ((h << (7 - 2 * l)) & 256));
+        n = rd_u32(b + 74 + 4 * j);
+        break;
+    }
+    default:
+        sc[0] = sc[1] = 0;
+        g[0] = g[1] = g[2] = g[3] = 0;
+    }
+    *neg = n;
+}
+
 /* Formats multiplied against 16-bit activations (a16_t): Q8_0, Q6_K and quanta's T_QG8 (its
  * 5-8-bit grids). The criterion: rounding the activations to 8 bits adds noise of variance
  * ~ (max|x|/127)²/12 per input, against the weights' own ~ (step_w)²/12 — comparable at 6 bits
@@ -95,6 +222,8 @@ static int block_bytes(int t) {
     case T_Q2_K: return 84; case T_Q3_K: return 110; case T_Q4_K: return 144; case T_Q5_K: return 176;
     case T_Q6_K: return 210; case T_IQ4_XS: return 136;
     case T_QG4: return 22; case T_QG8: return 38;
+    case T_IQ2_XXS: return 66; case T_IQ2_XS: return 74; case T_IQ2_S: return 82;
+    case T_IQ3_XXS: return 98; case T_IQ3_S: return 110;
     default: return 0;
     }
 }
@@ -105,6 +234,7 @@ static int block_size(int t) {
     case T_Q4_0: case T_Q4_1: case T_Q5_0: case T_Q5_1: case T_Q8_0: case T_IQ4_NL: return 32;
     case T_QG4: case T_QG8: return 32;
     case T_Q2_K: case T_Q3_K: case T_Q4_K: case T_Q5_K: case T_Q6_K: case T_IQ4_XS: return 256;
+    case T_IQ2_XXS: case T_IQ2_XS: case T_IQ2_S: case T_IQ3_XXS: case T_IQ3_S: return lattice_ready(t) ? 256 : 0;
     default: return 0;
     }
 }
@@ -122,13 +252,10 @@ static inline void iq4xs_chunk(const uint8_t *b, int j, float *d, const uint8_t 
     *qs = b + 8 + 16 * j;
 }
 
-static inline void q3k_scales(const uint8_t *s, int8_t out[16]) {
-    for (int j = 0; j < 4; j++) {
-        out[j] = (int8_t)(((s[j] & 0xF) | (((s[8 + j] >> 0) & 3) << 4)) - 32);
-        out[j + 4] = (int8_t)(((s[j + 4] & 0xF) | (((s[8 + j] >> 2) & 3) << 4)) - 32);
-        out[j + 8] = (int8_t)(((s[j] >> 4) | (((s[8 + j] >> 4) & 3) << 4)) - 32);
-        out[j + 12] = (int8_t)(((s[j + 4] >> 4) | (((s[8 + j] >> 6) & 3) << 4)) - 32);
-    }
+/* Q3_K's scale i (0-15) of the 12 bytes at s: 4 low bits, then 2 high bits, minus 32 */
+static inline int q3k_scale(const uint8_t *s, int i) {
+    int low = i < 8 ? s[i] & 0xF : s[i - 8] >> 4;
+    return (low | (((s[8 + (i & 3)] >> (2 * (i >> 2))) & 3) << 4)) - 32;
 }
 
 /* The scalar decoder of chunk j of the block at b: codes q (int, unsigned or signed), and per
@@ -191,13 +318,11 @@ static inline int decode_chunk(int t, const uint8_t *b, int j, int q[32], float 
         return 0;
     }
     case T_Q3_K: {
-        int8_t s16[16];
-        q3k_scales(b + 96, s16);
         float d = rd16(b + 108);
         const uint8_t *hm = b, *qs = b + 32 + 32 * (j / 4);
         int k = j % 4, shift = 2 * k, m = 1 << j;
         for (i = 0; i < 32; i++) q[i] = ((qs[i] >> shift) & 3) | ((hm[i] & m) ? 4 : 0);
-        sc[0] = d * (float)s16[2 * j]; sc[1] = d * (float)s16[2 * j + 1];
+        sc[0] = d * (float)q3k_scale(b + 96, 2 * j); sc[1] = d * (float)q3k_scale(b + 96, 2 * j + 1);
         off[0] = -4.0f * sc[0]; off[1] = -4.0f * sc[1];
         return 0;
     }
@@ -218,6 +343,17 @@ static inline int decode_chunk(int t, const uint8_t *b, int j, int q[32], float 
         iq4xs_chunk(b, j, &d, &qs);
         for (i = 0; i < 16; i++) { q[i] = IQ4_VALUES[qs[i] & 15]; q[i + 16] = IQ4_VALUES[qs[i] >> 4]; }
         sc[0] = sc[1] = d; off[0] = off[1] = 0;
+        return 1;
+    }
+    case T_IQ2_XXS: case T_IQ2_XS: case T_IQ2_S: case T_IQ3_XXS: case T_IQ3_S: {
+        uint64_t g[4];
+        uint32_t neg;
+        lattice_chunk(t, b, j, g, &neg, sc);
+        for (i = 0; i < 32; i++) {
+            int v = (int)((g[i >> 3] >> (8 * (i & 7))) & 255);
+            q[i] = (neg >> i) & 1 ? -v : v;
+        }
+        off[0] = off[1] = 0;
         return 1;
     }
     default:
@@ -378,17 +514,24 @@ static inline __m256i nibbles16(const uint8_t *qs) {  /* low nibbles of 16 bytes
     return _mm256_and_si256(both, _mm256_set1_epi8(15));
 }
 
-static inline __m256i bits_to_bytes(uint32_t bits) {  /* byte i = 0x10 where bit i is set */
+static inline __m256i bit_mask(uint32_t bits) {  /* byte i = 0xFF where bit i is set, else 0 */
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
-    return _mm256_maskz_mov_epi8((__mmask32)bits, _mm256_set1_epi8(0x10));  /* the bits are a byte mask */
+    return _mm256_movm_epi8((__mmask32)bits);
 #else
     __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
                                      0x0101010101010101LL, 0x0000000000000000LL);
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
     __m256i mask = _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfeULL);
     v = _mm256_or_si256(v, mask);
-    v = _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+    return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
+#endif
+}
+
+static inline __m256i bits_to_bytes(uint32_t bits) {  /* byte i = 0x10 where bit i is set */
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    return _mm256_maskz_mov_epi8((__mmask32)bits, _mm256_set1_epi8(0x10));  /* the bits are a byte mask */
+#else
+    return _mm256_and_si256(bit_mask(bits), _mm256_set1_epi8(0x10));
 #endif
 }
 
@@ -409,7 +552,8 @@ static inline float hsum(__m256 v) {
 
 /* decode_chunk in SIMD: chunk j of the block at b as 32 byte codes, per half a scale and an
  * offset (the same values as decode_chunk's); returns 1 for signed codes, 0 for unsigned (up to
- * 255: T_QG8's). Q2_K and Q3_K go through the scalar decoder. The prefill tiles decode with it. */
+ * 255: T_QG8's). The lattice types gather their points' bytes in scalar code (lattice_chunk)
+ * and take their signs in SIMD. The prefill tiles decode with it. */
 static inline __attribute__((always_inline)) int chunk_codes(int t, const uint8_t *b, int j, __m256i *q, float sc[2], float off[2]) {
     switch (t) {
     case T_Q4_0: case T_Q4_1: case T_QG4: case T_IQ4_NL: {
@@ -470,6 +614,36 @@ static inline __attribute__((always_inline)) int chunk_codes(int t, const uint8_
         off[0] = -32.0f * sc[0]; off[1] = -32.0f * sc[1];
         return 0;
     }
+    case T_IQ2_XXS: case T_IQ2_XS: case T_IQ2_S: case T_IQ3_XXS: case T_IQ3_S: {
+        uint64_t g[4];
+        uint32_t neg;
+        lattice_chunk(t, b, j, g, &neg, sc);
+        __m256i m = bit_mask(neg);  /* −g where the sign bit is set: (g ^ m) − m */
+        __m256i mag = _mm256_set_epi64x((long long)g[3], (long long)g[2], (long long)g[1], (long long)g[0]);
+        *q = _mm256_sub_epi8(_mm256_xor_si256(mag, m), m);
+        off[0] = off[1] = 0;
+        return 1;
+    }
+    case T_Q2_K: {  /* 2-bit codes, a scale and a minimum per 16 (a byte: 4 bits each) */
+        __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * (j / 4)));
+        *q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * (j % 4))), _mm256_set1_epi8(3));
+        float d = rd16(b + 80), dmin = rd16(b + 82);
+        for (int h = 0; h < 2; h++) {
+            uint8_t f = b[2 * j + h];
+            sc[h] = d * (float)(f & 15); off[h] = -dmin * (float)(f >> 4);
+        }
+        return 0;
+    }
+    case T_Q3_K: {  /* 2 low bits, the third from hmask's bit j; 6-bit signed scales per 16, −4 */
+        __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * (j / 4)));
+        __m256i lo = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * (j % 4))), _mm256_set1_epi8(3));
+        __m256i hm = _mm256_loadu_si256((const __m256i *)b), bit = _mm256_set1_epi8((char)(1 << j));
+        *q = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), _mm256_set1_epi8(4)));
+        float d = rd16(b + 108);
+        sc[0] = d * (float)q3k_scale(b + 96, 2 * j); sc[1] = d * (float)q3k_scale(b + 96, 2 * j + 1);
+        off[0] = -4.0f * sc[0]; off[1] = -4.0f * sc[1];
+        return 0;
+    }
     default: {
         int c32[32];
         int8_t c8[32];
@@ -487,6 +661,26 @@ static inline __attribute__((always_inline)) int chunk_codes(int t, const uint8_
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P), halves(d_ * (SC0), d_ * (SC1)), acc); \
         acc_off += (OFF0) * x[c].ds[0] + (OFF1) * x[c].ds[1];                               \
     } while (0)
+
+/* a row of lattice type t against 8-bit activations: per chunk the grid bytes gathered, the
+ * activations' signs flipped where the weights' are (|x| ≤ 127: no overflow), an unsigned ×
+ * signed product; two accumulators */
+static inline __attribute__((always_inline)) float dot_lattice(int t, const uint8_t *row, const a8_t *x, int64_t nc) {
+    int bb = block_bytes(t);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t c = 0; c < nc; c++) {
+        uint64_t g[4];
+        uint32_t neg;
+        float sc[2];
+        lattice_chunk(t, row + (c / 8) * bb, (int)(c % 8), g, &neg, sc);
+        __m256i m = bit_mask(neg);
+        __m256i xs = _mm256_sub_epi8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x[c].q), m), m);
+        __m256i mag = _mm256_set_epi64x((long long)g[3], (long long)g[2], (long long)g[1], (long long)g[0]);
+        float d = x[c].d;
+        acc[c & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(mag, xs)), halves(d * sc[0], d * sc[1]), acc[c & 1]);
+    }
+    return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
 
 static inline __attribute__((always_inline)) float dot_avx2(int t, const uint8_t *row, const a8_t *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -578,8 +772,15 @@ static inline __attribute__((always_inline)) float dot_avx2(int t, const uint8_t
         }
         break;
     }
-    default: {  /* Q2_K, Q3_K (and the wide() formats, which dot16_avx2 takes): the chunk decoder,
-                 * the products in SIMD */
+    /* the lattice types: a loop per type (lattice_chunk's switch folded), the magnitudes
+     * (unsigned) against the activations with the weights' signs moved onto them */
+    case T_IQ2_XXS: return dot_lattice(T_IQ2_XXS, row, x, nc);
+    case T_IQ2_XS: return dot_lattice(T_IQ2_XS, row, x, nc);
+    case T_IQ2_S: return dot_lattice(T_IQ2_S, row, x, nc);
+    case T_IQ3_XXS: return dot_lattice(T_IQ3_XXS, row, x, nc);
+    case T_IQ3_S: return dot_lattice(T_IQ3_S, row, x, nc);
+    default: {  /* Q2_K, Q3_K (and the wide() formats, which dot16_avx2 takes): the chunk decoder
+                 * (chunk_codes), the products in SIMD */
         int chunks = block_size(t) / 32, bb = block_bytes(t);
         float sc[2], off[2];
         for (c = 0; c < nc; c++) {

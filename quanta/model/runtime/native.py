@@ -4,7 +4,8 @@ from its memory map with quanta's compiled kernels: no float copy of the weights
 The file's tensors stay where the map put them (resident memory ≈ the pages read, at most the
 file); before each matrix product the activations are quantized to 8 bits per 32 values and
 multiplied against the stored blocks in integers (``blocks.h``; every GGML type quanta writes:
-F32, F16, Q8_0, Q4_0/Q4_1, Q5_0/Q5_1, IQ4_NL, Q2_K…Q6_K, IQ4_XS), the rest of a step — norms,
+F32, F16, Q8_0, Q4_0/Q4_1, Q5_0/Q5_1, IQ4_NL, Q2_K…Q6_K, IQ4_XS and the lattice types IQ2_XXS,
+IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, whose grids :func:`load_grid` hands the kernels), the rest of a step — norms,
 rotary embedding, attention over a float32 key/value cache — in C too (``engine.h``), every
 product split by rows over a thread pool sized by :func:`quanta.threads.threads`.
 
@@ -146,11 +147,30 @@ def _vector(t: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(t.data).reshape(-1), dtype=np.float32)
 
 
+def load_grid(kernels: Any, kind: int) -> None:
+    """Give ``kernels`` (a build of ``_native``) the grid of GGML type ``kind`` when it is a lattice
+    type (IQ2_XXS … IQ3_S) whose grid that build has not loaded: the gguf package's table, as
+    :mod:`quanta.model.formats.lattice` reads it (the points' magnitudes, whole numbers below 64)."""
+    from gguf import GGMLQuantizationType
+
+    from quanta.model.formats.lattice import TYPES
+
+    name = next((n for n in TYPES if int(GGMLQuantizationType[n]) == kind), None)
+    if name is None or kernels.sizes(kind)[0]:  # another type (quanta's own repacked grids too)
+        return
+    values = TYPES[name].lattice.values
+    grid = values.astype(np.uint8)
+    if not np.array_equal(grid, values):
+        raise Unsupported(f"{name}: the gguf package's grid is not in whole numbers below 256")
+    kernels.load_grid(kind, np.ascontiguousarray(grid))
+
+
 def _matrix(t: Any) -> tuple[int, np.ndarray, int]:
     """(GGML type, the stored rows as uint8 ``(rows, bytes per row)`` — a view of the map —, columns)."""
     from gguf import GGMLQuantizationType
 
     kind = int(t.tensor_type)
+    load_grid(_kernels(), kind)
     size, nbytes = _kernels().sizes(kind)
     if not size:
         raise Unsupported(f"{t.name} is {GGMLQuantizationType(kind).name}, which the kernels do not read")

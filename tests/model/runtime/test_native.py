@@ -18,7 +18,7 @@ from quanta.cli.main import main
 from quanta.core.grid import Grid, choose_qparams, fake_quantize
 from quanta.model.formats.gguf_read import load_gguf
 from quanta.model.runtime import _dispatch, _native
-from quanta.model.runtime.native import open_native, why_not
+from quanta.model.runtime.native import load_grid, open_native, why_not
 from quanta.model.sources.tiny import BOS, tiny_llama, write_hf_folder
 from tests.model.conftest import write_tiny_gguf
 
@@ -36,7 +36,15 @@ FLOAT_FIELDS = {
     "Q5_K": [0, 2],
     "Q6_K": [208],
     "IQ4_XS": [0],
+    "IQ2_XXS": [0],
+    "IQ2_XS": [0],
+    "IQ2_S": [0],
+    "IQ3_XXS": [0],
+    "IQ3_S": [0],
 }
+
+#: the lattice types, whose grids the kernels are given at run time (native.load_grid)
+LATTICE = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S")
 
 
 def builds() -> list:
@@ -50,11 +58,16 @@ def builds() -> list:
     )
     import importlib
 
-    return [importlib.import_module(f"quanta.model.runtime.{n}") for n in names]
+    mods = [importlib.import_module(f"quanta.model.runtime.{n}") for n in names]
+    for mod in mods:
+        for name in LATTICE:
+            load_grid(mod, int(gguf.GGMLQuantizationType[name]))
+    return mods
 
 
 def random_blocks(name: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
     """Random stored rows of ``name``: any bytes, the float16 scales finite and small."""
+    builds()  # the lattice types' grids loaded
     rng = np.random.default_rng(seed)
     size, nbytes = _native.sizes(int(gguf.GGMLQuantizationType[name]))
     nb = cols // size
@@ -201,6 +214,38 @@ def test_a_5_bit_output_head_takes_16_bit_activations(tiny_files, tmp_path):
         ref = load_gguf(q51).model(ids).logits[0].numpy()
     assert _kld(ref, got[q51, True]) < 0.8 * _kld(ref, got[q51, False])
     np.testing.assert_array_equal(got[files["Q4_0"], True], got[files["Q4_0"], False])
+
+
+def test_a_file_of_lattice_types_runs_natively(tmp_path, capsys):
+    """Every lattice type in one file (rows of 256): read in place by the kernels — the grids
+    loaded from the gguf package — and within the activations' rounding of its dequantized
+    PyTorch model; ``generate`` takes the compiled path."""
+    m = tiny_llama(seed=7, hidden=256)
+    kinds = {"attn_q": "IQ2_XXS", "attn_k": "IQ2_XS", "attn_v": "IQ2_S", "attn_output": "IQ3_XXS",
+             "ffn_gate": "IQ3_S", "ffn_up": "IQ3_S", "ffn_down": "IQ3_XXS"}
+    path = write_tiny_gguf(m, tmp_path / "iq.gguf", "Q8_0", kinds=kinds)
+    assert why_not(path) is None
+    types = {t.name.split(".")[-2]: t.tensor_type.name for t in gguf.GGUFReader(path).tensors}
+    assert {types[k] for k in kinds} == set(LATTICE)
+    ids = list(range(3, 60))
+    with torch.no_grad():
+        p = _log_softmax(load_gguf(path).model(torch.tensor([ids])).logits[0].numpy())
+    got = _log_softmax(open_native(path, threads=2)(torch.tensor([ids])).logits[0].numpy())
+    assert float((np.exp(p) * (p - got)).sum(-1).mean()) < 1e-3
+    assert (p.argmax(-1) == got.argmax(-1)).mean() >= 0.9
+    gen = ["model", "generate", str(path), "ab", "--max-tokens", "3", "--temperature", "0", "--json"]
+    assert main(gen) == 0
+    assert "native" in json.loads(capsys.readouterr().out)["path"]
+
+
+def test_a_lattice_grid_of_another_shape_or_type_is_refused():
+    iq3s = int(gguf.GGMLQuantizationType.IQ3_S)
+    with pytest.raises(ValueError, match="not a lattice type"):
+        _native.load_grid(iq3s, np.zeros((256, 4), np.uint8))  # IQ3_S has 512 points
+    with pytest.raises(ValueError, match="not a lattice type"):
+        _native.load_grid(int(gguf.GGMLQuantizationType.Q4_0), np.zeros((256, 8), np.uint8))
+    with pytest.raises(ValueError, match="not read by these kernels"):
+        _native.dequantize(int(gguf.GGMLQuantizationType.BF16), np.zeros((1, 64), np.uint8), 32)
 
 
 def test_steps_after_a_prefill_give_the_prefills_logits_and_threads_change_no_bit(tiny_files):
