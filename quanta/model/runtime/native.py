@@ -5,9 +5,10 @@ The file's tensors stay where the map put them (resident memory ≈ the pages re
 file); before each matrix product the activations are quantized to 8 bits per 32 values and
 multiplied against the stored blocks in integers (``blocks.h``; every GGML type quanta writes:
 F32, F16, Q8_0, Q4_0/Q4_1, Q5_0/Q5_1, IQ4_NL, Q2_K…Q6_K, IQ4_XS and the lattice types IQ2_XXS,
-IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, whose grids :func:`load_grid` hands the kernels), the rest of a step — norms,
-rotary embedding, attention over a float32 key/value cache — in C too (``engine.h``), every
-product split by rows over a thread pool sized by :func:`quanta.threads.threads`.
+IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, whose grids :func:`load_grid` hands the kernels), the rest of a
+step — norms, rotary embedding, attention over a float32 key/value cache — in C too
+(``engine.h``), every product split by rows over a thread pool sized by
+:func:`quanta.threads.threads`.
 
 Where a file is outside this path (another architecture, a tensor type or rotary scaling it does
 not read), :func:`why_not` says why in one line and the caller runs the PyTorch model instead.
@@ -150,7 +151,8 @@ def _vector(t: Any) -> np.ndarray:
 def load_grid(kernels: Any, kind: int) -> None:
     """Give ``kernels`` (a build of ``_native``) the grid of GGML type ``kind`` when it is a lattice
     type (IQ2_XXS … IQ3_S) whose grid that build has not loaded: the gguf package's table, as
-    :mod:`quanta.model.formats.lattice` reads it (the points' magnitudes, whole numbers below 64)."""
+    :mod:`quanta.model.formats.lattice` reads it — the points' magnitudes, whole numbers the
+    kernels keep in signed bytes (at most 127; llama.cpp's grids reach 62)."""
     from gguf import GGMLQuantizationType
 
     from quanta.model.formats.lattice import TYPES
@@ -159,9 +161,9 @@ def load_grid(kernels: Any, kind: int) -> None:
     if name is None or kernels.sizes(kind)[0]:  # another type (quanta's own repacked grids too)
         return
     values = TYPES[name].lattice.values
-    grid = values.astype(np.uint8)
+    grid = np.clip(values, 0, 127).astype(np.uint8)
     if not np.array_equal(grid, values):
-        raise Unsupported(f"{name}: the gguf package's grid is not in whole numbers below 256")
+        raise Unsupported(f"{name}: the gguf package's grid is not in whole numbers from 0 to 127")
     kernels.load_grid(kind, np.ascontiguousarray(grid))
 
 

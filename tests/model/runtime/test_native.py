@@ -238,6 +238,24 @@ def test_a_file_of_lattice_types_runs_natively(tmp_path, capsys):
     assert "native" in json.loads(capsys.readouterr().out)["path"]
 
 
+def test_a_grid_the_kernels_cannot_hold_is_refused(monkeypatch):
+    """A lattice table outside whole numbers 0..127 (the kernels negate magnitudes in signed
+    bytes) is named and refused — the file then runs on the PyTorch path — never loaded."""
+    from types import SimpleNamespace
+
+    from quanta.model.formats import lattice
+    from quanta.model.runtime.native import Unsupported
+
+    loaded = []
+    fake = SimpleNamespace(sizes=lambda kind: (0, 0), load_grid=lambda kind, grid: loaded.append(kind))
+    bad = SimpleNamespace(lattice=SimpleNamespace(values=np.full((512, 4), 130.0, np.float32)))
+    monkeypatch.setitem(lattice.TYPES, "IQ3_S", bad)
+    with pytest.raises(Unsupported, match=r"IQ3_S.*0 to 127"):
+        load_grid(fake, int(gguf.GGMLQuantizationType.IQ3_S))
+    load_grid(fake, int(gguf.GGMLQuantizationType.Q4_K))  # not a lattice type: nothing to load
+    assert loaded == []
+
+
 def test_a_lattice_grid_of_another_shape_or_type_is_refused():
     iq3s = int(gguf.GGMLQuantizationType.IQ3_S)
     with pytest.raises(ValueError, match="not a lattice type"):
