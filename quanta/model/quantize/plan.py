@@ -597,11 +597,12 @@ def plan_for(layout: Layout, opts: Options) -> QuantPlan:
                 f"--type {opts.type} (llama.cpp's file: {size_target:,} bytes)"
             raise ConfigError(f"{what}: the output's float tensors, tokenizer "
                               f"and metadata alone take about {(most + floats) / 1e6:.2f} MB")
-        if lattice_offered(opts, unit_budget, units) != lattice:  # a size's budget offers them:
-            cost, slice_bytes = costed(not lattice)  # the time counts their pricing (no bytes change)
+        offered = lattice_offered(opts, unit_budget, units)
+        if offered != lattice:  # a size's budget offers them: the time counts their pricing
+            lattice = offered  # (no bytes change)
+            cost, slice_bytes = costed(lattice)
             plan = dataclasses.replace(plan, cost=cost, slice_bytes=slice_bytes)
     predicted = budget if budget is not None else tensor_bytes + fixed
-    return dataclasses.replace(plan, predicted_bytes=predicted, unit_budget=unit_budget,
-                               lattice=lattice_offered(opts, unit_budget, units),
+    return dataclasses.replace(plan, predicted_bytes=predicted, unit_budget=unit_budget, lattice=lattice,
                                notes=_notes(layout, kind),
                                budget_bytes=budget if budget is not None else (predicted if refine else None))

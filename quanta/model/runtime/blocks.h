@@ -550,6 +550,19 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* bytes negated where the mask's are 0xFF: (v ^ m) − m */
+static inline __m256i flip_signs(__m256i v, __m256i m) { return _mm256_sub_epi8(_mm256_xor_si256(v, m), m); }
+
+/* lattice_chunk in vectors: the 32 magnitudes, and in *neg 0xFF for each negative weight */
+static inline __attribute__((always_inline)) __m256i lattice_vectors(int t, const uint8_t *b, int j, __m256i *neg,
+                                                                     float sc[2]) {
+    uint64_t g[4];
+    uint32_t n;
+    lattice_chunk(t, b, j, g, &n, sc);
+    *neg = bit_mask(n);
+    return _mm256_set_epi64x((long long)g[3], (long long)g[2], (long long)g[1], (long long)g[0]);
+}
+
 /* decode_chunk in SIMD: chunk j of the block at b as 32 byte codes, per half a scale and an
  * offset (the same values as decode_chunk's); returns 1 for signed codes, 0 for unsigned (up to
  * 255: T_QG8's). The lattice types gather their points' bytes in scalar code (lattice_chunk)
@@ -615,12 +628,8 @@ static inline __attribute__((always_inline)) int chunk_codes(int t, const uint8_
         return 0;
     }
     case T_IQ2_XXS: case T_IQ2_XS: case T_IQ2_S: case T_IQ3_XXS: case T_IQ3_S: {
-        uint64_t g[4];
-        uint32_t neg;
-        lattice_chunk(t, b, j, g, &neg, sc);
-        __m256i m = bit_mask(neg);  /* −g where the sign bit is set: (g ^ m) − m */
-        __m256i mag = _mm256_set_epi64x((long long)g[3], (long long)g[2], (long long)g[1], (long long)g[0]);
-        *q = _mm256_sub_epi8(_mm256_xor_si256(mag, m), m);
+        __m256i neg, mag = lattice_vectors(t, b, j, &neg, sc);
+        *q = flip_signs(mag, neg);
         off[0] = off[1] = 0;
         return 1;
     }
@@ -669,13 +678,9 @@ static inline __attribute__((always_inline)) float dot_lattice(int t, const uint
     int bb = block_bytes(t);
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t c = 0; c < nc; c++) {
-        uint64_t g[4];
-        uint32_t neg;
         float sc[2];
-        lattice_chunk(t, row + (c / 8) * bb, (int)(c % 8), g, &neg, sc);
-        __m256i m = bit_mask(neg);
-        __m256i xs = _mm256_sub_epi8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x[c].q), m), m);
-        __m256i mag = _mm256_set_epi64x((long long)g[3], (long long)g[2], (long long)g[1], (long long)g[0]);
+        __m256i neg, mag = lattice_vectors(t, row + (c / 8) * bb, (int)(c % 8), &neg, sc);
+        __m256i xs = flip_signs(_mm256_loadu_si256((const __m256i *)x[c].q), neg);
         float d = x[c].d;
         acc[c & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(mag, xs)), halves(d * sc[0], d * sc[1]), acc[c & 1]);
     }

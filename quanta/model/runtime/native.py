@@ -153,12 +153,14 @@ def load_grid(kernels: Any, kind: int) -> None:
     type (IQ2_XXS … IQ3_S) whose grid that build has not loaded: the gguf package's table, as
     :mod:`quanta.model.formats.lattice` reads it — the points' magnitudes, whole numbers the
     kernels keep in signed bytes (at most 127; llama.cpp's grids reach 62)."""
+    if kernels.sizes(kind)[0]:  # read already: another type, or a grid loaded before
+        return
     from gguf import GGMLQuantizationType
 
     from quanta.model.formats.lattice import TYPES
 
     name = next((n for n in TYPES if int(GGMLQuantizationType[n]) == kind), None)
-    if name is None or kernels.sizes(kind)[0]:  # another type (quanta's own repacked grids too)
+    if name is None:  # a type the kernels do not read (quanta's own repacked grids are read)
         return
     values = TYPES[name].lattice.values
     grid = np.clip(values, 0, 127).astype(np.uint8)
