@@ -920,6 +920,251 @@ static inline __attribute__((always_inline)) float dot16_avx2(int t, const uint8
     }
     return hsum(acc) + acc_off;
 }
+
+/* ---- the K-quant super-blocks (Q4_K, Q5_K on 8-bit activations; Q6_K on 16-bit ones) ----
+ * Per super-block of 256 weights the per-chunk work is SIMD only: each chunk's integer product
+ * (8 lanes), the eight chunks' sums gathered into one vector by a tree of horizontal adds
+ * (sums8), and one multiply-add of that vector by the chunks' scales — the block's step times
+ * its eight 6-bit scales (decoded together: k4_scales8) times the activations' eight chunk steps,
+ * read from an array of the steps apart (mm_task_t.xd8, xd16). The minimums' term is one more
+ * vector multiply-add on the chunks' activation sums. The bytes 8 KB on (the rest of the row and
+ * the rows after it: a matrix's rows are contiguous) are fetched ahead into the second-level cache
+ * in software, a super-block's share at a time: the hardware's prefetch alone left the products
+ * at half their speed on matrices that live in memory, not in the cache; nearer (2 KB) or into
+ * the first-level cache, rows of 8,192 values lost a sixth. Rows are read one at a time: two or
+ * four together, sharing the activations' steps, measured slower. */
+#define PREFETCH_BYTES 8192
+
+/* (sums of p0's 8 lanes, p1's, …, p7's) */
+static inline __m256i sums8(__m256i p0, __m256i p1, __m256i p2, __m256i p3, __m256i p4, __m256i p5,
+                            __m256i p6, __m256i p7) {
+    __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+    __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(p4, p5), _mm256_hadd_epi32(p6, p7));
+    /* u0 = (p0..p3's low lanes | their high lanes), u1 the same for p4..p7 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+/* Q4_K/Q5_K's 12 bytes of scales and minimums (at s12; the 4 bytes after them are read and
+ * unused) → 8 scales (returned) and 8 minimums, as floats: k4_scale_min's values, all at once —
+ * bytes 0-3 hold scales 0-3 and the top 2 bits of scales 4-7, bytes 4-7 the same for the
+ * minimums, bytes 8-11 the low 4 bits of scales 4-7 (low nibbles) and of minimums 4-7 (high) */
+static inline __m256 k4_scales8(const uint8_t *s12, __m256 *mins) {
+    __m128i v = _mm_loadu_si128((const __m128i *)s12);
+    /* a: (q0-3, q8-11, q4-7, q8-11); top: (·, q0-3, ·, q4-7) */
+    __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    __m128i top = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    __m128i r = _mm_and_si128(a, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0));
+    r = _mm_or_si128(r, _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi32(0, 0, 0, 0x0f0f0f0f)));
+    r = _mm_or_si128(r, _mm_and_si128(_mm_srli_epi16(top, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030)));
+    *mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(r, 8)));
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(r));
+}
+
+/* bit j of each byte of v moved to bit `to` (the others cleared): one 16-bit shift and a mask —
+ * within a byte the bit stays clear of its neighbours' */
+static inline __m256i bit_to(__m256i v, int j, int to) {
+    __m256i s = j > to ? _mm256_srli_epi16(v, j - to) : j < to ? _mm256_slli_epi16(v, to - j) : v;
+    return _mm256_and_si256(s, _mm256_set1_epi8((char)(1 << to)));
+}
+
+/* one Q4_K/Q5_K super-block b against the 8 chunks at x (their steps xd, their sums step × Σ
+ * codes xs) into acc */
+static inline __attribute__((always_inline)) __m256 k4_block(int t, const uint8_t *b, const a8_t *x,
+                                                             __m256 xd, __m256 xs, __m256 acc) {
+    const __m256i low = _mm256_set1_epi8(15);
+    const uint8_t *qs = b + (t == T_Q4_K ? 16 : 48);
+    __m256i p[8];
+    for (int j = 0; j < 8; j += 2) {
+        __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 16 * j));
+        __m256i q0 = _mm256_and_si256(raw, low), q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+        if (t == T_Q5_K) {  /* the fifth bit: bit j of the 32 bytes at 16 */
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(b + 16));
+            q0 = _mm256_or_si256(q0, bit_to(hb, j, 4));
+            q1 = _mm256_or_si256(q1, bit_to(hb, j + 1, 4));
+        }
+        p[j] = dot_u8s8(q0, _mm256_loadu_si256((const __m256i *)x[j].q));
+        p[j + 1] = dot_u8s8(q1, _mm256_loadu_si256((const __m256i *)x[j + 1].q));
+    }
+    __m256 mins, scales = k4_scales8(b + 4, &mins);
+    __m256 sums = _mm256_cvtepi32_ps(sums8(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
+    acc = _mm256_fmadd_ps(sums, _mm256_mul_ps(_mm256_mul_ps(scales, _mm256_set1_ps(rd16(b))), xd), acc);
+    return _mm256_fnmadd_ps(_mm256_mul_ps(mins, _mm256_set1_ps(rd16(b + 2))), xs, acc);
+}
+
+/* one Q6_K super-block b against the 8 chunks of 16-bit activations at x (their steps xd) into acc: each chunk's
+ * two halves' sums (madd pairs, then sums8 over chunk pairs) times the block's 16 scales */
+static inline __attribute__((always_inline)) __m256 k6_block(const uint8_t *b, const a16_t *x, __m256 xd, __m256 acc) {
+    const __m256i low = _mm256_set1_epi8(15), top = _mm256_set1_epi8(0x30), bias = _mm256_set1_epi8(32);
+    __m256i p[16];
+    for (int h = 0; h < 2; h++) {  /* a half: 4 chunks from 64 bytes of low nibbles and 32 of high bits */
+        __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+        __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+        /* chunk k's two high bits (bits 2k, 2k+1 of qh) moved to bits 4-5 of each byte */
+        __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_and_si256(_mm256_slli_epi16(qh, 4), top)),
+                        _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_and_si256(_mm256_slli_epi16(qh, 2), top)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), _mm256_and_si256(qh, top)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
+                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), top))};
+        for (int k = 0; k < 4; k++) {
+            int j = 4 * h + k;
+            madd16(_mm256_sub_epi8(q[k], bias), 0, x[j].q, &p[2 * j], &p[2 * j + 1]);
+        }
+    }
+    /* scale i = 2·chunk + half: the first eight (chunks 0-3), then the next */
+    __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
+    float d = rd16(b + 208);
+    __m256 x01 = _mm256_permutevar8x32_ps(xd, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+    __m256 x23 = _mm256_permutevar8x32_ps(xd, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7));
+    __m256 s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), _mm256_set1_ps(d));
+    __m256 s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))), _mm256_set1_ps(d));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums8(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7])),
+                          _mm256_mul_ps(s0, x01), acc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums8(p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15])),
+                           _mm256_mul_ps(s1, x23), acc);
+}
+
+/* (the sums of each half of 4 chunks' products): (c0h0, c1h0, c2h0, c3h0, c0h1, c1h1, c2h1, c3h1)
+ * — a product's lanes 0-3 are its chunk's first 16 values, 4-7 the next */
+static inline __m256i half_sums4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+}
+
+/* 16 per-16 scales in bytes (index 2·chunk + half) → floats in half_sums4's order: chunks 0-3
+ * (returned), chunks 4-7 (*hi); sgn: the bytes are signed */
+static inline __m256 half_order(__m128i v, int sgn, __m256 *hi) {
+    v = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15));
+    __m128i v1 = _mm_srli_si128(v, 8);
+    *hi = _mm256_cvtepi32_ps(sgn ? _mm256_cvtepi8_epi32(v1) : _mm256_cvtepu8_epi32(v1));
+    return _mm256_cvtepi32_ps(sgn ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
+}
+
+/* one Q2_K or Q3_K super-block b (codes of 2 or 3 bits, a scale per 16 values: Q2_K's 4 bits
+ * with a 4-bit minimum, Q3_K's 6 bits signed with the fixed offset −4) against the 8 chunks at x
+ * (their steps xd; xh: each half's step × sum, (c0h0, c0h1, c1h0, …)) into acc */
+static inline __attribute__((always_inline)) __m256 k23_block(int t, const uint8_t *b, const a8_t *x, __m256 xd,
+                                                              const float *xh, __m256 acc) {
+    const __m256i three = _mm256_set1_epi8(3);
+    const uint8_t *qs = b + (t == T_Q2_K ? 16 : 32);
+    __m256i hm = t == T_Q3_K ? _mm256_loadu_si256((const __m256i *)b) : _mm256_setzero_si256();
+    __m256i p[8];
+    for (int h = 0; h < 2; h++) {
+        __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+        for (int k = 0; k < 4; k++) {
+            int j = 4 * h + k;
+            __m256i q = _mm256_and_si256(k ? _mm256_srli_epi16(raw, 2 * k) : raw, three);
+            if (t == T_Q3_K) q = _mm256_or_si256(q, bit_to(hm, j, 2));  /* the third bit: hmask's bit j */
+            p[j] = dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[j].q));
+        }
+    }
+    const __m256i lo4 = _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), hi4 = _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7);
+    const __m256i halves_idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    __m256 xa = _mm256_permutevar8x32_ps(xd, lo4), xb = _mm256_permutevar8x32_ps(xd, hi4);
+    __m256 ha = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xh), halves_idx);
+    __m256 hb = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xh + 8), halves_idx);
+    __m256 sa = _mm256_cvtepi32_ps(half_sums4(p[0], p[1], p[2], p[3]));
+    __m256 sb = _mm256_cvtepi32_ps(half_sums4(p[4], p[5], p[6], p[7]));
+    __m256 ca, cb;  /* the scales, in steps */
+    if (t == T_Q2_K) {
+        __m128i f = _mm_loadu_si128((const __m128i *)b);
+        __m256 ma, mb, d = _mm256_set1_ps(rd16(b + 80)), dmin = _mm256_set1_ps(rd16(b + 82));
+        ca = _mm256_mul_ps(half_order(_mm_and_si128(f, _mm_set1_epi8(15)), 0, &cb), d);
+        cb = _mm256_mul_ps(cb, d);
+        ma = _mm256_mul_ps(half_order(_mm_and_si128(_mm_srli_epi16(f, 4), _mm_set1_epi8(15)), 0, &mb), dmin);
+        mb = _mm256_mul_ps(mb, dmin);
+        acc = _mm256_fnmadd_ps(ma, ha, _mm256_fnmadd_ps(mb, hb, acc));
+    } else {  /* Q3_K's 6-bit scales: 4 low bits and 2 high bits each (llama.cpp's word arithmetic) */
+        uint32_t a[4], top;
+        memcpy(a, b + 96, 12);
+        top = a[2];
+        a[2] = ((a[0] >> 4) & 0x0f0f0f0fu) | (((top >> 4) & 0x03030303u) << 4);
+        a[3] = ((a[1] >> 4) & 0x0f0f0f0fu) | (((top >> 6) & 0x03030303u) << 4);
+        a[0] = (a[0] & 0x0f0f0f0fu) | ((top & 0x03030303u) << 4);
+        a[1] = (a[1] & 0x0f0f0f0fu) | (((top >> 2) & 0x03030303u) << 4);
+        /* (built in registers: four stores read back as one load would stall the forwarding) */
+        __m128i s = _mm_sub_epi8(_mm_setr_epi32((int)a[0], (int)a[1], (int)a[2], (int)a[3]), _mm_set1_epi8(32));
+        __m256 d = _mm256_set1_ps(rd16(b + 108));
+        ca = _mm256_mul_ps(half_order(s, 1, &cb), d);
+        cb = _mm256_mul_ps(cb, d);
+        /* the codes 0..7 stand for −4..3: −4 × each half's sum */
+        sa = _mm256_fnmadd_ps(_mm256_set1_ps(4.0f), ha, _mm256_mul_ps(sa, xa));
+        sb = _mm256_fnmadd_ps(_mm256_set1_ps(4.0f), hb, _mm256_mul_ps(sb, xb));
+        return _mm256_fmadd_ps(sa, ca, _mm256_fmadd_ps(sb, cb, acc));
+    }
+    return _mm256_fmadd_ps(_mm256_mul_ps(sa, xa), ca, _mm256_fmadd_ps(_mm256_mul_ps(sb, xb), cb, acc));
+}
+
+/* one IQ4_XS super-block b (4-bit indices into IQ4_VALUES, a 6-bit scale per chunk, −32) against
+ * the 8 chunks at x (steps xd, step × sum xs) into acc. With VNNI the values plus 128, unsigned,
+ * then −128 × the chunk's sum; without, signed products (maddubs would saturate on 241 · 127). */
+static inline __attribute__((always_inline)) __m256 iq4xs_block(const uint8_t *b, const a8_t *x, __m256 xd,
+                                                                __m256 xs, __m256 acc) {
+#if defined(__AVX512VNNI__) || defined(__AVXVNNI__)
+    const int shift = 128;
+#else
+    const int shift = 0;
+#endif
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_add_epi8(_mm_loadu_si128((const __m128i *)IQ4_VALUES),
+                                                                 _mm_set1_epi8((char)shift)));
+    __m256i p[8];
+    for (int j = 0; j < 8; j++) {
+        __m256i v = _mm256_shuffle_epi8(lut, nibbles16(b + 8 + 16 * j)), xv = _mm256_loadu_si256((const __m256i *)x[j].q);
+        p[j] = shift ? dot_u8s8(v, xv) : dot_s8s8(v, xv);
+    }
+    uint16_t sh;
+    memcpy(&sh, b + 2, 2);
+    uint32_t sl;
+    memcpy(&sl, b + 4, 4);
+    /* scale j: bits 4(j%2).. of scales_l[j/2], then bits 2j, 2j+1 of scales_h, minus 32 */
+    __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)sl), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                                  _mm256_set1_epi32(15));
+    __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(sh), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                  _mm256_set1_epi32(3));
+    __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+    __m256 sc = _mm256_mul_ps(_mm256_cvtepi32_ps(ls), _mm256_set1_ps(rd16(b)));
+    __m256 sums = _mm256_cvtepi32_ps(sums8(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
+    /* Σ (v + shift)·x·step − shift · step × Σ codes */
+    return _mm256_fmadd_ps(sc, _mm256_fnmadd_ps(_mm256_set1_ps((float)shift), xs, _mm256_mul_ps(sums, xd)), acc);
+}
+
+/* the types kquant_row takes, as the row's activations are 8 (w16 = 0) or 16 bits */
+static inline int kquant_pass(int t, int w16) {
+    return w16 ? t == T_Q6_K : t == T_Q4_K || t == T_Q5_K || t == T_Q2_K || t == T_Q3_K || t == T_IQ4_XS;
+}
+
+/* The activations' records apart, per chunk, for the super-block kernels: the 8- or 16-bit steps
+ * (d), the 8-bit ones' step × sum (s) and step × each half's sum (h: two per chunk). */
+typedef struct { const float *d, *s, *h; } xsteps_t;
+
+/* row · x for a row of K-quant type t (kquant_pass) */
+static inline __attribute__((always_inline)) float kquant_row_t(int t, const uint8_t *row, const a8_t *x8,
+                                                                const a16_t *x16, xsteps_t xr, int64_t nc) {
+    int bb = block_bytes(t);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t c = 0; c < nc; c += 8) {
+        const uint8_t *b = row + (c / 8) * bb, *ahead = b + PREFETCH_BYTES;
+        for (int l = 0; l < bb; l += 64) _mm_prefetch((const char *)(ahead + l), _MM_HINT_T1);
+        __m256 d = _mm256_loadu_ps(xr.d + c);
+        switch (t) {
+        case T_Q6_K: acc = k6_block(b, x16 + c, d, acc); break;
+        case T_Q2_K: case T_Q3_K: acc = k23_block(t, b, x8 + c, d, xr.h + 2 * c, acc); break;
+        case T_IQ4_XS: acc = iq4xs_block(b, x8 + c, d, _mm256_loadu_ps(xr.s + c), acc); break;
+        default: acc = k4_block(t, b, x8 + c, d, _mm256_loadu_ps(xr.s + c), acc);
+        }
+    }
+    return hsum(acc);
+}
+
+static float kquant_row(int t, const uint8_t *row, const a8_t *x8, const a16_t *x16, xsteps_t xr, int64_t nc) {
+    switch (t) {
+    case T_Q2_K: return kquant_row_t(T_Q2_K, row, x8, x16, xr, nc);
+    case T_Q3_K: return kquant_row_t(T_Q3_K, row, x8, x16, xr, nc);
+    case T_Q4_K: return kquant_row_t(T_Q4_K, row, x8, x16, xr, nc);
+    case T_Q5_K: return kquant_row_t(T_Q5_K, row, x8, x16, xr, nc);
+    case T_IQ4_XS: return kquant_row_t(T_IQ4_XS, row, x8, x16, xr, nc);
+    default: return kquant_row_t(T_Q6_K, row, x8, x16, xr, nc);
+    }
+}
 #endif
 
 
