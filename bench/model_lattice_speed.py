@@ -79,6 +79,7 @@ def products(rows: int = 4096, cols: int = 4096) -> dict[str, float]:
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, cols)).astype(np.float32)
+    kernels.threads(2)  # (the pool ran one thread here before 2026-12-08: figures labelled 2 were 1)
     out = {}
     for name in PRODUCT_TYPES:
         kind = int(gguf.GGMLQuantizationType[name])

@@ -41,6 +41,7 @@ cdef extern from "engine.h" nogil:
     int model_forward(model_t *md, const int32_t *ids, int T, int all, float *out)
     int matmul_rows(int type, const uint8_t *data, int64_t rows, int64_t cols, int64_t row_bytes,
                     const float *x, int T, float *y, int w16)
+    int pool_start(int n)
 
 
 cdef extern from *:
@@ -92,6 +93,12 @@ def cpu_level():
 
 AVX2 = bool(QUANTA_AVX2)
 VNNI = bool(QUANTA_VNNI)
+
+
+def threads(int n):
+    """Run the kernels' products on ``n`` threads from now on (:func:`matmul`'s, and every model's
+    until one asks for another count; the pool is shared); returns the count it runs with."""
+    return pool_start(n)
 
 
 def sizes(int ggml_type):

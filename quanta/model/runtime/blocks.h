@@ -991,39 +991,6 @@ static inline __attribute__((always_inline)) __m256 k4_block(int t, const uint8_
     return _mm256_fnmadd_ps(_mm256_mul_ps(mins, _mm256_set1_ps(rd16(b + 2))), xs, acc);
 }
 
-/* one Q6_K super-block b against the 8 chunks of 16-bit activations at x (their steps xd) into acc: each chunk's
- * two halves' sums (madd pairs, then sums8 over chunk pairs) times the block's 16 scales */
-static inline __attribute__((always_inline)) __m256 k6_block(const uint8_t *b, const a16_t *x, __m256 xd, __m256 acc) {
-    const __m256i low = _mm256_set1_epi8(15), top = _mm256_set1_epi8(0x30), bias = _mm256_set1_epi8(32);
-    __m256i p[16];
-    for (int h = 0; h < 2; h++) {  /* a half: 4 chunks from 64 bytes of low nibbles and 32 of high bits */
-        __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
-        __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
-        /* chunk k's two high bits (bits 2k, 2k+1 of qh) moved to bits 4-5 of each byte */
-        __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_and_si256(_mm256_slli_epi16(qh, 4), top)),
-                        _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_and_si256(_mm256_slli_epi16(qh, 2), top)),
-                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), _mm256_and_si256(qh, top)),
-                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
-                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), top))};
-        for (int k = 0; k < 4; k++) {
-            int j = 4 * h + k;
-            madd16(_mm256_sub_epi8(q[k], bias), 0, x[j].q, &p[2 * j], &p[2 * j + 1]);
-        }
-    }
-    /* scale i = 2·chunk + half: the first eight (chunks 0-3), then the next */
-    __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
-    float d = rd16(b + 208);
-    __m256 x01 = _mm256_permutevar8x32_ps(xd, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
-    __m256 x23 = _mm256_permutevar8x32_ps(xd, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7));
-    __m256 s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), _mm256_set1_ps(d));
-    __m256 s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))), _mm256_set1_ps(d));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums8(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7])),
-                          _mm256_mul_ps(s0, x01), acc);
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums8(p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15])),
-                           _mm256_mul_ps(s1, x23), acc);
-}
-
 /* (the sums of each half of 4 chunks' products): (c0h0, c1h0, c2h0, c3h0, c0h1, c1h1, c2h1, c3h1)
  * — a product's lanes 0-3 are its chunk's first 16 values, 4-7 the next */
 static inline __m256i half_sums4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
@@ -1127,18 +1094,55 @@ static inline __attribute__((always_inline)) __m256 iq4xs_block(const uint8_t *b
     return _mm256_fmadd_ps(sc, _mm256_fnmadd_ps(_mm256_set1_ps((float)shift), xs, _mm256_mul_ps(sums, xd)), acc);
 }
 
+/* one Q6_K super-block b against the 8 chunks of 16-bit activations split into bytes at xb (their
+ * steps xd; xh: each half's step × sum, (c0h0, c0h1, c1h0, …)) into acc. The codes unsigned
+ * (0..63): q·x = 256·(q·hi) + lo·q, two byte products (no saturation: 63 · 128 · 2 and 255 · 63 · 2
+ * fit 16 bits), and their fixed offset −32 × each half's sum. */
+static inline __attribute__((always_inline)) __m256 k6_block(const uint8_t *b, const a16b_t *xb, __m256 xd,
+                                                             const float *xh, __m256 acc) {
+    const __m256i low = _mm256_set1_epi8(15), top = _mm256_set1_epi8(0x30);
+    __m256i p[8];
+    for (int h = 0; h < 2; h++) {  /* a half: 4 chunks from 64 bytes of low nibbles and 32 of high bits */
+        __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+        __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+        /* chunk k's two high bits (bits 2k, 2k+1 of qh) moved to bits 4-5 of each byte */
+        __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_and_si256(_mm256_slli_epi16(qh, 4), top)),
+                        _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_and_si256(_mm256_slli_epi16(qh, 2), top)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), _mm256_and_si256(qh, top)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
+                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), top))};
+        for (int k = 0; k < 4; k++) {
+            const a16b_t *x = xb + 4 * h + k;
+            __m256i hi = dot_u8s8(q[k], _mm256_loadu_si256((const __m256i *)x->hi));
+            __m256i lo = dot_u8s8(_mm256_loadu_si256((const __m256i *)x->lo), q[k]);
+            p[4 * h + k] = _mm256_add_epi32(_mm256_slli_epi32(hi, 8), lo);
+        }
+    }
+    const __m256i lo4 = _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), hi4 = _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7);
+    const __m256i halves_idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    __m256 d = _mm256_set1_ps(rd16(b + 208)), cb, ca = _mm256_mul_ps(half_order(_mm_loadu_si128((const __m128i *)(b + 192)), 1, &cb), d);
+    cb = _mm256_mul_ps(cb, d);
+    __m256 sa = _mm256_mul_ps(_mm256_cvtepi32_ps(half_sums4(p[0], p[1], p[2], p[3])), _mm256_permutevar8x32_ps(xd, lo4));
+    __m256 sb = _mm256_mul_ps(_mm256_cvtepi32_ps(half_sums4(p[4], p[5], p[6], p[7])), _mm256_permutevar8x32_ps(xd, hi4));
+    sa = _mm256_fnmadd_ps(_mm256_set1_ps(32.0f), _mm256_permutevar8x32_ps(_mm256_loadu_ps(xh), halves_idx), sa);
+    sb = _mm256_fnmadd_ps(_mm256_set1_ps(32.0f), _mm256_permutevar8x32_ps(_mm256_loadu_ps(xh + 8), halves_idx), sb);
+    return _mm256_fmadd_ps(sa, ca, _mm256_fmadd_ps(sb, cb, acc));
+}
+
 /* the types kquant_row takes, as the row's activations are 8 (w16 = 0) or 16 bits */
 static inline int kquant_pass(int t, int w16) {
     return w16 ? t == T_Q6_K : t == T_Q4_K || t == T_Q5_K || t == T_Q2_K || t == T_Q3_K || t == T_IQ4_XS;
 }
 
 /* The activations' records apart, per chunk, for the super-block kernels: the 8- or 16-bit steps
- * (d), the 8-bit ones' step × sum (s) and step × each half's sum (h: two per chunk). */
-typedef struct { const float *d, *s, *h; } xsteps_t;
+ * (d), the 8-bit ones' step × sum (s), step × each half's sum (h: two per chunk), and the
+ * 16-bit codes split into bytes (b). */
+typedef struct { const float *d, *s, *h; const a16b_t *b; } xsteps_t;
 
 /* row · x for a row of K-quant type t (kquant_pass) */
 static inline __attribute__((always_inline)) float kquant_row_t(int t, const uint8_t *row, const a8_t *x8,
-                                                                const a16_t *x16, xsteps_t xr, int64_t nc) {
+                                                                xsteps_t xr, int64_t nc) {
     int bb = block_bytes(t);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t c = 0; c < nc; c += 8) {
@@ -1146,7 +1150,7 @@ static inline __attribute__((always_inline)) float kquant_row_t(int t, const uin
         for (int l = 0; l < bb; l += 64) _mm_prefetch((const char *)(ahead + l), _MM_HINT_T1);
         __m256 d = _mm256_loadu_ps(xr.d + c);
         switch (t) {
-        case T_Q6_K: acc = k6_block(b, x16 + c, d, acc); break;
+        case T_Q6_K: acc = k6_block(b, xr.b + c, d, xr.h + 2 * c, acc); break;
         case T_Q2_K: case T_Q3_K: acc = k23_block(t, b, x8 + c, d, xr.h + 2 * c, acc); break;
         case T_IQ4_XS: acc = iq4xs_block(b, x8 + c, d, _mm256_loadu_ps(xr.s + c), acc); break;
         default: acc = k4_block(t, b, x8 + c, d, _mm256_loadu_ps(xr.s + c), acc);
@@ -1155,14 +1159,28 @@ static inline __attribute__((always_inline)) float kquant_row_t(int t, const uin
     return hsum(acc);
 }
 
-static float kquant_row(int t, const uint8_t *row, const a8_t *x8, const a16_t *x16, xsteps_t xr, int64_t nc) {
+/* a function per type, each its own code (one function holding all six inlined ran Q4_K at 0.88×) */
+#define KQUANT_ROW_OF(T)                                                                             \
+    static __attribute__((noinline)) float kquant_row_##T(const uint8_t *row, const a8_t *x8, xsteps_t xr, \
+                                                          int64_t nc) {                              \
+        return kquant_row_t(T, row, x8, xr, nc);                                                     \
+    }
+KQUANT_ROW_OF(T_Q2_K)
+KQUANT_ROW_OF(T_Q3_K)
+KQUANT_ROW_OF(T_Q4_K)
+KQUANT_ROW_OF(T_Q5_K)
+KQUANT_ROW_OF(T_Q6_K)
+KQUANT_ROW_OF(T_IQ4_XS)
+#undef KQUANT_ROW_OF
+
+static inline float kquant_row(int t, const uint8_t *row, const a8_t *x8, xsteps_t xr, int64_t nc) {
     switch (t) {
-    case T_Q2_K: return kquant_row_t(T_Q2_K, row, x8, x16, xr, nc);
-    case T_Q3_K: return kquant_row_t(T_Q3_K, row, x8, x16, xr, nc);
-    case T_Q4_K: return kquant_row_t(T_Q4_K, row, x8, x16, xr, nc);
-    case T_Q5_K: return kquant_row_t(T_Q5_K, row, x8, x16, xr, nc);
-    case T_IQ4_XS: return kquant_row_t(T_IQ4_XS, row, x8, x16, xr, nc);
-    default: return kquant_row_t(T_Q6_K, row, x8, x16, xr, nc);
+    case T_Q2_K: return kquant_row_T_Q2_K(row, x8, xr, nc);
+    case T_Q3_K: return kquant_row_T_Q3_K(row, x8, xr, nc);
+    case T_Q4_K: return kquant_row_T_Q4_K(row, x8, xr, nc);
+    case T_Q5_K: return kquant_row_T_Q5_K(row, x8, xr, nc);
+    case T_IQ4_XS: return kquant_row_T_IQ4_XS(row, x8, xr, nc);
+    default: return kquant_row_T_Q6_K(row, x8, xr, nc);
     }
 }
 #endif

@@ -56,9 +56,9 @@ typedef struct {
     const float *dx;            /* (T, cols / 32, 8): each chunk's step, 8 times */
     const float *ds;            /* (T, cols / 32, 2): each half's step × sum */
     /* one token or a few (the row kernels): each chunk's step apart, (T, cols / 32) — xd8, xd16
-     * for the 8- and 16-bit activations — and the 8-bit chunks' step × sum (xs8) and step × each
-     * half's sum (xh8, (T, cols / 32, 2)) */
-    const float *xd8, *xs8, *xh8, *xd16;
+     * for the 8- and 16-bit activations — the 8-bit chunks' step × sum (xs8), and step × each
+     * half's sum (xh8, xh16: (T, cols / 32, 2)) */
+    const float *xd8, *xs8, *xh8, *xd16, *xh16;
 } mm_task_t;
 
 #if defined(__AVX2__)
@@ -357,10 +357,12 @@ static void mm_rows(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
             const float *xf = t->xf + tok * t->cols;
             float *y = t->y[k] + (int64_t)tok * m->rows;
 #if defined(__AVX2__)
-            const float *xd = m->w16 ? t->xd16 : t->xd8;
-            if (kquant_pass(m->type, m->w16) && xd) {  /* the K-quants' super-block kernels */
-                xsteps_t xr = {xd + tok * nb, t->xs8 ? t->xs8 + tok * nb : NULL, t->xh8 ? t->xh8 + 2 * tok * nb : NULL};
-                for (int64_t r = base; r < end; r++) y[r] = kquant_row(m->type, m->data + r * m->row_bytes, xq, x16, xr, nb);
+            xsteps_t xr = m->w16 ? (xsteps_t){t->xd16, NULL, t->xh16, xb} : (xsteps_t){t->xd8, t->xs8, t->xh8, NULL};
+            if (kquant_pass(m->type, m->w16) && xr.d && (xr.b || !m->w16)) {  /* the K-quants' super-block kernels */
+                xr.d += tok * nb;
+                xr.h += 2 * tok * nb;
+                if (xr.s) xr.s += tok * nb;
+                for (int64_t r = base; r < end; r++) y[r] = kquant_row(m->type, m->data + r * m->row_bytes, xq, xr, nb);
                 continue;
             }
 #endif
@@ -388,7 +390,7 @@ static void mm_worker(void *ctx, int ith, int nth) {
 
 typedef struct {
     const float *x; a8_t *out; int64_t cols; int T; int8_t *xp; float *dx, *ds; a16_t *out16;
-    float *xd8, *xs8, *xh8, *xd16;  /* the steps and sums apart (mm_task_t), when given */
+    float *xd8, *xs8, *xh8, *xd16, *xh16;  /* the steps and sums apart (mm_task_t), when given */
 } q8_task_t;
 
 static void q8_worker(void *ctx, int ith, int nth) {
@@ -399,7 +401,11 @@ static void q8_worker(void *ctx, int ith, int nth) {
             a16_t *a = t->out16 + tok * nc;
             quantize_activations16(t->x + (int64_t)tok * t->cols, a, t->cols);
             if (t->xd16)
-                for (int64_t c = 0; c < nc; c++) t->xd16[tok * nc + c] = a[c].d;
+                for (int64_t c = 0; c < nc; c++) {
+                    t->xd16[tok * nc + c] = a[c].d;
+                    t->xh16[2 * (tok * nc + c)] = a[c].ds[0];
+                    t->xh16[2 * (tok * nc + c) + 1] = a[c].ds[1];
+                }
         }
         if (!t->out) continue;
         a8_t *a = t->out + tok * nc;
@@ -439,18 +445,19 @@ static void matmul(int n, const mat_t **m, float **y, const float *x, a8_t *scra
     for (int k = 0; k < n; k++) {
         q8 |= needs_q8(m[k]) && !m[k]->w16;
         q16 |= needs_q8(m[k]) && m[k]->w16;
-        split |= needs_q8(m[k]) && m[k]->w16 && !wide(m[k]->type);
+        /* the 16-bit activations split into bytes: for the formats not wide(), and Q6_K's super-blocks */
+        split |= needs_q8(m[k]) && m[k]->w16 && (!wide(m[k]->type) || m[k]->type == T_Q6_K);
     }
     a16b_t *xb = NULL;
     int8_t *xp = NULL;
     float *dx = NULL, *ds = NULL, *steps = NULL;
     if (q8 || q16) {
-        q8_task_t q = {x, q8 ? scratch : NULL, t.cols, T, NULL, NULL, NULL, q16 ? scratch16 : NULL, NULL, NULL, NULL, NULL};
+        q8_task_t q = {x, q8 ? scratch : NULL, t.cols, T, NULL, NULL, NULL, q16 ? scratch16 : NULL, NULL, NULL, NULL, NULL, NULL};
 #if defined(__AVX2__)
         int64_t nc = t.cols / 32;
-        if ((steps = (float *)malloc(sizeof(float) * 5 * T * nc)) != NULL) {  /* without it: no super-block kernels */
+        if ((steps = (float *)malloc(sizeof(float) * 7 * T * nc)) != NULL) {  /* without it: no super-block kernels */
             if (q8) { q.xd8 = steps; q.xs8 = steps + T * nc; q.xh8 = steps + 2 * T * nc; }
-            if (q16) q.xd16 = steps + 4 * T * nc;
+            if (q16) { q.xd16 = steps + 4 * T * nc; q.xh16 = steps + 5 * T * nc; }
         }
         if (T >= 4 && q8) {  /* the tiled kernels' contiguous copies */
             xp = (int8_t *)malloc((size_t)T * t.cols + 64);
@@ -461,7 +468,7 @@ static void matmul(int n, const mat_t **m, float **y, const float *x, a8_t *scra
 #endif
         if (T > 1) pool_run(q8_worker, &q); else q8_worker(&q, 0, 1);
         t.xq = q.out; t.x16 = q.out16; t.xp = q.xp; t.dx = q.dx; t.ds = q.ds;
-        t.xd8 = q.xd8; t.xs8 = q.xs8; t.xh8 = q.xh8; t.xd16 = q.xd16;
+        t.xd8 = q.xd8; t.xs8 = q.xs8; t.xh8 = q.xh8; t.xd16 = q.xd16; t.xh16 = q.xh16;
         /* the row kernels' byte split (the tiles, T >= 4, read x16 itself); without memory the
          * rows take the int16 products */
         if (split && T < 4 && (xb = (a16b_t *)malloc(sizeof(a16b_t) * T * (t.cols / 32))) != NULL) {

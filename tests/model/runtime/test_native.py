@@ -132,6 +132,23 @@ def test_any_type_multiplies_16_bit_activations_when_asked(name, cols):
             assert err.max() < 0.1 * np.abs(xr8[:T] @ w.T - exact[:T]).max(), (mod.__name__, T)
 
 
+@pytest.mark.parametrize("name", ["Q4_K", "Q6_K", "Q2_K", "IQ4_XS", "Q8_0"])
+def test_products_give_the_same_bits_on_any_thread_count(name):
+    """A row's sum is computed whole by one thread, in a fixed order (the super-block kernels
+    included): one thread or two, the same bits — and ``threads`` reports the count it set."""
+    kind = int(gguf.GGMLQuantizationType[name])
+    raw = random_blocks(name, 203, 1024, seed=5)  # 203 rows: runs of 16 split unevenly
+    x = np.random.default_rng(6).standard_normal((2, 1024)).astype(np.float32)
+    for mod in builds():
+        try:
+            assert mod.threads(1) == 1
+            one = mod.matmul(kind, raw, 1024, x)
+            assert mod.threads(2) == 2
+            np.testing.assert_array_equal(mod.matmul(kind, raw, 1024, x), one)
+        finally:
+            mod.threads(1)
+
+
 def test_float_rows_multiply_in_float():
     rng = np.random.default_rng(2)
     w = rng.standard_normal((19, 96)).astype(np.float32)
