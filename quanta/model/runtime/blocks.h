@@ -921,13 +921,15 @@ static inline __attribute__((always_inline)) float dot16_avx2(int t, const uint8
     return hsum(acc) + acc_off;
 }
 
-/* ---- the K-quant super-blocks (Q4_K, Q5_K on 8-bit activations; Q6_K on 16-bit ones) ----
+/* ---- one token's products with the super-block types (Q2_K, Q3_K, Q4_K, Q5_K, IQ4_XS on 8-bit
+ * activations; Q6_K on 16-bit ones split into bytes): kquant_row ----
  * Per super-block of 256 weights the per-chunk work is SIMD only: each chunk's integer product
  * (8 lanes), the eight chunks' sums gathered into one vector by a tree of horizontal adds
- * (sums8), and one multiply-add of that vector by the chunks' scales — the block's step times
- * its eight 6-bit scales (decoded together: k4_scales8) times the activations' eight chunk steps,
- * read from an array of the steps apart (mm_task_t.xd8, xd16). The minimums' term is one more
- * vector multiply-add on the chunks' activation sums. The bytes 8 KB on (the rest of the row and
+ * (sums8; half_sums4 for the types with a scale per 16 values), and one multiply-add of that
+ * vector by the scales — the block's step times its scales (decoded together: k4_scales8,
+ * half_order) times the activations' chunk steps, read from arrays of the steps apart
+ * (xsteps_t, from mm_task_t.xd8 …). Minimums and fixed offsets are one more vector multiply-add
+ * on the activations' chunk or half sums. The bytes 8 KB on (the rest of the row and
  * the rows after it: a matrix's rows are contiguous) are fetched ahead into the second-level cache
  * in software, a super-block's share at a time: the hardware's prefetch alone left the products
  * at half their speed on matrices that live in memory, not in the cache; nearer (2 KB) or into
