@@ -101,7 +101,8 @@ def run(eng: object, mode: str) -> float:
 PRODUCT_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS", "Q4_0", "Q8_0")
 #: byte offsets of each block's float16 fields
 FLOAT16_AT = {"Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,),
-              "IQ4_XS": (0,), "Q4_0": (0,), "Q8_0": (0,)}
+              "IQ4_XS": (0,), "Q4_0": (0,), "Q8_0": (0,), "IQ2_XXS": (0,), "IQ2_XS": (0,), "IQ2_S": (0,),
+              "IQ3_XXS": (0,), "IQ3_S": (0,)}
 
 
 def random_rows(name: str, rows: int, cols: int, rng: object) -> object:

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._llama_cpp import ensure_built  # noqa: E402
 from bench._util import machine, write_json  # noqa: E402
+from bench.kernels_ab import random_rows  # noqa: E402
 from bench.model_speed import llama_bench  # noqa: E402
 from quanta.render.tables import console, print_table  # noqa: E402
 
@@ -70,7 +71,7 @@ def tensor_types(path: Path) -> dict[str, int]:
 
 def products(rows: int = 4096, cols: int = 4096) -> dict[str, float]:
     """Milliseconds of one token's product with a ``rows × cols`` matrix of random blocks per
-    type (2 threads, best of 5, after a warm-up)."""
+    type, their float16 steps small and finite (2 threads, best of 5, after a warm-up)."""
     import gguf
     import numpy as np
 
@@ -84,8 +85,7 @@ def products(rows: int = 4096, cols: int = 4096) -> dict[str, float]:
     for name in PRODUCT_TYPES:
         kind = int(gguf.GGMLQuantizationType[name])
         load_grid(kernels, kind)
-        size, nbytes = kernels.sizes(kind)
-        raw = rng.integers(0, 256, (rows, cols // size * nbytes), dtype=np.uint8)
+        raw = random_rows(name, rows, cols, rng)
         kernels.matmul(kind, raw, cols, x)
         best = float("inf")
         for _ in range(5):
