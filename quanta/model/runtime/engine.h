@@ -455,7 +455,9 @@ static void matmul(int n, const mat_t **m, float **y, const float *x, a8_t *scra
         q8_task_t q = {x, q8 ? scratch : NULL, t.cols, T, NULL, NULL, NULL, q16 ? scratch16 : NULL, NULL, NULL, NULL, NULL, NULL};
 #if defined(__AVX2__)
         int64_t nc = t.cols / 32;
-        if ((steps = (float *)malloc(sizeof(float) * 7 * T * nc)) != NULL) {  /* without it: no super-block kernels */
+        /* the super-block kernels' steps apart, for the row kernels (fewer than 4 tokens: the
+         * tiles take the rest); without memory the rows take dot_row */
+        if (T < 4 && (steps = (float *)malloc(sizeof(float) * 7 * T * nc)) != NULL) {
             if (q8) { q.xd8 = steps; q.xs8 = steps + T * nc; q.xh8 = steps + 2 * T * nc; }
             if (q16) { q.xd16 = steps + 4 * T * nc; q.xh16 = steps + 5 * T * nc; }
         }
