@@ -747,36 +747,6 @@ static inline __attribute__((always_inline)) float dot_avx2(int t, const uint8_t
         }
         break;
     }
-    case T_Q4_K: case T_Q5_K: {
-        /* a super-block at a time: its steps and 8 scales/minimums read once; chunks in pairs
-         * (one load of 32 bytes holds chunk 2p's nibbles, low, and 2p+1's, high) */
-        int bb = t == T_Q4_K ? 144 : 176, qo = t == T_Q4_K ? 16 : 48;
-        const __m256i low = _mm256_set1_epi8(15);
-        for (c = 0; c + 8 <= nc; c += 8) {
-            const uint8_t *b = row + (c / 8) * bb;
-            float d = rd16(b), dmin = rd16(b + 2), mins = 0;
-            int sc[8], mn[8];
-            for (int j = 0; j < 8; j++) k4_scale_min(j, b + 4, &sc[j], &mn[j]);
-            for (int j = 0; j < 8; j += 2) {
-                __m256i raw = _mm256_loadu_si256((const __m256i *)(b + qo + 16 * j));
-                __m256i q0 = _mm256_and_si256(raw, low), q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
-                if (t == T_Q5_K) {
-                    __m256i hb = _mm256_loadu_si256((const __m256i *)(b + 16));
-                    __m256i b0 = _mm256_set1_epi8((char)(1 << j)), b1 = _mm256_set1_epi8((char)(2 << j));
-                    q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, b0), b0), _mm256_set1_epi8(16)));
-                    q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, b1), b1), _mm256_set1_epi8(16)));
-                }
-                const a8_t *x0 = x + c + j, *x1 = x0 + 1;
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q0, _mm256_loadu_si256((const __m256i *)x0->q))),
-                                      _mm256_set1_ps(x0->d * (d * (float)sc[j])), acc);
-                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q1, _mm256_loadu_si256((const __m256i *)x1->q))),
-                                       _mm256_set1_ps(x1->d * (d * (float)sc[j + 1])), acc1);
-                mins += (float)mn[j] * (x0->ds[0] + x0->ds[1]) + (float)mn[j + 1] * (x1->ds[0] + x1->ds[1]);
-            }
-            acc_off -= dmin * mins;
-        }
-        break;
-    }
     /* the lattice types: a loop per type (lattice_chunk's switch folded), the magnitudes
      * (unsigned) against the activations with the weights' signs moved onto them */
     case T_IQ2_XXS: return dot_lattice(T_IQ2_XXS, row, x, nc);
@@ -784,8 +754,9 @@ static inline __attribute__((always_inline)) float dot_avx2(int t, const uint8_t
     case T_IQ2_S: return dot_lattice(T_IQ2_S, row, x, nc);
     case T_IQ3_XXS: return dot_lattice(T_IQ3_XXS, row, x, nc);
     case T_IQ3_S: return dot_lattice(T_IQ3_S, row, x, nc);
-    default: {  /* Q2_K, Q3_K (and the wide() formats, which dot16_avx2 takes): the chunk decoder
-                 * (chunk_codes), the products in SIMD */
+    default: {  /* the super-block types (kquant_row takes them when the activations' steps are kept
+                 * apart, as matmul does: this is its fallback) and the wide() formats, which
+                 * dot16_avx2 takes: the chunk decoder (chunk_codes), the products in SIMD */
         int chunks = block_size(t) / 32, bb = block_bytes(t);
         float sc[2], off[2];
         for (c = 0; c < nc; c++) {
@@ -937,12 +908,16 @@ static inline __attribute__((always_inline)) float dot16_avx2(int t, const uint8
  * four together, sharing the activations' steps, measured slower. */
 #define PREFETCH_BYTES 8192
 
-/* (sums of p0's 8 lanes, p1's, …, p7's) */
+/* (the sums of each half of 4 chunks' products): (c0h0, c1h0, c2h0, c3h0, c0h1, c1h1, c2h1, c3h1)
+ * — a product's lanes 0-3 are its chunk's first 16 values, 4-7 the next */
+static inline __m256i half_sums4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+}
+
+/* (sums of p0's 8 lanes, p1's, …, p7's): the halves' sums added */
 static inline __m256i sums8(__m256i p0, __m256i p1, __m256i p2, __m256i p3, __m256i p4, __m256i p5,
                             __m256i p6, __m256i p7) {
-    __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
-    __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(p4, p5), _mm256_hadd_epi32(p6, p7));
-    /* u0 = (p0..p3's low lanes | their high lanes), u1 the same for p4..p7 */
+    __m256i u0 = half_sums4(p0, p1, p2, p3), u1 = half_sums4(p4, p5, p6, p7);
     return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
 }
 
@@ -993,12 +968,6 @@ static inline __attribute__((always_inline)) __m256 k4_block(int t, const uint8_
     return _mm256_fnmadd_ps(_mm256_mul_ps(mins, _mm256_set1_ps(rd16(b + 2))), xs, acc);
 }
 
-/* (the sums of each half of 4 chunks' products): (c0h0, c1h0, c2h0, c3h0, c0h1, c1h1, c2h1, c3h1)
- * — a product's lanes 0-3 are its chunk's first 16 values, 4-7 the next */
-static inline __m256i half_sums4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
-    return _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
-}
-
 /* 16 per-16 scales in bytes (index 2·chunk + half) → floats in half_sums4's order: chunks 0-3
  * (returned), chunks 4-7 (*hi); sgn: the bytes are signed */
 static inline __m256 half_order(__m128i v, int sgn, __m256 *hi) {
@@ -1006,6 +975,17 @@ static inline __m256 half_order(__m128i v, int sgn, __m256 *hi) {
     __m128i v1 = _mm_srli_si128(v, 8);
     *hi = _mm256_cvtepi32_ps(sgn ? _mm256_cvtepi8_epi32(v1) : _mm256_cvtepu8_epi32(v1));
     return _mm256_cvtepi32_ps(sgn ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
+}
+
+/* the activations' terms in half_sums4's order, for chunks 0-3 (a) and 4-7 (b): their steps
+ * (xa, xb, from the 8 chunk steps xd) and each half's step × sum (ha, hb, from xh: (c0h0, c0h1,
+ * c1h0, …)) */
+static inline void half_terms(__m256 xd, const float *xh, __m256 *xa, __m256 *xb, __m256 *ha, __m256 *hb) {
+    const __m256i halves_idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    *xa = _mm256_permutevar8x32_ps(xd, _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
+    *xb = _mm256_permutevar8x32_ps(xd, _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7));
+    *ha = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xh), halves_idx);
+    *hb = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xh + 8), halves_idx);
 }
 
 /* one Q2_K or Q3_K super-block b (codes of 2 or 3 bits, a scale per 16 values: Q2_K's 4 bits
@@ -1026,11 +1006,8 @@ static inline __attribute__((always_inline)) __m256 k23_block(int t, const uint8
             p[j] = dot_u8s8(q, _mm256_loadu_si256((const __m256i *)x[j].q));
         }
     }
-    const __m256i lo4 = _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), hi4 = _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7);
-    const __m256i halves_idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    __m256 xa = _mm256_permutevar8x32_ps(xd, lo4), xb = _mm256_permutevar8x32_ps(xd, hi4);
-    __m256 ha = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xh), halves_idx);
-    __m256 hb = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xh + 8), halves_idx);
+    __m256 xa, xb, ha, hb;
+    half_terms(xd, xh, &xa, &xb, &ha, &hb);
     __m256 sa = _mm256_cvtepi32_ps(half_sums4(p[0], p[1], p[2], p[3]));
     __m256 sb = _mm256_cvtepi32_ps(half_sums4(p[4], p[5], p[6], p[7]));
     __m256 ca, cb;  /* the scales, in steps */
@@ -1121,19 +1098,19 @@ static inline __attribute__((always_inline)) __m256 k6_block(const uint8_t *b, c
             p[4 * h + k] = _mm256_add_epi32(_mm256_slli_epi32(hi, 8), lo);
         }
     }
-    const __m256i lo4 = _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), hi4 = _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7);
-    const __m256i halves_idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    __m256 da, db, ha, hb;  /* (xb: the activations' bytes here) */
+    half_terms(xd, xh, &da, &db, &ha, &hb);
     __m256 d = _mm256_set1_ps(rd16(b + 208)), cb, ca = _mm256_mul_ps(half_order(_mm_loadu_si128((const __m128i *)(b + 192)), 1, &cb), d);
     cb = _mm256_mul_ps(cb, d);
-    __m256 sa = _mm256_mul_ps(_mm256_cvtepi32_ps(half_sums4(p[0], p[1], p[2], p[3])), _mm256_permutevar8x32_ps(xd, lo4));
-    __m256 sb = _mm256_mul_ps(_mm256_cvtepi32_ps(half_sums4(p[4], p[5], p[6], p[7])), _mm256_permutevar8x32_ps(xd, hi4));
-    sa = _mm256_fnmadd_ps(_mm256_set1_ps(32.0f), _mm256_permutevar8x32_ps(_mm256_loadu_ps(xh), halves_idx), sa);
-    sb = _mm256_fnmadd_ps(_mm256_set1_ps(32.0f), _mm256_permutevar8x32_ps(_mm256_loadu_ps(xh + 8), halves_idx), sb);
+    __m256 sa = _mm256_mul_ps(_mm256_cvtepi32_ps(half_sums4(p[0], p[1], p[2], p[3])), da);
+    __m256 sb = _mm256_mul_ps(_mm256_cvtepi32_ps(half_sums4(p[4], p[5], p[6], p[7])), db);
+    sa = _mm256_fnmadd_ps(_mm256_set1_ps(32.0f), ha, sa);
+    sb = _mm256_fnmadd_ps(_mm256_set1_ps(32.0f), hb, sb);
     return _mm256_fmadd_ps(sa, ca, _mm256_fmadd_ps(sb, cb, acc));
 }
 
 /* the types kquant_row takes, as the row's activations are 8 (w16 = 0) or 16 bits */
-static inline int kquant_pass(int t, int w16) {
+static inline int kquant_takes(int t, int w16) {
     return w16 ? t == T_Q6_K : t == T_Q4_K || t == T_Q5_K || t == T_Q2_K || t == T_Q3_K || t == T_IQ4_XS;
 }
 
@@ -1142,7 +1119,7 @@ static inline int kquant_pass(int t, int w16) {
  * 16-bit codes split into bytes (b). */
 typedef struct { const float *d, *s, *h; const a16b_t *b; } xsteps_t;
 
-/* row · x for a row of K-quant type t (kquant_pass) */
+/* row · x for a row of K-quant type t (kquant_takes) */
 static inline __attribute__((always_inline)) float kquant_row_t(int t, const uint8_t *row, const a8_t *x8,
                                                                 xsteps_t xr, int64_t nc) {
     int bb = block_bytes(t);

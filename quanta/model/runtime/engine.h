@@ -11,6 +11,7 @@
 #ifndef QUANTA_ENGINE_H
 #define QUANTA_ENGINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,7 +359,7 @@ static void mm_rows(const mm_task_t *t, int k, int64_t r0, int64_t r1) {
             float *y = t->y[k] + (int64_t)tok * m->rows;
 #if defined(__AVX2__)
             xsteps_t xr = m->w16 ? (xsteps_t){t->xd16, NULL, t->xh16, xb} : (xsteps_t){t->xd8, t->xs8, t->xh8, NULL};
-            if (kquant_pass(m->type, m->w16) && xr.d && (xr.b || !m->w16)) {  /* the K-quants' super-block kernels */
+            if (kquant_takes(m->type, m->w16) && xr.d && (xr.b || !m->w16)) {  /* the K-quants' super-block kernels */
                 xr.d += tok * nb;
                 xr.h += 2 * tok * nb;
                 if (xr.s) xr.s += tok * nb;
@@ -393,6 +394,22 @@ typedef struct {
     float *xd8, *xs8, *xh8, *xd16, *xh16;  /* the steps and sums apart (mm_task_t), when given */
 } q8_task_t;
 
+/* nc chunks' steps (d) and each half's step × sum (ds[0], ds[1]) into xd and xh, and into xs their
+ * total when given: h, the first chunk's d, the chunks `stride` floats apart (a8_t and a16_t open
+ * alike: d, ds[2]) */
+static void steps_apart(const float *h, int64_t stride, int64_t nc, float *xd, float *xh, float *xs) {
+    for (int64_t c = 0; c < nc; c++, h += stride) {
+        xd[c] = h[0];
+        xh[2 * c] = h[1];
+        xh[2 * c + 1] = h[2];
+        if (xs) xs[c] = h[1] + h[2];
+    }
+}
+
+_Static_assert(offsetof(a8_t, ds) == sizeof(float) && offsetof(a16_t, ds) == sizeof(float) &&
+               sizeof(a8_t) % sizeof(float) == 0 && sizeof(a16_t) % sizeof(float) == 0,
+               "steps_apart reads d, ds[2] at the head of each record");
+
 static void q8_worker(void *ctx, int ith, int nth) {
     const q8_task_t *t = (const q8_task_t *)ctx;
     int64_t nc = t->cols / 32;
@@ -401,22 +418,14 @@ static void q8_worker(void *ctx, int ith, int nth) {
             a16_t *a = t->out16 + tok * nc;
             quantize_activations16(t->x + (int64_t)tok * t->cols, a, t->cols);
             if (t->xd16)
-                for (int64_t c = 0; c < nc; c++) {
-                    t->xd16[tok * nc + c] = a[c].d;
-                    t->xh16[2 * (tok * nc + c)] = a[c].ds[0];
-                    t->xh16[2 * (tok * nc + c) + 1] = a[c].ds[1];
-                }
+                steps_apart(&a[0].d, sizeof(a16_t) / sizeof(float), nc, t->xd16 + tok * nc, t->xh16 + 2 * tok * nc, NULL);
         }
         if (!t->out) continue;
         a8_t *a = t->out + tok * nc;
         quantize_activations(t->x + (int64_t)tok * t->cols, a, t->cols);
         if (t->xd8)
-            for (int64_t c = 0; c < nc; c++) {
-                t->xd8[tok * nc + c] = a[c].d;
-                t->xs8[tok * nc + c] = a[c].ds[0] + a[c].ds[1];
-                t->xh8[2 * (tok * nc + c)] = a[c].ds[0];
-                t->xh8[2 * (tok * nc + c) + 1] = a[c].ds[1];
-            }
+            steps_apart(&a[0].d, sizeof(a8_t) / sizeof(float), nc, t->xd8 + tok * nc, t->xh8 + 2 * tok * nc,
+                        t->xs8 + tok * nc);
         if (!t->xp) continue;
         for (int64_t c = 0; c < nc; c++) {
             int8_t *xp = t->xp + ((int64_t)tok * nc + c) * 32;
